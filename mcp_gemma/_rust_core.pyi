@@ -1,0 +1,214 @@
+"""Type stub for ``mcp_gemma._rust_core``, the Rust core (PyO3). Hand-written; checked by stubtest.
+
+Every function that scans releases the GIL. Arrays are read in place (never copied) and must be
+C-contiguous with the stated dtype; anything else raises ``ValueError`` naming the argument.
+"""
+
+from collections.abc import Sequence
+from typing import Literal, Self, final
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "BM25Index",
+    "RustCoreError",
+    "TtlCache",
+    "VectorIndex",
+    "__version__",
+    "build_profile",
+    "chunk_text",
+    "fuse_rrf",
+    "fuse_weighted",
+    "simd_level",
+    "tokenize",
+    "topk",
+    "topk_batch",
+]
+
+__version__: str
+"""Version of the Rust crate (from Cargo.toml)."""
+
+build_profile: Literal["release", "debug"]
+"""Cargo profile the extension was built with; benchmarks refuse "debug"."""
+
+class RustCoreError(Exception):
+    """An internal failure of the Rust core (a bug, not bad input)."""
+
+def simd_level() -> Literal["avx2", "neon", "scalar"]:
+    """The instruction set the kernels use on this machine."""
+
+def topk(
+    matrix: NDArray[np.float32],
+    query: NDArray[np.float32],
+    k: int,
+    metric: Literal["ip", "cosine"] = "ip",
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Exact top-k rows of ``matrix`` (n, d) for ``query`` (d,): (indices, scores), best first."""
+
+def topk_batch(
+    matrix: NDArray[np.float32],
+    queries: NDArray[np.float32],
+    k: int,
+    metric: Literal["ip", "cosine"] = "ip",
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Exact top-k for each row of ``queries`` (m, d): indices and scores of shape (m, min(k, n))."""
+
+@final
+class VectorIndex:
+    """Rust-owned f32 rows keyed by uint64 ids; exact search, optionally int8 first pass + f32 re-rank."""
+
+    def __new__(
+        cls,
+        dim: int,
+        metric: Literal["ip", "cosine"] = "cosine",
+        quantize: bool = False,
+        rerank: int = 4,
+    ) -> Self:
+        """An empty index; ``quantize`` scans int8 codes, then re-ranks the best ``k * rerank`` in f32."""
+
+    def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
+        """Upsert rows (an existing id is replaced); cosine indexes store them normalised. All-or-nothing."""
+
+    def remove(self, ids: NDArray[np.uint64]) -> int:
+        """Remove ids (unknown ones are ignored); returns how many were present."""
+
+    def search(
+        self, query: NDArray[np.float32], k: int, allow: NDArray[np.uint64] | None = None
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """Best ``k`` (ids, scores), best first; ``allow`` restricts the scan to those ids."""
+
+    def search_batch(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """``search`` for each row of ``queries`` (m, dim): arrays of shape (m, min(k, len))."""
+
+    def get(self, id: int) -> NDArray[np.float32] | None:
+        """A copy of the stored row of ``id`` (unit length for cosine indexes), or None."""
+
+    def contains(self, id: int) -> bool:
+        """Whether ``id`` is stored."""
+
+    def __contains__(self, id: int, /) -> bool:
+        """Whether ``id`` is stored."""
+
+    def ids(self) -> NDArray[np.uint64]:
+        """All stored ids, in storage order."""
+
+    def set_quantized(self, on: bool) -> None:
+        """Build (True) or drop (False) the int8 codes used for the first pass."""
+
+    def __len__(self) -> int:
+        """Number of stored rows."""
+
+    @property
+    def dim(self) -> int:
+        """Row width."""
+
+    @property
+    def metric(self) -> Literal["ip", "cosine"]:
+        """Similarity measure."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by rows, ids and int8 codes."""
+
+    @property
+    def quantized(self) -> bool:
+        """Whether searches scan int8 codes first."""
+
+    @property
+    def rerank(self) -> int:
+        """Re-rank depth multiplier used when quantised."""
+
+@final
+class BM25Index:
+    """In-memory BM25 keyword index over documents keyed by non-negative int ids."""
+
+    def __new__(cls, k1: float = 1.2, b: float = 0.75) -> Self:
+        """An empty index with the usual BM25 parameters."""
+
+    def add(self, id: int, text: str) -> None:
+        """Index ``text`` under ``id``, replacing an earlier text of that id."""
+
+    def add_many(self, ids: Sequence[int], texts: Sequence[str]) -> None:
+        """``add`` for each pair; tokenises with the GIL released."""
+
+    def remove(self, id: int) -> bool:
+        """Drop ``id``; returns whether it was present."""
+
+    def search(
+        self, query: str, k: int, allow: NDArray[np.uint64] | None = None
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """Best ``k`` documents for ``query`` (ids, scores), best first; only ones sharing a term."""
+
+    def __len__(self) -> int:
+        """Number of documents."""
+
+    def __contains__(self, id: int, /) -> bool:
+        """Whether ``id`` is indexed."""
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct terms in indexed documents."""
+
+    @property
+    def k1(self) -> float:
+        """Term-frequency saturation."""
+
+    @property
+    def b(self) -> float:
+        """Length normalisation."""
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased Unicode words (UAX #29 word boundaries): the tokens BM25Index indexes."""
+
+def fuse_rrf(
+    rankings: Sequence[Sequence[int]], k: int = 60, limit: int | None = None
+) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: score(id) = sum of 1 / (k + rank), rank from 1; best first, ties by id."""
+
+def fuse_weighted(
+    a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]], weight_b: float
+) -> list[tuple[int, float]]:
+    """Min-max normalise each list, then (1 - weight_b) * a + weight_b * b (missing id: 0); best first."""
+
+def chunk_text(
+    text: str, max_chars: int, overlap: int = 0, mode: Literal["sentence", "chars"] = "sentence"
+) -> list[tuple[int, int]]:
+    """Chunks of at most ``max_chars`` code points as [start, end) str offsets: ``text[s:e]`` is a chunk."""
+
+@final
+class TtlCache:
+    """LRU cache of str -> bytes with an optional default TTL and per-entry TTLs; thread-safe."""
+
+    def __new__(cls, capacity: int, ttl_seconds: float | None = None) -> Self:
+        """At most ``capacity`` entries; ``ttl_seconds`` is the default lifetime (None: no expiry)."""
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or None when absent or expired; a hit makes the entry most recently used."""
+
+    def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
+        """Insert or replace; evicts the least recently used entry when full."""
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; returns whether a live entry was removed."""
+
+    def clear(self) -> None:
+        """Remove everything (statistics are kept)."""
+
+    def keys(self) -> list[str]:
+        """Live keys, most recently used first."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters: hits, misses, evictions, inserts, expirations."""
+
+    def __len__(self) -> int:
+        """Number of live entries."""
+
+    def __contains__(self, key: str, /) -> bool:
+        """Whether ``key`` is present and not expired (does not count as a hit)."""
+
+    @property
+    def capacity(self) -> int:
+        """Maximum number of entries."""

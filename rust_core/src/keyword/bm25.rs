@@ -1,0 +1,252 @@
+//! BM25 over an inverted index. Scores use the Lucene form of IDF, `ln(1 + (N - df + 0.5) / (df + 0.5))`,
+//! which is never negative (rank-bm25's Okapi IDF goes negative for terms in over half the documents).
+//! Query terms are summed with multiplicity, as rank-bm25 does.
+
+use std::collections::{HashMap, HashSet};
+
+use super::tokenize;
+use crate::errors::{CoreError, CoreResult};
+use crate::vector::topk::TopK;
+
+/// Documents keyed by u64 ids. Removal really deletes postings; freed slots are reused.
+#[derive(Debug, Clone)]
+pub struct Bm25Index {
+    k1: f32,
+    b: f32,
+    term_ids: HashMap<String, u32>,
+    /// Per term: (doc slot, term frequency).
+    postings: Vec<Vec<(u32, u32)>>,
+    live_terms: usize,
+    slot_of: HashMap<u64, u32>,
+    doc_id: Vec<u64>,
+    doc_len: Vec<u32>,
+    /// Distinct terms of each live slot (empty for free slots), for removal.
+    doc_terms: Vec<Vec<u32>>,
+    free: Vec<u32>,
+    total_len: u64,
+}
+
+impl Bm25Index {
+    /// An empty index; `k1` >= 0 and `b` in [0, 1].
+    pub fn new(k1: f32, b: f32) -> CoreResult<Self> {
+        if !(k1.is_finite() && k1 >= 0.0) {
+            return Err(CoreError::invalid(format!(
+                "k1 must be a finite number >= 0, got {k1}"
+            )));
+        }
+        if !(0.0..=1.0).contains(&b) {
+            return Err(CoreError::invalid(format!("b must be in [0, 1], got {b}")));
+        }
+        Ok(Self {
+            k1,
+            b,
+            term_ids: HashMap::new(),
+            postings: Vec::new(),
+            live_terms: 0,
+            slot_of: HashMap::new(),
+            doc_id: Vec::new(),
+            doc_len: Vec::new(),
+            doc_terms: Vec::new(),
+            free: Vec::new(),
+            total_len: 0,
+        })
+    }
+
+    /// Term-frequency saturation.
+    pub fn k1(&self) -> f32 {
+        self.k1
+    }
+
+    /// Length normalisation.
+    pub fn b(&self) -> f32 {
+        self.b
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.slot_of.len()
+    }
+
+    /// True when no document is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.slot_of.is_empty()
+    }
+
+    /// Whether `id` is indexed.
+    pub fn contains(&self, id: u64) -> bool {
+        self.slot_of.contains_key(&id)
+    }
+
+    /// Distinct terms that occur in at least one document.
+    pub fn vocab_size(&self) -> usize {
+        self.live_terms
+    }
+
+    /// Indexes `text` under `id`, replacing any earlier text of that id.
+    pub fn add(&mut self, id: u64, text: &str) {
+        self.add_tokens(id, tokenize(text));
+    }
+
+    /// Indexes already tokenised text (see [`tokenize`]).
+    pub fn add_tokens(&mut self, id: u64, tokens: Vec<String>) {
+        self.remove(id);
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for tok in &tokens {
+            let next = self.term_ids.len() as u32;
+            let t = *self.term_ids.entry(tok.clone()).or_insert(next);
+            if t as usize == self.postings.len() {
+                self.postings.push(Vec::new());
+            }
+            *counts.entry(t).or_insert(0) += 1;
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.doc_id.push(0);
+                self.doc_len.push(0);
+                self.doc_terms.push(Vec::new());
+                (self.doc_id.len() - 1) as u32
+            }
+        };
+        let s = slot as usize;
+        self.doc_id[s] = id;
+        self.doc_len[s] = tokens.len() as u32;
+        let mut terms = Vec::with_capacity(counts.len());
+        for (t, tf) in counts {
+            let p = &mut self.postings[t as usize];
+            if p.is_empty() {
+                self.live_terms += 1;
+            }
+            p.push((slot, tf));
+            terms.push(t);
+        }
+        self.doc_terms[s] = terms;
+        self.total_len += tokens.len() as u64;
+        self.slot_of.insert(id, slot);
+    }
+
+    /// Removes `id`; returns whether it was indexed.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let Some(slot) = self.slot_of.remove(&id) else {
+            return false;
+        };
+        let s = slot as usize;
+        for t in std::mem::take(&mut self.doc_terms[s]) {
+            let p = &mut self.postings[t as usize];
+            if let Some(i) = p.iter().position(|&(d, _)| d == slot) {
+                p.swap_remove(i);
+            }
+            if p.is_empty() {
+                self.live_terms -= 1;
+            }
+        }
+        self.total_len -= u64::from(self.doc_len[s]);
+        self.doc_len[s] = 0;
+        self.free.push(slot);
+        true
+    }
+
+    /// Best `k` (id, score) for `query`, optionally only among `allow`ed ids. Only documents sharing
+    /// a term with the query are returned.
+    pub fn search(&self, query: &str, k: usize, allow: Option<&[u64]>) -> Vec<(u64, f32)> {
+        let n = self.len();
+        if n == 0 || k == 0 {
+            return Vec::new();
+        }
+        let allowed: Option<HashSet<u32>> = allow.map(|ids| {
+            ids.iter()
+                .filter_map(|id| self.slot_of.get(id).copied())
+                .collect()
+        });
+        let avgdl = self.total_len as f32 / n as f32;
+        let norm_len = if avgdl > 0.0 { self.b / avgdl } else { 0.0 };
+        let base = self.k1 * (1.0 - self.b);
+        let k1p1 = self.k1 + 1.0;
+        let mut acc = vec![0.0f32; self.doc_id.len()];
+        let mut touched: Vec<u32> = Vec::new();
+        for tok in tokenize(query) {
+            let Some(&t) = self.term_ids.get(&tok) else {
+                continue;
+            };
+            let p = &self.postings[t as usize];
+            if p.is_empty() {
+                continue;
+            }
+            let df = p.len() as f32;
+            let idf = (1.0 + (n as f32 - df + 0.5) / (df + 0.5)).ln();
+            for &(slot, tf) in p {
+                let s = slot as usize;
+                let tf = tf as f32;
+                let denom = tf + base + self.k1 * norm_len * self.doc_len[s] as f32;
+                if acc[s] == 0.0 {
+                    touched.push(slot);
+                }
+                acc[s] += idf * tf * k1p1 / denom;
+            }
+        }
+        let mut top = TopK::new(k);
+        for slot in touched {
+            if allowed.as_ref().is_none_or(|a| a.contains(&slot)) {
+                top.push(acc[slot as usize], slot as usize);
+            }
+        }
+        top.into_sorted()
+            .into_iter()
+            .map(|h| (self.doc_id[h.pos], h.score))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bm25(tf: f32, df: f32, n: f32, dl: f32, avgdl: f32) -> f32 {
+        let (k1, b) = (1.2, 0.75);
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * dl / avgdl))
+    }
+
+    #[test]
+    fn scores_match_the_formula() -> CoreResult<()> {
+        let mut idx = Bm25Index::new(1.2, 0.75)?;
+        idx.add(1, "the cat sat on the mat");
+        idx.add(2, "the dog sat");
+        idx.add(3, "cats and dogs");
+        let avgdl = (6.0 + 3.0 + 3.0) / 3.0;
+        let hits = idx.search("cat sat", 10, None);
+        let want1 = bm25(1.0, 1.0, 3.0, 6.0, avgdl) + bm25(1.0, 2.0, 3.0, 6.0, avgdl);
+        let want2 = bm25(1.0, 2.0, 3.0, 3.0, avgdl);
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].0, 1);
+        assert!((hits[0].1 - want1).abs() < 1e-5);
+        assert_eq!(hits[1].0, 2);
+        assert!((hits[1].1 - want2).abs() < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn upsert_remove_and_allow() -> CoreResult<()> {
+        let mut idx = Bm25Index::new(1.2, 0.75)?;
+        idx.add(1, "alpha beta");
+        idx.add(2, "beta gamma");
+        idx.add(1, "delta");
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.vocab_size(), 3);
+        assert!(idx.search("alpha", 5, None).is_empty());
+        assert_eq!(idx.search("beta delta", 5, Some(&[1]))[0].0, 1);
+        assert!(idx.remove(2));
+        assert!(!idx.remove(2));
+        assert_eq!(idx.vocab_size(), 1);
+        assert!(idx.search("beta", 5, None).is_empty());
+        idx.add(3, "beta");
+        assert_eq!(idx.search("beta", 5, None).len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        assert!(Bm25Index::new(-1.0, 0.5).is_err());
+        assert!(Bm25Index::new(1.2, 1.5).is_err());
+    }
+}

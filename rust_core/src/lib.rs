@@ -1,0 +1,46 @@
+//! mcp-gemma's Rust core: pure kernels (`vector`, `keyword`, `chunk`, `cache`, `fusion`) usable and
+//! tested without Python, and, behind the default `python` feature, the `mcp_gemma._rust_core` module.
+//! This file only declares modules and registers what Python sees.
+
+pub mod cache;
+pub mod chunk;
+pub mod errors;
+pub mod fusion;
+pub mod keyword;
+pub mod vector;
+
+#[cfg(feature = "python")]
+mod py;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+mod _rust_core {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::errors::RustCoreError;
+    #[pymodule_export]
+    use crate::py::cache::PyTtlCache;
+    #[pymodule_export]
+    use crate::py::chunk::chunk_text;
+    #[pymodule_export]
+    use crate::py::fusion::{fuse_rrf, fuse_weighted};
+    #[pymodule_export]
+    use crate::py::keyword::{tokenize, PyBm25Index};
+    #[pymodule_export]
+    use crate::py::vector::{simd_level, topk, topk_batch, PyVectorIndex};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add(
+            "build_profile",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        )?;
+        Ok(())
+    }
+}

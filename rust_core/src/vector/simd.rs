@@ -1,0 +1,475 @@
+//! Dot-product kernels, selected once at run time: AVX2+FMA on x86-64, else a portable kernel written
+//! with independent lanes so LLVM vectorises it (SSE2 on x86-64, NEON on aarch64, where NEON is baseline).
+//!
+//! The kernels score whole blocks of rows (one dispatch per block, not per row) and score several rows
+//! per pass over the query so each query load feeds several FMAs.
+
+use std::sync::OnceLock;
+
+/// The instruction set the kernels run with on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// AVX2 + FMA (x86-64).
+    Avx2,
+    /// NEON (aarch64 baseline), through the portable kernel.
+    Neon,
+    /// Portable kernel without a wider instruction set.
+    Scalar,
+}
+
+impl SimdLevel {
+    /// The name Python sees (`simd_level()`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx2 => "avx2",
+            Self::Neon => "neon",
+            Self::Scalar => "scalar",
+        }
+    }
+}
+
+/// The level detected on this CPU (cached after the first call).
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(detect)
+}
+
+fn detect() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("MCP_GEMMA_FORCE_SCALAR").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            return SimdLevel::Avx2;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        return SimdLevel::Neon;
+    }
+    #[allow(unreachable_code)]
+    SimdLevel::Scalar
+}
+
+/// `out[r] = <query, rows[r]>` for every row of `rows` (row-major, `dim` columns).
+pub fn dot_rows(query: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+    debug_assert_eq!(query.len(), dim);
+    debug_assert_eq!(rows.len(), out.len() * dim);
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        // SAFETY: AVX2 and FMA were detected on this CPU; slice lengths are checked above.
+        unsafe { avx2::dot_rows(query, rows, dim, out) };
+        return;
+    }
+    portable::dot_rows(query, rows, dim, out);
+}
+
+/// Dot product of two equal-length vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut out = [0.0f32];
+    dot_rows(a, b, a.len(), &mut out);
+    out[0]
+}
+
+/// `out[r] = |rows[r]|²`.
+pub fn sq_norms(rows: &[f32], dim: usize, out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim.max(1))) {
+        *o = dot(row, row);
+    }
+}
+
+/// `out[q * nrows + r] = <queries[q], rows[r]>` for a block of queries and a block of rows.
+pub fn dot_block(queries: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+    let nq = queries.len() / dim.max(1);
+    let nr = rows.len() / dim.max(1);
+    debug_assert_eq!(out.len(), nq * nr);
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        // SAFETY: AVX2 and FMA were detected on this CPU; shapes are derived from the slices.
+        unsafe { avx2::dot_block(queries, rows, dim, nq, nr, out) };
+        return;
+    }
+    for (q, o) in queries
+        .chunks_exact(dim.max(1))
+        .zip(out.chunks_exact_mut(nr.max(1)))
+    {
+        portable::dot_rows(q, rows, dim, o);
+    }
+}
+
+/// `out[r] = <query, codes[r]>` over int8 rows (exact integer arithmetic).
+pub fn dot_rows_i8(query: &[i8], codes: &[i8], dim: usize, out: &mut [i32]) {
+    debug_assert_eq!(query.len(), dim);
+    debug_assert_eq!(codes.len(), out.len() * dim);
+    #[cfg(target_arch = "x86_64")]
+    if simd_level() == SimdLevel::Avx2 {
+        // SAFETY: AVX2 was detected on this CPU; slice lengths are checked above.
+        unsafe { avx2::dot_rows_i8(query, codes, dim, out) };
+        return;
+    }
+    portable::dot_rows_i8(query, codes, dim, out);
+}
+
+/// Reference implementations, also the fallback. Independent lanes let LLVM vectorise without
+/// reassociating a single float sum.
+pub mod portable {
+    const LANES: usize = 16;
+
+    /// Plain dot product with 16 independent partial sums.
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let ca = a.chunks_exact(LANES);
+        let cb = b.chunks_exact(LANES);
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
+        for (xa, xb) in ca.zip(cb) {
+            for l in 0..LANES {
+                acc[l] = xa[l].mul_add(xb[l], acc[l]);
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    /// Block version of [`dot`].
+    pub fn dot_rows(query: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim.max(1))) {
+            *o = dot(query, row);
+        }
+    }
+
+    /// Integer dot product.
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum()
+    }
+
+    /// Block version of [`dot_i8`].
+    pub fn dot_rows_i8(query: &[i8], codes: &[i8], dim: usize, out: &mut [i32]) {
+        for (o, row) in out.iter_mut().zip(codes.chunks_exact(dim.max(1))) {
+            *o = dot_i8(query, row);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum_i32(v: __m256i) -> i32 {
+        let lo = _mm256_castsi256_si128(v);
+        let hi = _mm256_extracti128_si256::<1>(v);
+        let s = _mm_add_epi32(lo, hi);
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// One query against one row.
+    ///
+    /// # Safety
+    /// `q` and `r` point to `dim` readable floats; the CPU supports AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot1(q: *const f32, r: *const f32, dim: usize) -> f32 {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY: every offset read is < dim, which the caller guarantees readable.
+        unsafe {
+            while i + 16 <= dim {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(i)), _mm256_loadu_ps(r.add(i)), a0);
+                a1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.add(i + 8)),
+                    _mm256_loadu_ps(r.add(i + 8)),
+                    a1,
+                );
+                i += 16;
+            }
+            if i + 8 <= dim {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(i)), _mm256_loadu_ps(r.add(i)), a0);
+                i += 8;
+            }
+            let mut s = hsum(_mm256_add_ps(a0, a1));
+            while i < dim {
+                s += *q.add(i) * *r.add(i);
+                i += 1;
+            }
+            s
+        }
+    }
+
+    /// One query against four rows starting at `r` (stride `dim`); the query is loaded once per step.
+    ///
+    /// # Safety
+    /// `q` points to `dim` floats, `r` to `4 * dim` floats; the CPU supports AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4(q: *const f32, r: *const f32, dim: usize) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY: offsets stay below dim within each of the four rows.
+        unsafe {
+            while i + 8 <= dim {
+                let vq = _mm256_loadu_ps(q.add(i));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(vq, _mm256_loadu_ps(r.add(j * dim + i)), *a);
+                }
+                i += 8;
+            }
+            let mut out = [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])];
+            while i < dim {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += *q.add(i) * *r.add(j * dim + i);
+                }
+                i += 1;
+            }
+            out
+        }
+    }
+
+    /// Three queries against four rows: twelve accumulators, seven loads per twelve FMAs.
+    ///
+    /// # Safety
+    /// `q` points to `3 * dim` floats, `r` to `4 * dim` floats; the CPU supports AVX2 and FMA.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_3x4(q: *const f32, r: *const f32, dim: usize) -> [[f32; 4]; 3] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+        let mut i = 0;
+        // SAFETY: offsets stay below dim within each query and row.
+        unsafe {
+            while i + 8 <= dim {
+                let vr = [
+                    _mm256_loadu_ps(r.add(i)),
+                    _mm256_loadu_ps(r.add(dim + i)),
+                    _mm256_loadu_ps(r.add(2 * dim + i)),
+                    _mm256_loadu_ps(r.add(3 * dim + i)),
+                ];
+                for (qi, row_acc) in acc.iter_mut().enumerate() {
+                    let vq = _mm256_loadu_ps(q.add(qi * dim + i));
+                    for (a, v) in row_acc.iter_mut().zip(vr) {
+                        *a = _mm256_fmadd_ps(vq, v, *a);
+                    }
+                }
+                i += 8;
+            }
+            let mut out = [[0.0f32; 4]; 3];
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = [hsum(a[0]), hsum(a[1]), hsum(a[2]), hsum(a[3])];
+            }
+            while i < dim {
+                for (qi, o) in out.iter_mut().enumerate() {
+                    for (j, x) in o.iter_mut().enumerate() {
+                        *x += *q.add(qi * dim + i) * *r.add(j * dim + i);
+                    }
+                }
+                i += 1;
+            }
+            out
+        }
+    }
+
+    /// # Safety
+    /// `rows.len() == out.len() * dim`, `query.len() == dim`; AVX2 and FMA available.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_rows(query: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
+        let n = out.len();
+        let (q, r) = (query.as_ptr(), rows.as_ptr());
+        let mut i = 0;
+        // SAFETY: row i..i+4 (or i) lies inside `rows` because rows.len() == n * dim.
+        unsafe {
+            while i + 4 <= n {
+                out[i..i + 4].copy_from_slice(&dot4(q, r.add(i * dim), dim));
+                i += 4;
+            }
+            while i < n {
+                out[i] = dot1(q, r.add(i * dim), dim);
+                i += 1;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `queries.len() == nq * dim`, `rows.len() == nr * dim`, `out.len() == nq * nr`; AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_block(
+        queries: &[f32],
+        rows: &[f32],
+        dim: usize,
+        nq: usize,
+        nr: usize,
+        out: &mut [f32],
+    ) {
+        let (q, r) = (queries.as_ptr(), rows.as_ptr());
+        let mut qi = 0;
+        // SAFETY: every pointer offset addresses a query < nq or a row < nr, inside the slices.
+        unsafe {
+            while qi + 3 <= nq {
+                let mut ri = 0;
+                while ri + 4 <= nr {
+                    let t = tile_3x4(q.add(qi * dim), r.add(ri * dim), dim);
+                    for (j, row) in t.iter().enumerate() {
+                        out[(qi + j) * nr + ri..(qi + j) * nr + ri + 4].copy_from_slice(row);
+                    }
+                    ri += 4;
+                }
+                while ri < nr {
+                    for j in 0..3 {
+                        out[(qi + j) * nr + ri] = dot1(q.add((qi + j) * dim), r.add(ri * dim), dim);
+                    }
+                    ri += 1;
+                }
+                qi += 3;
+            }
+            while qi < nq {
+                dot_rows(
+                    &queries[qi * dim..(qi + 1) * dim],
+                    rows,
+                    dim,
+                    &mut out[qi * nr..(qi + 1) * nr],
+                );
+                qi += 1;
+            }
+        }
+    }
+
+    /// int8 dot of one query against four rows: |q| · sign(code, q) through `maddubs`, which cannot
+    /// saturate because codes and the query stay within [-127, 127].
+    ///
+    /// # Safety
+    /// `q` points to `dim` bytes, `r` to `4 * dim` bytes; AVX2 available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot4_i8(q: *const i8, r: *const i8, dim: usize) -> [i32; 4] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut i = 0;
+        // SAFETY: offsets stay below dim within the query and each of the four rows.
+        unsafe {
+            while i + 32 <= dim {
+                let vq = _mm256_loadu_si256(q.add(i).cast());
+                let aq = _mm256_abs_epi8(vq);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let vr = _mm256_loadu_si256(r.add(j * dim + i).cast());
+                    let p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(vr, vq));
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p16, ones));
+                }
+                i += 32;
+            }
+            let mut out = [
+                hsum_i32(acc[0]),
+                hsum_i32(acc[1]),
+                hsum_i32(acc[2]),
+                hsum_i32(acc[3]),
+            ];
+            while i < dim {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += i32::from(*q.add(i)) * i32::from(*r.add(j * dim + i));
+                }
+                i += 1;
+            }
+            out
+        }
+    }
+
+    /// # Safety
+    /// `codes.len() == out.len() * dim`, `query.len() == dim`; AVX2 available.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_rows_i8(query: &[i8], codes: &[i8], dim: usize, out: &mut [i32]) {
+        let n = out.len();
+        let (q, r) = (query.as_ptr(), codes.as_ptr());
+        let mut i = 0;
+        // SAFETY: rows i..i+4 lie inside `codes` because codes.len() == n * dim.
+        unsafe {
+            while i + 4 <= n {
+                out[i..i + 4].copy_from_slice(&dot4_i8(q, r.add(i * dim), dim));
+                i += 4;
+            }
+        }
+        while i < n {
+            out[i] = super::portable::dot_i8(query, &codes[i * dim..(i + 1) * dim]);
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn dot_rows_matches_portable_for_odd_dims() {
+        let mut s = 7;
+        for dim in [1, 3, 8, 15, 16, 17, 33, 384, 385] {
+            let n = 11;
+            let q: Vec<f32> = (0..dim).map(|_| lcg(&mut s)).collect();
+            let rows: Vec<f32> = (0..n * dim).map(|_| lcg(&mut s)).collect();
+            let mut a = vec![0.0; n];
+            dot_rows(&q, &rows, dim, &mut a);
+            let mut b = vec![0.0; n];
+            portable::dot_rows(&q, &rows, dim, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-4, "dim {dim}: {x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_block_matches_dot_rows() {
+        let mut s = 3;
+        for (nq, nr, dim) in [(1, 1, 5), (3, 4, 8), (7, 13, 385), (64, 9, 384)] {
+            let q: Vec<f32> = (0..nq * dim).map(|_| lcg(&mut s)).collect();
+            let rows: Vec<f32> = (0..nr * dim).map(|_| lcg(&mut s)).collect();
+            let mut out = vec![0.0; nq * nr];
+            dot_block(&q, &rows, dim, &mut out);
+            for qi in 0..nq {
+                let mut want = vec![0.0; nr];
+                portable::dot_rows(&q[qi * dim..(qi + 1) * dim], &rows, dim, &mut want);
+                for (x, y) in out[qi * nr..(qi + 1) * nr].iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-4);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn i8_rows_are_exact() {
+        let mut s = 11;
+        for dim in [1, 31, 32, 33, 384, 100] {
+            let n = 9;
+            let q: Vec<i8> = (0..dim).map(|_| (lcg(&mut s) * 254.0) as i8).collect();
+            let codes: Vec<i8> = (0..n * dim).map(|_| (lcg(&mut s) * 254.0) as i8).collect();
+            let mut a = vec![0; n];
+            dot_rows_i8(&q, &codes, dim, &mut a);
+            let mut b = vec![0; n];
+            portable::dot_rows_i8(&q, &codes, dim, &mut b);
+            assert_eq!(a, b, "dim {dim}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+"""BM25Index and tokenize."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mcp_gemma import _rust_core as rc
+
+
+def _bm25(tf: float, df: float, n: float, dl: float, avgdl: float, k1: float = 1.2, b: float = 0.75) -> float:
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+
+
+def test_tokenize_lowercases_unicode_words() -> None:
+    assert rc.tokenize("Hello, WORLD! Grüße — 東京") == ["hello", "world", "grüße", "東", "京"]
+    assert rc.tokenize("") == []
+
+
+def test_scores_match_hand_computed_bm25() -> None:
+    index = rc.BM25Index()
+    index.add_many([1, 2, 3], ["the cat sat on the mat", "the dog sat", "cats and dogs"])
+    avgdl = 12 / 3
+    ids, scores = index.search("cat sat", 10)
+    assert ids.tolist() == [1, 2]
+    expected = [
+        _bm25(1, 1, 3, 6, avgdl) + _bm25(1, 2, 3, 6, avgdl),
+        _bm25(1, 2, 3, 3, avgdl),
+    ]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert index.vocab_size == 9
+    assert len(index) == 3
+
+
+def test_term_frequency_and_length_order_like_rank_bm25() -> None:
+    index = rc.BM25Index(k1=1.5, b=0.75)
+    index.add(10, "redis redis redis vector")
+    index.add(11, "redis vector index with many other words in it")
+    index.add(12, "nothing relevant here")
+    ids, _ = index.search("redis", 5)
+    assert ids.tolist() == [10, 11]
+    assert index.k1 == pytest.approx(1.5)
+    assert index.b == pytest.approx(0.75)
+
+
+def test_upsert_remove_and_allow() -> None:
+    index = rc.BM25Index()
+    index.add(1, "alpha beta")
+    index.add(2, "beta gamma")
+    index.add(1, "delta")
+    assert len(index) == 2
+    assert index.search("alpha", 5)[0].tolist() == []
+    ids, _ = index.search("beta delta", 5, allow=np.array([1], dtype=np.uint64))
+    assert ids.tolist() == [1]
+    assert index.remove(2)
+    assert not index.remove(2)
+    assert 2 not in index
+    assert index.search("beta", 5)[0].tolist() == []
+
+
+def test_bad_input() -> None:
+    index = rc.BM25Index()
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search("x", 0)
+    with pytest.raises(ValueError, match="ids but"):
+        index.add_many([1, 2], ["only one"])
+    with pytest.raises(ValueError, match="b must be"):
+        rc.BM25Index(b=2.0)
