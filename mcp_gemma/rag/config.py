@@ -1,0 +1,51 @@
+"""Settings of ingestion and search."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RagSettings(BaseModel):
+    """Chunking, limits and search defaults of the knowledge base."""
+
+    chunk_size: int = Field(800, ge=50, le=20_000, description="Largest chunk, in characters.")
+    chunk_overlap: int = Field(100, ge=0, le=5_000, description="Characters shared by neighbouring chunks.")
+    chunk_mode: Literal["sentence", "chars"] = Field(
+        "sentence", description="Prefer sentence boundaries or not."
+    )
+    max_document_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest document accepted (UTF-8 bytes)."
+    )
+    max_metadata_bytes: int = Field(64 * 1024, ge=2, description="Largest metadata object (as JSON bytes).")
+    max_batch_documents: int = Field(10_000, ge=1, description="Most documents in one batch_ingest call.")
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file read by batch_ingest.")
+    max_results: int = Field(100, ge=1, le=10_000, description="Largest 'limit' a search accepts.")
+    quantize: bool = Field(False, description="Use the int8 index (with f32 re-rank) for vector search.")
+    bm25_k1: float = Field(1.2, gt=0, le=10, description="BM25 term-frequency saturation.")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    rrf_k: int = Field(60, ge=1, le=10_000, description="Rank constant of reciprocal rank fusion.")
+    candidate_factor: int = Field(
+        5, ge=1, le=100, description="Hybrid and MMR search look at limit × this many candidates per ranking."
+    )
+    ingest_group_documents: int = Field(
+        64, ge=1, le=10_000, description="Documents written per Redis transaction during batch ingest."
+    )
+    change_log_max: int = Field(
+        100_000, ge=1_000, description="Approximate length the change stream is trimmed to."
+    )
+    allowed_url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts research_query may fetch from (empty = no fetching); "
+        "'*.example.org' allows subdomains.",
+    )
+    allow_private_urls: bool = Field(
+        False, description="Allow URLs that resolve to private or loopback addresses."
+    )
+    url_timeout_s: float = Field(10.0, gt=0, le=120, description="Time limit of one URL fetch.")
+    url_max_bytes: int = Field(2 * 1024 * 1024, ge=1, description="Size limit of one URL fetch.")
+    max_urls: int = Field(5, ge=0, le=50, description="Most URLs one research_query may fetch.")
+    answer_max_tokens: int = Field(
+        256, ge=16, le=4096, description="Token budget of a research_query answer."
+    )

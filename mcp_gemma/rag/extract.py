@@ -1,0 +1,221 @@
+"""Files into documents: path checks against the allowed roots and text extraction per format.
+
+Paths are resolved (symlinks followed) before they are checked, so neither ``..`` nor a symlink
+can lead outside a root. Formats: txt / md / rst (UTF-8), html (selectolax), pdf (pypdf), json
+(an object with ``text``, a list of them, or any JSON as text) and jsonl (one object per line).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp_gemma.errors import AccessDeniedError, InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".log"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".json", ".jsonl", ".ndjson"}
+MAX_FILES = 100_000
+
+
+@dataclass
+class ExtractedDoc:
+    """Text pulled from a file (or one record of a JSON / JSONL file)."""
+
+    text: str
+    source: str
+    id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _inside(path: Path, roots: list[Path]) -> Path | None:
+    for root in roots:
+        if path == root or path.is_relative_to(root):
+            return root
+    return None
+
+
+def resolve_path(raw: str, roots: list[Path]) -> tuple[Path, Path]:
+    """The real path of ``raw`` and the allowed root it lies in; refuses anything outside the roots.
+
+    A relative path is taken relative to each root in turn (the first that exists wins).
+    """
+    if not roots:
+        raise AccessDeniedError(
+            "file ingestion is off: no allowed_roots are configured "
+            "(set MCP_GEMMA_ALLOWED_ROOTS='[\"/path\"]')"
+        )
+    if "\x00" in raw:
+        raise InvalidInputError("path contains a NUL character")
+    given = Path(raw).expanduser()
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    for candidate in candidates:
+        try:
+            real = candidate.resolve(strict=False)
+        except (OSError, RuntimeError) as exc:  # symlink loop, permission
+            raise InvalidInputError(f"cannot resolve {raw!r}: {exc}") from None
+        root = _inside(real, roots)
+        if root is None:
+            raise AccessDeniedError(
+                f"{raw!r} resolves to {real}, outside the allowed roots "
+                f"({', '.join(str(r) for r in roots)}); symlinks and '..' cannot leave a root"
+            )
+        if real.exists():
+            return real, root
+    raise InvalidInputError(
+        f"{raw!r} does not exist"
+        + ("" if given.is_absolute() else f" under {', '.join(str(r) for r in roots)}")
+    )
+
+
+def expand(
+    raw: str, roots: list[Path], pattern: str
+) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Files named by ``raw`` (a file, or a folder searched with the glob ``pattern``).
+
+    Returns ``(files with their root, problems)``; files whose real path leaves the roots are
+    reported as problems, unsupported suffixes in a folder are skipped silently.
+    """
+    real, root = resolve_path(raw, roots)
+    if real.is_file():
+        return [(real, root)], []
+    if not real.is_dir():
+        raise InvalidInputError(f"{raw!r} is neither a regular file nor a folder")
+    files: list[tuple[Path, Path]] = []
+    problems: list[tuple[str, str]] = []
+    for path in sorted(real.glob(pattern)):
+        if len(files) >= MAX_FILES:
+            problems.append((str(real), f"more than {MAX_FILES} files; the rest were not read"))
+            break
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            problems.append((str(path), f"cannot resolve: {exc}"))
+            continue
+        inner = _inside(target, roots)
+        if inner is None:
+            problems.append((str(path), f"resolves to {target}, outside the allowed roots; skipped"))
+        elif target.is_file():
+            files.append((target, inner))
+    return files, problems
+
+
+def _decode(data: bytes, source: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise InvalidInputError(
+            f"{source} looks binary (NUL bytes); only text, html, pdf and json files are read"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{source} is not valid UTF-8 (bad byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "convert it to UTF-8 first"
+        ) from None
+
+
+def html_text(html: str) -> tuple[str, str | None]:
+    """Visible text of an HTML page and its title."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(html)
+    for node in tree.css("script, style, noscript, template, svg"):
+        node.decompose()
+    title_node = tree.css_first("title")
+    title = title_node.text(strip=True) if title_node is not None else None
+    body = tree.body or tree.root
+    text = body.text(separator="\n", strip=True) if body is not None else ""
+    return text, title or None
+
+
+def _pdf_text(data: bytes, source: str) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise InvalidInputError(f"{source} is an encrypted PDF; decrypt it first")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except PdfReadError as exc:
+        raise InvalidInputError(f"{source} is not a readable PDF: {exc}") from None
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise InvalidInputError(f"{source} has no extractable text (a scanned PDF needs OCR first)")
+    return text
+
+
+def _record(obj: Any, source: str, where: str) -> ExtractedDoc:
+    if isinstance(obj, dict) and isinstance(obj.get("text", obj.get("content")), str):
+        text = obj.get("text", obj.get("content"))
+        meta = (
+            obj.get("metadata")
+            if isinstance(obj.get("metadata"), dict)
+            else {
+                k: v
+                for k, v in obj.items()
+                if k not in ("text", "content", "id") and not isinstance(v, dict | list)
+            }
+        )
+        doc_id = obj.get("id")
+        return ExtractedDoc(
+            str(text), f"{source}{where}", str(doc_id) if doc_id is not None else None, dict(meta or {})
+        )
+    return ExtractedDoc(json.dumps(obj, ensure_ascii=False, indent=1), f"{source}{where}")
+
+
+def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
+    """Documents in one file (several for JSON lists and JSONL); raises a domain error naming the file."""
+    rel = path.relative_to(root).as_posix() if path != root else path.name
+    source = rel
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InvalidInputError(
+            f"{source}: unsupported file type {suffix or '(none)'}; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        )
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InvalidInputError(
+            f"{source} is {size:,} bytes; the limit is {max_bytes:,} (rag.max_file_bytes)"
+        )
+    data = path.read_bytes()
+    base = {"source": rel, "format": suffix.lstrip(".")}
+    if suffix == ".pdf":
+        return [ExtractedDoc(_pdf_text(data, source), source, None, base)]
+    text = _decode(data, source)
+    if suffix in HTML_SUFFIXES:
+        body, title = html_text(text)
+        meta = {**base, "title": title} if title else base
+        return [ExtractedDoc(body, source, None, meta)]
+    if suffix == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{source} is not valid JSON: {exc}") from None
+        items = obj if isinstance(obj, list) else [obj]
+        docs = [
+            _record(item, source, f"#{i}" if isinstance(obj, list) else "") for i, item in enumerate(items)
+        ]
+    elif suffix in (".jsonl", ".ndjson"):
+        docs = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                docs.append(_record(json.loads(line), source, f"#L{n}"))
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{source} line {n} is not valid JSON: {exc}") from None
+    else:
+        return [ExtractedDoc(text, source, None, base)]
+    for doc in docs:
+        doc.metadata = {**base, **doc.metadata}
+    return docs

@@ -1,0 +1,311 @@
+"""The in-memory search index of one process: a cache of Redis that follows the change stream.
+
+It holds the Rust :class:`VectorIndex` and :class:`BM25Index` keyed by integer chunk ids, plus a
+table of documents (head and parsed metadata) that filters and listings read. It is built from
+Redis on first use (in a worker thread) and, before every read, catches up with the change stream
+from the last entry it saw, so a change made by any process over the same Redis is visible to the
+next query here. A process's own writes are applied from memory, in stream order, without reading
+them back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from mcp_gemma import native
+from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.config import RagSettings
+from mcp_gemma.rag.docstore import Change, DocHead, DocStore, StoredChunk, WriteOutcome
+from mcp_gemma.rag.validation import Condition
+
+logger = logging.getLogger(__name__)
+
+Ids = npt.NDArray[np.uint64]
+Vectors = npt.NDArray[np.float32]
+CHANGE_BATCH = 1_000
+GAP_CHECK_S = 10.0
+THREAD_SCAN_ROWS = 20_000  # smaller scans take well under a millisecond: no thread hop
+MISSING = object()
+DOC_ID_FIELD = "doc_id"
+
+
+@dataclass(slots=True)
+class ChunkRef:
+    """Where a chunk sits: its document, position and offsets."""
+
+    doc_id: str
+    ordinal: int
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class DocEntry:
+    """A document as the index knows it."""
+
+    head: DocHead
+    metadata: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _LocalChange:
+    head: DocHead | None
+    chunks: list[StoredChunk]
+
+
+def _stream_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def lookup(metadata: dict[str, Any], field: str) -> Any:
+    """``metadata[field]``, following dots into nested objects; :data:`MISSING` when absent."""
+    if field in metadata:
+        return metadata[field]
+    node: Any = metadata
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+class ChunkIndex:
+    """Vector + keyword index and document table of one process."""
+
+    def __init__(self, store: DocStore, settings: RagSettings, dim: int) -> None:
+        self.store = store
+        self.settings = settings
+        self.dim = dim
+        self.vectors = native.VectorIndex(dim, "cosine", quantize=settings.quantize)
+        self.keywords = native.BM25Index(settings.bm25_k1, settings.bm25_b)
+        self.chunks: dict[int, ChunkRef] = {}
+        self.docs: dict[str, DocEntry] = {}
+        self.field_counts: Counter[str] = Counter()
+        self.last_id = "0-0"
+        self.ready = False
+        self.rebuild_seconds: float | None = None
+        self.lock = anyio.Lock()
+        self._local: dict[str, _LocalChange] = {}
+        self._last_gap_check = time.monotonic()
+
+    # ---- keeping up with Redis -------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Build the index on first use, then apply every change made since the last call."""
+        async with self.lock:
+            await self.sync_locked()
+
+    async def sync_locked(self) -> None:
+        """:meth:`sync` for a caller that holds :attr:`lock`."""
+        if not self.ready:
+            await self._rebuild()
+        elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
+            self._last_gap_check = time.monotonic()
+            first = await self.store.first_change_id()
+            if first is not None and self.last_id != "0-0" and _stream_key(first) > _stream_key(self.last_id):
+                logger.warning("fell behind the trimmed change stream; rebuilding the index from Redis")
+                await self._rebuild()
+        while True:
+            changes = await self.store.changes_after(self.last_id, CHANGE_BATCH)
+            if not changes:
+                break
+            await self._apply(changes)
+            self.last_id = changes[-1].stream_id
+            if len(changes) < CHANGE_BATCH:
+                break
+        if self._local:  # written and already covered by a rebuild
+            self._local = {k: v for k, v in self._local.items() if _stream_key(k) > _stream_key(self.last_id)}
+
+    def note_writes(self, outcomes: Sequence[WriteOutcome]) -> None:
+        """Remember this process's own writes so :meth:`sync_locked` applies them without reading Redis."""
+        for o in outcomes:
+            doc = o.doc
+            chunks = [
+                StoredChunk(cid, doc.id, ch.ordinal, ch.start, ch.end, ch.text, vec)
+                for cid, ch, vec in zip(doc.chunk_ids, doc.chunks, doc.vectors, strict=True)
+            ]
+            self._local[o.stream_id] = _LocalChange(o.head, chunks)
+
+    def note_delete(self, stream_id: str) -> None:
+        """Remember this process's own delete."""
+        self._local[stream_id] = _LocalChange(None, [])
+
+    async def _rebuild(self) -> None:
+        started = time.perf_counter()
+        last = await self.store.last_change_id()
+        doc_ids = await self.store.all_doc_ids()
+        heads = [h for h in await self.store.heads(doc_ids) if h is not None]
+        chunk_ids = [c for h in heads for c in h.chunk_ids]
+        stored = [
+            c for c in await self.store.chunks(chunk_ids, self.dim) if c is not None and c.vector is not None
+        ]
+
+        def build() -> tuple[Any, Any]:
+            vectors = native.VectorIndex(self.dim, "cosine", quantize=self.settings.quantize)
+            keywords = native.BM25Index(self.settings.bm25_k1, self.settings.bm25_b)
+            if stored:
+                ids = np.fromiter((c.chunk_id for c in stored), dtype=np.uint64, count=len(stored))
+                with native.native_errors():
+                    vectors.add(ids, np.stack([c.vector for c in stored if c.vector is not None]))
+                    keywords.add_many(ids.tolist(), [c.text for c in stored])
+            return vectors, keywords
+
+        self.vectors, self.keywords = await anyio.to_thread.run_sync(build)
+        self.chunks = {c.chunk_id: ChunkRef(c.doc_id, c.ordinal, c.start, c.end) for c in stored}
+        self.docs = {}
+        self.field_counts = Counter()
+        for head in heads:
+            self._set_doc(head.id, head)
+        self.last_id = last
+        self.ready = True
+        self.rebuild_seconds = time.perf_counter() - started
+        logger.info(
+            "search index built from Redis: %d documents, %d chunks in %.2f s",
+            len(self.docs),
+            len(self.chunks),
+            self.rebuild_seconds,
+        )
+
+    async def _apply(self, changes: Sequence[Change]) -> None:
+        removed: set[int] = set()
+        added: dict[int, StoredChunk] = {}
+        remote_adds: list[int] = []
+        touched: dict[str, _LocalChange | None] = {}  # None: read the head from Redis
+        for ch in changes:
+            local = self._local.pop(ch.stream_id, None)
+            for cid in ch.removed:
+                removed.add(cid)
+                added.pop(cid, None)
+            if local is not None:
+                for sc in local.chunks:
+                    added[sc.chunk_id] = sc
+            else:
+                remote_adds.extend(ch.added)
+            touched[ch.doc_id] = local
+        if remote_adds:
+            for fetched in await self.store.chunks(remote_adds, self.dim):
+                if fetched is not None and fetched.vector is not None and fetched.chunk_id not in removed:
+                    added[fetched.chunk_id] = fetched
+        remote_docs = [d for d, local in touched.items() if local is None]
+        remote_heads = (
+            dict(zip(remote_docs, await self.store.heads(remote_docs), strict=True)) if remote_docs else {}
+        )
+
+        gone = [c for c in removed if c in self.chunks]
+        fresh = list(added.values())
+
+        def mutate() -> None:
+            with native.native_errors():
+                if gone:
+                    self.vectors.remove(np.asarray(gone, dtype=np.uint64))
+                    for cid in gone:
+                        self.keywords.remove(cid)
+                if fresh:
+                    ids = np.fromiter((c.chunk_id for c in fresh), dtype=np.uint64, count=len(fresh))
+                    self.vectors.add(ids, np.stack([c.vector for c in fresh if c.vector is not None]))
+                    self.keywords.add_many(ids.tolist(), [c.text for c in fresh])
+
+        if len(gone) + len(fresh) > 2_000:
+            await anyio.to_thread.run_sync(mutate)
+        else:
+            mutate()
+        for cid in gone:
+            self.chunks.pop(cid, None)
+        for c in fresh:
+            self.chunks[c.chunk_id] = ChunkRef(c.doc_id, c.ordinal, c.start, c.end)
+        for doc_id, local in touched.items():
+            self._set_doc(doc_id, local.head if local is not None else remote_heads.get(doc_id))
+
+    def _set_doc(self, doc_id: str, head: DocHead | None) -> None:
+        old = self.docs.pop(doc_id, None)
+        if old is not None:
+            self.field_counts.subtract(old.metadata.keys())
+        if head is None:
+            return
+        metadata = json.loads(head.metadata_json)
+        self.docs[doc_id] = DocEntry(head, metadata)
+        self.field_counts.update(metadata.keys())
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def check_fields(self, conditions: Sequence[Condition]) -> None:
+        """Refuse a filter on a field no document has (a typo would otherwise match nothing, silently)."""
+        for cond in conditions:
+            root = cond.field.split(".", 1)[0]
+            if cond.field == DOC_ID_FIELD or self.field_counts[cond.field] > 0 or self.field_counts[root] > 0:
+                continue
+            known = sorted(f for f, n in self.field_counts.items() if n > 0)
+            raise InvalidInputError(
+                f"no document has a metadata field {cond.field!r}; fields in use: "
+                f"{', '.join(known[:50]) if known else 'none (no document has metadata)'}"
+                f"{' …' if len(known) > 50 else ''}. Use doc_id to filter by document id."
+            )
+
+    def matching_docs(self, conditions: Sequence[Condition]) -> list[DocEntry]:
+        """Documents whose metadata passes every condition."""
+        if not conditions:
+            return list(self.docs.values())
+        self.check_fields(conditions)
+        out = []
+        for entry in self.docs.values():
+            for cond in conditions:
+                value = entry.head.id if cond.field == DOC_ID_FIELD else lookup(entry.metadata, cond.field)
+                if value is MISSING or not cond.matches(value):
+                    break
+            else:
+                out.append(entry)
+        return out
+
+    def allow_list(self, conditions: Sequence[Condition]) -> Ids | None:
+        """Chunk ids of the documents that pass the filter; ``None`` = no filter (everything)."""
+        if not conditions:
+            return None
+        ids = [
+            cid
+            for entry in self.matching_docs(conditions)
+            for cid in entry.head.chunk_ids
+            if cid in self.chunks
+        ]
+        return np.asarray(ids, dtype=np.uint64)
+
+    async def vector_search(self, query: Vectors, k: int, allow: Ids | None) -> list[tuple[int, float]]:
+        """Top ``k`` chunks by cosine similarity (big scans run in a worker thread)."""
+        if allow is not None and len(allow) == 0:
+            return []
+
+        def scan() -> tuple[Ids, Vectors]:
+            with native.native_errors():
+                return self.vectors.search(query, k, allow)
+
+        rows = len(self.vectors) if allow is None else len(allow)
+        ids, scores = await anyio.to_thread.run_sync(scan) if rows > THREAD_SCAN_ROWS else scan()
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+
+    async def keyword_search(self, query: str, k: int, allow: Ids | None) -> list[tuple[int, float]]:
+        """Top ``k`` chunks by BM25."""
+        if allow is not None and len(allow) == 0:
+            return []
+
+        def scan() -> tuple[Ids, Vectors]:
+            with native.native_errors():
+                return self.keywords.search(query, k, allow)
+
+        rows = len(self.keywords) if allow is None else len(allow)
+        ids, scores = await anyio.to_thread.run_sync(scan) if rows > THREAD_SCAN_ROWS else scan()
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+
+    def vector_of(self, chunk_id: int) -> Vectors | None:
+        """The stored (unit) vector of a chunk."""
+        return self.vectors.get(chunk_id)

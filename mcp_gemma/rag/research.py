@@ -1,0 +1,185 @@
+"""research_query: hybrid search + memory recall + allow-listed URLs, then a cited answer when a model exists.
+
+Memory and the language model belong to other services; they are used when the server has them
+(``state.memory``, ``state.llm``) and the report says plainly when a step was skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mcp_gemma.errors import InvalidInputError, McpGemmaError
+from mcp_gemma.rag import web
+from mcp_gemma.rag.chunking import split
+from mcp_gemma.rag.models import Evidence, ResearchReport
+from mcp_gemma.rag.service import RagService
+
+logger = logging.getLogger(__name__)
+
+URL_CHUNKS_PER_PAGE = 2
+EVIDENCE_CHARS = 1_200
+
+
+def _attr(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def build_prompt(query: str, evidence: Sequence[Evidence]) -> str:
+    """The instruction and numbered evidence a model answers from."""
+    lines = [
+        "Answer the question using only the evidence below. Cite every claim with the evidence reference in "
+        "square brackets, e.g. [chunk:12]. If the evidence does not answer the question, say so. "
+        "Answer in at most five sentences.",
+        "",
+        "Evidence:",
+    ]
+    for ev in evidence:
+        lines.append(f"[{ev.ref}] {ev.text[:EVIDENCE_CHARS]}")
+    lines += ["", f"Question: {query}", "Answer:"]
+    return "\n".join(lines)
+
+
+async def _memory_evidence(memory: Any, query: str, limit: int, notes: list[str]) -> list[Evidence]:
+    if memory is None or not hasattr(memory, "recall"):
+        notes.append("memory recall skipped: this server has no memory service")
+        return []
+    try:
+        result = await memory.recall(query, k=limit)
+    except McpGemmaError as exc:
+        notes.append(f"memory recall failed: {exc}")
+        return []
+    out = []
+    for hit in _attr(result, "hits", []) or []:
+        item = _attr(hit, "item", hit)
+        content = _attr(item, "content")
+        if not content:
+            continue
+        similarity = _attr(hit, "similarity", _attr(hit, "score", 0.0))
+        out.append(
+            Evidence(
+                kind="memory",
+                ref=f"memory:{_attr(item, 'id', '?')}",
+                text=str(content),
+                score=float(similarity or 0.0),
+                source=str(_attr(item, "tier", "memory")),
+            )
+        )
+    return out
+
+
+async def _url_evidence(
+    rag: RagService, urls: Sequence[str], qvec: np.ndarray[Any, Any], notes: list[str]
+) -> list[Evidence]:
+    out: list[Evidence] = []
+    for url in urls:
+        try:
+            page = await web.fetch_page(url, rag.settings)
+        except TimeoutError:
+            notes.append(f"{url}: no answer within {rag.settings.url_timeout_s} s; skipped")
+            continue
+        except InvalidInputError as exc:
+            notes.append(f"{url}: {exc}; skipped")
+            continue
+        except Exception as exc:
+            notes.append(f"{url}: fetch failed ({type(exc).__name__}: {exc}); skipped")
+            continue
+        chunks = split(page.text, rag.settings) if page.text.strip() else []
+        if not chunks:
+            notes.append(f"{url}: no readable text")
+            continue
+        if page.truncated:
+            notes.append(f"{url}: cut at {rag.settings.url_max_bytes:,} bytes (rag.url_max_bytes)")
+        vectors = await rag.embeddings.embed([c.text for c in chunks])
+        scores = vectors @ qvec
+        for i in np.argsort(-scores)[:URL_CHUNKS_PER_PAGE]:
+            c = chunks[int(i)]
+            out.append(
+                Evidence(
+                    kind="url",
+                    ref=page.url if len(chunks) == 1 else f"{page.url}#{c.start}",
+                    text=c.text,
+                    score=float(scores[int(i)]),
+                    source=page.url,
+                    start=c.start,
+                    end=c.end,
+                )
+            )
+    return out
+
+
+async def research(
+    rag: RagService,
+    query: str,
+    *,
+    limit: int = 8,
+    urls: Sequence[str] = (),
+    filter: Mapping[str, Any] | None = None,
+    use_memory: bool = True,
+    memory: Any = None,
+    llm: Any = None,
+) -> ResearchReport:
+    """Gather ranked evidence for ``query`` and, with a model, a short answer citing it."""
+    started = time.perf_counter()
+    notes: list[str] = []
+    if len(urls) > rag.settings.max_urls:
+        raise InvalidInputError(
+            f"{len(urls)} URLs given; the limit is {rag.settings.max_urls} (rag.max_urls)"
+        )
+    for url in urls:  # refuse the whole call before any work if one URL is not allowed
+        await web.check_url(url, rag.settings)
+    hits = await rag.hybrid_search(query, limit=limit, filter=filter)
+    qvec = await rag.embeddings.embed_one(query)
+    evidence: list[Evidence] = []
+    for hit in hits.hits:
+        vec = rag.index.vector_of(hit.chunk_id)
+        cosine = float(vec @ qvec) if vec is not None else (hit.vector_score or 0.0)
+        evidence.append(
+            Evidence(
+                kind="document",
+                ref=f"chunk:{hit.chunk_id}",
+                text=hit.text,
+                score=cosine,
+                source=hit.doc_id,
+                start=hit.start,
+                end=hit.end,
+            )
+        )
+    if use_memory:
+        evidence += await _memory_evidence(memory, query, limit, notes)
+    if urls:
+        evidence += await _url_evidence(rag, urls, qvec, notes)
+    evidence.sort(key=lambda e: -e.score)
+    evidence = evidence[: limit * 2]
+
+    answer: str | None = None
+    if llm is None or not hasattr(llm, "generate"):
+        status = "no language model is available in this server: returning the ranked evidence only"
+    elif not evidence:
+        status = "nothing relevant was found, so no answer was generated"
+    else:
+        try:
+            result = await llm.generate(
+                build_prompt(query, evidence), max_new_tokens=rag.settings.answer_max_tokens
+            )
+            answer = str(_attr(result, "text", result)).strip() or None
+            model = _attr(result, "model_id", None)
+            status = f"answered by {model}" if model else "answered by the local language model"
+            if answer is None:
+                status = "the language model returned an empty answer; see the evidence"
+        except McpGemmaError as exc:
+            status = f"the language model failed ({exc}): returning the ranked evidence only"
+    return ResearchReport(
+        query=query,
+        answer=answer,
+        answer_status=status,
+        evidence=evidence,
+        notes=notes,
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+    )

@@ -1,0 +1,236 @@
+"""Vector, hybrid (BM25 + vector) and semantic (MMR + context) search over the chunk index."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mcp_gemma import native
+from mcp_gemma.embeddings.service import EmbeddingService
+from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.config import RagSettings
+from mcp_gemma.rag.docstore import DocStore, StoredChunk
+from mcp_gemma.rag.index import ChunkIndex, Ids
+from mcp_gemma.rag.models import Passage, SearchHit, SearchResult, SemanticSearchResult
+from mcp_gemma.rag.validation import parse_filter
+
+
+def mmr(
+    query: np.ndarray[Any, Any],
+    vectors: np.ndarray[Any, Any],
+    relevance: Sequence[float],
+    k: int,
+    diversity: float,
+) -> list[int]:
+    """Maximal marginal relevance: indices of ``k`` rows, trading relevance for novelty by ``diversity``."""
+    n = len(relevance)
+    if n == 0:
+        return []
+    lam = 1.0 - diversity
+    rel = np.asarray(relevance, dtype=np.float32)
+    sims = vectors @ vectors.T
+    chosen: list[int] = []
+    best_to_chosen = np.full(n, -np.inf, dtype=np.float32)
+    available = np.ones(n, dtype=bool)
+    for _ in range(min(k, n)):
+        redundancy = np.where(np.isfinite(best_to_chosen), best_to_chosen, 0.0)
+        score = lam * rel - (1.0 - lam) * redundancy
+        score[~available] = -np.inf
+        pick = int(np.argmax(score))
+        chosen.append(pick)
+        available[pick] = False
+        best_to_chosen = np.maximum(best_to_chosen, sims[pick])
+    return chosen
+
+
+def stitch(pieces: Sequence[StoredChunk]) -> tuple[str, int, int]:
+    """Join neighbouring chunks (sorted by offset) into one passage, dropping their overlap."""
+    ordered = sorted(pieces, key=lambda c: c.start)
+    text = ordered[0].text
+    end = ordered[0].end
+    for piece in ordered[1:]:
+        if piece.start < end:
+            text += piece.text[end - piece.start :] if piece.end > end else ""
+        else:
+            text += " " + piece.text
+        end = max(end, piece.end)
+    return text, ordered[0].start, end
+
+
+class Searcher:
+    """Turns queries into ranked chunks; reads texts from Redis for the hits only."""
+
+    def __init__(
+        self, index: ChunkIndex, store: DocStore, embeddings: EmbeddingService, settings: RagSettings
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.embeddings = embeddings
+        self.settings = settings
+
+    def check_limit(self, limit: int) -> None:
+        """Refuse a ``limit`` outside 1..rag.max_results."""
+        if not 1 <= limit <= self.settings.max_results:
+            raise InvalidInputError(f"limit must be between 1 and {self.settings.max_results}, got {limit}")
+
+    async def _prepare(
+        self, query: str, limit: int, filter: Mapping[str, Any] | None
+    ) -> tuple[np.ndarray[Any, Any], Ids | None, int]:
+        if not query.strip():
+            raise InvalidInputError("query is empty: say what to look for")
+        self.check_limit(limit)
+        conditions = parse_filter(filter)
+        qvec = await self.embeddings.embed_one(query)
+        await self.index.sync()
+        allow = self.index.allow_list(conditions)
+        searched = len(self.index.chunks) if allow is None else len(allow)
+        return qvec, allow, searched
+
+    async def _hits(
+        self,
+        ranked: Sequence[tuple[int, float]],
+        extra: Mapping[int, tuple[float | None, float | None]] | None = None,
+    ) -> list[SearchHit]:
+        stored = await self.store.chunks([cid for cid, _ in ranked], None)
+        hits = []
+        for (cid, score), chunk in zip(ranked, stored, strict=True):
+            if chunk is None:  # deleted by another process a moment ago
+                continue
+            entry = self.index.docs.get(chunk.doc_id)
+            vec, kw = extra.get(cid, (None, None)) if extra else (None, None)
+            hits.append(
+                SearchHit(
+                    chunk_id=cid,
+                    doc_id=chunk.doc_id,
+                    ordinal=chunk.ordinal,
+                    score=score,
+                    text=chunk.text,
+                    start=chunk.start,
+                    end=chunk.end,
+                    metadata=entry.metadata if entry else {},
+                    vector_score=vec,
+                    keyword_score=kw,
+                )
+            )
+        return hits
+
+    async def vector(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        min_score: float | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> SearchResult:
+        """Chunks most similar in meaning to ``query``."""
+        started = time.perf_counter()
+        qvec, allow, searched = await self._prepare(query, limit, filter)
+        ranked = await self.index.vector_search(qvec, limit, allow)
+        if min_score is not None:
+            ranked = [(c, s) for c, s in ranked if s >= min_score]
+        hits = await self._hits(ranked, {c: (s, None) for c, s in ranked})
+        return SearchResult(
+            query=query,
+            mode="vector",
+            hits=hits,
+            searched_chunks=searched,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    async def hybrid(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        keyword_weight: float | None = None,
+    ) -> SearchResult:
+        """BM25 and vector rankings fused by RRF, or by a weighted sum when ``keyword_weight`` is set."""
+        started = time.perf_counter()
+        if keyword_weight is not None and not 0.0 <= keyword_weight <= 1.0:
+            raise InvalidInputError(f"keyword_weight must be between 0 and 1, got {keyword_weight}")
+        qvec, allow, searched = await self._prepare(query, limit, filter)
+        depth = min(limit * self.settings.candidate_factor, max(limit, 1000))
+        vec = await self.index.vector_search(qvec, depth, allow)
+        kw = await self.index.keyword_search(query, depth, allow)
+        with native.native_errors():
+            if keyword_weight is None:
+                fused = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k, limit)
+            else:
+                fused = native.fuse_weighted(vec, kw, keyword_weight)[:limit]
+        vs, ks = dict(vec), dict(kw)
+        hits = await self._hits(fused, {c: (vs.get(c), ks.get(c)) for c, _ in fused})
+        return SearchResult(
+            query=query,
+            mode="hybrid",
+            hits=hits,
+            searched_chunks=searched,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    async def semantic(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        diversity: float = 0.3,
+        context_chunks: int = 1,
+        min_score: float | None = None,
+    ) -> SemanticSearchResult:
+        """Diverse (MMR) passages with ``context_chunks`` neighbours on each side stitched in."""
+        started = time.perf_counter()
+        if not 0.0 <= diversity <= 1.0:
+            raise InvalidInputError(f"diversity must be between 0 and 1, got {diversity}")
+        qvec, allow, searched = await self._prepare(query, limit, filter)
+        ranked = await self.index.vector_search(qvec, limit * self.settings.candidate_factor, allow)
+        if min_score is not None:
+            ranked = [(c, s) for c, s in ranked if s >= min_score]
+        pairs = [(c, s, v) for c, s in ranked if (v := self.index.vector_of(c)) is not None]
+        if pairs:
+            matrix = np.stack([v for _, _, v in pairs])
+            picked = [pairs[i] for i in mmr(qvec, matrix, [s for _, s, _ in pairs], limit, diversity)]
+        else:
+            picked = []
+        windows: list[tuple[int, float, str, list[int]]] = []
+        for cid, score, _ in picked:
+            ref = self.index.chunks.get(cid)
+            entry = self.index.docs.get(ref.doc_id) if ref else None
+            if ref is None or entry is None:
+                continue
+            order = entry.head.chunk_ids
+            pos = order.index(cid) if cid in order else ref.ordinal
+            lo, hi = max(0, pos - context_chunks), min(len(order), pos + context_chunks + 1)
+            windows.append((cid, score, ref.doc_id, order[lo:hi] or [cid]))
+        wanted = sorted({c for *_, ids in windows for c in ids})
+        texts = {c.chunk_id: c for c in await self.store.chunks(wanted, None) if c is not None}
+        passages = []
+        for cid, score, doc_id, ids in windows:
+            pieces = [texts[c] for c in ids if c in texts]
+            if cid not in texts:
+                continue
+            text, start, end = stitch(pieces)
+            entry = self.index.docs.get(doc_id)
+            passages.append(
+                Passage(
+                    doc_id=doc_id,
+                    chunk_id=cid,
+                    chunk_ids=[p.chunk_id for p in sorted(pieces, key=lambda p: p.start)],
+                    score=score,
+                    text=text,
+                    start=start,
+                    end=end,
+                    match_start=texts[cid].start,
+                    match_end=texts[cid].end,
+                    metadata=entry.metadata if entry else {},
+                )
+            )
+        return SemanticSearchResult(
+            query=query,
+            passages=passages,
+            searched_chunks=searched,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )

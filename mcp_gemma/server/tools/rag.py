@@ -1,0 +1,264 @@
+"""Knowledge-base tools and the ``doc://{id}`` resource: thin adapters over :class:`RagService`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.models import (
+    BatchIngestReport,
+    DeleteReport,
+    DocumentInput,
+    DocumentList,
+    DocumentRecord,
+    IngestReport,
+    ResearchReport,
+    SearchResult,
+    SemanticSearchResult,
+)
+from mcp_gemma.rag.research import research
+from mcp_gemma.state import AppState
+
+Query = Annotated[
+    str, Field(min_length=1, max_length=10_000, description="What to look for, in plain words.")
+]
+Limit = Annotated[
+    int, Field(ge=1, le=10_000, description="How many results to return (at most rag.max_results).")
+]
+Filter = Annotated[
+    dict[str, Any] | None,
+    Field(
+        description='Metadata filter, all fields must match: {"lang": "en"} (equality; a list field matches '
+        'when it contains the value), {"tag": {"$in": ["a", "b"]}}, {"year": {"$gte": 2020, "$lt": 2024}}; '
+        '"doc_id" filters by document id. A field no document has is an error.'
+    ),
+]
+DocId = Annotated[str, Field(min_length=1, max_length=512, description="Document id (see list_documents).")]
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+
+
+def _state(ctx: Context[AppState]) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+def register(server: MCPServer[AppState]) -> None:
+    """Add the knowledge-base tools and the ``doc://{id}`` resource to ``server``."""
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    async def ingest_document(
+        ctx: Context[AppState],
+        text: Annotated[
+            str, Field(min_length=1, description="The document's text (plain text or markdown).")
+        ],
+        id: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=512,
+                description="Document id; re-using an id replaces that document. "
+                "Default: from the content hash.",
+            ),
+        ] = None,
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(description='JSON metadata to filter on later, e.g. {"lang": "en", "year": 2024}.'),
+        ] = None,
+    ) -> IngestReport:
+        """Add one document to the knowledge base: chunk, embed and index it. Idempotent: the same text and
+        metadata under the same id change nothing; new text under an existing id replaces that document."""
+        return await _state(ctx).rag.ingest(text, doc_id=id, metadata=metadata)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    async def batch_ingest(
+        ctx: Context[AppState],
+        documents: Annotated[
+            list[DocumentInput] | None,
+            Field(
+                max_length=10_000,
+                description='Inline documents: [{"text": ..., "id"?: ..., "metadata"?: ...}].',
+            ),
+        ] = None,
+        paths: Annotated[
+            list[str] | None,
+            Field(
+                max_length=1_000,
+                description="Files or folders under the server's allowed roots "
+                "(relative to a root, or absolute). "
+                "Formats: txt, md, rst, html, pdf, json, jsonl.",
+            ),
+        ] = None,
+        glob: Annotated[
+            str,
+            Field(
+                min_length=1, max_length=200, description="Which files of a folder to read, e.g. '**/*.md'."
+            ),
+        ] = "**/*",
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="Metadata added to every document from paths.")
+        ] = None,
+    ) -> BatchIngestReport:
+        """Ingest many documents, given inline or as files / folders under the allowed roots, with progress.
+        A bad document or file is reported in 'failed' and skipped; the others go in."""
+        if (documents is None) == (paths is None):
+            raise InvalidInputError(
+                "give either 'documents' (inline) or 'paths' (files and folders), not both"
+            )
+        rag = _state(ctx).rag
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        if documents is not None:
+            return await rag.ingest_documents(documents, progress=progress)
+        return await rag.ingest_paths(paths or [], pattern=glob, metadata=metadata, progress=progress)
+
+    @server.tool(annotations=READ_ONLY)
+    async def search_documents(
+        ctx: Context[AppState],
+        query: Query,
+        limit: Limit = 5,
+        min_score: Annotated[
+            float | None, Field(ge=-1.0, le=1.0, description="Drop chunks below this cosine similarity.")
+        ] = None,
+        filter: Filter = None,
+    ) -> SearchResult:
+        """Vector (meaning) search over document chunks; hits carry doc id, offsets and score for citation."""
+        return await _state(ctx).rag.search(query, limit=limit, min_score=min_score, filter=filter)
+
+    @server.tool(annotations=READ_ONLY)
+    async def semantic_search(
+        ctx: Context[AppState],
+        query: Query,
+        limit: Limit = 5,
+        diversity: Annotated[
+            float, Field(ge=0.0, le=1.0, description="0 = pure relevance, 1 = maximal novelty (MMR).")
+        ] = 0.3,
+        context_chunks: Annotated[
+            int, Field(ge=0, le=5, description="Neighbouring chunks stitched in on each side of a match.")
+        ] = 1,
+        min_score: Annotated[
+            float | None, Field(ge=-1.0, le=1.0, description="Drop matches below this cosine similarity.")
+        ] = None,
+        filter: Filter = None,
+    ) -> SemanticSearchResult:
+        """Search by meaning and return LLM-ready passages: diverse (MMR), with neighbouring chunks as context
+        and the source document id and offsets for citation."""
+        return await _state(ctx).rag.semantic_search(
+            query,
+            limit=limit,
+            filter=filter,
+            diversity=diversity,
+            context_chunks=context_chunks,
+            min_score=min_score,
+        )
+
+    @server.tool(annotations=READ_ONLY)
+    async def hybrid_search(
+        ctx: Context[AppState],
+        query: Query,
+        limit: Limit = 5,
+        keyword_weight: Annotated[
+            float | None,
+            Field(
+                ge=0.0,
+                le=1.0,
+                description="Weight of BM25 in a weighted fusion (0..1); omit for reciprocal rank "
+                "fusion (RRF).",
+            ),
+        ] = None,
+        filter: Filter = None,
+    ) -> SearchResult:
+        """Keyword (BM25) and vector search fused: finds exact names and terms as well as paraphrases."""
+        return await _state(ctx).rag.hybrid_search(
+            query, limit=limit, filter=filter, keyword_weight=keyword_weight
+        )
+
+    @server.tool(
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
+    )
+    async def research_query(
+        ctx: Context[AppState],
+        query: Query,
+        limit: Annotated[
+            int, Field(ge=1, le=50, description="Document chunks (and memories) to gather.")
+        ] = 8,
+        urls: Annotated[
+            list[str],
+            Field(
+                max_length=50, description="Web pages to read as well; only hosts on rag.allowed_url_hosts."
+            ),
+        ] = [],  # noqa: B006 - pydantic copies defaults
+        use_memory: Annotated[
+            bool, Field(description="Also recall from the agent memory when available.")
+        ] = True,
+        filter: Filter = None,
+    ) -> ResearchReport:
+        """Research a question: hybrid search, memory recall and allow-listed URLs, ranked as evidence; when a
+        local model is loaded, also a short answer citing [chunk:ID]. Without a model it says so."""
+        state = _state(ctx)
+        return await research(
+            state.rag,
+            query,
+            limit=limit,
+            urls=urls,
+            filter=filter,
+            use_memory=use_memory,
+            memory=getattr(state, "memory", None),
+            llm=getattr(state, "llm", None),
+        )
+
+    @server.tool(annotations=READ_ONLY)
+    async def list_documents(
+        ctx: Context[AppState],
+        offset: Annotated[
+            int, Field(ge=0, description="Skip this many (use next_offset of the last page).")
+        ] = 0,
+        limit: Annotated[int, Field(ge=1, le=1_000, description="Documents per page.")] = 20,
+        filter: Filter = None,
+    ) -> DocumentList:
+        """List documents, newest first, with metadata and sizes; paginated and filterable."""
+        return await _state(ctx).rag.list_documents(offset=offset, limit=limit, filter=filter)
+
+    @server.tool(annotations=READ_ONLY)
+    async def get_document(
+        ctx: Context[AppState],
+        id: DocId,
+        include_text: Annotated[bool, Field(description="Return the full text.")] = True,
+        include_chunks: Annotated[bool, Field(description="Return the chunks with ids and offsets.")] = False,
+    ) -> DocumentRecord:
+        """One document: metadata, text and optionally its chunks."""
+        return await _state(ctx).rag.get_document(
+            id, include_text=include_text, include_chunks=include_chunks
+        )
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        )
+    )
+    async def delete_document(ctx: Context[AppState], id: DocId) -> DeleteReport:
+        """Delete a document with all its chunks and index entries (for every server sharing this Redis)."""
+        return await _state(ctx).rag.delete_document(id)
+
+    @server.resource(
+        "doc://{id}",
+        name="document",
+        mime_type="text/plain",
+        description="The text of a knowledge-base document (percent-encode '/' in ids).",
+    )
+    async def document_resource(id: str, ctx: Context[AppState]) -> str:
+        """The full text of one document."""
+        return await _state(ctx).rag.document_text(id)
