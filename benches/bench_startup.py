@@ -1,0 +1,106 @@
+"""Start-up cost: spawn → ``initialize`` answer over stdio, and idle RSS, vs a one-tool server.
+
+Targets (issue 7): initialize ≤ 1.2× the one-tool server's time; idle RSS ≤ its RSS + 50 MB.
+Usage: ``python benches/bench_startup.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "0"},
+    },
+}
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_start(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(INIT) + "\n")
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - start
+    assert '"serverInfo"' in line, line
+    proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+    proc.stdin.flush()
+    time.sleep(1.0)  # idle
+    rss = rss_mib(proc.pid)
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    return elapsed, rss
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    runs = 3 if quick else 7
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_")}
+    ours_t, ours_rss, peer_t, peer_rss = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        env["MCP_GEMMA_DATA_DIR"] = tmp
+        ours = [sys.executable, "-m", "mcp_gemma", "serve", "--transport", "stdio"]
+        peer = [sys.executable, str(HERE / "_one_tool_server.py")]
+        one_start(ours, env)  # warm the page cache and the embedded Redis files
+        one_start(peer, env)
+        for _ in range(runs):
+            t, r = one_start(ours, env)
+            ours_t.append(t)
+            ours_rss.append(r)
+            t, r = one_start(peer, env)
+            peer_t.append(t)
+            peer_rss.append(r)
+    result = {
+        "initialize_s": statistics.median(ours_t),
+        "peer_initialize_s": statistics.median(peer_t),
+        "idle_rss_mib": statistics.median(ours_rss),
+        "peer_idle_rss_mib": statistics.median(peer_rss),
+    }
+    result["time_ratio"] = result["initialize_s"] / result["peer_initialize_s"]
+    result["rss_delta_mib"] = result["idle_rss_mib"] - result["peer_idle_rss_mib"]
+    print(
+        f"startup: initialize {result['initialize_s'] * 1000:.0f} ms vs one-tool MCPServer "
+        f"{result['peer_initialize_s'] * 1000:.0f} ms → {result['time_ratio']:.2f}× (target ≤ 1.2×)"
+    )
+    print(
+        f"startup: idle RSS {result['idle_rss_mib']:.1f} MiB vs {result['peer_idle_rss_mib']:.1f} MiB "
+        f"→ +{result['rss_delta_mib']:.1f} MiB (target ≤ +50 MiB)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    run(parser.parse_args().quick)

@@ -1,0 +1,23 @@
+"""Settings of the sentence embedder."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class EmbeddingSettings(BaseModel):
+    """Which embedding model to use and how to batch it."""
+
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' (packaged) or a local sentence-transformers model directory.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where embeddings are computed.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
+    max_seq_length: int = Field(
+        256, ge=8, le=8192, description="Token limit per text; longer text is truncated."
+    )
+    cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory by content hash.")
+    preload: bool = Field(False, description="Load the embedder in the background right after start.")

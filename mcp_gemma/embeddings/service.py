@@ -1,0 +1,152 @@
+"""The async embedding service the server uses: lazy load once, content-hash cache, worker threads."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import numpy as np
+
+from mcp_gemma.embeddings.base import Embedder, Vectors
+from mcp_gemma.embeddings.config import EmbeddingSettings
+from mcp_gemma.status import ComponentStatus
+
+logger = logging.getLogger(__name__)
+
+AsyncProgress = Callable[[int, int], Coroutine[Any, Any, None]]
+EmbedderFactory = Callable[[], Embedder]
+
+
+def content_hash(text: str) -> str:
+    """The cache key of a text: SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingService:
+    """Embeds texts without blocking the event loop; the model loads on first use, once."""
+
+    def __init__(self, settings: EmbeddingSettings, factory: EmbedderFactory | None = None) -> None:
+        self.settings = settings
+        self._factory = factory or self._default_factory
+        self._embedder: Embedder | None = None
+        self._load_lock = anyio.Lock()
+        self._load_error: str | None = None
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _default_factory(self) -> Embedder:
+        from mcp_gemma.embeddings.minilm import MiniLMEmbedder
+
+        s = self.settings
+        return MiniLMEmbedder(
+            s.model, device=s.device, batch_size=s.batch_size, max_seq_length=s.max_seq_length
+        )
+
+    @property
+    def loaded(self) -> bool:
+        """True once the model is in memory."""
+        return self._embedder is not None
+
+    async def get(self) -> Embedder:
+        """The loaded embedder; the first caller loads it in a worker thread, the others wait."""
+        if self._embedder is not None:
+            return self._embedder
+        async with self._load_lock:
+            if self._embedder is None:
+                try:
+                    self._embedder = await anyio.to_thread.run_sync(self._factory)
+                    self._load_error = None
+                except Exception as exc:
+                    self._load_error = str(exc)
+                    raise
+        return self._embedder
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension (384 for MiniLM); loads nothing if already known."""
+        return self._embedder.dim if self._embedder is not None else 384
+
+    async def embed(self, texts: Sequence[str], progress: AsyncProgress | None = None) -> Vectors:
+        """Unit vectors for ``texts`` (cached by content hash); cancellation stops between batches."""
+        embedder = await self.get()
+        keys = [content_hash(t) for t in texts]
+        out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+        todo: dict[str, list[int]] = {}
+        with self._cache_lock:
+            for i, key in enumerate(keys):
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    out[i] = np.frombuffer(hit, dtype=np.float32)
+                    self.hits += 1
+                else:
+                    todo.setdefault(key, []).append(i)
+                    self.misses += 1
+        if todo:
+            first = [idx[0] for idx in todo.values()]
+            cancel = threading.Event()
+
+            def report(done: int, total: int) -> None:
+                if progress is not None:
+                    anyio.from_thread.run(progress, done, total)
+
+            def work() -> Vectors:
+                return embedder.embed([texts[i] for i in first], cancel=cancel, progress=report)
+
+            try:
+                fresh = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            except anyio.get_cancelled_exc_class():
+                cancel.set()
+                raise
+            self._remember(list(todo), fresh)
+            for row, indices in zip(fresh, todo.values(), strict=True):
+                out[indices] = row
+        return out
+
+    async def embed_one(self, text: str) -> Vectors:
+        """The unit vector of one text, shape ``(dim,)``."""
+        vectors = await self.embed([text])
+        return vectors[0]
+
+    def _remember(self, keys: list[str], rows: Vectors) -> None:
+        cap = self.settings.cache_size
+        if cap == 0:
+            return
+        with self._cache_lock:
+            for key, row in zip(keys, rows, strict=True):
+                self._cache[key] = row.tobytes()
+                self._cache.move_to_end(key)
+            while len(self._cache) > cap:
+                self._cache.popitem(last=False)
+
+    async def preload_in_background(self) -> None:
+        """Load the model now, logging (not raising) a failure: used right after start-up."""
+        try:
+            await self.get()
+        except Exception as exc:
+            logger.warning("embedder preload failed: %s", exc)
+
+    def status(self) -> ComponentStatus:
+        """What health_check reports about the embedder."""
+        e = self._embedder
+        detail: dict[str, str | int | float | bool | None] = {
+            "model": self.settings.model,
+            "cache_entries": len(self._cache),
+            "cache_hits": self.hits,
+            "cache_misses": self.misses,
+        }
+        if e is not None:
+            detail["dim"] = e.dim
+            detail["load_seconds"] = round(float(getattr(e, "load_seconds", 0.0)), 3)
+        if self._load_error:
+            detail["error"] = self._load_error
+        return ComponentStatus(name=self.settings.model, kind="embedder", loaded=e is not None, detail=detail)

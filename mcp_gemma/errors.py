@@ -1,0 +1,42 @@
+"""Domain errors with messages a person can act on.
+
+Every error a tool may raise derives from :class:`McpGemmaError`.  It subclasses the SDK's
+``ToolError`` so the server turns it into a tool result with ``isError: true`` carrying this
+message; any other exception is reported to the client without its text (no stack traces).
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+
+class McpGemmaError(ToolError):
+    """Base class: a failure the caller can understand and fix."""
+
+
+class InvalidInputError(McpGemmaError):
+    """An argument is out of range, malformed or too large."""
+
+
+class NotFoundError(McpGemmaError):
+    """A document, memory or model that was asked for does not exist."""
+
+
+class StoreUnavailableError(McpGemmaError):
+    """Redis cannot be reached, refused authentication or failed a command."""
+
+
+class ModelUnavailableError(McpGemmaError):
+    """A model could not be loaded or is not configured."""
+
+
+class AccessDeniedError(McpGemmaError):
+    """A path or URL lies outside what the configuration allows."""
+
+
+class ConfigError(McpGemmaError):
+    """The configuration is invalid; the message names the setting."""
+
+
+class OperationCancelledError(McpGemmaError):
+    """The caller cancelled a long operation; nothing partial was stored."""

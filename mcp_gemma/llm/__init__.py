@@ -1,0 +1,1 @@
+"""The local Gemma model: loading, generation, streaming and cancellation (no MCP code)."""

@@ -1,0 +1,195 @@
+"""Run the server on one transport: stdio, SSE or Streamable HTTP (bearer auth, shared state)."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_gemma.errors import ConfigError, McpGemmaError
+from mcp_gemma.server.app import create_server
+from mcp_gemma.settings import Settings, is_loopback
+from mcp_gemma.state import SharedState
+
+logger = logging.getLogger(__name__)
+
+
+def configure_logging(level: str) -> None:
+    """Send every log record to stderr: on stdio, stdout carries protocol only."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class GuardedApp:
+    """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.token is not None and not self._authorised(scope):
+            await _send_json(
+                send,
+                401,
+                b'{"error":"missing or wrong bearer token"}',
+                [(b"www-authenticate", b'Bearer realm="mcp-gemma"')],
+            )
+            return
+        await self.app(scope, receive, send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value.startswith(b"Bearer ") and self.token is not None:
+                return hmac.compare_digest(value[7:].strip(), self.token)
+        return False
+
+
+async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with a clear message when ``host:port`` cannot be bound."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                "Pick another port with --port (or MCP_GEMMA_HTTP__PORT), or stop what uses it"
+            ) from exc
+
+
+def _security(settings: Settings) -> TransportSecuritySettings | None:
+    http = settings.http
+    if is_loopback(http.host) and not http.allowed_hosts:
+        return None  # the SDK enables DNS-rebinding protection for loopback itself
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
+    if not is_loopback(http.host):
+        hosts.append(f"{http.host}:*")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts,
+        allowed_origins=[f"http://{h}" for h in hosts],
+    )
+
+
+def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
+    """The ASGI app of the configured HTTP transport, behind the bearer-token check."""
+    server = create_server(settings, shared)
+    http = settings.http
+    token = http.auth_token.get_secret_value() if http.auth_token else None
+    inner: ASGIApp
+    if settings.transport == "sse":
+        inner = server.sse_app(
+            sse_path=http.sse_path,
+            message_path=http.message_path,
+            max_request_body_size=http.max_request_bytes,
+            transport_security=_security(settings),
+            host=http.host,
+        )
+    else:
+        inner = server.streamable_http_app(
+            streamable_http_path=http.path,
+            max_request_body_size=http.max_request_bytes,
+            transport_security=_security(settings),
+            host=http.host,
+        )
+    return GuardedApp(inner, token)
+
+
+def _first_domain_error(exc: BaseException) -> McpGemmaError | None:
+    if isinstance(exc, McpGemmaError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_domain_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def _serve(settings: Settings) -> None:
+    # The state (Redis, later the models) opens before any protocol traffic, so a bad Redis stops
+    # start-up with its own message; every session then shares it.
+    shared = SharedState(settings)
+    async with shared.hold():
+        if settings.transport == "stdio":
+            await create_server(settings, shared).run_stdio_async()
+            return
+        import uvicorn
+
+        http = settings.http
+        config = uvicorn.Config(
+            build_http_app(settings, shared),
+            host=http.host,
+            port=http.port,
+            log_level=settings.log_level.lower(),
+            lifespan="on",
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        path = http.path if settings.transport == "streamable-http" else http.sse_path
+        logger.info("serving MCP over %s on http://%s:%s%s", settings.transport, http.host, http.port, path)
+        userver = _quiet_signals_server(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, userver)
+            await userver.serve()
+            tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(userver: Any) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("received %s: shutting down", signal.Signals(signum).name)
+            userver.should_exit = True
+            return
+
+
+def _quiet_signals_server(config: Any) -> Any:
+    import uvicorn
+
+    class QuietSignalsServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its shutdown, which would skip our cleanup (closing Redis,
+        stopping the embedded server); here the serve loop owns the signals instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietSignalsServer(config)
+
+
+def serve(settings: Settings) -> None:
+    """Run until stopped (Ctrl-C, SIGTERM, or end of stdin on stdio)."""
+    configure_logging(settings.log_level)
+    if settings.transport != "stdio":
+        check_port_free(settings.http.host, settings.http.port)
+    try:
+        anyio.run(_serve, settings)
+    except BaseExceptionGroup as group:
+        found = _first_domain_error(group)
+        if found is None:
+            raise
+        raise found from None

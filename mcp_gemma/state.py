@@ -1,0 +1,85 @@
+"""The application state built once per process and reached through the request context."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+from mcp_gemma.embeddings.service import EmbeddingService
+from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.rag.service import RagService
+from mcp_gemma.settings import Settings
+from mcp_gemma.status import ComponentStatus
+from mcp_gemma.store.redis import RedisStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    """Long-lived services of one server process."""
+
+    settings: Settings
+    store: RedisStore
+    embeddings: EmbeddingService
+    memory: MemoryService
+    rag: RagService
+    started_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    async def open(cls, settings: Settings) -> AppState:
+        """Connect to Redis and build the services (models load lazily, later)."""
+        store = await RedisStore.open(settings)
+        embeddings = EmbeddingService(settings.embedding)
+        memory = MemoryService(settings.memory, store, embeddings)
+        rag = RagService(settings, store, embeddings)
+        state = cls(settings=settings, store=store, embeddings=embeddings, memory=memory, rag=rag)
+        memory.start(lambda: getattr(state, "llm", None))
+        return state
+
+    async def components(self) -> list[ComponentStatus]:
+        """Status of every model and index this process holds."""
+        return [self.embeddings.status(), self.memory.status(), *self.rag.status()]
+
+    async def close(self) -> None:
+        """Release everything :meth:`open` acquired."""
+        await self.memory.close()
+        await self.rag.close()
+        await self.store.close()
+
+
+class SharedState:
+    """One :class:`AppState` per process, however many MCP sessions enter the lifespan.
+
+    Streamable HTTP enters the server lifespan once, but SSE enters it per connection and
+    stdio once per run: reference counting keeps one Redis pool and one set of loaded models.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._state: AppState | None = None
+        self._users = 0
+        self._lock = anyio.Lock()
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[AppState]:
+        """Use the shared state, opening it for the first user and closing it after the last."""
+        async with self._lock:
+            if self._state is None:
+                self._state = await AppState.open(self.settings)
+            self._users += 1
+            state = self._state
+        try:
+            yield state
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self._lock:
+                    self._users -= 1
+                    if self._users == 0 and self._state is not None:
+                        closing, self._state = self._state, None
+                        await closing.close()

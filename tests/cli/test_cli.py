@@ -1,0 +1,89 @@
+"""The CLI: flags reach the server settings, --version, config show masks secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from mcp_gemma import __version__, cli
+from mcp_gemma.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MCP_GEMMA_") or key in {"REDIS_URL", "HF_TOKEN"}:
+            monkeypatch.delenv(key)
+
+
+def test_version() -> None:
+    result = runner.invoke(cli.app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"mcp-gemma {__version__}"
+
+
+def test_serve_passes_flags_to_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_serve(settings: Settings) -> None:
+        seen["settings"] = settings
+
+    monkeypatch.setattr("mcp_gemma.server.run.serve", fake_serve)
+    result = runner.invoke(
+        cli.app,
+        [
+            "serve",
+            "--transport",
+            "http",
+            "--port",
+            "9999",
+            "--path",
+            "/x",
+            "--data-dir",
+            str(tmp_path),
+            "--redis-url",
+            "redis://localhost:1/0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    s: Settings = seen["settings"]
+    assert (s.transport, s.http.port, s.http.path, s.data_dir) == (
+        "streamable-http",
+        9999,
+        "/x",
+        tmp_path.resolve(),
+    )
+    assert s.redis_url is not None and s.redis_url.get_secret_value() == "redis://localhost:1/0"
+
+
+def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@db:6379/0")
+    monkeypatch.setenv("MCP_GEMMA_AUTH_TOKEN", "tok")
+    result = runner.invoke(cli.app, ["config", "show"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["redis_url"] == "redis://:****@db:6379/0"
+    assert "hunter2" not in result.output and data["http"]["auth_token"] != "tok"
+
+
+def test_real_help_runs_as_a_module() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "mcp_gemma", "--help"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0
+    assert "serve" in res.stdout and "config" in res.stdout

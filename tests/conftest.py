@@ -1,0 +1,95 @@
+"""Shared fixtures: one real embedded Redis for the session, a fresh namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from mcp_gemma.settings import Settings, load_settings
+from mcp_gemma.store.embedded import EmbeddedRedis
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A real embedded Valkey for the whole session (tests isolate by namespace)."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("shared-redis"))
+    server.start()
+    yield server
+    server.release()
+
+
+@pytest.fixture(scope="session")
+def redis_url(shared_redis: EmbeddedRedis) -> str:
+    return shared_redis.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, namespace: str) -> Settings:
+    """Settings for an in-process server: shared real Redis, own namespace and data dir."""
+    return load_settings(data_dir=tmp_path / "data", redis_url=redis_url, namespace=namespace)
+
+
+@pytest.fixture(scope="session")
+def external_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's redis-server on a free loopback port with a password (installed by .ci/run)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: .ci/run installs it with apt-get")
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("external-redis")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--requirepass",
+            "s3cret-pw",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://:s3cret-pw@127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -1,0 +1,111 @@
+"""The store on real servers: persistence across restarts and crashes, sharing, clear failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mcp_gemma.errors import StoreUnavailableError
+from mcp_gemma.settings import load_settings
+from mcp_gemma.store.redis import RedisStore
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_data_survives_a_restart(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "d")
+    store = await RedisStore.open(settings)
+    assert store.kind == "embedded" and store.embedded is not None
+    await store.client.set(store.keys.kv("greeting"), b"hello")
+    pid = store.embedded.pid()
+    await store.close()
+    assert store.embedded.pid() == 0, "the last user shuts the embedded server down"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+    again = await RedisStore.open(settings)
+    try:
+        assert await again.client.get(again.keys.kv("greeting")) == b"hello"
+    finally:
+        await again.close()
+
+
+async def test_acknowledged_writes_survive_kill_9_of_the_server(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "d", embedded_redis={"appendfsync": "always"})
+    store = await RedisStore.open(settings)
+    assert store.embedded is not None
+    for i in range(200):
+        await store.client.set(store.keys.kv(f"k{i}"), str(i).encode())
+    os.kill(store.embedded.pid(), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while store.embedded.pid() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.embedded.pid() == 0
+    await store.close(release=False)
+
+    again = await RedisStore.open(settings)
+    try:
+        values = await again.client.mget([again.keys.kv(f"k{i}") for i in range(200)])
+        assert values == [str(i).encode() for i in range(200)]
+    finally:
+        await again.close()
+
+
+async def test_two_processes_share_one_embedded_server(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "d")
+    first = await RedisStore.open(settings)
+    second = await RedisStore.open(settings)
+    assert first.embedded is not None and second.embedded is not None
+    assert first.embedded.started_here and not second.embedded.started_here
+    pid = first.embedded.pid()
+    # Same process here, so both connections carry the same name: release() of one must not stop the
+    # server the other is using only when names differ; simulate a second process by renaming it.
+    await second.client.client_setname("mcp-gemma:999999999")
+    await first.close()
+    assert second.embedded.pid() == pid, "still serving the other process"
+    assert await second.client.ping()
+    await second.client.client_setname(f"mcp-gemma:{os.getpid()}")
+    await second.close()
+    assert second.embedded.pid() == 0
+
+
+async def test_unreachable_redis_url_is_a_clear_error(tmp_path: Path) -> None:
+    port = free_port()
+    settings = load_settings(
+        data_dir=tmp_path / "d", redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=1
+    )
+    start = time.monotonic()
+    with pytest.raises(
+        StoreUnavailableError, match=rf"cannot connect to Redis at redis://127.0.0.1:{port}/0"
+    ):
+        await RedisStore.open(settings)
+    assert time.monotonic() - start < 5
+
+
+async def test_wrong_password_is_a_clear_error(external_redis: str, tmp_path: Path) -> None:
+    url = external_redis.replace("s3cret-pw", "wrong-password")
+    settings = load_settings(data_dir=tmp_path / "d", redis_url=url)
+    with pytest.raises(StoreUnavailableError, match="refused authentication") as info:
+        await RedisStore.open(settings)
+    assert "wrong-password" not in str(info.value)
+    no_password = load_settings(data_dir=tmp_path / "d", redis_url=external_redis.replace(":s3cret-pw@", ""))
+    with pytest.raises(StoreUnavailableError, match="requires a password"):
+        await RedisStore.open(no_password)
+
+
+async def test_external_redis_server(external_redis: str, tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "d", redis_url=external_redis)
+    store = await RedisStore.open(settings)
+    try:
+        assert store.kind == "external"
+        assert (await store.server_version()).startswith("redis ")
+        assert await store.ping_ms() >= 0
+    finally:
+        await store.close()

@@ -1,0 +1,95 @@
+"""Settings: precedence, validation messages, the documented defaults file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mcp_gemma.errors import ConfigError
+from mcp_gemma.settings import Settings, load_settings, mask_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MCP_GEMMA_") or key in {"REDIS_URL", "HF_TOKEN"}:
+            monkeypatch.delenv(key)
+
+
+def test_defaults_file_matches_builtin_defaults() -> None:
+    data = tomllib.loads((ROOT / "configs" / "default.toml").read_text(encoding="utf-8"))
+    defaults = Settings().model_dump(mode="json")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subval in value.items():
+                assert defaults[key][sub] == subval, f"{key}.{sub}"
+        else:
+            assert defaults[key] == value, key
+
+
+def test_precedence_file_env_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'namespace = "fromfile"\nlog_level = "DEBUG"\n[http]\nport = 1111\nhost = "127.0.0.1"\n',
+        encoding="utf-8",
+    )
+    s = load_settings(cfg)
+    assert (s.namespace, s.log_level, s.http.port) == ("fromfile", "DEBUG", 1111)
+    monkeypatch.setenv("MCP_GEMMA_NAMESPACE", "fromenv")
+    monkeypatch.setenv("MCP_GEMMA_HTTP__PORT", "2222")
+    s = load_settings(cfg)
+    assert (s.namespace, s.http.port, s.log_level) == ("fromenv", 2222, "DEBUG")
+    s = load_settings(cfg, namespace="fromcli", http={"port": 3333})
+    assert (s.namespace, s.http.port, s.http.host) == ("fromcli", 3333, "127.0.0.1")
+
+
+def test_redis_url_and_hf_token_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:secret@localhost:6379/0")
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    s = load_settings()
+    assert s.redis_url is not None and s.redis_url.get_secret_value().endswith("6379/0")
+    assert s.hf_token is not None and s.hf_token.get_secret_value() == "hf_x"
+    assert "secret" not in str(s.masked())
+
+
+def test_invalid_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_GEMMA_HTTP__PORT", "99999")
+    with pytest.raises(ConfigError, match=r"http\.port"):
+        load_settings()
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("namespace = [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("no_such_setting = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        load_settings(unknown)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_non_loopback_http_requires_token() -> None:
+    with pytest.raises(ConfigError, match="AUTH_TOKEN"):
+        load_settings(transport="streamable-http", http={"host": "0.0.0.0"})
+    s = load_settings(transport="streamable-http", http={"host": "0.0.0.0", "auth_token": "t0ken"})
+    assert s.http.auth_token is not None
+
+
+def test_data_dir_defaults_to_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert load_settings().data_dir == (tmp_path / "mcp-gemma").resolve()
+
+
+def test_mask_url() -> None:
+    assert mask_url("redis://user:pw@h:1/0") == "redis://user:****@h:1/0"
+    assert mask_url("redis://:pw@h:1") == "redis://:****@h:1"
+    assert mask_url("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
