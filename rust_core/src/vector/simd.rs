@@ -246,36 +246,48 @@ mod avx2 {
         }
     }
 
-    /// Three queries against four rows: twelve accumulators, seven loads per twelve FMAs.
+    /// Three queries against four rows: twelve accumulators plus three query registers and one row
+    /// register, exactly the sixteen AVX2 registers (an array-of-arrays form made LLVM spill).
     ///
     /// # Safety
     /// `q` points to `3 * dim` floats, `r` to `4 * dim` floats; the CPU supports AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tile_3x4(q: *const f32, r: *const f32, dim: usize) -> [[f32; 4]; 3] {
-        let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+        let z = _mm256_setzero_ps();
+        let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
+        let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
+        let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
         let mut i = 0;
-        // SAFETY: offsets stay below dim within each query and row.
+        // SAFETY: offsets stay below dim within each of the three queries and four rows.
         unsafe {
             while i + 8 <= dim {
-                let vr = [
-                    _mm256_loadu_ps(r.add(i)),
-                    _mm256_loadu_ps(r.add(dim + i)),
-                    _mm256_loadu_ps(r.add(2 * dim + i)),
-                    _mm256_loadu_ps(r.add(3 * dim + i)),
-                ];
-                for (qi, row_acc) in acc.iter_mut().enumerate() {
-                    let vq = _mm256_loadu_ps(q.add(qi * dim + i));
-                    for (a, v) in row_acc.iter_mut().zip(vr) {
-                        *a = _mm256_fmadd_ps(vq, v, *a);
-                    }
-                }
+                let q0 = _mm256_loadu_ps(q.add(i));
+                let q1 = _mm256_loadu_ps(q.add(dim + i));
+                let q2 = _mm256_loadu_ps(q.add(2 * dim + i));
+                let r0 = _mm256_loadu_ps(r.add(i));
+                a00 = _mm256_fmadd_ps(q0, r0, a00);
+                a10 = _mm256_fmadd_ps(q1, r0, a10);
+                a20 = _mm256_fmadd_ps(q2, r0, a20);
+                let r1 = _mm256_loadu_ps(r.add(dim + i));
+                a01 = _mm256_fmadd_ps(q0, r1, a01);
+                a11 = _mm256_fmadd_ps(q1, r1, a11);
+                a21 = _mm256_fmadd_ps(q2, r1, a21);
+                let r2 = _mm256_loadu_ps(r.add(2 * dim + i));
+                a02 = _mm256_fmadd_ps(q0, r2, a02);
+                a12 = _mm256_fmadd_ps(q1, r2, a12);
+                a22 = _mm256_fmadd_ps(q2, r2, a22);
+                let r3 = _mm256_loadu_ps(r.add(3 * dim + i));
+                a03 = _mm256_fmadd_ps(q0, r3, a03);
+                a13 = _mm256_fmadd_ps(q1, r3, a13);
+                a23 = _mm256_fmadd_ps(q2, r3, a23);
                 i += 8;
             }
-            let mut out = [[0.0f32; 4]; 3];
-            for (o, a) in out.iter_mut().zip(acc) {
-                *o = [hsum(a[0]), hsum(a[1]), hsum(a[2]), hsum(a[3])];
-            }
+            let mut out = [
+                [hsum(a00), hsum(a01), hsum(a02), hsum(a03)],
+                [hsum(a10), hsum(a11), hsum(a12), hsum(a13)],
+                [hsum(a20), hsum(a21), hsum(a22), hsum(a23)],
+            ];
             while i < dim {
                 for (qi, o) in out.iter_mut().enumerate() {
                     for (j, x) in o.iter_mut().enumerate() {
@@ -308,6 +320,8 @@ mod avx2 {
         }
     }
 
+    /// Each four-row tile is loaded once into L1 and scored against every group of three queries.
+    ///
     /// # Safety
     /// `queries.len() == nq * dim`, `rows.len() == nr * dim`, `out.len() == nq * nr`; AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
@@ -320,34 +334,34 @@ mod avx2 {
         out: &mut [f32],
     ) {
         let (q, r) = (queries.as_ptr(), rows.as_ptr());
-        let mut qi = 0;
+        let q3 = nq - nq % 3;
+        let r4 = nr - nr % 4;
         // SAFETY: every pointer offset addresses a query < nq or a row < nr, inside the slices.
         unsafe {
-            while qi + 3 <= nq {
-                let mut ri = 0;
-                while ri + 4 <= nr {
+            let mut ri = 0;
+            while ri < r4 {
+                let mut qi = 0;
+                while qi < q3 {
                     let t = tile_3x4(q.add(qi * dim), r.add(ri * dim), dim);
                     for (j, row) in t.iter().enumerate() {
                         out[(qi + j) * nr + ri..(qi + j) * nr + ri + 4].copy_from_slice(row);
                     }
-                    ri += 4;
+                    qi += 3;
                 }
-                while ri < nr {
-                    for j in 0..3 {
-                        out[(qi + j) * nr + ri] = dot1(q.add((qi + j) * dim), r.add(ri * dim), dim);
-                    }
-                    ri += 1;
-                }
-                qi += 3;
+                ri += 4;
             }
-            while qi < nq {
+            for qi in 0..q3 {
+                for ri in r4..nr {
+                    out[qi * nr + ri] = dot1(q.add(qi * dim), r.add(ri * dim), dim);
+                }
+            }
+            for qi in q3..nq {
                 dot_rows(
                     &queries[qi * dim..(qi + 1) * dim],
                     rows,
                     dim,
                     &mut out[qi * nr..(qi + 1) * nr],
                 );
-                qi += 1;
             }
         }
     }

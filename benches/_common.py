@@ -1,0 +1,81 @@
+"""Shared helpers for the benches: clean BLAS environment, release-build guard, median timing."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from statistics import median
+from typing import Any
+
+# Set by some images to pin OpenBLAS to an old kernel; they slow current numpy. They must be gone
+# before OpenBLAS loads, so this module is imported before numpy by every bench.
+for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_var, None)
+if "numpy" in sys.modules:
+    print(
+        "note: numpy was imported before benches._common; OPENBLAS_* overrides may still apply",
+        file=sys.stderr,
+    )
+
+
+def require_release() -> None:
+    """Refuse to measure a debug build of the extension."""
+    from mcp_gemma import _rust_core
+
+    if _rust_core.build_profile != "release":
+        raise SystemExit(
+            "mcp_gemma._rust_core is a debug build; "
+            "rebuild with `maturin develop --release` before benchmarking"
+        )
+
+
+def blas_report() -> str:
+    """Which BLAS numpy uses, as threadpoolctl reports it (kernel architecture and threads)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    import numpy  # noqa: F401  (loads the BLAS so threadpoolctl can see it)
+
+    parts = [
+        f"{i.get('internal_api')} {i.get('version')} "
+        f"arch={i.get('architecture')} threads={i.get('num_threads')}"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return "; ".join(parts) or "no BLAS found"
+
+
+def time_median(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``runs`` runs (after ``warmup`` runs)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return median(samples) * 1e3
+
+
+def machine() -> dict[str, Any]:
+    """CPU facts worth printing next to the numbers."""
+    from mcp_gemma import _rust_core
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "simd": _rust_core.simd_level(), "blas": blas_report()}
+
+
+def ratio(peer_ms: float, ours_ms: float) -> float:
+    """How many times faster we are than the peer (>1 means faster)."""
+    return peer_ms / ours_ms if ours_ms > 0 else float("inf")
