@@ -1,0 +1,149 @@
+"""Recall: rank a scope's memories for a query and count the access on what is returned."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+
+from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.memory.config import TIER_NAMES, TierName
+from mcp_gemma.memory.index import RecallFilter, ScopeIndex
+from mcp_gemma.memory.models import RecallHit, RecallResult
+from mcp_gemma.memory.policy import LN2, recall_score, should_promote
+from mcp_gemma.memory.records import SHARED_AGENT, MemoryRecord
+from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.store.redis import redis_guard
+
+SEARCH_IN_THREAD_ABOVE = 20_000  # rows: below this a scan takes well under a millisecond
+
+
+@redis_guard
+async def recall(
+    service: MemoryService,
+    query: str,
+    *,
+    k: int = 5,
+    tiers: Sequence[str] | None = None,
+    tags: Sequence[str] = (),
+    session_id: str | None = None,
+    created_after: float | None = None,
+    created_before: float | None = None,
+    agent_id: str = "default",
+    include_shared: bool = True,
+    min_score: float = 0.0,
+) -> RecallResult:
+    """Memories most relevant to ``query``: similarity × importance × recency, with reasons."""
+    if not query.strip():
+        raise InvalidInputError("query is empty; say what to recall")
+    wanted: list[TierName] = [service.check_tier(t) for t in tiers] if tiers else list(TIER_NAMES)
+    flt = RecallFilter(frozenset(wanted), frozenset(tags), session_id, created_after, created_before)
+    scopes = [agent_id] + ([SHARED_AGENT] if include_shared and agent_id != SHARED_AGENT else [])
+    qvec = await service.embeddings.embed_one(query)
+    now = time.time()
+    scored: list[tuple[float, RecallHit, MemoryRecord]] = []
+    candidates = 0
+    for scope in scopes:
+        idx = await service.prepare(scope, wanted, now)
+        allow = idx.allowed(flt)
+        pool = len(idx) if allow is None else len(allow)
+        candidates += pool
+        scored.extend(await _rank(service, idx, qvec, k, allow, pool, now))
+    scored.sort(key=lambda s: -s[0])
+    top = [s for s in scored if s[0] >= min_score][:k]
+    hits = await _touch_hits(service, top, wanted, scopes, now)
+    return RecallResult(query=query, hits=hits, tiers=wanted, agent_ids=scopes, candidates=candidates)
+
+
+async def _rank(
+    service: MemoryService,
+    idx: ScopeIndex,
+    qvec: np.ndarray[Any, Any],
+    k: int,
+    allow: Any,
+    pool: int,
+    now: float,
+) -> list[tuple[float, RecallHit, MemoryRecord]]:
+    """Exact top-k by the full score: widen the similarity shortlist until it cannot miss one.
+
+    ``score <= similarity`` because importance and recency are at most 1, so once the k-th best
+    score beats the lowest similarity in the shortlist, nothing outside it can rank higher.
+    """
+    if pool == 0:
+        return []
+    want = min(pool, max(4 * k, 32))
+    half_life = service.settings.recency_half_life_s
+    while True:
+        if want > SEARCH_IN_THREAD_ABOVE:
+            shortlist = await anyio.to_thread.run_sync(idx.search, qvec, want, allow, abandon_on_cancel=True)
+        else:
+            shortlist = idx.search(qvec, want, allow)
+        records = await service.fetch(idx, [key for key, _ in shortlist])
+        out = []
+        for key, sim in shortlist:
+            rec = records.get(key)
+            if rec is None:
+                continue
+            s = recall_score(sim, rec.importance, rec.accessed, now, half_life)
+            hit = RecallHit(
+                item=rec.to_item(), score=s.score, similarity=s.similarity, recency=s.recency, why=s.why
+            )
+            out.append((s.score, hit, rec))
+        out.sort(key=lambda s: -s[0])
+        floor = shortlist[-1][1] if shortlist else 0.0
+        if want >= pool or (len(out) >= k and out[k - 1][0] >= floor):
+            return out[:k]
+        want = min(pool, want * 4)
+
+
+async def _touch_hits(
+    service: MemoryService,
+    top: list[tuple[float, RecallHit, MemoryRecord]],
+    tiers: Sequence[str],
+    scopes: Sequence[str],
+    now: float,
+) -> list[RecallHit]:
+    """Count an access on every returned memory, record hits / misses, promote what qualifies."""
+    k = service.keys
+    s = service.settings
+    async with service.redis.client.pipeline(transaction=False) as pipe:
+        for _, _, rec in top:
+            ttl = s.tier(rec.tier).ttl_s
+            await service.touch_script(
+                keys=[
+                    k.memory(rec.id),
+                    k.memory_rank(rec.agent, rec.tier),
+                    k.memory_expiry(rec.agent, rec.tier),
+                ],
+                args=[rec.id, repr(now), LN2 / s.recency_half_life_s, "" if ttl is None else repr(ttl)],
+                client=pipe,  # type: ignore[arg-type]  # redis-py accepts a pipeline here
+            )
+        hit_tiers = {(rec.agent, rec.tier) for _, _, rec in top}
+        for scope in scopes:
+            for tier in tiers:
+                pipe.hincrby(
+                    k.memory_stats(scope, tier), "hits" if (scope, tier) in hit_tiers else "misses", 1
+                )
+        res = await pipe.execute()
+    hits: list[RecallHit] = []
+    for (_, hit, rec), count in zip(top, res[: len(top)], strict=True):
+        if int(count) < 0:
+            continue  # expired between the search and now
+        ttl = s.tier(rec.tier).ttl_s
+        rec = rec.evolve(count=int(count), accessed=now, expires=None if ttl is None else now + ttl)
+        idx = service.scopes.get(rec.agent)
+        if rec.tier == "working" and idx is not None:
+            idx.cache(rec, now)
+        hit = hit.model_copy(update={"item": rec.to_item()})
+        if should_promote(
+            rec.tier, rec.importance, rec.count, s.promote_after_accesses, s.promote_importance
+        ):
+            await service.promote(
+                rec, now, reason=f"recalled {rec.count - 1} times, importance {rec.importance:.2f}"
+            )
+            hit = hit.model_copy(update={"promoted_to": "long_term"})
+        hits.append(hit)
+    return hits
