@@ -25,6 +25,16 @@ class RagSettings(BaseModel):
     quantize: bool = Field(False, description="Use the int8 index (with f32 re-rank) for vector search.")
     bm25_k1: float = Field(1.2, gt=0, le=10, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
+    fusion: Literal["weighted", "rrf"] = Field(
+        "weighted",
+        description="Default hybrid fusion: 'weighted' (min-max normalised scores, keyword_weight) or 'rrf'.",
+    )
+    keyword_weight: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Default BM25 share in weighted fusion (measured on the stdlib-docstring quality set).",
+    )
     rrf_k: int = Field(60, ge=1, le=10_000, description="Rank constant of reciprocal rank fusion.")
     candidate_factor: int = Field(
         5, ge=1, le=100, description="Hybrid and MMR search look at limit × this many candidates per ranking."

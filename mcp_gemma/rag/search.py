@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -147,20 +147,23 @@ class Searcher:
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
         keyword_weight: float | None = None,
+        fusion: Literal["weighted", "rrf"] | None = None,
     ) -> SearchResult:
-        """BM25 and vector rankings fused by RRF, or by a weighted sum when ``keyword_weight`` is set."""
+        """BM25 and vector rankings fused: weighted (min-max normalised scores) or reciprocal rank fusion."""
         started = time.perf_counter()
-        if keyword_weight is not None and not 0.0 <= keyword_weight <= 1.0:
-            raise InvalidInputError(f"keyword_weight must be between 0 and 1, got {keyword_weight}")
+        weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidInputError(f"keyword_weight must be between 0 and 1, got {weight}")
+        how = fusion or self.settings.fusion
         qvec, allow, searched = await self._prepare(query, limit, filter)
         depth = min(limit * self.settings.candidate_factor, max(limit, 1000))
         vec = await self.index.vector_search(qvec, depth, allow)
         kw = await self.index.keyword_search(query, depth, allow)
         with native.native_errors():
-            if keyword_weight is None:
+            if how == "rrf":
                 fused = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k, limit)
             else:
-                fused = native.fuse_weighted(vec, kw, keyword_weight)[:limit]
+                fused = native.fuse_weighted(vec, kw, weight)[:limit]
         vs, ks = dict(vec), dict(kw)
         hits = await self._hits(fused, {c: (vs.get(c), ks.get(c)) for c, _ in fused})
         return SearchResult(

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -328,9 +328,12 @@ class RagService:
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
         keyword_weight: float | None = None,
+        fusion: Literal["weighted", "rrf"] | None = None,
     ) -> SearchResult:
-        """BM25 + vector search, fused."""
-        return await self.searcher.hybrid(query, limit=limit, filter=filter, keyword_weight=keyword_weight)
+        """BM25 + vector search, fused (defaults: rag.fusion, rag.keyword_weight)."""
+        return await self.searcher.hybrid(
+            query, limit=limit, filter=filter, keyword_weight=keyword_weight, fusion=fusion
+        )
 
     @redis_guard
     async def semantic_search(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
@@ -175,15 +175,20 @@ def register(server: MCPServer[AppState]) -> None:
             Field(
                 ge=0.0,
                 le=1.0,
-                description="Weight of BM25 in a weighted fusion (0..1); omit for reciprocal rank "
-                "fusion (RRF).",
+                description="Share of BM25 in weighted fusion, 0..1 (default: rag.keyword_weight = 0.3).",
+            ),
+        ] = None,
+        fusion: Annotated[
+            Literal["weighted", "rrf"] | None,
+            Field(
+                description="'weighted' (normalised scores) or 'rrf' (reciprocal rank); default rag.fusion."
             ),
         ] = None,
         filter: Filter = None,
     ) -> SearchResult:
         """Keyword (BM25) and vector search fused: finds exact names and terms as well as paraphrases."""
         return await _state(ctx).rag.hybrid_search(
-            query, limit=limit, filter=filter, keyword_weight=keyword_weight
+            query, limit=limit, filter=filter, keyword_weight=keyword_weight, fusion=fusion
         )
 
     @server.tool(

@@ -1,0 +1,100 @@
+"""RagService against the real Redis and MiniLM: what the MCP layer cannot reach or show."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.models import DocumentInput
+from mcp_gemma.settings import Settings
+from mcp_gemma.state import AppState
+
+pytestmark = pytest.mark.anyio
+
+TEXT = "Tides are caused by the gravitational pull of the moon and the sun on the oceans. " * 30
+
+
+@pytest.fixture
+async def state(settings: Settings) -> AsyncIterator[AppState]:
+    opened = await AppState.open(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def chunk_keys(state: AppState) -> set[bytes]:
+    pattern = state.store.keys.chunk(0).rsplit(":", 1)[0] + ":*"
+    return {k async for k in state.store.client.scan_iter(match=pattern)}
+
+
+async def test_nan_and_infinity_in_metadata_are_refused(state: AppState) -> None:
+    # JSON clients turn NaN into null on the wire; callers inside the process (CLI, agent) can still send it.
+    for meta in ({"score": math.nan}, {"a": [1, {"b": -math.inf}]}):
+        with pytest.raises(InvalidInputError, match="NaN and infinity are not allowed"):
+            await state.rag.ingest("some text", metadata=meta)
+    assert (await state.rag.list_documents()).total == 0
+    assert await chunk_keys(state) == set()
+
+
+async def test_concurrent_replacements_leave_no_orphans(settings: Settings) -> None:
+    a, b = await AppState.open(settings), await AppState.open(settings)
+    try:
+        texts = [f"Version {i}: " + TEXT[: 400 + 50 * i] for i in range(6)]
+        # load the two embedders one after the other: transformers' lazy imports race across threads
+        await a.embeddings.get()
+        await b.embeddings.get()
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for i, text in enumerate(texts):
+                    tg.start_soon(lambda s=(a if i % 2 else b), t=text: s.rag.ingest(t, doc_id="same"))
+        doc = await a.rag.get_document("same", include_chunks=True)
+        assert doc.text in texts
+        assert doc.chunk_list is not None
+        stored = {a.store.keys.chunk(c.chunk_id).encode() for c in doc.chunk_list}
+        assert await chunk_keys(a) == stored  # every replaced version's chunks are gone
+        for side in (a, b):
+            hits = (await side.rag.search("gravitational pull of the moon", limit=50)).hits
+            assert {h.chunk_id for h in hits} == {c.chunk_id for c in doc.chunk_list}
+            assert (await side.rag.list_documents()).total == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_unchanged_content_costs_no_model_time(state: AppState) -> None:
+    docs = [
+        DocumentInput(text=f"Document {i}. " + TEXT[:300], id=f"d{i}", metadata={"i": i}) for i in range(20)
+    ]
+    first = await state.rag.ingest_documents(docs)
+    assert first.created == 20
+    misses = state.embeddings.misses
+    second = await state.rag.ingest_documents(docs)
+    assert second.unchanged == 20 and second.chunks == 0
+    assert state.embeddings.misses == misses
+    page = await state.rag.list_documents(limit=7, filter={"i": {"$gte": 5}})
+    assert page.total == 15 and len(page.documents) == 7 and page.next_offset == 7
+    last = await state.rag.list_documents(offset=14, limit=7, filter={"i": {"$gte": 5}})
+    assert len(last.documents) == 1 and last.next_offset is None
+
+
+async def test_index_follows_other_processes_and_reports_status(settings: Settings) -> None:
+    a, b = await AppState.open(settings), await AppState.open(settings)
+    try:
+        await a.rag.ingest(TEXT, doc_id="tides", metadata={"topic": "sea"})
+        await b.rag.search("moon", limit=1)  # b builds from Redis
+        await a.rag.ingest("Glaciers are slow rivers of ice.", doc_id="ice", metadata={"topic": "ice"})
+        await a.rag.delete_document("tides")
+        hits = (await b.rag.hybrid_search("moon tides ice", limit=10)).hits
+        assert {h.doc_id for h in hits} == {"ice"}
+        with pytest.raises(InvalidInputError, match="fields in use: topic"):
+            await b.rag.search("x", filter={"colour": "red"})
+        (status,) = b.rag.status()
+        assert status.loaded and status.detail["documents"] == 1 and status.detail["chunks"] == 1
+    finally:
+        await a.close()
+        await b.close()
