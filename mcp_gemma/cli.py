@@ -11,6 +11,7 @@ import typer
 
 from mcp_gemma import __version__
 from mcp_gemma.cli_memory import memory_app
+from mcp_gemma.cli_rag import ingest, search
 from mcp_gemma.errors import McpGemmaError
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(memory_app, name="memory")
+app.command("ingest")(ingest)
+app.command("search")(search)
 
 TRANSPORTS: dict[str, Literal["stdio", "sse", "streamable-http"]] = {
     "stdio": "stdio",

@@ -1,0 +1,127 @@
+"""``mcp-gemma ingest PATH…`` and ``mcp-gemma search QUERY``: the knowledge base from the shell.
+
+Both open the same :class:`~mcp_gemma.state.AppState` the server uses and call its
+:class:`~mcp_gemma.rag.service.RagService`, so documents ingested here are what the server searches.
+The paths given on the command line are readable for this run (a person typed them), on top of
+the configured ``allowed_roots``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mcp_gemma.errors import McpGemmaError
+
+T = TypeVar("T")
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (embedded Redis, caches).")
+]
+RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redis URL (default: embedded).")]
+
+
+def _open_and_run(settings: Any, call: Callable[[Any], Awaitable[T]]) -> T:
+    from mcp_gemma.cli import fail
+    from mcp_gemma.state import AppState
+
+    async def main() -> T:
+        state = await AppState.open(settings)
+        try:
+            return await call(state)
+        finally:
+            await state.close()
+
+    try:
+        return anyio.run(main)
+    except McpGemmaError as exc:
+        raise fail(str(exc)) from None
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.", exists=True)],
+    glob: Annotated[
+        str, typer.Option("--glob", "-g", help="Files of a folder to read, e.g. '**/*.md'.")
+    ] = "**/*",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Ingest files and folders (txt, md, rst, html, pdf, json, jsonl) into the knowledge base."""
+    from mcp_gemma.cli import settings_from_cli
+
+    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
+    resolved = [p.expanduser().resolve() for p in paths]
+    extra = [p if p.is_dir() else p.parent for p in resolved]
+    settings = settings.model_copy(update={"allowed_roots": [*settings.allowed_roots, *extra]})
+    err = Console(stderr=True)
+
+    async def call(state: Any) -> Any:
+        with Progress(
+            TextColumn("[bold]ingest[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err,
+            transient=False,
+        ) as bar:
+            task = bar.add_task("", total=None)
+
+            async def progress(done: int, total: int, message: str) -> None:
+                bar.update(task, completed=done, total=total, description=message[-60:])
+
+            return await state.rag.ingest_paths([str(p) for p in resolved], pattern=glob, progress=progress)
+
+    report = _open_and_run(settings, call)
+    for failure in report.failed:
+        err.print(f"[yellow]skipped[/] {failure.source}: {failure.error}")
+    err.print(
+        f"{report.created} created, {report.replaced} replaced, {report.unchanged} unchanged, "
+        f"{len(report.failed)} skipped; {report.chunks} chunks in {report.seconds:.1f} s"
+    )
+    typer.echo(report.model_dump_json(indent=2))
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    mode: Annotated[str, typer.Option("--mode", "-m", help="vector or hybrid.")] = "hybrid",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="Results to show.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Search the knowledge base by meaning (vector) or by meaning and keywords (hybrid)."""
+    from mcp_gemma.cli import fail, settings_from_cli
+
+    if mode not in ("vector", "hybrid"):
+        raise fail(f"unknown mode {mode!r}: use vector or hybrid", 2)
+    chosen: Literal["vector", "hybrid"] = "vector" if mode == "vector" else "hybrid"
+    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
+
+    async def call(state: Any) -> Any:
+        if chosen == "vector":
+            return await state.rag.search(query, limit=limit)
+        return await state.rag.hybrid_search(query, limit=limit)
+
+    result = _open_and_run(settings, call)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    out = Console()
+    if not result.hits:
+        out.print("no matches")
+    for rank, hit in enumerate(result.hits, start=1):
+        snippet = " ".join(hit.text.split())[:240]
+        out.print(
+            f"[bold]{rank}.[/] {hit.doc_id} [dim]chunk {hit.chunk_id} @{hit.start}-{hit.end} "
+            f"score {hit.score:.3f}[/]"
+        )
+        out.print(f"   {snippet}", markup=False, highlight=False)

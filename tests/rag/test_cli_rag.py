@@ -1,0 +1,40 @@
+"""``mcp-gemma ingest`` and ``mcp-gemma search`` through Typer's runner, on the real Redis and MiniLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mcp_gemma.cli import app
+from mcp_gemma.settings import Settings
+
+
+def test_ingest_then_search(settings: Settings, tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "tides.md").write_text("Tides are caused by the gravitational pull of the moon.", encoding="utf-8")
+    (kb / "ice.txt").write_text("Glaciers are slow rivers of ice.", encoding="utf-8")
+    (kb / "bad.txt").write_bytes(b"\xff\xfe")
+    assert settings.redis_url is not None
+    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
+    env = {"MCP_GEMMA_NAMESPACE": settings.namespace}
+    runner = CliRunner()
+
+    done = runner.invoke(app, ["ingest", str(kb), *common], env=env)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert sorted(r["id"] for r in report["ingested"]) == ["file:ice.txt", "file:tides.md"]
+    assert [Path(f["source"]).name for f in report["failed"]] == ["bad.txt"]
+
+    found = runner.invoke(
+        app, ["search", "what moves the sea", "--mode", "vector", "--json", *common], env=env
+    )
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["hits"][0]["doc_id"] == "file:tides.md"
+    text = runner.invoke(app, ["search", "glaciers", "-n", "1", *common], env=env)
+    assert text.exit_code == 0 and "file:ice.txt" in text.stdout
+
+    bad = runner.invoke(app, ["search", "x", "--mode", "fuzzy", *common], env=env)
+    assert bad.exit_code == 2 and "unknown mode" in bad.output
