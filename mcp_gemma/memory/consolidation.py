@@ -19,6 +19,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
+from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.models import ConsolidationReport, EpisodeSummary, MergeGroup, Promotion
 from mcp_gemma.memory.policy import retention, retention_key, should_promote
@@ -71,8 +72,12 @@ async def consolidate(
     threshold: float | None = None,
     session_id: str | None = None,
     dry_run: bool = False,
+    load_model: bool = True,
 ) -> ConsolidationReport:
-    """Promote, merge duplicates and summarise episodes of one agent; a dry run writes nothing."""
+    """Promote, merge duplicates and summarise episodes of one agent; a dry run writes nothing.
+
+    ``load_model=False`` (the background loop) summarises only when Gemma is already loaded.
+    """
     s = service.settings
     wanted: list[TierName] = [service.check_tier(t) for t in tiers] if tiers else list(TIER_NAMES)
     cutoff = s.duplicate_threshold if threshold is None else threshold
@@ -98,7 +103,7 @@ async def consolidate(
         groups, gone = await _merge_tier(service, agent_id, tier, cutoff, now, dry_run)
         merged.extend(groups)
         removed += gone
-    summaries = await _summarise_episodes(service, agent_id, session_id, now, dry_run, notes)
+    summaries = await _summarise_episodes(service, agent_id, session_id, now, dry_run, load_model, notes)
     return ConsolidationReport(
         agent_id=agent_id,
         dry_run=dry_run,
@@ -178,7 +183,13 @@ def _merged(leader: MemoryRecord, absorbed: list[tuple[MemoryRecord, float]]) ->
 
 
 async def _summarise_episodes(
-    service: MemoryService, scope: str, session_id: str | None, now: float, dry_run: bool, notes: list[str]
+    service: MemoryService,
+    scope: str,
+    session_id: str | None,
+    now: float,
+    dry_run: bool,
+    load_model: bool,
+    notes: list[str],
 ) -> list[EpisodeSummary]:
     """Turn each session's not-yet-summarised episodic memories into one semantic fact."""
     idx = await service.prepare(scope, ["episodic"], now)
@@ -192,9 +203,14 @@ async def _summarise_episodes(
     if not pending:
         return []
     llm = service.llm_source()
-    if llm is None:
+    if llm is None or (not load_model and not getattr(llm, "loaded", True)):
+        why = (
+            "no Gemma model is available"
+            if llm is None
+            else "Gemma is not loaded (background runs never load it)"
+        )
         notes.append(
-            f"no Gemma model is available: {len(pending)} episode(s) were not summarised into semantic facts "
+            f"{why}: {len(pending)} episode(s) were not summarised into semantic facts "
             "(duplicates were still merged)"
         )
         return []
@@ -212,12 +228,18 @@ async def _summarise_episodes(
                 )
             )
             continue
-        text = await summarise(
-            llm,
-            [r.content for r in events],
-            service.settings.summary_max_tokens,
-            service.settings.summary_timeout_s,
-        )
+        try:
+            text = await summarise(
+                llm,
+                [r.content for r in events],
+                service.settings.summary_max_tokens,
+                service.settings.summary_timeout_s,
+            )
+        except McpGemmaError as exc:
+            notes.append(
+                f"Gemma could not summarise session {sess!r} ({exc}); its events were left as they are"
+            )
+            continue
         if not text:
             notes.append(f"Gemma returned an empty summary for session {sess!r}; nothing stored")
             continue
@@ -233,9 +255,10 @@ async def _summarise_episodes(
 async def summarise(llm: Any, texts: Sequence[str], max_tokens: int, timeout_s: float) -> str:
     """Ask the language model for one statement that sums up ``texts``."""
     events = "\n".join(f"- {t}" for t in texts)
-    result = await llm.generate(
-        SUMMARY_PROMPT.format(events=events), max_new_tokens=max_tokens, timeout_s=timeout_s
-    )
+    from mcp_gemma.llm.base import ChatMessage
+
+    prompt = [ChatMessage(role="user", content=SUMMARY_PROMPT.format(events=events))]
+    result = await llm.generate(prompt, max_new_tokens=max_tokens, timeout_s=timeout_s)
     text = getattr(result, "text", result)
     return str(text).strip().splitlines()[0].strip() if str(text).strip() else ""
 
@@ -316,7 +339,7 @@ async def consolidate_every(service: MemoryService, interval_s: float) -> None:
         try:
             raw = await service.redis.client.smembers(service.keys.memory_scopes())
             for scope in sorted(as_text(m) for m in raw):
-                report = await consolidate(service, agent_id=scope)
+                report = await consolidate(service, agent_id=scope, load_model=False)
                 if report.merged or report.promoted or report.summaries:
                     logger.info(
                         "background consolidation of %r: %d merged, %d promoted, %d summaries",

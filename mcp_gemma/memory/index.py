@@ -67,7 +67,7 @@ class RecallFilter:
 class ScopeIndex:
     """Vectors and filter metadata of every memory of one scope, plus its working-tier cache."""
 
-    def __init__(self, scope: str, dim: int, working: TierSettings) -> None:
+    def __init__(self, scope: str, dim: int, working: TierSettings, headroom: int) -> None:
         from mcp_gemma import native
 
         self.scope = scope
@@ -75,7 +75,9 @@ class ScopeIndex:
         self.vectors: VectorIndex = native.VectorIndex(dim, metric="cosine")
         self.meta: dict[int, FilterMeta] = {}
         self.by_tier: dict[str, set[int]] = {}
-        self.working: TtlCache = native.TtlCache(working.capacity, working.ttl_s)
+        # Headroom for one whole batch: the cache's own LRU must never pick a victim before the
+        # retention-ordered eviction in Redis has chosen the right one.
+        self.working: TtlCache = native.TtlCache(working.capacity + headroom, working.ttl_s)
         self._tier_arrays: dict[str, KeyArray] = {}
 
     def __len__(self) -> int:

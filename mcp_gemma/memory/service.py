@@ -119,7 +119,7 @@ class MemoryService:
     async def _load(self, scope: str, version: int, now: float) -> ScopeIndex:
         """Rebuild a scope's index from Redis."""
         started = time.perf_counter()
-        idx = ScopeIndex(scope, self.embeddings.dim, self.settings.tier("working"))
+        idx = ScopeIndex(scope, self.embeddings.dim, self.settings.tier("working"), self.settings.max_batch)
         idx.version = version
         client = self.redis.client
         async with client.pipeline(transaction=False) as pipe:
@@ -277,12 +277,11 @@ class MemoryService:
             meta = idx.meta.get(key)
             if meta is None:
                 continue
-            if meta.tier == "working":
-                rec = idx.cached(key)
-                if rec is not None:
-                    out[key] = rec
+            rec = idx.cached(key) if meta.tier == "working" else None
+            if rec is not None:
+                out[key] = rec
             else:
-                remote.append(key)
+                remote.append(key)  # not working-tier, or fell out of the cache: Redis decides
         if remote:
             async with self.redis.client.pipeline(transaction=False) as pipe:
                 for key in remote:
@@ -292,6 +291,8 @@ class MemoryService:
                 rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, row, strict=True)))
                 if rec is not None:
                     out[key] = rec
+                    if rec.tier == "working":
+                        idx.cache(rec, time.time())
         return out
 
     # ---- promotion --------------------------------------------------------------------------

@@ -150,6 +150,27 @@ async def test_capacity_evicts_lowest_score_first(
             assert tier_stats(stats, "short_term")["evicted"] == 2
 
 
+async def test_working_tier_keeps_the_best_items_in_its_cache(
+    make_settings: MakeSettings, open_client: OpenClient
+) -> None:
+    settings = make_settings(tiers={"working": {"capacity": 3}})
+    with anyio.fail_after(120):
+        async with open_client(settings) as client:
+            for i, importance in enumerate([0.9, 0.1, 0.8, 0.2, 0.7]):
+                await ok(
+                    client,
+                    "store_memory",
+                    content=f"step {i} of the task",
+                    tier="working",
+                    importance=importance,
+                )
+            kept = await contents(client, "step of the task", tiers=["working"], limit=10)
+            assert sorted(kept) == ["step 0 of the task", "step 2 of the task", "step 4 of the task"]
+            stats = await ok(client, "get_memory_stats")
+            assert tier_stats(stats, "working")["count"] == 3
+            assert tier_stats(stats, "working")["evicted"] == 2
+
+
 async def test_promotion_after_repeated_recall(make_settings: MakeSettings, open_client: OpenClient) -> None:
     settings = make_settings(promote_after_accesses=2)
     with anyio.fail_after(120):
