@@ -13,6 +13,7 @@ import anyio
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.memory.service import MemoryService
 from mcp_gemma.rag.service import RagService
+from mcp_gemma.server.metrics import CallMetrics
 from mcp_gemma.settings import Settings
 from mcp_gemma.status import ComponentStatus
 from mcp_gemma.store.redis import RedisStore
@@ -30,6 +31,7 @@ class AppState:
     memory: MemoryService
     rag: RagService
     started_at: float = field(default_factory=time.monotonic)
+    metrics: CallMetrics = field(default_factory=CallMetrics)
 
     @classmethod
     async def open(cls, settings: Settings) -> AppState:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from mcp.server.mcpserver import MCPServer
 
 from mcp_gemma import __version__
+from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState, SharedState
 
@@ -42,10 +43,14 @@ def create_server(settings: Settings, shared: SharedState | None = None) -> MCPS
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
+        middleware=[metrics_middleware],
     )
-    from mcp_gemma.server.tools import memory, ops, rag
+    from mcp_gemma.server import prompts
+    from mcp_gemma.server.tools import agent, memory, ops, rag
 
     ops.register(server)
+    prompts.register(server)
     memory.register(server)
     rag.register(server)
+    agent.register(server, settings)
     return server

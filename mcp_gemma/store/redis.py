@@ -134,6 +134,14 @@ class RedisStore:
         version = info.get("valkey_version") or info.get("redis_version") or "unknown"
         return f"{'valkey' if 'valkey_version' in info else 'redis'} {version}"
 
+    @redis_guard
+    async def info(self) -> dict[str, Any]:
+        """INFO of the server (of the first node on a cluster)."""
+        info: dict[str, Any] = await self.client.info()
+        if self.kind == "cluster" and info and isinstance(next(iter(info.values())), dict):
+            info = next(iter(info.values()))
+        return info
+
     async def close(self, *, release: bool = True) -> None:
         """Close the pool; shut the embedded server down when no other process uses it."""
         try:

@@ -75,6 +75,7 @@ class SpawnedServer:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._logfh.close()
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):

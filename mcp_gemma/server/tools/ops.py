@@ -15,7 +15,8 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from mcp_gemma import __version__
-from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.errors import McpGemmaError, NotFoundError
+from mcp_gemma.server.metrics import ToolStats
 from mcp_gemma.state import AppState
 from mcp_gemma.status import ComponentStatus
 
@@ -86,6 +87,46 @@ def _dist_version(name: str) -> str:
         return "not installed"
 
 
+class SystemMetrics(BaseModel):
+    """Process, Redis and per-tool figures of this server."""
+
+    uptime_s: float
+    process: ProcessMetrics
+    redis: dict[str, str | int | float | None]
+    tools: dict[str, ToolStats]
+    components: list[ComponentStatus]
+
+
+_REDIS_FIELDS = (
+    "used_memory",
+    "used_memory_peak",
+    "connected_clients",
+    "instantaneous_ops_per_sec",
+    "total_commands_processed",
+    "keyspace_hits",
+    "keyspace_misses",
+    "aof_enabled",
+)
+
+
+async def system_metrics(state: AppState) -> SystemMetrics:
+    """Collect the figures of :class:`SystemMetrics`."""
+    redis: dict[str, str | int | float | None] = {}
+    try:
+        info = await state.store.info()
+        redis = {k: info.get(k) for k in _REDIS_FIELDS}
+        redis["latency_ms"] = round(await state.store.ping_ms(), 3)
+    except McpGemmaError as exc:
+        redis = {"error": str(exc)}
+    return SystemMetrics(
+        uptime_s=round(time.monotonic() - state.started_at, 3),
+        process=process_metrics(),
+        redis=redis,
+        tools=state.metrics.snapshot(),
+        components=await state.components(),
+    )
+
+
 def register(server: MCPServer[AppState]) -> None:
     """Add the operational tools to ``server``."""
 
@@ -131,3 +172,19 @@ def register(server: MCPServer[AppState]) -> None:
             versions=versions,
             metrics=process_metrics() if include_metrics else None,
         )
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    async def get_system_metrics(ctx: Context[AppState]) -> SystemMetrics:
+        """Memory, CPU, Redis figures and per-tool call counts, errors and latency percentiles."""
+        return await system_metrics(ctx.request_context.lifespan_context)
+
+    @server.resource(
+        "stats://{section}",
+        name="system_stats",
+        mime_type="application/json",
+        description="stats://system: the same figures as get_system_metrics, as JSON.",
+    )
+    async def system_stats_resource(section: str, ctx: Context[AppState]) -> str:
+        if section != "system":
+            raise NotFoundError(f"unknown stats section {section!r}: read stats://system")
+        return (await system_metrics(ctx.request_context.lifespan_context)).model_dump_json(indent=2)
