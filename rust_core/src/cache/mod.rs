@@ -145,13 +145,16 @@ impl<V> TtlCache<V> {
             self.push_front(i);
             return;
         }
-        if self.map.len() >= self.capacity {
-            self.purge_expired(now);
-        }
+        // Evict the least recently used entry in O(1); expired entries elsewhere are dropped lazily
+        // (on access, `len` or `keys`), never returned. An expired tail counts as an expiration.
         if self.map.len() >= self.capacity && self.tail != NIL {
             let t = self.tail;
+            if self.expired(t, now) {
+                self.stats.expirations += 1;
+            } else {
+                self.stats.evictions += 1;
+            }
             self.drop_slot(t);
-            self.stats.evictions += 1;
         }
         let node = Node {
             key: key.to_owned(),

@@ -2,7 +2,7 @@
 //! which is never negative (rank-bm25's Okapi IDF goes negative for terms in over half the documents).
 //! Query terms are summed with multiplicity, as rank-bm25 does.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::tokenize;
 use crate::errors::{CoreError, CoreResult};
@@ -40,10 +40,10 @@ impl Bm25Index {
         Ok(Self {
             k1,
             b,
-            term_ids: HashMap::new(),
+            term_ids: HashMap::default(),
             postings: Vec::new(),
             live_terms: 0,
-            slot_of: HashMap::new(),
+            slot_of: HashMap::default(),
             doc_id: Vec::new(),
             doc_len: Vec::new(),
             doc_terms: Vec::new(),
@@ -90,13 +90,18 @@ impl Bm25Index {
     /// Indexes already tokenised text (see [`tokenize`]).
     pub fn add_tokens(&mut self, id: u64, tokens: Vec<String>) {
         self.remove(id);
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        for tok in &tokens {
-            let next = self.term_ids.len() as u32;
-            let t = *self.term_ids.entry(tok.clone()).or_insert(next);
-            if t as usize == self.postings.len() {
-                self.postings.push(Vec::new());
-            }
+        let n_tokens = tokens.len();
+        let mut counts: HashMap<u32, u32> = HashMap::default();
+        for tok in tokens {
+            let t = match self.term_ids.get(tok.as_str()) {
+                Some(&t) => t,
+                None => {
+                    let t = self.term_ids.len() as u32;
+                    self.term_ids.insert(tok, t);
+                    self.postings.push(Vec::new());
+                    t
+                }
+            };
             *counts.entry(t).or_insert(0) += 1;
         }
         let slot = match self.free.pop() {
@@ -110,7 +115,7 @@ impl Bm25Index {
         };
         let s = slot as usize;
         self.doc_id[s] = id;
-        self.doc_len[s] = tokens.len() as u32;
+        self.doc_len[s] = n_tokens as u32;
         let mut terms = Vec::with_capacity(counts.len());
         for (t, tf) in counts {
             let p = &mut self.postings[t as usize];
@@ -121,7 +126,7 @@ impl Bm25Index {
             terms.push(t);
         }
         self.doc_terms[s] = terms;
-        self.total_len += tokens.len() as u64;
+        self.total_len += n_tokens as u64;
         self.slot_of.insert(id, slot);
     }
 

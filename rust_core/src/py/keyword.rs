@@ -5,6 +5,7 @@ use std::sync::RwLock;
 use numpy::ndarray::Ix1;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
+use rayon::prelude::*;
 
 use super::arrays::{readonly, slice};
 use super::{read, write};
@@ -55,7 +56,7 @@ impl PyBm25Index {
         }
         py.detach(|| {
             // Tokenise outside the lock so readers are not held up.
-            let tokens: Vec<Vec<String>> = texts.iter().map(|t| keyword::tokenize(t)).collect();
+            let tokens: Vec<Vec<String>> = texts.par_iter().map(|t| keyword::tokenize(t)).collect();
             let mut g = write(&self.inner)?;
             for (id, toks) in ids.into_iter().zip(tokens) {
                 g.add_tokens(id, toks);

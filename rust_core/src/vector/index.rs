@@ -1,7 +1,7 @@
 //! [`VectorIndex`]: Rust-owned contiguous rows keyed by u64 ids, exact f32 search with an optional
 //! int8 first pass re-ranked in f32.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::quant::QuantStore;
 use super::topk::{Hit, TopK};
@@ -30,7 +30,7 @@ impl VectorIndex {
             dim,
             metric,
             ids: Vec::new(),
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             data: Vec::new(),
             quant: None,
             rerank: 4,
