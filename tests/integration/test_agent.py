@@ -1,0 +1,133 @@
+"""The agent tools through a real MCP client: sandbox escapes refused, run_agent end to end."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from mcp_gemma.server.app import create_server
+from mcp_gemma.settings import Settings, load_settings
+from tests.integration.conftest import Connect
+
+pytestmark = pytest.mark.anyio
+
+
+def agent_settings(settings: Settings, root: Path, **agent: Any) -> Settings:
+    """The test settings plus an allowed root and agent options."""
+    return load_settings(
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        namespace=settings.namespace,
+        allowed_roots=[root],
+        agent=agent,
+    )
+
+
+@asynccontextmanager
+async def client_for(settings: Settings, **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client(create_server(settings), **kwargs) as client:
+        yield client
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    base = tmp_path / "root"
+    base.mkdir()
+    (base / "notes.txt").write_text("the answer is 42", encoding="utf-8")
+    (tmp_path / "secret.txt").write_text("top secret", encoding="utf-8")
+    os.symlink(tmp_path / "secret.txt", base / "link.txt")
+    os.symlink(tmp_path, base / "parent")
+    return base.resolve()
+
+
+async def call(client: Client, tool: str, **args: Any) -> Any:
+    with anyio.fail_after(30):
+        return await client.call_tool(tool, args)
+
+
+async def assert_refused(client: Client, tool: str, needle: str, **args: Any) -> str:
+    result = await call(client, tool, **args)
+    assert result.is_error, (tool, args, result)
+    text = result.content[0].text
+    assert needle in text, text
+    assert "Traceback" not in text
+    return str(text)
+
+
+async def test_calculator_over_every_transport(connect: Connect) -> None:
+    async with connect() as client:
+        ok = await call(client, "agent_calculator", expression="(17 * 23) + 1")
+        assert not ok.is_error and ok.structured_content == {"expression": "(17 * 23) + 1", "result": 392}
+        await assert_refused(client, "agent_calculator", "too large", expression="9**9**9")
+        await assert_refused(client, "agent_calculator", "only numbers", expression="'x' * 10**9")
+        await assert_refused(client, "agent_calculator", "too large", expression="10**1000 * 10**1000")
+
+
+async def test_file_tools_refuse_escapes(settings: Settings, root: Path, tmp_path: Path) -> None:
+    async with client_for(agent_settings(settings, root)) as client:
+        ok = await call(client, "agent_read_file", path="notes.txt")
+        assert ok.structured_content["text"] == "the answer is 42"
+        listing = await call(client, "agent_list_directory", path=".")
+        names = {e["name"]: e["kind"] for e in listing.structured_content["entries"]}
+        assert names == {"notes.txt": "file", "link.txt": "symlink", "parent": "symlink"}
+        for path in [
+            "../secret.txt",
+            str(tmp_path / "secret.txt"),
+            "link.txt",
+            "parent/secret.txt",
+            "/etc/passwd",
+        ]:
+            await assert_refused(client, "agent_read_file", "outside the allowed roots", path=path)
+        await assert_refused(client, "agent_list_directory", "outside the allowed roots", path="..")
+        await assert_refused(client, "agent_list_directory", "outside the allowed roots", path="parent")
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert "agent_write_file" not in tools  # off by default
+
+
+async def test_write_file_only_inside_roots(settings: Settings, root: Path, tmp_path: Path) -> None:
+    async with client_for(agent_settings(settings, root, enable_write_file=True)) as client:
+        ok = await call(client, "agent_write_file", path="out/new.txt", content="hi")
+        assert not ok.is_error and (root / "out/new.txt").read_text(encoding="utf-8") == "hi"
+        await assert_refused(client, "agent_write_file", "exists", path="out/new.txt", content="x")
+        for path in ["../evil.txt", "parent/evil.txt", "link.txt", str(tmp_path / "evil.txt")]:
+            await assert_refused(
+                client, "agent_write_file", "outside the allowed roots", path=path, content="x"
+            )
+    assert not (tmp_path / "evil.txt").exists()
+    assert (tmp_path / "secret.txt").read_text(encoding="utf-8") == "top secret"
+
+
+async def test_file_tools_absent_without_roots(settings: Settings) -> None:
+    async with client_for(settings) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+    assert {"agent_calculator", "agent_get_datetime", "agent_system_info"} <= tools
+    assert not tools & {"agent_read_file", "agent_list_directory", "agent_fetch_url", "agent_web_search"}
+
+
+async def test_fetch_url_refuses_private_and_non_http(settings: Settings, root: Path) -> None:
+    hosts = ["127.0.0.1", "169.254.169.254", "::1", "localhost", "example.org"]
+    async with client_for(agent_settings(settings, root, fetch_allowed_hosts=hosts)) as client:
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]/",
+            "http://localhost/",
+        ]:
+            await assert_refused(client, "agent_fetch_url", "private, loopback or reserved", url=url)
+        await assert_refused(client, "agent_fetch_url", "not an http(s) URL", url="file:///etc/passwd")
+        await assert_refused(client, "agent_fetch_url", "not an http(s) URL", url="gopher://example.org/")
+        await assert_refused(client, "agent_fetch_url", "not on the URL allow-list", url="http://10.0.0.1/")
+
+
+async def test_datetime_tool_validates_timezone(settings: Settings) -> None:
+    async with client_for(settings) as client:
+        ok = await call(client, "agent_get_datetime", timezone="Asia/Tokyo")
+        assert ok.structured_content["timezone"] == "Asia/Tokyo"
+        await assert_refused(client, "agent_get_datetime", "unknown timezone", timezone="../../etc/passwd")
