@@ -53,5 +53,4 @@ def create_server(settings: Settings, shared: SharedState | None = None) -> MCPS
     memory.register(server)
     rag.register(server)
     agent.register(server, settings)
-    agent.register(server, settings)
     return server
