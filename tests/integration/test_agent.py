@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -131,3 +133,86 @@ async def test_datetime_tool_validates_timezone(settings: Settings) -> None:
         ok = await call(client, "agent_get_datetime", timezone="Asia/Tokyo")
         assert ok.structured_content["timezone"] == "Asia/Tokyo"
         await assert_refused(client, "agent_get_datetime", "unknown timezone", timezone="../../etc/passwd")
+
+
+class SamplingScript:
+    """A client-side sampling callback that answers with scripted agent replies, in order."""
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.seen: list[types.CreateMessageRequestParams] = []
+
+    async def __call__(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        self.seen.append(params)
+        text = self.replies.pop(0) if self.replies else json.dumps({"answer": "out of script"})
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=text), model="scripted-client"
+        )
+
+
+CALC_SCRIPT = [
+    json.dumps({"thought": "multiply", "tool": "calculator", "args": {"expression": "17 * 23"}}),
+    "{'thought': 'I have it', 'answer': '391'}",  # a slip the parser repairs
+]
+
+
+def assert_client_run(result: Any, sampler: SamplingScript, progress: list[tuple[float, Any, Any]]) -> None:
+    assert not result.is_error, result.content
+    report = result.structured_content
+    assert (report["answer"], report["stop_reason"], report["brain"]) == ("391", "answer", "client")
+    assert [s["status"] for s in report["steps"]] == ["ok", "answer"]
+    assert report["steps"][0]["arguments"] == {"expression": "17 * 23"}
+    assert json.loads(report["steps"][0]["observation"])["result"] == 391
+    assert len(sampler.seen) == 2 and "calculator" in (sampler.seen[0].system_prompt or "")
+    assert "391" in sampler.seen[1].messages[-1].content.text  # the observation reached the model
+    assert [p[0] for p in progress if p[2] and str(p[2]).startswith("step")] == [1, 2]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_run_agent_with_client_brain_in_memory(settings: Settings, mode: str) -> None:
+    """2026-07-28 (input-required rounds) and handshake-era (sampling back-channel) sessions."""
+    sampler = SamplingScript(CALC_SCRIPT)
+    progress: list[tuple[float, Any, Any]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with client_for(settings, sampling_callback=sampler, mode=mode) as client:
+        with anyio.fail_after(60):
+            result = await client.call_tool(
+                "run_agent",
+                {"task": "What is 17 * 23?", "brain": "client", "max_steps": 3, "tools": ["calculator"]},
+                progress_callback=on_progress,
+            )
+    assert_client_run(result, sampler, progress)
+
+
+async def test_run_agent_with_client_brain_over_every_transport(connect: Connect) -> None:
+    sampler = SamplingScript(CALC_SCRIPT)
+    progress: list[tuple[float, Any, Any]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with connect(sampling_callback=sampler) as client:
+        with anyio.fail_after(60):
+            result = await client.call_tool(
+                "run_agent",
+                {"task": "What is 17 * 23?", "brain": "auto", "max_steps": 3},
+                progress_callback=on_progress,
+            )
+    assert_client_run(result, sampler, progress)
+
+
+async def test_client_brain_needs_sampling(settings: Settings) -> None:
+    async with client_for(settings) as client:
+        await assert_refused(client, "run_agent", "sampling capability", task="2+2?", brain="client")
+
+
+async def test_run_agent_refuses_unknown_tools(settings: Settings) -> None:
+    async with client_for(settings, sampling_callback=SamplingScript([])) as client:
+        await assert_refused(
+            client, "run_agent", "unknown or disabled tools: write_file", task="x", tools=["write_file"]
+        )
