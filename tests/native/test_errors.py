@@ -74,3 +74,24 @@ def test_index_rejects_bad_input_and_stays_unchanged() -> None:
         rc.VectorIndex(0)
     with pytest.raises(ValueError, match="rerank"):
         rc.VectorIndex(4, rerank=0)
+
+
+def test_out_of_range_ids_are_value_errors() -> None:
+    bm25 = rc.BM25Index()
+    with pytest.raises(ValueError, match=r"id must be an int in \[0, 2\*\*64\)"):
+        bm25.add(-1, "text")
+    with pytest.raises(ValueError, match="ids must be"):
+        bm25.add_many([2**64], ["text"])
+    with pytest.raises(ValueError, match="texts must be"):
+        bm25.add_many([1], "not a list")
+    assert not bm25.remove(-5)
+    assert -5 not in bm25
+    index = rc.VectorIndex(2)
+    assert index.get(-1) is None
+    assert not index.contains(-1)
+    with pytest.raises(ValueError, match="rankings must be"):
+        rc.fuse_rrf([[-1]])
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        rc.fuse_rrf([[1]], k=-1)
+    with pytest.raises(ValueError, match="a must be"):
+        rc.fuse_weighted([(1, "x")], [], 0.5)  # type: ignore[list-item]

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use rayon::prelude::*;
 
 use super::arrays::{readonly, slice};
-use super::{read, write};
+use super::{arg, read, write};
 use crate::errors::CoreError;
 use crate::keyword::{self, Bm25Index};
 use crate::vector::check_k;
@@ -36,7 +36,8 @@ impl PyBm25Index {
         })
     }
 
-    fn add(&self, py: Python<'_>, id: u64, text: &str) -> PyResult<()> {
+    fn add(&self, py: Python<'_>, id: &Bound<'_, PyAny>, text: &str) -> PyResult<()> {
+        let id: u64 = arg(id, "id", "an int in [0, 2**64)")?;
         let text = text.to_owned();
         py.detach(|| {
             let tokens = keyword::tokenize(&text);
@@ -45,7 +46,14 @@ impl PyBm25Index {
         Ok(())
     }
 
-    fn add_many(&self, py: Python<'_>, ids: Vec<u64>, texts: Vec<String>) -> PyResult<()> {
+    fn add_many(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        texts: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let ids: Vec<u64> = arg(ids, "ids", "a sequence of ints in [0, 2**64)")?;
+        let texts: Vec<String> = arg(texts, "texts", "a sequence of str")?;
         if ids.len() != texts.len() {
             return Err(CoreError::invalid(format!(
                 "got {} ids but {} texts",
@@ -66,7 +74,10 @@ impl PyBm25Index {
         Ok(())
     }
 
-    fn remove(&self, py: Python<'_>, id: u64) -> PyResult<bool> {
+    fn remove(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(id) = id.extract::<u64>() else {
+            return Ok(false);
+        };
         Ok(py.detach(|| write(&self.inner).map(|mut g| g.remove(id)))?)
     }
 
@@ -98,7 +109,10 @@ impl PyBm25Index {
         Ok(read(&self.inner)?.len())
     }
 
-    fn __contains__(&self, id: u64) -> PyResult<bool> {
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(id) = id.extract::<u64>() else {
+            return Ok(false);
+        };
         Ok(read(&self.inner)?.contains(id))
     }
 

@@ -217,17 +217,27 @@ impl PyVectorIndex {
         Ok((reshape(py, ids, m, kk)?, reshape(py, scores, m, kk)?))
     }
 
-    fn get<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
+        let Ok(id) = id.extract::<u64>() else {
+            return Ok(None);
+        };
         Ok(read(&self.inner)?
             .get(id)
             .map(|row| PyArray1::from_slice(py, row)))
     }
 
-    fn contains(&self, id: u64) -> PyResult<bool> {
+    fn contains(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(id) = id.extract::<u64>() else {
+            return Ok(false);
+        };
         Ok(read(&self.inner)?.contains(id))
     }
 
-    fn __contains__(&self, id: u64) -> PyResult<bool> {
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.contains(id)
     }
 
