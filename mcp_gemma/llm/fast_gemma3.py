@@ -1,0 +1,177 @@
+"""A lean Gemma 3 text decoder over the weights of a loaded transformers model.
+
+Why it exists: on a small CPU the transformers forward spends most of each decode step in
+Python (cache objects, mask building, hooks) rather than in matrix products. This module does
+the same arithmetic as ``Gemma3ForCausalLM`` with fused q/k/v and gate/up projections, one
+preallocated KV buffer per layer and precomputed rotary tables, so a token costs a few dozen
+torch calls. ``tests/llm`` checks that its greedy tokens match the transformers model's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def supports(config: Any) -> bool:
+    """True when ``config`` is a Gemma 3 text model this decoder reproduces exactly."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    return (
+        getattr(config, "model_type", None) == "gemma3_text"
+        and not getattr(config, "attention_bias", False)
+        and getattr(config, "attn_logit_softcapping", None) is None
+        and getattr(config, "final_logit_softcapping", None) is None
+        and getattr(config, "hidden_activation", None) == "gelu_pytorch_tanh"
+        and not getattr(config, "use_bidirectional_attention", False)
+        and all(isinstance(p, dict) and p.get("rope_type") == "default" for p in rope.values())
+        and set(rope) >= set(getattr(config, "layer_types", []) or ["?"])
+    )
+
+
+@dataclass
+class _Layer:
+    qkv: torch.Tensor
+    o: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+    norms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (1 + w), float32
+    q_norm: torch.Tensor
+    k_norm: torch.Tensor
+    sliding: bool
+
+
+class Gemma3Decoder:
+    """Prefill and single-token steps for one sequence, with its own KV cache."""
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        cfg = model.config
+        self.hidden = int(cfg.hidden_size)
+        self.n_heads = int(cfg.num_attention_heads)
+        self.n_kv = int(cfg.num_key_value_heads)
+        self.head_dim = int(cfg.head_dim)
+        self.eps = float(cfg.rms_norm_eps)
+        self.window = int(cfg.sliding_window)
+        self.scale = float(cfg.query_pre_attn_scalar) ** -0.5
+        self.thetas = {kind: float(cfg.rope_parameters[kind]["rope_theta"]) for kind in set(cfg.layer_types)}
+        inner = model.model
+        self.embed = inner.embed_tokens.weight
+        self.embed_scale = torch.tensor(math.sqrt(self.hidden), dtype=self.embed.dtype)
+        self.lm_head = model.lm_head.weight
+        self.final_norm = 1.0 + inner.norm.weight.float()
+        self.dtype = self.embed.dtype
+        self.device = self.embed.device
+        self.layers: list[_Layer] = []
+        for layer, kind in zip(inner.layers, cfg.layer_types, strict=True):
+            attn, mlp = layer.self_attn, layer.mlp
+            self.layers.append(
+                _Layer(
+                    qkv=torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).contiguous(),
+                    o=attn.o_proj.weight,
+                    gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).contiguous(),
+                    down=mlp.down_proj.weight,
+                    norms=tuple(
+                        1.0 + n.weight.float()
+                        for n in (
+                            layer.input_layernorm,
+                            layer.post_attention_layernorm,
+                            layer.pre_feedforward_layernorm,
+                            layer.post_feedforward_layernorm,
+                        )
+                    ),
+                    q_norm=1.0 + attn.q_norm.weight.float(),
+                    k_norm=1.0 + attn.k_norm.weight.float(),
+                    sliding=kind == "sliding_attention",
+                )
+            )
+        self._k: list[torch.Tensor] = []
+        self._v: list[torch.Tensor] = []
+        self._rope: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.pos = 0
+
+    def reset(self, capacity: int) -> None:
+        """Allocate the KV cache and rotary tables for ``capacity`` positions."""
+        import torch
+
+        shape = (self.n_kv, capacity, self.head_dim)
+        self._k = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        self._v = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        positions = torch.arange(capacity, dtype=torch.float32, device=self.device)
+        self._rope = {}
+        for sliding in (True, False):
+            theta = self.thetas["sliding_attention" if sliding else "full_attention"]
+            inv = 1.0 / (
+                theta ** (torch.arange(0, self.head_dim, 2, device=self.device).float() / self.head_dim)
+            )
+            freqs = torch.outer(positions, inv)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self._rope[sliding] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))
+        self.pos = 0
+
+    def _rms(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * scale).to(x.dtype)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Run ``ids`` (1-D) from the current position; return the logits of the last one (float32)."""
+        import torch
+        import torch.nn.functional as F
+
+        n = int(ids.shape[0])
+        start, end = self.pos, self.pos + n
+        h = F.embedding(ids, self.embed) * self.embed_scale  # [n, hidden]
+        nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
+        for i, layer in enumerate(self.layers):
+            x = self._rms(h, layer.norms[0])
+            qkv = F.linear(x, layer.qkv)
+            q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)  # [H, n, D]
+            k = qkv[:, nq : nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
+            v = qkv[:, nq + nkv :].view(n, self.n_kv, hd).transpose(0, 1)
+            q = self._rms(q, layer.q_norm)
+            k = self._rms(k, layer.k_norm)
+            cos, sin = self._rope[layer.sliding]
+            cos, sin = cos[start:end], sin[start:end]
+            q = q * cos + torch.cat((-q[..., hd // 2 :], q[..., : hd // 2]), dim=-1) * sin
+            k = k * cos + torch.cat((-k[..., hd // 2 :], k[..., : hd // 2]), dim=-1) * sin
+            self._k[i][:, start:end] = k
+            self._v[i][:, start:end] = v
+            lo = max(0, end - self.window) if layer.sliding and n == 1 else 0
+            keys, values = self._k[i][:, lo:end], self._v[i][:, lo:end]
+            if n == 1:
+                attn = F.scaled_dot_product_attention(
+                    q.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0), scale=self.scale, enable_gqa=True
+                )
+            else:
+                attn = F.scaled_dot_product_attention(
+                    q.unsqueeze(0),
+                    keys.unsqueeze(0),
+                    values.unsqueeze(0),
+                    attn_mask=self._mask(start, end, layer.sliding),
+                    scale=self.scale,
+                    enable_gqa=True,
+                )
+            attn = attn[0].transpose(0, 1).reshape(n, nq)
+            h = h + self._rms(F.linear(attn, layer.o), layer.norms[1])
+            x = self._rms(h, layer.norms[2])
+            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
+            h = h + self._rms(F.linear(F.gelu(gate, approximate="tanh") * up, layer.down), layer.norms[3])
+        self.pos = end
+        last = self._rms(h[-1:], self.final_norm)
+        return F.linear(last, self.lm_head)[0].float()
+
+    def _mask(self, start: int, end: int, sliding: bool) -> torch.Tensor:
+        import torch
+
+        q_pos = torch.arange(start, end, device=self.device)[:, None]
+        k_pos = torch.arange(0, end, device=self.device)[None, :]
+        mask = k_pos <= q_pos
+        if sliding:
+            mask &= k_pos > q_pos - self.window
+        return mask
