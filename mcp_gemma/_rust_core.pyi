@@ -68,7 +68,7 @@ class VectorIndex:
         """An empty index; ``quantize`` scans int8 codes, then re-ranks the best ``k * rerank`` in f32."""
 
     def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
-        """Upsert rows (an existing id is replaced); cosine indexes store them normalised. All-or-nothing."""
+        """Upsert rows (an existing id is replaced); cosine normalises them (zero rows rejected). Atomic."""
 
     def remove(self, ids: NDArray[np.uint64]) -> int:
         """Remove ids (unknown ones are ignored); returns how many were present."""
