@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Literal
 
 import numpy as np
@@ -149,3 +152,34 @@ def test_quantized_index_keeps_recall(metric: Metric) -> None:
     assert hits / 400 >= 0.99
     quant.set_quantized(False)
     assert not quant.quantized
+
+
+_PORTABLE_CHECK = """
+import numpy as np
+from mcp_gemma import _rust_core as rc
+assert rc.simd_level() in {"scalar", "neon"}, rc.simd_level()
+rng = np.random.default_rng(0)
+m = rng.standard_normal((3000, 37), dtype=np.float32)
+qs = rng.standard_normal((5, 37), dtype=np.float32)
+ref = np.argsort(-(qs @ m.T), axis=1, kind="stable")[:, :9]
+np.testing.assert_array_equal(rc.topk(m, qs[0], 9)[0], ref[0])
+np.testing.assert_array_equal(rc.topk_batch(m, qs, 9)[0], ref)
+index = rc.VectorIndex(37, "ip", quantize=True, rerank=8)
+index.add(np.arange(3000, dtype=np.uint64), m)
+assert len(set(index.search(qs[0], 9)[0].tolist()) & set(ref[0].tolist())) >= 8
+"""
+
+
+def test_portable_kernels_match_numpy() -> None:
+    # MCP_GEMMA_FORCE_SCALAR makes the dispatcher skip AVX2, as on CPUs without it.
+    env = {**os.environ, "MCP_GEMMA_FORCE_SCALAR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _PORTABLE_CHECK],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,6 +1,9 @@
 //! Dot-product kernels, selected once at run time: AVX2+FMA on x86-64, else a portable kernel written
 //! with independent lanes so LLVM vectorises it (SSE2 on x86-64, NEON on aarch64, where NEON is baseline).
 //!
+//! Setting `MCP_GEMMA_FORCE_SCALAR` in the environment selects the portable kernel (used by tests to
+//! cover the path CPUs without AVX2 take).
+//!
 //! The kernels score whole blocks of rows (one dispatch per block, not per row) and score several rows
 //! per pass over the query so each query load feeds several FMAs.
 
