@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from mcp_gemma.embeddings.service import EmbeddingService
+from mcp_gemma.llm.factory import build_llm
+from mcp_gemma.llm.service import LLMService
 from mcp_gemma.memory.service import MemoryService
 from mcp_gemma.rag.service import RagService
 from mcp_gemma.server.metrics import CallMetrics
@@ -30,6 +32,7 @@ class AppState:
     embeddings: EmbeddingService
     memory: MemoryService
     rag: RagService
+    llm: LLMService
     started_at: float = field(default_factory=time.monotonic)
     metrics: CallMetrics = field(default_factory=CallMetrics)
 
@@ -40,18 +43,25 @@ class AppState:
         embeddings = EmbeddingService(settings.embedding)
         memory = MemoryService(settings.memory, store, embeddings)
         rag = RagService(settings, store, embeddings)
-        state = cls(settings=settings, store=store, embeddings=embeddings, memory=memory, rag=rag)
+        llm = build_llm(settings)  # nothing loads until the first generation
+        state = cls(settings=settings, store=store, embeddings=embeddings, memory=memory, rag=rag, llm=llm)
         memory.start(lambda: getattr(state, "llm", None))
         return state
 
     async def components(self) -> list[ComponentStatus]:
         """Status of every model and index this process holds."""
-        return [self.embeddings.status(), self.memory.status(), *self.rag.status()]
+        return [
+            self.embeddings.status(),
+            self.memory.status(),
+            *self.rag.status(),
+            self.llm.component_status(),
+        ]
 
     async def close(self) -> None:
         """Release everything :meth:`open` acquired."""
         await self.memory.close()
         await self.rag.close()
+        await self.llm.unload()
         await self.store.close()
 
 

@@ -46,11 +46,12 @@ def create_server(settings: Settings, shared: SharedState | None = None) -> MCPS
         middleware=[metrics_middleware],
     )
     from mcp_gemma.server import prompts
-    from mcp_gemma.server.tools import agent, memory, ops, rag
+    from mcp_gemma.server.tools import agent, memory, ops, rag, reason
 
     ops.register(server)
     prompts.register(server)
     memory.register(server)
     rag.register(server)
+    reason.register(server)
     agent.register(server, settings)
     return server
