@@ -19,6 +19,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import _common  # noqa: E402, F401 - clears OPENBLAS_* before numpy loads
+
 BENCHES = [
     "bench_startup",
     "bench_topk",
@@ -43,7 +45,12 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def main() -> int:
@@ -56,7 +63,10 @@ def main() -> int:
     from mcp_gemma import native
 
     if native.build_profile != "release":
-        print("refusing to benchmark a debug build of the Rust core: pip install . (or maturin develop --release)")
+        print(
+            "refusing to benchmark a debug build of the Rust core: "
+            "pip install . (or maturin develop --release)"
+        )
         return 2
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -78,7 +88,7 @@ def main() -> int:
         except ImportError as exc:  # a peer (faiss, llama.cpp …) not installed: say so, go on
             print(f"   skipped: {exc}")
             results["benches"][name] = {"skipped": str(exc)}
-        except Exception:  # noqa: BLE001 - report every bench, then fail at the end
+        except Exception:  # report every bench, then fail at the end
             traceback.print_exc()
             failed.append(name)
             results["benches"][name] = {"error": traceback.format_exc(limit=3)}

@@ -115,7 +115,8 @@ class EmbeddingService:
     async def embed_one(self, text: str) -> Vectors:
         """The unit vector of one text, shape ``(dim,)``."""
         vectors = await self.embed([text])
-        return vectors[0]
+        row: Vectors = vectors[0]
+        return row
 
     def _remember(self, keys: list[str], rows: Vectors) -> None:
         cap = self.settings.cache_size

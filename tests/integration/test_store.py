@@ -7,16 +7,23 @@ import signal
 import time
 from pathlib import Path
 
-import anyio
 import pytest
+from anyio import to_thread
 
 from mcp_gemma.errors import StoreUnavailableError
 from mcp_gemma.settings import load_settings
+from mcp_gemma.store.embedded import EmbeddedRedis
 from mcp_gemma.store.redis import RedisStore
 
 from .conftest import free_port
 
 pytestmark = pytest.mark.anyio
+
+
+def wait_until_gone(server: EmbeddedRedis, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while server.pid() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 async def test_data_survives_a_restart(tmp_path: Path) -> None:
@@ -44,9 +51,7 @@ async def test_acknowledged_writes_survive_kill_9_of_the_server(tmp_path: Path) 
     for i in range(200):
         await store.client.set(store.keys.kv(f"k{i}"), str(i).encode())
     os.kill(store.embedded.pid(), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while store.embedded.pid() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    await to_thread.run_sync(wait_until_gone, store.embedded)
     assert store.embedded.pid() == 0
     await store.close(release=False)
 
