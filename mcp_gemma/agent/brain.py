@@ -51,6 +51,9 @@ class BrainRequest:
     max_tokens: int
     temperature: float = 0.0
     stop: Sequence[str] = field(default_factory=tuple)
+    prefix: str = ""
+    """How the reply starts. A brain that can prefill (a local base model) writes it for the model and
+    returns it as part of the reply; others ignore it."""
 
 
 class Brain(Protocol):
@@ -88,6 +91,18 @@ class LocalBrain:
     async def complete(self, request: BrainRequest, *, key: str) -> str:
         from mcp_gemma.llm.base import ChatMessage
 
+        model = await self.llm.ensure_loaded()
+        if model.info.prompt_style == "completion":
+            # A base model continues text: show it a transcript, start its reply for it and stop at the
+            # end of the line (the examples put every reply on one line).
+            result = await self.llm.generate(
+                completion_transcript(request) + request.prefix,
+                max_new_tokens=request.max_tokens,
+                temperature=request.temperature,
+                stop=("\n", *request.stop),
+            )
+            logger.debug("local brain %s: %d tokens, %s", key, result.tokens_out, result.finish_reason)
+            return request.prefix + result.text
         messages = [ChatMessage(role="system", content=request.system)]
         messages += [ChatMessage(role=t.role, content=t.content) for t in request.turns]
         result = await self.llm.generate(
@@ -98,6 +113,14 @@ class LocalBrain:
         )
         logger.debug("local brain %s: %d tokens, %s", key, result.tokens_out, result.finish_reason)
         return result.text
+
+
+def completion_transcript(request: BrainRequest) -> str:
+    """The conversation as plain text ending where the assistant speaks (for base models)."""
+    lines = [request.system.strip(), ""]
+    lines += [f"{'User' if t.role == 'user' else 'Assistant'}: {t.content}" for t in request.turns]
+    lines.append("Assistant: ")
+    return "\n".join(lines)
 
 
 def client_supports_sampling(session: Any) -> bool:

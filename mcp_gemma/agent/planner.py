@@ -47,5 +47,6 @@ async def make_plan(
         turns=[Turn("user", f"Task: {task}")],
         max_tokens=max_tokens,
         temperature=temperature,
+        prefix='{"plan": ["',
     )
     return parse_plan(await brain.complete(request, key=PLAN_KEY))

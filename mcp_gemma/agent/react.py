@@ -28,7 +28,14 @@ from mcp_gemma.agent.config import AgentSettings
 from mcp_gemma.agent.models import AgentCheckpoint, AgentReport, AgentStep, Exchange, StepStatus, StopReason
 from mcp_gemma.agent.parsing import FinalAnswer, ParseFailure, ToolCall, parse_action
 from mcp_gemma.agent.planner import PLAN_KEY, make_plan
-from mcp_gemma.agent.prompting import as_data, describe_args, shorten, system_prompt, task_message
+from mcp_gemma.agent.prompting import (
+    REPLY_PREFIX,
+    as_data,
+    describe_args,
+    shorten,
+    system_prompt,
+    task_message,
+)
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
 
 logger = logging.getLogger(__name__)
@@ -133,6 +140,7 @@ class ReactAgent:
             max_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature,
             stop=STOP_STRINGS,
+            prefix=REPLY_PREFIX,
         )
         cp.pending_key = key
         started = time.monotonic()
