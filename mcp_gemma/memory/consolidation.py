@@ -72,11 +72,13 @@ async def consolidate(
     threshold: float | None = None,
     session_id: str | None = None,
     dry_run: bool = False,
+    summarise: bool = True,
     load_model: bool = True,
 ) -> ConsolidationReport:
     """Promote, merge duplicates and summarise episodes of one agent; a dry run writes nothing.
 
-    ``load_model=False`` (the background loop) summarises only when Gemma is already loaded.
+    ``summarise=False`` never asks Gemma; ``load_model=False`` (the background loop) asks it only
+    when it is already loaded.
     """
     s = service.settings
     wanted: list[TierName] = [service.check_tier(t) for t in tiers] if tiers else list(TIER_NAMES)
@@ -103,7 +105,9 @@ async def consolidate(
         groups, gone = await _merge_tier(service, agent_id, tier, cutoff, now, dry_run)
         merged.extend(groups)
         removed += gone
-    summaries = await _summarise_episodes(service, agent_id, session_id, now, dry_run, load_model, notes)
+    summaries = await _summarise_episodes(
+        service, agent_id, session_id, now, dry_run, summarise, load_model, notes
+    )
     return ConsolidationReport(
         agent_id=agent_id,
         dry_run=dry_run,
@@ -123,8 +127,13 @@ async def _merge_tier(
     if len(keys) < 2:
         return [], 0
     records = await service.fetch(idx, keys)
-    keys = [k for k in keys if k in records and idx.embedding(k) is not None]
-    vectors = np.stack([idx.embedding(k) for k in keys]).astype(np.float32)  # type: ignore[misc]
+    unit = await service.embeddings_of([k for k in keys if k in records])
+    keys = [k for k in keys if k in unit]
+    if len(keys) < 2:
+        return [], 0
+    for key in keys:
+        records[key].embedding = unit[key]
+    vectors = np.stack([unit[k] for k in keys]).astype(np.float32)
     half_life = service.settings.recency_half_life_s
     worth = [
         retention(records[k].importance, records[k].count, records[k].accessed, now, half_life) for k in keys
@@ -188,6 +197,7 @@ async def _summarise_episodes(
     session_id: str | None,
     now: float,
     dry_run: bool,
+    summarise: bool,
     load_model: bool,
     notes: list[str],
 ) -> list[EpisodeSummary]:
@@ -202,13 +212,14 @@ async def _summarise_episodes(
     pending = await unsummarised(service, scope, sessions)
     if not pending:
         return []
-    llm = service.llm_source()
+    llm = service.llm_source() if summarise else None
     if llm is None or (not load_model and not getattr(llm, "loaded", True)):
-        why = (
-            "no Gemma model is available"
-            if llm is None
-            else "Gemma is not loaded (background runs never load it)"
-        )
+        if not summarise:
+            why = "not asked to summarise"
+        elif llm is None:
+            why = "no Gemma model is available"
+        else:
+            why = "Gemma is not loaded (background runs never load it)"
         notes.append(
             f"{why}: {len(pending)} episode(s) were not summarised into semantic facts "
             "(duplicates were still merged)"
@@ -229,7 +240,7 @@ async def _summarise_episodes(
             )
             continue
         try:
-            text = await summarise(
+            text = await summarise_texts(
                 llm,
                 [r.content for r in events],
                 service.settings.summary_max_tokens,
@@ -237,7 +248,8 @@ async def _summarise_episodes(
             )
         except McpGemmaError as exc:
             notes.append(
-                f"Gemma could not summarise session {sess!r} ({exc}); its events were left as they are"
+                f"Gemma could not summarise session {sess!r} ({exc}): merged without summarising, "
+                "the events stay as they are"
             )
             continue
         if not text:
@@ -252,7 +264,7 @@ async def _summarise_episodes(
     return out
 
 
-async def summarise(llm: Any, texts: Sequence[str], max_tokens: int, timeout_s: float) -> str:
+async def summarise_texts(llm: Any, texts: Sequence[str], max_tokens: int, timeout_s: float) -> str:
     """Ask the language model for one statement that sums up ``texts``."""
     events = "\n".join(f"- {t}" for t in texts)
     from mcp_gemma.llm.base import ChatMessage
@@ -280,9 +292,10 @@ async def replace_merged(
         pipe.hset(k.memory(kept.id), mapping=fields)  # type: ignore[arg-type]
         pipe.zadd(k.memory_tier(scope, kept.tier), {kept.id: kept.created})
         pipe.zadd(k.memory_rank(scope, kept.tier), {kept.id: rank})
-        await pipe.execute()
-    if kept.tier == "working":
-        idx.cache(kept, now)
+        pipe.incr(k.memory_version(scope))
+        res = await pipe.execute()
+    service.advance(idx, int(res[-1]))
+    idx.put([kept], now)  # new importance: new scale in the index (and the working cache refreshed)
     by_tier: dict[str, list[str]] = {}
     for rec in absorbed:
         by_tier.setdefault(rec.tier, []).append(rec.id)

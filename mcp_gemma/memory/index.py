@@ -2,6 +2,10 @@
 
 Redis is the source of truth; a :class:`ScopeIndex` is rebuilt from it on first use and whenever
 the scope's version counter moved without this process knowing (another replica wrote).
+
+The index holds each unit embedding scaled by the item's importance (at least ``MIN_SCALE``) under
+the inner-product metric, so one scan ranks by ``similarity × importance`` — an upper bound of the
+recall score that is tight whenever recency is close to 1 — and ``similarity = ip / scale``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ if TYPE_CHECKING:
     from mcp_gemma.native import TtlCache, VectorIndex
 
 KeyArray = npt.NDArray[np.uint64]
+MIN_SCALE = 1e-3  # importance 0 still keeps a direction, so its similarity can be reported
+
+
+def scale_of(importance: float) -> float:
+    """The factor an item's unit embedding is stored with."""
+    return max(importance, MIN_SCALE)
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class FilterMeta:
     session: str | None
     tags: frozenset[str]
     created: float
+    scale: float
 
 
 @dataclass(frozen=True)
@@ -72,8 +83,9 @@ class ScopeIndex:
 
         self.scope = scope
         self.version = -1
-        self.vectors: VectorIndex = native.VectorIndex(dim, metric="cosine")
+        self.vectors: VectorIndex = native.VectorIndex(dim, metric="ip")
         self.meta: dict[int, FilterMeta] = {}
+        self.accessed: dict[int, float] = {}  # last access as this process saw it (ranking only)
         self.by_tier: dict[str, set[int]] = {}
         # Headroom for one whole batch: the cache's own LRU must never pick a victim before the
         # retention-ordered eviction in Redis has chosen the right one.
@@ -90,12 +102,16 @@ class ScopeIndex:
             return
         keys = np.fromiter((r.key for r in recs), dtype=np.uint64, count=len(recs))
         vecs = np.stack([r.embedding for r in recs if r.embedding is not None]).astype(np.float32, copy=False)
-        self.vectors.add(keys, np.ascontiguousarray(vecs))
+        scales = np.array([scale_of(r.importance) for r in recs], dtype=np.float32)
+        self.vectors.add(keys, np.ascontiguousarray(vecs * scales[:, None]))
         for r in recs:
             old = self.meta.get(r.key)
             if old is not None and old.tier != r.tier:
                 self._untier(r.key, old.tier)
-            self.meta[r.key] = FilterMeta(r.tier, r.session, frozenset(r.tags), r.created)
+            self.meta[r.key] = FilterMeta(
+                r.tier, r.session, frozenset(r.tags), r.created, scale_of(r.importance)
+            )
+            self.accessed[r.key] = r.accessed
             self.by_tier.setdefault(r.tier, set()).add(r.key)
             self._tier_arrays.pop(r.tier, None)
             if r.tier == "working":
@@ -117,7 +133,7 @@ class ScopeIndex:
         if old is None:
             return
         self._untier(key, old.tier)
-        self.meta[key] = FilterMeta(tier, old.session, old.tags, old.created)
+        self.meta[key] = FilterMeta(tier, old.session, old.tags, old.created, old.scale)
         self.by_tier.setdefault(tier, set()).add(key)
         self._tier_arrays.pop(tier, None)
 
@@ -129,6 +145,7 @@ class ScopeIndex:
         self.vectors.remove(np.array(gone, dtype=np.uint64))
         for k in gone:
             meta = self.meta.pop(k)
+            self.accessed.pop(k, None)
             self._untier(k, meta.tier)
 
     def _untier(self, key: int, tier: str) -> None:
@@ -160,12 +177,11 @@ class ScopeIndex:
     def search(
         self, query: npt.NDArray[np.float32], k: int, allow: KeyArray | None
     ) -> list[tuple[int, float]]:
-        """The ``k`` most similar keys among ``allow`` (all when None), best first."""
+        """The ``k`` keys among ``allow`` (all when None) with the highest similarity × importance."""
         if k <= 0 or not self.meta:
             return []
-        ids, scores = self.vectors.search(query, k, allow)
-        return [(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
+        from mcp_gemma import native
 
-    def embedding(self, key: int) -> npt.NDArray[np.float32] | None:
-        """The stored vector of one key."""
-        return self.vectors.get(key)
+        with native.native_errors():
+            ids, scores = self.vectors.search(query, k, allow)
+        return [(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]

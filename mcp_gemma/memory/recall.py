@@ -13,7 +13,7 @@ from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
-from mcp_gemma.memory.policy import LN2, recall_score, should_promote
+from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
 from mcp_gemma.memory.records import SHARED_AGENT, MemoryRecord
 from mcp_gemma.memory.service import MemoryService
 from mcp_gemma.store.redis import redis_guard
@@ -67,36 +67,48 @@ async def _rank(
     pool: int,
     now: float,
 ) -> list[tuple[float, RecallHit, MemoryRecord]]:
-    """Exact top-k by the full score: widen the similarity shortlist until it cannot miss one.
+    """Exact top-k by the full score, ranked in memory; only the winners are read from Redis.
 
-    ``score <= similarity`` because importance and recency are at most 1, so once the k-th best
-    score beats the lowest similarity in the shortlist, nothing outside it can rank higher.
+    The index ranks by ``similarity × importance`` and ``score = that × recency <= that``, so once
+    the k-th best score reaches the lowest shortlisted value no unseen item can beat it; until
+    then the shortlist widens (in memory, no Redis round trip). Recency here uses this process's
+    view of the last access; the reported score uses the values read back from Redis.
     """
     if pool == 0:
         return []
-    want = min(pool, max(4 * k, 32))
     half_life = service.settings.recency_half_life_s
+    want = min(pool, max(4 * k, 32))
     while True:
         if want > SEARCH_IN_THREAD_ABOVE:
             shortlist = await anyio.to_thread.run_sync(idx.search, qvec, want, allow, abandon_on_cancel=True)
         else:
             shortlist = idx.search(qvec, want, allow)
-        records = await service.fetch(idx, [key for key, _ in shortlist])
-        out = []
-        for key, sim in shortlist:
+        ranked = sorted(
+            ((ip * recency(idx.accessed.get(key, now), now, half_life), key, ip) for key, ip in shortlist),
+            reverse=True,
+        )
+        floor = shortlist[-1][1] if shortlist else 0.0
+        if want >= pool or (len(ranked) >= k and ranked[k - 1][0] >= floor):
+            break
+        want = min(pool, want * 4)
+    out: list[tuple[float, RecallHit, MemoryRecord]] = []
+    pos = 0
+    while len(out) < k and pos < len(ranked):  # more than one round only when winners expired meanwhile
+        batch = ranked[pos : pos + k - len(out)]
+        pos += len(batch)
+        records = await service.fetch(idx, [key for _, key, _ in batch])
+        for _, key, ip in batch:
             rec = records.get(key)
-            if rec is None:
+            meta = idx.meta.get(key)
+            if rec is None or meta is None:
                 continue
-            s = recall_score(sim, rec.importance, rec.accessed, now, half_life)
+            s = recall_score(ip / meta.scale, rec.importance, rec.accessed, now, half_life)
             hit = RecallHit(
                 item=rec.to_item(), score=s.score, similarity=s.similarity, recency=s.recency, why=s.why
             )
             out.append((s.score, hit, rec))
-        out.sort(key=lambda s: -s[0])
-        floor = shortlist[-1][1] if shortlist else 0.0
-        if want >= pool or (len(out) >= k and out[k - 1][0] >= floor):
-            return out[:k]
-        want = min(pool, want * 4)
+    out.sort(key=lambda s: -s[0])
+    return out
 
 
 async def _touch_hits(
@@ -135,8 +147,10 @@ async def _touch_hits(
         ttl = s.tier(rec.tier).ttl_s
         rec = rec.evolve(count=int(count), accessed=now, expires=None if ttl is None else now + ttl)
         idx = service.scopes.get(rec.agent)
-        if rec.tier == "working" and idx is not None:
-            idx.cache(rec, now)
+        if idx is not None:
+            idx.accessed[rec.key] = now
+            if rec.tier == "working":
+                idx.cache(rec, now)
         hit = hit.model_copy(update={"item": rec.to_item()})
         if should_promote(
             rec.tier, rec.importance, rec.count, s.promote_after_accesses, s.promote_importance

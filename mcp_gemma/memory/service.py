@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import numpy as np
 
+from mcp_gemma.embeddings.base import Vectors
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError, NotFoundError
 from mcp_gemma.memory.config import TIER_NAMES, MemorySettings, TierName
@@ -154,9 +156,21 @@ class MemoryService:
         )
         return idx
 
-    def _advance(self, idx: ScopeIndex, version: int) -> None:
+    def advance(self, idx: ScopeIndex, version: int) -> None:
         """Record our own change; a gap means someone else wrote too, so reload next time."""
         idx.version = version if version == idx.version + 1 else -1
+
+    async def embeddings_of(self, keys: Sequence[int]) -> dict[int, Vectors]:
+        """Unit embeddings of ``keys`` read from Redis (the index only holds importance-scaled ones)."""
+        async with self.redis.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(self.keys.memory(key_to_id(key)), "embedding")
+            rows = await pipe.execute()
+        return {
+            key: np.frombuffer(raw, dtype=np.float32).copy()
+            for key, raw in zip(keys, rows, strict=True)
+            if raw
+        }
 
     async def remove(self, scope: str, idx: ScopeIndex, by_tier: dict[str, list[str]], stat: str) -> int:
         """Delete memories (hash and index entries) and count them under ``stat``."""
@@ -175,7 +189,7 @@ class MemoryService:
                 pipe.hincrby(k.memory_stats(scope, tier), stat, len(ids))
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
-        self._advance(idx, int(res[-1]))
+        self.advance(idx, int(res[-1]))
         idx.drop(key for ids in by_tier.values() for i in ids if (key := id_to_key(i)) is not None)
         return total
 
@@ -238,7 +252,7 @@ class MemoryService:
             pipe.sadd(k.memory_scopes(), scope)
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
-        self._advance(idx, int(res[-1]))
+        self.advance(idx, int(res[-1]))
         idx.put(records, now)
         evicted = await self._enforce_capacity(scope, idx, tier_name, now)
         count = int(await self.redis.client.zcard(k.memory_tier(scope, tier_name)))
@@ -322,7 +336,7 @@ class MemoryService:
             pipe.hincrby(k.memory_stats(scope, rec.tier), "promoted", 1)
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
-        self._advance(idx, int(res[-1]))
+        self.advance(idx, int(res[-1]))
         idx.retier(rec.key, to)
         logger.info("memory %s promoted %s -> %s: %s", rec.id, rec.tier, to, reason)
         await self._enforce_capacity(scope, idx, to, now)

@@ -21,9 +21,9 @@ OpenClient = Callable[[Settings], AbstractAsyncContextManager[Client]]
 def make_settings(tmp_path: Path, redis_url: str, namespace: str) -> MakeSettings:
     """Settings on the shared Redis and this test's namespace, with ``memory`` overrides."""
 
-    def build(**memory: Any) -> Settings:
+    def build(gemma: dict[str, Any] | None = None, **memory: Any) -> Settings:
         return load_settings(
-            data_dir=tmp_path / "data", redis_url=redis_url, namespace=namespace, memory=memory
+            data_dir=tmp_path / "data", redis_url=redis_url, namespace=namespace, memory=memory, gemma=gemma
         )
 
     return build

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import pytest
@@ -273,15 +274,22 @@ async def test_consolidation_merges_duplicates_and_keeps_provenance(
 
 
 async def test_consolidation_without_a_model_says_so(
-    make_settings: MakeSettings, open_client: OpenClient
+    make_settings: MakeSettings, open_client: OpenClient, tmp_path: Path
 ) -> None:
+    settings = make_settings(gemma={"model": str(tmp_path / "no-such-model")})
     with anyio.fail_after(120):
-        async with open_client(make_settings()) as client:
+        async with open_client(settings) as client:
             for text in ("Opened the billing page", "Changed the plan to Pro", "Entered a new card"):
                 await ok(client, "store_memory", content=text, tier="episodic", session_id="sess-1")
+            skipped = await ok(client, "consolidate_memory", session_id="sess-1", summarise=False)
+            assert skipped["summaries"] == []
+            assert any("not asked to summarise" in n for n in skipped["notes"])
             report = await ok(client, "consolidate_memory", session_id="sess-1")
             assert report["summaries"] == []
-            assert any("no Gemma model" in n for n in report["notes"])
+            assert any(
+                "Gemma could not summarise" in n and "merged without summarising" in n
+                for n in report["notes"]
+            )
             assert len(await contents(client, "billing", tiers=["episodic"], limit=10)) == 3
 
 

@@ -176,6 +176,9 @@ def register(server: MCPServer[AppState]) -> None:
         dry_run: Annotated[
             bool, Field(description="Report what would change without changing anything.")
         ] = False,
+        summarise: Annotated[
+            bool, Field(description="Let Gemma summarise episodes (loads the model on first use).")
+        ] = True,
     ) -> ConsolidationReport:
         """Promote short_term items that earned it, merge near-duplicates (keeping provenance) and, when
         a Gemma model is loaded, summarise each session's episodic events into one semantic fact."""
@@ -187,6 +190,7 @@ def register(server: MCPServer[AppState]) -> None:
             threshold=threshold,
             session_id=session_id,
             dry_run=dry_run,
+            summarise=summarise,
         )
 
     @server.resource(
