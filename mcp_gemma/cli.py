@@ -11,6 +11,7 @@ import typer
 
 from mcp_gemma import __version__
 from mcp_gemma.cli_memory import memory_app
+from mcp_gemma.cli_model import ask, model_app
 from mcp_gemma.cli_rag import ingest, search
 from mcp_gemma.errors import McpGemmaError
 
@@ -24,6 +25,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(memory_app, name="memory")
+app.add_typer(model_app, name="model")
+app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
 

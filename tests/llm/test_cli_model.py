@@ -1,0 +1,142 @@
+"""``mcp-gemma model …`` and ``mcp-gemma ask`` through Typer's runner (real model for ``ask``)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mcp_gemma.cli import app
+from mcp_gemma.llm.models import PACKAGED_MODEL
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let huggingface_hub try the network (the test session runs offline)."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+class _Gated(BaseHTTPRequestHandler):
+    def _refuse(self) -> None:
+        self.send_response(403)
+        self.send_header("X-Error-Code", "GatedRepo")
+        self.send_header("X-Error-Message", "Access to model google/gemma-x is restricted.")
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"error": "Access to model google/gemma-x is restricted."}')
+
+    do_GET = do_HEAD = _refuse
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def gated_hub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gated)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_list_and_info_on_an_empty_data_dir(tmp_path: Path) -> None:
+    listed = runner.invoke(app, ["model", "list", "--data-dir", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["models"] == []
+    shown = runner.invoke(app, ["model", "info", "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert (report["model"], report["kind"], report["built"]) == (PACKAGED_MODEL, "packaged", False)
+
+
+def test_info_of_an_unknown_model_fails_clearly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["model", "info", "-m", "nobody/nothing", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "mcp-gemma model download nobody/nothing" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/../../b", "/etc/passwd", "x/y/z"])
+def test_download_refuses_paths_outside_the_models_dir(tmp_path: Path, bad: str) -> None:
+    result = runner.invoke(app, ["model", "download", bad, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a Hub model id" in result.stderr
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("*"))
+
+
+@pytest.mark.usefixtures("online")
+def test_download_from_an_unreachable_hub_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    result = runner.invoke(app, ["model", "download", "google/gemma-3-1b-it", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert (
+        "cannot reach the Hub" in result.stderr or "download of google/gemma-3-1b-it failed" in result.stderr
+    )
+
+
+@pytest.mark.usefixtures("online")
+def test_download_of_a_gated_model_explains_the_licence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gated_hub: str
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", gated_hub)
+    result = runner.invoke(app, ["model", "download", "google/gemma-x", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "gated" in result.stderr
+    assert "licence" in result.stderr
+    assert "HF_TOKEN" in result.stderr
+
+
+def test_download_while_offline_says_how_to_go_online(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["model", "download", "google/gemma-3-1b-it", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "HF_HUB_OFFLINE" in result.stderr
+
+
+def test_remove_deletes_only_stored_files(tmp_path: Path, packaged_gguf: Path) -> None:
+    hub = tmp_path / "models" / "hub" / "org--model"
+    hub.mkdir(parents=True)
+    (hub / "config.json").write_text("{}", encoding="utf-8")
+    result = runner.invoke(app, ["model", "remove", "org/model", "--yes", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert not hub.exists()
+    again = runner.invoke(app, ["model", "remove", "org/model", "--yes", "--data-dir", str(tmp_path)])
+    assert again.exit_code == 1
+    assert "nothing stored" in again.stderr
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}", encoding="utf-8")
+    (mine / "model.safetensors").write_bytes(b"")
+    refused = runner.invoke(app, ["model", "remove", str(mine), "--yes", "--data-dir", str(tmp_path)])
+    assert refused.exit_code == 1
+    assert mine.exists()
+
+
+@pytest.mark.model
+@pytest.mark.usefixtures("gemma")  # builds the session's model cache
+def test_ask_streams_the_answer(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_GEMMA_GEMMA__CACHE_DIR", str(models_dir))
+    result = runner.invoke(
+        app, ["ask", "What is the capital of France?", "--max-new-tokens", "6", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip()
+    assert "gemma3-270m-gguf: " in result.stderr
+    assert "tokens in" in result.stderr
