@@ -216,3 +216,77 @@ async def test_run_agent_refuses_unknown_tools(settings: Settings) -> None:
         await assert_refused(
             client, "run_agent", "unknown or disabled tools: write_file", task="x", tools=["write_file"]
         )
+
+
+@pytest.mark.model
+async def test_run_agent_with_local_gemma(
+    settings: Settings, root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The real Gemma 270M drives the loop: assert the machinery (budget, trace shape), not its wisdom."""
+    local = load_settings(
+        data_dir=settings.data_dir,
+        redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        namespace=settings.namespace,
+        gemma={"cache_dir": tmp_path_factory.mktemp("agent-models")},
+        agent={"max_new_tokens": 40},
+    )
+    progress: list[tuple[float, Any, Any]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with client_for(local) as client:
+        with anyio.fail_after(900):
+            result = await client.call_tool(
+                "run_agent",
+                {"task": "What is 12 * 7?", "brain": "local", "max_steps": 3, "tools": ["calculator"]},
+                progress_callback=on_progress,
+            )
+    assert not result.is_error, result.content
+    report = result.structured_content
+    assert report["brain"] == "local:gemma3-270m-gguf" and report["tools"] == ["calculator"]
+    assert report["stop_reason"] in ("answer", "step_budget", "repeated_action")
+    steps = report["steps"]
+    assert 1 <= len(steps) <= 3
+    assert [s["index"] for s in steps] == list(range(1, len(steps) + 1))
+    for step in steps:
+        assert step["raw_output"] and step["observation"] and step["brain_seconds"] > 0
+        assert step["status"] in ("ok", "error", "invalid", "refused", "repeated", "answer")
+        assert (step["tool"] is not None) == (step["status"] in ("ok", "error", "refused", "repeated"))
+    assert (report["answer"] is not None) == (report["stop_reason"] == "answer")
+    assert [p[0] for p in progress if str(p[2]).startswith("step")] == [s["index"] for s in steps]
+
+
+async def test_cancelling_run_agent_stops_the_loop(settings: Settings) -> None:
+    """The client cancels while the server waits for its model: the loop asks for nothing more."""
+    first, second, release = anyio.Event(), anyio.Event(), anyio.Event()
+    calls: list[str] = []
+
+    async def sampler(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        calls.append(params.messages[-1].content.text)
+        (second if first.is_set() else first).set()
+        with anyio.move_on_after(10):
+            await release.wait()
+        text = json.dumps(
+            {"thought": "again", "tool": "calculator", "args": {"expression": f"{len(calls)}+1"}}
+        )
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=text), model="scripted-client"
+        )
+
+    async with client_for(settings, sampling_callback=sampler, mode="legacy") as client:
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                await client.call_tool("run_agent", {"task": "count", "brain": "client", "max_steps": 5})
+
+            tg.start_soon(run)
+            with anyio.fail_after(30):
+                await first.wait()
+            tg.cancel_scope.cancel()
+        release.set()
+        with anyio.move_on_after(2):  # a loop still running would sample again now
+            await second.wait()
+        ok = await call(client, "agent_calculator", expression="1+1")
+        assert not ok.is_error  # the session survives the cancellation
+    assert len(calls) == 1
