@@ -22,7 +22,7 @@ import numpy as np
 
 from mcp_gemma.embeddings.base import Vectors
 from mcp_gemma.embeddings.service import EmbeddingService
-from mcp_gemma.errors import InvalidInputError, NotFoundError
+from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.memory.config import TIER_NAMES, MemorySettings, TierName
 from mcp_gemma.memory.index import ScopeIndex
 from mcp_gemma.memory.models import (
@@ -37,7 +37,6 @@ from mcp_gemma.memory.records import (
     META_FIELDS,
     SHARED_AGENT,
     MemoryRecord,
-    as_text,
     id_to_key,
     key_to_id,
     new_key,
@@ -347,69 +346,25 @@ class MemoryService:
 
         return await recall(self, query, **filters)
 
-    # ---- read, list, clear ------------------------------------------------------------------
-
-    @redis_guard
     async def get(self, memory_id: str, *, agent_id: str = "default", tier: str | None = None) -> MemoryItem:
-        """One memory by id (the agent's own or a shared one); a read counts as a hit or miss."""
-        key = id_to_key(memory_id)
-        rec = None
-        if key is not None:
-            row = await self.redis.client.hmget(self.keys.memory(memory_id), META_FIELDS)
-            rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, row, strict=True)))
-        visible = (
-            rec is not None and rec.agent in (agent_id, SHARED_AGENT) and (tier is None or rec.tier == tier)
-        )
-        if tier is not None:
-            stats_scope = rec.agent if rec is not None and visible else agent_id
-            await self.redis.client.hincrby(
-                self.keys.memory_stats(stats_scope, tier), "hits" if visible else "misses", 1
-            )
-        if rec is None or not visible:
-            where = f"tier {tier!r} of agent {agent_id!r}" if tier else f"agent {agent_id!r}"
-            raise NotFoundError(
-                f"no memory {memory_id!r} in {where}; recall_memory or memory://{{tier}} lists ids"
-            )
-        return rec.to_item()
+        """One memory by id (see :func:`mcp_gemma.memory.admin.get_item`)."""
+        from mcp_gemma.memory.admin import get_item
 
-    @redis_guard
+        return await get_item(self, memory_id, agent_id=agent_id, tier=tier)
+
     async def list_tier(self, tier: str, *, agent_id: str = "default", limit: int = 100) -> list[MemoryItem]:
-        """The newest ``limit`` memories of one tier, newest first."""
-        tier_name = self.check_tier(tier)
-        now = time.time()
-        idx = await self.prepare(agent_id, [tier_name], now)
-        raw = await self.redis.client.zrevrange(self.keys.memory_tier(agent_id, tier_name), 0, limit - 1)
-        keys = [k for m in raw if (k := id_to_key(as_text(m))) is not None]
-        records = await self.fetch(idx, keys)
-        return [records[k].to_item() for k in keys if k in records]
+        """The newest memories of one tier (see :func:`mcp_gemma.memory.admin.list_tier`)."""
+        from mcp_gemma.memory.admin import list_tier
 
-    @redis_guard
+        return await list_tier(self, tier, agent_id=agent_id, limit=limit)
+
     async def clear(
         self, tier: str | None, *, agent_id: str = "default", confirm: bool = False
     ) -> ClearReport:
-        """Delete every memory of one tier (or all tiers) of one agent; needs ``confirm=True``."""
-        tiers = [self.check_tier(tier)] if tier else list(TIER_NAMES)
-        if not confirm:
-            what = f"tier {tier!r}" if tier else "every tier"
-            raise InvalidInputError(
-                f"clearing {what} of agent {agent_id!r} deletes memories for good; "
-                "call again with confirm: true"
-            )
-        now = time.time()
-        idx = await self.prepare(agent_id, tiers, now)
-        client = self.redis.client
-        async with client.pipeline(transaction=False) as pipe:
-            for t in tiers:
-                pipe.zrange(self.keys.memory_tier(agent_id, t), 0, -1)
-            members = await pipe.execute()
-        by_tier = {t: [m.decode() for m in ids] for t, ids in zip(tiers, members, strict=True)}
-        removed = {t: 0 for t in tiers}
-        for t, ids in by_tier.items():
-            for start in range(0, len(ids), 5_000):
-                removed[t] += await self.remove(
-                    agent_id, idx, {t: ids[start : start + 5_000]}, stat="cleared"
-                )
-        return ClearReport(agent_id=agent_id, removed=removed)
+        """Delete a tier or every tier of an agent (see :func:`mcp_gemma.memory.admin.clear`)."""
+        from mcp_gemma.memory.admin import clear
+
+        return await clear(self, tier, agent_id=agent_id, confirm=confirm)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
