@@ -446,3 +446,38 @@ async def test_background_consolidation_runs_when_configured(
                     break
                 await anyio.sleep(0.1)
             assert counts[-1] == 1, counts
+
+
+async def test_two_servers_on_one_redis_see_each_others_writes(
+    make_settings: MakeSettings, open_client: OpenClient
+) -> None:
+    settings = make_settings()
+    with anyio.fail_after(180):
+        async with open_client(settings) as a, open_client(settings) as b:  # two processes' worth of state
+            assert await contents(b, "bicycle") == []  # b has built its index now
+            await ok(a, "store_memory", content="The bicycle lock code is 2468")
+            assert await contents(b, "bicycle lock") == ["The bicycle lock code is 2468"]
+            await ok(b, "clear_memory", confirm=True)
+            assert await contents(a, "bicycle lock") == []
+            assert (await ok(a, "get_memory_stats"))["total_count"] == 0
+
+
+async def test_concurrent_stores_respect_capacity(
+    make_settings: MakeSettings, open_client: OpenClient
+) -> None:
+    settings = make_settings(tiers={"episodic": {"capacity": 5}})
+    with anyio.fail_after(180):
+        async with open_client(settings) as client:
+            texts = [f"event number {i} happened" for i in range(30)]
+            await ok(client, "store_memory", content=texts, tier="episodic")  # embed once, then race
+            await ok(client, "clear_memory", confirm=True, tier="episodic")
+
+            async def store(text: str) -> None:
+                await ok(client, "store_memory", content=text, tier="episodic")
+
+            async with anyio.create_task_group() as tg:
+                for text in texts:
+                    tg.start_soon(store, text)
+            stats = await ok(client, "get_memory_stats")
+            assert tier_stats(stats, "episodic")["count"] == 5
+            assert len(await contents(client, "event happened", tiers=["episodic"], limit=50)) == 5
