@@ -25,6 +25,8 @@ from mcp_gemma.agent.calculator import calculate
 from mcp_gemma.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from mcp_gemma.memory.service import MemoryService
+    from mcp_gemma.rag.service import RagService
     from mcp_gemma.settings import Settings
     from mcp_gemma.state import AppState
 
@@ -210,27 +212,24 @@ async def _web_search(a: QueryArgs, env: ToolEnv) -> BaseModel:
 
 
 async def _search_documents(a: QueryArgs, env: ToolEnv) -> BaseModel:
-    rag: Any = getattr(env.state, "rag", None)
+    rag: RagService | None = getattr(env.state, "rag", None)
     if rag is None:
         raise InvalidInputError("the knowledge base is not available in this server")
-    result: BaseModel = await rag.hybrid_search(a.query, limit=a.limit)
-    return result
+    return await rag.hybrid_search(a.query, limit=a.limit)
 
 
 async def _recall_memory(a: QueryArgs, env: ToolEnv) -> BaseModel:
-    memory: Any = getattr(env.state, "memory", None)
+    memory: MemoryService | None = getattr(env.state, "memory", None)
     if memory is None:
         raise InvalidInputError("agent memory is not available in this server")
-    result: BaseModel = await memory.recall(a.query, limit=a.limit)
-    return result
+    return await memory.recall(a.query, k=a.limit)
 
 
 async def _store_memory(a: StoreMemoryArgs, env: ToolEnv) -> BaseModel:
-    memory: Any = getattr(env.state, "memory", None)
+    memory: MemoryService | None = getattr(env.state, "memory", None)
     if memory is None:
         raise InvalidInputError("agent memory is not available in this server")
-    result: BaseModel = await memory.store([a.content], tier=a.tier, importance=a.importance)
-    return result
+    return await memory.store([a.content], tier=a.tier, importance=a.importance)
 
 
 def build_toolbox(settings: Settings, state: AppState | None = None) -> dict[str, AgentTool]:
