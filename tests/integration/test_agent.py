@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import mcp_types as types
@@ -330,43 +333,69 @@ async def test_agent_uses_knowledge_base_and_memory_in_process(settings: Setting
         assert hits and all("pwned" not in hit["item"]["content"] for hit in hits)
 
 
-async def test_fetch_url_follows_redirects_only_to_allowed_hosts(settings: Settings, root: Path) -> None:
-    """A page on an allowed host is read; a redirect to a host off the list is refused at that hop."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
+class _WebHandler(BaseHTTPRequestHandler):
+    """A page, a redirect off the allow-list, and a SearXNG-style search endpoint."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/away":
-                self.send_response(302)
-                self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/page")
-                self.end_headers()
-                return
-            body = b"<html><title>T</title><body><p>hello agent</p></body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]
+        if self.path == "/away":
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{port}/page")
             self.end_headers()
-            self.wfile.write(body)
+            return
+        if self.path.startswith("/search"):
+            query = parse_qs(urlsplit(self.path).query)["q"][0]
+            hits = [
+                {"title": f"hit {i}", "url": f"http://x/{i}", "content": f"about {query}"} for i in range(3)
+            ]
+            body, ctype = json.dumps({"results": hits}).encode(), "application/json"
+        else:
+            body, ctype = b"<html><title>T</title><body><p>hello agent</p></body></html>", "text/html"
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    def log_message(self, *args: Any) -> None:
+        pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Thread(target=httpd.serve_forever, daemon=True).start()
-    port = httpd.server_address[1]
-    try:
-        local = agent_settings(settings, root, fetch_allowed_hosts=["127.0.0.1"], allow_private_urls=True)
-        async with client_for(local) as client:
-            ok = await call(client, "agent_fetch_url", url=f"http://127.0.0.1:{port}/page")
-            assert not ok.is_error, ok.content
-            assert "hello agent" in ok.structured_content["text"] and ok.structured_content["title"] == "T"
-            await assert_refused(
-                client,
-                "agent_fetch_url",
-                "'localhost' is not on the URL allow-list",
-                url=f"http://127.0.0.1:{port}/away",
-            )
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+
+@pytest.fixture
+def web_port() -> Iterator[int]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _WebHandler)
+    thread = Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield int(httpd.server_address[1])
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+async def test_fetch_url_follows_redirects_only_to_allowed_hosts(
+    settings: Settings, root: Path, web_port: int
+) -> None:
+    """A page on an allowed host is read; a redirect to a host off the list is refused at that hop."""
+    local = agent_settings(settings, root, fetch_allowed_hosts=["127.0.0.1"], allow_private_urls=True)
+    async with client_for(local) as client:
+        ok = await call(client, "agent_fetch_url", url=f"http://127.0.0.1:{web_port}/page")
+        assert not ok.is_error, ok.content
+        assert "hello agent" in ok.structured_content["text"] and ok.structured_content["title"] == "T"
+        await assert_refused(
+            client,
+            "agent_fetch_url",
+            "'localhost' is not on the URL allow-list",
+            url=f"http://127.0.0.1:{web_port}/away",
+        )
+
+
+async def test_web_search_uses_the_configured_endpoint(settings: Settings, root: Path, web_port: int) -> None:
+    local = agent_settings(settings, root, search_endpoint=f"http://127.0.0.1:{web_port}/search")
+    async with client_for(local) as client:
+        result = await call(client, "agent_web_search", query="gemma", limit=2)
+        assert not result.is_error, result.content
+        assert result.structured_content["results"] == [
+            {"title": f"hit {i}", "url": f"http://x/{i}", "snippet": "about gemma"} for i in range(2)
+        ]
+        info = await call(client, "agent_system_info")
+        assert not info.is_error and info.structured_content["cpu_count"] >= 1

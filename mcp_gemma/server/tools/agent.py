@@ -216,7 +216,9 @@ def _register_run_agent(server: MCPServer[AppState], settings: Settings) -> None
         ] = None,
     ) -> AgentReport | InputRequiredResult:
         """Run a ReAct agent (thought → action → observation → reflection) on a task with the server's tools.
-        Returns the final answer and the full trace; each step is also sent as a progress notification."""
+        Returns the final answer and the full trace; each step is also sent as a progress notification.
+        With brain='client' on a 2026-07-28 connection every step is one input-required round, so allow
+        your client at least max_steps + 1 rounds."""
         state = ctx.request_context.lifespan_context
         toolbox = build_toolbox(state.settings, state)
         checkpoint: AgentCheckpoint | None = None
