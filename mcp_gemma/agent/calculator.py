@@ -35,9 +35,17 @@ def _factorial(n: Number) -> int:
     return math.factorial(n)
 
 
+def _round(value: Number, ndigits: Number | None = None) -> Number:
+    if ndigits is None:
+        return round(value)
+    if not isinstance(ndigits, int) or abs(ndigits) > 100:
+        raise InvalidInputError("round takes a whole number of digits between -100 and 100")
+    return round(value, ndigits)
+
+
 FUNCTIONS: dict[str, Callable[..., Number]] = {
     "abs": abs,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
     "sqrt": math.sqrt,

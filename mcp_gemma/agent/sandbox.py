@@ -83,7 +83,8 @@ def resolve_in_roots(path: str, roots: list[Path]) -> Path:
 
 def _read(real: Path, limit: int) -> FileContent:
     try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO planted under a root must not hang the server (fstat refuses it below).
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise NotFoundError(f"{real} does not exist; use list_directory to see what is there") from None
     except IsADirectoryError:
@@ -156,12 +157,17 @@ def _write(real: Path, content: str, overwrite: bool) -> WriteReport:
     if real.is_dir():
         raise InvalidInputError(f"{real} is a directory")
     real.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    if existed and not real.is_file():
+        raise InvalidInputError(f"{real} is not a regular file")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(real, flags, 0o644)
     except OSError as exc:
         raise AccessDeniedError(f"cannot write {real}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise InvalidInputError(f"{real} is not a regular file")
+        fh.truncate(0)
         fh.write(data)
     return WriteReport(path=str(real), bytes_written=len(data), created=not existed)
 

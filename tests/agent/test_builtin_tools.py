@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anyio
 import pytest
 
 from mcp_gemma.agent import sandbox
@@ -50,6 +51,7 @@ def test_calculator_values(expression: str, value: float) -> None:
         ("1 +", "cannot parse"),
         ("1" + "+1" * 300, "longer than"),
         ("lambda: 1", "not allowed"),
+        ("round(5, -10**9)", "round takes"),
     ],
 )
 def test_calculator_refusals(expression: str, reason: str) -> None:
@@ -110,6 +112,12 @@ async def test_sandbox_limits_size_and_binary(root: Path) -> None:
     assert (content.bytes_read, content.size, content.truncated) == (10, 1000, True)
     with pytest.raises(InvalidInputError, match="binary"):
         await sandbox.read_file("bin.dat", [root], 10)
+    os.mkfifo(root / "pipe")
+    with anyio.fail_after(5):  # a FIFO must not block the server
+        with pytest.raises(InvalidInputError, match="not a regular file"):
+            await sandbox.read_file("pipe", [root], 10)
+        with pytest.raises(InvalidInputError, match="not a regular file"):
+            await sandbox.write_file("pipe", "x", [root], 10, overwrite=True)
     listing = await sandbox.list_directory(".", [root], 2)
     assert listing.truncated and len(listing.entries) == 2
 
