@@ -399,3 +399,25 @@ async def test_web_search_uses_the_configured_endpoint(settings: Settings, root:
         ]
         info = await call(client, "agent_system_info")
         assert not info.is_error and info.structured_content["cpu_count"] >= 1
+
+
+async def test_run_agent_plans_with_the_client_brain(settings: Settings) -> None:
+    sampler = SamplingScript(['{"plan": ["multiply 17 by 23", "report the product"]}', *CALC_SCRIPT])
+    progress: list[tuple[float, Any, Any]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async with client_for(settings, sampling_callback=sampler) as client:
+        with anyio.fail_after(60):
+            result = await client.call_tool(
+                "run_agent",
+                {"task": "What is 17 * 23?", "brain": "client", "max_steps": 3, "plan": True},
+                progress_callback=on_progress,
+            )
+    assert not result.is_error, result.content
+    report = result.structured_content
+    assert report["plan"] == ["multiply 17 by 23", "report the product"]
+    assert report["answer"] == "391"
+    assert "1. multiply 17 by 23" in sampler.seen[1].messages[0].content.text
+    assert progress[0][0] == 0 and str(progress[0][2]).startswith("plan: multiply")
