@@ -114,8 +114,9 @@ class ChunkIndex:
         elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
             self._last_gap_check = time.monotonic()
             first = await self.store.first_change_id()
-            if first is not None and self.last_id != "0-0" and _stream_key(first) > _stream_key(self.last_id):
-                logger.warning("fell behind the trimmed change stream; rebuilding the index from Redis")
+            if self.last_id != "0-0" and (first is None or _stream_key(first) > _stream_key(self.last_id)):
+                # entries after the last one seen may have been trimmed (or the stream was deleted)
+                logger.warning("fell behind the change stream; rebuilding the index from Redis")
                 await self._rebuild()
         while True:
             changes = await self.store.changes_after(self.last_id, CHANGE_BATCH)

@@ -163,7 +163,9 @@ class ResearchReport(BaseModel):
     """Ranked evidence for a question and, when a model is available, a short cited answer."""
 
     query: str
-    answer: str | None = Field(description="The model's answer citing [chunk:ID]; null without a model.")
+    answer: str | None = Field(
+        description="The model's answer citing [chunk:ID]; null without a model or with answer=false."
+    )
     answer_status: str = Field(description="How the answer was produced, or why there is none.")
     evidence: list[Evidence]
     notes: list[str] = Field(default_factory=list, description="Steps that were skipped or failed, and why.")

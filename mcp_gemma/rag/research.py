@@ -124,6 +124,7 @@ async def research(
     use_memory: bool = True,
     memory: Any = None,
     llm: Any = None,
+    answer: bool = True,
 ) -> ResearchReport:
     """Gather ranked evidence for ``query`` and, with a model, a short answer citing it."""
     started = time.perf_counter()
@@ -158,8 +159,10 @@ async def research(
     evidence.sort(key=lambda e: -e.score)
     evidence = evidence[: limit * 2]
 
-    answer: str | None = None
-    if llm is None or not hasattr(llm, "generate"):
+    text: str | None = None
+    if not answer:
+        status = "no answer requested (answer=false): returning the ranked evidence only"
+    elif llm is None or not hasattr(llm, "generate"):
         status = "no language model is available in this server: returning the ranked evidence only"
     elif not evidence:
         status = "nothing relevant was found, so no answer was generated"
@@ -168,16 +171,16 @@ async def research(
             result = await llm.generate(
                 build_prompt(query, evidence), max_new_tokens=rag.settings.answer_max_tokens
             )
-            answer = str(_attr(result, "text", result)).strip() or None
+            text = str(_attr(result, "text", result)).strip() or None
             model = _attr(result, "model_id", None)
             status = f"answered by {model}" if model else "answered by the local language model"
-            if answer is None:
+            if text is None:
                 status = "the language model returned an empty answer; see the evidence"
         except McpGemmaError as exc:
             status = f"the language model failed ({exc}): returning the ranked evidence only"
     return ResearchReport(
         query=query,
-        answer=answer,
+        answer=text,
         answer_status=status,
         evidence=evidence,
         notes=notes,

@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from mcp_gemma.embeddings.service import EmbeddingService
+from mcp_gemma.embeddings.service import AsyncProgress, EmbeddingService
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
 from mcp_gemma.rag import extract
 from mcp_gemma.rag.chunking import split
@@ -106,13 +106,17 @@ class RagService:
         doc_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         source: str | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
-        """Add or replace one document; unchanged content (and metadata) costs nothing."""
+        """Add or replace one document; unchanged content (and metadata) costs nothing.
+
+        ``progress`` hears (chunks embedded, chunks) while a long document is embedded.
+        """
 
         async def one() -> AsyncIterator[_Item | IngestFailure]:
             yield _Item(source or "text", text, doc_id, metadata)
 
-        report = await self._run(one(), 1, None, raise_first=True)
+        report = await self._run(one(), 1, None, raise_first=True, embed_progress=progress)
         return report.ingested[0]
 
     @redis_guard
@@ -197,6 +201,7 @@ class RagService:
         *,
         raise_first: bool = False,
         report_each: bool = False,
+        embed_progress: Progress | None = None,
     ) -> BatchIngestReport:
         started = time.perf_counter()
         ingested: list[IngestReport] = []
@@ -207,7 +212,7 @@ class RagService:
 
         async def flush() -> None:
             if group:
-                ingested.extend(await self._write_group(group))
+                ingested.extend(await self._write_group(group, embed_progress))
                 group.clear()
                 ids_in_group.clear()
             if progress is not None and not report_each:
@@ -248,7 +253,9 @@ class RagService:
             seconds=round(time.perf_counter() - started, 3),
         )
 
-    async def _write_group(self, group: Sequence[tuple[_Item, str, str, str]]) -> list[IngestReport]:
+    async def _write_group(
+        self, group: Sequence[tuple[_Item, str, str, str]], embed_progress: Progress | None = None
+    ) -> list[IngestReport]:
         heads = await self.docstore.heads([doc_id for _, doc_id, _, _ in group])
         reports: dict[int, IngestReport] = {}
         todo: list[tuple[int, _Item, str, str, str]] = []
@@ -270,7 +277,14 @@ class RagService:
                 lambda: [split(item.text, settings) for _, item, *_ in todo]
             )
             texts = [c.text for chunks in chunked for c in chunks]
-            vectors = await self.embeddings.embed(texts)
+            report: AsyncProgress | None = None
+            if embed_progress is not None:
+                reporter = embed_progress
+
+                async def report(done: int, total: int) -> None:
+                    await reporter(done, total, "embedding chunks")
+
+            vectors = await self.embeddings.embed(texts, report)
             ids = await self.docstore.reserve_chunk_ids(len(texts))
             prepared: list[PreparedDoc] = []
             at = 0

@@ -202,12 +202,14 @@ def reciprocal_rank(ranking: list[str], wanted: str) -> float:
     return 1.0 / (ranking.index(wanted) + 1) if wanted in ranking else 0.0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_stdlib_docstring_paraphrases(settings: Settings) -> None:
     assert len(PARAPHRASES) == 50
     docs = corpus()
     ids = {d["id"] for d in docs}
     assert set(PARAPHRASES) <= ids, set(PARAPHRASES) - ids
-    with anyio.fail_after(240):
+    with anyio.fail_after(800):  # ~100 docstrings embedded, 150 searches: minutes on a busy 2-core box
         async with Client(create_server(settings)) as client:
             result = await client.call_tool("batch_ingest", {"documents": docs})
             assert result.is_error is False, result.content
@@ -231,7 +233,6 @@ async def test_stdlib_docstring_paraphrases(settings: Settings) -> None:
                     if mode == "hybrid" and module not in ranking[:3]:
                         misses.append((module, query, ranking[:3]))
     mrr = {mode: sum(v) / len(v) for mode, v in rr.items()}
-    print(f"quality: top-3 {top3}, MRR {mrr}, misses {misses}")
     report = f"top-3 {top3}, MRR {mrr}, hybrid misses {misses}"
     assert top3["hybrid"] >= 45, report
     assert mrr["hybrid"] >= mrr["vector"], report

@@ -48,7 +48,7 @@ async def test_concurrent_replacements_leave_no_orphans(settings: Settings) -> N
         # load the two embedders one after the other: transformers' lazy imports race across threads
         await a.embeddings.get()
         await b.embeddings.get()
-        with anyio.fail_after(120):
+        with anyio.fail_after(240):
             async with anyio.create_task_group() as tg:
                 for i, text in enumerate(texts):
                     tg.start_soon(lambda s=(a if i % 2 else b), t=text: s.rag.ingest(t, doc_id="same"))
@@ -95,6 +95,23 @@ async def test_index_follows_other_processes_and_reports_status(settings: Settin
             await b.rag.search("x", filter={"colour": "red"})
         (status,) = b.rag.status()
         assert status.loaded and status.detail["documents"] == 1 and status.detail["chunks"] == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_index_rebuilds_when_the_stream_was_trimmed_past_it(settings: Settings) -> None:
+    a, b = await AppState.open(settings), await AppState.open(settings)
+    try:
+        await a.rag.ingest("Seed document about rivers.", doc_id="seed")
+        await b.rag.list_documents()  # b is now at the stream's end
+        for i in range(3):
+            await a.rag.ingest(f"Document {i} about mountains.", doc_id=f"m{i}")
+        await a.store.client.delete(a.store.keys.changes())  # as if trimmed before b caught up
+        await a.rag.ingest("Late document about deserts.", doc_id="late")
+        b.rag.index._last_gap_check = 0.0  # the check runs every few seconds; force it now
+        listing = await b.rag.list_documents()
+        assert sorted(d.id for d in listing.documents) == ["late", "m0", "m1", "m2", "seed"]
     finally:
         await a.close()
         await b.close()

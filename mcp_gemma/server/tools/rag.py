@@ -75,7 +75,11 @@ def register(server: MCPServer[AppState]) -> None:
     ) -> IngestReport:
         """Add one document to the knowledge base: chunk, embed and index it. Idempotent: the same text and
         metadata under the same id change nothing; new text under an existing id replaces that document."""
-        return await _state(ctx).rag.ingest(text, doc_id=id, metadata=metadata)
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await _state(ctx).rag.ingest(text, doc_id=id, metadata=metadata, progress=progress)
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -209,6 +213,13 @@ def register(server: MCPServer[AppState]) -> None:
         use_memory: Annotated[
             bool, Field(description="Also recall from the agent memory when available.")
         ] = True,
+        answer: Annotated[
+            bool,
+            Field(
+                description="Have the local model write a cited answer (loads it on first use, which takes a "
+                "while); false returns the ranked evidence only."
+            ),
+        ] = True,
         filter: Filter = None,
     ) -> ResearchReport:
         """Research a question: hybrid search, memory recall and allow-listed URLs, ranked as evidence; when a
@@ -223,6 +234,7 @@ def register(server: MCPServer[AppState]) -> None:
             use_memory=use_memory,
             memory=getattr(state, "memory", None),
             llm=getattr(state, "llm", None),
+            answer=answer,
         )
 
     @server.tool(annotations=READ_ONLY)
