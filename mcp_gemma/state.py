@@ -43,7 +43,9 @@ class AppState:
         embeddings = EmbeddingService(settings.embedding)
         memory = MemoryService(settings.memory, store, embeddings)
         rag = RagService(settings, store, embeddings)
-        llm = build_llm(settings)  # nothing loads until the first generation
+        llm = build_llm(settings)  # nothing loads until the first generation (or gemma.preload)
+        if settings.gemma.preload:
+            llm.start_preload()
         state = cls(settings=settings, store=store, embeddings=embeddings, memory=memory, rag=rag, llm=llm)
         memory.start(lambda: getattr(state, "llm", None))
         return state

@@ -9,6 +9,7 @@ torch calls. ``tests/llm`` checks that its greedy tokens match the transformers 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,11 +70,13 @@ class Gemma3Decoder:
         self.layers: list[_Layer] = []
         for layer, kind in zip(inner.layers, cfg.layer_types, strict=True):
             attn, mlp = layer.self_attn, layer.mlp
+            qkv = _fuse(attn.q_proj, attn.k_proj, attn.v_proj)
+            gate_up = _fuse(mlp.gate_proj, mlp.up_proj)
             self.layers.append(
                 _Layer(
-                    qkv=torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).contiguous(),
+                    qkv=qkv,
                     o=attn.o_proj.weight,
-                    gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).contiguous(),
+                    gate_up=gate_up,
                     down=mlp.down_proj.weight,
                     norms=tuple(
                         1.0 + n.weight.float()
@@ -93,6 +96,12 @@ class Gemma3Decoder:
         self._v: list[torch.Tensor] = []
         self._rope: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self.pos = 0
+
+    def session(self, capacity: int) -> Gemma3Decoder:
+        """A decoder sharing these weights with its own KV cache for ``capacity`` positions."""
+        decoder = copy.copy(self)
+        decoder.reset(capacity)
+        return decoder
 
     def reset(self, capacity: int) -> None:
         """Allocate the KV cache and rotary tables for ``capacity`` positions."""
@@ -144,7 +153,14 @@ class Gemma3Decoder:
             self._v[i][:, start:end] = v
             lo = max(0, end - self.window) if layer.sliding and n == 1 else 0
             keys, values = self._k[i][:, lo:end], self._v[i][:, lo:end]
-            if n == 1:
+            if n == 1 and self.n_kv == 1:
+                # One query against a single shared KV head: two small matmuls beat SDPA's
+                # parallel kernel, whose thread hand-offs cost more than the arithmetic here.
+                scores = torch.mm(q[:, 0] * self.scale, keys[0].t())  # [H, S]
+                attn = torch.mm(torch.softmax(scores.float(), dim=-1).to(values.dtype), values[0])[
+                    None, :, None
+                ]
+            elif n == 1:
                 attn = F.scaled_dot_product_attention(
                     q.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0), scale=self.scale, enable_gqa=True
                 )
@@ -175,3 +191,20 @@ class Gemma3Decoder:
         if sliding:
             mask &= k_pos > q_pos - self.window
         return mask
+
+
+def _fuse(*linears: Any) -> torch.Tensor:
+    """Concatenate the weights of linears that read the same input into one matrix.
+
+    The modules' own weights become row views of it, so the model keeps working (the
+    transformers path) and the fused copy costs no extra memory.
+    """
+    import torch
+
+    fused = torch.cat([lin.weight.detach() for lin in linears]).contiguous()
+    row = 0
+    for lin in linears:
+        rows = lin.weight.shape[0]
+        lin.weight.data = fused[row : row + rows]
+        row += rows
+    return fused

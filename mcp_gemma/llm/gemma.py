@@ -52,12 +52,26 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """'auto' is bfloat16 on CUDA and on CPU (half the memory traffic of float32 per token)."""
+    """'auto' is bfloat16 on CUDA and on CPUs with native bf16 math, else float32.
+
+    Measured on an AVX2-only CPU (benches/bench_generate.py): bf16 matmuls there are emulated
+    and decode runs several times slower than float32.
+    """
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16
+        return torch.bfloat16 if device.startswith("cuda") or cpu_has_bf16() else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic natively (AVX-512 BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
 class GemmaModel:
@@ -68,6 +82,7 @@ class GemmaModel:
         self._tokenizer = tokenizer
         self._info = info
         self._fast = fast
+        self._decoder: Any = None
         self._max_positions = int(getattr(model.config, "max_position_embeddings", 8192))
         self._eos = self._end_ids()
 
@@ -138,6 +153,7 @@ class GemmaModel:
         """Drop the weights so their memory can be returned."""
         self._model = None
         self._tokenizer = None
+        self._decoder = None
 
     def _end_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -246,8 +262,9 @@ class GemmaModel:
         if self._fast:
             from mcp_gemma.llm.fast_gemma3 import Gemma3Decoder
 
-            decoder = Gemma3Decoder(self._model)
-            decoder.reset(capacity)
+            if self._decoder is None:  # fused weights are built once, each call gets its own KV cache
+                self._decoder = Gemma3Decoder(self._model)
+            decoder: Gemma3Decoder = self._decoder.session(capacity)
 
             def fast_step(token: int | None) -> torch.Tensor:
                 if token is None:

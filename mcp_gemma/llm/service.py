@@ -66,6 +66,7 @@ class LLMService:
         self._limiter = anyio.CapacityLimiter(settings.concurrency)
         self._waiting = 0
         self._generations = 0
+        self._preload: threading.Event | None = None
 
     # ----------------------------------------------------------------- loading
     @property
@@ -85,11 +86,33 @@ class LLMService:
             queued=self._waiting,
         )
 
+    def start_preload(self) -> None:
+        """Begin loading in a background thread (``gemma.preload``); early callers wait for it."""
+        if self._model is not None or self._preload is not None:
+            return
+        done = threading.Event()
+        self._preload = done
+        self._loading = True
+
+        def work() -> None:
+            try:
+                self._model = self._load_sync(self._thread_progress(None))
+            except Exception as exc:  # reported by status() and raised again by the next call
+                self._last_error = str(exc)
+                logger.warning("preloading %s failed: %s", self.settings.model, exc)
+            finally:
+                self._loading = False
+                done.set()
+
+        threading.Thread(target=work, name="gemma-preload", daemon=True).start()
+
     async def ensure_loaded(self, progress: TextProgress | None = None) -> LanguageModel:
         """Load the model once in a worker thread; concurrent callers wait for the same load."""
         if self._model is not None:
             return self._model
         async with self._load_lock:
+            if self._preload is not None and not self._preload.is_set():
+                await anyio.to_thread.run_sync(self._preload.wait)
             if self._model is not None:
                 return self._model
             self._loading = True

@@ -131,3 +131,19 @@ async def test_cancelling_the_caller_stops_the_worker(service: LLMService) -> No
         after = await service.generate(PROMPT, max_new_tokens=2)
     assert after.finish_reason == "length"
     assert service.status().queued == 0
+
+
+@pytest.mark.model
+@pytest.mark.usefixtures("gemma")  # the session's cold load has built the cache
+async def test_preload_loads_in_the_background_and_callers_wait_for_it(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    service = LLMService(GemmaSettings(cache_dir=models_dir, preload=True), tmp_path)
+    service.start_preload()
+    service.start_preload()  # idempotent
+    assert service.status().loading or service.loaded
+    with anyio.fail_after(240):
+        result = await service.generate(PROMPT, max_new_tokens=2)
+    assert result.tokens_out == 2
+    assert service.status().loading is False
+    await service.unload()
