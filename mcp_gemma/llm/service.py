@@ -131,10 +131,10 @@ class LLMService:
             return self._model
 
     def _load_sync(self, progress: Callable[[str], None]) -> LanguageModel:
-        if self.settings.backend != "transformers":
-            raise ModelUnavailableError(
-                f"gemma.backend={self.settings.backend!r} is not available in this build; use 'transformers'"
-            )
+        if self.settings.backend == "llama_cpp":
+            from mcp_gemma.llm.llama_cpp import LlamaCppModel
+
+            return LlamaCppModel.load(self.settings, self.store, progress=progress)
         from mcp_gemma.llm.gemma import GemmaModel
 
         return GemmaModel.load(self.settings, self.store, progress=progress, hf_token=self._hf_token)
