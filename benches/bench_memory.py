@@ -13,8 +13,9 @@ A real ``mcp-gemma serve --transport stdio`` subprocess on a private embedded Re
 The seed holds n/5 distinct texts, 5 copies each with their own importance (embedding 10k distinct
 texts takes too long on a small CPU; the index and Redis still hold 10k items).
 
-The bar is the seed's claim of ~5 ms per memory operation. Peers measured in the same run: an MCP
-``ping`` over the same stdio session (the protocol floor of any tool call), a redis-py HSET +
+The bar is the seed's claim of ~5 ms per memory operation. Peers measured in the same run: a call of an
+unknown tool over the same stdio session (the protocol floor of any tool call: request, dispatch,
+error reply), a redis-py HSET +
 HGETALL round trip of one 1.5 kB hash on the same Redis (the floor of any Redis-backed memory op),
 numpy brute-force top-5 cosine over the same number of 384-d rows, and one MiniLM query embedding
 in this process.
@@ -163,12 +164,13 @@ async def _measure(redis_url: str, data_dir: Path, n_memories: int, n_ops: int) 
             "store_cached": [],
             "recall_cached": [],
             "recall_new": [],
-            "peer_mcp_ping": [],
+            "peer_mcp_call_floor": [],
         }
         for i in range(n_ops):
             t = time.perf_counter()
-            await client.send_ping()
-            samples["peer_mcp_ping"].append(time.perf_counter() - t)
+            floor = await client.call_tool("no_such_tool", {})  # dispatch and reply, no Redis, no model
+            samples["peer_mcp_call_floor"].append(time.perf_counter() - t)
+            assert floor.is_error
             for name, tool, args in (
                 ("recall_cached", "recall_memory", {"query": queries[i], "limit": 5}),
                 ("recall_new", "recall_memory", {"query": f"{queries[i]} {i} fresh", "limit": 5}),
@@ -236,7 +238,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from mcp_gemma.store.embedded import EmbeddedRedis
 
     n_memories = 2_000 if quick else 10_000
-    n_ops = 30 if quick else 200
+    n_ops = 30 if quick else 100
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         server = EmbeddedRedis(Path(tmp) / "redis")
         server.start()
