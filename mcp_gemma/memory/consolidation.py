@@ -127,7 +127,7 @@ async def _merge_tier(
     if len(keys) < 2:
         return [], 0
     records = await service.fetch(idx, keys)
-    unit = await service.embeddings_of([k for k in keys if k in records])
+    unit = await embeddings_of(service, [k for k in keys if k in records])
     keys = [k for k in keys if k in unit]
     if len(keys) < 2:
         return [], 0
@@ -162,6 +162,17 @@ async def _merge_tier(
             "memory %s/%s: %d duplicate groups%s", scope, tier, len(out), " (dry run)" if dry_run else ""
         )
     return out, removed
+
+
+async def embeddings_of(service: MemoryService, keys: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+    """Unit embeddings of ``keys`` read from Redis (the index only holds importance-scaled ones)."""
+    async with service.redis.client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hget(service.keys.memory(key_to_id(key)), "embedding")
+        rows = await pipe.execute()
+    return {
+        key: np.frombuffer(raw, dtype=np.float32).copy() for key, raw in zip(keys, rows, strict=True) if raw
+    }
 
 
 def _merged(leader: MemoryRecord, absorbed: list[tuple[MemoryRecord, float]]) -> MemoryRecord:

@@ -46,8 +46,7 @@ async def recall(
     now = time.time()
     scored: list[tuple[float, RecallHit, MemoryRecord]] = []
     candidates = 0
-    for scope in scopes:
-        idx = await service.prepare(scope, wanted, now)
+    for idx in await service.prepare_many(scopes, wanted, now):
         allow = idx.allowed(flt)
         pool = len(idx) if allow is None else len(allow)
         candidates += pool

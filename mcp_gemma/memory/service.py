@@ -18,9 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
-import numpy as np
 
-from mcp_gemma.embeddings.base import Vectors
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.memory.config import TIER_NAMES, MemorySettings, TierName
@@ -37,6 +35,7 @@ from mcp_gemma.memory.records import (
     META_FIELDS,
     SHARED_AGENT,
     MemoryRecord,
+    as_text,
     id_to_key,
     key_to_id,
     new_key,
@@ -98,24 +97,34 @@ class MemoryService:
 
     async def prepare(self, scope: str, tiers: Sequence[str], now: float) -> ScopeIndex:
         """The scope's index, reloaded if another process changed it, with expired items swept."""
+        return (await self.prepare_many([scope], tiers, now))[0]
+
+    async def prepare_many(self, scopes: Sequence[str], tiers: Sequence[str], now: float) -> list[ScopeIndex]:
+        """:meth:`prepare` for several scopes with one round trip when nothing changed."""
         k = self.keys
         async with self.redis.client.pipeline(transaction=False) as pipe:
-            pipe.get(k.memory_version(scope))
-            for t in tiers:
-                pipe.zrangebyscore(k.memory_expiry(scope, t), "-inf", now)
+            for scope in scopes:
+                pipe.get(k.memory_version(scope))
+                for t in tiers:
+                    pipe.zrangebyscore(k.memory_expiry(scope, t), "-inf", now)
             res = await pipe.execute()
-        version = int(res[0] or 0)
-        idx = self.scopes.get(scope)
-        if idx is None or idx.version != version:
-            async with self._lock(scope):
-                idx = self.scopes.get(scope)
-                if idx is None or idx.version != version:
-                    idx = await self._load(scope, version, now)
-                    self.scopes[scope] = idx
-        expired = {t: [m.decode() for m in ids] for t, ids in zip(tiers, res[1:], strict=True) if ids}
-        if expired:
-            await self.remove(scope, idx, expired, stat="expired")
-        return idx
+        out: list[ScopeIndex] = []
+        step = 1 + len(tiers)
+        for i, scope in enumerate(scopes):
+            version = int(res[i * step] or 0)
+            idx = self.scopes.get(scope)
+            if idx is None or idx.version != version:
+                async with self._lock(scope):
+                    idx = self.scopes.get(scope)
+                    if idx is None or idx.version != version:
+                        idx = await self._load(scope, version, now)
+                        self.scopes[scope] = idx
+            swept = res[i * step + 1 : (i + 1) * step]
+            expired = {t: [as_text(m) for m in ids] for t, ids in zip(tiers, swept, strict=True) if ids}
+            if expired:
+                await self.remove(scope, idx, expired, stat="expired")
+            out.append(idx)
+        return out
 
     async def _load(self, scope: str, version: int, now: float) -> ScopeIndex:
         """Rebuild a scope's index from Redis."""
@@ -158,18 +167,6 @@ class MemoryService:
     def advance(self, idx: ScopeIndex, version: int) -> None:
         """Record our own change; a gap means someone else wrote too, so reload next time."""
         idx.version = version if version == idx.version + 1 else -1
-
-    async def embeddings_of(self, keys: Sequence[int]) -> dict[int, Vectors]:
-        """Unit embeddings of ``keys`` read from Redis (the index only holds importance-scaled ones)."""
-        async with self.redis.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hget(self.keys.memory(key_to_id(key)), "embedding")
-            rows = await pipe.execute()
-        return {
-            key: np.frombuffer(raw, dtype=np.float32).copy()
-            for key, raw in zip(keys, rows, strict=True)
-            if raw
-        }
 
     async def remove(self, scope: str, idx: ScopeIndex, by_tier: dict[str, list[str]], stat: str) -> int:
         """Delete memories (hash and index entries) and count them under ``stat``."""
