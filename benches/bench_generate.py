@@ -102,67 +102,69 @@ class _Llama:
         return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) >= 2 else float("nan")
 
 
-def child_speed(
-    models: str, gguf: str | None, threads: int, decode_tokens: int, runs: int, configs: list[str]
-) -> dict[str, Any]:
-    """Load every configuration in one process and interleave their runs, so load on a shared
-    machine hits them alike; report medians."""
+def worker(config: str, models: str, gguf: str, threads: int) -> None:
+    """Serve timing requests for one loaded engine over stdin/stdout (one JSON line each)."""
     import torch
 
     torch.set_num_threads(threads)
-    engines: dict[str, Any] = {}
-    for name in configs:
-        if name == "llama_cpp" and gguf:
-            engines[name] = _Llama(gguf, threads)
-        elif name.startswith("ours_") or name.startswith("transformers_"):
-            dtype = {"fp32": "float32", "bf16": "bfloat16"}[name.rsplit("_", 1)[1]]
-            engines[name] = _Ours(models, dtype, threads, fast=name.startswith("ours_"))
-    prompt = _prompt(96)
-    samples: dict[str, dict[str, list[float]]] = {n: {"prefill": [], "decode": []} for n in engines}
-    for _ in range(runs):
-        for name, engine in engines.items():
-            samples[name]["prefill"].append(engine.prefill(prompt))
-            samples[name]["decode"].append(engine.decode(decode_tokens))
-    return {
-        name: {
-            "prompt_tok_s": _median(samples[name]["prefill"]),
-            "decode_tok_s": _median(samples[name]["decode"]),
-            "decode_runs": [round(v, 2) for v in samples[name]["decode"]],
-        }
-        for name in engines
-    }
-
-
-def child_footprint(models: str, gguf: str | None, threads: int, config: str) -> dict[str, Any]:
-    """Load one configuration alone: load time and peak RSS after a short generation."""
     if config == "llama_cpp":
-        assert gguf is not None
         engine: Any = _Llama(gguf, threads)
     else:
         dtype = {"fp32": "float32", "bf16": "bfloat16"}[config.rsplit("_", 1)[1]]
-        engine = _Ours(models, dtype, threads, fast=True)
-    engine.decode(8)
-    return {"load_s": round(engine.load_s, 3), "peak_rss_mib": _peak_rss_mib()}
+        engine = _Ours(models, dtype, threads, fast=config.startswith("ours_"))
+    print(json.dumps({"load_s": round(engine.load_s, 3)}), flush=True)
+    prompt = _prompt(96)
+    for line in sys.stdin:
+        command, *arg = line.split()
+        if command == "prefill":
+            print(json.dumps(engine.prefill(prompt)), flush=True)
+        elif command == "decode":
+            print(json.dumps(engine.decode(int(arg[0]))), flush=True)
+        elif command == "rss":
+            print(json.dumps(_peak_rss_mib()), flush=True)
+        else:
+            return
 
 
-def _spawn(kind: str, **kwargs: Any) -> dict[str, Any]:
-    repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--child-args", json.dumps(kwargs)],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return {
-            "error": proc.stderr.strip().splitlines()[-1]
-            if proc.stderr.strip()
-            else f"exit {proc.returncode}"
+class _Worker:
+    """One engine in its own process, driven line by line."""
+
+    def __init__(self, config: str, **kwargs: Any) -> None:
+        repo = Path(__file__).resolve().parent.parent
+        env = {
+            **os.environ,
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+            "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         }
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", config, "--worker-args", json.dumps(kwargs)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            env=env,
+        )
+        self.load_s = float(self._read()["load_s"])
+
+    def _read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def ask(self, command: str) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[str, Any]:
@@ -195,12 +197,26 @@ def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[s
             results["llama_cpp"] = {
                 "error": "llama-cpp-python is not installed (pip install llama-cpp-python)"
             }
-        common = {"models": str(models), "gguf": str(gguf), "threads": threads}
-        speed = _spawn("speed", decode_tokens=decode_tokens, runs=runs, configs=configs, **common)
-        for name in configs:
-            results[name] = dict(speed.get(name, {"error": speed.get("error")}))
-            if name != "transformers_fp32":
-                results[name].update(_spawn("footprint", config=name, **common))
+        # One process per engine (no two thread pools in a process), loaded once, their runs
+        # interleaved so that load from other processes on the machine hits each alike.
+        workers = {n: _Worker(n, models=str(models), gguf=str(gguf), threads=threads) for n in configs}
+        samples: dict[str, dict[str, list[float]]] = {n: {"prefill": [], "decode": []} for n in configs}
+        try:
+            for _ in range(runs):
+                for name, w in workers.items():
+                    samples[name]["prefill"].append(float(w.ask("prefill")))
+                    samples[name]["decode"].append(float(w.ask(f"decode {decode_tokens}")))
+            for name, w in workers.items():
+                results[name] = {
+                    "load_s": w.load_s,
+                    "prompt_tok_s": _median(samples[name]["prefill"]),
+                    "decode_tok_s": _median(samples[name]["decode"]),
+                    "decode_runs": [round(v, 2) for v in samples[name]["decode"]],
+                    "peak_rss_mib": w.ask("rss"),
+                }
+        finally:
+            for w in workers.values():
+                w.close()
     peer = results.get("llama_cpp", {}).get("decode_tok_s")
     for key in ("ours_bf16", "ours_fp32", "transformers_fp32"):
         ours = results.get(key, {}).get("decode_tok_s")
@@ -215,13 +231,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models-dir", type=Path, default=None, help="reuse a converted model cache")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--child", choices=["speed", "footprint"], help=argparse.SUPPRESS)
-    parser.add_argument("--child-args", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-args", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        kwargs = json.loads(args.child_args)
-        out = child_speed(**kwargs) if args.child == "speed" else child_footprint(**kwargs)
-        print(json.dumps(out))
+    if args.worker:
+        worker(args.worker, **json.loads(args.worker_args))
         return
     results = run(args.quick, args.threads, args.models_dir)
     text = json.dumps(results, indent=2)

@@ -12,7 +12,7 @@ import pytest
 from mcp_gemma.llm.base import ChatMessage
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.convert import MARKER
-from mcp_gemma.llm.gemma import GemmaModel, cpu_has_bf16
+from mcp_gemma.llm.gemma import GemmaModel
 from mcp_gemma.llm.models import PACKAGED_MODEL, ModelStore
 
 pytestmark = pytest.mark.model
@@ -24,7 +24,7 @@ def test_loads_the_packaged_model(gemma: GemmaModel) -> None:
     info = gemma.info
     assert info.model_id == PACKAGED_MODEL
     assert info.device == "cpu"
-    assert info.dtype == ("bfloat16" if cpu_has_bf16() else "float32")
+    assert info.dtype == "bfloat16"
     assert info.prompt_style == "completion"  # the packaged 270M is a base model (no chat template)
     assert info.decoder == "gemma3-fast"
     assert info.from_cache is False
