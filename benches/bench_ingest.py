@@ -142,12 +142,12 @@ async def _measure(redis_url: str, n_docs: int, runs: int) -> dict[str, Any]:
         await store.close()
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, docs: int | None = None, runs: int | None = None) -> dict[str, Any]:
     _common.require_release()
     from mcp_gemma.store.embedded import EmbeddedRedis
 
-    n_docs = 100 if quick else 1_000
-    runs = 1 if quick else 3
+    n_docs = docs or (100 if quick else 1_000)
+    runs = runs or (1 if quick else 3)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         server = EmbeddedRedis(Path(tmp) / "redis")
         server.start()
@@ -163,8 +163,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="100 documents, one run (CI smoke)")
+    parser.add_argument("--docs", type=int, default=None, help="documents per run (default 1,000)")
+    parser.add_argument("--runs", type=int, default=None, help="runs (default 3)")
     args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
+    print(json.dumps(run(quick=args.quick, docs=args.docs, runs=args.runs), indent=2))
 
 
 if __name__ == "__main__":

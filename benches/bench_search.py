@@ -13,7 +13,8 @@ from the client:
 * ``hybrid_cached``  ``hybrid_search`` (limit 10) with a cached query embedding.
 
 Targets (issue 7): p50 < 10 ms and p99 < 30 ms at 10k chunks (p50 < 20 ms at 100k). Peers measured
-in the same run: a ``health_check`` round trip on the same server (the protocol floor), numpy
+in the same run: a ``health_check`` round trip on the same server (protocol + a Redis PING and INFO:
+a floor no tool call over this transport beats), numpy
 brute-force top-10 over the same number of rows, and one MiniLM query embedding in this process.
 """
 
