@@ -20,6 +20,7 @@ import numpy as np
 
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
+from mcp_gemma.heavy import IMPORT_LOCK
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ class MiniLMEmbedder:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         started = time.perf_counter()
-        import torch
-        from tokenizers import Tokenizer
-        from transformers import AutoModel
+        with IMPORT_LOCK:
+            import torch
+            from tokenizers import Tokenizer
+            from transformers import AutoModel
 
         self.model_dir = resolve_model_dir(model)
         self.model_id = model
