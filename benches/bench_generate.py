@@ -40,6 +40,13 @@ def _median(values: list[float]) -> float:
 
 
 def _peak_rss_mib() -> float:
+    # VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak into the worker.
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
@@ -104,9 +111,10 @@ class _Llama:
 
 def worker(config: str, models: str, gguf: str, threads: int) -> None:
     """Serve timing requests for one loaded engine over stdin/stdout (one JSON line each)."""
-    import torch
+    if config != "llama_cpp":
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     if config == "llama_cpp":
         engine: Any = _Llama(gguf, threads)
     else:
