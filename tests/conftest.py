@@ -22,6 +22,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One Gemma conversion cache for the whole session (each conversion costs ~40 s): every
+    in-process server whose settings do not name another cache_dir uses it."""
+    path = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MCP_GEMMA_GEMMA__CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     """A real embedded Valkey for the whole session (tests isolate by namespace)."""

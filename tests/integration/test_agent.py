@@ -222,15 +222,12 @@ async def test_run_agent_refuses_unknown_tools(settings: Settings) -> None:
 
 
 @pytest.mark.model
-async def test_run_agent_with_local_gemma(
-    settings: Settings, root: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+async def test_run_agent_with_local_gemma(settings: Settings, root: Path) -> None:
     """The real Gemma 270M drives the loop: assert the machinery (budget, trace shape), not its wisdom."""
     local = load_settings(
         data_dir=settings.data_dir,
         redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
         namespace=settings.namespace,
-        gemma={"cache_dir": tmp_path_factory.mktemp("agent-models")},
         agent={"max_new_tokens": 40},
     )
     progress: list[tuple[float, Any, Any]] = []
