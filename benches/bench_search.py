@@ -38,46 +38,7 @@ import numpy as np
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 30.0
 CHUNKS_PER_DOC = 10
-WORDS = [
-    "river",
-    "mountain",
-    "engine",
-    "protocol",
-    "garden",
-    "theorem",
-    "vaccine",
-    "orbit",
-    "ledger",
-    "harvest",
-    "compiler",
-    "glacier",
-    "violin",
-    "market",
-    "cathedral",
-    "bridge",
-    "neuron",
-    "galaxy",
-    "copper",
-    "tariff",
-    "poem",
-    "reactor",
-    "desert",
-    "forest",
-    "algebra",
-    "harbour",
-    "satellite",
-    "enzyme",
-    "canyon",
-    "democracy",
-    "opera",
-    "volcano",
-    "turbine",
-    "lattice",
-    "meadow",
-    "archive",
-    "cipher",
-    "monsoon",
-]
+WORDS = _common.WORDS
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
