@@ -18,6 +18,12 @@ from mcp_gemma.llm.models import PACKAGED_MODEL
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def models_under_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pass --data-dir and expect models under <data-dir>/models, not the session cache."""
+    monkeypatch.delenv("MCP_GEMMA_GEMMA__CACHE_DIR", raising=False)
+
+
 @pytest.fixture
 def online(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let huggingface_hub try the network (the test session runs offline)."""
