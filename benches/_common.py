@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -79,6 +80,28 @@ def machine() -> dict[str, Any]:
 def ratio(peer_ms: float, ours_ms: float) -> float:
     """How many times faster we are than the peer (>1 means faster)."""
     return peer_ms / ours_ms if ours_ms > 0 else float("inf")
+
+
+def stdio_server(redis_url: str, data_dir: Path, namespace: str) -> Any:
+    """Spawn parameters for ``mcp-gemma serve`` over stdio on ``redis_url``, in its own namespace."""
+    from mcp import StdioServerParameters
+
+    config = data_dir / "bench.toml"
+    config.write_text(f'namespace = "{namespace}"\nlog_level = "WARNING"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_") and k != "REDIS_URL"}
+    env.update({"MCP_GEMMA_DATA_DIR": str(data_dir / "server"), "HF_HUB_OFFLINE": "1"})
+    args = [
+        "-m",
+        "mcp_gemma",
+        "serve",
+        "--transport",
+        "stdio",
+        "--redis-url",
+        redis_url,
+        "--config",
+        str(config),
+    ]
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
 
 
 # Vocabulary for synthetic sentences in the text benches (embed, ingest, search, memory).

@@ -59,28 +59,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 async def _measure(redis_url: str, data_dir: Path, n_memories: int, n_ops: int) -> dict[str, Any]:
-    from mcp import Client, StdioServerParameters
+    from mcp import Client
 
     ns = f"bench{random.randrange(1 << 30)}"
-    config = data_dir / "bench.toml"
-    config.write_text(f'namespace = "{ns}"\nlog_level = "WARNING"\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_") and k != "REDIS_URL"}
-    env.update({"MCP_GEMMA_DATA_DIR": str(data_dir / "server"), "HF_HUB_OFFLINE": "1"})
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=[
-            "-m",
-            "mcp_gemma",
-            "serve",
-            "--transport",
-            "stdio",
-            "--redis-url",
-            redis_url,
-            "--config",
-            str(config),
-        ],
-        env=env,
-    )
+    params = _common.stdio_server(redis_url, data_dir, ns)
     rng = random.Random(42)
     out: dict[str, Any] = {}
     async with Client(params) as client:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -95,29 +94,11 @@ async def seed(redis_url: str, namespace: str, n_chunks: int) -> float:
 
 
 async def _measure(redis_url: str, data_dir: Path, n_chunks: int, n_ops: int) -> dict[str, Any]:
-    from mcp import Client, StdioServerParameters
+    from mcp import Client
 
     ns = f"bench{random.randrange(1 << 30)}"
     out: dict[str, Any] = {"chunks": n_chunks, "seed_s": round(await seed(redis_url, ns, n_chunks), 2)}
-    config = data_dir / "bench.toml"
-    config.write_text(f'namespace = "{ns}"\nlog_level = "WARNING"\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_") and k != "REDIS_URL"}
-    env.update({"MCP_GEMMA_DATA_DIR": str(data_dir / "server"), "HF_HUB_OFFLINE": "1"})
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=[
-            "-m",
-            "mcp_gemma",
-            "serve",
-            "--transport",
-            "stdio",
-            "--redis-url",
-            redis_url,
-            "--config",
-            str(config),
-        ],
-        env=env,
-    )
+    params = _common.stdio_server(redis_url, data_dir, ns)
     rng = random.Random(11)
     async with Client(params) as client:
 
