@@ -1,7 +1,11 @@
 """Run every benchmark, print each figure beside its peer, write ``benches/results.json``.
 
-Usage: ``python benches/run_all.py [--quick] [--only NAME ...]``. ``--quick`` is the CI smoke (small
-sizes, few runs; its numbers are not the ones to quote). Refuses a debug build of the Rust core.
+Usage: ``python benches/run_all.py [--quick] [--only NAME ...] [--out PATH]``. ``--quick`` is the CI
+smoke (small sizes, few runs; its numbers are not the ones to quote): it writes to the temporary
+directory unless ``--out`` is given, so it never replaces a full run's ``benches/results.json``.
+Refuses a debug build of the Rust core. Exits 1 only when a bench raises (timings never fail it); a
+bench whose peer is not installed is skipped with the reason printed, but an import error inside
+``mcp_gemma`` or the benches themselves counts as a failure.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import importlib
 import json
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from datetime import UTC, datetime
@@ -32,6 +37,26 @@ BENCHES = [
     "bench_memory",
     "bench_generate",
 ]
+# Modules whose ImportError is a bug in this repository, not a missing optional peer.
+FIRST_PARTY = {"mcp_gemma", "_common", "_one_tool_server", *BENCHES}
+
+
+def first_party_import_error(exc: ImportError) -> bool:
+    return (exc.name or "").split(".")[0] in FIRST_PARTY
+
+
+def report_unmeasured(result: Any) -> None:
+    """Print every peer or configuration a bench recorded as not measured (e.g. llama.cpp absent)."""
+    if not isinstance(result, dict):
+        return
+    for key, value in result.items():
+        reason = None
+        if isinstance(value, dict):  # {"error": "llama-cpp-python is not installed ..."}
+            reason = value.get("skipped") or value.get("error")
+        elif isinstance(value, str) and "not installed" in value:  # "faiss": "not installed"
+            reason = value
+        if isinstance(reason, str):
+            print(f"   {key} not measured: {reason}")
 
 
 def machine() -> dict[str, Any]:
@@ -57,8 +82,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CI smoke: small sizes, few runs")
     parser.add_argument("--only", nargs="*", default=None, help="bench module names to run")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: benches/results.json; with --quick, one in the temp directory)",
+    )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = (
+            Path(tempfile.gettempdir()) / "mcp-gemma-bench-quick.json"
+            if args.quick
+            else HERE / "results.json"
+        )
 
     from mcp_gemma import native
 
@@ -85,9 +121,15 @@ def main() -> int:
         try:
             module = importlib.import_module(name)
             results["benches"][name] = module.run(quick=args.quick)
-        except ImportError as exc:  # a peer (faiss, llama.cpp …) not installed: say so, go on
-            print(f"   skipped: {exc}")
-            results["benches"][name] = {"skipped": str(exc)}
+            report_unmeasured(results["benches"][name])
+        except ImportError as exc:
+            if first_party_import_error(exc):  # our own code is broken: that is a failure
+                traceback.print_exc()
+                failed.append(name)
+                results["benches"][name] = {"error": traceback.format_exc(limit=3)}
+            else:  # a peer (faiss, llama.cpp …) not installed: say so, go on
+                print(f"   skipped: {exc}")
+                results["benches"][name] = {"skipped": str(exc)}
         except Exception:  # report every bench, then fail at the end
             traceback.print_exc()
             failed.append(name)
