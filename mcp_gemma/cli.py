@@ -1,34 +1,16 @@
-"""The ``mcp-gemma`` command line (Typer)."""
+"""The ``mcp-gemma`` entry point.
+
+``mcp-gemma serve …`` with plain options starts the server without importing the Typer CLI (Typer,
+Click and Rich cost ~0.2 s, a fifth of a start-up budget that the MCP SDK's own import mostly takes);
+everything else, ``--help`` and any option this parser does not know included, goes to the Typer
+app in :mod:`mcp_gemma.cli_app`, which also reaches :func:`serve_main` for ``serve``.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-import typer
-
-from mcp_gemma import __version__
-from mcp_gemma.cli_memory import memory_app
-from mcp_gemma.cli_model import ask, model_app
-from mcp_gemma.cli_rag import ingest, search
-from mcp_gemma.errors import McpGemmaError
-
-app = typer.Typer(
-    name="mcp-gemma",
-    help="MCP server with a local knowledge base, agent memory and a local Gemma model.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-app.add_typer(memory_app, name="memory")
-app.add_typer(model_app, name="model")
-app.command("ask")(ask)
-app.command("ingest")(ingest)
-app.command("search")(search)
+from typing import Any, Literal
 
 TRANSPORTS: dict[str, Literal["stdio", "sse", "streamable-http"]] = {
     "stdio": "stdio",
@@ -37,64 +19,44 @@ TRANSPORTS: dict[str, Literal["stdio", "sse", "streamable-http"]] = {
     "streamable-http": "streamable-http",
 }
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML config file (keys mirror the settings).")
-]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory (embedded Redis, caches).")
-]
-RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redis URL (default: embedded).")]
+# Options of ``serve`` that take a value, by spelling, and the parameter each sets.
+_VALUE_OPTIONS = {
+    "--transport": "transport",
+    "-t": "transport",
+    "--host": "host",
+    "--port": "port",
+    "--path": "path",
+    "--redis-url": "redis_url",
+    "--data-dir": "data_dir",
+    "--config": "config",
+    "-c": "config",
+    "--log-level": "log_level",
+}
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print an error for a person to stderr and return the exit to raise."""
-    typer.echo(f"mcp-gemma: error: {message}", err=True)
-    return typer.Exit(code)
+def _error(message: str, code: int) -> int:
+    print(f"mcp-gemma: error: {message}", file=sys.stderr)
+    return code
 
 
-def settings_from_cli(config: Path | None, **overrides: Any) -> Any:
-    """Load settings with CLI overrides (nested dicts merge into the file and environment)."""
+def serve_main(
+    *,
+    transport: str = "stdio",
+    host: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    redis_url: str | None = None,
+    data_dir: Path | None = None,
+    config: Path | None = None,
+    preload: bool = False,
+    log_level: str | None = None,
+) -> int:
+    """Run the MCP server with these CLI overrides; return the exit status (errors go to stderr)."""
+    from mcp_gemma.errors import McpGemmaError
     from mcp_gemma.settings import load_settings
 
-    try:
-        return load_settings(config, **overrides)
-    except McpGemmaError as exc:
-        raise fail(str(exc), 2) from None
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"mcp-gemma {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", "-V", callback=_version_callback, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """mcp-gemma: knowledge base, memory and Gemma over MCP."""
-
-
-@app.command()
-def serve(
-    transport: Annotated[
-        str, typer.Option("--transport", "-t", help="stdio, sse or http (Streamable HTTP).")
-    ] = "stdio",
-    host: Annotated[str | None, typer.Option(help="Bind address for sse/http (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port for sse/http (default 8765).")] = None,
-    path: Annotated[str | None, typer.Option(help="Streamable HTTP path (default /mcp).")] = None,
-    redis_url: RedisOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-    preload: Annotated[bool, typer.Option("--preload", help="Load the models at start.")] = False,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
-) -> None:
-    """Run the MCP server."""
     if transport not in TRANSPORTS:
-        raise fail(f"unknown transport {transport!r}: use stdio, sse or http", 2)
+        return _error(f"unknown transport {transport!r}: use stdio, sse or http", 2)
     http: dict[str, Any] = {
         k: v for k, v in {"host": host, "port": port, "path": path}.items() if v is not None
     }
@@ -108,32 +70,67 @@ def serve(
     if preload:
         overrides["gemma"] = {"preload": True}
         overrides["embedding"] = {"preload": True}
-    settings = settings_from_cli(config, **overrides)
+    try:
+        settings = load_settings(config, **overrides)
+    except McpGemmaError as exc:
+        return _error(str(exc), 2)
     from mcp_gemma.server.run import serve as run_server
 
     try:
         run_server(settings)
     except McpGemmaError as exc:
-        raise fail(str(exc)) from None
+        return _error(str(exc), 1)
     except KeyboardInterrupt:
         pass
+    return 0
 
 
-@config_app.command("show")
-def config_show(
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-    redis_url: RedisOpt = None,
-) -> None:
-    """Print the effective settings as JSON, secrets masked."""
-    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
-    typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
+def parse_serve(args: list[str]) -> dict[str, Any] | None:
+    """The keyword arguments of :func:`serve_main` for ``serve [options]``, or ``None`` when the
+    arguments are anything else (Typer then parses them and gives its own help and errors)."""
+    if not args or args[0] != "serve":
+        return None
+    found: dict[str, Any] = {}
+    rest = args[1:]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        i += 1
+        if arg == "--preload":
+            found["preload"] = True
+            continue
+        name, eq, value = arg.partition("=")
+        key = _VALUE_OPTIONS.get(name)
+        if key is None or (eq and not name.startswith("--")):
+            return None
+        if not eq:
+            if i >= len(rest):
+                return None
+            value = rest[i]
+            i += 1
+        if key == "port":
+            if not value.isdigit():
+                return None
+            found[key] = int(value)
+        elif key in {"data_dir", "config"}:
+            found[key] = Path(value)
+        else:
+            found[key] = value
+    return found
 
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        app()
-    except McpGemmaError as exc:
-        typer.echo(f"mcp-gemma: error: {exc}", err=True)
-        sys.exit(1)
+    fast = parse_serve(sys.argv[1:])
+    if fast is not None:
+        sys.exit(serve_main(**fast))
+    from mcp_gemma.cli_app import main as typer_main
+
+    typer_main()
+
+
+def __getattr__(name: str) -> Any:
+    # ``mcp_gemma.cli.app`` and the rest of the Typer CLI, imported on first use.
+    import mcp_gemma.cli_app
+
+    return getattr(mcp_gemma.cli_app, name)

@@ -28,7 +28,7 @@ ModelOpt = Annotated[
 
 
 def _settings(config: Path | None, data_dir: Path | None, model: str | None = None, **gemma: Any) -> Any:
-    from mcp_gemma.cli import settings_from_cli
+    from mcp_gemma.cli_app import settings_from_cli
 
     overrides = {k: v for k, v in gemma.items() if v is not None}
     if model:
@@ -43,7 +43,7 @@ def _store(settings: Any) -> Any:
 
 
 def _fail(exc: Exception, code: int = 1) -> typer.Exit:
-    from mcp_gemma.cli import fail
+    from mcp_gemma.cli_app import fail
 
     return fail(str(exc), code)
 

@@ -7,18 +7,23 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
-from mcp_gemma.embeddings.service import EmbeddingService
-from mcp_gemma.llm.factory import build_llm
-from mcp_gemma.llm.service import LLMService
-from mcp_gemma.memory.service import MemoryService
-from mcp_gemma.rag.service import RagService
+from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server.metrics import CallMetrics
 from mcp_gemma.settings import Settings
-from mcp_gemma.status import ComponentStatus
-from mcp_gemma.store.redis import RedisStore
+
+if TYPE_CHECKING:
+    # The services import redis-py, numpy and the Rust core: :meth:`AppState.open` imports them,
+    # so that the transport can answer ``initialize`` before they load.
+    from mcp_gemma.embeddings.service import EmbeddingService
+    from mcp_gemma.llm.service import LLMService
+    from mcp_gemma.memory.service import MemoryService
+    from mcp_gemma.rag.service import RagService
+    from mcp_gemma.status import ComponentStatus
+    from mcp_gemma.store.redis import RedisStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,13 @@ class AppState:
     @classmethod
     async def open(cls, settings: Settings) -> AppState:
         """Connect to Redis and build the services (models load lazily, later)."""
+        await anyio.to_thread.run_sync(import_services)
+        from mcp_gemma.embeddings.service import EmbeddingService
+        from mcp_gemma.llm.factory import build_llm
+        from mcp_gemma.memory.service import MemoryService
+        from mcp_gemma.rag.service import RagService
+        from mcp_gemma.store.redis import RedisStore
+
         store = await RedisStore.open(settings)
         embeddings = EmbeddingService(settings.embedding)
         memory = MemoryService(settings.memory, store, embeddings)
@@ -67,6 +79,15 @@ class AppState:
         await self.store.close()
 
 
+def import_services() -> None:
+    """Import the service modules (run in a worker thread: together they take ~1 s to import)."""
+    import mcp_gemma.embeddings.service
+    import mcp_gemma.llm.factory
+    import mcp_gemma.memory.service
+    import mcp_gemma.rag.service
+    import mcp_gemma.store.redis  # noqa: F401
+
+
 class SharedState:
     """One :class:`AppState` per process, however many MCP sessions enter the lifespan.
 
@@ -77,6 +98,8 @@ class SharedState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._state: AppState | None = None
+        self.failure: McpGemmaError | None = None
+        """Why the state last failed to open (``serve`` reports it on exit), else ``None``."""
         self._users = 0
         self._lock = anyio.Lock()
 
@@ -85,7 +108,12 @@ class SharedState:
         """Use the shared state, opening it for the first user and closing it after the last."""
         async with self._lock:
             if self._state is None:
-                self._state = await AppState.open(self.settings)
+                try:
+                    self._state = await AppState.open(self.settings)
+                except McpGemmaError as exc:
+                    self.failure = exc
+                    raise
+                self.failure = None
             self._users += 1
             state = self._state
         try:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 
 from mcp_gemma import __version__
 from mcp_gemma.server.metrics import metrics_middleware
+from mcp_gemma.server.ready import StateGate, readiness_middleware
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState, SharedState
 
@@ -23,17 +26,31 @@ INSTRUCTIONS = (
 )
 
 
-def create_server(settings: Settings, shared: SharedState | None = None) -> MCPServer[AppState]:
+def create_server(
+    settings: Settings, shared: SharedState | None = None, *, defer_registration: bool = False
+) -> MCPServer[AppState]:
     """Build the server; nothing connects or loads until the lifespan runs.
 
-    Pass ``shared`` to keep the state open across sessions (the HTTP transports do).
+    Pass ``shared`` to keep the state open across sessions (the HTTP transports do). With
+    ``defer_registration`` the tools, resources and prompts are registered by the lifespan, in a
+    worker thread, after the transport is up (their modules import the services: ~1 s); list and
+    call requests wait for them. The state always opens in the background: ``initialize`` is
+    answered at once (see :mod:`mcp_gemma.server.ready`).
     """
     holder = shared or SharedState(settings)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with holder.hold() as state:
-            yield state
+    async def lifespan(app: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        gate = StateGate()
+        register = (lambda: register_all(app, settings)) if defer_registration else None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(gate.run, holder, register)
+            try:
+                # Handlers never see the gate: readiness_middleware swaps in the opened AppState
+                # before any request that reads the lifespan context reaches them.
+                yield cast(AppState, gate)
+            finally:
+                gate.stop()
 
     server: MCPServer[AppState] = MCPServer(
         SERVER_NAME,
@@ -43,8 +60,15 @@ def create_server(settings: Settings, shared: SharedState | None = None) -> MCPS
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        middleware=[metrics_middleware],
+        middleware=[readiness_middleware, metrics_middleware],
     )
+    if not defer_registration:
+        register_all(server, settings)
+    return server
+
+
+def register_all(server: MCPServer[AppState], settings: Settings) -> None:
+    """Add every tool, resource and prompt to ``server`` (importing the service modules)."""
     from mcp_gemma.server import prompts
     from mcp_gemma.server.tools import agent, memory, ops, rag, reason
 
@@ -54,4 +78,3 @@ def create_server(settings: Settings, shared: SharedState | None = None) -> MCPS
     rag.register(server)
     reason.register(server)
     agent.register(server, settings)
-    return server

@@ -131,13 +131,18 @@ def _first_domain_error(exc: BaseException) -> McpGemmaError | None:
 
 
 async def _serve(settings: Settings) -> None:
-    # The state (Redis, later the models) opens before any protocol traffic, so a bad Redis stops
-    # start-up with its own message; every session then shares it.
     shared = SharedState(settings)
+    if settings.transport == "stdio":
+        # Answer ``initialize`` first: the tools register and the state (Redis, the index) opens in
+        # the background, and requests that need them wait (a failure becomes their error). When
+        # the state could not open, the exit status still says so once the session ends.
+        await create_server(settings, shared, defer_registration=True).run_stdio_async()
+        if shared.failure is not None:
+            raise shared.failure
+        return
+    # On HTTP the state opens before the port is served, so a bad Redis stops start-up with its
+    # own message; every session then shares it.
     async with shared.hold():
-        if settings.transport == "stdio":
-            await create_server(settings, shared).run_stdio_async()
-            return
         import uvicorn
 
         http = settings.http

@@ -87,3 +87,22 @@ def test_real_help_runs_as_a_module() -> None:
     )
     assert res.returncode == 0
     assert "serve" in res.stdout and "config" in res.stdout
+
+
+def test_serve_fast_path_parses_the_serve_options(tmp_path: Path) -> None:
+    args = ["serve", "-t", "http", "--port=9999", "--data-dir", str(tmp_path), "--preload", "-c", "x.toml"]
+    assert cli.parse_serve(args) == {
+        "transport": "http",
+        "port": 9999,
+        "data_dir": tmp_path,
+        "preload": True,
+        "config": Path("x.toml"),
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["serve", "--help"], ["serve", "--bogus"], ["serve", "--port", "x"], ["serve", "--host"]],
+)
+def test_anything_else_goes_to_typer(args: list[str]) -> None:
+    assert cli.parse_serve(args) is None

@@ -1,0 +1,123 @@
+"""The ``mcp-gemma`` command line (Typer); :mod:`mcp_gemma.cli` starts ``serve`` without it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mcp_gemma import __version__
+from mcp_gemma.cli_memory import memory_app
+from mcp_gemma.cli_model import ask, model_app
+from mcp_gemma.cli_rag import ingest, search
+from mcp_gemma.errors import McpGemmaError
+
+app = typer.Typer(
+    name="mcp-gemma",
+    help="MCP server with a local knowledge base, agent memory and a local Gemma model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(memory_app, name="memory")
+app.add_typer(model_app, name="model")
+app.command("ask")(ask)
+app.command("ingest")(ingest)
+app.command("search")(search)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (keys mirror the settings).")
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (embedded Redis, caches).")
+]
+RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redis URL (default: embedded).")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error for a person to stderr and return the exit to raise."""
+    typer.echo(f"mcp-gemma: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def settings_from_cli(config: Path | None, **overrides: Any) -> Any:
+    """Load settings with CLI overrides (nested dicts merge into the file and environment)."""
+    from mcp_gemma.settings import load_settings
+
+    try:
+        return load_settings(config, **overrides)
+    except McpGemmaError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mcp-gemma {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version_callback, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """mcp-gemma: knowledge base, memory and Gemma over MCP."""
+
+
+@app.command()
+def serve(
+    transport: Annotated[
+        str, typer.Option("--transport", "-t", help="stdio, sse or http (Streamable HTTP).")
+    ] = "stdio",
+    host: Annotated[str | None, typer.Option(help="Bind address for sse/http (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port for sse/http (default 8765).")] = None,
+    path: Annotated[str | None, typer.Option(help="Streamable HTTP path (default /mcp).")] = None,
+    redis_url: RedisOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    preload: Annotated[bool, typer.Option("--preload", help="Load the models at start.")] = False,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+) -> None:
+    """Run the MCP server."""
+    from mcp_gemma.cli import serve_main
+
+    code = serve_main(
+        transport=transport,
+        host=host,
+        port=port,
+        path=path,
+        redis_url=redis_url,
+        data_dir=data_dir,
+        config=config,
+        preload=preload,
+        log_level=log_level,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Print the effective settings as JSON, secrets masked."""
+    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
+    typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except McpGemmaError as exc:
+        typer.echo(f"mcp-gemma: error: {exc}", err=True)
+        sys.exit(1)

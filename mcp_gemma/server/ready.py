@@ -1,0 +1,116 @@
+"""Answer ``initialize`` first, open the state right after, and hold back what needs it until then.
+
+The lifespan yields a :class:`StateGate` at once, so the transport answers ``initialize`` (and
+``ping``) without waiting for Redis, the index or the heavy imports. A background task then
+registers the tools (when that was deferred) and opens the shared :class:`AppState`.
+:func:`readiness_middleware` makes every request that needs those wait for them, and hands the
+handlers the opened ``AppState`` as their lifespan context. When opening fails, a tool call gets a
+tool error with the reason (for example "cannot connect to Redis at …") and other requests a
+JSON-RPC error with it; the failure is also kept on the :class:`SharedState` so ``serve`` can exit
+non-zero once the session ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
+
+from mcp_gemma.errors import McpGemmaError
+
+if TYPE_CHECKING:
+    from mcp_gemma.state import AppState, SharedState
+
+logger = logging.getLogger(__name__)
+
+# Answered without waiting: the handshake, liveness and client notifications.
+_UNGATED = frozenset({"initialize", "ping", "server/discover", "logging/setLevel", "subscriptions/listen"})
+# Need the opened state (everything else only waits for the tools to be registered).
+_NEEDS_STATE = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
+
+
+class StartupFailedError(McpGemmaError):
+    """The server could not open its state (or register its tools); the message says why."""
+
+
+class StateGate:
+    """The opened :class:`AppState` once it is there, or the error that stopped it."""
+
+    def __init__(self) -> None:
+        self.registered = anyio.Event()
+        self.ready = anyio.Event()
+        self.state: AppState | None = None
+        self.register_error: McpGemmaError | None = None
+        self.open_error: McpGemmaError | None = None
+        self._stop = anyio.Event()
+
+    async def run(self, holder: SharedState, register: Callable[[], None] | None) -> None:
+        """Register the tools (in a worker thread: that imports the services), then hold the state
+        open until :meth:`stop`. Never raises: a failure is kept for the requests that wait."""
+        try:
+            if register is not None:
+                await anyio.to_thread.run_sync(register)
+        except Exception as exc:
+            logger.exception("registering the tools failed")
+            self.register_error = StartupFailedError(f"the server could not register its tools: {exc}")
+        finally:
+            self.registered.set()
+        try:
+            if self.register_error is not None:
+                return
+            async with holder.hold() as state:
+                self.state = state
+                self.ready.set()
+                await self._stop.wait()
+        except McpGemmaError as exc:
+            logger.error("start-up failed: %s", exc)
+            self.open_error = exc
+        except Exception as exc:
+            logger.exception("opening the server state failed")
+            self.open_error = StartupFailedError(f"the server could not start: {exc}; see the server log")
+        finally:
+            self.ready.set()
+
+    def stop(self) -> None:
+        """Let :meth:`run` close the state (after it has finished opening, if it still is)."""
+        self._stop.set()
+
+    async def wait(self, method: str) -> AppState | None:
+        """Wait for what ``method`` needs and return the state if it is open.
+
+        Raises the start-up error when what the method needs could not be made ready.
+        """
+        if method in _NEEDS_STATE:
+            await self.ready.wait()
+            error = self.register_error or self.open_error
+        else:
+            await self.registered.wait()
+            error = self.register_error
+        if error is not None:
+            raise error
+        return self.state
+
+
+async def readiness_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Hold a request until what it needs is ready, and give handlers the opened ``AppState``."""
+    gate = ctx.lifespan_context
+    if not isinstance(gate, StateGate) or ctx.method in _UNGATED or ctx.method.startswith("notifications/"):
+        if isinstance(gate, StateGate) and gate.state is not None:
+            ctx = dataclasses.replace(ctx, lifespan_context=gate.state)
+        return await call_next(ctx)
+    try:
+        state = await gate.wait(ctx.method)
+    except McpGemmaError as exc:
+        if ctx.method == "tools/call":
+            return CallToolResult(content=[TextContent(text=str(exc))], is_error=True)
+        raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from None
+    if state is not None:
+        ctx = dataclasses.replace(ctx, lifespan_context=state)
+    return await call_next(ctx)

@@ -1,0 +1,102 @@
+"""Start-up order (issue 7): ``initialize`` is answered before the state opens; what needs the state
+waits for it, and a state that cannot open becomes a clear error for each request that needs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from mcp_gemma.server.app import create_server
+from mcp_gemma.settings import Settings, load_settings
+
+from .conftest import free_port, server_env
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_unreachable_redis_is_a_tool_error_after_a_normal_handshake(tmp_path: Path) -> None:
+    port = free_port()
+    settings = load_settings(
+        data_dir=tmp_path / "d", redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=1
+    )
+    with anyio.fail_after(60):
+        async with Client(create_server(settings, defer_registration=True)) as client:
+            tools = await client.list_tools()
+            assert "search_documents" in {t.name for t in tools.tools}, "listing needs no Redis"
+            result = await client.call_tool("health_check", {})
+            assert result.is_error is True
+            text = result.content[0].text  # type: ignore[union-attr]
+            assert f"cannot connect to Redis at redis://127.0.0.1:{port}/0" in text
+            assert "Traceback" not in text
+            with pytest.raises(MCPError, match="cannot connect to Redis"):
+                await client.read_resource("stats://system")
+
+
+async def test_deferred_registration_serves_the_same_tools(settings: Settings) -> None:
+    with anyio.fail_after(120):
+        async with Client(create_server(settings)) as eager:
+            eager_tools = sorted(t.name for t in (await eager.list_tools()).tools)
+        async with Client(create_server(settings, defer_registration=True)) as deferred:
+            deferred_tools = sorted(t.name for t in (await deferred.list_tools()).tools)
+            health = await deferred.call_tool("health_check", {})
+    assert deferred_tools == eager_tools
+    assert health.is_error is False
+    assert health.structured_content is not None and health.structured_content["status"] == "ok"
+
+
+def test_serve_path_imports_no_heavy_package_before_serving() -> None:
+    code = (
+        "import sys, mcp_gemma.cli, mcp_gemma.settings, mcp_gemma.server.run, mcp_gemma.server.app;"
+        "print([m for m in ('typer', 'rich', 'redis', 'numpy', 'mcp_gemma.rag.service') if m in sys.modules])"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_initialize_is_answered_while_the_state_cannot_open(tmp_path: Path) -> None:
+    """Over stdio a client gets its handshake and a clear tool error; the exit status is still 1."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_gemma", "serve", "--redis-url", f"redis://127.0.0.1:{port}/0"],
+        env=server_env(tmp_path / "data", MCP_GEMMA_REDIS_TIMEOUT_S="1"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "store_memory", "arguments": {"content": "x"}},
+    }
+    messages = [init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call]
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    proc.stdin.flush()
+    lines = [proc.stdout.readline(), proc.stdout.readline()]  # answers to 1 and 2; then end of input
+    out, err = proc.communicate("", timeout=60)
+    by_id = {m["id"]: m for m in map(json.loads, [*lines, *out.splitlines()]) if "id" in m}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "mcp-gemma"
+    assert by_id[2]["result"]["isError"] is True
+    assert "cannot connect to Redis" in by_id[2]["result"]["content"][0]["text"]
+    assert proc.returncode == 1
+    assert "Traceback" not in err and "cannot connect to Redis" in err
