@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "BM25Index",
+    "Q8Matrix",
     "RustCoreError",
     "TtlCache",
     "VectorIndex",
@@ -120,6 +121,38 @@ class VectorIndex:
     @property
     def rerank(self) -> int:
         """Re-rank depth multiplier used when quantised."""
+
+@final
+class Q8Matrix:
+    """Immutable int8 matrix with one float32 scale per 32 columns (the GGUF ``Q8_0`` layout)."""
+
+    @staticmethod
+    def quantize(weights: NDArray[np.float32]) -> Q8Matrix:
+        """Quantise a (rows, cols) float32 matrix; cols must be a multiple of 32, values finite."""
+
+    @staticmethod
+    def from_parts(codes: NDArray[np.int8], scales: NDArray[np.float32]) -> Q8Matrix:
+        """Rebuild from ``codes()`` (rows, cols) and ``scales()`` (rows, cols / 32)."""
+
+    def matmul(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``x · Wᵀ`` for x of shape (m, cols): (m, rows). Each x row is quantised in blocks of 32."""
+
+    def gather(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Dequantised copies of the rows ``ids``: (len(ids), cols)."""
+
+    def codes(self) -> NDArray[np.int8]:
+        """A copy of the int8 codes, (rows, cols)."""
+
+    def scales(self) -> NDArray[np.float32]:
+        """A copy of the block scales, (rows, cols / 32)."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by codes and scales."""
 
 @final
 class BM25Index:

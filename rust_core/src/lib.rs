@@ -1,4 +1,4 @@
-//! mcp-gemma's Rust core: pure kernels (`vector`, `keyword`, `chunk`, `cache`, `fusion`) usable and
+//! mcp-gemma's Rust core: pure kernels (`vector`, `keyword`, `chunk`, `cache`, `fusion`, `q8`) usable and
 //! tested without Python, and, behind the default `python` feature, the `mcp_gemma._rust_core` module.
 //! This file only declares modules and registers what Python sees.
 
@@ -7,6 +7,7 @@ pub mod chunk;
 pub mod errors;
 pub mod fusion;
 pub mod keyword;
+pub mod q8;
 pub mod vector;
 
 #[cfg(feature = "python")]
@@ -27,6 +28,8 @@ mod _rust_core {
     use crate::py::fusion::{fuse_rrf, fuse_weighted};
     #[pymodule_export]
     use crate::py::keyword::{tokenize, PyBm25Index};
+    #[pymodule_export]
+    use crate::py::q8::PyQ8Matrix;
     #[pymodule_export]
     use crate::py::vector::{simd_level, topk, topk_batch, PyVectorIndex};
 

@@ -70,6 +70,7 @@ fn numpy_name<T>() -> &'static str {
         "f32" => "float32",
         "u64" => "uint64",
         "i64" => "int64",
+        "i8" => "int8",
         other => other,
     }
 }

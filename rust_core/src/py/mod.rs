@@ -6,6 +6,7 @@ pub mod cache;
 pub mod chunk;
 pub mod fusion;
 pub mod keyword;
+pub mod q8;
 pub mod vector;
 
 mod arrays;

@@ -1,0 +1,124 @@
+//! `Q8Matrix`: block-quantised int8 weights for the Gemma decoder (see `crate::q8`).
+
+use numpy::ndarray::{Ix1, Ix2};
+use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use super::arrays::{readonly, slice};
+use crate::errors::CoreError;
+use crate::q8::{self, Q8Matrix};
+
+/// Immutable int8 matrix with one f32 scale per 32 columns; see `_rust_core.pyi`.
+#[pyclass(name = "Q8Matrix", module = "mcp_gemma._rust_core", frozen)]
+pub struct PyQ8Matrix {
+    inner: Q8Matrix,
+}
+
+#[pymethods]
+impl PyQ8Matrix {
+    #[staticmethod]
+    fn quantize(py: Python<'_>, weights: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let w = readonly::<f32, Ix2>(weights, "weights", 2)?;
+        let (rows, cols) = (w.shape()[0], w.shape()[1]);
+        let data = slice(&w, "weights")?;
+        let inner = py.detach(|| Q8Matrix::quantize(data, rows, cols))?;
+        Ok(Self { inner })
+    }
+
+    #[staticmethod]
+    fn from_parts(codes: &Bound<'_, PyAny>, scales: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let c = readonly::<i8, Ix2>(codes, "codes", 2)?;
+        let s = readonly::<f32, Ix2>(scales, "scales", 2)?;
+        let (rows, cols) = (c.shape()[0], c.shape()[1]);
+        if s.shape()[0] != rows || s.shape()[1] * q8::BLOCK != cols {
+            return Err(CoreError::invalid(format!(
+                "scales must have shape ({rows}, {}), got {:?}",
+                cols / q8::BLOCK,
+                s.shape()
+            ))
+            .into());
+        }
+        let inner = Q8Matrix::from_parts(
+            slice(&c, "codes")?.to_vec(),
+            slice(&s, "scales")?.to_vec(),
+            rows,
+            cols,
+        )?;
+        Ok(Self { inner })
+    }
+
+    fn matmul<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let xa = readonly::<f32, Ix2>(x, "x", 2)?;
+        let (m, cols) = (xa.shape()[0], xa.shape()[1]);
+        if cols != self.inner.cols() {
+            return Err(CoreError::invalid(format!(
+                "x has {cols} columns but the matrix has {}",
+                self.inner.cols()
+            ))
+            .into());
+        }
+        let xs = slice(&xa, "x")?;
+        let rows = self.inner.rows();
+        let mut out = vec![0f32; m * rows];
+        py.detach(|| self.inner.matmul(xs, m, &mut out))?;
+        out.into_pyarray(py).reshape([m, rows])
+    }
+
+    fn gather<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let ia = readonly::<i64, Ix1>(ids, "ids", 1)?;
+        let ids: Vec<usize> = slice(&ia, "ids")?
+            .iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .map_err(|_| CoreError::invalid(format!("row {i} is out of range")))
+            })
+            .collect::<Result<_, _>>()?;
+        let cols = self.inner.cols();
+        let mut out = vec![0f32; ids.len() * cols];
+        self.inner.gather(&ids, &mut out)?;
+        out.into_pyarray(py).reshape([ids.len(), cols])
+    }
+
+    fn codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
+        self.inner
+            .codes()
+            .to_vec()
+            .into_pyarray(py)
+            .reshape([self.inner.rows(), self.inner.cols()])
+    }
+
+    fn scales<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        self.inner
+            .scales()
+            .to_vec()
+            .into_pyarray(py)
+            .reshape([self.inner.rows(), self.inner.cols() / q8::BLOCK])
+    }
+
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        (self.inner.rows(), self.inner.cols())
+    }
+
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Q8Matrix(shape=({}, {}), nbytes={})",
+            self.inner.rows(),
+            self.inner.cols(),
+            self.inner.nbytes()
+        )
+    }
+}

@@ -1,0 +1,73 @@
+"""``Q8Matrix``: block-int8 products against numpy, round trips, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcp_gemma._rust_core import Q8Matrix
+
+
+@pytest.fixture
+def weights() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((200, 96), dtype=np.float32)
+
+
+@pytest.mark.parametrize("m", [1, 2, 5])
+def test_matmul_matches_numpy_within_quantisation_error(weights: np.ndarray, m: int) -> None:
+    q = Q8Matrix.quantize(weights)
+    x = np.random.default_rng(m).standard_normal((m, 96), dtype=np.float32)
+    got = q.matmul(x)
+    want = x @ weights.T
+    assert got.shape == (m, 200)
+    assert got.dtype == np.float32
+    # Each side is rounded to 1/254 of its block's range: relative error well under 2%.
+    assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9999
+
+
+def test_large_matrices_split_across_threads_give_the_same_rows(weights: np.ndarray) -> None:
+    big = np.tile(weights, (40, 1))  # 8000 rows: parallel path
+    q = Q8Matrix.quantize(big)
+    x = np.random.default_rng(3).standard_normal((1, 96), dtype=np.float32)
+    out = q.matmul(x)[0]
+    np.testing.assert_array_equal(out[:200], out[200:400])
+    np.testing.assert_allclose(out[:200], Q8Matrix.quantize(weights).matmul(x)[0], rtol=0, atol=0)
+
+
+def test_parts_round_trip_and_gather(weights: np.ndarray) -> None:
+    q = Q8Matrix.quantize(weights)
+    codes, scales = q.codes(), q.scales()
+    assert codes.dtype == np.int8 and codes.shape == (200, 96)
+    assert scales.dtype == np.float32 and scales.shape == (200, 3)
+    back = Q8Matrix.from_parts(codes, scales)
+    assert back.shape == (200, 96)
+    rows = back.gather(np.array([0, 7, 199], dtype=np.int64))
+    np.testing.assert_allclose(rows, codes[[0, 7, 199]] * np.repeat(scales[[0, 7, 199]], 32, axis=1))
+    step = np.repeat(scales[[0, 7, 199]], 32, axis=1)
+    assert (np.abs(rows - weights[[0, 7, 199]]) <= step / 2 + 1e-7).all()
+    assert q.nbytes == 200 * 96 + 200 * 3 * 4
+
+
+def test_bad_input_gets_a_clear_error(weights: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="multiple of 32"):
+        Q8Matrix.quantize(weights[:, :90].copy())
+    with pytest.raises(ValueError, match="float32"):
+        Q8Matrix.quantize(weights.astype(np.float64))
+    bad = weights.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="row 3, column 4"):
+        Q8Matrix.quantize(bad)
+    q = Q8Matrix.quantize(weights)
+    with pytest.raises(ValueError, match="96"):
+        q.matmul(np.zeros((1, 64), dtype=np.float32))
+    with pytest.raises(ValueError, match="not finite"):
+        q.matmul(np.full((1, 96), np.inf, dtype=np.float32))
+    with pytest.raises(ValueError, match="out of range"):
+        q.gather(np.array([200], dtype=np.int64))
+    with pytest.raises(ValueError, match="scales must have shape"):
+        Q8Matrix.from_parts(q.codes(), q.scales()[:, :2].copy())
+    codes = q.codes()
+    codes[0, 0] = -128
+    with pytest.raises(ValueError, match=r"\[-127, 127\]"):
+        Q8Matrix.from_parts(codes, q.scales())
