@@ -1,9 +1,10 @@
-"""Gemma 3 270M generation: ours (transformers + lean decoder, fp32 / bf16) vs llama.cpp on the same GGUF.
+"""Gemma 3 270M generation: ours (int8 default; fp32 / bf16 via transformers) vs llama.cpp, same GGUF.
 
 Each configuration runs in its own subprocess (clean peak RSS, no shared torch state) on
-``--threads`` threads (default 2). Reported per configuration: cold load time, prompt
-processing tok/s, decode tok/s (medians of ``runs``), peak RSS; and the ratio of our decode
-speed to llama.cpp's in the same run. ``--quick`` uses fewer tokens and runs and skips the
+``--threads`` threads (default 2). Reported per configuration: load time (from the model
+cache; the int8 cache is built beforehand and its first build timed separately), prompt
+processing tok/s, decode tok/s (medians of ``runs``), resident and peak RSS; and the ratio
+of our decode speed to llama.cpp's in the same run. ``--quick`` uses fewer tokens and runs and skips the
 uncached (GGUF conversion) load.
 
     .venv/bin/python benches/bench_generate.py [--quick] [--threads 2] [--json out.json]
@@ -37,6 +38,16 @@ def _prompt(n_words: int) -> str:
 
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
+
+
+def _rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _peak_rss_mib() -> float:
@@ -111,14 +122,14 @@ class _Llama:
 
 def worker(config: str, models: str, gguf: str, threads: int) -> None:
     """Serve timing requests for one loaded engine over stdin/stdout (one JSON line each)."""
-    if config != "llama_cpp":
+    if config not in ("llama_cpp", "ours_q8"):
         import torch
 
         torch.set_num_threads(threads)
     if config == "llama_cpp":
         engine: Any = _Llama(gguf, threads)
     else:
-        dtype = {"fp32": "float32", "bf16": "bfloat16"}[config.rsplit("_", 1)[1]]
+        dtype = {"fp32": "float32", "bf16": "bfloat16", "q8": "q8_0"}[config.rsplit("_", 1)[1]]
         engine = _Ours(models, dtype, threads, fast=config.startswith("ours_"))
     print(json.dumps({"load_s": round(engine.load_s, 3)}), flush=True)
     prompt = _prompt(96)
@@ -130,6 +141,8 @@ def worker(config: str, models: str, gguf: str, threads: int) -> None:
             print(json.dumps(engine.decode(int(arg[0]))), flush=True)
         elif command == "rss":
             print(json.dumps(_peak_rss_mib()), flush=True)
+        elif command == "rss_now":
+            print(json.dumps(_rss_mib()), flush=True)
         else:
             return
 
@@ -196,7 +209,11 @@ def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[s
             results["gguf_conversion_s"] = round(time.perf_counter() - started, 2)
         else:
             store.ensure_checkpoint(store.resolve("gemma3-270m-gguf"))
-        configs = ["ours_fp32", "ours_bf16"] + ([] if quick else ["transformers_fp32"])
+        configs = ["ours_q8", "ours_bf16"] + ([] if quick else ["ours_fp32", "transformers_fp32"])
+        # The int8 cache is built on a model's first load; time that once, apart from the runs.
+        first = _Worker("ours_q8", models=str(models), gguf=str(gguf), threads=threads)
+        results["q8_first_load_s"] = first.load_s
+        first.close()
         try:
             import llama_cpp  # noqa: F401
 
@@ -220,13 +237,14 @@ def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[s
                     "prompt_tok_s": _median(samples[name]["prefill"]),
                     "decode_tok_s": _median(samples[name]["decode"]),
                     "decode_runs": [round(v, 2) for v in samples[name]["decode"]],
+                    "rss_mib": w.ask("rss_now"),
                     "peak_rss_mib": w.ask("rss"),
                 }
         finally:
             for w in workers.values():
                 w.close()
     peer = results.get("llama_cpp", {}).get("decode_tok_s")
-    for key in ("ours_bf16", "ours_fp32", "transformers_fp32"):
+    for key in ("ours_q8", "ours_bf16", "ours_fp32", "transformers_fp32"):
         ours = results.get(key, {}).get("decode_tok_s")
         if peer and ours:
             results[key]["decode_vs_llama_cpp"] = round(ours / peer, 3)

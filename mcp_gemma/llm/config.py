@@ -16,7 +16,11 @@ class GemmaSettings(BaseModel):
         description="'gemma3-270m-gguf' (the packaged GGUF), a local checkpoint directory, or a Hub id.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present, else CPU.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype.")
+    dtype: Literal["auto", "q8_0", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weights format. auto = q8_0 (block int8, Rust kernels) on a CPU for Gemma 3 "
+        "text models, else bfloat16. Float dtypes load through transformers.",
+    )
     threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for inference (None = torch default)."
     )

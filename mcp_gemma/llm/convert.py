@@ -80,7 +80,7 @@ def validate_checkpoint(path: Path) -> dict[str, Any]:
         marker: dict[str, Any] = json.loads((path / MARKER).read_text(encoding="utf-8"))
         from safetensors import safe_open
 
-        with safe_open(str(path / WEIGHTS), framework="pt") as handle:
+        with safe_open(str(path / WEIGHTS), framework="np") as handle:
             n_tensors = len(list(handle.keys()))
     except Exception as exc:
         raise ModelUnavailableError(

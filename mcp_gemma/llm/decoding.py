@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
+    from numpy.typing import NDArray
 
 
 def sample_token(
@@ -25,6 +27,26 @@ def sample_token(
         choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
         return int(order[choice].item())
     return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def sample_token_np(
+    logits: NDArray[np.float32], temperature: float, top_p: float, rng: np.random.Generator | None
+) -> int:
+    """:func:`sample_token` for numpy logits (the int8 decoder), with a numpy generator."""
+    import numpy as np
+
+    if temperature <= 0.0 or rng is None:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        sorted_probs = probs[order]
+        keep = np.cumsum(sorted_probs) - sorted_probs < top_p
+        kept = sorted_probs * keep
+        return int(order[rng.choice(len(kept), p=kept / kept.sum())])
+    return int(rng.choice(len(probs), p=probs))
 
 
 class TextStream:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,25 +34,87 @@ def supports(config: Any) -> bool:
     )
 
 
+Linear = Callable[["torch.Tensor"], "torch.Tensor"]
+"""``x [n, in] -> [n, out]`` over a (fused) dense weight."""
+
+
 @dataclass
-class _Layer:
-    qkv: torch.Tensor
-    o: torch.Tensor
-    gate_up: torch.Tensor
-    down: torch.Tensor
-    norms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (1 + w), float32
+class LayerWeights:
+    """One decoder layer: fused projections as callables, norm scales as ``(1 + w)`` in float32."""
+
+    qkv: Linear
+    o: Linear
+    gate_up: Linear
+    down: Linear
+    norms: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     q_norm: torch.Tensor
     k_norm: torch.Tensor
     sliding: bool
 
 
+@dataclass
+class Gemma3Weights:
+    """Everything the decoder reads: shapes from the config, weights in whatever form runs fastest."""
+
+    config: Any
+    embed: Callable[[torch.Tensor], torch.Tensor]  # token ids [n] -> rows [n, hidden] (unscaled)
+    lm_head: Linear
+    final_norm: torch.Tensor
+    layers: list[LayerWeights]
+    dtype: torch.dtype  # of activations and the KV cache
+    device: torch.device
+
+
+def weights_from_transformers(model: Any) -> Gemma3Weights:
+    """Fused views of a loaded ``Gemma3ForCausalLM``'s weights (no copy beyond the fusion)."""
+    import torch.nn.functional as F
+
+    cfg = model.config
+    inner = model.model
+    embed_table = inner.embed_tokens.weight
+    lm_head = model.lm_head.weight
+
+    def dense(weight: torch.Tensor) -> Linear:
+        return lambda x: F.linear(x, weight)
+
+    layers = []
+    for layer, kind in zip(inner.layers, cfg.layer_types, strict=True):
+        attn, mlp = layer.self_attn, layer.mlp
+        layers.append(
+            LayerWeights(
+                qkv=dense(_fuse(attn.q_proj, attn.k_proj, attn.v_proj)),
+                o=dense(attn.o_proj.weight),
+                gate_up=dense(_fuse(mlp.gate_proj, mlp.up_proj)),
+                down=dense(mlp.down_proj.weight),
+                norms=(
+                    1.0 + layer.input_layernorm.weight.float(),
+                    1.0 + layer.post_attention_layernorm.weight.float(),
+                    1.0 + layer.pre_feedforward_layernorm.weight.float(),
+                    1.0 + layer.post_feedforward_layernorm.weight.float(),
+                ),
+                q_norm=1.0 + attn.q_norm.weight.float(),
+                k_norm=1.0 + attn.k_norm.weight.float(),
+                sliding=kind == "sliding_attention",
+            )
+        )
+    return Gemma3Weights(
+        config=cfg,
+        embed=lambda ids: F.embedding(ids, embed_table),
+        lm_head=dense(lm_head),
+        final_norm=1.0 + inner.norm.weight.float(),
+        layers=layers,
+        dtype=embed_table.dtype,
+        device=embed_table.device,
+    )
+
+
 class Gemma3Decoder:
     """Prefill and single-token steps for one sequence, with its own KV cache."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, weights: Gemma3Weights) -> None:
         import torch
 
-        cfg = model.config
+        cfg = weights.config
         self.hidden = int(cfg.hidden_size)
         self.n_heads = int(cfg.num_attention_heads)
         self.n_kv = int(cfg.num_key_value_heads)
@@ -60,38 +123,13 @@ class Gemma3Decoder:
         self.window = int(cfg.sliding_window)
         self.scale = float(cfg.query_pre_attn_scalar) ** -0.5
         self.thetas = {kind: float(cfg.rope_parameters[kind]["rope_theta"]) for kind in set(cfg.layer_types)}
-        inner = model.model
-        self.embed = inner.embed_tokens.weight
-        self.embed_scale = torch.tensor(math.sqrt(self.hidden), dtype=self.embed.dtype)
-        self.lm_head = model.lm_head.weight
-        self.final_norm = 1.0 + inner.norm.weight.float()
-        self.dtype = self.embed.dtype
-        self.device = self.embed.device
-        self.layers: list[_Layer] = []
-        for layer, kind in zip(inner.layers, cfg.layer_types, strict=True):
-            attn, mlp = layer.self_attn, layer.mlp
-            qkv = _fuse(attn.q_proj, attn.k_proj, attn.v_proj)
-            gate_up = _fuse(mlp.gate_proj, mlp.up_proj)
-            self.layers.append(
-                _Layer(
-                    qkv=qkv,
-                    o=attn.o_proj.weight,
-                    gate_up=gate_up,
-                    down=mlp.down_proj.weight,
-                    norms=tuple(
-                        1.0 + n.weight.float()
-                        for n in (
-                            layer.input_layernorm,
-                            layer.post_attention_layernorm,
-                            layer.pre_feedforward_layernorm,
-                            layer.post_feedforward_layernorm,
-                        )
-                    ),
-                    q_norm=1.0 + attn.q_norm.weight.float(),
-                    k_norm=1.0 + attn.k_norm.weight.float(),
-                    sliding=kind == "sliding_attention",
-                )
-            )
+        self.embed = weights.embed
+        self.dtype = weights.dtype
+        self.device = weights.device
+        self.embed_scale = torch.tensor(math.sqrt(self.hidden), dtype=self.dtype)
+        self.lm_head = weights.lm_head
+        self.final_norm = weights.final_norm
+        self.layers = weights.layers
         self._k: list[torch.Tensor] = []
         self._v: list[torch.Tensor] = []
         self._rope: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -135,11 +173,11 @@ class Gemma3Decoder:
 
         n = int(ids.shape[0])
         start, end = self.pos, self.pos + n
-        h = F.embedding(ids, self.embed) * self.embed_scale  # [n, hidden]
+        h = self.embed(ids) * self.embed_scale  # [n, hidden]
         nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
         for i, layer in enumerate(self.layers):
             x = self._rms(h, layer.norms[0])
-            qkv = F.linear(x, layer.qkv)
+            qkv = layer.qkv(x)
             q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)  # [H, n, D]
             k = qkv[:, nq : nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
             v = qkv[:, nq + nkv :].view(n, self.n_kv, hd).transpose(0, 1)
@@ -174,13 +212,13 @@ class Gemma3Decoder:
                     enable_gqa=True,
                 )
             attn = attn[0].transpose(0, 1).reshape(n, nq)
-            h = h + self._rms(F.linear(attn, layer.o), layer.norms[1])
+            h = h + self._rms(layer.o(attn), layer.norms[1])
             x = self._rms(h, layer.norms[2])
-            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
-            h = h + self._rms(F.linear(F.gelu(gate, approximate="tanh") * up, layer.down), layer.norms[3])
+            gate, up = layer.gate_up(x).chunk(2, dim=-1)
+            h = h + self._rms(layer.down(F.gelu(gate, approximate="tanh") * up), layer.norms[3])
         self.pos = end
         last = self._rms(h[-1:], self.final_norm)
-        return F.linear(last, self.lm_head)[0].float()
+        return self.lm_head(last)[0].float()
 
     def _mask(self, start: int, end: int, sliding: bool) -> torch.Tensor:
         import torch

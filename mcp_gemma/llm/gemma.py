@@ -4,19 +4,30 @@ Decoding is one loop of our own (sampling, stop strings, streaming, cancellation
 token steps, a time budget) over one of two step functions: the lean Gemma 3 decoder in
 ``fast_gemma3`` where the architecture allows, otherwise the transformers forward with its
 KV cache. Both run under ``torch.inference_mode``.
+
+Weights come one of two ways. On a CPU with a Gemma 3 text model the default (``dtype = auto``)
+is block-int8 weights (``q8.py``) read from a cache next to the checkpoint, with the tokenizer on
+the ``tokenizers`` library: no transformers import, a load of about a second, a few hundred MB
+resident, and the Rust int8 kernels for every matrix product. Any explicit float dtype, CUDA,
+or another architecture loads through transformers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+from mcp_gemma.heavy import IMPORT_LOCK
 from mcp_gemma.llm.base import (
     ChatMessage,
     FinishReason,
@@ -24,11 +35,13 @@ from mcp_gemma.llm.base import (
     ModelInfo,
     OnText,
     Prompt,
-    PromptStyle,
 )
 from mcp_gemma.llm.config import GemmaSettings
-from mcp_gemma.llm.decoding import TextStream, sample_token
+from mcp_gemma.llm.decoding import TextStream, sample_token, sample_token_np
+from mcp_gemma.llm.fast_gemma3 import Gemma3Weights
 from mcp_gemma.llm.models import ModelStore, ResolvedModel
+from mcp_gemma.llm.q8 import Q8Weights, read_config
+from mcp_gemma.llm.tokenizer import CheckpointTokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +52,13 @@ Progress = Any  # Callable[[str], None]; kept loose for the worker-thread callba
 
 
 def resolve_device(device: str) -> str:
-    """'auto' becomes 'cuda' when a CUDA device is usable, else 'cpu'."""
+    """'auto' becomes 'cuda' when a CUDA device is usable, else 'cpu'.
+
+    Without a GPU driver on the machine the answer is 'cpu' without importing torch (seconds and
+    ~500 MB resident that the int8 path never needs).
+    """
+    if device == "cpu" or (device == "auto" and not _gpu_driver_present()):
+        return "cpu"
     import torch
 
     if device == "auto":
@@ -51,31 +70,91 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """'auto' is bfloat16: half the bytes per decode step.
+def _gpu_driver_present() -> bool:
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))
 
-    Measured on a 2-core AVX2 CPU (benches/bench_generate.py, 2 threads): decode 12.4 tok/s in
-    bf16 vs 7.3 in float32, while prompt processing is slower (62 vs 146 tok/s); for answers of
-    more than a few tokens bf16 finishes first. Choose float32 for long prompts and short answers.
+
+def resolve_dtype(dtype: str, device: str, config: Any = None) -> str:
+    """The weights format to load: 'q8_0', 'float32', 'bfloat16' or 'float16'.
+
+    'auto' is block int8 on a CPU when the lean Gemma 3 decoder supports the model, else bfloat16.
+    Measured on a 2-core AVX2 CPU (benches/bench_generate.py, 2 threads): int8 decodes ~2x faster
+    than bf16 and ~3x faster than float32 (every weight is read once per token; this CPU has no
+    native bf16 arithmetic, so bf16 matmuls also pay for conversion).
     """
+    from mcp_gemma.llm import fast_gemma3
+
+    gemma3 = config is not None and fast_gemma3.supports(config)
+    if dtype == "auto":
+        return "q8_0" if device == "cpu" and gemma3 else "bfloat16"
+    if dtype == "q8_0":
+        if device != "cpu":
+            raise ModelUnavailableError("gemma.dtype 'q8_0' runs on the CPU only; use 'auto' or 'bfloat16'")
+        if not gemma3:
+            raise ModelUnavailableError(
+                "gemma.dtype 'q8_0' needs a Gemma 3 text checkpoint (config.json model_type gemma3_text); "
+                "use 'auto' or a float dtype for this model"
+            )
+    return dtype
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of a float weights format."""
     import torch
 
-    if dtype == "auto":
-        return torch.bfloat16
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+class _HFTokenizer:
+    """The few tokenizer operations decoding needs, over a transformers tokenizer."""
+
+    def __init__(self, tok: Any) -> None:
+        self._tok = tok
+        self.chat_template: str | None = getattr(tok, "chat_template", None)
+        self.eos_token_id: int | None = tok.eos_token_id
+        self.unk_token_id: int | None = tok.unk_token_id
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        found = self._tok.convert_tokens_to_ids(token)
+        return found if isinstance(found, int) else None
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tok(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        text = self._tok.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+        return str(text)
 
 
 class GemmaModel:
-    """A loaded Gemma checkpoint (transformers + torch)."""
+    """A loaded Gemma checkpoint: int8 weights on the lean decoder, or a transformers model."""
 
-    def __init__(self, model: Any, tokenizer: Any, info: ModelInfo, *, fast: bool) -> None:
+    def __init__(
+        self,
+        *,
+        config: Any,
+        tokenizer: CheckpointTokenizer | _HFTokenizer,
+        info: ModelInfo,
+        model: Any = None,
+        q8: Q8Weights | None = None,
+        generation: Any = None,
+    ) -> None:
+        self._config = config
+        self._generation = generation if generation is not None else getattr(config, "generation", None)
         self._model = model
-        self._tokenizer = tokenizer
+        self._q8 = q8
+        self._weights: Gemma3Weights | None = None  # fused views for the lean decoder (transformers path)
+        self._tokenizer: CheckpointTokenizer | _HFTokenizer | None = tokenizer
         self._info = info
-        self._fast = fast
+        self._fast = info.decoder == "gemma3-fast"
         self._decoder: Any = None
-        self._max_positions = int(getattr(model.config, "max_position_embeddings", 8192))
-        self._eos = self._end_ids()
+        self._max_positions = int(getattr(config, "max_position_embeddings", 8192))
+        self._eos = self._end_ids(tokenizer)
 
     @classmethod
     def load(
@@ -93,16 +172,70 @@ class GemmaModel:
         resolved: ResolvedModel = store.resolve(settings.model)
         say(f"resolving {resolved.model_id}")
         from_cache = store.ensure_checkpoint(resolved, progress=say)
-        import torch
+        device = resolve_device(settings.device)
+        config = read_config(resolved.checkpoint)
+        fmt = resolve_dtype(settings.dtype, device, config)
+        say(f"loading weights from {resolved.checkpoint} ({device}, {fmt})")
+        if fmt == "q8_0":
+            model = cls._load_q8(resolved, config, store, say)
+            threads = len(os.sched_getaffinity(0))  # the Rust kernels' pool spans the usable cores
+        else:
+            with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (heavy.py)
+                import torch
+                import transformers  # noqa: F401
+
+            if settings.threads:
+                torch.set_num_threads(settings.threads)
+            threads = torch.get_num_threads()
+            model = cls._load_transformers(resolved, device, torch_dtype(fmt), hf_token)
+        model._info = model._info.model_copy(
+            update={
+                "model_id": resolved.model_id,
+                "source": str(resolved.checkpoint),
+                "threads": threads,
+                "load_seconds": round(time.perf_counter() - started, 3),
+                "from_cache": from_cache,
+            }
+        )
+        logger.info(
+            "loaded %s in %.1f s (%s)", resolved.model_id, model.info.load_seconds, model.info.model_dump()
+        )
+        return model
+
+    @classmethod
+    def _load_q8(cls, resolved: ResolvedModel, config: Any, store: ModelStore, say: Progress) -> GemmaModel:
+        from mcp_gemma.llm.q8 import Q8_WEIGHTS, load_q8_weights
+
+        checkpoint = resolved.checkpoint
+        if checkpoint.resolve().is_relative_to(store.root.resolve()):
+            cache = checkpoint / Q8_WEIGHTS  # a directory we built: the int8 file lives beside it
+        else:  # the user's own directory stays untouched
+            digest = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:16]
+            cache = store.root / "q8" / f"{checkpoint.name}-{digest}" / Q8_WEIGHTS
+        tokenizer = CheckpointTokenizer(checkpoint)
+        weights = load_q8_weights(checkpoint, config, cache=cache, say=say)
+        _release_free_heap()  # the loaders' transient buffers would otherwise stay resident
+        info = ModelInfo(
+            model_id=resolved.model_id,
+            source=str(checkpoint),
+            device="cpu",
+            dtype="q8_0",
+            prompt_style="chat" if tokenizer.chat_template else "completion",
+            decoder="gemma3-fast",
+            threads=1,
+            load_seconds=0.0,
+            from_cache=False,
+        )
+        return cls(config=config, tokenizer=tokenizer, info=info, q8=weights)
+
+    @classmethod
+    def _load_transformers(
+        cls, resolved: ResolvedModel, device: str, dtype: torch.dtype, hf_token: str | None
+    ) -> GemmaModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through ``say``
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
-        say(f"loading weights from {resolved.checkpoint} ({device}, {str(dtype).removeprefix('torch.')})")
         model: Any
         try:
             model = AutoModelForCausalLM.from_pretrained(
@@ -120,20 +253,25 @@ class GemmaModel:
         from mcp_gemma.llm import fast_gemma3
 
         fast = device == "cpu" and fast_gemma3.supports(model.config)
-        style: PromptStyle = "chat" if getattr(tokenizer, "chat_template", None) else "completion"
+        wrapped = _HFTokenizer(tokenizer)
         info = ModelInfo(
             model_id=resolved.model_id,
             source=str(resolved.checkpoint),
             device=device,
             dtype=str(dtype).removeprefix("torch."),
-            prompt_style=style,
+            prompt_style="chat" if wrapped.chat_template else "completion",
             decoder="gemma3-fast" if fast else "transformers",
-            threads=torch.get_num_threads(),
-            load_seconds=round(time.perf_counter() - started, 3),
-            from_cache=from_cache,
+            threads=1,
+            load_seconds=0.0,
+            from_cache=False,
         )
-        logger.info("loaded %s in %.1f s (%s)", resolved.model_id, info.load_seconds, info.model_dump())
-        return cls(model, tokenizer, info, fast=fast)
+        return cls(
+            config=model.config,
+            tokenizer=wrapped,
+            info=info,
+            model=model,
+            generation=getattr(model, "generation_config", None),
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -143,34 +281,39 @@ class GemmaModel:
     def close(self) -> None:
         """Drop the weights so their memory can be returned."""
         self._model = None
+        self._q8 = None
+        self._weights = None
         self._tokenizer = None
         self._decoder = None
 
-    def _end_ids(self) -> set[int]:
+    def _tok(self) -> CheckpointTokenizer | _HFTokenizer:
+        if self._tokenizer is None:
+            raise ModelUnavailableError("the model was unloaded; it loads again on the next call")
+        return self._tokenizer
+
+    def _end_ids(self, tok: CheckpointTokenizer | _HFTokenizer) -> set[int]:
         ids: set[int] = set()
-        for source in (self._model.config, getattr(self._model, "generation_config", None)):
+        for source in (self._config, self._generation):
             value = getattr(source, "eos_token_id", None)
             ids.update([value] if isinstance(value, int) else list(value or []))
-        if self._tokenizer.eos_token_id is not None:
-            ids.add(int(self._tokenizer.eos_token_id))
+        if tok.eos_token_id is not None:
+            ids.add(int(tok.eos_token_id))
         if self._info.prompt_style == "chat":
-            end_turn = self._tokenizer.convert_tokens_to_ids("<end_of_turn>")
-            if isinstance(end_turn, int) and end_turn != self._tokenizer.unk_token_id:
+            end_turn = tok.convert_tokens_to_ids("<end_of_turn>")
+            if isinstance(end_turn, int) and end_turn != tok.unk_token_id:
                 ids.add(end_turn)
         return ids
 
     def render(self, prompt: Prompt) -> list[int]:
         """Token ids of the prompt: chat template for chat models, plain text for base models."""
-        tok = self._tokenizer
+        tok = self._tok()
         if self._info.prompt_style == "chat":
             messages = [ChatMessage(role="user", content=prompt)] if isinstance(prompt, str) else list(prompt)
-            text = tok.apply_chat_template(
-                [m.model_dump() for m in messages], add_generation_prompt=True, tokenize=False
-            )
-            return list(tok(text, add_special_tokens=False)["input_ids"])
+            text = tok.render_chat([m.model_dump() for m in messages], add_generation_prompt=True)
+            return tok.encode(text, add_special_tokens=False)
         if not isinstance(prompt, str):
             prompt = completion_prompt(prompt)
-        return list(tok(prompt)["input_ids"])
+        return tok.encode(prompt)
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Tokens the rendered prompt occupies."""
@@ -190,10 +333,7 @@ class GemmaModel:
         on_text: OnText | None = None,
     ) -> GenerationResult:
         """Generate up to ``max_new_tokens``; stream text to ``on_text``; stop on cancel or timeout."""
-        import torch
-
-        if self._model is None:
-            raise ModelUnavailableError("the model was unloaded; it loads again on the next call")
+        tok = self._tok()
         started = time.perf_counter()
         deadline = started + timeout_s if timeout_s else None
         ids = self.render(prompt)
@@ -202,15 +342,12 @@ class GemmaModel:
                 f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
                 f"context of {self._max_positions} tokens; shorten the prompt or ask for fewer tokens"
             )
-        generator = None
-        if temperature > 0:
-            generator = torch.Generator(device="cpu")
-            generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-        stream = TextStream(lambda out: self._tokenizer.decode(out, skip_special_tokens=True), stop)
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little") >> 1
+        stream = TextStream(lambda out: tok.decode(out, skip_special_tokens=True), stop)
         finish: FinishReason = "length"
         produced = 0
-        with torch.inference_mode():
-            step = self._stepper(ids, capacity=len(ids) + max_new_tokens)
+        with self._runtime(ids, len(ids) + max_new_tokens, temperature, top_p, seed) as (step, sample):
             logits = step(None)
             while produced < max_new_tokens:
                 if cancel is not None and cancel.is_set():
@@ -219,7 +356,7 @@ class GemmaModel:
                 if deadline is not None and time.perf_counter() > deadline:
                     finish = "timeout"
                     break
-                token = sample_token(logits.to("cpu"), temperature, top_p, generator)
+                token = sample(logits)
                 produced += 1
                 if token in self._eos:
                     finish = "stop"
@@ -244,6 +381,37 @@ class GemmaModel:
             model_id=self._info.model_id,
         )
 
+    @contextlib.contextmanager
+    def _runtime(
+        self, ids: list[int], capacity: int, temperature: float, top_p: float, seed: int
+    ) -> Iterator[tuple[Callable[[int | None], Any], Callable[[Any], int]]]:
+        """(step, sample) for one generation: numpy for the int8 decoder, torch otherwise."""
+        if self._q8 is not None:
+            import numpy as np
+
+            from mcp_gemma.llm.q8 import Q8Decoder
+
+            decoder = Q8Decoder(self._q8, capacity)
+            prompt = np.asarray(ids, dtype=np.int64)
+            rng = np.random.default_rng(seed) if temperature > 0 else None
+
+            def q8_step(token: int | None) -> Any:
+                return decoder.forward(prompt if token is None else np.asarray([token], dtype=np.int64))
+
+            yield q8_step, lambda logits: sample_token_np(logits, temperature, top_p, rng)
+            return
+        import torch
+
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(seed)
+        with torch.inference_mode():
+            yield (
+                self._stepper(ids, capacity),
+                lambda logits: sample_token(logits.to("cpu"), temperature, top_p, generator),
+            )
+
     def _stepper(self, ids: list[int], capacity: int) -> Any:
         """A function: ``None`` runs the prompt, a token id runs one decode step; both return logits."""
         import torch
@@ -251,10 +419,12 @@ class GemmaModel:
         device = self._info.device
         prompt = torch.tensor(ids, dtype=torch.long, device=device)
         if self._fast:
-            from mcp_gemma.llm.fast_gemma3 import Gemma3Decoder
+            from mcp_gemma.llm.fast_gemma3 import Gemma3Decoder, weights_from_transformers
 
             if self._decoder is None:  # fused weights are built once, each call gets its own KV cache
-                self._decoder = Gemma3Decoder(self._model)
+                if self._weights is None:
+                    self._weights = weights_from_transformers(self._model)
+                self._decoder = Gemma3Decoder(self._weights)
             decoder: Gemma3Decoder = self._decoder.session(capacity)
 
             def fast_step(token: int | None) -> torch.Tensor:
@@ -286,6 +456,10 @@ class GemmaModel:
         """Switch decoding loops (benchmarks and parity tests compare them)."""
         from mcp_gemma.llm import fast_gemma3
 
+        if self._model is None:
+            if not enabled:
+                raise InvalidInputError("int8 weights run on the lean decoder only; load a float dtype")
+            return
         self._fast = enabled and fast_gemma3.supports(self._model.config)
         self._info = self._info.model_copy(
             update={"decoder": "gemma3-fast" if self._fast else "transformers"}
@@ -309,3 +483,15 @@ def checkpoint_path(settings: GemmaSettings, data_dir: Path) -> Path:
     from mcp_gemma.llm.models import models_dir
 
     return ModelStore(models_dir(settings, data_dir)).resolve(settings.model).checkpoint
+
+
+def _release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise; ~200 MB after a load)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass

@@ -22,7 +22,6 @@ import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
-from mcp_gemma.heavy import IMPORT_LOCK
 from mcp_gemma.llm.base import ChatMessage, GenerationResult, LanguageModel, ModelInfo, Prompt
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.models import ModelStore, models_dir
@@ -138,10 +137,6 @@ class LLMService:
             return LlamaCppModel.load(self.settings, self.store, progress=progress)
         from mcp_gemma.llm.gemma import GemmaModel
 
-        with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (see heavy.py)
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-            from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache  # noqa: F401
         return GemmaModel.load(self.settings, self.store, progress=progress, hf_token=self._hf_token)
 
     async def unload(self) -> bool:

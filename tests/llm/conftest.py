@@ -28,7 +28,7 @@ def cold_load(models_dir: Path) -> tuple[GemmaModel, float]:
 
 @pytest.fixture(scope="session")
 def gemma(cold_load: tuple[GemmaModel, float]) -> GemmaModel:
-    """The loaded default model (bfloat16 on CPU, the lean Gemma 3 decoder)."""
+    """The loaded default model (block int8 on CPU, numpy + Rust decoder)."""
     return cold_load[0]
 
 

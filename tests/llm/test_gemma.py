@@ -14,6 +14,7 @@ from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.convert import MARKER
 from mcp_gemma.llm.gemma import GemmaModel
 from mcp_gemma.llm.models import PACKAGED_MODEL, ModelStore
+from mcp_gemma.llm.q8 import Q8_WEIGHTS
 
 pytestmark = pytest.mark.model
 
@@ -24,7 +25,7 @@ def test_loads_the_packaged_model(gemma: GemmaModel) -> None:
     info = gemma.info
     assert info.model_id == PACKAGED_MODEL
     assert info.device == "cpu"
-    assert info.dtype == "bfloat16"
+    assert info.dtype == "q8_0"  # block int8 on the CPU by default
     assert info.prompt_style == "completion"  # the packaged 270M is a base model (no chat template)
     assert info.decoder == "gemma3-fast"
     assert info.from_cache is False
@@ -131,6 +132,7 @@ def test_second_load_uses_the_safetensors_cache(
     cache = models_dir / PACKAGED_MODEL
     assert (cache / "model.safetensors").is_file()
     assert (cache / MARKER).is_file()
+    assert (cache / Q8_WEIGHTS).is_file()
     started = time.perf_counter()
     warm = GemmaModel.load(GemmaSettings(), ModelStore(models_dir))
     warm_seconds = time.perf_counter() - started

@@ -1,0 +1,329 @@
+"""Block-int8 (GGUF ``Q8_0`` layout) weights for the lean Gemma 3 decoder, cached next to the model.
+
+Why: a decode step reads every weight once, so on a CPU its time is memory traffic plus, for
+bf16 on hosts without native bf16 arithmetic, conversion. Int8 codes with one f32 scale per 32
+weights are half of bf16 and a quarter of f32, and the products run in the Rust core
+(``_rust_core.Q8Matrix``, integer dot products, GIL released). The packaged model's embedding is
+itself ``Q8_0`` in the GGUF, so for it the re-quantisation reproduces the file's own codes.
+
+The decoder here is the arithmetic of ``fast_gemma3.Gemma3Decoder`` in float32 numpy around the
+Rust products: importing torch alone costs ~2.5 s and ~500 MB resident (its CUDA libraries), more
+than the weights, and numpy's per-call overhead on these small arrays is lower than torch's.
+
+The cache (``model.q8_0.safetensors``) is built once from the dense checkpoint, written under a
+temporary name and renamed into place, and records the size and mtime of what it was built
+from; a stale or unreadable cache is rebuilt. Loading it needs neither transformers nor the
+dense weights, so a cached load is a few hundred MB of reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from mcp_gemma.errors import ModelUnavailableError
+from mcp_gemma.llm.convert import WEIGHTS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from mcp_gemma._rust_core import Q8Matrix
+
+    F32 = NDArray[np.float32]
+
+logger = logging.getLogger(__name__)
+
+Q8_WEIGHTS = "model.q8_0.safetensors"
+Q8_FORMAT = "1"
+
+_NORMS = (
+    "input_layernorm",
+    "post_attention_layernorm",
+    "pre_feedforward_layernorm",
+    "post_feedforward_layernorm",
+)
+
+
+def read_config(checkpoint: Path) -> SimpleNamespace | None:
+    """The checkpoint's ``config.json`` (and ``generation_config.json``) as attributes, or None."""
+    try:
+        raw = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    config = SimpleNamespace(**raw)
+    try:
+        generation = json.loads((checkpoint / "generation_config.json").read_text(encoding="utf-8"))
+        config.generation = SimpleNamespace(**generation) if isinstance(generation, dict) else None
+    except (OSError, ValueError):
+        config.generation = None
+    return config
+
+
+def _source_stamp(dense: Path) -> str:
+    stat = dense.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def build_q8_cache(checkpoint: Path, target: Path, config: Any, *, say: Callable[[str], None]) -> None:
+    """Quantise the dense checkpoint's linear weights into ``target`` (atomic)."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from mcp_gemma._rust_core import Q8Matrix
+
+    dense = checkpoint / WEIGHTS
+    started = time.perf_counter()
+    say(f"quantising {dense.name} to block int8 (once)")
+    out: dict[str, NDArray[Any]] = {}
+
+    def put(name: str, weights: NDArray[np.float32]) -> None:
+        matrix = Q8Matrix.quantize(np.ascontiguousarray(weights, dtype=np.float32))
+        out[f"{name}.codes"] = matrix.codes()
+        out[f"{name}.scales"] = matrix.scales()
+
+    with safe_open(str(dense), framework="np") as handle:
+
+        def get(name: str) -> NDArray[np.float32]:
+            return np.asarray(handle.get_tensor(name), dtype=np.float32)
+
+        keys = set(handle.keys())
+        put("embed", get("model.embed_tokens.weight"))
+        if "lm_head.weight" in keys and not getattr(config, "tie_word_embeddings", True):
+            put("lm_head", get("lm_head.weight"))
+        out["final_norm"] = 1.0 + get("model.norm.weight")
+        for i in range(int(config.num_hidden_layers)):
+            p = f"model.layers.{i}."
+            attn = [get(f"{p}self_attn.{x}_proj.weight") for x in ("q", "k", "v")]
+            put(f"{i}.qkv", np.concatenate(attn))
+            put(f"{i}.o", get(f"{p}self_attn.o_proj.weight"))
+            put(f"{i}.gate_up", np.concatenate([get(f"{p}mlp.{x}_proj.weight") for x in ("gate", "up")]))
+            put(f"{i}.down", get(f"{p}mlp.down_proj.weight"))
+            for j, norm in enumerate(_NORMS):
+                out[f"{i}.norm{j}"] = 1.0 + get(f"{p}{norm}.weight")
+            out[f"{i}.q_norm"] = 1.0 + get(f"{p}self_attn.q_norm.weight")
+            out[f"{i}.k_norm"] = 1.0 + get(f"{p}self_attn.k_norm.weight")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        save_file(out, tmp, metadata={"format": Q8_FORMAT, "source": _source_stamp(dense)})
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("built %s in %.1f s", target, time.perf_counter() - started)
+
+
+@dataclass
+class Q8Layer:
+    """One decoder layer: fused int8 projections, norm scales stored as ``(1 + w)``."""
+
+    qkv: Q8Matrix
+    o: Q8Matrix
+    gate_up: Q8Matrix
+    down: Q8Matrix
+    norms: tuple[F32, F32, F32, F32]
+    q_norm: F32
+    k_norm: F32
+    sliding: bool
+
+
+@dataclass
+class Q8Weights:
+    """Everything the decoder reads."""
+
+    config: Any
+    embed: Q8Matrix
+    lm_head: Q8Matrix
+    final_norm: F32
+    layers: list[Q8Layer]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of codes, scales and norms (the tied embedding counted once)."""
+        mats = {id(m): m.nbytes for m in (self.embed, self.lm_head)}
+        for layer in self.layers:
+            mats.update({id(m): m.nbytes for m in (layer.qkv, layer.o, layer.gate_up, layer.down)})
+        return sum(mats.values())
+
+
+def load_q8_weights(checkpoint: Path, config: Any, *, cache: Path, say: Callable[[str], None]) -> Q8Weights:
+    """The decoder's weights from the block-int8 cache, building (or rebuilding) it when needed."""
+    dense = checkpoint / WEIGHTS
+    if not dense.is_file():
+        raise ModelUnavailableError(f"{checkpoint} has no {WEIGHTS}; cannot build int8 weights from it")
+    for attempt in range(2):
+        if attempt or not cache.is_file():
+            build_q8_cache(checkpoint, cache, config, say=say)
+        try:
+            return _read_q8(cache, config, expect_source=_source_stamp(dense))
+        except _StaleCache as exc:
+            if attempt:
+                raise ModelUnavailableError(f"int8 weights cache {cache} is unusable: {exc}") from exc
+            say(f"rebuilding the int8 weights cache ({exc})")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _StaleCache(Exception):
+    pass
+
+
+def _read_q8(path: Path, config: Any, *, expect_source: str) -> Q8Weights:
+    import numpy as np
+    from safetensors import safe_open
+
+    from mcp_gemma._rust_core import Q8Matrix
+
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("format") != Q8_FORMAT or meta.get("source") != expect_source:
+                raise _StaleCache("built from other weights or by another version")
+            keys = set(handle.keys())
+
+            def mat(name: str) -> Q8Matrix:
+                return Q8Matrix.from_parts(
+                    handle.get_tensor(f"{name}.codes"), handle.get_tensor(f"{name}.scales")
+                )
+
+            def vec(name: str) -> F32:
+                return np.ascontiguousarray(handle.get_tensor(name), dtype=np.float32)
+
+            embed = mat("embed")
+            weights = Q8Weights(
+                config=config,
+                embed=embed,
+                lm_head=mat("lm_head") if "lm_head.codes" in keys else embed,
+                final_norm=vec("final_norm"),
+                layers=[
+                    Q8Layer(
+                        qkv=mat(f"{i}.qkv"),
+                        o=mat(f"{i}.o"),
+                        gate_up=mat(f"{i}.gate_up"),
+                        down=mat(f"{i}.down"),
+                        norms=(vec(f"{i}.norm0"), vec(f"{i}.norm1"), vec(f"{i}.norm2"), vec(f"{i}.norm3")),
+                        q_norm=vec(f"{i}.q_norm"),
+                        k_norm=vec(f"{i}.k_norm"),
+                        sliding=kind == "sliding_attention",
+                    )
+                    for i, kind in enumerate(config.layer_types)
+                ],
+            )
+    except _StaleCache:
+        raise
+    except Exception as exc:  # a truncated or foreign file: rebuild it
+        raise _StaleCache(f"{type(exc).__name__}: {exc}") from exc
+    if embed.shape[0] != int(config.vocab_size) or len(weights.layers) != int(config.num_hidden_layers):
+        raise _StaleCache("shapes do not match config.json")
+    return weights
+
+
+class Q8Decoder:
+    """Prefill and single-token steps of Gemma 3 for one sequence, with its own KV cache."""
+
+    def __init__(self, weights: Q8Weights, capacity: int) -> None:
+        import numpy as np
+
+        cfg = weights.config
+        self.w = weights
+        self.hidden = int(cfg.hidden_size)
+        self.n_heads = int(cfg.num_attention_heads)
+        self.n_kv = int(cfg.num_key_value_heads)
+        self.head_dim = int(cfg.head_dim)
+        self.eps = float(cfg.rms_norm_eps)
+        self.window = int(cfg.sliding_window)
+        self.scale = float(cfg.query_pre_attn_scalar) ** -0.5
+        self.embed_scale = np.float32(math.sqrt(self.hidden))
+        shape = (self.n_kv, capacity, self.head_dim)
+        self._k = [np.zeros(shape, dtype=np.float32) for _ in weights.layers]
+        self._v = [np.zeros(shape, dtype=np.float32) for _ in weights.layers]
+        positions = np.arange(capacity, dtype=np.float64)
+        self._rope: dict[bool, tuple[F32, F32]] = {}
+        for sliding in (True, False):
+            kind = "sliding_attention" if sliding else "full_attention"
+            theta = float(cfg.rope_parameters[kind]["rope_theta"])
+            inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim)
+            freqs = np.outer(positions, inv)
+            emb = np.concatenate((freqs, freqs), axis=-1)
+            self._rope[sliding] = (np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32))
+        self.pos = 0
+
+    def _rms(self, x: F32, scale: F32) -> F32:
+        import numpy as np
+
+        var = np.mean(np.square(x), axis=-1, keepdims=True)
+        out: F32 = x / np.sqrt(var + self.eps) * scale
+        return out
+
+    def _rotate(self, x: F32, cos: F32, sin: F32) -> F32:
+        import numpy as np
+
+        half = self.head_dim // 2
+        out: F32 = x * cos + np.concatenate((-x[..., half:], x[..., :half]), axis=-1) * sin
+        return out
+
+    def forward(self, ids: NDArray[np.int64]) -> F32:
+        """Run ``ids`` (1-D) from the current position; return the logits of the last one."""
+        import numpy as np
+
+        n = int(ids.shape[0])
+        start, end = self.pos, self.pos + n
+        h = self.w.embed.gather(ids) * self.embed_scale  # [n, hidden]
+        hd, nh, nkv = self.head_dim, self.n_heads, self.n_kv
+        nq = nh * hd
+        group = nh // nkv
+        for i, layer in enumerate(self.w.layers):
+            qkv = layer.qkv.matmul(self._rms(h, layer.norms[0]))
+            q = qkv[:, :nq].reshape(n, nh, hd).transpose(1, 0, 2)  # [H, n, D]
+            k = qkv[:, nq : nq + nkv * hd].reshape(n, nkv, hd).transpose(1, 0, 2)
+            v = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
+            cos, sin = self._rope[layer.sliding]
+            cos, sin = cos[start:end], sin[start:end]
+            q = self._rotate(self._rms(q, layer.q_norm), cos, sin)
+            self._k[i][:, start:end] = self._rotate(self._rms(k, layer.k_norm), cos, sin)
+            self._v[i][:, start:end] = v
+            lo = max(0, start + 1 - self.window) if layer.sliding else 0  # oldest key any query sees
+            keys, values = self._k[i][:, lo:end], self._v[i][:, lo:end]  # [KV, S, D]
+            # [KV, group * n, D] @ [KV, D, S]: each KV head serves its group of query heads.
+            qg = q.reshape(nkv, group * n, hd) * np.float32(self.scale)
+            scores = np.matmul(qg, keys.transpose(0, 2, 1))
+            if n > 1:
+                q_pos = np.arange(start, end)[:, None]
+                k_pos = np.arange(lo, end)[None, :]
+                allowed = k_pos <= q_pos
+                if layer.sliding:
+                    allowed &= k_pos > q_pos - self.window
+                scores = scores.reshape(nkv, group, n, -1)
+                scores = np.where(allowed, scores, np.float32(-np.inf)).reshape(nkv, group * n, -1)
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            attn = np.matmul(scores, values).reshape(nh, n, hd).transpose(1, 0, 2).reshape(n, nq)
+            h = h + self._rms(layer.o.matmul(np.ascontiguousarray(attn)), layer.norms[1])
+            gate_up = layer.gate_up.matmul(self._rms(h, layer.norms[2]))
+            gate, up = gate_up[:, : gate_up.shape[1] // 2], gate_up[:, gate_up.shape[1] // 2 :]
+            tanh = np.tanh(gate * (_GELU_A + _GELU_B * gate * gate))
+            act = np.asarray(gate * (tanh + 1.0) * 0.5 * up, dtype=np.float32)  # gelu (tanh form) · up
+            h = h + self._rms(layer.down.matmul(act), layer.norms[3])
+        self.pos = end
+        last = self._rms(h[-1:], self.w.final_norm)
+        logits: F32 = self.w.lm_head.matmul(last)[0]
+        return logits
+
+
+_GELU_A = math.sqrt(2.0 / math.pi)
+_GELU_B = _GELU_A * 0.044715

@@ -1,0 +1,98 @@
+"""A checkpoint's tokenizer on the ``tokenizers`` library alone (no transformers import).
+
+``transformers.AutoTokenizer`` wraps the same Rust tokenizer but importing transformers costs
+seconds and hundreds of MB; the int8 Gemma path needs only encode, decode, the special tokens and
+the chat template, which this class provides with the same results (``tests/llm`` compares them).
+Chat templates render in jinja2's sandbox with the globals transformers gives them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+
+
+def _token_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return str(value["content"])
+    return None
+
+
+class CheckpointTokenizer:
+    """Encode / decode / chat template of a checkpoint directory."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from tokenizers import Tokenizer
+
+        path = checkpoint / "tokenizer.json"
+        try:
+            self._tok = Tokenizer.from_file(str(path))
+            config_path = checkpoint / "tokenizer_config.json"
+            config: dict[str, Any] = (
+                json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+            )
+        except Exception as exc:
+            raise ModelUnavailableError(f"could not read the tokenizer in {checkpoint}: {exc}") from exc
+        self.special_tokens = {
+            name: text
+            for name in ("bos_token", "eos_token", "unk_token", "pad_token")
+            if (text := _token_text(config.get(name))) is not None
+        }
+        template = config.get("chat_template")
+        jinja = checkpoint / "chat_template.jinja"
+        if template is None and jinja.is_file():
+            template = jinja.read_text(encoding="utf-8")
+        self.chat_template: str | None = template if isinstance(template, str) else None
+        self._compiled: Any = None
+        self.eos_token_id = self._id_of("eos_token")
+        self.unk_token_id = self._id_of("unk_token")
+
+    def _id_of(self, name: str) -> int | None:
+        text = self.special_tokens.get(name)
+        return None if text is None else self._tok.token_to_id(text)
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        """The id of one token, or the unknown token's id when it is not in the vocabulary."""
+        found = self._tok.token_to_id(token)
+        return self.unk_token_id if found is None else found
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text`` (with the post-processor's BOS when ``add_special_tokens``)."""
+        return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """Text of ``ids``."""
+        return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """The chat template applied to ``messages`` (as transformers' ``apply_chat_template``)."""
+        if self.chat_template is None:
+            raise InvalidInputError("this model has no chat template; send a plain prompt")
+        if self._compiled is None:
+            from jinja2.exceptions import TemplateError
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            def raise_exception(message: str) -> None:
+                raise TemplateError(message)
+
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = raise_exception
+            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            self._compiled = env.from_string(self.chat_template)
+        from jinja2.exceptions import TemplateError
+
+        try:
+            return str(
+                self._compiled.render(
+                    messages=messages, add_generation_prompt=add_generation_prompt, **self.special_tokens
+                )
+            )
+        except TemplateError as exc:
+            raise InvalidInputError(f"the model's chat template rejected the messages: {exc}") from exc

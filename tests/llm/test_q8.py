@@ -1,0 +1,229 @@
+"""The default int8 path on the real Gemma 3 270M: agreement with float32, masks, cache, no torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+from mcp_gemma.llm.config import GemmaSettings
+from mcp_gemma.llm.gemma import GemmaModel, resolve_dtype
+from mcp_gemma.llm.models import PACKAGED_MODEL, ModelStore
+from mcp_gemma.llm.q8 import Q8_WEIGHTS, Q8Decoder, Q8Weights, read_config
+from mcp_gemma.llm.tokenizer import CheckpointTokenizer
+
+pytestmark = pytest.mark.model
+
+TEXT = "Once upon a time, there was a little robot who lived in a quiet village by the sea."
+
+
+def _q8(gemma: GemmaModel) -> Q8Weights:
+    weights = gemma._q8
+    assert weights is not None
+    return weights
+
+
+@pytest.mark.usefixtures("gemma")
+def test_int8_agrees_with_float32_token_by_token(gemma: GemmaModel, models_dir: Path) -> None:
+    import torch
+
+    reference = GemmaModel.load(GemmaSettings(dtype="float32"), ModelStore(models_dir))
+    try:
+        ids = reference.render(TEXT)
+        n_new = 40
+        ref_tokens: list[int] = []
+        ref_logits: list[np.ndarray] = []
+        with torch.inference_mode():
+            step = reference._stepper(ids, capacity=len(ids) + n_new)
+            logits = step(None)
+            for _ in range(n_new):
+                ref_logits.append(logits.numpy().copy())
+                ref_tokens.append(int(logits.argmax()))
+                logits = step(ref_tokens[-1])
+    finally:
+        reference.close()
+    decoder = Q8Decoder(_q8(gemma), len(ids) + n_new)
+    logits_q8 = decoder.forward(np.asarray(ids, dtype=np.int64))
+    agree = 0
+    for want, ref in zip(ref_tokens, ref_logits, strict=True):
+        agree += int(np.argmax(logits_q8)) == want
+        assert np.corrcoef(logits_q8, ref)[0, 1] > 0.99
+        logits_q8 = decoder.forward(np.asarray([want], dtype=np.int64))
+    assert agree / n_new >= 0.9, f"int8 picked the float32 token at {agree} of {n_new} positions"
+
+
+class _Dequantised:
+    """Stand-in for a ``Q8Matrix`` (test only): the same weights, dequantised, multiplied in float.
+
+    Without the int8 rounding of activations, prefill and one-token steps must agree to float
+    precision, which checks the decoder's masks, rotary offsets and KV-cache bookkeeping exactly.
+    """
+
+    def __init__(self, q: Any) -> None:
+        self.w = q.codes().astype(np.float32) * np.repeat(q.scales(), 32, axis=1)
+        self.shape = q.shape
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x @ self.w.T, dtype=np.float32)
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        return self.w[ids]
+
+
+def _with(weights: Q8Weights, *, window: int, dense: bool) -> Q8Weights:
+    config = types.SimpleNamespace(**{**vars(weights.config), "sliding_window": window})
+    if not dense:
+        return dataclasses.replace(weights, config=config)
+    embed: Any = _Dequantised(weights.embed)
+    layers = [
+        dataclasses.replace(
+            layer,
+            qkv=_Dequantised(layer.qkv),
+            o=_Dequantised(layer.o),
+            gate_up=_Dequantised(layer.gate_up),
+            down=_Dequantised(layer.down),
+        )
+        for layer in weights.layers
+    ]
+    return dataclasses.replace(weights, config=config, embed=embed, lm_head=embed, layers=layers)
+
+
+def _prefill_and_steps(weights: Q8Weights, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    at_once = Q8Decoder(weights, len(ids)).forward(ids)
+    split = Q8Decoder(weights, len(ids))
+    split.forward(ids[:7])
+    in_two = split.forward(ids[7:])
+    stepwise = Q8Decoder(weights, len(ids))
+    for token in ids:
+        one_by_one = stepwise.forward(token[None])
+    return at_once, in_two, one_by_one
+
+
+def test_prefill_equals_one_token_at_a_time_with_a_sliding_window(gemma: GemmaModel) -> None:
+    ids = np.asarray(gemma.render(TEXT), dtype=np.int64)
+    assert len(ids) > 16  # longer than the window below, so the sliding mask matters
+    weights = _q8(gemma)
+    at_once, in_two, one_by_one = _prefill_and_steps(_with(weights, window=8, dense=True), ids)
+    tol = 1e-5 * np.abs(at_once).max()
+    np.testing.assert_allclose(at_once, one_by_one, rtol=0, atol=tol)
+    np.testing.assert_allclose(at_once, in_two, rtol=0, atol=tol)
+    full, _, _ = _prefill_and_steps(_with(weights, window=512, dense=True), ids)
+    assert np.abs(full - at_once).max() > 0.1  # the window changed the answer: the mask is applied
+    # With int8 activations, float noise between a [n, d] and a [1, d] pass can flip a rounding,
+    # so the real path agrees to within its quantisation noise, not bit for bit.
+    q8_at_once, *q8_others = _prefill_and_steps(weights, ids)
+    for other in q8_others:
+        assert np.corrcoef(q8_at_once, other)[0, 1] > 0.995
+        assert int(np.argmax(other)) == int(np.argmax(q8_at_once))
+
+
+@pytest.mark.usefixtures("gemma")
+def test_int8_path_imports_neither_torch_nor_transformers(models_dir: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mcp_gemma.llm.config import GemmaSettings\n"
+        "from mcp_gemma.llm.gemma import GemmaModel\n"
+        "from mcp_gemma.llm.models import ModelStore\n"
+        f"m = GemmaModel.load(GemmaSettings(), ModelStore(Path({str(models_dir)!r})))\n"
+        "r = m.generate('The capital of France is', max_new_tokens=3)\n"
+        "print(m.info.dtype, r.tokens_out, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env, check=True
+    )
+    assert out.stdout.split() == ["q8_0", "3", "False", "False"]
+
+
+@pytest.mark.usefixtures("gemma")
+def test_a_corrupt_int8_cache_is_rebuilt(tmp_path: Path, models_dir: Path) -> None:
+    source = models_dir / PACKAGED_MODEL
+    copy = tmp_path / "models" / PACKAGED_MODEL
+    copy.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name != Q8_WEIGHTS:
+            os.link(item, copy / item.name)  # the dense files are only read
+    (copy / Q8_WEIGHTS).write_bytes(b"not a safetensors file")
+    notes: list[str] = []
+    model = GemmaModel.load(GemmaSettings(), ModelStore(tmp_path / "models"), progress=notes.append)
+    try:
+        assert any("rebuilding the int8 weights cache" in n for n in notes)
+        assert model.generate("The capital of France is", max_new_tokens=3).tokens_out == 3
+        assert (copy / Q8_WEIGHTS).stat().st_size > 250_000_000
+    finally:
+        model.close()
+
+
+@pytest.mark.usefixtures("gemma")
+def test_tokenizer_matches_transformers(models_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    checkpoint = models_dir / PACKAGED_MODEL
+    ours = CheckpointTokenizer(checkpoint)
+    theirs = AutoTokenizer.from_pretrained(str(checkpoint))
+    samples = [
+        "Hello world",
+        "  leading spaces and\ttabs\nnew lines\n\n",
+        "Unicode: naïve café — 東京 🤖 ∑x²",
+        "<start_of_turn>user\nhi<end_of_turn>",
+        "",
+    ]
+    for text in samples:
+        for special in (True, False):
+            assert ours.encode(text, add_special_tokens=special) == list(
+                theirs(text, add_special_tokens=special)["input_ids"]
+            )
+        ids = ours.encode(text)
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+    assert ours.eos_token_id == theirs.eos_token_id
+    assert ours.convert_tokens_to_ids("<end_of_turn>") == theirs.convert_tokens_to_ids("<end_of_turn>")
+
+
+@pytest.mark.usefixtures("gemma")
+def test_chat_templates_render_like_transformers(tmp_path: Path, models_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    checkpoint = tmp_path / "chat"
+    checkpoint.mkdir()
+    os.link(models_dir / PACKAGED_MODEL / "tokenizer.json", checkpoint / "tokenizer.json")
+    config = json.loads((models_dir / PACKAGED_MODEL / "tokenizer_config.json").read_text())
+    config["chat_template"] = (
+        "{{ bos_token }}{% for m in messages %}"
+        "{% if m['role'] == 'tool' %}{{ raise_exception('no tool role') }}{% endif %}"
+        "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+        "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    )
+    (checkpoint / "tokenizer_config.json").write_text(json.dumps(config))
+    ours = CheckpointTokenizer(checkpoint)
+    theirs = AutoTokenizer.from_pretrained(str(checkpoint))
+    messages = [{"role": "user", "content": " Hi there "}, {"role": "assistant", "content": "Hello!"}]
+    for gen in (True, False):
+        assert ours.render_chat(messages, add_generation_prompt=gen) == theirs.apply_chat_template(
+            messages, add_generation_prompt=gen, tokenize=False
+        )
+    with pytest.raises(InvalidInputError, match="no tool role"):
+        ours.render_chat([{"role": "tool", "content": "x"}])
+
+
+def test_q8_0_refuses_what_it_cannot_run(models_dir: Path, gemma: GemmaModel) -> None:
+    config = read_config(models_dir / PACKAGED_MODEL)
+    assert resolve_dtype("auto", "cpu", config) == "q8_0"
+    assert resolve_dtype("auto", "cuda", config) == "bfloat16"
+    with pytest.raises(ModelUnavailableError, match="CPU only"):
+        resolve_dtype("q8_0", "cuda", config)
+    with pytest.raises(ModelUnavailableError, match="Gemma 3 text"):
+        resolve_dtype("q8_0", "cpu", types.SimpleNamespace(model_type="llama"))
+    with pytest.raises(InvalidInputError, match="lean decoder only"):
+        gemma.use_fast_decoder(False)
