@@ -224,10 +224,19 @@ impl Q8Matrix {
                 let r = r0 + i;
                 let wc = &self.codes[r * self.cols..(r + 1) * self.cols];
                 let ws = &self.scales[r * nb..(r + 1) * nb];
-                for (t, o) in d.iter_mut().enumerate() {
+                let mut t = 0;
+                // Four input rows per pass over the weight row: one weight load feeds four products.
+                while t + 4 <= m {
+                    let qc = &xq[t * self.cols..(t + 4) * self.cols];
+                    let qs = &xs[t * nb..(t + 4) * nb];
+                    d[t..t + 4].copy_from_slice(&row_dot4(wc, ws, qc, qs, avx2));
+                    t += 4;
+                }
+                while t < m {
                     let qc = &xq[t * self.cols..(t + 1) * self.cols];
                     let qs = &xs[t * nb..(t + 1) * nb];
-                    *o = row_dot(wc, ws, qc, qs, avx2);
+                    d[t] = row_dot(wc, ws, qc, qs, avx2);
+                    t += 1;
                 }
             }
         };
@@ -267,6 +276,29 @@ fn row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32], avx2: bool) -> f32 {
     }
     let _ = avx2;
     portable_row_dot(wc, ws, qc, qs)
+}
+
+/// One weight row against four consecutive quantised input rows (`qc`: 4 × cols, `qs`: 4 × blocks).
+#[inline]
+fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32], avx2: bool) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time; `qc` holds 4 rows of `wc.len()`
+            // codes and `qs` 4 rows of `ws.len()` scales.
+            return unsafe { avx2::row_dot4(wc, ws, qc, qs) };
+        }
+    }
+    let _ = avx2;
+    let (cols, nb) = (wc.len(), ws.len());
+    std::array::from_fn(|j| {
+        portable_row_dot(
+            wc,
+            ws,
+            &qc[j * cols..(j + 1) * cols],
+            &qs[j * nb..(j + 1) * nb],
+        )
+    })
 }
 
 /// Reference kernel (also the fallback): exact integer block sums, scaled in f32.
@@ -334,13 +366,46 @@ mod avx2 {
                 let d = _mm256_set1_ps(*ws.get_unchecked(b) * *qs.get_unchecked(b));
                 acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc0);
             }
-            let v = _mm256_add_ps(acc0, acc1);
-            let lo = _mm256_castps256_ps128(v);
-            let hi = _mm256_extractf128_ps(v, 1);
-            let s = _mm_add_ps(lo, hi);
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-            _mm_cvtss_f32(s)
+            hsum(_mm256_add_ps(acc0, acc1))
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// AVX2 + FMA available; `qc` holds 4 rows of `wc.len()` codes, `qs` 4 rows of `ws.len()` scales.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> [f32; 4] {
+        let (nb, cols) = (ws.len(), wc.len());
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (w, q) = (wc.as_ptr(), qc.as_ptr());
+        // SAFETY: block b of row j lies at [j * cols + 32b, j * cols + 32b + 32) inside `qc`,
+        // and at [32b, 32b + 32) inside `wc`; scale indices stay below 4 * nb.
+        unsafe {
+            for b in 0..nb {
+                let vw = _mm256_loadu_si256(w.add(b * BLOCK).cast());
+                let sw = *ws.get_unchecked(b);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let vq = _mm256_loadu_si256(q.add(j * cols + b * BLOCK).cast());
+                    let p = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(_mm256_abs_epi8(vq), _mm256_sign_epi8(vw, vq)),
+                        ones,
+                    );
+                    let d = _mm256_set1_ps(sw * *qs.get_unchecked(j * nb + b));
+                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, *a);
+                }
+            }
+            [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
         }
     }
 }
