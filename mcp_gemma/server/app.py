@@ -13,6 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_gemma import __version__
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.ready import StateGate, readiness_middleware
+from mcp_gemma.server.schemas import compact_schemas_middleware
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState, SharedState
 
@@ -60,7 +61,7 @@ def create_server(
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        middleware=[readiness_middleware, metrics_middleware],
+        middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware],
     )
     if not defer_registration:
         register_all(server, settings)

@@ -136,7 +136,9 @@ async def _serve(settings: Settings) -> None:
         # Answer ``initialize`` first: the tools register and the state (Redis, the index) opens in
         # the background, and requests that need them wait (a failure becomes their error). When
         # the state could not open, the exit status still says so once the session ends.
-        await create_server(settings, shared, defer_registration=True).run_stdio_async()
+        from mcp_gemma.server.stdio import run_stdio
+
+        await run_stdio(create_server(settings, shared, defer_registration=True))
         if shared.failure is not None:
             raise shared.failure
         return

@@ -68,6 +68,7 @@ class RedisStore:
         self.kind = kind
         self.where = where
         self.embedded = embedded
+        self._version: str | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> RedisStore:
@@ -127,12 +128,16 @@ class RedisStore:
 
     @redis_guard
     async def server_version(self) -> str:
-        """``redis_version`` (or ``valkey_version``) reported by INFO."""
+        """``redis_version`` (or ``valkey_version``) reported by INFO; asked once, then remembered
+        (``health_check`` reads it on every call, and INFO is the costliest reply to parse)."""
+        if self._version is not None:
+            return self._version
         info: dict[str, Any] = await self.client.info("server")
         if self.kind == "cluster":
             info = next(iter(info.values())) if info and isinstance(next(iter(info.values())), dict) else info
         version = info.get("valkey_version") or info.get("redis_version") or "unknown"
-        return f"{'valkey' if 'valkey_version' in info else 'redis'} {version}"
+        self._version = f"{'valkey' if 'valkey_version' in info else 'redis'} {version}"
+        return self._version
 
     @redis_guard
     async def info(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
@@ -80,6 +81,7 @@ def process_metrics() -> ProcessMetrics:
     )
 
 
+@functools.cache  # reading a distribution's metadata parses files: ~2 ms a call
 def _dist_version(name: str) -> str:
     try:
         return metadata.version(name)
