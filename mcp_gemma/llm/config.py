@@ -22,7 +22,11 @@ class GemmaSettings(BaseModel):
         "text models, else bfloat16. Float dtypes load through transformers.",
     )
     threads: int | None = Field(
-        None, ge=1, le=256, description="CPU threads for inference (None = torch default)."
+        None,
+        ge=1,
+        le=256,
+        description="torch CPU threads for float dtypes (None = torch default); the int8 path uses "
+        "the Rust core's pool (RAYON_NUM_THREADS, default all usable cores).",
     )
     max_new_tokens_limit: int = Field(
         2048, ge=1, le=32768, description="Largest max_new_tokens a call may ask."

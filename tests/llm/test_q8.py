@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+from mcp_gemma.errors import AccessDeniedError, InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.gemma import GemmaModel, resolve_dtype
 from mcp_gemma.llm.models import PACKAGED_MODEL, ModelStore
@@ -227,3 +227,26 @@ def test_q8_0_refuses_what_it_cannot_run(models_dir: Path, gemma: GemmaModel) ->
         resolve_dtype("q8_0", "cpu", types.SimpleNamespace(model_type="llama"))
     with pytest.raises(InvalidInputError, match="lean decoder only"):
         gemma.use_fast_decoder(False)
+
+
+@pytest.mark.usefixtures("gemma")
+def test_your_own_checkpoint_directory_is_never_written(tmp_path: Path, models_dir: Path) -> None:
+    mine = tmp_path / "my-gemma"
+    mine.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
+        os.link(models_dir / PACKAGED_MODEL / name, mine / name)
+    before = sorted(p.name for p in mine.iterdir())
+    store = ModelStore(tmp_path / "models")
+    model = GemmaModel.load(GemmaSettings(model=str(mine)), store)
+    try:
+        assert model.info.dtype == "q8_0"
+        assert model.generate("The capital of France is", max_new_tokens=2).tokens_out == 2
+    finally:
+        model.close()
+    assert sorted(p.name for p in mine.iterdir()) == before
+    cache = store.q8_cache_path(store.resolve(str(mine)))
+    assert cache.is_file() and cache.is_relative_to(tmp_path / "models" / "q8")
+    assert store.remove(str(mine)) == [cache.parent]  # only our int8 copy goes
+    assert sorted(p.name for p in mine.iterdir()) == before
+    with pytest.raises(AccessDeniedError):
+        store.remove(str(mine))
