@@ -120,25 +120,18 @@ async def _touch_hits(
     """Count an access on every returned memory, record hits / misses, promote what qualifies."""
     k = service.keys
     s = service.settings
-    async with service.redis.client.pipeline(transaction=False) as pipe:
-        for _, _, rec in top:
-            ttl = s.tier(rec.tier).ttl_s
-            await service.touch_script(
-                keys=[
-                    k.memory(rec.id),
-                    k.memory_rank(rec.agent, rec.tier),
-                    k.memory_expiry(rec.agent, rec.tier),
-                ],
-                args=[rec.id, repr(now), LN2 / s.recency_half_life_s, "" if ttl is None else repr(ttl)],
-                client=pipe,  # type: ignore[arg-type]  # redis-py accepts a pipeline here
-            )
-        hit_tiers = {(rec.agent, rec.tier) for _, _, rec in top}
-        for scope in scopes:
-            for tier in tiers:
-                pipe.hincrby(
-                    k.memory_stats(scope, tier), "hits" if (scope, tier) in hit_tiers else "misses", 1
-                )
-        res = await pipe.execute()
+    keys: list[str] = []
+    args: list[str | float | int] = [len(top), repr(now), LN2 / s.recency_half_life_s]
+    for _, _, rec in top:
+        ttl = s.tier(rec.tier).ttl_s
+        keys += [k.memory(rec.id), k.memory_rank(rec.agent, rec.tier), k.memory_expiry(rec.agent, rec.tier)]
+        args += [rec.id, "" if ttl is None else repr(ttl)]
+    hit_tiers = {(rec.agent, rec.tier) for _, _, rec in top}
+    for scope in scopes:
+        for tier in tiers:
+            keys.append(k.memory_stats(scope, tier))
+            args.append("hits" if (scope, tier) in hit_tiers else "misses")
+    res = await service.touch_script(keys=keys, args=args)  # one round trip for the whole recall
     hits: list[RecallHit] = []
     for (_, hit, rec), count in zip(top, res[: len(top)], strict=True):
         if int(count) < 0:

@@ -10,28 +10,60 @@ if n <= cap then return {} end
 return redis.call('ZPOPMIN', KEYS[1], n - cap)
 """
 
-# KEYS: memory hash, rank zset, expiry zset.
-# ARGV: id, now, ln2 / half_life, ttl seconds ('' = none).
-# Counts one access, refreshes the sliding TTL and the retention key; -1 when the memory is gone
-# (so a recall racing an expiry never resurrects a half-written hash).
-TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local n = redis.call('HINCRBY', KEYS[1], 'count', 1)
+# KEYS: rank zset, tier zset.  ARGV: capacity.  EVICT_BEYOND_CAPACITY plus the tier's size, so a
+# store can run it inside its MULTI/EXEC (as EVAL: a script object in a pipeline costs a SCRIPT
+# EXISTS round trip first). Returns {tier size before evicting, member, score, member, score, ...}.
+EVICT_AND_COUNT = """
+local size = redis.call('ZCARD', KEYS[2])
+local n = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[1])
+local out = {size}
+if n > cap then
+  local popped = redis.call('ZPOPMIN', KEYS[1], n - cap)
+  for i = 1, #popped do out[#out + 1] = popped[i] end
+end
+return out
+"""
+
+# One recall's bookkeeping in one round trip (it was a pipeline of one TOUCH script per hit plus one
+# HINCRBY per scope and tier, preceded by redis-py's SCRIPT EXISTS check for scripts in a pipeline).
+# KEYS: per hit its memory hash, rank zset and expiry zset (3 x n), then the stats hashes to count in.
+# ARGV: n, now, ln2 / half_life, per hit its id and ttl seconds ('' = none), per stats hash the field
+# to increment ('hits' or 'misses').
+# Per hit: counts one access, refreshes the sliding TTL and the retention key; -1 when the memory is
+# gone (so a recall racing an expiry never resurrects a half-written hash). Returns the counts.
+TOUCH_RECALLED = """
+local n = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
-local imp = tonumber(redis.call('HGET', KEYS[1], 'importance') or '0')
-local rank
-if imp <= 0 then
-  rank = '-inf'
-else
-  rank = string.format('%.17g', math.log(imp) + math.log(n) + now * tonumber(ARGV[3]))
+local decay = tonumber(ARGV[3])
+local counts = {}
+for i = 1, n do
+  local h, rank_key, expiry_key = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local id, ttl_arg = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if redis.call('EXISTS', h) == 0 then
+    counts[i] = -1
+  else
+    local count = redis.call('HINCRBY', h, 'count', 1)
+    redis.call('HSET', h, 'accessed', ARGV[2])
+    local imp = tonumber(redis.call('HGET', h, 'importance') or '0')
+    local rank
+    if imp <= 0 then
+      rank = '-inf'
+    else
+      rank = string.format('%.17g', math.log(imp) + math.log(count) + now * decay)
+    end
+    redis.call('ZADD', rank_key, rank, id)
+    if ttl_arg ~= '' then
+      local ttl = tonumber(ttl_arg)
+      redis.call('PEXPIRE', h, math.floor(ttl * 1000))
+      redis.call('HSET', h, 'expires', string.format('%.6f', now + ttl))
+      redis.call('ZADD', expiry_key, string.format('%.6f', now + ttl), id)
+    end
+    counts[i] = count
+  end
 end
-redis.call('ZADD', KEYS[2], rank, ARGV[1])
-if ARGV[4] ~= '' then
-  local ttl = tonumber(ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.floor(ttl * 1000))
-  redis.call('HSET', KEYS[1], 'expires', string.format('%.6f', now + ttl))
-  redis.call('ZADD', KEYS[3], string.format('%.6f', now + ttl), ARGV[1])
+for j = 3 * n + 1, #KEYS do
+  redis.call('HINCRBY', KEYS[j], ARGV[3 + 2 * n + (j - 3 * n)], 1)
 end
-return n
+return counts
 """

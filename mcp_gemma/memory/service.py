@@ -41,7 +41,7 @@ from mcp_gemma.memory.records import (
     new_key,
     ts,
 )
-from mcp_gemma.memory.scripts import EVICT_BEYOND_CAPACITY, TOUCH
+from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, TOUCH_RECALLED
 from mcp_gemma.status import ComponentStatus
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
@@ -62,7 +62,7 @@ class MemoryService:
         self.scopes: dict[str, ScopeIndex] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._evict = store.client.register_script(EVICT_BEYOND_CAPACITY)
-        self.touch_script = store.client.register_script(TOUCH)
+        self.touch_script = store.client.register_script(TOUCH_RECALLED)
         self._background: asyncio.Task[None] | None = None
 
     # ---- validation -------------------------------------------------------------------------
@@ -247,11 +247,22 @@ class MemoryService:
             pipe.hincrby(k.memory_stats(scope, tier_name), "stored", len(ids))
             pipe.sadd(k.memory_scopes(), scope)
             pipe.incr(k.memory_version(scope))
+            pipe.eval(  # capacity check and tier size in the same round trip
+                EVICT_AND_COUNT,
+                2,
+                k.memory_rank(scope, tier_name),
+                k.memory_tier(scope, tier_name),
+                self.settings.tier(tier_name).capacity,
+            )
             res = await pipe.execute()
-        self.advance(idx, int(res[-1]))
+        self.advance(idx, int(res[-2]))
         idx.put(records, now)
-        evicted = await self._enforce_capacity(scope, idx, tier_name, now)
-        count = int(await self.redis.client.zcard(k.memory_tier(scope, tier_name)))
+        size, *popped = res[-1]
+        count = int(size)
+        evicted: list[EvictedMemory] = []
+        if popped:
+            evicted = await self._drop_popped(scope, idx, tier_name, popped, now)
+            count = int(await self.redis.client.zcard(k.memory_tier(scope, tier_name)))
         return StoreReport(
             ids=ids,
             tier=tier_name,
@@ -270,6 +281,13 @@ class MemoryService:
         popped = await self._evict(keys=[self.keys.memory_rank(scope, tier)], args=[cap])
         if not popped:
             return []
+        return await self._drop_popped(scope, idx, tier, popped, now)
+
+    async def _drop_popped(
+        self, scope: str, idx: ScopeIndex, tier: TierName, popped: Sequence[Any], now: float
+    ) -> list[EvictedMemory]:
+        """Delete the members popped off the rank zset (``[member, score, ...]``) as evicted."""
+        cap = self.settings.tier(tier).capacity
         pairs = [(popped[i].decode(), float(popped[i + 1])) for i in range(0, len(popped), 2)]
         await self.remove(scope, idx, {tier: [p[0] for p in pairs]}, stat="evicted")
         offset = now * LN2 / self.settings.recency_half_life_s
