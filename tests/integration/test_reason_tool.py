@@ -16,6 +16,7 @@ from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.models import ModelStore
 from mcp_gemma.server.app import create_server
 from mcp_gemma.settings import Settings, load_settings
+from tests.integration.conftest import SpawnedServer, server_env, stdio_params
 
 pytestmark = pytest.mark.anyio
 
@@ -204,3 +205,46 @@ async def test_client_brain_answers_through_sampling_with_the_knowledge_base(
     assert "Paris is the capital and largest city of France." in prompt
     assert f"[chunk:{out['context_chunk_ids'][0]}]" in prompt
     assert sampler.seen[0].max_tokens == 16
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_reason_over_a_spawned_server_streams_and_answers(
+    transport: str, settings: Settings, reason_models_dir: Path, tmp_path: Path
+) -> None:
+    """The local model end to end through a real server process (int8 weights on the CPU)."""
+    data = tmp_path / "data"
+    cache = {"MCP_GEMMA_GEMMA__CACHE_DIR": str(reason_models_dir)}
+    spawned: SpawnedServer | None = None
+    if transport == "stdio":
+        target: Any = stdio_params(data, **cache)
+    else:
+        spawned = SpawnedServer("http", data, env=server_env(data, **cache))
+        target = spawned.url
+    updates: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        if message:
+            updates.append(message)
+
+    try:
+        async with Client(target) as client:
+            with anyio.fail_after(240):
+                result = await client.call_tool(
+                    "reason",
+                    {"question": QUESTION, "context": "Paris is the capital of France.", "max_new_tokens": 6},
+                    progress_callback=on_progress,
+                )
+                health = await client.call_tool("health_check", {})
+    finally:
+        if spawned is not None:
+            spawned.stop()
+    assert not result.is_error, result.content
+    out = result.structured_content
+    assert out is not None
+    assert out["brain_used"] == "local"
+    assert 0 < out["tokens_out"] <= 6
+    streamed = [m for m in updates if not m.startswith("loading model")]
+    assert streamed and streamed[-1].strip() == out["answer"]
+    llm = next(c for c in health.structured_content["components"] if c["kind"] == "llm")  # type: ignore[index]
+    assert llm["detail"]["dtype"] == "q8_0"
