@@ -1,23 +1,27 @@
 """``fetch_url`` and ``web_search`` for the agent.
 
-``fetch_url`` reuses the RAG fetcher (:mod:`mcp_gemma.rag.web`) with the agent's own allow-list and
-limits: http(s) only, host on ``agent.fetch_allowed_hosts``, every resolved address public unless
-``agent.allow_private_urls``, each redirect hop re-checked, size and time bounded.
+Both go through :mod:`mcp_gemma.netguard`: the host is resolved once and the connection pinned to
+the checked addresses, and redirects are followed by hand with every hop re-checked. ``fetch_url``
+reads pages with the RAG page reader under the agent's own policy and limits: http(s) only, host on
+``agent.fetch_allowed_hosts``, every resolved address public unless ``agent.allow_private_urls``,
+size and time bounded. ``web_search`` trusts the operator's ``agent.search_endpoint`` (a local
+SearXNG is the usual one), but its redirects must stay on the endpoint's host.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-import anyio
 import httpx
 from pydantic import BaseModel, Field
 
+from mcp_gemma import netguard
 from mcp_gemma.agent.config import AgentSettings
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
-from mcp_gemma.rag.config import RagSettings
-from mcp_gemma.rag.web import fetch_page
+from mcp_gemma.netguard import UrlPolicy
+from mcp_gemma.rag.web import read_page
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +53,36 @@ class WebSearchResult(BaseModel):
     results: list[SearchResultItem]
 
 
-def _fetch_settings(agent: AgentSettings) -> RagSettings:
-    return RagSettings(
-        allowed_url_hosts=agent.fetch_allowed_hosts,
-        allow_private_urls=agent.allow_private_urls,
-        url_timeout_s=agent.fetch_timeout_s,
-        url_max_bytes=agent.fetch_max_bytes,
+def fetch_policy(agent: AgentSettings) -> UrlPolicy:
+    """The URL policy fetch_url works under."""
+    return UrlPolicy(
+        allowed_hosts=tuple(agent.fetch_allowed_hosts),
+        allow_private=agent.allow_private_urls,
+        hosts_setting="agent.fetch_allowed_hosts",
+        private_setting="agent.allow_private_urls",
+    )
+
+
+def search_policy(endpoint: str) -> UrlPolicy:
+    """The endpoint's own host only, at any address: the operator chose it (often a local SearXNG)."""
+    try:
+        host = httpx.URL(endpoint).host
+    except (httpx.InvalidURL, TypeError, ValueError):
+        host = ""
+    return UrlPolicy(
+        allowed_hosts=(host,) if host else (),
+        allow_private=True,
+        hosts_setting="agent.search_endpoint: redirects must stay on its host",
+        private_setting="agent.search_endpoint",
     )
 
 
 async def fetch_url(url: str, agent: AgentSettings) -> FetchResult:
     """Fetch an allow-listed http(s) URL and return its visible text."""
     try:
-        page = await fetch_page(url.strip(), _fetch_settings(agent))
+        page = await read_page(
+            url.strip(), fetch_policy(agent), max_bytes=agent.fetch_max_bytes, timeout_s=agent.fetch_timeout_s
+        )
     except McpGemmaError:
         raise
     except TimeoutError:
@@ -79,15 +100,17 @@ async def web_search(query: str, limit: int, agent: AgentSettings) -> WebSearchR
     if not endpoint:
         raise InvalidInputError("web search is not configured (agent.search_endpoint)")
     try:
-        with anyio.fail_after(agent.search_timeout_s):
-            async with httpx.AsyncClient(timeout=agent.search_timeout_s, follow_redirects=True) as client:
-                resp = await client.get(endpoint, params={"q": query, "format": "json"})
-                resp.raise_for_status()
-                if len(resp.content) > agent.fetch_max_bytes:
-                    raise InvalidInputError(
-                        "the search endpoint answered with more than agent.fetch_max_bytes"
-                    )
-                payload: Any = resp.json()
+        url = httpx.URL(endpoint).copy_merge_params({"q": query, "format": "json"})
+        fetched = await netguard.fetch(
+            str(url),
+            search_policy(endpoint),
+            max_bytes=agent.fetch_max_bytes,
+            timeout_s=agent.search_timeout_s,
+            headers={"Accept": "application/json"},
+        )
+        if fetched.truncated:
+            raise InvalidInputError("the search endpoint answered with more than agent.fetch_max_bytes")
+        payload: Any = json.loads(fetched.body)
     except McpGemmaError:
         raise
     except TimeoutError:

@@ -117,7 +117,7 @@ async def test_file_tools_absent_without_roots(settings: Settings) -> None:
 
 
 async def test_fetch_url_refuses_private_and_non_http(settings: Settings, root: Path) -> None:
-    hosts = ["127.0.0.1", "169.254.169.254", "::1", "localhost", "example.org"]
+    hosts = ["127.0.0.1", "169.254.169.254", "::1", "::ffff:127.0.0.1", "localhost", "example.org"]
     async with client_for(agent_settings(settings, root, fetch_allowed_hosts=hosts)) as client:
         for url in [
             "http://127.0.0.1:8080/",
@@ -129,6 +129,10 @@ async def test_fetch_url_refuses_private_and_non_http(settings: Settings, root: 
         await assert_refused(client, "agent_fetch_url", "not an http(s) URL", url="file:///etc/passwd")
         await assert_refused(client, "agent_fetch_url", "not an http(s) URL", url="gopher://example.org/")
         await assert_refused(client, "agent_fetch_url", "not on the URL allow-list", url="http://10.0.0.1/")
+        await assert_refused(client, "agent_fetch_url", "set agent.allow_private_urls", url="http://[::1]/")
+        await assert_refused(
+            client, "agent_fetch_url", "(IPv4 127.0.0.1), a private", url="http://[::ffff:127.0.0.1]/"
+        )
 
 
 async def test_datetime_tool_validates_timezone(settings: Settings) -> None:
@@ -335,9 +339,15 @@ class _WebHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         port = self.server.server_address[1]
-        if self.path == "/away":
+        query_string = urlsplit(self.path).query
+        moves = {
+            "/away": f"http://localhost:{port}/page",
+            "/moved": f"/search?{query_string}",  # same host: followed
+            "/search-elsewhere": f"http://localhost:{port}/search?{query_string}",  # refused
+        }
+        if urlsplit(self.path).path in moves:
             self.send_response(302)
-            self.send_header("Location", f"http://localhost:{port}/page")
+            self.send_header("Location", moves[urlsplit(self.path).path])
             self.end_headers()
             return
         if self.path.startswith("/search"):
@@ -396,6 +406,26 @@ async def test_web_search_uses_the_configured_endpoint(settings: Settings, root:
         ]
         info = await call(client, "agent_system_info")
         assert not info.is_error and info.structured_content["cpu_count"] >= 1
+
+
+async def test_web_search_redirects_stay_on_the_endpoint_host(
+    settings: Settings, root: Path, web_port: int
+) -> None:
+    """A redirect on the endpoint's host is followed; one to another host is refused at that hop."""
+    moved = agent_settings(settings, root, search_endpoint=f"http://127.0.0.1:{web_port}/moved")
+    async with client_for(moved) as client:
+        result = await call(client, "agent_web_search", query="gemma", limit=1)
+        assert not result.is_error, result.content
+        assert result.structured_content["results"][0]["snippet"] == "about gemma"
+    away = agent_settings(settings, root, search_endpoint=f"http://127.0.0.1:{web_port}/search-elsewhere")
+    async with client_for(away) as client:
+        await assert_refused(
+            client,
+            "agent_web_search",
+            "'localhost' is not on the URL allow-list (agent.search_endpoint: redirects must stay on",
+            query="gemma",
+            limit=1,
+        )
 
 
 async def test_run_agent_plans_with_the_client_brain(settings: Settings) -> None:

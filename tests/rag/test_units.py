@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError
+from mcp_gemma.netguard import host_allowed
 from mcp_gemma.rag.chunking import split
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import StoredChunk
@@ -16,7 +17,6 @@ from mcp_gemma.rag.extract import expand, extract_file, resolve_path
 from mcp_gemma.rag.index import MISSING, lookup
 from mcp_gemma.rag.search import mmr, stitch
 from mcp_gemma.rag.validation import check_doc_id, check_text, metadata_json, parse_filter
-from mcp_gemma.rag.web import host_allowed
 
 
 def test_metadata_json_is_canonical_and_refuses_nan() -> None:
