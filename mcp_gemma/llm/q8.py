@@ -260,7 +260,16 @@ class Q8Decoder:
             inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim)
             freqs = np.outer(positions, inv)
             emb = np.concatenate((freqs, freqs), axis=-1)
-            self._rope[sliding] = (np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32))
+            sin = np.sin(emb)
+            sin[:, : self.head_dim // 2] *= -1.0  # rotate_half(x) * sin == swap_halves(x) * this
+            self._rope[sliding] = (np.cos(emb).astype(np.float32), sin.astype(np.float32))
+        # q and k heads are adjacent in the fused projection: one norm + one rotation serves both.
+        self._qk_norm = [
+            np.concatenate([np.tile(layer.q_norm, (self.n_heads, 1)), np.tile(layer.k_norm, (self.n_kv, 1))])[
+                :, None, :
+            ]
+            for layer in weights.layers
+        ]
         self.pos = 0
 
     def _rms(self, x: F32, scale: F32) -> F32:
@@ -274,7 +283,7 @@ class Q8Decoder:
         import numpy as np
 
         half = self.head_dim // 2
-        out: F32 = x * cos + np.concatenate((-x[..., half:], x[..., :half]), axis=-1) * sin
+        out: F32 = x * cos + np.concatenate((x[..., half:], x[..., :half]), axis=-1) * sin
         return out
 
     def forward(self, ids: NDArray[np.int64]) -> F32:
@@ -289,14 +298,12 @@ class Q8Decoder:
         group = nh // nkv
         for i, layer in enumerate(self.w.layers):
             qkv = layer.qkv.matmul(self._rms(h, layer.norms[0]))
-            q = qkv[:, :nq].reshape(n, nh, hd).transpose(1, 0, 2)  # [H, n, D]
-            k = qkv[:, nq : nq + nkv * hd].reshape(n, nkv, hd).transpose(1, 0, 2)
-            v = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
+            qk = qkv[:, : nq + nkv * hd].reshape(n, nh + nkv, hd).transpose(1, 0, 2)  # [H + KV, n, D]
             cos, sin = self._rope[layer.sliding]
-            cos, sin = cos[start:end], sin[start:end]
-            q = self._rotate(self._rms(q, layer.q_norm), cos, sin)
-            self._k[i][:, start:end] = self._rotate(self._rms(k, layer.k_norm), cos, sin)
-            self._v[i][:, start:end] = v
+            qk = self._rotate(self._rms(qk, self._qk_norm[i]), cos[start:end], sin[start:end])
+            q = qk[:nh]
+            self._k[i][:, start:end] = qk[nh:]
+            self._v[i][:, start:end] = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
             lo = max(0, start + 1 - self.window) if layer.sliding else 0  # oldest key any query sees
             keys, values = self._k[i][:, lo:end], self._v[i][:, lo:end]  # [KV, S, D]
             # [KV, group * n, D] @ [KV, D, S]: each KV head serves its group of query heads.
