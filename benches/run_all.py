@@ -29,6 +29,7 @@ import _common  # noqa: E402, F401 - clears OPENBLAS_* before numpy loads
 BENCHES = [
     "bench_startup",
     "bench_topk",
+    "bench_ann",
     "bench_keyword",
     "bench_cache",
     "bench_embed",

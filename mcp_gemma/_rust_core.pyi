@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "BM25Index",
+    "HnswIndex",
     "Q8Matrix",
     "RustCoreError",
     "TtlCache",
@@ -121,6 +122,74 @@ class VectorIndex:
     @property
     def rerank(self) -> int:
         """Re-rank depth multiplier used when quantised."""
+
+@final
+class HnswIndex:
+    """Approximate nearest-neighbour index (HNSW) keyed by uint64 ids, for corpora too large to scan.
+
+    The graph is built and walked on int8 codes; the ``ef`` final candidates are re-ranked on the f32
+    rows, so returned scores are exact. ``add`` links rows in parallel with the GIL released. Removed
+    or replaced rows are tombstones: they still route searches but are never returned.
+    """
+
+    def __new__(
+        cls,
+        dim: int,
+        metric: Literal["ip", "cosine"] = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        seed: int = 0,
+    ) -> Self:
+        """An empty index: ``m`` links per node (``2m`` on layer 0), ``ef_construction`` build width."""
+
+    def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
+        """Upsert rows (a replaced id leaves a tombstone); cosine normalises them. Checked first."""
+
+    def remove(self, ids: NDArray[np.uint64]) -> int:
+        """Tombstone ids (unknown ones are ignored); returns how many were live."""
+
+    def search(
+        self, query: NDArray[np.float32], k: int, ef: int = 64
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """Approximate best ``k`` (ids, exact scores), best first; a larger ``ef`` buys recall with time."""
+
+    def search_batch(
+        self, queries: NDArray[np.float32], k: int, ef: int = 64
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """``search`` for each row of ``queries`` (m, dim), in parallel: arrays of shape (m, min(k, len))."""
+
+    def contains(self, id: int) -> bool:
+        """Whether ``id`` is stored and live."""
+
+    def __contains__(self, id: int, /) -> bool:
+        """Whether ``id`` is stored and live."""
+
+    def __len__(self) -> int:
+        """Number of live rows."""
+
+    @property
+    def dim(self) -> int:
+        """Row width."""
+
+    @property
+    def metric(self) -> Literal["ip", "cosine"]:
+        """Similarity measure."""
+
+    @property
+    def m(self) -> int:
+        """Links per node on the upper layers."""
+
+    @property
+    def ef_construction(self) -> int:
+        """Candidate list size used while linking rows."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by f32 rows, int8 codes, ids and the graph."""
+
+    @property
+    def tombstones(self) -> int:
+        """Removed or replaced rows still kept in the graph."""
 
 @final
 class Q8Matrix:

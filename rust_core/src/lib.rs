@@ -2,6 +2,7 @@
 //! tested without Python, and, behind the default `python` feature, the `mcp_gemma._rust_core` module.
 //! This file only declares modules and registers what Python sees.
 
+pub mod ann;
 pub mod cache;
 pub mod chunk;
 pub mod errors;
@@ -20,6 +21,8 @@ mod _rust_core {
 
     #[pymodule_export]
     use crate::errors::RustCoreError;
+    #[pymodule_export]
+    use crate::py::ann::PyHnswIndex;
     #[pymodule_export]
     use crate::py::cache::PyTtlCache;
     #[pymodule_export]

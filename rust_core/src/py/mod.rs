@@ -2,6 +2,7 @@
 //! it scans), convert the result. No logic lives here.
 #![deny(clippy::unwrap_used)]
 
+pub mod ann;
 pub mod cache;
 pub mod chunk;
 pub mod fusion;

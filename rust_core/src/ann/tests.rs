@@ -1,0 +1,159 @@
+//! Recall and behaviour of [`HnswIndex`] against exact search.
+
+use super::*;
+use crate::errors::CoreResult;
+use crate::vector::{normalized, Metric, VectorIndex};
+
+struct Rng(u64);
+impl Rng {
+    fn uniform(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 + 0.5) / 16_777_216.0
+    }
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+/// Unit vectors around `clusters` centres, the shape of sentence embeddings.
+fn clustered(rng: &mut Rng, n: usize, dim: usize, clusters: usize, spread: f32) -> Vec<f32> {
+    let centres: Vec<f32> = (0..clusters * dim).map(|_| rng.normal()).collect();
+    let mut out = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        let c = (i * 7919) % clusters;
+        let c = &centres[c * dim..(c + 1) * dim];
+        let v: Vec<f32> = c.iter().map(|x| x + spread * rng.normal()).collect();
+        out.extend(normalized("v", &v).unwrap_or(v));
+    }
+    out
+}
+
+fn recall(index: &HnswIndex, exact: &VectorIndex, queries: &[f32], k: usize, ef: usize) -> f64 {
+    let (mut hit, mut total) = (0usize, 0usize);
+    for q in queries.chunks_exact(index.dim()) {
+        let got: Vec<u64> = index
+            .search(q, k, ef)
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        let want = exact.search(q, k, None).unwrap_or_default();
+        total += want.len();
+        hit += want.iter().filter(|w| got.contains(&w.0)).count();
+    }
+    hit as f64 / total as f64
+}
+
+fn build(metric: Metric, data: &[f32], dim: usize) -> CoreResult<(HnswIndex, VectorIndex)> {
+    let n = data.len() / dim;
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
+    let mut h = HnswIndex::new(dim, metric, HnswParams::default())?;
+    // Two batches: the second is linked into an existing graph.
+    h.add(&ids[..n / 3], &data[..n / 3 * dim])?;
+    h.add(&ids[n / 3..], &data[n / 3 * dim..])?;
+    let mut e = VectorIndex::new(dim, metric)?;
+    e.add(&ids, data)?;
+    Ok((h, e))
+}
+
+#[test]
+fn recall_at_10_on_clustered_embeddings() -> CoreResult<()> {
+    let (n, dim, nq) = (5_000, 64, 50);
+    let mut rng = Rng(42);
+    let data = clustered(&mut rng, n + nq, dim, 50, 0.7);
+    let (h, e) = build(Metric::Cosine, &data[..n * dim], dim)?;
+    assert_eq!(h.len(), n);
+    let r = recall(&h, &e, &data[n * dim..], 10, 64);
+    assert!(r >= 0.95, "recall@10 = {r}");
+    Ok(())
+}
+
+#[test]
+fn recall_at_10_on_uniform_random_ip() -> CoreResult<()> {
+    let (n, dim, nq) = (3_000, 32, 40);
+    let mut rng = Rng(9);
+    let data: Vec<f32> = (0..(n + nq) * dim).map(|_| rng.normal()).collect();
+    let (h, e) = build(Metric::Ip, &data[..n * dim], dim)?;
+    let r = recall(&h, &e, &data[n * dim..], 10, 200);
+    assert!(r >= 0.9, "recall@10 = {r}");
+    Ok(())
+}
+
+#[test]
+fn stored_rows_find_themselves_with_exact_scores() -> CoreResult<()> {
+    let dim = 16;
+    let mut rng = Rng(3);
+    let data = clustered(&mut rng, 1_000, dim, 20, 0.5);
+    let (h, _) = build(Metric::Cosine, &data, dim)?;
+    for i in (0..1_000).step_by(97) {
+        let hits = h.search(&data[i * dim..(i + 1) * dim], 1, 32)?;
+        assert_eq!(hits[0].0, i as u64 * 3 + 1);
+        assert!((hits[0].1 - 1.0).abs() < 1e-5);
+    }
+    Ok(())
+}
+
+#[test]
+fn removed_and_replaced_rows_are_never_returned() -> CoreResult<()> {
+    let dim = 8;
+    let mut rng = Rng(5);
+    let data = clustered(&mut rng, 400, dim, 4, 0.3);
+    let ids: Vec<u64> = (0..400).collect();
+    let mut h = HnswIndex::new(dim, Metric::Cosine, HnswParams::default())?;
+    h.add(&ids, &data)?;
+    let gone: Vec<u64> = (0..390).collect();
+    assert_eq!(h.remove(&gone), 390);
+    assert_eq!(h.remove(&[1, 2]), 0);
+    assert_eq!(h.len(), 10);
+    let hits = h.search(&data[..dim], 10, 16)?;
+    let mut got: Vec<u64> = hits.iter().map(|x| x.0).collect();
+    got.sort_unstable();
+    assert_eq!(got, (390..400).collect::<Vec<_>>());
+    // Replacing a row: the old vector no longer matches, the new one does.
+    h.add(&[395], &data[..dim])?;
+    assert_eq!(h.len(), 10);
+    assert_eq!(h.nodes(), 401);
+    let hits = h.search(&data[..dim], 1, 16)?;
+    assert_eq!(hits[0].0, 395);
+    Ok(())
+}
+
+#[test]
+fn batch_search_matches_single_and_duplicates_keep_the_last_row() -> CoreResult<()> {
+    let dim = 12;
+    let mut rng = Rng(8);
+    let data = clustered(&mut rng, 600, dim, 6, 0.5);
+    let (h, _) = build(Metric::Ip, &data, dim)?;
+    let queries = &data[..5 * dim];
+    let batch = h.search_batch(queries, 4, 40)?;
+    for (q, b) in queries.chunks_exact(dim).zip(&batch) {
+        assert_eq!(&h.search(q, 4, 40)?, b);
+    }
+    let mut d = HnswIndex::new(2, Metric::Ip, HnswParams::default())?;
+    d.add(&[7, 7], &[1.0, 0.0, 0.0, 1.0])?;
+    assert_eq!(d.len(), 1);
+    assert_eq!(d.search(&[0.0, 1.0], 5, 8)?, vec![(7, 1.0)]);
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_rejected_without_changes() -> CoreResult<()> {
+    assert!(HnswIndex::new(0, Metric::Ip, HnswParams::default()).is_err());
+    let bad_m = HnswParams {
+        m: 1,
+        ..HnswParams::default()
+    };
+    assert!(HnswIndex::new(4, Metric::Ip, bad_m).is_err());
+    let mut h = HnswIndex::new(2, Metric::Cosine, HnswParams::default())?;
+    assert!(h.add(&[1], &[0.0, 0.0]).is_err());
+    assert!(h.add(&[1, 2], &[1.0, 0.0, f32::NAN, 1.0]).is_err());
+    assert!(h.add(&[1], &[1.0]).is_err());
+    assert!(h.is_empty());
+    assert!(h.search(&[1.0], 1, 8).is_err());
+    assert!(h.search(&[1.0, 0.0], 3, 8)?.is_empty());
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! `HnswIndex`: the approximate index of `crate::ann`.
+
+use std::sync::RwLock;
+
+use numpy::ndarray::{Ix1, Ix2};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use super::arrays::{readonly, slice};
+use super::{read, write};
+use crate::ann::{HnswIndex, HnswParams, MAX_M};
+use crate::errors::CoreError;
+use crate::vector::{check_k, Metric};
+
+type Pair1<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>);
+type Pair2<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
+
+/// HNSW graph over int8 codes with an exact f32 re-rank; see `_rust_core.pyi`.
+#[pyclass(name = "HnswIndex", module = "mcp_gemma._rust_core", frozen)]
+pub struct PyHnswIndex {
+    inner: RwLock<HnswIndex>,
+}
+
+fn positive(value: i64, name: &str) -> Result<usize, CoreError> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| CoreError::invalid(format!("{name} must be >= 1, got {value}")))
+}
+
+fn check_m(m: i64) -> Result<usize, CoreError> {
+    usize::try_from(m)
+        .ok()
+        .filter(|v| (2..=MAX_M).contains(v))
+        .ok_or_else(|| CoreError::invalid(format!("m must be between 2 and {MAX_M}, got {m}")))
+}
+
+#[pymethods]
+impl PyHnswIndex {
+    #[new]
+    #[pyo3(signature = (dim, metric = "cosine", m = 16, ef_construction = 200, seed = 0))]
+    fn new(dim: i64, metric: &str, m: i64, ef_construction: i64, seed: u64) -> PyResult<Self> {
+        let params = HnswParams {
+            m: check_m(m)?,
+            ef_construction: positive(ef_construction, "ef_construction")?,
+            seed,
+        };
+        let index = HnswIndex::new(positive(dim, "dim")?, Metric::parse(metric)?, params)?;
+        Ok(Self {
+            inner: RwLock::new(index),
+        })
+    }
+
+    fn add(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
+        let vec_arr = readonly::<f32, Ix2>(vectors, "vectors", 2)?;
+        let dim = read(&self.inner)?.dim();
+        if vec_arr.shape()[1] != dim || vec_arr.shape()[0] != ids_arr.len() {
+            return Err(CoreError::invalid(format!(
+                "vectors must have shape ({}, {dim}) to match ids, got {:?}",
+                ids_arr.len(),
+                vec_arr.shape()
+            ))
+            .into());
+        }
+        let ids_v = slice(&ids_arr, "ids")?.to_vec();
+        let vecs = slice(&vec_arr, "vectors")?.to_vec();
+        py.detach(|| write(&self.inner)?.add(&ids_v, &vecs))?;
+        Ok(())
+    }
+
+    fn remove(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
+        let ids_v = slice(&ids_arr, "ids")?.to_vec();
+        Ok(py.detach(|| write(&self.inner).map(|mut g| g.remove(&ids_v)))?)
+    }
+
+    #[pyo3(signature = (query, k, ef = 64))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        k: i64,
+        ef: i64,
+    ) -> PyResult<Pair1<'py>> {
+        let k = check_k(k)?;
+        let ef = positive(ef, "ef")?;
+        let q_arr = readonly::<f32, Ix1>(query, "query", 1)?;
+        let q = slice(&q_arr, "query")?.to_vec();
+        let hits = py.detach(|| read(&self.inner)?.search(&q, k, ef))?;
+        let (ids, scores): (Vec<u64>, Vec<f32>) = hits.into_iter().unzip();
+        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+    }
+
+    #[pyo3(signature = (queries, k, ef = 64))]
+    fn search_batch<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: i64,
+        ef: i64,
+    ) -> PyResult<Pair2<'py>> {
+        let k = check_k(k)?;
+        let ef = positive(ef, "ef")?;
+        let q_arr = readonly::<f32, Ix2>(queries, "queries", 2)?;
+        let (m, d) = (q_arr.shape()[0], q_arr.shape()[1]);
+        let dim = read(&self.inner)?.dim();
+        if d != dim {
+            return Err(CoreError::invalid(format!(
+                "queries have {d} columns but the index has dim={dim}"
+            ))
+            .into());
+        }
+        let q = slice(&q_arr, "queries")?.to_vec();
+        let per_query = py.detach(|| read(&self.inner)?.search_batch(&q, k, ef))?;
+        // Every query returns min(k, len) hits (search widens past tombstones until it has them).
+        let kk = per_query.first().map_or(0, Vec::len);
+        let mut ids = Vec::with_capacity(m * kk);
+        let mut scores = Vec::with_capacity(m * kk);
+        for hits in per_query {
+            if hits.len() != kk {
+                return Err(CoreError::internal("search_batch returned ragged results").into());
+            }
+            for (id, s) in hits {
+                ids.push(id);
+                scores.push(s);
+            }
+        }
+        Ok((
+            ids.into_pyarray(py).reshape([m, kk])?,
+            scores.into_pyarray(py).reshape([m, kk])?,
+        ))
+    }
+
+    fn contains(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(id) = id.extract::<u64>() else {
+            return Ok(false);
+        };
+        Ok(read(&self.inner)?.contains(id))
+    }
+
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.contains(id)
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(read(&self.inner)?.len())
+    }
+
+    fn __repr__(&self) -> PyResult<String> {
+        let g = read(&self.inner)?;
+        let p = g.params();
+        Ok(format!(
+            "HnswIndex(dim={}, metric='{}', m={}, ef_construction={}, len={})",
+            g.dim(),
+            g.metric().name(),
+            p.m,
+            p.ef_construction,
+            g.len()
+        ))
+    }
+
+    #[getter]
+    fn dim(&self) -> PyResult<usize> {
+        Ok(read(&self.inner)?.dim())
+    }
+
+    #[getter]
+    fn metric(&self) -> PyResult<&'static str> {
+        Ok(read(&self.inner)?.metric().name())
+    }
+
+    #[getter]
+    fn m(&self) -> PyResult<usize> {
+        Ok(read(&self.inner)?.params().m)
+    }
+
+    #[getter]
+    fn ef_construction(&self) -> PyResult<usize> {
+        Ok(read(&self.inner)?.params().ef_construction)
+    }
+
+    #[getter]
+    fn nbytes(&self) -> PyResult<usize> {
+        Ok(read(&self.inner)?.nbytes())
+    }
+
+    #[getter]
+    fn tombstones(&self) -> PyResult<usize> {
+        let g = read(&self.inner)?;
+        Ok(g.nodes() - g.len())
+    }
+}
