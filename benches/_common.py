@@ -82,12 +82,13 @@ def ratio(peer_ms: float, ours_ms: float) -> float:
     return peer_ms / ours_ms if ours_ms > 0 else float("inf")
 
 
-def stdio_server(redis_url: str, data_dir: Path, namespace: str) -> Any:
-    """Spawn parameters for ``mcp-gemma serve`` over stdio on ``redis_url``, in its own namespace."""
+def stdio_server(redis_url: str, data_dir: Path, namespace: str, extra_toml: str = "") -> Any:
+    """Spawn parameters for ``mcp-gemma serve`` over stdio on ``redis_url``, in its own namespace
+    (``extra_toml`` is appended to its config file, e.g. ``"[rag]\nquantize = true\n"``)."""
     from mcp import StdioServerParameters
 
     config = data_dir / "bench.toml"
-    config.write_text(f'namespace = "{namespace}"\nlog_level = "WARNING"\n', encoding="utf-8")
+    config.write_text(f'namespace = "{namespace}"\nlog_level = "WARNING"\n{extra_toml}', encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_") and k != "REDIS_URL"}
     env.update({"MCP_GEMMA_DATA_DIR": str(data_dir / "server"), "HF_HUB_OFFLINE": "1"})
     args = [
