@@ -94,13 +94,14 @@ async def seed(redis_url: str, namespace: str, n_chunks: int) -> float:
 
 
 async def _measure(
-    redis_url: str, data_dir: Path, n_chunks: int, n_ops: int, quantize: bool = False
+    redis_url: str, data_dir: Path, n_chunks: int, n_ops: int, index: str = "auto"
 ) -> dict[str, Any]:
     from mcp import Client
 
     ns = f"bench{random.randrange(1 << 30)}"
     out: dict[str, Any] = {"chunks": n_chunks, "seed_s": round(await seed(redis_url, ns, n_chunks), 2)}
-    params = _common.stdio_server(redis_url, data_dir, ns, "[rag]\nquantize = true\n" if quantize else "")
+    config = {"auto": "", "exact": "[rag]\nquantize = false\n", "int8": "[rag]\nquantize = true\n"}[index]
+    params = _common.stdio_server(redis_url, data_dir, ns, config)
     rng = random.Random(11)
     async with Client(params) as client:
 
@@ -166,7 +167,7 @@ def _peer_embed(n_ops: int) -> dict[str, float]:
     return percentiles(samples)
 
 
-def run(quick: bool = False, chunks: int | None = None, quantize: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, chunks: int | None = None, index: str = "auto") -> dict[str, Any]:
     _common.require_release()
     from mcp_gemma.store.embedded import EmbeddedRedis
 
@@ -176,13 +177,17 @@ def run(quick: bool = False, chunks: int | None = None, quantize: bool = False) 
         server = EmbeddedRedis(Path(tmp) / "redis")
         server.start()
         try:
-            ours = anyio.run(_measure, server.url, Path(tmp), n_chunks, n_ops, quantize)
+            ours = anyio.run(_measure, server.url, Path(tmp), n_chunks, n_ops, index)
         finally:
             server.release()
     result: dict[str, Any] = {
         "machine": _common.machine(),
         "transport": "stdio",
-        "index": "int8 + f32 re-rank (rag.quantize)" if quantize else "f32 exact",
+        "index": {
+            "auto": "default (rag.quantize = auto: int8 first pass from 50,000 chunks)",
+            "exact": "f32 exact (rag.quantize = false)",
+            "int8": "int8 + f32 re-rank (rag.quantize = true)",
+        }[index],
         "target_p50_ms": TARGET_P50_MS,
         "target_p99_ms": TARGET_P99_MS,
         **ours,
@@ -202,9 +207,14 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="2k chunks, 30 queries (CI smoke)")
     parser.add_argument("--chunks", type=int, default=None, help="chunks to seed (default 10,000)")
-    parser.add_argument("--quantize", action="store_true", help="serve with rag.quantize = true (int8 index)")
+    parser.add_argument(
+        "--index",
+        choices=["auto", "exact", "int8"],
+        default="auto",
+        help="rag.quantize for the server: the default (auto), false (f32 exact) or true (int8 first pass)",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick, chunks=args.chunks, quantize=args.quantize), indent=2))
+    print(json.dumps(run(quick=args.quick, chunks=args.chunks, index=args.index), indent=2))
 
 
 if __name__ == "__main__":

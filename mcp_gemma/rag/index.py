@@ -88,7 +88,7 @@ class ChunkIndex:
         self.store = store
         self.settings = settings
         self.dim = dim
-        self.vectors = native.VectorIndex(dim, "cosine", quantize=settings.quantize)
+        self.vectors = native.VectorIndex(dim, "cosine", quantize=settings.quantize is True)
         self.keywords = native.BM25Index(settings.bm25_k1, settings.bm25_b)
         self.chunks: dict[int, ChunkRef] = {}
         self.docs: dict[str, DocEntry] = {}
@@ -128,6 +128,20 @@ class ChunkIndex:
                 break
         if self._local:  # written and already covered by a rebuild
             self._local = {k: v for k, v in self._local.items() if _stream_key(k) > _stream_key(self.last_id)}
+        want = self.wants_int8(len(self.vectors), self.vectors.quantized)
+        if want != self.vectors.quantized:
+            logger.info(
+                "vector index at %d chunks: int8 first pass %s", len(self.vectors), "on" if want else "off"
+            )
+            await anyio.to_thread.run_sync(self.vectors.set_quantized, want)
+
+    def wants_int8(self, rows: int, now: bool) -> bool:
+        """Whether the vector index should scan int8 codes first (``rag.quantize``, with hysteresis)."""
+        setting = self.settings.quantize
+        if setting != "auto":
+            return bool(setting)
+        limit = self.settings.quantize_min_chunks
+        return rows >= limit or (now and rows >= limit // 2)
 
     def note_writes(self, outcomes: Sequence[WriteOutcome]) -> None:
         """Remember this process's own writes so :meth:`sync_locked` applies them without reading Redis."""
@@ -154,7 +168,7 @@ class ChunkIndex:
         ]
 
         def build() -> tuple[Any, Any]:
-            vectors = native.VectorIndex(self.dim, "cosine", quantize=self.settings.quantize)
+            vectors = native.VectorIndex(self.dim, "cosine", quantize=self.wants_int8(len(stored), False))
             keywords = native.BM25Index(self.settings.bm25_k1, self.settings.bm25_b)
             if stored:
                 ids = np.fromiter((c.chunk_id for c in stored), dtype=np.uint64, count=len(stored))

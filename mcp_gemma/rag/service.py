@@ -449,7 +449,7 @@ class RagService:
         detail: dict[str, str | int | float | bool | None] = {
             "documents": len(idx.docs),
             "chunks": len(idx.chunks),
-            "quantized": self.settings.quantize,
+            "quantized": bool(idx.vectors.quantized),
             "vector_bytes": int(idx.vectors.nbytes),
             "vocabulary": int(idx.keywords.vocab_size),
             "last_change": idx.last_id,

@@ -115,3 +115,29 @@ async def test_index_rebuilds_when_the_stream_was_trimmed_past_it(settings: Sett
     finally:
         await a.close()
         await b.close()
+
+
+async def test_auto_quantize_turns_the_int8_pass_on_at_size_and_off_below_half(settings: Settings) -> None:
+    tuned = settings.model_copy(
+        update={"rag": settings.rag.model_copy(update={"quantize": "auto", "quantize_min_chunks": 4})}
+    )
+    state = await AppState.open(tuned)
+    try:
+        topics = ["tides and the moon", "glaciers and ice", "deserts and sand", "forests and trees"]
+        for i, topic in enumerate(topics[:3]):
+            await state.rag.ingest(f"A short note about {topic}.", doc_id=f"d{i}")
+        assert state.rag.status()[0].detail["quantized"] is False
+        await state.rag.ingest(f"A short note about {topics[3]}.", doc_id="d3")
+        hits = (await state.rag.search("ice", limit=1)).hits
+        assert hits[0].doc_id == "d1"
+        assert state.rag.status()[0].detail["quantized"] is True
+        await state.rag.delete_document("d3")
+        await state.rag.delete_document("d2")  # 2 chunks: still at half the threshold, stays on
+        await state.rag.search("ice", limit=1)
+        assert state.rag.status()[0].detail["quantized"] is True
+        await state.rag.delete_document("d0")
+        hits = (await state.rag.search("ice", limit=1)).hits
+        assert hits[0].doc_id == "d1" and hits[0].score > 0.3
+        assert state.rag.status()[0].detail["quantized"] is False
+    finally:
+        await state.close()
