@@ -188,7 +188,9 @@ class _Worker:
         self.proc.wait(timeout=60)
 
 
-def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, threads: int = 2, models_dir: Path | None = None, only: list[str] | None = None
+) -> dict[str, Any]:
     """Run every configuration; return the figures and the ratios against llama.cpp."""
     from mcp_gemma.llm.models import ModelStore
 
@@ -210,6 +212,8 @@ def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[s
         else:
             store.ensure_checkpoint(store.resolve("gemma3-270m-gguf"))
         configs = ["ours_q8", "ours_bf16"] + ([] if quick else ["ours_fp32", "transformers_fp32"])
+        if only:
+            configs = [c for c in configs if c in only]
         # The int8 cache is built on a model's first load; time that once, apart from the runs.
         first = _Worker("ours_q8", models=str(models), gguf=str(gguf), threads=threads)
         results["q8_first_load_s"] = first.load_s
@@ -217,7 +221,8 @@ def run(quick: bool, threads: int = 2, models_dir: Path | None = None) -> dict[s
         try:
             import llama_cpp  # noqa: F401
 
-            configs.append("llama_cpp")
+            if not only or "llama_cpp" in only:
+                configs.append("llama_cpp")
         except ImportError:
             results["llama_cpp"] = {
                 "error": "llama-cpp-python is not installed (pip install llama-cpp-python)"
@@ -257,13 +262,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models-dir", type=Path, default=None, help="reuse a converted model cache")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="configurations to run (ours_q8 ours_bf16 ours_fp32 transformers_fp32 llama_cpp)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, **json.loads(args.worker_args))
         return
-    results = run(args.quick, args.threads, args.models_dir)
+    results = run(args.quick, args.threads, args.models_dir, args.only)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
