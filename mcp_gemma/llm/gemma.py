@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PREFILL_SLICE = 128  # prompt tokens per int8 forward pass (a cancellation point between slices)
+
 Progress = Any  # Callable[[str], None]; kept loose for the worker-thread callback
 
 
@@ -176,7 +178,16 @@ class GemmaModel:
         fmt = resolve_dtype(settings.dtype, device, config)
         say(f"loading weights from {resolved.checkpoint} ({device}, {fmt})")
         if fmt == "q8_0":
-            model = cls._load_q8(resolved, config, store, say)
+            try:
+                model = cls._load_q8(resolved, config, store, say)
+            except ModelUnavailableError as exc:
+                if settings.dtype != "auto":
+                    raise
+                # e.g. sharded or bf16-only safetensors the int8 builder does not read: stay usable
+                logger.warning("int8 weights unavailable (%s); loading bfloat16 through transformers", exc)
+                say("int8 weights unavailable; loading bfloat16 through transformers")
+                fmt = "bfloat16"
+        if fmt == "q8_0":
             threads = len(os.sched_getaffinity(0))  # the Rust kernels' pool spans the usable cores
         else:
             with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (heavy.py)
@@ -342,14 +353,22 @@ class GemmaModel:
         stream = TextStream(lambda out: tok.decode(out, skip_special_tokens=True), stop)
         finish: FinishReason = "length"
         produced = 0
-        with self._runtime(ids, len(ids) + max_new_tokens, temperature, top_p, seed) as (step, sample):
+
+        def interrupted() -> FinishReason | None:
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            if deadline is not None and time.perf_counter() > deadline:
+                return "timeout"
+            return None
+
+        with self._runtime(ids, len(ids) + max_new_tokens, temperature, top_p, seed, interrupted) as (
+            step,
+            sample,
+        ):
             logits = step(None)
             while produced < max_new_tokens:
-                if cancel is not None and cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if deadline is not None and time.perf_counter() > deadline:
-                    finish = "timeout"
+                if (stopped := interrupted()) is not None:
+                    finish = stopped
                     break
                 token = sample(logits)
                 produced += 1
@@ -378,9 +397,20 @@ class GemmaModel:
 
     @contextlib.contextmanager
     def _runtime(
-        self, ids: list[int], capacity: int, temperature: float, top_p: float, seed: int
+        self,
+        ids: list[int],
+        capacity: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        interrupted: Callable[[], FinishReason | None],
     ) -> Iterator[tuple[Callable[[int | None], Any], Callable[[Any], int]]]:
-        """(step, sample) for one generation: numpy for the int8 decoder, torch otherwise."""
+        """(step, sample) for one generation: numpy for the int8 decoder, torch otherwise.
+
+        The int8 prefill runs in slices of ``PREFILL_SLICE`` tokens and stops early when
+        ``interrupted`` says so (the loop then sees the same reason before sampling), so a long
+        prompt can be cancelled within a slice rather than after the whole prompt.
+        """
         if self._q8 is not None:
             import numpy as np
 
@@ -391,7 +421,14 @@ class GemmaModel:
             rng = np.random.default_rng(seed) if temperature > 0 else None
 
             def q8_step(token: int | None) -> Any:
-                return decoder.forward(prompt if token is None else np.asarray([token], dtype=np.int64))
+                if token is not None:
+                    return decoder.forward(np.asarray([token], dtype=np.int64))
+                logits = decoder.forward(prompt[:PREFILL_SLICE])
+                for start in range(PREFILL_SLICE, len(prompt), PREFILL_SLICE):
+                    if interrupted() is not None:
+                        break
+                    logits = decoder.forward(prompt[start : start + PREFILL_SLICE])
+                return logits
 
             yield q8_step, lambda logits: sample_token_np(logits, temperature, top_p, rng)
             return

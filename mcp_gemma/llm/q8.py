@@ -169,7 +169,10 @@ def load_q8_weights(checkpoint: Path, config: Any, *, cache: Path, say: Callable
         raise ModelUnavailableError(f"{checkpoint} has no {WEIGHTS}; cannot build int8 weights from it")
     for attempt in range(2):
         if attempt or not cache.is_file():
-            build_q8_cache(checkpoint, cache, config, say=say)
+            try:
+                build_q8_cache(checkpoint, cache, config, say=say)
+            except Exception as exc:  # unreadable dtype, missing tensor, disk full: say which
+                raise ModelUnavailableError(f"could not build int8 weights from {dense}: {exc}") from exc
         try:
             return _read_q8(cache, config, expect_source=_source_stamp(dense))
         except _StaleCache as exc:

@@ -250,3 +250,46 @@ def test_your_own_checkpoint_directory_is_never_written(tmp_path: Path, models_d
     assert sorted(p.name for p in mine.iterdir()) == before
     with pytest.raises(AccessDeniedError):
         store.remove(str(mine))
+
+
+def test_a_long_prompt_is_cancelled_between_prefill_slices(gemma: GemmaModel) -> None:
+    import threading
+
+    from mcp_gemma.llm.gemma import PREFILL_SLICE
+
+    prompt = "The river runs past the old mill and under the stone bridge. " * 60
+    assert gemma.count_tokens(prompt) > 3 * PREFILL_SLICE
+    cancel = threading.Event()
+    cancel.set()
+    result = gemma.generate(prompt, max_new_tokens=5, cancel=cancel)
+    assert result.finish_reason == "cancelled"
+    assert result.tokens_out == 0
+    sliced = gemma.generate(prompt, max_new_tokens=3)  # the same prompt, uninterrupted, in slices
+    assert sliced.tokens_out == 3
+
+
+@pytest.mark.usefixtures("gemma")
+def test_auto_falls_back_to_transformers_when_int8_cannot_be_built(tmp_path: Path, models_dir: Path) -> None:
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    source = models_dir / PACKAGED_MODEL
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        os.link(source / name, sharded / name)
+    os.link(source / "model.safetensors", sharded / "model-00001-of-00001.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(source / "model.safetensors"), framework="np") as handle:
+        names = list(handle.keys())
+    index = {"metadata": {}, "weight_map": dict.fromkeys(names, "model-00001-of-00001.safetensors")}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    notes: list[str] = []
+    store = ModelStore(tmp_path / "models")
+    model = GemmaModel.load(GemmaSettings(model=str(sharded)), store, progress=notes.append)
+    try:
+        assert model.info.dtype == "bfloat16"
+        assert any("int8 weights unavailable" in n for n in notes)
+        assert model.generate("The capital of France is", max_new_tokens=2).tokens_out == 2
+    finally:
+        model.close()
+    with pytest.raises(ModelUnavailableError, match="int8"):
+        GemmaModel.load(GemmaSettings(model=str(sharded), dtype="q8_0"), store)
