@@ -46,8 +46,11 @@ class ModelInfo(BaseModel):
     prompt_style: PromptStyle = Field(
         description="chat (instruction-tuned, chat template) or completion (base)."
     )
-    decoder: str = Field(description="Which decoding loop runs: 'gemma3-fast' or 'transformers'.")
-    threads: int = Field(description="CPU threads used by torch.")
+    decoder: str = Field(
+        description="Which decoding loop runs: 'gemma3-int8' (int8 weights, numpy + Rust), 'gemma3-fast' "
+        "(lean torch loop) or 'transformers'."
+    )
+    threads: int = Field(description="CPU threads of the products (torch, or the Rust pool for int8).")
     load_seconds: float = Field(description="How long loading took.")
     from_cache: bool = Field(description="True when a converted checkpoint from the model cache was used.")
 

@@ -227,7 +227,7 @@ class GemmaModel:
             device="cpu",
             dtype="q8_0",
             prompt_style="chat" if tokenizer.chat_template else "completion",
-            decoder="gemma3-fast",
+            decoder="gemma3-int8",
             threads=1,
             load_seconds=0.0,
             from_cache=False,

@@ -27,7 +27,7 @@ def test_loads_the_packaged_model(gemma: GemmaModel) -> None:
     assert info.device == "cpu"
     assert info.dtype == "q8_0"  # block int8 on the CPU by default
     assert info.prompt_style == "completion"  # the packaged 270M is a base model (no chat template)
-    assert info.decoder == "gemma3-fast"
+    assert info.decoder == "gemma3-int8"  # numpy + Rust int8 products
     assert info.from_cache is False
 
 
