@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -78,7 +78,15 @@ class RecallFilter:
 class ScopeIndex:
     """Vectors and filter metadata of every memory of one scope, plus its working-tier cache."""
 
-    def __init__(self, scope: str, dim: int, working: TierSettings, headroom: int) -> None:
+    def __init__(
+        self,
+        scope: str,
+        dim: int,
+        working: TierSettings,
+        headroom: int,
+        quantize: bool | Literal["auto"] = False,
+        quantize_min_items: int = 5_000,
+    ) -> None:
         from mcp_gemma import native
 
         self.scope = scope
@@ -91,6 +99,20 @@ class ScopeIndex:
         # retention-ordered eviction in Redis has chosen the right one.
         self.working: TtlCache = native.TtlCache(working.capacity + headroom, working.ttl_s)
         self._tier_arrays: dict[str, KeyArray] = {}
+        self.quantize = quantize
+        self.quantize_min_items = quantize_min_items
+
+    def wants_int8(self, rows: int, now: bool) -> bool:
+        """Whether the vector index should scan int8 codes first (``memory.quantize``, with hysteresis)."""
+        if self.quantize != "auto":
+            return bool(self.quantize)
+        limit = self.quantize_min_items
+        return rows >= limit or (now and rows >= limit // 2)
+
+    def _retune(self) -> None:
+        want = self.wants_int8(len(self.meta), self.vectors.quantized)
+        if want != self.vectors.quantized:
+            self.vectors.set_quantized(want)
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -116,6 +138,7 @@ class ScopeIndex:
             self._tier_arrays.pop(r.tier, None)
             if r.tier == "working":
                 self.cache(r, now)
+        self._retune()
 
     def cache(self, record: MemoryRecord, now: float) -> None:
         """Mirror a working-tier record into the in-process TTL cache for its remaining lifetime."""
@@ -147,6 +170,7 @@ class ScopeIndex:
             meta = self.meta.pop(k)
             self.accessed.pop(k, None)
             self._untier(k, meta.tier)
+        self._retune()
 
     def _untier(self, key: int, tier: str) -> None:
         self.by_tier.get(tier, set()).discard(key)

@@ -14,7 +14,7 @@ from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
 from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
-from mcp_gemma.memory.records import SHARED_AGENT, MemoryRecord
+from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, key_to_id
 from mcp_gemma.memory.service import MemoryService
 from mcp_gemma.store.redis import redis_guard
 
@@ -46,10 +46,21 @@ async def recall(
     now = time.time()
     scored: list[tuple[float, RecallHit, MemoryRecord]] = []
     candidates = 0
+    pools = []
     for idx in await service.prepare_many(scopes, wanted, now):
         allow = idx.allowed(flt)
         pool = len(idx) if allow is None else len(allow)
         candidates += pool
+        pools.append((idx, allow, pool))
+    busy = [p for p in pools if p[2] > 0]
+    if len(busy) == 1 and min_score <= 0.0 and k > 0:
+        # One scope and no floor: the winners are the first k live candidates in ranked order, so
+        # reading them and counting the access share one round trip.
+        idx, allow, pool = busy[0]
+        ranked = await _shortlist(service, idx, qvec, k, allow, pool, now)
+        hits = await _fetch_and_touch(service, idx, ranked, k, wanted, scopes, now)
+        return RecallResult(query=query, hits=hits, tiers=wanted, agent_ids=scopes, candidates=candidates)
+    for idx, allow, pool in pools:
         scored.extend(await _rank(service, idx, qvec, k, allow, pool, now))
     scored.sort(key=lambda s: -s[0])
     top = [s for s in scored if s[0] >= min_score][:k]
@@ -76,6 +87,43 @@ async def _rank(
     if pool == 0:
         return []
     half_life = service.settings.recency_half_life_s
+    ranked = await _shortlist(service, idx, qvec, k, allow, pool, now)
+    out: list[tuple[float, RecallHit, MemoryRecord]] = []
+    pos = 0
+    while len(out) < k and pos < len(ranked):  # more than one round only when winners expired meanwhile
+        batch = ranked[pos : pos + k - len(out)]
+        pos += len(batch)
+        records = await service.fetch(idx, [key for _, key, _ in batch])
+        for _, key, ip in batch:
+            rec = records.get(key)
+            meta = idx.meta.get(key)
+            if rec is None or meta is None:
+                continue
+            out.append(_scored(rec, ip / meta.scale, now, half_life))
+    out.sort(key=lambda s: -s[0])
+    return out
+
+
+def _scored(
+    rec: MemoryRecord, similarity: float, now: float, half_life: float
+) -> tuple[float, RecallHit, MemoryRecord]:
+    """A candidate's recall score (from the values read back from Redis) and its hit."""
+    s = recall_score(similarity, rec.importance, rec.accessed, now, half_life)
+    hit = RecallHit(item=rec.to_item(), score=s.score, similarity=s.similarity, recency=s.recency, why=s.why)
+    return s.score, hit, rec
+
+
+async def _shortlist(
+    service: MemoryService,
+    idx: ScopeIndex,
+    qvec: np.ndarray[Any, Any],
+    k: int,
+    allow: Any,
+    pool: int,
+    now: float,
+) -> list[tuple[float, int, float]]:
+    """Candidates as ``(estimated score, key, ip)``, best first, long enough to hold the top k."""
+    half_life = service.settings.recency_half_life_s
     want = min(pool, max(4 * k, 32))
     while True:
         if want > SEARCH_IN_THREAD_ABOVE:
@@ -90,24 +138,7 @@ async def _rank(
         if want >= pool or (len(ranked) >= k and ranked[k - 1][0] >= floor):
             break
         want = min(pool, want * 4)
-    out: list[tuple[float, RecallHit, MemoryRecord]] = []
-    pos = 0
-    while len(out) < k and pos < len(ranked):  # more than one round only when winners expired meanwhile
-        batch = ranked[pos : pos + k - len(out)]
-        pos += len(batch)
-        records = await service.fetch(idx, [key for _, key, _ in batch])
-        for _, key, ip in batch:
-            rec = records.get(key)
-            meta = idx.meta.get(key)
-            if rec is None or meta is None:
-                continue
-            s = recall_score(ip / meta.scale, rec.importance, rec.accessed, now, half_life)
-            hit = RecallHit(
-                item=rec.to_item(), score=s.score, similarity=s.similarity, recency=s.recency, why=s.why
-            )
-            out.append((s.score, hit, rec))
-    out.sort(key=lambda s: -s[0])
-    return out
+    return ranked
 
 
 async def _touch_hits(
@@ -136,20 +167,69 @@ async def _touch_hits(
     for (_, hit, rec), count in zip(top, res[: len(top)], strict=True):
         if int(count) < 0:
             continue  # expired between the search and now
-        ttl = s.tier(rec.tier).ttl_s
-        rec = rec.evolve(count=int(count), accessed=now, expires=None if ttl is None else now + ttl)
-        idx = service.scopes.get(rec.agent)
-        if idx is not None:
-            idx.accessed[rec.key] = now
-            if rec.tier == "working":
-                idx.cache(rec, now)
-        hit = hit.model_copy(update={"item": rec.to_item()})
-        if should_promote(
-            rec.tier, rec.importance, rec.count, s.promote_after_accesses, s.promote_importance
-        ):
-            await service.promote(
-                rec, now, reason=f"recalled {rec.count - 1} times, importance {rec.importance:.2f}"
-            )
-            hit = hit.model_copy(update={"promoted_to": "long_term"})
-        hits.append(hit)
+        hits.append(await _touched(service, hit, rec, int(count), now))
     return hits
+
+
+async def _fetch_and_touch(
+    service: MemoryService,
+    idx: ScopeIndex,
+    ranked: list[tuple[float, int, float]],
+    k: int,
+    tiers: Sequence[str],
+    scopes: Sequence[str],
+    now: float,
+) -> list[RecallHit]:
+    """Read the first k live candidates and count the access on them in one script call."""
+    keys_ = service.keys
+    s = service.settings
+    scope = idx.scope
+    keys: list[str] = []
+    args: list[str | float | int] = [k, repr(now), LN2 / s.recency_half_life_s, len(scopes) * len(tiers)]
+    for t in TIER_NAMES:
+        ttl = s.tier(t).ttl_s
+        keys += [keys_.memory_rank(scope, t), keys_.memory_expiry(scope, t)]
+        args += [t, "" if ttl is None else repr(ttl)]
+    for sc in scopes:
+        for tier in tiers:
+            keys.append(keys_.memory_stats(sc, tier))
+            args.append(tier if sc == scope else "")
+    for _, key, _ in ranked:
+        keys.append(keys_.memory(key_to_id(key)))
+        args.append(key_to_id(key))
+    args += META_FIELDS
+    res = await service.fetch_touch_script(keys=keys, args=args)
+    half_life = s.recency_half_life_s
+    width = len(META_FIELDS) + 2
+    scored: list[tuple[float, RecallHit, MemoryRecord, int]] = []
+    for j in range(0, len(res), width):
+        _, key, ip = ranked[int(res[j]) - 1]
+        rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, res[j + 1 : j + width - 1], strict=True)))
+        meta = idx.meta.get(key)
+        if rec is None or meta is None:
+            continue
+        score, hit, rec = _scored(rec, ip / meta.scale, now, half_life)
+        scored.append((score, hit, rec, int(res[j + width - 1])))
+    scored.sort(key=lambda x: -x[0])
+    return [await _touched(service, hit, rec, count, now) for _, hit, rec, count in scored]
+
+
+async def _touched(
+    service: MemoryService, hit: RecallHit, rec: MemoryRecord, count: int, now: float
+) -> RecallHit:
+    """The hit after its access was counted: new count and expiry, cache, promotion."""
+    s = service.settings
+    ttl = s.tier(rec.tier).ttl_s
+    rec = rec.evolve(count=int(count), accessed=now, expires=None if ttl is None else now + ttl)
+    idx = service.scopes.get(rec.agent)
+    if idx is not None:
+        idx.accessed[rec.key] = now
+        if rec.tier == "working":
+            idx.cache(rec, now)
+    hit = hit.model_copy(update={"item": rec.to_item()})
+    if should_promote(rec.tier, rec.importance, rec.count, s.promote_after_accesses, s.promote_importance):
+        await service.promote(
+            rec, now, reason=f"recalled {rec.count - 1} times, importance {rec.importance:.2f}"
+        )
+        hit = hit.model_copy(update={"promoted_to": "long_term"})
+    return hit

@@ -67,3 +67,68 @@ for j = 3 * n + 1, #KEYS do
 end
 return counts
 """
+
+# A recall whose candidates all come from one scope and that has no score floor returns the first k
+# candidates (in ranked order) whose hash still exists, so reading them and counting the access can
+# share one round trip (this was a pipeline of HMGETs, then TOUCH_RECALLED).
+# KEYS: per tier (5, in TIER_NAMES order) the scope's rank and expiry zsets, then the stats hashes to
+# count in, then the candidates' memory hashes in ranked order.
+# ARGV: k, now, ln2 / half_life, number of stats hashes, per tier its name and ttl seconds ('' =
+# none), per stats hash the tier it counts a hit for ('' = always a miss), per candidate its id, then
+# the hash fields to read (META_FIELDS; the first two must be content and tier).
+# Per winner (a hash with content and a known tier): its fields as they were before this access, then
+# the same bookkeeping as TOUCH_RECALLED. Returns {candidate index, field..., new count} per winner.
+FETCH_AND_TOUCH = """
+local k = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local decay = tonumber(ARGV[3])
+local n_stats = tonumber(ARGV[4])
+local tier_at, ttl_of = {}, {}
+for t = 1, 5 do
+  tier_at[ARGV[3 + 2 * t]] = t
+  ttl_of[ARGV[3 + 2 * t]] = ARGV[4 + 2 * t]
+end
+local first_stat = 15
+local first_id = first_stat + n_stats
+local n_cand = #KEYS - 10 - n_stats
+local fields = {}
+for j = first_id + n_cand, #ARGV do fields[#fields + 1] = ARGV[j] end
+local out, hit, found = {}, {}, 0
+for i = 1, n_cand do
+  if found >= k then break end
+  local h = KEYS[10 + n_stats + i]
+  local row = redis.call('HMGET', h, unpack(fields))
+  local tier = row[2]
+  if row[1] and tier and tier_at[tier] then
+    found = found + 1
+    hit[tier] = true
+    local id = ARGV[first_id + i - 1]
+    local count = redis.call('HINCRBY', h, 'count', 1)
+    redis.call('HSET', h, 'accessed', ARGV[2])
+    local imp = tonumber(redis.call('HGET', h, 'importance') or '0')
+    local rank
+    if imp <= 0 then
+      rank = '-inf'
+    else
+      rank = string.format('%.17g', math.log(imp) + math.log(count) + now * decay)
+    end
+    local t = tier_at[tier]
+    redis.call('ZADD', KEYS[2 * t - 1], rank, id)
+    local ttl_arg = ttl_of[tier]
+    if ttl_arg ~= '' then
+      local ttl = tonumber(ttl_arg)
+      redis.call('PEXPIRE', h, math.floor(ttl * 1000))
+      redis.call('HSET', h, 'expires', string.format('%.6f', now + ttl))
+      redis.call('ZADD', KEYS[2 * t], string.format('%.6f', now + ttl), id)
+    end
+    out[#out + 1] = i
+    for f = 1, #fields do out[#out + 1] = row[f] end
+    out[#out + 1] = count
+  end
+end
+for j = 1, n_stats do
+  local t = ARGV[first_stat + j - 1]
+  redis.call('HINCRBY', KEYS[10 + j], (t ~= '' and hit[t]) and 'hits' or 'misses', 1)
+end
+return out
+"""

@@ -41,7 +41,7 @@ from mcp_gemma.memory.records import (
     new_key,
     ts,
 )
-from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, TOUCH_RECALLED
+from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, FETCH_AND_TOUCH, TOUCH_RECALLED
 from mcp_gemma.status import ComponentStatus
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
@@ -63,6 +63,7 @@ class MemoryService:
         self._locks: dict[str, anyio.Lock] = {}
         self._evict = store.client.register_script(EVICT_BEYOND_CAPACITY)
         self.touch_script = store.client.register_script(TOUCH_RECALLED)
+        self.fetch_touch_script = store.client.register_script(FETCH_AND_TOUCH)
         self._background: asyncio.Task[None] | None = None
 
     # ---- validation -------------------------------------------------------------------------
@@ -129,7 +130,10 @@ class MemoryService:
     async def _load(self, scope: str, version: int, now: float) -> ScopeIndex:
         """Rebuild a scope's index from Redis."""
         started = time.perf_counter()
-        idx = ScopeIndex(scope, self.embeddings.dim, self.settings.tier("working"), self.settings.max_batch)
+        s = self.settings
+        idx = ScopeIndex(
+            scope, self.embeddings.dim, s.tier("working"), s.max_batch, s.quantize, s.quantize_min_items
+        )
         idx.version = version
         client = self.redis.client
         async with client.pipeline(transaction=False) as pipe:

@@ -481,3 +481,52 @@ async def test_concurrent_stores_respect_capacity(
             stats = await ok(client, "get_memory_stats")
             assert tier_stats(stats, "episodic")["count"] == 5
             assert len(await contents(client, "event happened", tiers=["episodic"], limit=50)) == 5
+
+
+async def test_one_scope_recall_reads_and_touches_in_one_script(
+    make_settings: MakeSettings, open_client: OpenClient, redis_url: str
+) -> None:
+    """The one-scope, no-floor fast path skips hashes gone from Redis and books like the general path."""
+    import redis.asyncio as aioredis
+
+    settings = make_settings()
+    texts = ["The cat sleeps on the red sofa", "The cat sleeps on the blue sofa", "The cat eats fish"]
+    with anyio.fail_after(120):
+        async with open_client(settings) as client:
+            ids = [
+                (await ok(client, "store_memory", content=t, tier="long_term", agent_id="fast"))["ids"][0]
+                for t in texts
+            ]
+            first = await ok(
+                client, "recall_memory", query=texts[0], k=3, agent_id="fast", include_shared=False
+            )
+            order = [h["item"]["id"] for h in first["hits"]]
+            assert sorted(order) == sorted(ids)
+            assert all(h["item"]["access_count"] == 2 for h in first["hits"])
+            r = aioredis.from_url(redis_url)
+            try:
+                gone = [key async for key in r.scan_iter(match=f"*mem:{order[0]}")]
+                assert len(gone) == 1
+                await r.delete(*gone)  # still in this process's index: the next live candidate fills in
+            finally:
+                await r.aclose()
+            fast = await ok(
+                client, "recall_memory", query=texts[0], k=2, agent_id="fast", include_shared=False
+            )
+            assert [h["item"]["id"] for h in fast["hits"]] == order[1:]
+            assert all(h["item"]["access_count"] == 3 for h in fast["hits"])
+            assert all(h["score"] <= 1.0 and "similarity" in h["why"] for h in fast["hits"])
+            general = await ok(  # a score floor takes the general path (fetch, then touch)
+                client,
+                "recall_memory",
+                query=texts[0],
+                k=2,
+                agent_id="fast",
+                include_shared=False,
+                min_score=1e-9,
+            )
+            assert [h["item"]["id"] for h in general["hits"]] == order[1:]
+            assert all(h["item"]["access_count"] == 4 for h in general["hits"])
+            stats = await ok(client, "get_memory_stats", agent_id="fast")
+            assert tier_stats(stats, "long_term")["hits"] == 3
+            assert tier_stats(stats, "semantic")["misses"] == 3
