@@ -40,25 +40,24 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
 
 
-def _rss_mib() -> float:
+def _status_mib(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
-    return float("nan")
+    return None
+
+
+def _rss_mib() -> float:
+    return _status_mib("VmRSS") or float("nan")
 
 
 def _peak_rss_mib() -> float:
     # VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak into the worker.
-    try:
-        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _Ours:

@@ -108,13 +108,10 @@ def weights_from_transformers(model: Any) -> Gemma3Weights:
     )
 
 
-class Gemma3Decoder:
-    """Prefill and single-token steps for one sequence, with its own KV cache."""
+class Gemma3Shape:
+    """The sizes and constants of a Gemma 3 text config that a decoder loop needs."""
 
-    def __init__(self, weights: Gemma3Weights) -> None:
-        import torch
-
-        cfg = weights.config
+    def __init__(self, cfg: Any) -> None:
         self.hidden = int(cfg.hidden_size)
         self.n_heads = int(cfg.num_attention_heads)
         self.n_kv = int(cfg.num_key_value_heads)
@@ -122,6 +119,16 @@ class Gemma3Decoder:
         self.eps = float(cfg.rms_norm_eps)
         self.window = int(cfg.sliding_window)
         self.scale = float(cfg.query_pre_attn_scalar) ** -0.5
+
+
+class Gemma3Decoder(Gemma3Shape):
+    """Prefill and single-token steps for one sequence, with its own KV cache."""
+
+    def __init__(self, weights: Gemma3Weights) -> None:
+        import torch
+
+        cfg = weights.config
+        super().__init__(cfg)
         self.thetas = {kind: float(cfg.rope_parameters[kind]["rope_theta"]) for kind in set(cfg.layer_types)}
         self.embed = weights.embed
         self.dtype = weights.dtype

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_gemma.errors import ModelUnavailableError
 from mcp_gemma.llm.convert import Q8_WEIGHTS, WEIGHTS
+from mcp_gemma.llm.fast_gemma3 import Gemma3Shape
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -236,21 +237,15 @@ def _read_q8(path: Path, config: Any, *, expect_source: str) -> Q8Weights:
     return weights
 
 
-class Q8Decoder:
+class Q8Decoder(Gemma3Shape):
     """Prefill and single-token steps of Gemma 3 for one sequence, with its own KV cache."""
 
     def __init__(self, weights: Q8Weights, capacity: int) -> None:
         import numpy as np
 
         cfg = weights.config
+        super().__init__(cfg)
         self.w = weights
-        self.hidden = int(cfg.hidden_size)
-        self.n_heads = int(cfg.num_attention_heads)
-        self.n_kv = int(cfg.num_key_value_heads)
-        self.head_dim = int(cfg.head_dim)
-        self.eps = float(cfg.rms_norm_eps)
-        self.window = int(cfg.sliding_window)
-        self.scale = float(cfg.query_pre_attn_scalar) ** -0.5
         self.embed_scale = np.float32(math.sqrt(self.hidden))
         shape = (self.n_kv, capacity, self.head_dim)
         self._k = [np.zeros(shape, dtype=np.float32) for _ in weights.layers]
