@@ -53,6 +53,8 @@ class AppState:
 
         store = await RedisStore.open(settings)
         embeddings = EmbeddingService(settings.embedding)
+        if settings.embedding.preload:
+            embeddings.start_preload()
         memory = MemoryService(settings.memory, store, embeddings)
         rag = RagService(settings, store, embeddings)
         llm = build_llm(settings)  # nothing loads until the first generation (or gemma.preload)

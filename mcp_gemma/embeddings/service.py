@@ -38,6 +38,7 @@ class EmbeddingService:
         self._embedder: Embedder | None = None
         self._load_lock = anyio.Lock()
         self._load_error: str | None = None
+        self._preload: threading.Event | None = None
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.hits = 0
@@ -61,6 +62,8 @@ class EmbeddingService:
         if self._embedder is not None:
             return self._embedder
         async with self._load_lock:
+            if self._preload is not None and not self._preload.is_set():
+                await anyio.to_thread.run_sync(self._preload.wait)  # the background load finishes first
             if self._embedder is None:
                 try:
                     self._embedder = await anyio.to_thread.run_sync(self._factory)
@@ -129,12 +132,25 @@ class EmbeddingService:
             while len(self._cache) > cap:
                 self._cache.popitem(last=False)
 
-    async def preload_in_background(self) -> None:
-        """Load the model now, logging (not raising) a failure: used right after start-up."""
-        try:
-            await self.get()
-        except Exception as exc:
-            logger.warning("embedder preload failed: %s", exc)
+    def start_preload(self) -> None:
+        """Load the model in a background thread (``embedding.preload``), so the first query after
+        start-up does not wait for the torch import; a failure is logged and retried by the next use."""
+        if self._embedder is not None or self._preload is not None:
+            return
+        done = threading.Event()
+        self._preload = done
+
+        def work() -> None:
+            try:
+                self._embedder = self._factory()
+                self._load_error = None
+            except Exception as exc:
+                self._load_error = str(exc)
+                logger.warning("embedder preload failed: %s", exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="embedder-preload", daemon=True).start()
 
     def status(self) -> ComponentStatus:
         """What health_check reports about the embedder."""

@@ -141,3 +141,22 @@ async def test_auto_quantize_turns_the_int8_pass_on_at_size_and_off_below_half(s
         assert state.rag.status()[0].detail["quantized"] is False
     finally:
         await state.close()
+
+
+async def test_embedding_preload_loads_in_the_background_once(settings: Settings) -> None:
+    preloading = settings.model_copy(
+        update={"embedding": settings.embedding.model_copy(update={"preload": True})}
+    )
+    state = await AppState.open(preloading)
+    try:
+        preload = state.embeddings._preload
+        assert preload is not None
+        with anyio.fail_after(120):  # nothing has asked for an embedding yet
+            await anyio.to_thread.run_sync(preload.wait)
+        assert state.embeddings.loaded
+        loaded = state.embeddings._embedder
+        await state.rag.ingest("Glaciers are slow rivers of ice.", doc_id="ice")
+        assert (await state.rag.search("ice", limit=1)).hits[0].doc_id == "ice"
+        assert state.embeddings._embedder is loaded  # the query used the preloaded model
+    finally:
+        await state.close()
