@@ -48,18 +48,8 @@ pub fn prefetch(row: &[i8]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use crate::vector::simd::avx2::hsum_i32;
     use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn hsum_i32(v: __m256i) -> i32 {
-        let lo = _mm256_castsi256_si128(v);
-        let hi = _mm256_extracti128_si256::<1>(v);
-        let s = _mm_add_epi32(lo, hi);
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
-    }
 
     /// |q| · sign(r, q) summed in 16-bit pairs, widened to 32-bit lanes.
     #[inline]

@@ -323,6 +323,7 @@ pub fn portable_row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::BLOCK;
+    use crate::vector::simd::avx2::hsum;
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -368,17 +369,6 @@ mod avx2 {
             }
             hsum(_mm256_add_ps(acc0, acc1))
         }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     /// # Safety

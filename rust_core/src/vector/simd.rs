@@ -162,12 +162,13 @@ pub mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
+    /// Sum of the eight lanes (shared by the int8 kernels in `q8` and `ann`).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
+    pub(crate) fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps::<1>(v);
         let s = _mm_add_ps(lo, hi);
@@ -176,9 +177,10 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// Sum of the eight 32-bit lanes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn hsum_i32(v: __m256i) -> i32 {
+    pub(crate) fn hsum_i32(v: __m256i) -> i32 {
         let lo = _mm256_castsi256_si128(v);
         let hi = _mm256_extracti128_si256::<1>(v);
         let s = _mm_add_epi32(lo, hi);
