@@ -34,6 +34,7 @@ __all__ = [
     "tokenize",
     "topk",
     "topk_batch",
+    "wants_int8",
 ]
 
 Metric = Literal["ip", "cosine"]
@@ -41,6 +42,17 @@ T = TypeVar("T")
 
 rust_core_version: str = _rust_core.__version__
 build_profile: str = _rust_core.build_profile
+
+
+def wants_int8(setting: bool | Literal["auto"], rows: int, threshold: int, on_now: bool) -> bool:
+    """Whether a ``VectorIndex`` of ``rows`` should scan int8 codes first.
+
+    ``setting`` True / False forces it; "auto" turns it on at ``threshold`` rows and, once on,
+    keeps it until the index falls below half of that (so it does not flap around the threshold).
+    """
+    if setting != "auto":
+        return bool(setting)
+    return rows >= threshold or (on_now and rows >= threshold // 2)
 
 
 @contextmanager

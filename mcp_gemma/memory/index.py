@@ -104,10 +104,9 @@ class ScopeIndex:
 
     def wants_int8(self, rows: int, now: bool) -> bool:
         """Whether the vector index should scan int8 codes first (``memory.quantize``, with hysteresis)."""
-        if self.quantize != "auto":
-            return bool(self.quantize)
-        limit = self.quantize_min_items
-        return rows >= limit or (now and rows >= limit // 2)
+        from mcp_gemma import native
+
+        return native.wants_int8(self.quantize, rows, self.quantize_min_items, now)
 
     def _retune(self) -> None:
         want = self.wants_int8(len(self.meta), self.vectors.quantized)

@@ -136,12 +136,8 @@ class ChunkIndex:
             await anyio.to_thread.run_sync(self.vectors.set_quantized, want)
 
     def wants_int8(self, rows: int, now: bool) -> bool:
-        """Whether the vector index should scan int8 codes first (``rag.quantize``, with hysteresis)."""
-        setting = self.settings.quantize
-        if setting != "auto":
-            return bool(setting)
-        limit = self.settings.quantize_min_chunks
-        return rows >= limit or (now and rows >= limit // 2)
+        """Whether the vector index should scan int8 codes first (``rag.quantize``)."""
+        return native.wants_int8(self.settings.quantize, rows, self.settings.quantize_min_chunks, now)
 
     def note_writes(self, outcomes: Sequence[WriteOutcome]) -> None:
         """Remember this process's own writes so :meth:`sync_locked` applies them without reading Redis."""
