@@ -25,6 +25,31 @@ end
 return out
 """
 
+# Counts one access of memory hash ``h`` (member ``id``): bumps its count, stamps ``accessed``,
+# re-ranks it for retention and, when ``ttl_arg`` is not '', refreshes the sliding TTL and the expiry
+# index. Returns the new count. Shared by the two recall scripts below.
+_TOUCH_ONE = """
+local function touch(h, id, rank_key, expiry_key, ttl_arg, now, decay, stamp)
+  local count = redis.call('HINCRBY', h, 'count', 1)
+  redis.call('HSET', h, 'accessed', stamp)
+  local imp = tonumber(redis.call('HGET', h, 'importance') or '0')
+  local rank
+  if imp <= 0 then
+    rank = '-inf'
+  else
+    rank = string.format('%.17g', math.log(imp) + math.log(count) + now * decay)
+  end
+  redis.call('ZADD', rank_key, rank, id)
+  if ttl_arg ~= '' then
+    local ttl = tonumber(ttl_arg)
+    redis.call('PEXPIRE', h, math.floor(ttl * 1000))
+    redis.call('HSET', h, 'expires', string.format('%.6f', now + ttl))
+    redis.call('ZADD', expiry_key, string.format('%.6f', now + ttl), id)
+  end
+  return count
+end
+"""
+
 # One recall's bookkeeping in one round trip (it was a pipeline of one TOUCH script per hit plus one
 # HINCRBY per scope and tier, preceded by redis-py's SCRIPT EXISTS check for scripts in a pipeline).
 # KEYS: per hit its memory hash, rank zset and expiry zset (3 x n), then the stats hashes to count in.
@@ -32,7 +57,9 @@ return out
 # to increment ('hits' or 'misses').
 # Per hit: counts one access, refreshes the sliding TTL and the retention key; -1 when the memory is
 # gone (so a recall racing an expiry never resurrects a half-written hash). Returns the counts.
-TOUCH_RECALLED = """
+TOUCH_RECALLED = (
+    _TOUCH_ONE
+    + """
 local n = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local decay = tonumber(ARGV[3])
@@ -43,23 +70,7 @@ for i = 1, n do
   if redis.call('EXISTS', h) == 0 then
     counts[i] = -1
   else
-    local count = redis.call('HINCRBY', h, 'count', 1)
-    redis.call('HSET', h, 'accessed', ARGV[2])
-    local imp = tonumber(redis.call('HGET', h, 'importance') or '0')
-    local rank
-    if imp <= 0 then
-      rank = '-inf'
-    else
-      rank = string.format('%.17g', math.log(imp) + math.log(count) + now * decay)
-    end
-    redis.call('ZADD', rank_key, rank, id)
-    if ttl_arg ~= '' then
-      local ttl = tonumber(ttl_arg)
-      redis.call('PEXPIRE', h, math.floor(ttl * 1000))
-      redis.call('HSET', h, 'expires', string.format('%.6f', now + ttl))
-      redis.call('ZADD', expiry_key, string.format('%.6f', now + ttl), id)
-    end
-    counts[i] = count
+    counts[i] = touch(h, id, rank_key, expiry_key, ttl_arg, now, decay, ARGV[2])
   end
 end
 for j = 3 * n + 1, #KEYS do
@@ -67,6 +78,7 @@ for j = 3 * n + 1, #KEYS do
 end
 return counts
 """
+)
 
 # A recall whose candidates all come from one scope and that has no score floor returns the first k
 # candidates (in ranked order) whose hash still exists, so reading them and counting the access can
@@ -78,7 +90,9 @@ return counts
 # the hash fields to read (META_FIELDS; the first two must be content and tier).
 # Per winner (a hash with content and a known tier): its fields as they were before this access, then
 # the same bookkeeping as TOUCH_RECALLED. Returns {candidate index, field..., new count} per winner.
-FETCH_AND_TOUCH = """
+FETCH_AND_TOUCH = (
+    _TOUCH_ONE
+    + """
 local k = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local decay = tonumber(ARGV[3])
@@ -103,24 +117,8 @@ for i = 1, n_cand do
     found = found + 1
     hit[tier] = true
     local id = ARGV[first_id + i - 1]
-    local count = redis.call('HINCRBY', h, 'count', 1)
-    redis.call('HSET', h, 'accessed', ARGV[2])
-    local imp = tonumber(redis.call('HGET', h, 'importance') or '0')
-    local rank
-    if imp <= 0 then
-      rank = '-inf'
-    else
-      rank = string.format('%.17g', math.log(imp) + math.log(count) + now * decay)
-    end
     local t = tier_at[tier]
-    redis.call('ZADD', KEYS[2 * t - 1], rank, id)
-    local ttl_arg = ttl_of[tier]
-    if ttl_arg ~= '' then
-      local ttl = tonumber(ttl_arg)
-      redis.call('PEXPIRE', h, math.floor(ttl * 1000))
-      redis.call('HSET', h, 'expires', string.format('%.6f', now + ttl))
-      redis.call('ZADD', KEYS[2 * t], string.format('%.6f', now + ttl), id)
-    end
+    local count = touch(h, id, KEYS[2 * t - 1], KEYS[2 * t], ttl_of[tier], now, decay, ARGV[2])
     out[#out + 1] = i
     for f = 1, #fields do out[#out + 1] = row[f] end
     out[#out + 1] = count
@@ -132,3 +130,4 @@ for j = 1, n_stats do
 end
 return out
 """
+)
