@@ -203,8 +203,12 @@ class Q8Matrix:
     def from_parts(codes: NDArray[np.int8], scales: NDArray[np.float32]) -> Q8Matrix:
         """Rebuild from ``codes()`` (rows, cols) and ``scales()`` (rows, cols / 32)."""
 
-    def matmul(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """``x · Wᵀ`` for x of shape (m, cols): (m, rows). Each x row is quantised in blocks of 32."""
+    def matmul(self, x: NDArray[np.float32], threads: int | None = None) -> NDArray[np.float32]:
+        """``x · Wᵀ`` for x of shape (m, cols): (m, rows). Each x row is quantised in blocks of 32.
+
+        ``threads`` runs the product on a pool of that many workers (kept per size for the process);
+        ``None`` uses the shared pool (``RAYON_NUM_THREADS``, default every core).
+        """
 
     def gather(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
         """Dequantised copies of the rows ``ids``: (len(ids), cols)."""

@@ -25,8 +25,8 @@ class GemmaSettings(BaseModel):
         None,
         ge=1,
         le=256,
-        description="torch CPU threads for float dtypes (None = torch default); the int8 path uses "
-        "the Rust core's pool (RAYON_NUM_THREADS, default all usable cores).",
+        description="CPU threads of the model's products: torch's threads for float dtypes, a pool of "
+        "this size for the int8 kernels (None = torch's default / every usable core).",
     )
     max_new_tokens_limit: int = Field(
         2048, ge=1, le=32768, description="Largest max_new_tokens a call may ask."

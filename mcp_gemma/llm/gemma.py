@@ -188,7 +188,9 @@ class GemmaModel:
                 say("int8 weights unavailable; loading bfloat16 through transformers")
                 fmt = "bfloat16"
         if fmt == "q8_0":
-            threads = len(os.sched_getaffinity(0))  # the Rust kernels' pool spans the usable cores
+            if model._q8 is not None:  # None: the Rust core's shared pool, every usable core
+                model._q8.threads = settings.threads
+            threads = settings.threads or len(os.sched_getaffinity(0))
         else:
             with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (heavy.py)
                 import torch

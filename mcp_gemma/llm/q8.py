@@ -153,6 +153,7 @@ class Q8Weights:
     lm_head: Q8Matrix
     final_norm: F32
     layers: list[Q8Layer]
+    threads: int | None = None  # workers of the products (gemma.threads); None = the shared pool
 
     @property
     def nbytes(self) -> int:
@@ -295,7 +296,7 @@ class Q8Decoder(Gemma3Shape):
         nq = nh * hd
         group = nh // nkv
         for i, layer in enumerate(self.w.layers):
-            qkv = layer.qkv.matmul(self._rms(h, layer.norms[0]))
+            qkv = layer.qkv.matmul(self._rms(h, layer.norms[0]), self.w.threads)
             qk = qkv[:, : nq + nkv * hd].reshape(n, nh + nkv, hd).transpose(1, 0, 2)  # [H + KV, n, D]
             cos, sin = self._rope[layer.sliding]
             qk = self._rotate(self._rms(qk, self._qk_norm[i]), cos[start:end], sin[start:end])
@@ -319,15 +320,15 @@ class Q8Decoder(Gemma3Shape):
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             attn = np.matmul(scores, values).reshape(nh, n, hd).transpose(1, 0, 2).reshape(n, nq)
-            h = h + self._rms(layer.o.matmul(np.ascontiguousarray(attn)), layer.norms[1])
-            gate_up = layer.gate_up.matmul(self._rms(h, layer.norms[2]))
+            h = h + self._rms(layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1])
+            gate_up = layer.gate_up.matmul(self._rms(h, layer.norms[2]), self.w.threads)
             gate, up = gate_up[:, : gate_up.shape[1] // 2], gate_up[:, gate_up.shape[1] // 2 :]
             tanh = np.tanh(gate * (_GELU_A + _GELU_B * gate * gate))
             act = np.asarray(gate * (tanh + 1.0) * 0.5 * up, dtype=np.float32)  # gelu (tanh form) · up
-            h = h + self._rms(layer.down.matmul(act), layer.norms[3])
+            h = h + self._rms(layer.down.matmul(act, self.w.threads), layer.norms[3])
         self.pos = end
         last = self._rms(h[-1:], self.w.final_norm)
-        logits: F32 = self.w.lm_head.matmul(last)[0]
+        logits: F32 = self.w.lm_head.matmul(last, self.w.threads)[0]
         return logits
 
 

@@ -8,6 +8,7 @@ pub mod chunk;
 pub mod errors;
 pub mod fusion;
 pub mod keyword;
+pub mod pool;
 pub mod q8;
 pub mod vector;
 

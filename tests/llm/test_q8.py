@@ -293,3 +293,21 @@ def test_auto_falls_back_to_transformers_when_int8_cannot_be_built(tmp_path: Pat
         model.close()
     with pytest.raises(ModelUnavailableError, match="int8"):
         GemmaModel.load(GemmaSettings(model=str(sharded), dtype="q8_0"), store)
+
+
+@pytest.mark.usefixtures("gemma")
+def test_gemma_threads_sizes_the_int8_pool(gemma: GemmaModel, models_dir: Path) -> None:
+    """``gemma.threads`` reaches the Rust kernels: a one-thread model writes exactly the same tokens."""
+    single = GemmaModel.load(GemmaSettings(threads=1), ModelStore(models_dir))
+    try:
+        assert single.info.threads == 1
+        assert _q8(single).threads == 1
+        got = single.generate("The capital of France is", max_new_tokens=6)
+        want = gemma.generate("The capital of France is", max_new_tokens=6)
+        assert got.text == want.text
+        tasks = Path("/proc/self/task")
+        assert "mcp-gemma-1-0" in {(tasks / t / "comm").read_text().strip() for t in os.listdir(tasks)}
+    finally:
+        single.close()
+    assert gemma.info.threads == len(os.sched_getaffinity(0))
+    assert _q8(gemma).threads is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -33,6 +36,22 @@ def test_large_matrices_split_across_threads_give_the_same_rows(weights: np.ndar
     out = q.matmul(x)[0]
     np.testing.assert_array_equal(out[:200], out[200:400])
     np.testing.assert_allclose(out[:200], Q8Matrix.quantize(weights).matmul(x)[0], rtol=0, atol=0)
+
+
+def test_a_sized_pool_gives_the_same_products_and_uses_that_many_threads(weights: np.ndarray) -> None:
+    big = np.tile(weights, (40, 1))
+    q = Q8Matrix.quantize(big)
+    x = np.random.default_rng(4).standard_normal((3, 96), dtype=np.float32)
+    shared = q.matmul(x)
+    for threads in (1, 3):
+        np.testing.assert_array_equal(q.matmul(x, threads=threads), shared)
+    # rayon's workers are not Python threads: their names are in /proc
+    tasks = Path("/proc/self/task")
+    comms = {(tasks / t / "comm").read_text().strip() for t in os.listdir(tasks)}
+    assert {"mcp-gemma-3-0", "mcp-gemma-3-1", "mcp-gemma-3-2"} <= comms
+    assert "mcp-gemma-3-3" not in comms
+    with pytest.raises(ValueError, match="threads must lie in"):
+        q.matmul(x, threads=0)
 
 
 def test_parts_round_trip_and_gather(weights: np.ndarray) -> None:

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{readonly, slice};
 use crate::errors::CoreError;
+use crate::pool;
 use crate::q8::{self, Q8Matrix};
 
 /// Immutable int8 matrix with one f32 scale per 32 columns; see `_rust_core.pyi`.
@@ -47,10 +48,12 @@ impl PyQ8Matrix {
         Ok(Self { inner })
     }
 
+    #[pyo3(signature = (x, threads=None))]
     fn matmul<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
+        threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let xa = readonly::<f32, Ix2>(x, "x", 2)?;
         let (m, cols) = (xa.shape()[0], xa.shape()[1]);
@@ -64,7 +67,7 @@ impl PyQ8Matrix {
         let xs = slice(&xa, "x")?;
         let rows = self.inner.rows();
         let mut out = vec![0f32; m * rows];
-        py.detach(|| self.inner.matmul(xs, m, &mut out))?;
+        py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, &mut out)))??;
         out.into_pyarray(py).reshape([m, rows])
     }
 
