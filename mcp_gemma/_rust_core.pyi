@@ -88,6 +88,9 @@ class VectorIndex:
     def get(self, id: int) -> NDArray[np.float32] | None:
         """A copy of the stored row of ``id`` (unit length for cosine indexes), or None."""
 
+    def snapshot(self) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """Every id and its stored row (unit length for cosine), read at one moment: (n,), (n, dim)."""
+
     def contains(self, id: int) -> bool:
         """Whether ``id`` is stored."""
 

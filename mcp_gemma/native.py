@@ -15,15 +15,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mcp_gemma import _rust_core
-from mcp_gemma._rust_core import BM25Index, RustCoreError, TtlCache, VectorIndex
+from mcp_gemma._rust_core import BM25Index, HnswIndex, RustCoreError, TtlCache, VectorIndex
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
 
 __all__ = [
     "BM25Index",
+    "HnswIndex",
     "Metric",
     "RustCoreError",
     "TtlCache",
     "VectorIndex",
+    "auto_on",
     "build_profile",
     "chunk_text",
     "fuse_rrf",
@@ -34,7 +36,6 @@ __all__ = [
     "tokenize",
     "topk",
     "topk_batch",
-    "wants_int8",
 ]
 
 Metric = Literal["ip", "cosine"]
@@ -44,8 +45,8 @@ rust_core_version: str = _rust_core.__version__
 build_profile: str = _rust_core.build_profile
 
 
-def wants_int8(setting: bool | Literal["auto"], rows: int, threshold: int, on_now: bool) -> bool:
-    """Whether a ``VectorIndex`` of ``rows`` should scan int8 codes first.
+def auto_on(setting: bool | Literal["auto"], rows: int, threshold: int, on_now: bool) -> bool:
+    """Whether a size-triggered feature (the int8 first pass, the HNSW graph) should be on at ``rows``.
 
     ``setting`` True / False forces it; "auto" turns it on at ``threshold`` rows and, once on,
     keeps it until the index falls below half of that (so it does not flap around the threshold).

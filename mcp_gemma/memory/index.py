@@ -106,7 +106,7 @@ class ScopeIndex:
         """Whether the vector index should scan int8 codes first (``memory.quantize``, with hysteresis)."""
         from mcp_gemma import native
 
-        return native.wants_int8(self.quantize, rows, self.quantize_min_items, now)
+        return native.auto_on(self.quantize, rows, self.quantize_min_items, now)
 
     def _retune(self) -> None:
         want = self.wants_int8(len(self.meta), self.vectors.quantized)

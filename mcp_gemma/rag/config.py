@@ -33,6 +33,28 @@ class RagSettings(BaseModel):
         description="Index size at which quantize='auto' switches to the int8 first pass (measured: exact "
         "top-10 over 100k x 384 takes ~3x longer than int8 + re-rank, at recall@10 = 1.0).",
     )
+    ann: bool | Literal["auto"] = Field(
+        "auto",
+        description="Serve unfiltered vector searches from an HNSW graph (approximate: recall@10 ~0.97 "
+        "at the default ef; the scores of what it returns are exact). It is built in the background, "
+        "exact scans serve until it is ready, filtered searches always scan. 'auto' builds it from "
+        "ann_min_chunks chunks (dropped again below half of that).",
+    )
+    ann_min_chunks: int = Field(
+        1_000_000,
+        ge=1,
+        description="Index size at which ann='auto' builds the graph (below, the int8 scan is fast).",
+    )
+    ann_ef_search: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="HNSW search width (at least the asked limit): more = better recall, slower.",
+    )
+    ann_m: int = Field(16, ge=2, le=64, description="HNSW links per node (twice that on the bottom layer).")
+    ann_ef_construction: int = Field(
+        200, ge=8, le=2_000, description="HNSW build width: more = a better graph, a slower build."
+    )
     bm25_k1: float = Field(1.2, gt=0, le=10, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     fusion: Literal["weighted", "rrf"] = Field(

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from mcp_gemma import native
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.ann import AnnMirror
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import Change, DocHead, DocStore, StoredChunk, WriteOutcome
 from mcp_gemma.rag.validation import Condition
@@ -90,6 +91,7 @@ class ChunkIndex:
         self.dim = dim
         self.vectors = native.VectorIndex(dim, "cosine", quantize=settings.quantize is True)
         self.keywords = native.BM25Index(settings.bm25_k1, settings.bm25_b)
+        self.ann = AnnMirror(dim, settings)
         self.chunks: dict[int, ChunkRef] = {}
         self.docs: dict[str, DocEntry] = {}
         self.field_counts: Counter[str] = Counter()
@@ -134,10 +136,11 @@ class ChunkIndex:
                 "vector index at %d chunks: int8 first pass %s", len(self.vectors), "on" if want else "off"
             )
             await anyio.to_thread.run_sync(self.vectors.set_quantized, want)
+        await self.ann.maintain(self.vectors)
 
     def wants_int8(self, rows: int, now: bool) -> bool:
         """Whether the vector index should scan int8 codes first (``rag.quantize``)."""
-        return native.wants_int8(self.settings.quantize, rows, self.settings.quantize_min_chunks, now)
+        return native.auto_on(self.settings.quantize, rows, self.settings.quantize_min_chunks, now)
 
     def note_writes(self, outcomes: Sequence[WriteOutcome]) -> None:
         """Remember this process's own writes so :meth:`sync_locked` applies them without reading Redis."""
@@ -174,6 +177,7 @@ class ChunkIndex:
             return vectors, keywords
 
         self.vectors, self.keywords = await anyio.to_thread.run_sync(build)
+        self.ann.reset()  # a graph of the old index: sync_locked starts a fresh build when wanted
         self.chunks = {c.chunk_id: ChunkRef(c.doc_id, c.ordinal, c.start, c.end) for c in stored}
         self.docs = {}
         self.field_counts = Counter()
@@ -220,12 +224,16 @@ class ChunkIndex:
         def mutate() -> None:
             with native.native_errors():
                 if gone:
-                    self.vectors.remove(np.asarray(gone, dtype=np.uint64))
+                    gone_ids = np.asarray(gone, dtype=np.uint64)
+                    self.vectors.remove(gone_ids)
+                    self.ann.removed(gone_ids)
                     for cid in gone:
                         self.keywords.remove(cid)
                 if fresh:
                     ids = np.fromiter((c.chunk_id for c in fresh), dtype=np.uint64, count=len(fresh))
-                    self.vectors.add(ids, np.stack([c.vector for c in fresh if c.vector is not None]))
+                    rows = np.stack([c.vector for c in fresh if c.vector is not None])
+                    self.vectors.add(ids, rows)
+                    self.ann.added(ids, rows)
                     self.keywords.add_many(ids.tolist(), [c.text for c in fresh])
 
         if len(gone) + len(fresh) > 2_000:
@@ -292,9 +300,12 @@ class ChunkIndex:
         return np.asarray(ids, dtype=np.uint64)
 
     async def vector_search(self, query: Vectors, k: int, allow: Ids | None) -> list[tuple[int, float]]:
-        """Top ``k`` chunks by cosine similarity (big scans run in a worker thread)."""
+        """Top ``k`` chunks by cosine similarity: from the HNSW graph when one serves and nothing is
+        filtered (a fraction of a millisecond, so inline), else an exact scan (big ones in a thread)."""
         if allow is not None and len(allow) == 0:
             return []
+        if allow is None and (hits := self.ann.search(query, k)) is not None:
+            return [(int(i), float(s)) for i, s in zip(*hits, strict=True)]
 
         def scan() -> tuple[Ids, Vectors]:
             with native.native_errors():

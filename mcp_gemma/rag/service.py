@@ -450,6 +450,11 @@ class RagService:
             "documents": len(idx.docs),
             "chunks": len(idx.chunks),
             "quantized": bool(idx.vectors.quantized),
+            "ann": idx.ann.state,
+            "ann_build_seconds": round(idx.ann.build_seconds, 3)
+            if idx.ann.build_seconds is not None
+            else None,
+            "ann_error": idx.ann.last_error,
             "vector_bytes": int(idx.vectors.nbytes),
             "vocabulary": int(idx.keywords.vocab_size),
             "last_change": idx.last_id,
@@ -458,4 +463,5 @@ class RagService:
         return [ComponentStatus(name="knowledge base", kind="vector_index", loaded=idx.ready, detail=detail)]
 
     async def close(self) -> None:
-        """Nothing to release: Redis is closed by the store, the index is memory."""
+        """Stop an HNSW build in progress (Redis is closed by the store, the index is memory)."""
+        await anyio.to_thread.run_sync(self.index.ann.close)

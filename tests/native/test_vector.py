@@ -183,3 +183,16 @@ def test_portable_kernels_match_numpy() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_snapshot_lists_every_live_row_once() -> None:
+    index = rc.VectorIndex(3, "cosine")
+    index.add(
+        np.array([5, 6, 7], dtype=np.uint64), np.array([[2, 0, 0], [0, 3, 0], [0, 0, 4]], dtype=np.float32)
+    )
+    index.remove(np.array([6], dtype=np.uint64))
+    ids, rows = index.snapshot()
+    assert ids.dtype == np.uint64 and rows.dtype == np.float32 and rows.shape == (2, 3)
+    assert dict(zip(ids.tolist(), rows.tolist(), strict=True)) == {5: [1, 0, 0], 7: [0, 0, 1]}
+    empty_ids, empty_rows = rc.VectorIndex(4).snapshot()
+    assert empty_ids.shape == (0,) and empty_rows.shape == (0, 4)

@@ -230,6 +230,32 @@ impl PyVectorIndex {
             .map(|row| PyArray1::from_slice(py, row)))
     }
 
+    fn snapshot<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Ids<'py, u64>, Bound<'py, PyArray2<f32>>)> {
+        // One read lock for both: ids and rows describe the same moment.
+        let g = read(&self.inner)?;
+        let dim = g.dim();
+        let (ids, rows) = py.detach(|| {
+            let ids = g.ids().to_vec();
+            let mut rows = Vec::with_capacity(ids.len() * dim);
+            for &id in &ids {
+                let row = g
+                    .get(id)
+                    .ok_or_else(|| CoreError::internal(format!("id {id} listed but not stored")))?;
+                rows.extend_from_slice(row);
+            }
+            Ok::<_, CoreError>((ids, rows))
+        })?;
+        drop(g);
+        let n = ids.len();
+        Ok((
+            ids.into_pyarray(py),
+            rows.into_pyarray(py).reshape([n, dim])?,
+        ))
+    }
+
     fn contains(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Ok(id) = id.extract::<u64>() else {
             return Ok(false);
