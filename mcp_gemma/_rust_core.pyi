@@ -142,8 +142,13 @@ class HnswIndex:
         m: int = 16,
         ef_construction: int = 200,
         seed: int = 0,
+        keep_rows: bool = True,
     ) -> Self:
-        """An empty index: ``m`` links per node (``2m`` on layer 0), ``ef_construction`` build width."""
+        """An empty index: ``m`` links per node (``2m`` on layer 0), ``ef_construction`` build width.
+
+        ``keep_rows=False`` stores int8 codes and the graph only (a quarter of the memory): ``search``
+        then refuses, and ``candidates`` gives ids for the caller to re-rank on rows it keeps itself.
+        """
 
     def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
         """Upsert rows (a replaced id leaves a tombstone); cosine normalises them. Checked first."""
@@ -155,6 +160,10 @@ class HnswIndex:
         self, query: NDArray[np.float32], k: int, ef: int = 64
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
         """Approximate best ``k`` (ids, exact scores), best first; a larger ``ef`` buys recall with time."""
+
+    def candidates(self, query: NDArray[np.float32], want: int, ef: int = 64) -> NDArray[np.uint64]:
+        """Live ids of the bottom layer's candidate list (``ef`` wide, at least ``want`` when that many
+        live), best first by the int8 score; for a caller that re-ranks them on exact rows."""
 
     def search_batch(
         self, queries: NDArray[np.float32], k: int, ef: int = 64
@@ -185,6 +194,10 @@ class HnswIndex:
     @property
     def ef_construction(self) -> int:
         """Candidate list size used while linking rows."""
+
+    @property
+    def keep_rows(self) -> bool:
+        """Whether f32 rows are stored (for ``search``'s exact re-rank)."""
 
     @property
     def nbytes(self) -> int:

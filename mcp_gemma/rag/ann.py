@@ -78,13 +78,19 @@ class AnnMirror:
 
     # ---- reading ------------------------------------------------------------------------------
 
-    def search(self, query: Vectors, k: int) -> tuple[Ids, Vectors] | None:
-        """Approximate top ``k`` from the graph, or ``None`` when no graph serves yet."""
+    def search(self, query: Vectors, k: int, exact: native.VectorIndex) -> tuple[Ids, Vectors] | None:
+        """Approximate top ``k``, or ``None`` when no graph serves yet.
+
+        The graph walks int8 codes and keeps no f32 rows of its own (they would double the index's
+        memory: 1.5 GB at 1M × 384); its ``ef`` candidates are re-scored on the exact index's rows,
+        so the scores returned are exact.
+        """
         graph = self.graph
         if graph is None:
             return None
         with native.native_errors():
-            return graph.search(query, k, ef=max(self.settings.ann_ef_search, k))
+            candidates = graph.candidates(query, k, ef=max(self.settings.ann_ef_search, k))
+            return exact.search(query, k, candidates)
 
     # ---- following the exact index ------------------------------------------------------------
 
@@ -170,7 +176,12 @@ class AnnMirror:
         s = self.settings
         with native.native_errors():
             graph = native.HnswIndex(
-                self.dim, "cosine", m=s.ann_m, ef_construction=s.ann_ef_construction, seed=self.builds
+                self.dim,
+                "cosine",
+                m=s.ann_m,
+                ef_construction=s.ann_ef_construction,
+                seed=self.builds,
+                keep_rows=False,
             )
         build = _Build(graph)
         self._build = build

@@ -304,7 +304,7 @@ class ChunkIndex:
         filtered (a fraction of a millisecond, so inline), else an exact scan (big ones in a thread)."""
         if allow is not None and len(allow) == 0:
             return []
-        if allow is None and (hits := self.ann.search(query, k)) is not None:
+        if allow is None and (hits := self.ann.search(query, k, self.vectors)) is not None:
             return [(int(i), float(s)) for i, s in zip(*hits, strict=True)]
 
         def scan() -> tuple[Ids, Vectors]:

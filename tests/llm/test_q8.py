@@ -20,6 +20,7 @@ from mcp_gemma.llm.gemma import GemmaModel, resolve_dtype
 from mcp_gemma.llm.models import PACKAGED_MODEL, ModelStore
 from mcp_gemma.llm.q8 import Q8_WEIGHTS, Q8Decoder, Q8Weights, read_config
 from mcp_gemma.llm.tokenizer import CheckpointTokenizer
+from tests.native.test_q8 import thread_names
 
 pytestmark = pytest.mark.model
 
@@ -305,8 +306,7 @@ def test_gemma_threads_sizes_the_int8_pool(gemma: GemmaModel, models_dir: Path) 
         got = single.generate("The capital of France is", max_new_tokens=6)
         want = gemma.generate("The capital of France is", max_new_tokens=6)
         assert got.text == want.text
-        tasks = Path("/proc/self/task")
-        assert "mcp-gemma-1-0" in {(tasks / t / "comm").read_text().strip() for t in os.listdir(tasks)}
+        assert "mcp-gemma-1-0" in thread_names()
     finally:
         single.close()
     assert gemma.info.threads == len(os.sched_getaffinity(0))

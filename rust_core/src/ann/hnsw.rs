@@ -25,6 +25,10 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// Seed of the level draw (levels are a pure function of seed and insertion position).
     pub seed: u64,
+    /// Keep the f32 rows for an exact re-rank inside [`HnswIndex::search`]. Without them the index
+    /// holds int8 codes and the graph only (a quarter of the memory) and answers
+    /// [`HnswIndex::candidates`], which a caller that stores the rows anyway re-ranks itself.
+    pub keep_rows: bool,
 }
 
 impl Default for HnswParams {
@@ -33,6 +37,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             seed: 0,
+            keep_rows: true,
         }
     }
 }
@@ -222,7 +227,9 @@ impl HnswIndex {
             ));
         }
         let start = self.ids.len();
-        storage::reserve(&mut self.data, fresh.len() * self.dim);
+        if self.params.keep_rows {
+            storage::reserve(&mut self.data, fresh.len() * self.dim);
+        }
         storage::reserve(&mut self.codes, fresh.len() * self.dim);
         self.links.reserve(fresh.len());
         for &i in &fresh {
@@ -232,7 +239,9 @@ impl HnswIndex {
                 self.live -= 1;
             }
             let row = &rows[i * self.dim..(i + 1) * self.dim];
-            self.data.extend_from_slice(row);
+            if self.params.keep_rows {
+                self.data.extend_from_slice(row);
+            }
             let at = self.codes.len();
             self.codes.resize(at + self.dim, 0);
             self.scales.push(quantize_into(row, &mut self.codes[at..]));
@@ -455,17 +464,55 @@ impl HnswIndex {
 
     /// Approximate best `k` (id, score) pairs for `query`, best first; `ef` (raised to `k`) is the
     /// candidate list size of the bottom-layer search, the recall/latency knob. Scores are exact f32.
+    /// Needs the rows (`keep_rows`); see [`HnswIndex::candidates`] otherwise.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> CoreResult<Vec<(u64, f32)>> {
+        self.check_rows()?;
         let q = self.prepare_query("query", query)?;
         Ok(self.search_prepared(&q, k, ef))
     }
 
+    /// The live ids of the bottom-layer candidate list for `query` (`ef` wide, at least `want` when
+    /// that many rows live), best first by the int8 score: for a caller that re-ranks them exactly.
+    pub fn candidates(&self, query: &[f32], want: usize, ef: usize) -> CoreResult<Vec<u64>> {
+        let q = self.prepare_query("query", query)?;
+        Ok(self
+            .live_candidates(&q, want, ef)
+            .into_iter()
+            .map(|(_, n)| self.ids[n as usize])
+            .collect())
+    }
+
+    fn check_rows(&self) -> CoreResult<()> {
+        if self.params.keep_rows {
+            Ok(())
+        } else {
+            Err(CoreError::invalid(
+                "this index keeps no f32 rows (keep_rows=False): use candidates() and re-rank them",
+            ))
+        }
+    }
+
     fn search_prepared(&self, q: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
-        let k = k.min(self.live);
+        let mut hits: Vec<(f32, u32)> = self
+            .live_candidates(q, k, ef)
+            .into_iter()
+            .map(|(_, node)| (simd::dot(q, self.row(node)), node))
+            .collect();
+        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        hits.truncate(k);
+        hits.into_iter()
+            .map(|(s, n)| (self.ids[n as usize], s))
+            .collect()
+    }
+
+    /// Live nodes of the bottom layer's candidate list with their int8 scores, best first. The list
+    /// is `ef` wide (raised to `want`) and widened while tombstones leave fewer than `want` live.
+    fn live_candidates(&self, q: &[f32], want: usize, ef: usize) -> Vec<(f32, u32)> {
+        let want = want.min(self.live);
         let Some((ep, top)) = self.entry_point() else {
             return Vec::new();
         };
-        if k == 0 {
+        if want == 0 {
             return Vec::new();
         }
         let mut codes = vec![0i8; self.dim];
@@ -480,27 +527,23 @@ impl HnswIndex {
             best = self.greedy(p, best, layer, &mut buf);
         }
         let mut visited = self.visited.take(self.ids.len());
-        let mut ef = ef.max(k);
-        let hits = loop {
+        let mut ef = ef.max(want);
+        let live = loop {
             let pool = self.search_layer(p, &[best], ef, 0, &mut visited, &mut buf);
-            let mut hits: Vec<(f32, u32)> = pool
+            let live: Vec<(f32, u32)> = pool
                 .items()
                 .iter()
                 .filter(|c| !self.deleted[c.node as usize])
-                .map(|c| (simd::dot(q, self.row(c.node)), c.node))
+                .map(|c| (c.score, c.node))
                 .collect();
-            // Tombstones can crowd live rows out of the list: widen until k live ones are found.
-            if hits.len() >= k || ef >= self.ids.len() {
-                hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                hits.truncate(k);
-                break hits;
+            // Tombstones can crowd live rows out of the list: widen until enough live ones are found.
+            if live.len() >= want || ef >= self.ids.len() {
+                break live;
             }
             ef = ef.saturating_mul(2);
         };
         self.visited.give(visited);
-        hits.into_iter()
-            .map(|(s, n)| (self.ids[n as usize], s))
-            .collect()
+        live
     }
 
     /// [`HnswIndex::search`] for each row of `queries` (`m × dim`), queries in parallel.
@@ -516,6 +559,7 @@ impl HnswIndex {
                 self.dim
             )));
         }
+        self.check_rows()?;
         let mut prepared = Vec::with_capacity(queries.len());
         for (i, q) in queries.chunks_exact(self.dim).enumerate() {
             prepared.extend(self.prepare_query(&format!("query {i}"), q)?);

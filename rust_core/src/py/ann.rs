@@ -38,12 +38,20 @@ fn check_m(m: i64) -> Result<usize, CoreError> {
 #[pymethods]
 impl PyHnswIndex {
     #[new]
-    #[pyo3(signature = (dim, metric = "cosine", m = 16, ef_construction = 200, seed = 0))]
-    fn new(dim: i64, metric: &str, m: i64, ef_construction: i64, seed: u64) -> PyResult<Self> {
+    #[pyo3(signature = (dim, metric = "cosine", m = 16, ef_construction = 200, seed = 0, keep_rows = true))]
+    fn new(
+        dim: i64,
+        metric: &str,
+        m: i64,
+        ef_construction: i64,
+        seed: u64,
+        keep_rows: bool,
+    ) -> PyResult<Self> {
         let params = HnswParams {
             m: check_m(m)?,
             ef_construction: positive(ef_construction, "ef_construction")?,
             seed,
+            keep_rows,
         };
         let index = HnswIndex::new(positive(dim, "dim")?, Metric::parse(metric)?, params)?;
         Ok(Self {
@@ -95,6 +103,22 @@ impl PyHnswIndex {
         let hits = py.detach(|| read(&self.inner)?.search(&q, k, ef))?;
         let (ids, scores): (Vec<u64>, Vec<f32>) = hits.into_iter().unzip();
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+    }
+
+    #[pyo3(signature = (query, want, ef = 64))]
+    fn candidates<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        want: i64,
+        ef: i64,
+    ) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        let want = check_k(want)?;
+        let ef = positive(ef, "ef")?;
+        let q_arr = readonly::<f32, Ix1>(query, "query", 1)?;
+        let q = slice(&q_arr, "query")?.to_vec();
+        let ids = py.detach(|| read(&self.inner)?.candidates(&q, want, ef))?;
+        Ok(ids.into_pyarray(py))
     }
 
     #[pyo3(signature = (queries, k, ef = 64))]
@@ -183,6 +207,11 @@ impl PyHnswIndex {
     #[getter]
     fn ef_construction(&self) -> PyResult<usize> {
         Ok(read(&self.inner)?.params().ef_construction)
+    }
+
+    #[getter]
+    fn keep_rows(&self) -> PyResult<bool> {
+        Ok(read(&self.inner)?.params().keep_rows)
     }
 
     #[getter]
