@@ -416,7 +416,7 @@ class GemmaModel:
         if self._q8 is not None:
             import numpy as np
 
-            from mcp_gemma.llm.q8 import Q8Decoder
+            from mcp_gemma.llm.q8 import Q8Decoder, one_thread_blas
 
             decoder = Q8Decoder(self._q8, capacity)
             prompt = np.asarray(ids, dtype=np.int64)
@@ -432,7 +432,8 @@ class GemmaModel:
                     logits = decoder.forward(prompt[start : start + PREFILL_SLICE])
                 return logits
 
-            yield q8_step, lambda logits: sample_token_np(logits, temperature, top_p, rng)
+            with one_thread_blas.held():
+                yield q8_step, lambda logits: sample_token_np(logits, temperature, top_p, rng)
             return
         import torch
 

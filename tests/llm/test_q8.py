@@ -73,7 +73,7 @@ class _Dequantised:
         self.w = q.codes().astype(np.float32) * np.repeat(q.scales(), 32, axis=1)
         self.shape = q.shape
 
-    def matmul(self, x: np.ndarray) -> np.ndarray:
+    def matmul(self, x: np.ndarray, threads: int | None = None) -> np.ndarray:
         return np.asarray(x @ self.w.T, dtype=np.float32)
 
     def gather(self, ids: np.ndarray) -> np.ndarray:

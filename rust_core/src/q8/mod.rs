@@ -143,6 +143,15 @@ impl Q8Matrix {
         &self.scales
     }
 
+    fn row_codes(&self, r: usize) -> &[i8] {
+        &self.codes[r * self.cols..(r + 1) * self.cols]
+    }
+
+    fn row_scales(&self, r: usize) -> &[f32] {
+        let nb = self.cols / BLOCK;
+        &self.scales[r * nb..(r + 1) * nb]
+    }
+
     /// Bytes held by codes and scales.
     pub fn nbytes(&self) -> usize {
         self.codes.len() + self.scales.len() * std::mem::size_of::<f32>()
@@ -202,57 +211,107 @@ impl Q8Matrix {
         let nb = self.cols / BLOCK;
         let mut xq = vec![0i8; m * self.cols];
         let mut xs = vec![0f32; m * nb];
-        for ((row, c), s) in x
-            .chunks_exact(self.cols)
-            .zip(xq.chunks_exact_mut(self.cols))
-            .zip(xs.chunks_exact_mut(nb))
-        {
-            quantize_blocks(row, c, s);
+        let quantize_rows =
+            |((row, c), s): ((&[f32], &mut [i8]), &mut [f32])| quantize_blocks(row, c, s);
+        let rows_in = x
+            .par_chunks_exact(self.cols)
+            .zip(xq.par_chunks_exact_mut(self.cols))
+            .zip(xs.par_chunks_exact_mut(nb));
+        if m >= 16 {
+            rows_in.for_each(quantize_rows);
+        } else {
+            x.chunks_exact(self.cols)
+                .zip(xq.chunks_exact_mut(self.cols))
+                .zip(xs.chunks_exact_mut(nb))
+                .for_each(quantize_rows);
         }
         let avx2 = simd_level() == SimdLevel::Avx2;
-        // Row-major by weight row: each weight row is read once and scored against every input row.
-        let mut by_row = if m == 1 {
-            Vec::new()
-        } else {
-            vec![0f32; self.rows * m]
-        };
-        let target: &mut [f32] = if m == 1 { out } else { &mut by_row };
-        let chunk = chunk_rows(self.rows, self.cols * m);
-        let work = |(ci, dst): (usize, &mut [f32])| {
-            let r0 = ci * chunk;
-            for (i, d) in dst.chunks_exact_mut(m).enumerate() {
-                let r = r0 + i;
-                let wc = &self.codes[r * self.cols..(r + 1) * self.cols];
-                let ws = &self.scales[r * nb..(r + 1) * nb];
+        // Tasks own disjoint weight-row ranges; for several inputs each task writes the columns
+        // [r0, r1) of every output row, through a raw pointer (the ranges never overlap).
+        let chunk = chunk_rows(self.rows, self.cols * m)
+            .next_multiple_of(2)
+            .min(self.rows);
+        let dst = OutPtr(out.as_mut_ptr());
+        let (rows, cols) = (self.rows, self.cols);
+        let work = |r0: usize| {
+            let r1 = (r0 + chunk).min(rows);
+            let put = |t: usize, r: usize, v: f32| {
+                debug_assert!(t < m && r < rows);
+                // SAFETY: t < m and r < rows index inside `out` (m × rows); each (t, r) is written
+                // by exactly one task, the one owning row r.
+                unsafe { *dst.get().add(t * rows + r) = v }
+            };
+            let mut r = r0;
+            // Two weight rows by four inputs per pass: each loaded block feeds eight products.
+            while m >= 4 && r + 2 <= r1 {
+                let (w0, w1) = (self.row_codes(r), self.row_codes(r + 1));
+                let (s0, s1) = (self.row_scales(r), self.row_scales(r + 1));
                 let mut t = 0;
-                // Four input rows per pass over the weight row: one weight load feeds four products.
                 while t + 4 <= m {
-                    let qc = &xq[t * self.cols..(t + 4) * self.cols];
+                    let qc = &xq[t * cols..(t + 4) * cols];
                     let qs = &xs[t * nb..(t + 4) * nb];
-                    d[t..t + 4].copy_from_slice(&row_dot4(wc, ws, qc, qs, avx2));
+                    let [a, b] = tile_2x4([w0, w1], [s0, s1], qc, qs, avx2);
+                    for j in 0..4 {
+                        put(t + j, r, a[j]);
+                        put(t + j, r + 1, b[j]);
+                    }
                     t += 4;
                 }
-                while t < m {
-                    let qc = &xq[t * self.cols..(t + 1) * self.cols];
+                for t in t..m {
+                    let qc = &xq[t * cols..(t + 1) * cols];
                     let qs = &xs[t * nb..(t + 1) * nb];
-                    d[t] = row_dot(wc, ws, qc, qs, avx2);
-                    t += 1;
+                    put(t, r, row_dot(w0, s0, qc, qs, avx2));
+                    put(t, r + 1, row_dot(w1, s1, qc, qs, avx2));
+                }
+                r += 2;
+            }
+            for r in r..r1 {
+                let (wc, ws) = (self.row_codes(r), self.row_scales(r));
+                let mut t = 0;
+                while t + 4 <= m {
+                    let qc = &xq[t * cols..(t + 4) * cols];
+                    let qs = &xs[t * nb..(t + 4) * nb];
+                    for (j, v) in row_dot4(wc, ws, qc, qs, avx2).into_iter().enumerate() {
+                        put(t + j, r, v);
+                    }
+                    t += 4;
+                }
+                for t in t..m {
+                    put(
+                        t,
+                        r,
+                        row_dot(
+                            wc,
+                            ws,
+                            &xq[t * cols..(t + 1) * cols],
+                            &xs[t * nb..(t + 1) * nb],
+                            avx2,
+                        ),
+                    );
                 }
             }
         };
-        if self.rows * self.cols * m < PARALLEL_MIN_WORK {
-            target.chunks_mut(chunk * m).enumerate().for_each(work);
+        if rows * cols * m < PARALLEL_MIN_WORK {
+            (0..rows).step_by(chunk).for_each(work);
         } else {
-            target.par_chunks_mut(chunk * m).enumerate().for_each(work);
-        }
-        if m > 1 {
-            for r in 0..self.rows {
-                for t in 0..m {
-                    out[t * self.rows + r] = by_row[r * m + t];
-                }
-            }
+            (0..rows).into_par_iter().step_by(chunk).for_each(work);
         }
         Ok(())
+    }
+}
+
+/// The output of a product, shared by tasks that write disjoint elements of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint (t, r) elements only (see `Q8Matrix::matmul`), and the buffer
+// outlives the parallel section that uses the pointer.
+unsafe impl Send for OutPtr {}
+// SAFETY: as for Send: no two tasks write the same element, and nothing reads it meanwhile.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -299,6 +358,24 @@ fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32], avx2: bool) -> [f32; 4
             &qs[j * nb..(j + 1) * nb],
         )
     })
+}
+
+/// Two weight rows against four consecutive quantised input rows: `[row 0 sums, row 1 sums]`.
+#[inline]
+fn tile_2x4(wc: [&[i8]; 2], ws: [&[f32]; 2], qc: &[i8], qs: &[f32], avx2: bool) -> [[f32; 4]; 2] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time; both weight rows hold `cols` codes
+            // and `nb` scales, `qc` 4 rows of `cols` codes and `qs` 4 rows of `nb` scales.
+            return unsafe { avx2::tile_2x4(wc, ws, qc, qs) };
+        }
+    }
+    let _ = avx2;
+    [
+        row_dot4(wc[0], ws[0], qc, qs, false),
+        row_dot4(wc[1], ws[1], qc, qs, false),
+    ]
 }
 
 /// Reference kernel (also the fallback): exact integer block sums, scaled in f32.
@@ -368,6 +445,73 @@ mod avx2 {
                 acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc0);
             }
             hsum(_mm256_add_ps(acc0, acc1))
+        }
+    }
+
+    /// The four lane sums of `a`, `b`, `c`, `d` as one vector.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+        let ab = _mm256_hadd_ps(a, b);
+        let cd = _mm256_hadd_ps(c, d);
+        let abcd = _mm256_hadd_ps(ab, cd);
+        let s = _mm_add_ps(
+            _mm256_castps256_ps128(abcd),
+            _mm256_extractf128_ps::<1>(abcd),
+        );
+        let mut out = [0f32; 4];
+        // SAFETY: `out` holds four f32.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
+        out
+    }
+
+    /// # Safety
+    /// AVX2 + FMA available; both rows of `wc` hold `cols` codes and of `ws` `nb = cols / 32`
+    /// scales; `qc` holds 4 rows of `cols` codes and `qs` 4 rows of `nb` scales.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_2x4(
+        wc: [&[i8]; 2],
+        ws: [&[f32]; 2],
+        qc: &[i8],
+        qs: &[f32],
+    ) -> [[f32; 4]; 2] {
+        let (nb, cols) = (ws[0].len(), wc[0].len());
+        let ones = _mm256_set1_epi16(1);
+        let mut acc0 = [_mm256_setzero_ps(); 4];
+        let mut acc1 = [_mm256_setzero_ps(); 4];
+        let (w0, w1, q) = (wc[0].as_ptr(), wc[1].as_ptr(), qc.as_ptr());
+        // SAFETY: block b covers [32b, 32b + 32) of each weight row and of each input row j at
+        // offset j * cols, all inside their slices; scale indices stay below nb and 4 * nb.
+        unsafe {
+            for b in 0..nb {
+                let vw0 = _mm256_loadu_si256(w0.add(b * BLOCK).cast());
+                let vw1 = _mm256_loadu_si256(w1.add(b * BLOCK).cast());
+                // |w| once per weight block; the input takes w's signs (maddubs: u8 × i8).
+                let aw0 = _mm256_abs_epi8(vw0);
+                let aw1 = _mm256_abs_epi8(vw1);
+                let s0 = *ws[0].get_unchecked(b);
+                let s1 = *ws[1].get_unchecked(b);
+                for j in 0..4 {
+                    let vq = _mm256_loadu_si256(q.add(j * cols + b * BLOCK).cast());
+                    let sx = *qs.get_unchecked(j * nb + b);
+                    let p0 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw0, _mm256_sign_epi8(vq, vw0)),
+                        ones,
+                    );
+                    let p1 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw1, _mm256_sign_epi8(vq, vw1)),
+                        ones,
+                    );
+                    acc0[j] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(s0 * sx), acc0[j]);
+                    acc1[j] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(s1 * sx), acc1[j]);
+                }
+            }
+            [
+                hsum4(acc0[0], acc0[1], acc0[2], acc0[3]),
+                hsum4(acc1[0], acc1[1], acc1[2], acc1[3]),
+            ]
         }
     }
 
@@ -472,6 +616,36 @@ mod tests {
                 simd_level() == SimdLevel::Avx2,
             );
             assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn tiled_products_match_the_reference_kernel_for_every_shape() {
+        // Odd row counts and input counts that are not multiples of 4 exercise every remainder path
+        // (2×4 tiles, single leftover rows, leftover inputs), serial and parallel.
+        for (rows, cols, m) in [(33, 96, 9), (2, 32, 4), (5, 64, 1), (301, 640, 13)] {
+            let w = random(rows * cols, rows as u64);
+            let x = random(m * cols, 100 + m as u64);
+            let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+            let xq = Q8Matrix::quantize(&x, m, cols).expect("quantise input");
+            let mut out = vec![0.0; m * rows];
+            q.matmul(&x, m, &mut out).expect("matmul");
+            let nb = cols / BLOCK;
+            for t in 0..m {
+                for r in 0..rows {
+                    let want = portable_row_dot(
+                        &q.codes()[r * cols..(r + 1) * cols],
+                        &q.scales()[r * nb..(r + 1) * nb],
+                        &xq.codes()[t * cols..(t + 1) * cols],
+                        &xq.scales()[t * nb..(t + 1) * nb],
+                    );
+                    let got = out[t * rows + r];
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{rows}x{cols}, m={m}, t={t}, r={r}: {got} vs {want}"
+                    );
+                }
+            }
         }
     }
 
