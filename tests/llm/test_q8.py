@@ -311,3 +311,26 @@ def test_gemma_threads_sizes_the_int8_pool(gemma: GemmaModel, models_dir: Path) 
         single.close()
     assert gemma.info.threads == len(os.sched_getaffinity(0))
     assert _q8(gemma).threads is None
+
+
+def test_numpy_blas_runs_on_one_thread_during_int8_generation_only(
+    gemma: GemmaModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy links a BLAS"
+    seen: list[list[int]] = []
+    forward = Q8Decoder.forward
+
+    def spy(self: Q8Decoder, ids: Any) -> Any:
+        seen.append(blas_threads())
+        return forward(self, ids)
+
+    monkeypatch.setattr(Q8Decoder, "forward", spy)
+    assert gemma.generate("The capital of France is", max_new_tokens=2).tokens_out == 2
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before
