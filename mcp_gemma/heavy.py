@@ -8,5 +8,12 @@ embedder and Gemma loading side by side) can see a half-initialised module and f
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 IMPORT_LOCK = threading.RLock()
+
+
+def gpu_driver_present() -> bool:
+    """Whether a GPU driver is installed (NVIDIA or ROCm): without one, 'auto' devices mean the CPU and
+    torch need not be imported to find out (seconds and ~500 MB resident)."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))

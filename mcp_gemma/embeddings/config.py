@@ -15,6 +15,11 @@ class EmbeddingSettings(BaseModel):
         description="'all-MiniLM-L6-v2' (packaged) or a local sentence-transformers model directory.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where embeddings are computed.")
+    backend: Literal["auto", "numpy", "torch"] = Field(
+        "auto",
+        description="auto = numpy on the CPU for BERT checkpoints (no torch import: ~0.3 s load, ~2 ms "
+        "per query), torch otherwise (CUDA, other architectures).",
+    )
     batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
     max_seq_length: int = Field(
         256, ge=8, le=8192, description="Token limit per text; longer text is truncated."

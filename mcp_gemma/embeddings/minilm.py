@@ -67,6 +67,7 @@ class MiniLMEmbedder:
 
         self.model_dir = resolve_model_dir(model)
         self.model_id = model
+        self.backend = "torch"
         self.batch_size = batch_size
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

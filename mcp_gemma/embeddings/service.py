@@ -16,6 +16,8 @@ import numpy as np
 
 from mcp_gemma.embeddings.base import Embedder, Vectors
 from mcp_gemma.embeddings.config import EmbeddingSettings
+from mcp_gemma.errors import ModelUnavailableError
+from mcp_gemma.heavy import gpu_driver_present
 from mcp_gemma.status import ComponentStatus
 
 logger = logging.getLogger(__name__)
@@ -45,9 +47,26 @@ class EmbeddingService:
         self.misses = 0
 
     def _default_factory(self) -> Embedder:
-        from mcp_gemma.embeddings.minilm import MiniLMEmbedder
+        from mcp_gemma.embeddings.minilm import MiniLMEmbedder, resolve_model_dir
 
         s = self.settings
+        on_cpu = s.device == "cpu" or (s.device == "auto" and not gpu_driver_present())
+        if s.backend == "numpy" or (s.backend == "auto" and on_cpu):
+            from mcp_gemma.embeddings.lean import LeanBertEmbedder, UnsupportedModel
+
+            try:
+                return LeanBertEmbedder(
+                    resolve_model_dir(s.model),
+                    s.model,
+                    batch_size=s.batch_size,
+                    max_seq_length=s.max_seq_length,
+                )
+            except UnsupportedModel as exc:
+                if s.backend == "numpy":
+                    raise ModelUnavailableError(
+                        f"embedding.backend='numpy' cannot run {s.model!r}: {exc}; use 'auto' or 'torch'"
+                    ) from exc
+                logger.info("numpy embedder does not cover %s (%s): loading it with torch", s.model, exc)
         return MiniLMEmbedder(
             s.model, device=s.device, batch_size=s.batch_size, max_seq_length=s.max_seq_length
         )
@@ -163,6 +182,7 @@ class EmbeddingService:
         }
         if e is not None:
             detail["dim"] = e.dim
+            detail["backend"] = str(getattr(e, "backend", "custom"))
             detail["load_seconds"] = round(float(getattr(e, "load_seconds", 0.0)), 3)
         if self._load_error:
             detail["error"] = self._load_error

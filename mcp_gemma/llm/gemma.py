@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
-from mcp_gemma.heavy import IMPORT_LOCK
+from mcp_gemma.heavy import IMPORT_LOCK, gpu_driver_present
 from mcp_gemma.llm.base import (
     ChatMessage,
     FinishReason,
@@ -58,7 +58,7 @@ def resolve_device(device: str) -> str:
     Without a GPU driver on the machine the answer is 'cpu' without importing torch (seconds and
     ~500 MB resident that the int8 path never needs).
     """
-    if device == "cpu" or (device == "auto" and not _gpu_driver_present()):
+    if device == "cpu" or (device == "auto" and not gpu_driver_present()):
         return "cpu"
     import torch
 
@@ -69,10 +69,6 @@ def resolve_device(device: str) -> str:
             "gemma.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
         )
     return device
-
-
-def _gpu_driver_present() -> bool:
-    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd"))
 
 
 def resolve_dtype(dtype: str, device: str, config: Any = None) -> str:
@@ -416,7 +412,8 @@ class GemmaModel:
         if self._q8 is not None:
             import numpy as np
 
-            from mcp_gemma.llm.q8 import Q8Decoder, one_thread_blas
+            from mcp_gemma.blas import one_thread_blas
+            from mcp_gemma.llm.q8 import Q8Decoder
 
             decoder = Q8Decoder(self._q8, capacity)
             prompt = np.asarray(ids, dtype=np.int64)

@@ -23,10 +23,7 @@ import logging
 import math
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -239,43 +236,6 @@ def _read_q8(path: Path, config: Any, *, expect_source: str) -> Q8Weights:
     if embed.shape[0] != int(config.vocab_size) or len(weights.layers) != int(config.num_hidden_layers):
         raise _StaleCache("shapes do not match config.json")
     return weights
-
-
-class _OneThreadBlas:
-    """Process-wide: numpy's BLAS on one thread while any int8 decoder runs, restored after the last.
-
-    The decoder's own numpy products (attention over a handful of heads) are tiny, and OpenBLAS's
-    threads keep spinning after each call, taking the cores the Rust kernels need next. Measured on
-    two cores: a 242-token prompt + 64 new tokens took 4.61 s with OpenBLAS's threads, 3.45 s without.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._controller: Any = None
-        self._limiter: Any = None
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._lock:
-            if self._users == 0:
-                from threadpoolctl import ThreadpoolController
-
-                if self._controller is None:
-                    self._controller = ThreadpoolController()  # inspects the loaded libraries once
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._users += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0 and self._limiter is not None:
-                    self._limiter.restore_original_limits()
-                    self._limiter = None
-
-
-one_thread_blas = _OneThreadBlas()
 
 
 class Q8Decoder(Gemma3Shape):

@@ -1,0 +1,221 @@
+"""A BERT sentence embedder on numpy alone (no torch): all-MiniLM-L6-v2's forward pass, mean pooling,
+L2 norm, reading the same ``model.safetensors`` and ``tokenizer.json`` as the torch embedder.
+
+Why: the embedder's most frequent call is one short query, where torch spends its time dispatching
+a few hundred small operators (measured ~18 ms for an 8-token query here), and loading it means
+``import torch`` (~2.5 s, ~500 MiB resident). The same arithmetic in float32 numpy, fused where it
+helps (one QKV product, heads batched in one matmul), answers a query in a couple of milliseconds and
+loads in a fraction of a second; the tests hold it to the torch embedder's vectors.
+
+Supported: BERT encoders with absolute positions and exact (erf) GELU, which is what
+sentence-transformers' MiniLM / mpnet-free BERT checkpoints use; anything else is refused with
+:class:`UnsupportedModel` and the torch embedder is used instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mcp_gemma.blas import one_thread_blas
+from mcp_gemma.embeddings.base import ProgressFn, Vectors
+from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+TOKENS_PER_BATCH = 8_192  # padded tokens per forward pass (bounds the attention buffers)
+SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
+
+
+class UnsupportedModel(Exception):
+    """The checkpoint is not a plain BERT encoder this module implements."""
+
+
+@dataclass
+class _Layer:
+    qkv_w: F32  # [hidden, 3 * hidden] (transposed: x @ w)
+    qkv_b: F32
+    out_w: F32
+    out_b: F32
+    ln1: tuple[F32, F32]
+    up_w: F32
+    up_b: F32
+    down_w: F32
+    down_b: F32
+    ln2: tuple[F32, F32]
+
+
+def _erf(x: F32) -> F32:
+    """erf to ~1.5e-7 (Abramowitz & Stegun 7.1.26), enough for float32 activations."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    y = 1.0 - poly * np.exp(-a * a)
+    out: F32 = np.copysign(y, x).astype(np.float32, copy=False)
+    return out
+
+
+def _layer_norm(x: F32, wb: tuple[F32, F32], eps: float) -> F32:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    var = np.mean(centred * centred, axis=-1, keepdims=True)
+    out: F32 = centred / np.sqrt(var + eps) * wb[0] + wb[1]
+    return out
+
+
+class LeanBertEmbedder:
+    """Mean-pooled, L2-normalised BERT sentence embeddings in float32 numpy."""
+
+    def __init__(
+        self, model_dir: Path, model_id: str, *, batch_size: int = 32, max_seq_length: int = 256
+    ) -> None:
+        started = time.perf_counter()
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type") != "bert" or config.get("hidden_act", "gelu") != "gelu":
+            raise UnsupportedModel(
+                f"{config.get('model_type')} / {config.get('hidden_act')}: not a BERT with exact GELU"
+            )
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise UnsupportedModel("only absolute position embeddings are implemented")
+        weights_file = model_dir / "model.safetensors"
+        if not weights_file.is_file():
+            raise UnsupportedModel("no model.safetensors")
+        try:
+            raw = load_file(str(weights_file))
+            self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        except Exception as exc:
+            raise ModelUnavailableError(f"cannot load the embedder from {model_dir}: {exc}") from exc
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in raw else ""
+
+        def w(name: str) -> F32:
+            key = prefix + name
+            if key not in raw:
+                raise UnsupportedModel(f"weight {key} is missing")
+            return np.ascontiguousarray(raw[key], dtype=np.float32)
+
+        self.model_dir = model_dir
+        self.model_id = model_id
+        self.backend = "numpy"
+        self.batch_size = batch_size
+        self.dim = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.word = w("embeddings.word_embeddings.weight")
+        self.position = w("embeddings.position_embeddings.weight")
+        self.token_type0 = w("embeddings.token_type_embeddings.weight")[0]
+        self.ln_embed = (w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"))
+        self.layers: list[_Layer] = []
+        for i in range(int(config["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            q, k, v = (w(p + f"attention.self.{n}.weight") for n in ("query", "key", "value"))
+            self.layers.append(
+                _Layer(
+                    qkv_w=np.ascontiguousarray(np.concatenate([q, k, v]).T),
+                    qkv_b=np.concatenate(
+                        [w(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")]
+                    ),
+                    out_w=np.ascontiguousarray(w(p + "attention.output.dense.weight").T),
+                    out_b=w(p + "attention.output.dense.bias"),
+                    ln1=(
+                        w(p + "attention.output.LayerNorm.weight"),
+                        w(p + "attention.output.LayerNorm.bias"),
+                    ),
+                    up_w=np.ascontiguousarray(w(p + "intermediate.dense.weight").T),
+                    up_b=w(p + "intermediate.dense.bias"),
+                    down_w=np.ascontiguousarray(w(p + "output.dense.weight").T),
+                    down_b=w(p + "output.dense.bias"),
+                    ln2=(w(p + "output.LayerNorm.weight"), w(p + "output.LayerNorm.bias")),
+                )
+            )
+        raw.clear()  # the layers hold their own (transposed, fused) copies
+        limit = min(max_seq_length, int(config.get("max_position_embeddings", 512)))
+        st_config = model_dir / "sentence_bert_config.json"
+        if st_config.is_file():
+            limit = min(
+                limit, int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", limit))
+            )
+        self.max_seq_length = limit
+        self._tokenizer.enable_truncation(max_length=limit)
+        self._tokenizer.no_padding()
+        self._lock = threading.Lock()  # numpy's BLAS already uses every core
+        self.load_seconds = time.perf_counter() - started
+        logger.info("embedder %s loaded in %.2f s (numpy, dim %d)", model_id, self.load_seconds, self.dim)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        cancel: threading.Event | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Vectors:
+        """Embed ``texts`` into unit vectors, in input order (batched by length to limit padding)."""
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(n), key=lambda i: len(encodings[i].ids))
+        done = 0
+        small = sum(len(e.ids) for e in encodings) <= SMALL_CALL_TOKENS
+        with self._lock, one_thread_blas.held() if small else contextlib.nullcontext():
+            start = 0
+            while start < n:
+                if cancel is not None and cancel.is_set():
+                    raise OperationCancelledError("embedding was cancelled")
+                longest = len(encodings[order[min(n, start + self.batch_size) - 1]].ids)
+                size = max(1, min(self.batch_size, TOKENS_PER_BATCH // max(1, longest)))
+                idx = order[start : start + size]
+                out[idx] = self._forward([encodings[i].ids for i in idx])
+                start += len(idx)
+                done += len(idx)
+                if progress is not None:
+                    progress(done, n)
+        return out
+
+    def _forward(self, batch: list[list[int]]) -> F32:
+        """Pooled unit vectors of token-id lists (padded here to the longest)."""
+        b, s = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((b, s), dtype=np.int64)
+        mask = np.zeros((b, s), dtype=np.float32)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1.0
+        h = self.word[ids] + self.position[:s] + self.token_type0  # [b, s, d]
+        h = _layer_norm(h, self.ln_embed, self.eps).reshape(b * s, self.dim)
+        nh, hd = self.heads, self.dim // self.heads
+        scale = np.float32(1.0 / math.sqrt(hd))
+        # padded keys get -inf-like scores (the reference adds float32's min)
+        bias = ((1.0 - mask) * np.float32(np.finfo(np.float32).min))[:, None, None, :]
+        for layer in self.layers:
+            qkv = (h @ layer.qkv_w + layer.qkv_b).reshape(b, s, 3, nh, hd)
+            q = qkv[:, :, 0].transpose(0, 2, 1, 3) * scale  # [b, nh, s, hd]
+            k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # [b, nh, hd, s]
+            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+            scores = q @ k + bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * s, self.dim)
+            h = _layer_norm(ctx @ layer.out_w + layer.out_b + h, layer.ln1, self.eps)
+            up = h @ layer.up_w + layer.up_b
+            act = up * np.float32(0.5) * (np.float32(1.0) + _erf(up * np.float32(1.0 / math.sqrt(2.0))))
+            h = _layer_norm(act @ layer.down_w + layer.down_b + h, layer.ln2, self.eps)
+        hidden = h.reshape(b, s, self.dim)
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        result: F32 = (pooled / norms).astype(np.float32, copy=False)
+        return result

@@ -1,0 +1,106 @@
+"""The numpy embedder (the default on a CPU) against the torch one on the real all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcp_gemma.embeddings.config import EmbeddingSettings
+from mcp_gemma.embeddings.lean import LeanBertEmbedder, UnsupportedModel
+from mcp_gemma.embeddings.minilm import PACKAGED_MODEL, MiniLMEmbedder, resolve_model_dir
+from mcp_gemma.embeddings.service import EmbeddingService
+from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
+
+pytestmark = pytest.mark.anyio
+
+TEXTS = [
+    "Tides rise and fall with the pull of the moon.",
+    "",
+    "a",
+    "Glaciers are slow rivers of ice that carve valleys; " * 40,  # truncated at 256 tokens
+    "Ünïcödé, emoji 🌊 and CJK 潮汐 go through the same tokenizer.",
+    "What is photosynthesis?",
+]
+
+
+@pytest.fixture(scope="module")
+def lean() -> LeanBertEmbedder:
+    return LeanBertEmbedder(resolve_model_dir(PACKAGED_MODEL), PACKAGED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def reference() -> MiniLMEmbedder:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return MiniLMEmbedder()
+
+
+def test_vectors_match_the_torch_embedder(lean: LeanBertEmbedder, reference: MiniLMEmbedder) -> None:
+    ours, want = lean.embed(TEXTS), reference.embed(TEXTS)
+    assert ours.shape == want.shape == (len(TEXTS), 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert float((ours * want).sum(axis=1).min()) > 0.99999
+    # Padding inside a batch changes nothing: each text alone gives the same vector.
+    alone = np.stack([lean.embed([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(alone, ours, atol=2e-6)
+
+
+def test_many_texts_keep_their_order_report_progress_and_cancel(lean: LeanBertEmbedder) -> None:
+    texts = [f"note {i}: " + "word " * (i % 50) for i in range(100)]
+    seen: list[tuple[int, int]] = []
+    out = lean.embed(texts, progress=lambda done, total: seen.append((done, total)))
+    np.testing.assert_allclose(out[37], lean.embed([texts[37]])[0], atol=2e-6)
+    assert seen[-1] == (100, 100) and len(seen) >= 4
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(OperationCancelledError):
+        lean.embed(texts, cancel=cancel)
+
+
+def test_other_architectures_are_refused_for_torch_to_take(tmp_path: Path) -> None:
+    source = resolve_model_dir(PACKAGED_MODEL)
+    copy = tmp_path / "model"
+    shutil.copytree(source, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+    with pytest.raises(UnsupportedModel, match="exact GELU"):
+        LeanBertEmbedder(copy, str(copy))
+    forced = EmbeddingService(EmbeddingSettings(model=str(copy), backend="numpy"))
+    with pytest.raises(ModelUnavailableError, match="backend='numpy' cannot run"):
+        forced._default_factory()
+    fallback = EmbeddingService(EmbeddingSettings(model=str(copy)))._default_factory()
+    assert fallback.backend == "torch"
+
+
+async def test_service_uses_numpy_on_the_cpu_and_torch_when_asked() -> None:
+    default = EmbeddingService(EmbeddingSettings())
+    vec = await default.embed_one("hello world")
+    assert default.status().detail["backend"] == "numpy" and vec.shape == (384,)
+    torch_backed = EmbeddingService(EmbeddingSettings(backend="torch"))
+    other = await torch_backed.embed_one("hello world")
+    assert torch_backed.status().detail["backend"] == "torch"
+    assert float(vec @ other) > 0.99999
+
+
+def test_a_query_needs_no_torch() -> None:
+    code = (
+        "import sys, anyio\n"
+        "from mcp_gemma.embeddings.config import EmbeddingSettings\n"
+        "from mcp_gemma.embeddings.service import EmbeddingService\n"
+        "s = EmbeddingService(EmbeddingSettings())\n"
+        "v = anyio.run(s.embed_one, 'tides and the moon')\n"
+        "assert v.shape == (384,)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "[]"
