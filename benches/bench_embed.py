@@ -7,7 +7,8 @@ Both embed the same 40-word sentences in batches of 32 on the CPU, on all-MiniLM
 hits both alike. Measured: sentences per second (median of runs) for
 
 * ``ours_embedder``  the default CPU embedder, :class:`LeanBertEmbedder` (numpy, no torch);
-* ``ours_service``   :class:`EmbeddingService.embed` over it with its cache off (adds the thread hop);
+* ``ours_service``   :class:`EmbeddingService.embed` with its cache off, as the server runs it: calls
+  of ``embedding.bulk_min_texts`` (512) texts or more go to the torch model, smaller ones to numpy;
 * ``ours_torch``     :class:`MiniLMEmbedder` (tokenizers + transformers; CUDA and other models);
 * ``peer``           ``SentenceTransformer(dir).encode(batch_size=32, normalize_embeddings=True)``.
 
@@ -81,7 +82,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     runs = 3 if quick else 5
     settings = EmbeddingSettings(batch_size=32, cache_size=0)
     ours = EmbeddingService(settings)._default_factory()  # what the server loads on this machine
-    service = EmbeddingService(settings, factory=lambda: ours)
+    service = EmbeddingService(settings, factory=lambda: ours)  # its bulk path loads torch itself
     torch_path = MiniLMEmbedder(batch_size=32)
     peer = SentenceTransformer(str(get_model_path()), device="cpu")
     warm = sentences(64, 0)

@@ -17,8 +17,16 @@ class EmbeddingSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where embeddings are computed.")
     backend: Literal["auto", "numpy", "torch"] = Field(
         "auto",
-        description="auto = numpy on the CPU for BERT checkpoints (no torch import: ~0.3 s load, ~2 ms "
-        "per query), torch otherwise (CUDA, other architectures).",
+        description="auto = numpy on the CPU for BERT checkpoints (no torch import: ~0.3 s load, faster "
+        "for a query), with large calls handed to torch (see bulk_min_texts); torch otherwise (CUDA, "
+        "other architectures).",
+    )
+    bulk_min_texts: int = Field(
+        512,
+        ge=0,
+        description="With backend=auto on the CPU, a call embedding at least this many texts loads the "
+        "torch model (seconds, once) and uses it: it batches ~1.6x faster than numpy. Once loaded it "
+        "takes every call of at least batch_size texts. 0 = never load torch.",
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
     max_seq_length: int = Field(

@@ -38,6 +38,9 @@ class EmbeddingService:
         self.settings = settings
         self._factory = factory or self._default_factory
         self._embedder: Embedder | None = None
+        self._bulk: Embedder | None = None  # torch, for large calls when the default is numpy
+        self._bulk_lock = anyio.Lock()
+        self._bulk_failed = False
         self._load_lock = anyio.Lock()
         self._load_error: str | None = None
         self._preload: threading.Event | None = None
@@ -46,12 +49,23 @@ class EmbeddingService:
         self.hits = 0
         self.misses = 0
 
-    def _default_factory(self) -> Embedder:
-        from mcp_gemma.embeddings.minilm import MiniLMEmbedder, resolve_model_dir
+    def _on_cpu(self) -> bool:
+        s = self.settings
+        return s.device == "cpu" or (s.device == "auto" and not gpu_driver_present())
+
+    def _torch_factory(self) -> Embedder:
+        from mcp_gemma.embeddings.minilm import MiniLMEmbedder
 
         s = self.settings
-        on_cpu = s.device == "cpu" or (s.device == "auto" and not gpu_driver_present())
-        if s.backend == "numpy" or (s.backend == "auto" and on_cpu):
+        return MiniLMEmbedder(
+            s.model, device=s.device, batch_size=s.batch_size, max_seq_length=s.max_seq_length
+        )
+
+    def _default_factory(self) -> Embedder:
+        from mcp_gemma.embeddings.minilm import resolve_model_dir
+
+        s = self.settings
+        if s.backend == "numpy" or (s.backend == "auto" and self._on_cpu()):
             from mcp_gemma.embeddings.lean import LeanBertEmbedder, UnsupportedModel
 
             try:
@@ -67,9 +81,34 @@ class EmbeddingService:
                         f"embedding.backend='numpy' cannot run {s.model!r}: {exc}; use 'auto' or 'torch'"
                     ) from exc
                 logger.info("numpy embedder does not cover %s (%s): loading it with torch", s.model, exc)
-        return MiniLMEmbedder(
-            s.model, device=s.device, batch_size=s.batch_size, max_seq_length=s.max_seq_length
-        )
+        return self._torch_factory()
+
+    async def _for_call(self, embedder: Embedder, count: int) -> Embedder:
+        """The embedder for a call of ``count`` texts: torch for large ones when the default is numpy
+        (``embedding.bulk_min_texts``), loaded on the first such call; a failed load keeps numpy."""
+        s = self.settings
+        if (
+            s.backend != "auto"
+            or s.bulk_min_texts == 0
+            or self._bulk_failed
+            or getattr(embedder, "backend", None) != "numpy"
+        ):
+            return embedder
+        if self._bulk is not None:
+            return self._bulk if count >= s.batch_size else embedder
+        if count < s.bulk_min_texts:
+            return embedder
+        async with self._bulk_lock:
+            if self._bulk_failed:
+                return embedder
+            if self._bulk is None:
+                try:
+                    self._bulk = await anyio.to_thread.run_sync(self._torch_factory)
+                except Exception as exc:  # numpy gives the same vectors, only slower
+                    logger.warning("torch embedder unavailable for large batches (%s); using numpy", exc)
+                    self._bulk_failed = True
+                    return embedder
+        return self._bulk
 
     @property
     def loaded(self) -> bool:
@@ -121,8 +160,10 @@ class EmbeddingService:
                 if progress is not None:
                     anyio.from_thread.run(progress, done, total)
 
+            worker = await self._for_call(embedder, len(first))
+
             def work() -> Vectors:
-                return embedder.embed([texts[i] for i in first], cancel=cancel, progress=report)
+                return worker.embed([texts[i] for i in first], cancel=cancel, progress=report)
 
             try:
                 fresh = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
@@ -183,6 +224,7 @@ class EmbeddingService:
         if e is not None:
             detail["dim"] = e.dim
             detail["backend"] = str(getattr(e, "backend", "custom"))
+            detail["bulk_loaded"] = self._bulk is not None
             detail["load_seconds"] = round(float(getattr(e, "load_seconds", 0.0)), 3)
         if self._load_error:
             detail["error"] = self._load_error

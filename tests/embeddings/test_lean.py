@@ -104,3 +104,27 @@ def test_a_query_needs_no_torch() -> None:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == "[]"
+
+
+async def test_large_calls_go_to_torch_once_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list[str] = []
+    for cls, name in ((LeanBertEmbedder, "numpy"), (MiniLMEmbedder, "torch")):
+        original = cls.embed
+
+        def spy(
+            self: object, texts: object, *, _name: str = name, _orig: object = original, **kw: object
+        ) -> object:
+            used.append(_name)
+            return _orig(self, texts, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, "embed", spy)
+    service = EmbeddingService(EmbeddingSettings(batch_size=2, bulk_min_texts=3, cache_size=0))
+    await service.embed(["one", "two"])  # below bulk_min_texts: numpy, torch not loaded
+    assert used == ["numpy"] and service.status().detail["bulk_loaded"] is False
+    big = await service.embed(["three", "four", "five"])  # loads torch and uses it
+    assert used[-1] == "torch" and service.status().detail["bulk_loaded"] is True
+    await service.embed(["six", "seven"])  # torch is loaded: calls of batch_size texts use it
+    await service.embed(["eight"])  # a single query stays on numpy
+    assert used[-2:] == ["torch", "numpy"]
+    again = await EmbeddingService(EmbeddingSettings(bulk_min_texts=0)).embed(["three", "four", "five"])
+    assert float((big * again).sum(axis=1).min()) > 0.99999  # both backends give the same vectors
