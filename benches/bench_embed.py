@@ -7,8 +7,9 @@ Both embed the same 40-word sentences in batches of 32 on the CPU, on all-MiniLM
 hits both alike. Measured: sentences per second (median of runs) for
 
 * ``ours_embedder``  the default CPU embedder, :class:`LeanBertEmbedder` (numpy, no torch);
-* ``ours_service``   :class:`EmbeddingService.embed` with its cache off, as the server runs it: calls
-  of ``embedding.bulk_min_texts`` (512) texts or more go to the torch model, smaller ones to numpy;
+* ``ours_service``   :class:`EmbeddingService.embed` with its cache off, as the server runs it: after
+  ``embedding.bulk_min_texts`` (512) batched texts the torch model loads in the background and takes
+  batch-sized calls (the first run is numpy, later ones torch);
 * ``ours_torch``     :class:`MiniLMEmbedder` (tokenizers + transformers; CUDA and other models);
 * ``peer``           ``SentenceTransformer(dir).encode(batch_size=32, normalize_embeddings=True)``.
 

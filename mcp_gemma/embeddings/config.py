@@ -24,9 +24,9 @@ class EmbeddingSettings(BaseModel):
     bulk_min_texts: int = Field(
         512,
         ge=0,
-        description="With backend=auto on the CPU, a call embedding at least this many texts loads the "
-        "torch model (seconds, once) and uses it: it batches ~1.6x faster than numpy. Once loaded it "
-        "takes every call of at least batch_size texts. 0 = never load torch.",
+        description="With backend=auto on the CPU: once calls of at least batch_size texts have embedded "
+        "this many texts (a large ingest), the torch model loads in the background (seconds, once) and "
+        "takes such calls from then on; it batches ~1.5x faster than numpy. 0 = never load torch.",
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
     max_seq_length: int = Field(

@@ -39,8 +39,10 @@ class EmbeddingService:
         self._factory = factory or self._default_factory
         self._embedder: Embedder | None = None
         self._bulk: Embedder | None = None  # torch, for large calls when the default is numpy
-        self._bulk_lock = anyio.Lock()
-        self._bulk_failed = False
+        self._bulk_state = threading.Lock()
+        self._bulk_thread: threading.Thread | None = None
+        self._batched_texts = 0
+        self.bulk_ready = threading.Event()  # set when the background torch load has finished (or failed)
         self._load_lock = anyio.Lock()
         self._load_error: str | None = None
         self._preload: threading.Event | None = None
@@ -83,32 +85,43 @@ class EmbeddingService:
                 logger.info("numpy embedder does not cover %s (%s): loading it with torch", s.model, exc)
         return self._torch_factory()
 
-    async def _for_call(self, embedder: Embedder, count: int) -> Embedder:
-        """The embedder for a call of ``count`` texts: torch for large ones when the default is numpy
-        (``embedding.bulk_min_texts``), loaded on the first such call; a failed load keeps numpy."""
+    def _for_call(self, embedder: Embedder, count: int) -> Embedder:
+        """The embedder for a call of ``count`` texts.
+
+        With the numpy default (``backend = "auto"`` on a CPU), calls of at least ``batch_size``
+        texts are counted; once they add up to ``bulk_min_texts`` (a large ``batch_ingest``, whose
+        groups arrive as separate calls), the torch model loads in a background thread while numpy
+        keeps serving, and from then on takes those calls. A failed load leaves numpy in charge.
+        """
         s = self.settings
         if (
             s.backend != "auto"
             or s.bulk_min_texts == 0
-            or self._bulk_failed
+            or count < s.batch_size
             or getattr(embedder, "backend", None) != "numpy"
         ):
             return embedder
         if self._bulk is not None:
-            return self._bulk if count >= s.batch_size else embedder
-        if count < s.bulk_min_texts:
-            return embedder
-        async with self._bulk_lock:
-            if self._bulk_failed:
-                return embedder
-            if self._bulk is None:
-                try:
-                    self._bulk = await anyio.to_thread.run_sync(self._torch_factory)
-                except Exception as exc:  # numpy gives the same vectors, only slower
-                    logger.warning("torch embedder unavailable for large batches (%s); using numpy", exc)
-                    self._bulk_failed = True
-                    return embedder
-        return self._bulk
+            return self._bulk
+        with self._bulk_state:
+            self._batched_texts += count
+            start = self._bulk_thread is None and self._batched_texts >= s.bulk_min_texts
+            if start:
+                self._bulk_thread = threading.Thread(
+                    target=self._load_bulk, name="embedder-bulk", daemon=True
+                )
+        if start and self._bulk_thread is not None:
+            self._bulk_thread.start()
+        return embedder
+
+    def _load_bulk(self) -> None:
+        try:
+            self._bulk = self._torch_factory()
+            logger.info("torch embedder loaded for large batches")
+        except Exception as exc:  # numpy gives the same vectors, only slower
+            logger.warning("torch embedder unavailable for large batches (%s); numpy keeps them", exc)
+        finally:
+            self.bulk_ready.set()
 
     @property
     def loaded(self) -> bool:
@@ -160,7 +173,7 @@ class EmbeddingService:
                 if progress is not None:
                     anyio.from_thread.run(progress, done, total)
 
-            worker = await self._for_call(embedder, len(first))
+            worker = self._for_call(embedder, len(first))
 
             def work() -> Vectors:
                 return worker.embed([texts[i] for i in first], cancel=cancel, progress=report)

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
@@ -118,13 +119,15 @@ async def test_large_calls_go_to_torch_once_it_pays(monkeypatch: pytest.MonkeyPa
             return _orig(self, texts, **kw)  # type: ignore[operator]
 
         monkeypatch.setattr(cls, "embed", spy)
-    service = EmbeddingService(EmbeddingSettings(batch_size=2, bulk_min_texts=3, cache_size=0))
-    await service.embed(["one", "two"])  # below bulk_min_texts: numpy, torch not loaded
-    assert used == ["numpy"] and service.status().detail["bulk_loaded"] is False
-    big = await service.embed(["three", "four", "five"])  # loads torch and uses it
-    assert used[-1] == "torch" and service.status().detail["bulk_loaded"] is True
-    await service.embed(["six", "seven"])  # torch is loaded: calls of batch_size texts use it
+    service = EmbeddingService(EmbeddingSettings(batch_size=2, bulk_min_texts=4, cache_size=0))
+    await service.embed(["one", "two"])  # 2 batched texts so far: numpy, torch not loading
+    assert used == ["numpy"] and not service.bulk_ready.is_set()
+    big = await service.embed(["three", "four", "five"])  # 5 >= 4: torch loads in the background
+    assert used[-1] == "numpy"
+    assert await anyio.to_thread.run_sync(service.bulk_ready.wait, 120)
+    assert service.status().detail["bulk_loaded"] is True
+    await service.embed(["six", "seven"])  # a batch's worth: torch
     await service.embed(["eight"])  # a single query stays on numpy
     assert used[-2:] == ["torch", "numpy"]
-    again = await EmbeddingService(EmbeddingSettings(bulk_min_texts=0)).embed(["three", "four", "five"])
+    again = await EmbeddingService(EmbeddingSettings(backend="torch")).embed(["three", "four", "five"])
     assert float((big * again).sum(axis=1).min()) > 0.99999  # both backends give the same vectors
