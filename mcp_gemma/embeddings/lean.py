@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from mcp_gemma.blas import one_thread_blas
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
+from mcp_gemma.embeddings.minilm import token_limit
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
 
 logger = logging.getLogger(__name__)
@@ -156,12 +157,7 @@ class LeanBertEmbedder:
                 )
             )
         raw.clear()  # the layers hold their own (transposed, fused) copies
-        limit = min(max_seq_length, int(config.get("max_position_embeddings", 512)))
-        st_config = model_dir / "sentence_bert_config.json"
-        if st_config.is_file():
-            limit = min(
-                limit, int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", limit))
-            )
+        limit = token_limit(model_dir, min(max_seq_length, int(config.get("max_position_embeddings", 512))))
         self.max_seq_length = limit
         self._tokenizer.enable_truncation(max_length=limit)
         self._tokenizer.no_padding()

@@ -47,6 +47,17 @@ def resolve_model_dir(model: str) -> Path:
     return path
 
 
+def token_limit(model_dir: Path, max_seq_length: int) -> int:
+    """Tokens per text: the setting, capped by the model's ``sentence_bert_config.json`` when present."""
+    st_config = model_dir / "sentence_bert_config.json"
+    if not st_config.is_file():
+        return max_seq_length
+    return min(
+        max_seq_length,
+        int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", max_seq_length)),
+    )
+
+
 class MiniLMEmbedder:
     """A BERT-family sentence embedder with mean pooling."""
 
@@ -78,12 +89,7 @@ class MiniLMEmbedder:
         except Exception as exc:
             raise ModelUnavailableError(f"cannot load the embedder from {self.model_dir}: {exc}") from exc
         self._model.eval().to(device)
-        limit = max_seq_length
-        st_config = self.model_dir / "sentence_bert_config.json"
-        if st_config.is_file():
-            limit = min(
-                limit, int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length", limit))
-            )
+        limit = token_limit(self.model_dir, max_seq_length)
         self.max_seq_length = limit
         self._tokenizer.enable_truncation(max_length=limit)
         pad_id = self._tokenizer.token_to_id("[PAD]") or 0
