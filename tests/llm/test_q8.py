@@ -306,7 +306,7 @@ def test_gemma_threads_sizes_the_int8_pool(gemma: GemmaModel, models_dir: Path) 
         got = single.generate("The capital of France is", max_new_tokens=6)
         want = gemma.generate("The capital of France is", max_new_tokens=6)
         assert got.text == want.text
-        assert "mcp-gemma-1-0" in thread_names()
+        assert "mcp-gemma-1-0" in thread_names({"mcp-gemma-1-0"})
     finally:
         single.close()
     assert gemma.info.threads == len(os.sched_getaffinity(0))

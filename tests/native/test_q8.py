@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +39,23 @@ def test_large_matrices_split_across_threads_give_the_same_rows(weights: np.ndar
     np.testing.assert_allclose(out[:200], Q8Matrix.quantize(weights).matmul(x)[0], rtol=0, atol=0)
 
 
-def thread_names() -> set[str]:
-    """Names of this process's OS threads (rayon's workers are not Python threads)."""
-    names = set()
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            names.add((task / "comm").read_text().strip())
-        except FileNotFoundError:  # a thread that ended while we looked
-            continue
-    return names
+def thread_names(expect: Iterable[str] = (), limit_s: float = 20.0) -> set[str]:
+    """Names of this process's OS threads (rayon's workers are not Python threads).
+
+    A new worker names itself once it first runs, which on a loaded machine can be after the work
+    it was built for is done: with ``expect``, wait (up to ``limit_s``) until those names appear.
+    """
+    deadline = time.monotonic() + limit_s
+    while True:
+        names = set()
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                names.add((task / "comm").read_text().strip())
+            except FileNotFoundError:  # a thread that ended while we looked
+                continue
+        if set(expect) <= names or time.monotonic() > deadline:
+            return names
+        time.sleep(0.05)
 
 
 def test_a_sized_pool_gives_the_same_products_and_uses_that_many_threads(weights: np.ndarray) -> None:
@@ -55,8 +65,9 @@ def test_a_sized_pool_gives_the_same_products_and_uses_that_many_threads(weights
     shared = q.matmul(x)
     for threads in (1, 3):
         np.testing.assert_array_equal(q.matmul(x, threads=threads), shared)
-    comms = thread_names()
-    assert {"mcp-gemma-3-0", "mcp-gemma-3-1", "mcp-gemma-3-2"} <= comms
+    expected = {"mcp-gemma-3-0", "mcp-gemma-3-1", "mcp-gemma-3-2"}
+    comms = thread_names(expected)
+    assert expected <= comms
     assert "mcp-gemma-3-3" not in comms
     with pytest.raises(ValueError, match="threads must lie in"):
         q.matmul(x, threads=0)
