@@ -2,11 +2,11 @@
 
 use std::sync::RwLock;
 
-use numpy::ndarray::{Ix1, Ix2};
+use numpy::ndarray::Ix2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{readonly, slice};
+use super::arrays::{id_list, ids_and_rows, query_row, readonly, slice};
 use super::{read, write};
 use crate::ann::{HnswIndex, HnswParams, MAX_M};
 use crate::errors::CoreError;
@@ -65,26 +65,14 @@ impl PyHnswIndex {
         ids: &Bound<'_, PyAny>,
         vectors: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
-        let vec_arr = readonly::<f32, Ix2>(vectors, "vectors", 2)?;
         let dim = read(&self.inner)?.dim();
-        if vec_arr.shape()[1] != dim || vec_arr.shape()[0] != ids_arr.len() {
-            return Err(CoreError::invalid(format!(
-                "vectors must have shape ({}, {dim}) to match ids, got {:?}",
-                ids_arr.len(),
-                vec_arr.shape()
-            ))
-            .into());
-        }
-        let ids_v = slice(&ids_arr, "ids")?.to_vec();
-        let vecs = slice(&vec_arr, "vectors")?.to_vec();
+        let (ids_v, vecs) = ids_and_rows(ids, vectors, dim)?;
         py.detach(|| write(&self.inner)?.add(&ids_v, &vecs))?;
         Ok(())
     }
 
     fn remove(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
-        let ids_v = slice(&ids_arr, "ids")?.to_vec();
+        let ids_v = id_list(ids)?;
         Ok(py.detach(|| write(&self.inner).map(|mut g| g.remove(&ids_v)))?)
     }
 
@@ -98,8 +86,7 @@ impl PyHnswIndex {
     ) -> PyResult<Pair1<'py>> {
         let k = check_k(k)?;
         let ef = positive(ef, "ef")?;
-        let q_arr = readonly::<f32, Ix1>(query, "query", 1)?;
-        let q = slice(&q_arr, "query")?.to_vec();
+        let q = query_row(query)?;
         let hits = py.detach(|| read(&self.inner)?.search(&q, k, ef))?;
         let (ids, scores): (Vec<u64>, Vec<f32>) = hits.into_iter().unzip();
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
@@ -115,8 +102,7 @@ impl PyHnswIndex {
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let want = check_k(want)?;
         let ef = positive(ef, "ef")?;
-        let q_arr = readonly::<f32, Ix1>(query, "query", 1)?;
-        let q = slice(&q_arr, "query")?.to_vec();
+        let q = query_row(query)?;
         let ids = py.detach(|| read(&self.inner)?.candidates(&q, want, ef))?;
         Ok(ids.into_pyarray(py))
     }

@@ -1,6 +1,6 @@
 //! Checked views of numpy arguments, with messages that say what to do.
 
-use numpy::ndarray::Dimension;
+use numpy::ndarray::{Dimension, Ix1, Ix2};
 use numpy::{
     dtype, Element, PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -63,6 +63,41 @@ pub fn slice<'a, T: Element, D: Dimension>(
 ) -> PyResult<&'a [T]> {
     arr.as_slice()
         .map_err(|_| CoreError::invalid(format!("{name} must be C-contiguous")).into())
+}
+
+/// Owned copies of `ids` (uint64, 1-d) and `vectors` (float32, `ids.len() × dim`): the upsert
+/// arguments of the index classes, checked before any lock is taken.
+pub fn ids_and_rows(
+    ids: &Bound<'_, PyAny>,
+    vectors: &Bound<'_, PyAny>,
+    dim: usize,
+) -> PyResult<(Vec<u64>, Vec<f32>)> {
+    let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
+    let vec_arr = readonly::<f32, Ix2>(vectors, "vectors", 2)?;
+    if vec_arr.shape()[1] != dim || vec_arr.shape()[0] != ids_arr.len() {
+        return Err(CoreError::invalid(format!(
+            "vectors must have shape ({}, {dim}) to match ids, got {:?}",
+            ids_arr.len(),
+            vec_arr.shape()
+        ))
+        .into());
+    }
+    Ok((
+        slice(&ids_arr, "ids")?.to_vec(),
+        slice(&vec_arr, "vectors")?.to_vec(),
+    ))
+}
+
+/// An owned copy of a 1-d uint64 id array.
+pub fn id_list(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
+    Ok(slice(&ids_arr, "ids")?.to_vec())
+}
+
+/// An owned copy of a 1-d float32 query vector.
+pub fn query_row(query: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
+    let q_arr = readonly::<f32, Ix1>(query, "query", 1)?;
+    Ok(slice(&q_arr, "query")?.to_vec())
 }
 
 fn numpy_name<T>() -> &'static str {

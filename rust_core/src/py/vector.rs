@@ -6,7 +6,7 @@ use numpy::ndarray::{Ix1, Ix2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{readonly, slice};
+use super::arrays::{id_list, ids_and_rows, query_row, readonly, slice};
 use super::{read, write};
 use crate::errors::CoreError;
 use crate::vector::{self, check_k, Hit, Metric, VectorIndex};
@@ -141,26 +141,14 @@ impl PyVectorIndex {
         ids: &Bound<'_, PyAny>,
         vectors: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
-        let vec_arr = readonly::<f32, Ix2>(vectors, "vectors", 2)?;
         let dim = read(&self.inner)?.dim();
-        if vec_arr.shape()[1] != dim || vec_arr.shape()[0] != ids_arr.len() {
-            return Err(CoreError::invalid(format!(
-                "vectors must have shape ({}, {dim}) to match ids, got {:?}",
-                ids_arr.len(),
-                vec_arr.shape()
-            ))
-            .into());
-        }
-        let ids_v = slice(&ids_arr, "ids")?.to_vec();
-        let vecs = slice(&vec_arr, "vectors")?.to_vec();
+        let (ids_v, vecs) = ids_and_rows(ids, vectors, dim)?;
         py.detach(|| write(&self.inner)?.add(&ids_v, &vecs))?;
         Ok(())
     }
 
     fn remove(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let ids_arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
-        let ids_v = slice(&ids_arr, "ids")?.to_vec();
+        let ids_v = id_list(ids)?;
         Ok(py.detach(|| write(&self.inner).map(|mut g| g.remove(&ids_v)))?)
     }
 
@@ -173,8 +161,7 @@ impl PyVectorIndex {
         allow: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Pair1<'py, u64>> {
         let k = check_k(k)?;
-        let q_arr = readonly::<f32, Ix1>(query, "query", 1)?;
-        let q = slice(&q_arr, "query")?.to_vec();
+        let q = query_row(query)?;
         let allow = match allow {
             None => None,
             Some(a) => {
