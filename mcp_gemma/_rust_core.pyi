@@ -247,8 +247,8 @@ class Q8Matrix:
 class BM25Index:
     """In-memory BM25 keyword index over documents keyed by non-negative int ids."""
 
-    def __new__(cls, k1: float = 1.2, b: float = 0.75) -> Self:
-        """An empty index with the usual BM25 parameters."""
+    def __new__(cls, k1: float = 1.2, b: float = 0.75, analyzer: str = "plain") -> Self:
+        """An empty index with the usual BM25 parameters; ``analyzer`` is "plain" or "english"."""
 
     def add(self, id: int, text: str) -> None:
         """Index ``text`` under ``id``, replacing an earlier text of that id."""
@@ -263,6 +263,19 @@ class BM25Index:
         self, query: str, k: int, allow: NDArray[np.uint64] | None = None
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
         """Best ``k`` documents for ``query`` (ids, scores), best first; only ones sharing a term."""
+
+    def scores(self, query: str, ids: NDArray[np.uint64]) -> NDArray[np.float32]:
+        """BM25 score of ``query`` for each of ``ids`` in order (0 where no term is shared)."""
+
+    def coverage(self, query: str, id: int) -> float:
+        """Share of the query's IDF mass (unknown terms at the top IDF) that document ``id`` holds."""
+
+    def max_score(self, query: str) -> float:
+        """Upper bound of any score for ``query``: sum of idf * (k1 + 1) over its indexed terms."""
+
+    @property
+    def analyzer(self) -> str:
+        """How texts and queries become terms: "plain" or "english"."""
 
     def __len__(self) -> int:
         """Number of documents."""
@@ -282,8 +295,9 @@ class BM25Index:
     def b(self) -> float:
         """Length normalisation."""
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased Unicode words (UAX #29 word boundaries): the tokens BM25Index indexes."""
+def tokenize(text: str, analyzer: str = "plain") -> list[str]:
+    """The terms BM25Index indexes for ``text`` ("plain": lower-cased UAX #29 words; "english": words
+    and identifier parts, stop words dropped, Snowball-stemmed)."""
 
 def fuse_rrf(
     rankings: Sequence[Sequence[int]], k: int = 60, limit: int | None = None

@@ -91,9 +91,9 @@ def topk_batch(
     return _call(lambda: _rust_core.topk_batch(matrix, queries, k, metric))
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased Unicode words, as BM25Index indexes them."""
-    return _rust_core.tokenize(text)
+def tokenize(text: str, analyzer: Literal["plain", "english"] = "plain") -> list[str]:
+    """The terms BM25Index indexes for ``text`` under ``analyzer``."""
+    return _call(lambda: _rust_core.tokenize(text, analyzer))
 
 
 def fuse_rrf(

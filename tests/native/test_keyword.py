@@ -69,3 +69,41 @@ def test_bad_input() -> None:
         index.add_many([1, 2], ["only one"])
     with pytest.raises(ValueError, match="b must be"):
         rc.BM25Index(b=2.0)
+
+
+def test_english_analyzer_stems_splits_identifiers_and_drops_stop_words() -> None:
+    assert rc.tokenize("The files were Compressed", "english") == ["file", "compress"]
+    assert rc.tokenize("read_lines", "english") == ["read_lin", "read", "line"]
+    assert rc.tokenize("readLines", "english") == ["readlin", "read", "line"]
+    with pytest.raises(ValueError, match="analyzer must be 'plain' or 'english'"):
+        rc.tokenize("x", "klingon")
+    with pytest.raises(ValueError, match="analyzer"):
+        rc.BM25Index(analyzer="klingon")
+
+
+def test_english_index_matches_other_word_forms() -> None:
+    plain, english = rc.BM25Index(), rc.BM25Index(analyzer="english")
+    for index in (plain, english):
+        index.add_many([1, 2], ["compressing the files quickly", "a list of numbers"])
+    assert plain.search("compressed file", 5)[0].tolist() == []
+    assert english.search("compressed file", 5)[0].tolist() == [1]
+    assert english.analyzer == "english" and plain.analyzer == "plain"
+    assert 'analyzer="english"' in repr(english)
+
+
+def test_scores_bound_and_coverage() -> None:
+    index = rc.BM25Index()
+    index.add_many([1, 2, 3], ["the cat sat on the mat", "the dog sat", "cats and dogs"])
+    _, scores = index.search("cat sat", 10)
+    got = index.scores("cat sat", np.array([2, 3, 1, 99], dtype=np.uint64))
+    np.testing.assert_allclose(got, [scores[1], 0.0, scores[0], 0.0], rtol=1e-6)
+    n = 3
+    idf = [math.log(1 + (n - df + 0.5) / (df + 0.5)) for df in (1, 2)]  # cat, sat
+    assert index.max_score("cat sat") == pytest.approx(sum(idf) * 2.2, rel=1e-6)
+    assert index.max_score("unheard") == 0.0
+    assert index.coverage("cat sat", 1) == pytest.approx(1.0)
+    assert index.coverage("cat sat", 2) == pytest.approx(idf[1] / sum(idf), rel=1e-6)
+    unknown = math.log(1 + (n + 0.5) / 0.5)
+    assert index.coverage("sat unheard", 2) == pytest.approx(idf[1] / (idf[1] + unknown), rel=1e-6)
+    assert index.coverage("cat", 99) == 0.0
+    assert index.coverage("cat", -1) == 0.0

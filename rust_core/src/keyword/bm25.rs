@@ -1,10 +1,11 @@
 //! BM25 over an inverted index. Scores use the Lucene form of IDF, `ln(1 + (N - df + 0.5) / (df + 0.5))`,
 //! which is never negative (rank-bm25's Okapi IDF goes negative for terms in over half the documents).
-//! Query terms are summed with multiplicity, as rank-bm25 does.
+//! Query terms are summed with multiplicity, as rank-bm25 does. Texts and queries go through the
+//! index's [`Analyzer`].
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::tokenize;
+use super::Analyzer;
 use crate::errors::{CoreError, CoreResult};
 use crate::vector::topk::TopK;
 
@@ -13,6 +14,7 @@ use crate::vector::topk::TopK;
 pub struct Bm25Index {
     k1: f32,
     b: f32,
+    analyzer: Analyzer,
     term_ids: HashMap<String, u32>,
     /// Per term: (doc slot, term frequency).
     postings: Vec<Vec<(u32, u32)>>,
@@ -27,8 +29,13 @@ pub struct Bm25Index {
 }
 
 impl Bm25Index {
-    /// An empty index; `k1` >= 0 and `b` in [0, 1].
+    /// An empty index with the plain analyzer; `k1` >= 0 and `b` in [0, 1].
     pub fn new(k1: f32, b: f32) -> CoreResult<Self> {
+        Self::with_analyzer(k1, b, Analyzer::Plain)
+    }
+
+    /// An empty index whose texts and queries go through `analyzer`.
+    pub fn with_analyzer(k1: f32, b: f32, analyzer: Analyzer) -> CoreResult<Self> {
         if !(k1.is_finite() && k1 >= 0.0) {
             return Err(CoreError::invalid(format!(
                 "k1 must be a finite number >= 0, got {k1}"
@@ -40,6 +47,7 @@ impl Bm25Index {
         Ok(Self {
             k1,
             b,
+            analyzer,
             term_ids: HashMap::default(),
             postings: Vec::new(),
             live_terms: 0,
@@ -60,6 +68,11 @@ impl Bm25Index {
     /// Length normalisation.
     pub fn b(&self) -> f32 {
         self.b
+    }
+
+    /// How texts and queries become terms.
+    pub fn analyzer(&self) -> Analyzer {
+        self.analyzer
     }
 
     /// Number of documents.
@@ -84,10 +97,10 @@ impl Bm25Index {
 
     /// Indexes `text` under `id`, replacing any earlier text of that id.
     pub fn add(&mut self, id: u64, text: &str) {
-        self.add_tokens(id, tokenize(text));
+        self.add_tokens(id, self.analyzer.analyze(text));
     }
 
-    /// Indexes already tokenised text (see [`tokenize`]).
+    /// Indexes already analysed text (the terms of [`Bm25Index::analyzer`]).
     pub fn add_tokens(&mut self, id: u64, tokens: Vec<String>) {
         self.remove(id);
         let n_tokens = tokens.len();
@@ -151,11 +164,31 @@ impl Bm25Index {
         true
     }
 
+    /// The query's terms that occur in the index, with their IDF (repeated terms repeat).
+    fn query_terms(&self, query: &str) -> Vec<(u32, f32)> {
+        let n = self.len() as f32;
+        self.analyzer
+            .analyze(query)
+            .into_iter()
+            .filter_map(|tok| {
+                let &t = self.term_ids.get(&tok)?;
+                let df = self.postings[t as usize].len() as f32;
+                (df > 0.0).then(|| (t, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
+            })
+            .collect()
+    }
+
+    /// `(k1 · (1 - b), k1 · b / avgdl)`: the two parts of BM25's length-normalised denominator.
+    fn length_terms(&self) -> (f32, f32) {
+        let avgdl = self.total_len as f32 / self.len().max(1) as f32;
+        let norm_len = if avgdl > 0.0 { self.b / avgdl } else { 0.0 };
+        (self.k1 * (1.0 - self.b), self.k1 * norm_len)
+    }
+
     /// Best `k` (id, score) for `query`, optionally only among `allow`ed ids. Only documents sharing
     /// a term with the query are returned.
     pub fn search(&self, query: &str, k: usize, allow: Option<&[u64]>) -> Vec<(u64, f32)> {
-        let n = self.len();
-        if n == 0 || k == 0 {
+        if self.is_empty() || k == 0 {
             return Vec::new();
         }
         let allowed: Option<HashSet<u32>> = allow.map(|ids| {
@@ -163,26 +196,15 @@ impl Bm25Index {
                 .filter_map(|id| self.slot_of.get(id).copied())
                 .collect()
         });
-        let avgdl = self.total_len as f32 / n as f32;
-        let norm_len = if avgdl > 0.0 { self.b / avgdl } else { 0.0 };
-        let base = self.k1 * (1.0 - self.b);
+        let (base, per_len) = self.length_terms();
         let k1p1 = self.k1 + 1.0;
         let mut acc = vec![0.0f32; self.doc_id.len()];
         let mut touched: Vec<u32> = Vec::new();
-        for tok in tokenize(query) {
-            let Some(&t) = self.term_ids.get(&tok) else {
-                continue;
-            };
-            let p = &self.postings[t as usize];
-            if p.is_empty() {
-                continue;
-            }
-            let df = p.len() as f32;
-            let idf = (1.0 + (n as f32 - df + 0.5) / (df + 0.5)).ln();
-            for &(slot, tf) in p {
+        for (t, idf) in self.query_terms(query) {
+            for &(slot, tf) in &self.postings[t as usize] {
                 let s = slot as usize;
                 let tf = tf as f32;
-                let denom = tf + base + self.k1 * norm_len * self.doc_len[s] as f32;
+                let denom = tf + base + per_len * self.doc_len[s] as f32;
                 if acc[s] == 0.0 {
                     touched.push(slot);
                 }
@@ -199,6 +221,80 @@ impl Bm25Index {
             .into_iter()
             .map(|h| (self.doc_id[h.pos], h.score))
             .collect()
+    }
+
+    /// The BM25 score of `query` for each of `ids` (0 for an id that shares no term or is not
+    /// indexed), in the order given: the keyword side of candidates another ranking found.
+    pub fn scores(&self, query: &str, ids: &[u64]) -> Vec<f32> {
+        let mut out = vec![0.0f32; ids.len()];
+        if self.is_empty() || ids.is_empty() {
+            return out;
+        }
+        let mut pos_of: HashMap<u32, Vec<usize>> = HashMap::default();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(&slot) = self.slot_of.get(id) {
+                pos_of.entry(slot).or_default().push(i);
+            }
+        }
+        let (base, per_len) = self.length_terms();
+        let k1p1 = self.k1 + 1.0;
+        for (t, idf) in self.query_terms(query) {
+            for &(slot, tf) in &self.postings[t as usize] {
+                if let Some(positions) = pos_of.get(&slot) {
+                    let tf = tf as f32;
+                    let denom = tf + base + per_len * self.doc_len[slot as usize] as f32;
+                    for &i in positions {
+                        out[i] += idf * tf * k1p1 / denom;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The share of `query`'s IDF mass that document `id` contains: each distinct query term weighs
+    /// its IDF (a term no document has weighs the highest IDF there is), and the terms `id` holds are
+    /// summed over all. 1.0 when it has every term, 0.0 when it has none (or is not indexed, or the
+    /// query has no term). Says how much of a query the best keyword hit explains.
+    pub fn coverage(&self, query: &str, id: u64) -> f32 {
+        let Some(&slot) = self.slot_of.get(&id) else {
+            return 0.0;
+        };
+        let n = self.len() as f32;
+        let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        let held: HashSet<u32> = self.doc_terms[slot as usize].iter().copied().collect();
+        let mut seen: HashSet<String> = HashSet::default();
+        let (mut total, mut found) = (0.0f32, 0.0f32);
+        for tok in self.analyzer.analyze(query) {
+            if !seen.insert(tok.clone()) {
+                continue;
+            }
+            match self.term_ids.get(&tok) {
+                Some(&t) if !self.postings[t as usize].is_empty() => {
+                    let w = idf(self.postings[t as usize].len() as f32);
+                    total += w;
+                    if held.contains(&t) {
+                        found += w;
+                    }
+                }
+                _ => total += idf(0.0),
+            }
+        }
+        if total > 0.0 {
+            found / total
+        } else {
+            0.0
+        }
+    }
+
+    /// An upper bound of any document's score for `query`: `Σ idf · (k1 + 1)` over its indexed terms
+    /// (with multiplicity). Dividing by it puts scores on a scale that means the same for every query.
+    pub fn max_score(&self, query: &str) -> f32 {
+        let k1p1 = self.k1 + 1.0;
+        self.query_terms(query)
+            .iter()
+            .map(|&(_, idf)| idf * k1p1)
+            .sum()
     }
 }
 
@@ -246,6 +342,45 @@ mod tests {
         assert!(idx.search("beta", 5, None).is_empty());
         idx.add(3, "beta");
         assert_eq!(idx.search("beta", 5, None).len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn scores_and_bound_agree_with_search() -> CoreResult<()> {
+        let mut idx = Bm25Index::with_analyzer(1.2, 0.75, Analyzer::English)?;
+        idx.add(1, "Compressed files are written by the compressor");
+        idx.add(2, "a file of text");
+        idx.add(3, "nothing in common");
+        let hits = idx.search("compress a file", 10, None);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 2]);
+        let got = idx.scores("compress a file", &[2, 9, 1, 3, 1]);
+        assert!((got[0] - hits[1].1).abs() < 1e-6);
+        assert_eq!(got[1], 0.0);
+        assert!((got[2] - hits[0].1).abs() < 1e-6);
+        assert_eq!(got[3], 0.0);
+        assert_eq!(got[2], got[4]);
+        let bound = idx.max_score("compress a file");
+        assert!(bound > hits[0].1);
+        assert_eq!(idx.max_score("absent words"), 0.0);
+        assert_eq!(idx.analyzer(), Analyzer::English);
+        Ok(())
+    }
+
+    #[test]
+    fn coverage_weighs_terms_by_idf() -> CoreResult<()> {
+        let mut idx = Bm25Index::new(1.2, 0.75)?;
+        idx.add(1, "rare common");
+        idx.add(2, "common");
+        idx.add(3, "common other");
+        let n = 3.0f32;
+        let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        assert!((idx.coverage("rare common common", 1) - 1.0).abs() < 1e-6);
+        let want = idf(3.0) / (idf(1.0) + idf(3.0));
+        assert!((idx.coverage("rare common", 2) - want).abs() < 1e-6);
+        let unknown = idf(3.0) / (idf(0.0) + idf(3.0));
+        assert!((idx.coverage("common unheard", 3) - unknown).abs() < 1e-6);
+        assert_eq!(idx.coverage("rare", 9), 0.0);
+        assert_eq!(idx.coverage("", 1), 0.0);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
-//! Keyword search: a Unicode word tokenizer and an in-memory BM25 index.
+//! Keyword search: Unicode word analyzers and an in-memory BM25 index.
 
 pub mod bm25;
 pub mod tokenizer;
 
 pub use bm25::Bm25Index;
-pub use tokenizer::tokenize;
+pub use tokenizer::{tokenize, Analyzer};

@@ -10,14 +10,16 @@ use rayon::prelude::*;
 use super::arrays::{readonly, slice};
 use super::{arg, read, write};
 use crate::errors::CoreError;
-use crate::keyword::{self, Bm25Index};
+use crate::keyword::{Analyzer, Bm25Index};
 use crate::vector::check_k;
 
-/// Lower-cased Unicode words (UAX #29): the tokens `BM25Index` indexes.
+/// The terms `BM25Index` indexes for `text` under `analyzer` ("plain": lower-cased UAX #29 words).
 #[pyfunction]
-pub fn tokenize(py: Python<'_>, text: &str) -> Vec<String> {
+#[pyo3(signature = (text, analyzer = "plain"))]
+pub fn tokenize(py: Python<'_>, text: &str, analyzer: &str) -> PyResult<Vec<String>> {
+    let analyzer = Analyzer::parse(analyzer)?;
     let text = text.to_owned();
-    py.detach(|| keyword::tokenize(&text))
+    Ok(py.detach(|| analyzer.analyze(&text)))
 }
 
 /// In-memory BM25 index; see `_rust_core.pyi`.
@@ -26,21 +28,29 @@ pub struct PyBm25Index {
     inner: RwLock<Bm25Index>,
 }
 
+impl PyBm25Index {
+    fn analyzer_of(&self) -> PyResult<Analyzer> {
+        Ok(read(&self.inner)?.analyzer())
+    }
+}
+
 #[pymethods]
 impl PyBm25Index {
     #[new]
-    #[pyo3(signature = (k1 = 1.2, b = 0.75))]
-    fn new(k1: f32, b: f32) -> PyResult<Self> {
+    #[pyo3(signature = (k1 = 1.2, b = 0.75, analyzer = "plain"))]
+    fn new(k1: f32, b: f32, analyzer: &str) -> PyResult<Self> {
+        let analyzer = Analyzer::parse(analyzer)?;
         Ok(Self {
-            inner: RwLock::new(Bm25Index::new(k1, b)?),
+            inner: RwLock::new(Bm25Index::with_analyzer(k1, b, analyzer)?),
         })
     }
 
     fn add(&self, py: Python<'_>, id: &Bound<'_, PyAny>, text: &str) -> PyResult<()> {
         let id: u64 = arg(id, "id", "an int in [0, 2**64)")?;
         let text = text.to_owned();
+        let analyzer = self.analyzer_of()?;
         py.detach(|| {
-            let tokens = keyword::tokenize(&text);
+            let tokens = analyzer.analyze(&text);
             write(&self.inner).map(|mut g| g.add_tokens(id, tokens))
         })?;
         Ok(())
@@ -62,9 +72,10 @@ impl PyBm25Index {
             ))
             .into());
         }
+        let analyzer = self.analyzer_of()?;
         py.detach(|| {
             // Tokenise outside the lock so readers are not held up.
-            let tokens: Vec<Vec<String>> = texts.par_iter().map(|t| keyword::tokenize(t)).collect();
+            let tokens: Vec<Vec<String>> = texts.par_iter().map(|t| analyzer.analyze(t)).collect();
             let mut g = write(&self.inner)?;
             for (id, toks) in ids.into_iter().zip(tokens) {
                 g.add_tokens(id, toks);
@@ -105,6 +116,37 @@ impl PyBm25Index {
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
 
+    fn scores<'py>(
+        &self,
+        py: Python<'py>,
+        query: &str,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
+        let ids = slice(&arr, "ids")?.to_vec();
+        let query = query.to_owned();
+        let out = py.detach(|| read(&self.inner).map(|g| g.scores(&query, &ids)))?;
+        Ok(out.into_pyarray(py))
+    }
+
+    fn coverage(&self, py: Python<'_>, query: &str, id: &Bound<'_, PyAny>) -> PyResult<f32> {
+        let Ok(id) = id.extract::<u64>() else {
+            return Ok(0.0);
+        };
+        let query = query.to_owned();
+        Ok(py.detach(|| read(&self.inner).map(|g| g.coverage(&query, id)))?)
+    }
+
+    fn max_score(&self, py: Python<'_>, query: &str) -> PyResult<f32> {
+        let query = query.to_owned();
+        Ok(py.detach(|| read(&self.inner).map(|g| g.max_score(&query)))?)
+    }
+
+    #[getter]
+    fn analyzer(&self) -> PyResult<&'static str> {
+        Ok(self.analyzer_of()?.name())
+    }
+
     fn __len__(&self) -> PyResult<usize> {
         Ok(read(&self.inner)?.len())
     }
@@ -119,9 +161,10 @@ impl PyBm25Index {
     fn __repr__(&self) -> PyResult<String> {
         let g = read(&self.inner)?;
         Ok(format!(
-            "BM25Index(k1={}, b={}, len={}, vocab_size={})",
+            "BM25Index(k1={}, b={}, analyzer={:?}, len={}, vocab_size={})",
             g.k1(),
             g.b(),
+            g.analyzer().name(),
             g.len(),
             g.vocab_size()
         ))
