@@ -57,15 +57,27 @@ class RagSettings(BaseModel):
     )
     bm25_k1: float = Field(1.2, gt=0, le=10, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
-    fusion: Literal["weighted", "rrf"] = Field(
-        "weighted",
-        description="Default hybrid fusion: 'weighted' (min-max normalised scores, keyword_weight) or 'rrf'.",
+    bm25_analyzer: Literal["plain", "english"] = Field(
+        "plain",
+        description="How BM25 turns text into terms: 'plain' (lower-cased words) or 'english' (also "
+        "identifier parts, stop words dropped, Snowball stems). Measured in benches/README.md: 'plain' "
+        "wins on copied sentences, 'english' on short keyword queries over code.",
+    )
+    fusion: Literal["adaptive", "weighted", "rrf"] = Field(
+        "adaptive",
+        description="Default hybrid fusion: 'adaptive' (the BM25 share follows how much of the query the "
+        "best keyword hit covers), 'weighted' (a fixed keyword_weight) or 'rrf' (reciprocal rank). "
+        "'adaptive' and 'weighted' score cosine + BM25 / its bound for every candidate of both rankings.",
+    )
+    semantic_candidates: Literal["hybrid", "vector"] = Field(
+        "hybrid",
+        description="What semantic_search ranks before MMR: the hybrid fused candidates or the vector ones.",
     )
     keyword_weight: float = Field(
-        0.3,
+        0.5,
         ge=0,
         le=1,
-        description="Default BM25 share in weighted fusion (measured on the stdlib-docstring quality set).",
+        description="BM25 share of fusion='weighted' (a call that passes keyword_weight uses it too).",
     )
     rrf_k: int = Field(60, ge=1, le=10_000, description="Rank constant of reciprocal rank fusion.")
     candidate_factor: int = Field(

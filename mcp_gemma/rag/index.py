@@ -60,6 +60,16 @@ class DocEntry:
 
 
 @dataclass(slots=True)
+class KeywordEvidence:
+    """The keyword side of hybrid candidates (see :meth:`ChunkIndex.keyword_evidence`)."""
+
+    scores: list[float]
+    bound: float
+    coverage: float
+    terms: int
+
+
+@dataclass(slots=True)
 class _LocalChange:
     head: DocHead | None
     chunks: list[StoredChunk]
@@ -90,7 +100,7 @@ class ChunkIndex:
         self.settings = settings
         self.dim = dim
         self.vectors = native.VectorIndex(dim, "cosine", quantize=settings.quantize is True)
-        self.keywords = native.BM25Index(settings.bm25_k1, settings.bm25_b)
+        self.keywords = native.BM25Index(settings.bm25_k1, settings.bm25_b, settings.bm25_analyzer)
         self.ann = AnnMirror(dim, settings)
         self.chunks: dict[int, ChunkRef] = {}
         self.docs: dict[str, DocEntry] = {}
@@ -168,7 +178,9 @@ class ChunkIndex:
 
         def build() -> tuple[Any, Any]:
             vectors = native.VectorIndex(self.dim, "cosine", quantize=self.wants_int8(len(stored), False))
-            keywords = native.BM25Index(self.settings.bm25_k1, self.settings.bm25_b)
+            keywords = native.BM25Index(
+                self.settings.bm25_k1, self.settings.bm25_b, self.settings.bm25_analyzer
+            )
             if stored:
                 ids = np.fromiter((c.chunk_id for c in stored), dtype=np.uint64, count=len(stored))
                 with native.native_errors():
@@ -327,6 +339,25 @@ class ChunkIndex:
         rows = len(self.keywords) if allow is None else len(allow)
         ids, scores = await anyio.to_thread.run_sync(scan) if rows > THREAD_SCAN_ROWS else scan()
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+
+    def keyword_evidence(self, query: str, ids: Sequence[int], best: int | None) -> KeywordEvidence:
+        """What hybrid fusion needs of the keyword side for candidates ``ids``: their BM25 scores, the
+        query's score bound, how much of the query the best keyword hit ``best`` covers, and the
+        query's number of distinct terms."""
+        with native.native_errors():
+            scores = self.keywords.scores(query, np.asarray(ids, dtype=np.uint64))
+            bound = self.keywords.max_score(query)
+            coverage = self.keywords.coverage(query, best) if best is not None else 0.0
+            terms = len(set(native.tokenize(query, self.settings.bm25_analyzer)))
+        return KeywordEvidence([float(s) for s in scores], float(bound), float(coverage), terms)
+
+    def cosines(self, query: Vectors, ids: Sequence[int]) -> list[float]:
+        """Cosine similarity of ``query`` with each chunk of ``ids`` (0.0 for one that is gone)."""
+        out = []
+        for cid in ids:
+            vec = self.vectors.get(cid)
+            out.append(0.0 if vec is None else float(np.dot(vec, query)))
+        return out
 
     def vector_of(self, chunk_id: int) -> Vectors | None:
         """The stored (unit) vector of a chunk."""

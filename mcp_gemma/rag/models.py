@@ -48,6 +48,15 @@ class BatchIngestReport(BaseModel):
     seconds: float = Field(description="Wall-clock time of the batch.")
 
 
+class ChunkSpan(BaseModel):
+    """Where a chunk sits in its document."""
+
+    chunk_id: int
+    ordinal: int
+    start: int
+    end: int
+
+
 class SearchHit(BaseModel):
     """One matching chunk, with what is needed to cite it."""
 
@@ -55,16 +64,21 @@ class SearchHit(BaseModel):
     doc_id: str = Field(description="The document the chunk belongs to.")
     ordinal: int = Field(description="Position of the chunk in its document (0-based).")
     score: float = Field(
-        description="Cosine similarity (vector), BM25 score (keyword) or fused score (hybrid)."
+        description="Cosine similarity (vector) or fused score (hybrid: (1 - w) * cosine + w * BM25 / "
+        "the query's BM25 bound, or the RRF sum)."
     )
     text: str
     start: int = Field(description="Offset of the chunk's first character in the document text.")
     end: int = Field(description="Offset just past the chunk's last character.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="The document's metadata.")
-    vector_score: float | None = Field(
-        None, description="Cosine similarity, when the vector ranking found it."
+    vector_score: float | None = Field(None, description="Cosine similarity.")
+    keyword_score: float | None = Field(None, description="BM25 score (absent when no query term matches).")
+    document_matches: int | None = Field(
+        None, description="With group_by_document: how many of the document's chunks were candidates."
     )
-    keyword_score: float | None = Field(None, description="BM25 score, when the keyword ranking found it.")
+    neighbours: list[ChunkSpan] | None = Field(
+        None, description="With group_by_document: the chunks just before and after this one."
+    )
 
 
 class SearchResult(BaseModel):
@@ -75,6 +89,10 @@ class SearchResult(BaseModel):
     hits: list[SearchHit]
     searched_chunks: int = Field(description="Chunks the filter allowed (all chunks without a filter).")
     took_ms: float
+    fusion: str | None = Field(None, description="Hybrid only: the fusion used (adaptive, weighted, rrf).")
+    keyword_weight: float | None = Field(
+        None, description="Hybrid only: the BM25 share used (adaptive: chosen for this query)."
+    )
 
 
 class Passage(BaseModel):

@@ -13,8 +13,9 @@ from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocStore, StoredChunk
+from mcp_gemma.rag.fusion import adaptive_weight, fuse_scores
 from mcp_gemma.rag.index import ChunkIndex, Ids
-from mcp_gemma.rag.models import Passage, SearchHit, SearchResult, SemanticSearchResult
+from mcp_gemma.rag.models import ChunkSpan, Passage, SearchHit, SearchResult, SemanticSearchResult
 from mcp_gemma.rag.validation import parse_filter
 
 
@@ -60,6 +61,9 @@ def stitch(pieces: Sequence[StoredChunk]) -> tuple[str, int, int]:
     return text, ordered[0].start, end
 
 
+Fusion = Literal["adaptive", "weighted", "rrf"]
+
+
 class Searcher:
     """Turns queries into ranked chunks; reads texts from Redis for the hits only."""
 
@@ -89,10 +93,49 @@ class Searcher:
         searched = len(self.index.chunks) if allow is None else len(allow)
         return qvec, allow, searched
 
+    def _best_per_document(
+        self, ranked: Sequence[tuple[int, float]], limit: int
+    ) -> tuple[list[tuple[int, float]], dict[int, int]]:
+        """The best chunk of each document, in rank order, and how many candidates each document had."""
+        best: dict[str, tuple[int, float]] = {}
+        counts: dict[str, int] = {}
+        for cid, score in ranked:
+            ref = self.index.chunks.get(cid)
+            if ref is None:
+                continue
+            counts[ref.doc_id] = counts.get(ref.doc_id, 0) + 1
+            best.setdefault(ref.doc_id, (cid, score))
+        top = list(best.values())[:limit]
+        return top, {cid: counts[self.index.chunks[cid].doc_id] for cid, _ in top}
+
+    def _neighbours(self, cid: int) -> list[ChunkSpan]:
+        """Offsets of the chunks just before and after ``cid`` in its document."""
+        ref = self.index.chunks.get(cid)
+        entry = self.index.docs.get(ref.doc_id) if ref else None
+        if ref is None or entry is None:
+            return []
+        order = entry.head.chunk_ids
+        pos = order.index(cid) if cid in order else ref.ordinal
+        spans = []
+        for other in (order[pos - 1] if pos > 0 else None, order[pos + 1] if pos + 1 < len(order) else None):
+            near = self.index.chunks.get(other) if other is not None else None
+            if other is not None and near is not None:
+                spans.append(ChunkSpan(chunk_id=other, ordinal=near.ordinal, start=near.start, end=near.end))
+        return spans
+
+    async def _ranked(
+        self, ranked: Sequence[tuple[int, float]], limit: int, group_by_document: bool
+    ) -> tuple[list[tuple[int, float]], dict[int, int] | None]:
+        """``ranked`` cut to ``limit`` chunks, or to the best chunk of ``limit`` documents."""
+        if not group_by_document:
+            return list(ranked[:limit]), None
+        return self._best_per_document(ranked, limit)
+
     async def _hits(
         self,
         ranked: Sequence[tuple[int, float]],
         extra: Mapping[int, tuple[float | None, float | None]] | None = None,
+        matches: Mapping[int, int] | None = None,
     ) -> list[SearchHit]:
         stored = await self.store.chunks([cid for cid, _ in ranked], None)
         hits = []
@@ -113,9 +156,16 @@ class Searcher:
                     metadata=entry.metadata if entry else {},
                     vector_score=vec,
                     keyword_score=kw,
+                    document_matches=matches.get(cid) if matches is not None else None,
+                    neighbours=self._neighbours(cid) if matches is not None else None,
                 )
             )
         return hits
+
+    def _depth(self, limit: int, group_by_document: bool) -> int:
+        """Candidates to rank per side: enough for ``limit`` chunks, or for ``limit`` documents."""
+        depth = min(limit * self.settings.candidate_factor, max(limit, 1000))
+        return depth * self.settings.candidate_factor if group_by_document else depth
 
     async def vector(
         self,
@@ -124,14 +174,17 @@ class Searcher:
         limit: int = 5,
         min_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
+        group_by_document: bool = False,
     ) -> SearchResult:
-        """Chunks most similar in meaning to ``query``."""
+        """Chunks most similar in meaning to ``query`` (or the best chunk of each document)."""
         started = time.perf_counter()
         qvec, allow, searched = await self._prepare(query, limit, filter)
-        ranked = await self.index.vector_search(qvec, limit, allow)
+        depth = self._depth(limit, group_by_document) if group_by_document else limit
+        ranked = await self.index.vector_search(qvec, depth, allow)
         if min_score is not None:
             ranked = [(c, s) for c, s in ranked if s >= min_score]
-        hits = await self._hits(ranked, {c: (s, None) for c, s in ranked})
+        top, matches = await self._ranked(ranked, limit, group_by_document)
+        hits = await self._hits(top, {c: (s, None) for c, s in top}, matches)
         return SearchResult(
             query=query,
             mode="vector",
@@ -140,6 +193,39 @@ class Searcher:
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
+    async def fused(
+        self,
+        query: str,
+        qvec: np.ndarray[Any, Any],
+        depth: int,
+        allow: Ids | None,
+        *,
+        keyword_weight: float | None = None,
+        fusion: Fusion | None = None,
+    ) -> tuple[list[tuple[int, float]], dict[int, tuple[float | None, float | None]], str, float | None]:
+        """Both rankings fused: ``(ranked, {chunk: (cosine, bm25)}, fusion used, BM25 weight used)``."""
+        how = fusion or ("weighted" if keyword_weight is not None else self.settings.fusion)
+        vec = await self.index.vector_search(qvec, depth, allow)
+        kw = await self.index.keyword_search(query, depth, allow)
+        if how == "rrf":
+            with native.native_errors():
+                ranked = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k)
+            vs, ks = dict(vec), dict(kw)
+            return ranked, {c: (vs.get(c), ks.get(c)) for c, _ in ranked}, how, None
+        ids = list(dict.fromkeys([c for c, _ in vec] + [c for c, _ in kw]))
+        vs = dict(vec)
+        missing = [c for c in ids if c not in vs]
+        vs.update(zip(missing, self.index.cosines(qvec, missing), strict=True))
+        evidence = self.index.keyword_evidence(query, ids, kw[0][0] if kw else None)
+        if how == "weighted":
+            weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
+        else:
+            weight = adaptive_weight(evidence.coverage, evidence.terms)
+        cos = [vs[c] for c in ids]
+        ranked = fuse_scores(ids, cos, evidence.scores, evidence.bound, weight)
+        scores = dict(zip(ids, zip(cos, evidence.scores, strict=True), strict=True))
+        return ranked, {c: (scores[c][0], scores[c][1] or None) for c, _ in ranked}, how, round(weight, 4)
+
     async def hybrid(
         self,
         query: str,
@@ -147,31 +233,34 @@ class Searcher:
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
         keyword_weight: float | None = None,
-        fusion: Literal["weighted", "rrf"] | None = None,
+        fusion: Fusion | None = None,
+        group_by_document: bool = False,
     ) -> SearchResult:
-        """BM25 and vector rankings fused: weighted (min-max normalised scores) or reciprocal rank fusion."""
+        """BM25 and vector rankings fused (see :mod:`mcp_gemma.rag.fusion`); ``keyword_weight`` fixes the
+        BM25 share, else ``fusion`` (default rag.fusion) decides."""
         started = time.perf_counter()
-        weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
-        if not 0.0 <= weight <= 1.0:
-            raise InvalidInputError(f"keyword_weight must be between 0 and 1, got {weight}")
-        how = fusion or self.settings.fusion
+        if keyword_weight is not None and not 0.0 <= keyword_weight <= 1.0:
+            raise InvalidInputError(f"keyword_weight must be between 0 and 1, got {keyword_weight}")
+        if keyword_weight is not None and fusion in ("adaptive", "rrf"):
+            raise InvalidInputError(
+                f"keyword_weight applies to fusion='weighted' only; drop it or use fusion='weighted' "
+                f"(got fusion={fusion!r})"
+            )
         qvec, allow, searched = await self._prepare(query, limit, filter)
-        depth = min(limit * self.settings.candidate_factor, max(limit, 1000))
-        vec = await self.index.vector_search(qvec, depth, allow)
-        kw = await self.index.keyword_search(query, depth, allow)
-        with native.native_errors():
-            if how == "rrf":
-                fused = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k, limit)
-            else:
-                fused = native.fuse_weighted(vec, kw, weight)[:limit]
-        vs, ks = dict(vec), dict(kw)
-        hits = await self._hits(fused, {c: (vs.get(c), ks.get(c)) for c, _ in fused})
+        depth = self._depth(limit, group_by_document)
+        ranked, scores, how, weight = await self.fused(
+            query, qvec, depth, allow, keyword_weight=keyword_weight, fusion=fusion
+        )
+        top, matches = await self._ranked(ranked, limit, group_by_document)
+        hits = await self._hits(top, scores, matches)
         return SearchResult(
             query=query,
             mode="hybrid",
             hits=hits,
             searched_chunks=searched,
             took_ms=round((time.perf_counter() - started) * 1000, 3),
+            fusion=how,
+            keyword_weight=weight,
         )
 
     async def semantic(
@@ -180,18 +269,29 @@ class Searcher:
         *,
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
-        diversity: float = 0.3,
+        diversity: float = 0.1,
         context_chunks: int = 1,
         min_score: float | None = None,
+        group_by_document: bool = False,
     ) -> SemanticSearchResult:
-        """Diverse (MMR) passages with ``context_chunks`` neighbours on each side stitched in."""
+        """Diverse (MMR) passages with ``context_chunks`` neighbours on each side stitched in; relevance
+        is the hybrid fused score (rag.semantic_candidates = "hybrid") or the cosine ("vector")."""
         started = time.perf_counter()
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInputError(f"diversity must be between 0 and 1, got {diversity}")
         qvec, allow, searched = await self._prepare(query, limit, filter)
-        ranked = await self.index.vector_search(qvec, limit * self.settings.candidate_factor, allow)
-        if min_score is not None:
-            ranked = [(c, s) for c, s in ranked if s >= min_score]
+        depth = self._depth(limit, group_by_document)
+        if self.settings.semantic_candidates == "hybrid":
+            ranked, scores, _, _ = await self.fused(query, qvec, depth, allow)
+            if min_score is not None:
+                ranked = [(c, s) for c, s in ranked if (scores[c][0] or 0.0) >= min_score]
+        else:
+            ranked = await self.index.vector_search(qvec, depth, allow)
+            if min_score is not None:
+                ranked = [(c, s) for c, s in ranked if s >= min_score]
+        ranked = ranked[:depth]
+        if group_by_document:
+            ranked, _ = self._best_per_document(ranked, depth)
         pairs = [(c, s, v) for c, s in ranked if (v := self.index.vector_of(c)) is not None]
         if pairs:
             matrix = np.stack([v for _, _, v in pairs])

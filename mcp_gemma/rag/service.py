@@ -330,9 +330,12 @@ class RagService:
         limit: int = 5,
         min_score: float | None = None,
         filter: Mapping[str, Any] | None = None,
+        group_by_document: bool = False,
     ) -> SearchResult:
         """Vector search over chunks."""
-        return await self.searcher.vector(query, limit=limit, min_score=min_score, filter=filter)
+        return await self.searcher.vector(
+            query, limit=limit, min_score=min_score, filter=filter, group_by_document=group_by_document
+        )
 
     @redis_guard
     async def hybrid_search(
@@ -342,11 +345,17 @@ class RagService:
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
         keyword_weight: float | None = None,
-        fusion: Literal["weighted", "rrf"] | None = None,
+        fusion: Literal["adaptive", "weighted", "rrf"] | None = None,
+        group_by_document: bool = False,
     ) -> SearchResult:
         """BM25 + vector search, fused (defaults: rag.fusion, rag.keyword_weight)."""
         return await self.searcher.hybrid(
-            query, limit=limit, filter=filter, keyword_weight=keyword_weight, fusion=fusion
+            query,
+            limit=limit,
+            filter=filter,
+            keyword_weight=keyword_weight,
+            fusion=fusion,
+            group_by_document=group_by_document,
         )
 
     @redis_guard
@@ -356,9 +365,10 @@ class RagService:
         *,
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
-        diversity: float = 0.3,
+        diversity: float = 0.1,
         context_chunks: int = 1,
         min_score: float | None = None,
+        group_by_document: bool = False,
     ) -> SemanticSearchResult:
         """MMR-diverse passages with neighbouring context."""
         return await self.searcher.semantic(
@@ -368,6 +378,7 @@ class RagService:
             diversity=diversity,
             context_chunks=context_chunks,
             min_score=min_score,
+            group_by_document=group_by_document,
         )
 
     @redis_guard

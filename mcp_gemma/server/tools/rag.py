@@ -37,6 +37,13 @@ Filter = Annotated[
         '"doc_id" filters by document id. A field no document has is an error.'
     ),
 ]
+GroupByDocument = Annotated[
+    bool,
+    Field(
+        description="Return documents, not chunks: the best chunk of each of `limit` documents, with how "
+        "many of its chunks matched and its neighbouring chunks' offsets."
+    ),
+]
 DocId = Annotated[str, Field(min_length=1, max_length=512, description="Document id (see list_documents).")]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
@@ -138,9 +145,13 @@ def register(server: MCPServer[AppState]) -> None:
             float | None, Field(ge=-1.0, le=1.0, description="Drop chunks below this cosine similarity.")
         ] = None,
         filter: Filter = None,
+        group_by_document: GroupByDocument = False,
     ) -> SearchResult:
-        """Vector (meaning) search over document chunks; hits carry doc id, offsets and score for citation."""
-        return await _state(ctx).rag.search(query, limit=limit, min_score=min_score, filter=filter)
+        """Pure vector (meaning) search over document chunks, by cosine similarity; hits carry doc id, offsets
+        and score for citation. For words and names as well as meaning, use hybrid_search."""
+        return await _state(ctx).rag.search(
+            query, limit=limit, min_score=min_score, filter=filter, group_by_document=group_by_document
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def semantic_search(
@@ -149,7 +160,7 @@ def register(server: MCPServer[AppState]) -> None:
         limit: Limit = 5,
         diversity: Annotated[
             float, Field(ge=0.0, le=1.0, description="0 = pure relevance, 1 = maximal novelty (MMR).")
-        ] = 0.3,
+        ] = 0.1,
         context_chunks: Annotated[
             int, Field(ge=0, le=5, description="Neighbouring chunks stitched in on each side of a match.")
         ] = 1,
@@ -157,9 +168,11 @@ def register(server: MCPServer[AppState]) -> None:
             float | None, Field(ge=-1.0, le=1.0, description="Drop matches below this cosine similarity.")
         ] = None,
         filter: Filter = None,
+        group_by_document: GroupByDocument = False,
     ) -> SemanticSearchResult:
-        """Search by meaning and return LLM-ready passages: diverse (MMR), with neighbouring chunks as context
-        and the source document id and offsets for citation."""
+        """LLM-ready passages for a question: candidates from hybrid search (BM25 + vector, as hybrid_search
+        ranks them), made diverse by MMR, each with its neighbouring chunks as context and the source
+        document id and offsets for citation."""
         return await _state(ctx).rag.semantic_search(
             query,
             limit=limit,
@@ -167,6 +180,7 @@ def register(server: MCPServer[AppState]) -> None:
             diversity=diversity,
             context_chunks=context_chunks,
             min_score=min_score,
+            group_by_document=group_by_document,
         )
 
     @server.tool(annotations=READ_ONLY)
@@ -179,20 +193,29 @@ def register(server: MCPServer[AppState]) -> None:
             Field(
                 ge=0.0,
                 le=1.0,
-                description="Share of BM25 in weighted fusion, 0..1 (default: rag.keyword_weight = 0.3).",
+                description="Fix the BM25 share, 0..1 (implies fusion='weighted'); default: chosen per "
+                "query by how much of it the best keyword match covers.",
             ),
         ] = None,
         fusion: Annotated[
-            Literal["weighted", "rrf"] | None,
+            Literal["adaptive", "weighted", "rrf"] | None,
             Field(
-                description="'weighted' (normalised scores) or 'rrf' (reciprocal rank); default rag.fusion."
+                description="'adaptive' (BM25 share chosen per query), 'weighted' (keyword_weight) or 'rrf' "
+                "(reciprocal rank); default rag.fusion ('adaptive')."
             ),
         ] = None,
         filter: Filter = None,
+        group_by_document: GroupByDocument = False,
     ) -> SearchResult:
-        """Keyword (BM25) and vector search fused: finds exact names and terms as well as paraphrases."""
+        """Keyword (BM25) and vector search fused: finds exact names and copied sentences as well as
+        paraphrases. The result says which fusion and BM25 share were used."""
         return await _state(ctx).rag.hybrid_search(
-            query, limit=limit, filter=filter, keyword_weight=keyword_weight, fusion=fusion
+            query,
+            limit=limit,
+            filter=filter,
+            keyword_weight=keyword_weight,
+            fusion=fusion,
+            group_by_document=group_by_document,
         )
 
     @server.tool(

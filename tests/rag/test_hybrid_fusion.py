@@ -1,0 +1,87 @@
+"""hybrid_search's fusion and group_by_document on the search tools, through a real MCP client session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcp_gemma.server.app import create_server
+from mcp_gemma.settings import Settings, load_settings
+
+pytestmark = pytest.mark.anyio
+
+LONG = (
+    "Redis streams keep an append-only log of entries. "
+    "Consumer groups let several readers share one stream. "
+    "Each entry has an id made of a time and a sequence number. "
+    "Trimming keeps the stream from growing without bound."
+)
+DOCS = [
+    {"id": "streams", "text": LONG},
+    {"id": "sets", "text": "Sorted sets keep members ordered by score for leaderboards."},
+    {"id": "lists", "text": "Lists are linked lists of strings, good for simple queues."},
+]
+
+
+@pytest.fixture
+def small_chunks(tmp_path: Path, redis_url: str, namespace: str) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        namespace=namespace,
+        rag={"chunk_size": 60, "chunk_overlap": 0},
+    )
+
+
+async def _ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    res = await client.call_tool(tool, args)
+    assert res.is_error is False, res.content
+    assert res.structured_content is not None
+    return res.structured_content
+
+
+async def test_group_by_document_returns_best_chunk_per_document(small_chunks: Settings) -> None:
+    async with Client(create_server(small_chunks)) as client:
+        await _ok(client, "batch_ingest", documents=DOCS)
+        doc = await _ok(client, "get_document", id="streams", include_chunks=True)
+        spans = [(c["chunk_id"], c["start"], c["end"]) for c in doc["chunk_list"]]
+        assert len(spans) == 4
+        for tool in ("search_documents", "hybrid_search"):
+            flat = await _ok(client, tool, query="stream entries consumer groups", limit=3)
+            assert [h["doc_id"] for h in flat["hits"]].count("streams") >= 2
+            grouped = await _ok(
+                client, tool, query="stream entries consumer groups", limit=3, group_by_document=True
+            )
+            hits = grouped["hits"]
+            assert sorted(h["doc_id"] for h in hits) == ["lists", "sets", "streams"]
+            top = hits[0]
+            assert top["doc_id"] == "streams" and top["document_matches"] == 4
+            pos = [s[0] for s in spans].index(top["chunk_id"])
+            want = [s for i, s in enumerate(spans) if i in (pos - 1, pos + 1)]
+            assert [(n["chunk_id"], n["start"], n["end"]) for n in top["neighbours"]] == want
+            assert flat["hits"][0]["neighbours"] is None
+        sem = await _ok(
+            client, "semantic_search", query="stream consumer groups", limit=3, group_by_document=True
+        )
+        assert sorted(p["doc_id"] for p in sem["passages"]) == ["lists", "sets", "streams"]
+
+
+async def test_hybrid_reports_fusion_and_weight(settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        await _ok(client, "batch_ingest", documents=DOCS)
+        res = await _ok(client, "hybrid_search", query="Sorted sets keep members ordered by score", limit=2)
+        assert res["fusion"] == "adaptive"
+        assert res["keyword_weight"] == 1.0  # the whole query is in the 'sets' document
+        assert res["hits"][0]["doc_id"] == "sets"
+        top = res["hits"][0]
+        assert top["vector_score"] is not None and top["keyword_score"] is not None
+        fixed = await _ok(client, "hybrid_search", query="leaderboards", keyword_weight=0.25, limit=1)
+        assert (fixed["fusion"], fixed["keyword_weight"]) == ("weighted", 0.25)
+        rrf = await _ok(client, "hybrid_search", query="leaderboards", fusion="rrf", limit=1)
+        assert (rrf["fusion"], rrf["keyword_weight"]) == ("rrf", None)
+        bad = await client.call_tool("hybrid_search", {"query": "x", "keyword_weight": 0.5, "fusion": "rrf"})
+        assert bad.is_error is True
+        assert "keyword_weight applies to fusion='weighted' only" in str(bad.content[0].text)  # type: ignore[union-attr]
