@@ -43,6 +43,18 @@ class MemorySettings(BaseModel):
         0.92, ge=0, le=1, description="Cosine above which memories are merged."
     )
     recency_half_life_s: float = Field(24 * 3600, gt=0, description="Half-life of the recency factor.")
+    bm25_analyzer: Literal["plain", "english"] = Field(
+        "english",
+        description="How recall's keyword side turns memories into terms (see rag.bm25_analyzer); 'english' "
+        "(stems, no stop words) measured better on conversations (benches/README.md).",
+    )
+    time_match_boost: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Added to the similarity of a memory that happened in a time the recall query names "
+        "('in March', 'the first week of April'); measured in benches/README.md.",
+    )
     quantize: bool | Literal["auto"] = Field(
         "auto",
         description="Scan a scope's int8 codes first and re-rank the best 4k in f32 (scores stay exact). "

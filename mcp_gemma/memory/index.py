@@ -21,7 +21,7 @@ from mcp_gemma.memory.config import TierName, TierSettings
 from mcp_gemma.memory.records import MemoryRecord, key_to_id
 
 if TYPE_CHECKING:
-    from mcp_gemma.native import TtlCache, VectorIndex
+    from mcp_gemma.native import BM25Index, TtlCache, VectorIndex
 
 KeyArray = npt.NDArray[np.uint64]
 MIN_SCALE = 1e-3  # importance 0 still keeps a direction, so its similarity can be reported
@@ -41,6 +41,7 @@ class FilterMeta:
     tags: frozenset[str]
     created: float
     scale: float
+    occurred: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class RecallFilter:
     session: str | None = None
     created_after: float | None = None
     created_before: float | None = None
+    occurred_after: float | None = None
+    occurred_before: float | None = None
 
     def only_tiers(self) -> bool:
         """True when the filter restricts nothing but the tier."""
@@ -60,6 +63,8 @@ class RecallFilter:
             and self.session is None
             and self.created_after is None
             and self.created_before is None
+            and self.occurred_after is None
+            and self.occurred_before is None
         )
 
     def accepts(self, meta: FilterMeta) -> bool:
@@ -72,7 +77,17 @@ class RecallFilter:
             return False
         if self.created_after is not None and meta.created < self.created_after:
             return False
-        return not (self.created_before is not None and meta.created > self.created_before)
+        if self.created_before is not None and meta.created > self.created_before:
+            return False
+        if self.occurred_after is not None or self.occurred_before is not None:
+            at = meta.occurred
+            if at is None:
+                return False
+            if self.occurred_after is not None and at < self.occurred_after:
+                return False
+            if self.occurred_before is not None and at > self.occurred_before:
+                return False
+        return True
 
 
 class ScopeIndex:
@@ -86,12 +101,15 @@ class ScopeIndex:
         headroom: int,
         quantize: bool | Literal["auto"] = False,
         quantize_min_items: int = 5_000,
+        analyzer: Literal["plain", "english"] = "english",
     ) -> None:
         from mcp_gemma import native
 
         self.scope = scope
         self.version = -1
         self.vectors: VectorIndex = native.VectorIndex(dim, metric="ip")
+        self.analyzer = analyzer
+        self.keywords: BM25Index = native.BM25Index(analyzer=analyzer)  # contents, for recall's keyword side
         self.meta: dict[int, FilterMeta] = {}
         self.accessed: dict[int, float] = {}  # last access as this process saw it (ranking only)
         self.by_tier: dict[str, set[int]] = {}
@@ -118,6 +136,8 @@ class ScopeIndex:
 
     def put(self, records: Iterable[MemoryRecord], now: float) -> None:
         """Add or replace records (each must carry its embedding)."""
+        from mcp_gemma import native
+
         recs = [r for r in records if r.embedding is not None]
         if not recs:
             return
@@ -125,12 +145,14 @@ class ScopeIndex:
         vecs = np.stack([r.embedding for r in recs if r.embedding is not None]).astype(np.float32, copy=False)
         scales = np.array([scale_of(r.importance) for r in recs], dtype=np.float32)
         self.vectors.add(keys, np.ascontiguousarray(vecs * scales[:, None]))
+        with native.native_errors():
+            self.keywords.add_many(keys.tolist(), [r.content for r in recs])
         for r in recs:
             old = self.meta.get(r.key)
             if old is not None and old.tier != r.tier:
                 self._untier(r.key, old.tier)
             self.meta[r.key] = FilterMeta(
-                r.tier, r.session, frozenset(r.tags), r.created, scale_of(r.importance)
+                r.tier, r.session, frozenset(r.tags), r.created, scale_of(r.importance), r.occurred
             )
             self.accessed[r.key] = r.accessed
             self.by_tier.setdefault(r.tier, set()).add(r.key)
@@ -155,7 +177,7 @@ class ScopeIndex:
         if old is None:
             return
         self._untier(key, old.tier)
-        self.meta[key] = FilterMeta(tier, old.session, old.tags, old.created, old.scale)
+        self.meta[key] = FilterMeta(tier, old.session, old.tags, old.created, old.scale, old.occurred)
         self.by_tier.setdefault(tier, set()).add(key)
         self._tier_arrays.pop(tier, None)
 
@@ -166,6 +188,7 @@ class ScopeIndex:
             return
         self.vectors.remove(np.array(gone, dtype=np.uint64))
         for k in gone:
+            self.keywords.remove(k)
             meta = self.meta.pop(k)
             self.accessed.pop(k, None)
             self._untier(k, meta.tier)
@@ -196,6 +219,24 @@ class ScopeIndex:
             return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
         keys = [k for t in flt.tiers for k in self.by_tier.get(t, ()) if flt.accepts(self.meta[k])]
         return np.array(keys, dtype=np.uint64)
+
+    def keyword_search(self, query: str, k: int, allow: KeyArray | None) -> list[tuple[int, float]]:
+        """The ``k`` keys among ``allow`` (all when None) with the highest BM25 score for ``query``."""
+        if k <= 0 or not self.meta:
+            return []
+        from mcp_gemma import native
+
+        with native.native_errors():
+            ids, scores = self.keywords.search(query, k, allow)
+        return [(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
+
+    def similarity(self, query: npt.NDArray[np.float32], key: int) -> float:
+        """Cosine of ``query`` with one memory (0.0 when it is gone)."""
+        vec = self.vectors.get(key)
+        meta = self.meta.get(key)
+        if vec is None or meta is None:
+            return 0.0
+        return float(np.dot(vec, query)) / meta.scale
 
     def search(
         self, query: npt.NDArray[np.float32], k: int, allow: KeyArray | None

@@ -33,6 +33,10 @@ class MemoryItem(BaseModel):
     accessed_at: datetime = Field(description="Last write or recall.")
     access_count: int = Field(ge=1, description="1 for the write plus one per recall.")
     expires_at: datetime | None = Field(None, description="When the tier's TTL removes it unless it is used.")
+    occurred_at: datetime | None = Field(
+        None,
+        description="When what it records happened, as the writer said (created_at is when it was stored).",
+    )
     source: str = Field(description="stored, merged, summary or promoted.")
     provenance: list[Provenance] = Field(default_factory=list, description="Memories merged into this one.")
 
@@ -64,7 +68,15 @@ class RecallHit(BaseModel):
 
     item: MemoryItem
     score: float = Field(description="similarity × importance × recency.")
-    similarity: float
+    similarity: float = Field(
+        description="How well it matches the query: cosine and BM25 fused as in hybrid_search (plus "
+        "memory.time_match_boost when it happened in a time the query names)."
+    )
+    cosine: float | None = Field(None, description="Cosine similarity of the embeddings.")
+    keyword_score: float | None = Field(
+        None, description="BM25 score over the query's bound (0..1); absent when no query word matches."
+    )
+    time_match: bool = Field(False, description="It happened within the time the query names.")
     recency: float
     why: str = Field(description="Why it ranked where it did.")
     promoted_to: TierName | None = Field(None, description="Set when this recall promoted the memory.")

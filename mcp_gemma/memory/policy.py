@@ -64,14 +64,21 @@ class RecallScore:
 
 
 def recall_score(
-    similarity: float, importance: float, accessed_at: float, now: float, half_life_s: float
+    similarity: float,
+    importance: float,
+    accessed_at: float,
+    now: float,
+    half_life_s: float,
+    detail: str | None = None,
 ) -> RecallScore:
-    """Score one candidate for a recall and say why it got that score."""
+    """Score one candidate for a recall and say why it got that score (``detail``: how the similarity
+    was made, e.g. its cosine and keyword parts)."""
     sim = max(similarity, 0.0)
     rec = recency(accessed_at, now, half_life_s)
     score = sim * importance * rec
+    how = f" ({detail})" if detail else ""
     why = (
-        f"similarity {sim:.3f} × importance {importance:.2f} × recency {rec:.3f} "
+        f"similarity {sim:.3f}{how} × importance {importance:.2f} × recency {rec:.3f} "
         f"(last used {describe_age(now - accessed_at)} ago, half-life {describe_age(half_life_s)})"
         f" = {score:.3f}"
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import anyio
 import numpy as np
 
+from mcp_gemma import native
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.index import RecallFilter, ScopeIndex
@@ -16,9 +18,42 @@ from mcp_gemma.memory.models import RecallHit, RecallResult
 from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
 from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, key_to_id
 from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.memory.timeparse import TimeRange, time_range
+from mcp_gemma.rag.fusion import adaptive_weight
 from mcp_gemma.store.redis import redis_guard
 
 SEARCH_IN_THREAD_ABOVE = 20_000  # rows: below this a scan takes well under a millisecond
+Match = Literal["hybrid", "vector", "keyword"]
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One recall's query in every form the ranking needs."""
+
+    text: str
+    vector: np.ndarray[Any, Any]
+    match: Match
+    when: TimeRange | None
+    time_boost: float
+
+
+@dataclass(frozen=True)
+class _Relevance:
+    """How one candidate matches: the fused similarity and its parts (for ``why``)."""
+
+    similarity: float
+    cosine: float
+    keywords: float | None
+    weight: float
+    in_time: bool
+
+    def detail(self) -> str:
+        parts = [f"cosine {self.cosine:.3f}"]
+        if self.keywords is not None and self.weight > 0:
+            parts.append(f"keywords {self.keywords:.3f} at weight {self.weight:.2f}")
+        if self.in_time:
+            parts.append("in the asked time")
+        return ", ".join(parts)
 
 
 @redis_guard
@@ -35,15 +70,38 @@ async def recall(
     agent_id: str = "default",
     include_shared: bool = True,
     min_score: float = 0.0,
+    match: Match = "hybrid",
+    occurred_after: float | None = None,
+    occurred_before: float | None = None,
+    time_aware: bool = True,
 ) -> RecallResult:
-    """Memories most relevant to ``query``: similarity × importance × recency, with reasons."""
+    """Memories most relevant to ``query``: similarity × importance × recency, with reasons.
+
+    ``similarity`` fuses cosine and BM25 as hybrid document search does (``match="hybrid"``), or is
+    one of them alone; with ``time_aware`` a time the query names ("in March") adds
+    ``memory.time_match_boost`` to memories that happened then (``occurred_at``, else ``created_at``).
+    """
     if not query.strip():
         raise InvalidInputError("query is empty; say what to recall")
     wanted: list[TierName] = [service.check_tier(t) for t in tiers] if tiers else list(TIER_NAMES)
-    flt = RecallFilter(frozenset(wanted), frozenset(tags), session_id, created_after, created_before)
+    flt = RecallFilter(
+        frozenset(wanted),
+        frozenset(tags),
+        session_id,
+        created_after,
+        created_before,
+        occurred_after,
+        occurred_before,
+    )
     scopes = [agent_id] + ([SHARED_AGENT] if include_shared and agent_id != SHARED_AGENT else [])
-    qvec = await service.embeddings.embed_one(query)
     now = time.time()
+    q = _Query(
+        query,
+        await service.embeddings.embed_one(query),
+        match,
+        time_range(query, now) if time_aware else None,
+        service.settings.time_match_boost,
+    )
     scored: list[tuple[float, RecallHit, MemoryRecord]] = []
     candidates = 0
     pools = []
@@ -57,11 +115,11 @@ async def recall(
         # One scope and no floor: the winners are the first k live candidates in ranked order, so
         # reading them and counting the access share one round trip.
         idx, allow, pool = busy[0]
-        ranked = await _shortlist(service, idx, qvec, k, allow, pool, now)
+        ranked = await _shortlist(service, idx, q, k, allow, pool, now)
         hits = await _fetch_and_touch(service, idx, ranked, k, wanted, scopes, now)
         return RecallResult(query=query, hits=hits, tiers=wanted, agent_ids=scopes, candidates=candidates)
     for idx, allow, pool in pools:
-        scored.extend(await _rank(service, idx, qvec, k, allow, pool, now))
+        scored.extend(await _rank(service, idx, q, k, allow, pool, now))
     scored.sort(key=lambda s: -s[0])
     top = [s for s in scored if s[0] >= min_score][:k]
     hits = await _touch_hits(service, top, wanted, scopes, now)
@@ -71,7 +129,7 @@ async def recall(
 async def _rank(
     service: MemoryService,
     idx: ScopeIndex,
-    qvec: np.ndarray[Any, Any],
+    q: _Query,
     k: int,
     allow: Any,
     pool: int,
@@ -79,63 +137,130 @@ async def _rank(
 ) -> list[tuple[float, RecallHit, MemoryRecord]]:
     """Exact top-k by the full score, ranked in memory; only the winners are read from Redis.
 
-    The index ranks by ``similarity × importance`` and ``score = that × recency <= that``, so once
-    the k-th best score reaches the lowest shortlisted value no unseen item can beat it; until
-    then the shortlist widens (in memory, no Redis round trip). Recency here uses this process's
-    view of the last access; the reported score uses the values read back from Redis.
+    See :func:`_shortlist` for why the shortlist holds the exact top k. Recency here uses this
+    process's view of the last access; the reported score uses the values read back from Redis.
     """
     if pool == 0:
         return []
     half_life = service.settings.recency_half_life_s
-    ranked = await _shortlist(service, idx, qvec, k, allow, pool, now)
+    ranked = await _shortlist(service, idx, q, k, allow, pool, now)
     out: list[tuple[float, RecallHit, MemoryRecord]] = []
     pos = 0
     while len(out) < k and pos < len(ranked):  # more than one round only when winners expired meanwhile
         batch = ranked[pos : pos + k - len(out)]
         pos += len(batch)
         records = await service.fetch(idx, [key for _, key, _ in batch])
-        for _, key, ip in batch:
+        for _, key, rel in batch:
             rec = records.get(key)
-            meta = idx.meta.get(key)
-            if rec is None or meta is None:
+            if rec is None or key not in idx.meta:
                 continue
-            out.append(_scored(rec, ip / meta.scale, now, half_life))
+            out.append(_scored(rec, rel, now, half_life))
     out.sort(key=lambda s: -s[0])
     return out
 
 
 def _scored(
-    rec: MemoryRecord, similarity: float, now: float, half_life: float
+    rec: MemoryRecord, rel: _Relevance, now: float, half_life: float
 ) -> tuple[float, RecallHit, MemoryRecord]:
     """A candidate's recall score (from the values read back from Redis) and its hit."""
-    s = recall_score(similarity, rec.importance, rec.accessed, now, half_life)
-    hit = RecallHit(item=rec.to_item(), score=s.score, similarity=s.similarity, recency=s.recency, why=s.why)
+    s = recall_score(rel.similarity, rec.importance, rec.accessed, now, half_life, detail=rel.detail())
+    hit = RecallHit(
+        item=rec.to_item(),
+        score=s.score,
+        similarity=s.similarity,
+        cosine=round(rel.cosine, 6),
+        keyword_score=None if rel.keywords is None else round(rel.keywords, 6),
+        time_match=rel.in_time,
+        recency=s.recency,
+        why=s.why,
+    )
     return s.score, hit, rec
+
+
+def _relevance(
+    idx: ScopeIndex, q: _Query, vec: list[tuple[int, float]], kw: list[tuple[int, float]]
+) -> tuple[dict[int, _Relevance], float, float]:
+    """Fused similarity of every candidate of both rankings, the BM25 weight and the BM25 bound."""
+    ips = dict(vec)
+    keys = list(dict.fromkeys([key for key, _ in vec] + [key for key, _ in kw]))
+    with native.native_errors():
+        bm = idx.keywords.scores(q.text, np.asarray(keys, dtype=np.uint64)).tolist()
+        bound = idx.keywords.max_score(q.text)
+        if q.match == "hybrid":
+            cover = idx.keywords.coverage(q.text, kw[0][0]) if kw else 0.0
+            weight = adaptive_weight(cover, len(set(native.tokenize(q.text, idx.analyzer))))
+        else:
+            weight = 1.0 if q.match == "keyword" else 0.0
+    out: dict[int, _Relevance] = {}
+    for key, raw in zip(keys, bm, strict=True):
+        meta = idx.meta.get(key)
+        if meta is None:
+            continue
+        cos = ips[key] / meta.scale if key in ips else idx.similarity(q.vector, key)
+        scaled = float(raw) / bound if bound > 0 else 0.0
+        sim = (1.0 - weight) * max(cos, 0.0) + weight * scaled
+        at = meta.occurred if meta.occurred is not None else meta.created
+        in_time = q.when is not None and q.when.contains(at)
+        if in_time:
+            sim += q.time_boost
+        out[key] = _Relevance(sim, cos, scaled if raw > 0 else None, weight, in_time)
+    return out, weight, bound
+
+
+def _recency(idx: ScopeIndex, key: int, now: float, half_life: float) -> float:
+    return recency(idx.accessed.get(key, now), now, half_life)
 
 
 async def _shortlist(
     service: MemoryService,
     idx: ScopeIndex,
-    qvec: np.ndarray[Any, Any],
+    q: _Query,
     k: int,
     allow: Any,
     pool: int,
     now: float,
-) -> list[tuple[float, int, float]]:
-    """Candidates as ``(estimated score, key, ip)``, best first, long enough to hold the top k."""
+) -> list[tuple[float, int, _Relevance]]:
+    """Candidates as ``(estimated score, key, relevance)``, best first, long enough to hold the top k.
+
+    Each side ranks ``want`` candidates: the vector index by ``cosine × scale`` (scale = importance),
+    BM25 by its score. An item neither side listed has ``cosine × scale`` at most the vector side's
+    last value and a BM25 score at most the keyword side's last one, so (scale and recency being at
+    most 1) its estimated score is at most ``(1 - w) · ip_floor + w · bm_floor / bound`` plus the
+    time boost. Once the k-th estimate reaches that, no unseen item can beat it; until then the
+    shortlist widens (in memory, no Redis round trip).
+    """
     half_life = service.settings.recency_half_life_s
     want = min(pool, max(4 * k, 32))
     while True:
-        if want > SEARCH_IN_THREAD_ABOVE:
-            shortlist = await anyio.to_thread.run_sync(idx.search, qvec, want, allow, abandon_on_cancel=True)
-        else:
-            shortlist = idx.search(qvec, want, allow)
+        vec: list[tuple[int, float]] = []
+        kw: list[tuple[int, float]] = []
+        if q.match != "keyword":
+            if want > SEARCH_IN_THREAD_ABOVE:
+                vec = await anyio.to_thread.run_sync(
+                    idx.search, q.vector, want, allow, abandon_on_cancel=True
+                )
+            else:
+                vec = idx.search(q.vector, want, allow)
+        if q.match != "vector":
+            kw = idx.keyword_search(q.text, want, allow)
+        rel, weight, bound = _relevance(idx, q, vec, kw)
         ranked = sorted(
-            ((ip * recency(idx.accessed.get(key, now), now, half_life), key, ip) for key, ip in shortlist),
-            reverse=True,
+            (
+                (
+                    r.similarity * idx.meta[key].scale * recency(idx.accessed.get(key, now), now, half_life),
+                    key,
+                    r,
+                )
+                for key, r in rel.items()
+            ),
+            key=lambda t: (-t[0], t[1]),
         )
-        floor = shortlist[-1][1] if shortlist else 0.0
-        if want >= pool or (len(ranked) >= k and ranked[k - 1][0] >= floor):
+        ip_floor = vec[-1][1] if len(vec) >= want else 0.0
+        bm_floor = kw[-1][1] / bound if len(kw) >= want and bound > 0 else 0.0
+        unseen = (1.0 - weight) * max(ip_floor, 0.0) + weight * bm_floor
+        if q.when is not None and (ip_floor > 0 or bm_floor > 0):
+            unseen += q.time_boost
+        if want >= pool or (len(ranked) >= k and ranked[k - 1][0] >= unseen):
             break
         want = min(pool, want * 4)
     return ranked
@@ -174,7 +299,7 @@ async def _touch_hits(
 async def _fetch_and_touch(
     service: MemoryService,
     idx: ScopeIndex,
-    ranked: list[tuple[float, int, float]],
+    ranked: list[tuple[float, int, _Relevance]],
     k: int,
     tiers: Sequence[str],
     scopes: Sequence[str],
@@ -203,12 +328,11 @@ async def _fetch_and_touch(
     width = len(META_FIELDS) + 2
     scored: list[tuple[float, RecallHit, MemoryRecord, int]] = []
     for j in range(0, len(res), width):
-        _, key, ip = ranked[int(res[j]) - 1]
+        _, key, rel = ranked[int(res[j]) - 1]
         rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, res[j + 1 : j + width - 1], strict=True)))
-        meta = idx.meta.get(key)
-        if rec is None or meta is None:
+        if rec is None or key not in idx.meta:
             continue
-        score, hit, rec = _scored(rec, ip / meta.scale, now, half_life)
+        score, hit, rec = _scored(rec, rel, now, half_life)
         scored.append((score, hit, rec, int(res[j + width - 1])))
     scored.sort(key=lambda x: -x[0])
     return [await _touched(service, hit, rec, count, now) for _, hit, rec, count in scored]

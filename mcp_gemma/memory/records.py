@@ -29,6 +29,7 @@ META_FIELDS = (
     "expires",
     "source",
     "provenance",
+    "occurred",
 )
 
 
@@ -86,6 +87,7 @@ class MemoryRecord:
     source: str = "stored"
     provenance: list[dict[str, object]] = field(default_factory=list)
     embedding: Vectors | None = None
+    occurred: float | None = None  # when what it records happened (set by the writer), epoch seconds
 
     @property
     def id(self) -> str:
@@ -107,6 +109,7 @@ class MemoryRecord:
             "expires": "" if self.expires is None else repr(self.expires),
             "source": self.source,
             "provenance": json.dumps(self.provenance),
+            "occurred": "" if self.occurred is None else repr(self.occurred),
         }
         if self.embedding is not None:
             data["embedding"] = np.ascontiguousarray(self.embedding, dtype=np.float32).tobytes()
@@ -121,6 +124,7 @@ class MemoryRecord:
             return None
         session = (values.get("session") or b"").decode() or None
         expires_raw = (values.get("expires") or b"").decode()
+        occurred_raw = (values.get("occurred") or b"").decode()
         emb = values.get("embedding")
         return cls(
             key=key,
@@ -137,6 +141,7 @@ class MemoryRecord:
             source=(values.get("source") or b"stored").decode(),
             provenance=json.loads(values.get("provenance") or b"[]"),
             embedding=np.frombuffer(emb, dtype=np.float32).copy() if emb else None,
+            occurred=float(occurred_raw) if occurred_raw else None,
         )
 
     def to_item(self) -> MemoryItem:
@@ -153,6 +158,7 @@ class MemoryRecord:
             accessed_at=ts(self.accessed),
             access_count=max(self.count, 1),
             expires_at=ts(self.expires),
+            occurred_at=ts(self.occurred),
             source=self.source,
             provenance=[Provenance.model_validate(p) for p in self.provenance],
         )

@@ -132,7 +132,13 @@ class MemoryService:
         started = time.perf_counter()
         s = self.settings
         idx = ScopeIndex(
-            scope, self.embeddings.dim, s.tier("working"), s.max_batch, s.quantize, s.quantize_min_items
+            scope,
+            self.embeddings.dim,
+            s.tier("working"),
+            s.max_batch,
+            s.quantize,
+            s.quantize_min_items,
+            analyzer=s.bm25_analyzer,
         )
         idx.version = version
         client = self.redis.client
@@ -206,10 +212,23 @@ class MemoryService:
         agent_id: str = "default",
         session_id: str | None = None,
         shared: bool = False,
+        occurred: float | Sequence[float | None] | None = None,
     ) -> StoreReport:
-        """Write memories to a tier, then evict the lowest-retention items beyond its capacity."""
+        """Write memories to a tier, then evict the lowest-retention items beyond its capacity.
+
+        ``occurred``: when what each memory records happened (epoch seconds; one value for all, or
+        one per content), kept apart from the time it is stored."""
         tier_name = self.check_tier(tier)
         self._check_contents(contents)
+        if occurred is None or isinstance(occurred, int | float):
+            occurred_at: list[float | None] = [occurred] * len(contents)
+        else:
+            occurred_at = list(occurred)
+            if len(occurred_at) != len(contents):
+                raise InvalidInputError(
+                    f"occurred_at has {len(occurred_at)} values for {len(contents)} contents; "
+                    "give one value for all or one per content"
+                )
         if not 0.0 <= importance <= 1.0 or math.isnan(importance):
             raise InvalidInputError(f"importance must be between 0 and 1, got {importance}")
         scope = SHARED_AGENT if shared else agent_id
@@ -233,8 +252,9 @@ class MemoryService:
                 count=1,
                 expires=expires,
                 embedding=vec,
+                occurred=at,
             )
-            for text, vec in zip(contents, vectors, strict=True)
+            for text, vec, at in zip(contents, vectors, occurred_at, strict=True)
         ]
         rank = retention_key(importance, 1, now, self.settings.recency_half_life_s)
         k = self.keys

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -73,6 +73,13 @@ def register(server: MCPServer[AppState]) -> None:
         agent_id: AgentId = "default",
         session_id: SessionId = None,
         shared: Annotated[bool, Field(description="Store where every agent can recall it.")] = False,
+        occurred_at: Annotated[
+            datetime | Annotated[list[datetime | None], Field(min_length=1, max_length=1000)] | None,
+            Field(
+                description="When what it records happened (ISO 8601; one for all, or one per text), if not "
+                "now: recall finds it for questions that name that time ('what did we do in March?')."
+            ),
+        ] = None,
     ) -> StoreReport:
         """Store a memory in a tier. A full tier evicts its lowest-scoring item (importance × recency ×
         access count); TTL tiers forget items nobody writes or recalls."""
@@ -86,6 +93,9 @@ def register(server: MCPServer[AppState]) -> None:
             agent_id=agent_id,
             session_id=session_id,
             shared=shared,
+            occurred=[_epoch(t) for t in occurred_at]
+            if isinstance(occurred_at, list)
+            else _epoch(occurred_at),
         )
 
     @server.tool(
@@ -115,9 +125,28 @@ def register(server: MCPServer[AppState]) -> None:
         agent_id: AgentId = "default",
         include_shared: Annotated[bool, Field(description="Also search shared memories.")] = True,
         min_score: Annotated[float, Field(ge=0, le=1, description="Drop results scoring below this.")] = 0.0,
+        match: Annotated[
+            Literal["hybrid", "vector", "keyword"],
+            Field(
+                description="hybrid (meaning and words, fused per query), vector (meaning) or keyword (BM25)."
+            ),
+        ] = "hybrid",
+        occurred_after: Annotated[
+            datetime | None, Field(description="Only memories that happened at or after (occurred_at).")
+        ] = None,
+        occurred_before: Annotated[
+            datetime | None, Field(description="Only memories that happened at or before (occurred_at).")
+        ] = None,
+        time_aware: Annotated[
+            bool,
+            Field(
+                description="Favour memories that happened in a time the query names ('in March', 'the "
+                "first week of April', 'last week'): their similarity gets memory.time_match_boost."
+            ),
+        ] = True,
     ) -> RecallResult:
-        """Recall memories by meaning, ranked by similarity × importance × recency, each with why it
-        ranked. Recalling counts as an access: it refreshes TTLs and may promote short_term items."""
+        """Recall memories by meaning and words, ranked by similarity × importance × recency, each with why
+        it ranked. Recalling counts as an access: it refreshes TTLs and may promote short_term items."""
         memory = ctx.request_context.lifespan_context.memory
         return await memory.recall(
             query,
@@ -130,6 +159,10 @@ def register(server: MCPServer[AppState]) -> None:
             agent_id=agent_id,
             include_shared=include_shared,
             min_score=min_score,
+            match=match,
+            occurred_after=_epoch(occurred_after),
+            occurred_before=_epoch(occurred_before),
+            time_aware=time_aware,
         )
 
     @server.tool(
