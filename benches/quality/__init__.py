@@ -1,0 +1,1 @@
+"""Retrieval-quality benchmark data: stdlib corpora with labelled queries, and a conversational memory set."""

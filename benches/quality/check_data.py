@@ -1,0 +1,86 @@
+"""Self-check of the quality benchmark data: ``python -m benches.quality.check_data`` from the repo root.
+
+Loads every corpus and the dialogues (which validates all labels), checks that the generated
+queries are the same on a second build, and prints the counts.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from benches.quality.corpora import STYLES, load_corpora
+from benches.quality.dialogues import KINDS, load_dialogues
+
+
+def main() -> int:
+    problems: list[str] = []
+    corpora = load_corpora()
+    again = load_corpora()
+    print(f"{'corpus':<10} {'held_out':<8} {'docs':>5} {'chars':>8} " + " ".join(f"{s:>12}" for s in STYLES))
+    for corpus, twin in zip(corpora, again, strict=True):
+        if corpus.queries != twin.queries or corpus.docs != twin.docs:
+            problems.append(f"{corpus.name}: a second build differs")
+        counts = Counter(q.style for q in corpus.queries)
+        chars = sum(len(d.text) for d in corpus.docs)
+        print(
+            f"{corpus.name:<10} {corpus.held_out!s:<8} {len(corpus.docs):>5} {chars:>8} "
+            + " ".join(f"{counts[s]:>12}" for s in STYLES)
+        )
+        for style in ("keyword", "paraphrase"):
+            if counts[style] < 40:
+                problems.append(f"{corpus.name}: only {counts[style]} {style} queries")
+        texts = Counter(
+            (q.style, q.text.lower()) for q in corpus.queries if q.style in ("keyword", "paraphrase")
+        )
+        problems += [
+            f"{corpus.name}: duplicate {style} query {text!r}" for (style, text), n in texts.items() if n > 1
+        ]
+        if counts["verbatim"] == 0:
+            problems.append(f"{corpus.name}: no generated queries")
+    if sum(c.held_out for c in corpora) != 1:
+        problems.append("exactly one corpus must be held out")
+    capped = load_corpora(per_style=5)
+    for corpus in capped:
+        over = [s for s, n in Counter(q.style for q in corpus.queries).items() if n > 5]
+        if over:
+            problems.append(f"{corpus.name}: per_style=5 left more for {over}")
+
+    turns, questions = load_dialogues()
+    by_dialogue = Counter(t.dialogue for t in turns)
+    q_by_dialogue = Counter(q.dialogue for q in questions)
+    print()
+    for did in sorted(by_dialogue):
+        dialogue_turns = [t for t in turns if t.dialogue == did]
+        sessions = len({t.at.date() for t in dialogue_turns})
+        speakers = sorted({t.speaker for t in dialogue_turns})
+        print(
+            f"dialogue {did}: {by_dialogue[did]} turns, {sessions} sessions, "
+            f"{dialogue_turns[0].at.date()} .. {dialogue_turns[-1].at.date()}, "
+            f"speakers {', '.join(speakers)}, {q_by_dialogue[did]} questions"
+        )
+        if by_dialogue[did] < 120:
+            problems.append(f"dialogue {did}: only {by_dialogue[did]} turns")
+        if q_by_dialogue[did] < 45:
+            problems.append(f"dialogue {did}: only {q_by_dialogue[did]} questions")
+    kinds = Counter(q.kind for q in questions)
+    print(f"questions: {len(questions)} total; " + ", ".join(f"{k} {kinds[k]}" for k in KINDS))
+    text_counts = Counter(t.text for t in turns)
+    problems += [f"duplicated turn text {text!r}" for text, n in text_counts.items() if n > 1]
+    if kinds["temporal"] < 30:
+        problems.append(f"only {kinds['temporal']} temporal questions")
+    if len(questions) < 150:
+        problems.append(f"only {len(questions)} questions")
+    _, capped_q = load_dialogues(per_dialogue=3)
+    if len(capped_q) != 3 * len(by_dialogue):
+        problems.append("per_dialogue=3 did not cap the questions")
+
+    if problems:
+        print("\nPROBLEMS:", *problems, sep="\n  ")
+        return 1
+    print("\nall checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
