@@ -37,6 +37,7 @@ BENCHES = [
     "bench_ingest",
     "bench_memory",
     "bench_generate",
+    "bench_quality",
 ]
 # Modules whose ImportError is a bug in this repository, not a missing optional peer.
 FIRST_PARTY = {"mcp_gemma", "_common", "_one_tool_server", *BENCHES}

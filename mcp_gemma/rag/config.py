@@ -10,7 +10,12 @@ from pydantic import BaseModel, Field
 class RagSettings(BaseModel):
     """Chunking, limits and search defaults of the knowledge base."""
 
-    chunk_size: int = Field(800, ge=50, le=20_000, description="Largest chunk, in characters.")
+    chunk_size: int = Field(
+        600,
+        ge=50,
+        le=20_000,
+        description="Largest chunk, in characters (600: best of 400-1200 in benches/bench_quality.py).",
+    )
     chunk_overlap: int = Field(100, ge=0, le=5_000, description="Characters shared by neighbouring chunks.")
     chunk_mode: Literal["sentence", "chars"] = Field(
         "sentence", description="Prefer sentence boundaries or not."
