@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcp_gemma.compute import IMPORT_LOCK, gpu_driver_present
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
-from mcp_gemma.heavy import IMPORT_LOCK, gpu_driver_present
 from mcp_gemma.llm.base import (
     ChatMessage,
     FinishReason,
@@ -188,7 +188,7 @@ class GemmaModel:
                 model._q8.threads = settings.threads
             threads = settings.threads or len(os.sched_getaffinity(0))
         else:
-            with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (heavy.py)
+            with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (compute.py)
                 import torch
                 import transformers  # noqa: F401
 
@@ -412,7 +412,7 @@ class GemmaModel:
         if self._q8 is not None:
             import numpy as np
 
-            from mcp_gemma.blas import one_thread_blas
+            from mcp_gemma.compute import one_thread_blas
             from mcp_gemma.llm.q8 import Q8Decoder
 
             decoder = Q8Decoder(self._q8, capacity)

@@ -21,6 +21,7 @@ import anyio
 
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.health import ComponentStatus
 from mcp_gemma.memory.config import TIER_NAMES, MemorySettings, TierName
 from mcp_gemma.memory.index import ScopeIndex
 from mcp_gemma.memory.models import (
@@ -42,7 +43,6 @@ from mcp_gemma.memory.records import (
     ts,
 )
 from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, FETCH_AND_TOUCH, TOUCH_RECALLED
-from mcp_gemma.status import ComponentStatus
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
 logger = logging.getLogger(__name__)

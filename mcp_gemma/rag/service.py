@@ -22,6 +22,7 @@ import numpy as np
 
 from mcp_gemma.embeddings.service import AsyncProgress, EmbeddingService
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
+from mcp_gemma.health import ComponentStatus
 from mcp_gemma.rag import extract
 from mcp_gemma.rag.chunking import split
 from mcp_gemma.rag.config import RagSettings
@@ -43,7 +44,6 @@ from mcp_gemma.rag.models import (
 from mcp_gemma.rag.search import Searcher
 from mcp_gemma.rag.validation import check_doc_id, check_text, metadata_json, parse_filter
 from mcp_gemma.settings import Settings
-from mcp_gemma.status import ComponentStatus
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
 logger = logging.getLogger(__name__)
