@@ -277,7 +277,7 @@ class Q8Matrix:
 
     @_mapped
     def matmul(self, x: F32, threads: int | None = None) -> F32:
-        """``x @ W.T`` for x of shape (n, cols) or (cols,)."""
+        """``x @ W.T`` for x of shape (n, cols)."""
         return self._inner.matmul(x, threads)
 
     @_mapped
