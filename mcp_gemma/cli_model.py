@@ -233,7 +233,7 @@ def ask(
 ) -> None:
     """Ask the local Gemma a question; the answer streams to stdout (what ``reason`` does)."""
     from mcp_gemma.llm.factory import build_llm
-    from mcp_gemma.server.tools.reason import build_prompt
+    from mcp_gemma.llm.reason import answer_locally, build_prompt
 
     settings = _settings(config, data_dir, model)
     service = build_llm(settings)
@@ -246,8 +246,10 @@ def ask(
         shown = len(text)
 
     async def run() -> Any:
-        return await service.generate(
+        return await answer_locally(
+            service,
             build_prompt(question, context, []),
+            [],
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=seed,
