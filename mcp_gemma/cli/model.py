@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import anyio
 import typer
 
+from mcp_gemma.cli.common import fail, settings_from_cli
 from mcp_gemma.errors import McpGemmaError
 
 model_app = typer.Typer(help="List, inspect, download, test and remove local models.", no_args_is_help=True)
@@ -28,7 +29,6 @@ ModelOpt = Annotated[
 
 
 def _settings(config: Path | None, data_dir: Path | None, model: str | None = None, **gemma: Any) -> Any:
-    from mcp_gemma.cli_app import settings_from_cli
 
     overrides = {k: v for k, v in gemma.items() if v is not None}
     if model:
@@ -43,7 +43,6 @@ def _store(settings: Any) -> Any:
 
 
 def _fail(exc: Exception, code: int = 1) -> typer.Exit:
-    from mcp_gemma.cli_app import fail
 
     return fail(str(exc), code)
 
