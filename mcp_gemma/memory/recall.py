@@ -15,7 +15,7 @@ from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
 from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
 from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, key_to_id
-from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.memory.repository import MemoryRepository
 from mcp_gemma.store.redis import redis_guard
 
 SEARCH_IN_THREAD_ABOVE = 20_000  # rows: below this a scan takes well under a millisecond
@@ -23,7 +23,7 @@ SEARCH_IN_THREAD_ABOVE = 20_000  # rows: below this a scan takes well under a mi
 
 @redis_guard
 async def recall(
-    service: MemoryService,
+    service: MemoryRepository,
     query: str,
     *,
     k: int = 5,
@@ -69,7 +69,7 @@ async def recall(
 
 
 async def _rank(
-    service: MemoryService,
+    service: MemoryRepository,
     idx: ScopeIndex,
     qvec: np.ndarray[Any, Any],
     k: int,
@@ -114,7 +114,7 @@ def _scored(
 
 
 async def _shortlist(
-    service: MemoryService,
+    service: MemoryRepository,
     idx: ScopeIndex,
     qvec: np.ndarray[Any, Any],
     k: int,
@@ -142,7 +142,7 @@ async def _shortlist(
 
 
 async def _touch_hits(
-    service: MemoryService,
+    service: MemoryRepository,
     top: list[tuple[float, RecallHit, MemoryRecord]],
     tiers: Sequence[str],
     scopes: Sequence[str],
@@ -172,7 +172,7 @@ async def _touch_hits(
 
 
 async def _fetch_and_touch(
-    service: MemoryService,
+    service: MemoryRepository,
     idx: ScopeIndex,
     ranked: list[tuple[float, int, float]],
     k: int,
@@ -215,7 +215,7 @@ async def _fetch_and_touch(
 
 
 async def _touched(
-    service: MemoryService, hit: RecallHit, rec: MemoryRecord, count: int, now: float
+    service: MemoryRepository, hit: RecallHit, rec: MemoryRecord, count: int, now: float
 ) -> RecallHit:
     """The hit after its access was counted: new count and expiry, cache, promotion."""
     s = service.settings
