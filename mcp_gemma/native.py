@@ -12,10 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal, ParamSpec, TypeVar
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeAlias, TypeVar
 
 from mcp_gemma import _rust_core
 from mcp_gemma._rust_core import RustCoreError
@@ -45,8 +42,13 @@ __all__ = [
 Metric = Literal["ip", "cosine"]
 T = TypeVar("T")
 P = ParamSpec("P")
-U64 = NDArray[np.uint64]
-F32 = NDArray[np.float32]
+if TYPE_CHECKING:
+    # numpy is needed for the annotations only: the package root imports this module for its version.
+    import numpy as np
+    from numpy.typing import NDArray
+
+    U64: TypeAlias = NDArray[np.uint64]
+    F32: TypeAlias = NDArray[np.float32]
 
 rust_core_version: str = _rust_core.__version__
 build_profile: str = _rust_core.build_profile
