@@ -10,14 +10,13 @@ is block-int8 weights (``q8.py``) read from a cache next to the checkpoint, with
 the ``tokenizers`` library: no transformers import, a load of about a second, a few hundred MB
 resident, and the Rust int8 kernels for every matrix product. Any explicit float dtype, CUDA,
 or another architecture loads through transformers. The device and weights format are chosen in
-``device.py``; the tokenizers (ours and the transformers adapter) live in ``tokenizer.py``.
+``device.py``, the two load routes are ``loading.py``'s, and the tokenizers (ours and the
+transformers adapter) live in ``tokenizer.py``; this module builds the model and decodes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -40,6 +39,7 @@ from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.decoding import TextStream, sample_token, sample_token_np
 from mcp_gemma.llm.device import resolve_device, resolve_dtype, torch_dtype
 from mcp_gemma.llm.fast_gemma3 import Gemma3Weights
+from mcp_gemma.llm.loading import load_q8, load_transformers
 from mcp_gemma.llm.models import ModelStore, ResolvedModel
 from mcp_gemma.llm.q8 import Q8Weights, read_config
 from mcp_gemma.llm.tokenizer import CheckpointTokenizer, HFTokenizer
@@ -101,7 +101,7 @@ class GemmaModel:
         say(f"loading weights from {resolved.checkpoint} ({device}, {fmt})")
         if fmt == "q8_0":
             try:
-                model = cls._load_q8(resolved, config, store, say)
+                model = cls(**load_q8(resolved, config, store, say))
             except ModelUnavailableError as exc:
                 if settings.dtype != "auto":
                     raise
@@ -121,7 +121,7 @@ class GemmaModel:
             if settings.threads:
                 torch.set_num_threads(settings.threads)
             threads = torch.get_num_threads()
-            model = cls._load_transformers(resolved, device, torch_dtype(fmt), hf_token)
+            model = cls(**load_transformers(resolved, device, torch_dtype(fmt), hf_token))
         model._info = model._info.model_copy(
             update={
                 "model_id": resolved.model_id,
@@ -135,73 +135,6 @@ class GemmaModel:
             "loaded %s in %.1f s (%s)", resolved.model_id, model.info.load_seconds, model.info.model_dump()
         )
         return model
-
-    @classmethod
-    def _load_q8(cls, resolved: ResolvedModel, config: Any, store: ModelStore, say: Progress) -> GemmaModel:
-        from mcp_gemma.llm.q8 import load_q8_weights
-
-        checkpoint = resolved.checkpoint
-        cache = store.q8_cache_path(resolved)
-        tokenizer = CheckpointTokenizer(checkpoint)
-        weights = load_q8_weights(checkpoint, config, cache=cache, say=say)
-        _release_free_heap()  # the loaders' transient buffers would otherwise stay resident
-        info = ModelInfo(
-            model_id=resolved.model_id,
-            source=str(checkpoint),
-            device="cpu",
-            dtype="q8_0",
-            prompt_style="chat" if tokenizer.chat_template else "completion",
-            decoder="gemma3-int8",
-            threads=1,
-            load_seconds=0.0,
-            from_cache=False,
-        )
-        return cls(config=config, tokenizer=tokenizer, info=info, q8=weights)
-
-    @classmethod
-    def _load_transformers(
-        cls, resolved: ResolvedModel, device: str, dtype: torch.dtype, hf_token: str | None
-    ) -> GemmaModel:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through ``say``
-        model: Any
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(resolved.checkpoint),
-                dtype=dtype,
-                device_map=device if device != "cpu" else None,
-                token=hf_token,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(str(resolved.checkpoint), token=hf_token)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelUnavailableError(
-                f"could not load model {resolved.model_id!r} from {resolved.checkpoint}: {exc}"
-            ) from exc
-        model.eval()
-        from mcp_gemma.llm import fast_gemma3
-
-        fast = device == "cpu" and fast_gemma3.supports(model.config)
-        wrapped = HFTokenizer(tokenizer)
-        info = ModelInfo(
-            model_id=resolved.model_id,
-            source=str(resolved.checkpoint),
-            device=device,
-            dtype=str(dtype).removeprefix("torch."),
-            prompt_style="chat" if wrapped.chat_template else "completion",
-            decoder="gemma3-fast" if fast else "transformers",
-            threads=1,
-            load_seconds=0.0,
-            from_cache=False,
-        )
-        return cls(
-            config=model.config,
-            tokenizer=wrapped,
-            info=info,
-            model=model,
-            generation=getattr(model, "generation_config", None),
-        )
 
     @property
     def info(self) -> ModelInfo:
@@ -441,15 +374,3 @@ def checkpoint_path(settings: GemmaSettings, data_dir: Path) -> Path:
     from mcp_gemma.llm.models import models_dir
 
     return ModelStore(models_dir(settings, data_dir)).resolve(settings.model).checkpoint
-
-
-def _release_free_heap() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps them otherwise; ~200 MB after a load)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        pass
