@@ -36,7 +36,7 @@ import numpy as np
 WORDS = _common.WORDS
 
 LOAD_OURS = (
-    "import time; t=time.perf_counter(); from mcp_gemma.embeddings.lean import LeanBertEmbedder; "
+    "import time; t=time.perf_counter(); from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder; "
     "from mcp_gemma.embeddings.minilm import resolve_model_dir; i=time.perf_counter()-t; "
     "t=time.perf_counter(); m=LeanBertEmbedder(resolve_model_dir('all-MiniLM-L6-v2'), 'minilm'); "
     "print(i, time.perf_counter()-t)"

@@ -58,7 +58,7 @@ async def seed(redis_url: str, namespace: str, n_chunks: int) -> float:
     """Write ``n_chunks`` chunks (random unit vectors) through the document store; returns seconds."""
     from mcp_gemma.rag.chunking import Chunk
     from mcp_gemma.rag.docstore import DocStore, PreparedDoc
-    from mcp_gemma.rag.service import text_hash
+    from mcp_gemma.rag.ingest import text_hash
     from mcp_gemma.rag.validation import metadata_json
     from mcp_gemma.settings import load_settings
     from mcp_gemma.store.redis import RedisStore

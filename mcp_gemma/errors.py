@@ -1,16 +1,15 @@
 """Domain errors with messages a person can act on.
 
-Every error a tool may raise derives from :class:`McpGemmaError`.  It subclasses the SDK's
-``ToolError`` so the server turns it into a tool result with ``isError: true`` carrying this
-message; any other exception is reported to the client without its text (no stack traces).
+Every error a service may raise on purpose derives from :class:`McpGemmaError`, a plain exception:
+the services do not depend on the MCP SDK. Each front end maps it once: the MCP server turns it into a
+tool result with ``isError: true`` carrying this message (:mod:`mcp_gemma.server.app`), the CLI prints
+it. Any other exception reaches an MCP client without its text (no stack traces).
 """
 
 from __future__ import annotations
 
-from mcp.server.mcpserver.exceptions import ToolError
 
-
-class McpGemmaError(ToolError):
+class McpGemmaError(Exception):
     """Base class: a failure the caller can understand and fix."""
 
 

@@ -1,27 +1,29 @@
 """Typed facade over the Rust core; the only module that imports ``mcp_gemma._rust_core``.
 
-Functions and classes are re-exported unchanged, except that bad input (``ValueError``) becomes
-:class:`~mcp_gemma.errors.InvalidInputError` and internal failures (``RustCoreError``) become
-:class:`~mcp_gemma.errors.McpGemmaError`, so services can let them propagate to the client.
+Every function and class of the core is reached through here, and this is the one place its errors
+are mapped: bad input (``ValueError``) becomes :class:`~mcp_gemma.errors.InvalidInputError` and
+internal failures (``RustCoreError``) become :class:`~mcp_gemma.errors.McpGemmaError`, so services
+can let them propagate to the caller. The classes are thin wrappers holding the Rust object
+(``_inner``); their methods add one Python call and nothing else.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal, TypeVar
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeAlias, TypeVar
 
 from mcp_gemma import _rust_core
-from mcp_gemma._rust_core import BM25Index, HnswIndex, RustCoreError, TtlCache, VectorIndex
+from mcp_gemma._rust_core import RustCoreError
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
 
 __all__ = [
+    "Analyzer",
     "BM25Index",
     "HnswIndex",
     "Metric",
+    "Q8Matrix",
     "RustCoreError",
     "TtlCache",
     "VectorIndex",
@@ -39,7 +41,16 @@ __all__ = [
 ]
 
 Metric = Literal["ip", "cosine"]
+Analyzer = Literal["plain", "english"]
 T = TypeVar("T")
+P = ParamSpec("P")
+if TYPE_CHECKING:
+    # numpy is needed for the annotations only: the package root imports this module for its version.
+    import numpy as np
+    from numpy.typing import NDArray
+
+    U64: TypeAlias = NDArray[np.uint64]
+    F32: TypeAlias = NDArray[np.float32]
 
 rust_core_version: str = _rust_core.__version__
 build_profile: str = _rust_core.build_profile
@@ -58,7 +69,11 @@ def auto_on(setting: bool | Literal["auto"], rows: int, threshold: int, on_now: 
 
 @contextmanager
 def native_errors() -> Iterator[None]:
-    """Re-raise Rust-core errors as domain errors (wrap calls on ``VectorIndex`` & co. with this)."""
+    """Re-raise Rust-core errors as domain errors around a block.
+
+    The classes and functions here already map their errors; this is for code that still wraps
+    its calls (a no-op around them) and for tests.
+    """
     try:
         yield
     except RustCoreError as exc:
@@ -70,6 +85,326 @@ def native_errors() -> Iterator[None]:
 def _call(fn: Callable[[], T]) -> T:
     with native_errors():
         return fn()
+
+
+def _mapped(fn: Callable[P, T]) -> Callable[P, T]:
+    """The method or function, with Rust-core errors re-raised as domain errors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except RustCoreError as exc:
+            raise McpGemmaError(f"internal error in the search core: {exc}") from exc
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
+
+    return wrapper
+
+
+class VectorIndex:
+    """Exact (optionally int8 first-pass) top-k over f32 rows keyed by u64 ids."""
+
+    __slots__ = ("_inner",)
+
+    @_mapped
+    def __init__(self, dim: int, metric: Metric = "cosine", quantize: bool = False, rerank: int = 4) -> None:
+        self._inner = _rust_core.VectorIndex(dim, metric, quantize, rerank)
+
+    @_mapped
+    def add(self, ids: U64, vectors: F32) -> None:
+        """Insert or replace rows."""
+        self._inner.add(ids, vectors)
+
+    @_mapped
+    def remove(self, ids: U64) -> int:
+        """Drop rows; returns how many were there."""
+        return self._inner.remove(ids)
+
+    @_mapped
+    def search(self, query: F32, k: int, allow: U64 | None = None) -> tuple[U64, F32]:
+        """Top-k (ids, scores), best first, optionally only among ``allow``."""
+        return self._inner.search(query, k, allow)
+
+    @_mapped
+    def search_batch(self, queries: F32, k: int) -> tuple[U64, F32]:
+        """Top-k for each query row."""
+        return self._inner.search_batch(queries, k)
+
+    @_mapped
+    def get(self, id: int) -> F32 | None:
+        """The row stored under ``id``, if any."""
+        return self._inner.get(id)
+
+    @_mapped
+    def snapshot(self) -> tuple[U64, F32]:
+        """Every (id, row), as copies."""
+        return self._inner.snapshot()
+
+    def contains(self, id: int) -> bool:
+        return self._inner.contains(id)
+
+    def __contains__(self, id: int, /) -> bool:
+        return id in self._inner
+
+    def ids(self) -> U64:
+        return self._inner.ids()
+
+    @_mapped
+    def set_quantized(self, on: bool) -> None:
+        """Turn the int8 first pass on or off."""
+        self._inner.set_quantized(on)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
+
+    @property
+    def metric(self) -> Metric:
+        return self._inner.metric
+
+    @property
+    def nbytes(self) -> int:
+        return self._inner.nbytes
+
+    @property
+    def quantized(self) -> bool:
+        return self._inner.quantized
+
+    @property
+    def rerank(self) -> int:
+        return self._inner.rerank
+
+
+class HnswIndex:
+    """Approximate top-k: an HNSW graph on int8 codes, re-ranked on f32 rows."""
+
+    __slots__ = ("_inner",)
+
+    @_mapped
+    def __init__(
+        self,
+        dim: int,
+        metric: Metric = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        seed: int = 0,
+        keep_rows: bool = True,
+    ) -> None:
+        self._inner = _rust_core.HnswIndex(dim, metric, m, ef_construction, seed, keep_rows)
+
+    @_mapped
+    def add(self, ids: U64, vectors: F32) -> None:
+        """Link rows into the graph (in parallel, GIL released)."""
+        self._inner.add(ids, vectors)
+
+    @_mapped
+    def remove(self, ids: U64) -> int:
+        """Tombstone rows; returns how many were live."""
+        return self._inner.remove(ids)
+
+    @_mapped
+    def search(self, query: F32, k: int, ef: int = 64) -> tuple[U64, F32]:
+        """Top-k (ids, exact scores), best first."""
+        return self._inner.search(query, k, ef)
+
+    @_mapped
+    def candidates(self, query: F32, want: int, ef: int = 64) -> U64:
+        """Up to ``want`` live ids, best first by the int8 score."""
+        return self._inner.candidates(query, want, ef)
+
+    @_mapped
+    def search_batch(self, queries: F32, k: int, ef: int = 64) -> tuple[U64, F32]:
+        """Top-k for each query row."""
+        return self._inner.search_batch(queries, k, ef)
+
+    def contains(self, id: int) -> bool:
+        return self._inner.contains(id)
+
+    def __contains__(self, id: int, /) -> bool:
+        return id in self._inner
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
+
+    @property
+    def metric(self) -> Metric:
+        return self._inner.metric
+
+    @property
+    def m(self) -> int:
+        return self._inner.m
+
+    @property
+    def ef_construction(self) -> int:
+        return self._inner.ef_construction
+
+    @property
+    def keep_rows(self) -> bool:
+        return self._inner.keep_rows
+
+    @property
+    def nbytes(self) -> int:
+        return self._inner.nbytes
+
+    @property
+    def tombstones(self) -> int:
+        return self._inner.tombstones
+
+
+class Q8Matrix:
+    """A block-int8 (``Q8_0``) weight matrix with integer products (GIL released)."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: _rust_core.Q8Matrix) -> None:
+        self._inner = inner
+
+    @staticmethod
+    @_mapped
+    def quantize(weights: F32) -> Q8Matrix:
+        """Quantise an f32 (rows, cols) matrix."""
+        return Q8Matrix(_rust_core.Q8Matrix.quantize(weights))
+
+    @staticmethod
+    @_mapped
+    def from_parts(codes: NDArray[np.int8], scales: F32) -> Q8Matrix:
+        """Rebuild from stored codes and per-block scales."""
+        return Q8Matrix(_rust_core.Q8Matrix.from_parts(codes, scales))
+
+    @_mapped
+    def matmul(self, x: F32, threads: int | None = None) -> F32:
+        """``x @ W.T`` for x of shape (n, cols)."""
+        return self._inner.matmul(x, threads)
+
+    @_mapped
+    def gather(self, ids: NDArray[np.int64]) -> F32:
+        """The dequantised rows ``ids``."""
+        return self._inner.gather(ids)
+
+    def codes(self) -> NDArray[np.int8]:
+        return self._inner.codes()
+
+    def scales(self) -> F32:
+        return self._inner.scales()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._inner.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self._inner.nbytes
+
+
+class BM25Index:
+    """A BM25 keyword index over u64 ids."""
+
+    __slots__ = ("_inner",)
+
+    @_mapped
+    def __init__(self, k1: float = 1.2, b: float = 0.75, analyzer: Analyzer = "plain") -> None:
+        self._inner = _rust_core.BM25Index(k1, b, analyzer)
+
+    @_mapped
+    def add(self, id: int, text: str) -> None:
+        self._inner.add(id, text)
+
+    @_mapped
+    def add_many(self, ids: Sequence[int], texts: Sequence[str]) -> None:
+        self._inner.add_many(ids, texts)
+
+    @_mapped
+    def remove(self, id: int) -> bool:
+        return self._inner.remove(id)
+
+    @_mapped
+    def search(self, query: str, k: int, allow: U64 | None = None) -> tuple[U64, F32]:
+        """Top-k (ids, scores), best first, optionally only among ``allow``."""
+        return self._inner.search(query, k, allow)
+
+    @_mapped
+    def scores(self, query: str, ids: U64) -> F32:
+        """BM25 score of ``query`` for each of ``ids`` in order (0 where no term is shared)."""
+        return self._inner.scores(query, ids)
+
+    @_mapped
+    def max_score(self, query: str) -> float:
+        """Upper bound of any score for ``query`` (sum of idf * (k1 + 1) over its indexed terms)."""
+        return self._inner.max_score(query)
+
+    @_mapped
+    def coverage(self, query: str, id: int) -> float:
+        """Share of the query's IDF mass that document ``id`` holds."""
+        return self._inner.coverage(query, id)
+
+    @property
+    def analyzer(self) -> Analyzer:
+        return "english" if self._inner.analyzer == "english" else "plain"
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __contains__(self, id: int, /) -> bool:
+        return id in self._inner
+
+    @property
+    def vocab_size(self) -> int:
+        return self._inner.vocab_size
+
+    @property
+    def k1(self) -> float:
+        return self._inner.k1
+
+    @property
+    def b(self) -> float:
+        return self._inner.b
+
+
+class TtlCache:
+    """A size- and time-bounded LRU cache of bytes by string key."""
+
+    __slots__ = ("_inner",)
+
+    @_mapped
+    def __init__(self, capacity: int, ttl_seconds: float | None = None) -> None:
+        self._inner = _rust_core.TtlCache(capacity, ttl_seconds)
+
+    def get(self, key: str) -> bytes | None:
+        return self._inner.get(key)
+
+    @_mapped
+    def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
+        self._inner.set(key, value, ttl_seconds)
+
+    def delete(self, key: str) -> bool:
+        return self._inner.delete(key)
+
+    def clear(self) -> None:
+        self._inner.clear()
+
+    def keys(self) -> list[str]:
+        return self._inner.keys()
+
+    def stats(self) -> dict[str, int]:
+        return self._inner.stats()
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __contains__(self, key: str, /) -> bool:
+        return key in self._inner
+
+    @property
+    def capacity(self) -> int:
+        return self._inner.capacity
 
 
 def simd_level() -> str:
@@ -91,7 +426,7 @@ def topk_batch(
     return _call(lambda: _rust_core.topk_batch(matrix, queries, k, metric))
 
 
-def tokenize(text: str, analyzer: Literal["plain", "english"] = "plain") -> list[str]:
+def tokenize(text: str, analyzer: Analyzer = "plain") -> list[str]:
     """The terms BM25Index indexes for ``text`` under ``analyzer``."""
     return _call(lambda: _rust_core.tokenize(text, analyzer))
 

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mcp_gemma.errors import McpGemmaError
-from mcp_gemma.server.metrics import CallMetrics
+from mcp_gemma.metrics import CallMetrics
 from mcp_gemma.settings import Settings
 
 if TYPE_CHECKING:
     # The services import redis-py, numpy and the Rust core: :meth:`AppState.open` imports them,
     # so that the transport can answer ``initialize`` before they load.
     from mcp_gemma.embeddings.service import EmbeddingService
+    from mcp_gemma.health import ComponentStatus
     from mcp_gemma.llm.service import LLMService
     from mcp_gemma.memory.service import MemoryService
     from mcp_gemma.rag.service import RagService
-    from mcp_gemma.status import ComponentStatus
     from mcp_gemma.store.redis import RedisStore
 
 logger = logging.getLogger(__name__)

@@ -1,32 +1,19 @@
-"""Who thinks for the agent: the local Gemma (:class:`LocalBrain`) or the client's model through MCP
-sampling (:class:`ClientBrain`).
+"""Who thinks for the agent: the local Gemma (:class:`LocalBrain`) or the client's model through a
+:class:`~mcp_gemma.llm.sampling.Sampler` (:class:`ClientBrain`).
 
-On handshake-era connections (≤ 2025-11-25) the client brain sends ``sampling/createMessage`` mid-call.
-On 2026-07-28+ connections the server may not send requests, so the brain raises
-:class:`SamplingRequired`; ``run_agent`` answers with an ``InputRequiredResult`` and resumes the loop
-from its sealed checkpoint when the client retries with the model's reply.
+When the sampler cannot reach the client mid-call it raises
+:class:`~mcp_gemma.llm.sampling.SamplingRequired`; ``run_agent`` answers with an ``InputRequiredResult``
+and resumes the loop from its sealed checkpoint when the client retries with the model's reply.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from mcp_types import (
-    ClientCapabilities,
-    CreateMessageRequest,
-    CreateMessageRequestParams,
-    CreateMessageResult,
-    ModelHint,
-    ModelPreferences,
-    SamplingCapability,
-    SamplingMessage,
-    TextContent,
-)
-
-from mcp_gemma.errors import McpGemmaError, ModelUnavailableError
+from mcp_gemma.llm.sampling import Sampler, SamplingRequest
 
 if TYPE_CHECKING:
     from mcp_gemma.llm.service import LLMService
@@ -67,15 +54,6 @@ class Brain(Protocol):
     async def complete(self, request: BrainRequest, *, key: str) -> str:
         """The model's reply. ``key`` names this call uniquely within the run (for resumption)."""
         ...
-
-
-class SamplingRequired(Exception):
-    """The client must answer ``request`` before the loop can go on (2026-07-28+ connections)."""
-
-    def __init__(self, key: str, request: CreateMessageRequest) -> None:
-        super().__init__(key)
-        self.key = key
-        self.request = request
 
 
 class LocalBrain:
@@ -123,69 +101,23 @@ def completion_transcript(request: BrainRequest) -> str:
     return "\n".join(lines)
 
 
-def client_supports_sampling(session: Any) -> bool:
-    """Whether the connected client declared the sampling capability."""
-    try:
-        return bool(session.check_client_capability(ClientCapabilities(sampling=SamplingCapability())))
-    except Exception:  # a session without capability data: treat as no sampling
-        return False
-
-
-def sampling_request(request: BrainRequest) -> CreateMessageRequest:
-    """The ``sampling/createMessage`` request for one brain call."""
-    return CreateMessageRequest(
-        params=CreateMessageRequestParams(
-            messages=[
-                SamplingMessage(role=t.role, content=TextContent(type="text", text=t.content))
-                for t in request.turns
-            ],
-            system_prompt=request.system,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            stop_sequences=list(request.stop) or None,
-            model_preferences=ModelPreferences(
-                hints=[ModelHint(name="gemma")], intelligence_priority=0.5, speed_priority=0.5
-            ),
-        )
-    )
-
-
-def sampled_text(result: Any) -> str:
-    """The text of a sampling result (``CreateMessageResult`` or its dict form)."""
-    if isinstance(result, Mapping):
-        result = CreateMessageResult.model_validate(result)
-    content = getattr(result, "content", None)
-    blocks = content if isinstance(content, list) else [content]
-    texts = [b.text for b in blocks if isinstance(b, TextContent)]
-    if not texts:
-        raise McpGemmaError("the client's model answered without text; the agent needs text replies")
-    return "".join(texts)
-
-
 class ClientBrain:
-    """The client's model through MCP sampling."""
+    """The client's model, through ``sampler`` (MCP sampling, in the server)."""
 
-    def __init__(self, session: Any, *, back_channel: bool, answers: Mapping[str, str] | None = None) -> None:
-        self.session = session
-        self.back_channel = back_channel
-        self.answers = dict(answers or {})
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
 
     @property
     def name(self) -> str:
         return "client"
 
     async def complete(self, request: BrainRequest, *, key: str) -> str:
-        if key in self.answers:
-            return self.answers.pop(key)
-        message = sampling_request(request)
-        if not self.back_channel:
-            raise SamplingRequired(key, message)
-        try:
-            result = await self.session.send_request(message, CreateMessageResult)
-        except McpGemmaError:
-            raise
-        except Exception as exc:
-            raise ModelUnavailableError(
-                f"the client's model did not answer the sampling request: {exc}"
-            ) from exc
-        return sampled_text(result)
+        sampling = SamplingRequest(
+            system=request.system,
+            messages=[(t.role, t.content) for t in request.turns],
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            stop=tuple(request.stop),
+            model_hint="gemma",
+        )
+        return (await self.sampler.sample(sampling, key=key)).text

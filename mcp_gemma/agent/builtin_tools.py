@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from mcp_gemma.memory.service import MemoryService
     from mcp_gemma.rag.service import RagService
     from mcp_gemma.settings import Settings
-    from mcp_gemma.state import AppState
+
+
+class AgentServices(Protocol):
+    """The services the knowledge tools reach (the server's ``AppState`` is one)."""
+
+    rag: RagService
+    memory: MemoryService
 
 
 class DateTimeResult(BaseModel):
@@ -145,10 +151,10 @@ class StoreMemoryArgs(_Args):
 
 @dataclass(frozen=True)
 class ToolEnv:
-    """What a tool may reach: the settings and, inside the server, the application state."""
+    """What a tool may reach: the settings and, inside the server, the application's services."""
 
     settings: Settings
-    state: AppState | None = None
+    state: AgentServices | None = None
 
 
 ToolFn = Callable[[Any, ToolEnv], Awaitable[BaseModel]]
@@ -232,7 +238,7 @@ async def _store_memory(a: StoreMemoryArgs, env: ToolEnv) -> BaseModel:
     return await memory.store([a.content], tier=a.tier, importance=a.importance)
 
 
-def build_toolbox(settings: Settings, state: AppState | None = None) -> dict[str, AgentTool]:
+def build_toolbox(settings: Settings, state: AgentServices | None = None) -> dict[str, AgentTool]:
     """Every tool the agent can use in this configuration; tools that could only fail are left out."""
     agent = settings.agent
     tools = [

@@ -1,6 +1,6 @@
 """``fetch_url`` and ``web_search`` for the agent.
 
-Both go through :mod:`mcp_gemma.netguard`: the host is resolved once and the connection pinned to
+Both go through :mod:`mcp_gemma.outbound_http`: the host is resolved once and the connection pinned to
 the checked addresses, and redirects are followed by hand with every hop re-checked. ``fetch_url``
 reads pages with the RAG page reader under the agent's own policy and limits: http(s) only, host on
 ``agent.fetch_allowed_hosts``, every resolved address public unless ``agent.allow_private_urls``,
@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from mcp_gemma import netguard
+from mcp_gemma import outbound_http
 from mcp_gemma.agent.config import AgentSettings
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
-from mcp_gemma.netguard import UrlPolicy
+from mcp_gemma.outbound_http import UrlPolicy
 from mcp_gemma.rag.web import read_page
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def web_search(query: str, limit: int, agent: AgentSettings) -> WebSearchR
         raise InvalidInputError("web search is not configured (agent.search_endpoint)")
     try:
         url = httpx.URL(endpoint).copy_merge_params({"q": query, "format": "json"})
-        fetched = await netguard.fetch(
+        fetched = await outbound_http.fetch(
             str(url),
             search_policy(endpoint),
             max_bytes=agent.fetch_max_bytes,

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from mcp_gemma.compute import IMPORT_LOCK
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
-from mcp_gemma.heavy import IMPORT_LOCK
 
 logger = logging.getLogger(__name__)
 

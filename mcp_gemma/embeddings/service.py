@@ -14,11 +14,11 @@ import anyio.from_thread
 import anyio.to_thread
 import numpy as np
 
+from mcp_gemma.compute import gpu_driver_present
 from mcp_gemma.embeddings.base import Embedder, Vectors
 from mcp_gemma.embeddings.config import EmbeddingSettings
 from mcp_gemma.errors import ModelUnavailableError
-from mcp_gemma.heavy import gpu_driver_present
-from mcp_gemma.status import ComponentStatus
+from mcp_gemma.health import ComponentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class EmbeddingService:
 
         s = self.settings
         if s.backend == "numpy" or (s.backend == "auto" and self._on_cpu()):
-            from mcp_gemma.embeddings.lean import LeanBertEmbedder, UnsupportedModel
+            from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder, UnsupportedModel
 
             try:
                 return LeanBertEmbedder(

@@ -9,14 +9,14 @@ Weights come one of two ways. On a CPU with a Gemma 3 text model the default (``
 is block-int8 weights (``q8.py``) read from a cache next to the checkpoint, with the tokenizer on
 the ``tokenizers`` library: no transformers import, a load of about a second, a few hundred MB
 resident, and the Rust int8 kernels for every matrix product. Any explicit float dtype, CUDA,
-or another architecture loads through transformers.
+or another architecture loads through transformers. The device and weights format are chosen in
+``device.py``, the two load routes are ``loading.py``'s, and the tokenizers (ours and the
+transformers adapter) live in ``tokenizer.py``; this module builds the model and decodes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcp_gemma.compute import IMPORT_LOCK
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
-from mcp_gemma.heavy import IMPORT_LOCK, gpu_driver_present
 from mcp_gemma.llm.base import (
     ChatMessage,
     FinishReason,
@@ -37,10 +37,12 @@ from mcp_gemma.llm.base import (
 )
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.decoding import TextStream, sample_token, sample_token_np
+from mcp_gemma.llm.device import resolve_device, resolve_dtype, torch_dtype
 from mcp_gemma.llm.fast_gemma3 import Gemma3Weights
+from mcp_gemma.llm.loading import load_q8, load_transformers
 from mcp_gemma.llm.models import ModelStore, ResolvedModel
 from mcp_gemma.llm.q8 import Q8Weights, read_config
-from mcp_gemma.llm.tokenizer import CheckpointTokenizer
+from mcp_gemma.llm.tokenizer import CheckpointTokenizer, HFTokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -52,82 +54,6 @@ PREFILL_SLICE = 128  # prompt tokens per int8 forward pass (a cancellation point
 Progress = Any  # Callable[[str], None]; kept loose for the worker-thread callback
 
 
-def resolve_device(device: str) -> str:
-    """'auto' becomes 'cuda' when a CUDA device is usable, else 'cpu'.
-
-    Without a GPU driver on the machine the answer is 'cpu' without importing torch (seconds and
-    ~500 MB resident that the int8 path never needs).
-    """
-    if device == "cpu" or (device == "auto" and not gpu_driver_present()):
-        return "cpu"
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelUnavailableError(
-            "gemma.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
-        )
-    return device
-
-
-def resolve_dtype(dtype: str, device: str, config: Any = None) -> str:
-    """The weights format to load: 'q8_0', 'float32', 'bfloat16' or 'float16'.
-
-    'auto' is block int8 on a CPU when the lean Gemma 3 decoder supports the model, else bfloat16.
-    Measured on a 2-core AVX2 CPU (benches/bench_generate.py, 2 threads): int8 decodes ~2x faster
-    than bf16 and ~3x faster than float32 (every weight is read once per token; this CPU has no
-    native bf16 arithmetic, so bf16 matmuls also pay for conversion).
-    """
-    from mcp_gemma.llm import fast_gemma3
-
-    gemma3 = config is not None and fast_gemma3.supports(config)
-    if dtype == "auto":
-        return "q8_0" if device == "cpu" and gemma3 else "bfloat16"
-    if dtype == "q8_0":
-        if device != "cpu":
-            raise ModelUnavailableError("gemma.dtype 'q8_0' runs on the CPU only; use 'auto' or 'bfloat16'")
-        if not gemma3:
-            raise ModelUnavailableError(
-                "gemma.dtype 'q8_0' needs a Gemma 3 text checkpoint (config.json model_type gemma3_text); "
-                "use 'auto' or a float dtype for this model"
-            )
-    return dtype
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a float weights format."""
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-class _HFTokenizer:
-    """The few tokenizer operations decoding needs, over a transformers tokenizer."""
-
-    def __init__(self, tok: Any) -> None:
-        self._tok = tok
-        self.chat_template: str | None = getattr(tok, "chat_template", None)
-        self.eos_token_id: int | None = tok.eos_token_id
-        self.unk_token_id: int | None = tok.unk_token_id
-
-    def convert_tokens_to_ids(self, token: str) -> int | None:
-        found = self._tok.convert_tokens_to_ids(token)
-        return found if isinstance(found, int) else None
-
-    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return list(self._tok(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
-        return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
-
-    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        text = self._tok.apply_chat_template(
-            messages, add_generation_prompt=add_generation_prompt, tokenize=False
-        )
-        return str(text)
-
-
 class GemmaModel:
     """A loaded Gemma checkpoint: int8 weights on the lean decoder, or a transformers model."""
 
@@ -135,7 +61,7 @@ class GemmaModel:
         self,
         *,
         config: Any,
-        tokenizer: CheckpointTokenizer | _HFTokenizer,
+        tokenizer: CheckpointTokenizer | HFTokenizer,
         info: ModelInfo,
         model: Any = None,
         q8: Q8Weights | None = None,
@@ -146,7 +72,7 @@ class GemmaModel:
         self._model = model
         self._q8 = q8
         self._weights: Gemma3Weights | None = None  # fused views for the lean decoder (transformers path)
-        self._tokenizer: CheckpointTokenizer | _HFTokenizer | None = tokenizer
+        self._tokenizer: CheckpointTokenizer | HFTokenizer | None = tokenizer
         self._info = info
         self._fast = info.decoder == "gemma3-fast"
         self._decoder: Any = None
@@ -175,7 +101,7 @@ class GemmaModel:
         say(f"loading weights from {resolved.checkpoint} ({device}, {fmt})")
         if fmt == "q8_0":
             try:
-                model = cls._load_q8(resolved, config, store, say)
+                model = cls(**load_q8(resolved, config, store, say))
             except ModelUnavailableError as exc:
                 if settings.dtype != "auto":
                     raise
@@ -188,14 +114,14 @@ class GemmaModel:
                 model._q8.threads = settings.threads
             threads = settings.threads or len(os.sched_getaffinity(0))
         else:
-            with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (heavy.py)
+            with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (compute.py)
                 import torch
                 import transformers  # noqa: F401
 
             if settings.threads:
                 torch.set_num_threads(settings.threads)
             threads = torch.get_num_threads()
-            model = cls._load_transformers(resolved, device, torch_dtype(fmt), hf_token)
+            model = cls(**load_transformers(resolved, device, torch_dtype(fmt), hf_token))
         model._info = model._info.model_copy(
             update={
                 "model_id": resolved.model_id,
@@ -210,73 +136,6 @@ class GemmaModel:
         )
         return model
 
-    @classmethod
-    def _load_q8(cls, resolved: ResolvedModel, config: Any, store: ModelStore, say: Progress) -> GemmaModel:
-        from mcp_gemma.llm.q8 import load_q8_weights
-
-        checkpoint = resolved.checkpoint
-        cache = store.q8_cache_path(resolved)
-        tokenizer = CheckpointTokenizer(checkpoint)
-        weights = load_q8_weights(checkpoint, config, cache=cache, say=say)
-        _release_free_heap()  # the loaders' transient buffers would otherwise stay resident
-        info = ModelInfo(
-            model_id=resolved.model_id,
-            source=str(checkpoint),
-            device="cpu",
-            dtype="q8_0",
-            prompt_style="chat" if tokenizer.chat_template else "completion",
-            decoder="gemma3-int8",
-            threads=1,
-            load_seconds=0.0,
-            from_cache=False,
-        )
-        return cls(config=config, tokenizer=tokenizer, info=info, q8=weights)
-
-    @classmethod
-    def _load_transformers(
-        cls, resolved: ResolvedModel, device: str, dtype: torch.dtype, hf_token: str | None
-    ) -> GemmaModel:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through ``say``
-        model: Any
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(resolved.checkpoint),
-                dtype=dtype,
-                device_map=device if device != "cpu" else None,
-                token=hf_token,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(str(resolved.checkpoint), token=hf_token)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise ModelUnavailableError(
-                f"could not load model {resolved.model_id!r} from {resolved.checkpoint}: {exc}"
-            ) from exc
-        model.eval()
-        from mcp_gemma.llm import fast_gemma3
-
-        fast = device == "cpu" and fast_gemma3.supports(model.config)
-        wrapped = _HFTokenizer(tokenizer)
-        info = ModelInfo(
-            model_id=resolved.model_id,
-            source=str(resolved.checkpoint),
-            device=device,
-            dtype=str(dtype).removeprefix("torch."),
-            prompt_style="chat" if wrapped.chat_template else "completion",
-            decoder="gemma3-fast" if fast else "transformers",
-            threads=1,
-            load_seconds=0.0,
-            from_cache=False,
-        )
-        return cls(
-            config=model.config,
-            tokenizer=wrapped,
-            info=info,
-            model=model,
-            generation=getattr(model, "generation_config", None),
-        )
-
     @property
     def info(self) -> ModelInfo:
         """What is loaded and how it runs."""
@@ -290,12 +149,12 @@ class GemmaModel:
         self._tokenizer = None
         self._decoder = None
 
-    def _tok(self) -> CheckpointTokenizer | _HFTokenizer:
+    def _tok(self) -> CheckpointTokenizer | HFTokenizer:
         if self._tokenizer is None:
             raise ModelUnavailableError("the model was unloaded; it loads again on the next call")
         return self._tokenizer
 
-    def _end_ids(self, tok: CheckpointTokenizer | _HFTokenizer) -> set[int]:
+    def _end_ids(self, tok: CheckpointTokenizer | HFTokenizer) -> set[int]:
         ids: set[int] = set()
         for source in (self._config, self._generation):
             value = getattr(source, "eos_token_id", None)
@@ -412,7 +271,7 @@ class GemmaModel:
         if self._q8 is not None:
             import numpy as np
 
-            from mcp_gemma.blas import one_thread_blas
+            from mcp_gemma.compute import one_thread_blas
             from mcp_gemma.llm.q8 import Q8Decoder
 
             decoder = Q8Decoder(self._q8, capacity)
@@ -515,15 +374,3 @@ def checkpoint_path(settings: GemmaSettings, data_dir: Path) -> Path:
     from mcp_gemma.llm.models import models_dir
 
     return ModelStore(models_dir(settings, data_dir)).resolve(settings.model).checkpoint
-
-
-def _release_free_heap() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps them otherwise; ~200 MB after a load)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        pass

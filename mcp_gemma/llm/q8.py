@@ -3,7 +3,7 @@
 Why: a decode step reads every weight once, so on a CPU its time is memory traffic plus, for
 bf16 on hosts without native bf16 arithmetic, conversion. Int8 codes with one f32 scale per 32
 weights are half of bf16 and a quarter of f32, and the products run in the Rust core
-(``_rust_core.Q8Matrix``, integer dot products, GIL released). The packaged model's embedding is
+(:class:`mcp_gemma.native.Q8Matrix`, integer dot products, GIL released). The packaged model's embedding is
 itself ``Q8_0`` in the GGUF, so for it the re-quantisation reproduces the file's own codes.
 
 The decoder here is the arithmetic of ``fast_gemma3.Gemma3Decoder`` in float32 numpy around the
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from mcp_gemma._rust_core import Q8Matrix
+    from mcp_gemma.native import Q8Matrix
 
     F32 = NDArray[np.float32]
 
@@ -85,7 +85,7 @@ def build_q8_cache(checkpoint: Path, target: Path, config: Any, *, say: Callable
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
-    from mcp_gemma._rust_core import Q8Matrix
+    from mcp_gemma.native import Q8Matrix
 
     dense = checkpoint / WEIGHTS
     started = time.perf_counter()
@@ -192,7 +192,7 @@ def _read_q8(path: Path, config: Any, *, expect_source: str) -> Q8Weights:
     import numpy as np
     from safetensors import safe_open
 
-    from mcp_gemma._rust_core import Q8Matrix
+    from mcp_gemma.native import Q8Matrix
 
     try:
         with safe_open(str(path), framework="np") as handle:

@@ -22,10 +22,10 @@ import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+from mcp_gemma.health import ComponentStatus
 from mcp_gemma.llm.base import ChatMessage, GenerationResult, LanguageModel, ModelInfo, Prompt
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.llm.models import ModelStore, models_dir
-from mcp_gemma.status import ComponentStatus
 
 logger = logging.getLogger(__name__)
 

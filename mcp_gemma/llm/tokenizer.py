@@ -4,6 +4,7 @@
 seconds and hundreds of MB; the int8 Gemma path needs only encode, decode, the special tokens and
 the chat template, which this class provides with the same results (``tests/llm`` compares them).
 Chat templates render in jinja2's sandbox with the globals transformers gives them.
+:class:`HFTokenizer` offers the same operations over a transformers tokenizer (the float path).
 """
 
 from __future__ import annotations
@@ -96,3 +97,29 @@ class CheckpointTokenizer:
             )
         except TemplateError as exc:
             raise InvalidInputError(f"the model's chat template rejected the messages: {exc}") from exc
+
+
+class HFTokenizer:
+    """The few tokenizer operations decoding needs, over a transformers tokenizer."""
+
+    def __init__(self, tok: Any) -> None:
+        self._tok = tok
+        self.chat_template: str | None = getattr(tok, "chat_template", None)
+        self.eos_token_id: int | None = tok.eos_token_id
+        self.unk_token_id: int | None = tok.unk_token_id
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        found = self._tok.convert_tokens_to_ids(token)
+        return found if isinstance(found, int) else None
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tok(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+    def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        text = self._tok.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+        return str(text)

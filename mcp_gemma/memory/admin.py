@@ -8,13 +8,13 @@ from mcp_gemma.errors import InvalidInputError, NotFoundError
 from mcp_gemma.memory.config import TIER_NAMES
 from mcp_gemma.memory.models import ClearReport, MemoryItem
 from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, as_text, id_to_key
-from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.memory.repository import MemoryRepository
 from mcp_gemma.store.redis import redis_guard
 
 
 @redis_guard
 async def get_item(
-    service: MemoryService, memory_id: str, *, agent_id: str = "default", tier: str | None = None
+    service: MemoryRepository, memory_id: str, *, agent_id: str = "default", tier: str | None = None
 ) -> MemoryItem:
     """One memory by id (the agent's own or a shared one); a read counts as a hit or miss."""
     key = id_to_key(memory_id)
@@ -38,7 +38,7 @@ async def get_item(
 
 @redis_guard
 async def list_tier(
-    service: MemoryService, tier: str, *, agent_id: str = "default", limit: int = 100
+    service: MemoryRepository, tier: str, *, agent_id: str = "default", limit: int = 100
 ) -> list[MemoryItem]:
     """The newest ``limit`` memories of one tier, newest first."""
     tier_name = service.check_tier(tier)
@@ -52,7 +52,7 @@ async def list_tier(
 
 @redis_guard
 async def clear(
-    service: MemoryService, tier: str | None, *, agent_id: str = "default", confirm: bool = False
+    service: MemoryRepository, tier: str | None, *, agent_id: str = "default", confirm: bool = False
 ) -> ClearReport:
     """Delete every memory of one tier (or all tiers) of one agent; needs ``confirm=True``."""
     tiers = [service.check_tier(tier)] if tier else list(TIER_NAMES)

@@ -24,7 +24,7 @@ from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.models import ConsolidationReport, EpisodeSummary, MergeGroup, Promotion
 from mcp_gemma.memory.policy import retention, retention_key, should_promote
 from mcp_gemma.memory.records import MemoryRecord, as_text, key_to_id
-from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.memory.repository import MemoryRepository
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def duplicate_groups(
 
 
 async def consolidate(
-    service: MemoryService,
+    service: MemoryRepository,
     *,
     agent_id: str = "default",
     tiers: Sequence[str] | None = None,
@@ -120,7 +120,7 @@ async def consolidate(
 
 
 async def _merge_tier(
-    service: MemoryService, scope: str, tier: TierName, cutoff: float, now: float, dry_run: bool
+    service: MemoryRepository, scope: str, tier: TierName, cutoff: float, now: float, dry_run: bool
 ) -> tuple[list[MergeGroup], int]:
     idx = await service.prepare(scope, [tier], now)
     keys = sorted(idx.by_tier.get(tier, set()))
@@ -164,7 +164,7 @@ async def _merge_tier(
     return out, removed
 
 
-async def embeddings_of(service: MemoryService, keys: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+async def embeddings_of(service: MemoryRepository, keys: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
     """Unit embeddings of ``keys`` read from Redis (the index only holds importance-scaled ones)."""
     async with service.redis.client.pipeline(transaction=False) as pipe:
         for key in keys:
@@ -203,7 +203,7 @@ def _merged(leader: MemoryRecord, absorbed: list[tuple[MemoryRecord, float]]) ->
 
 
 async def _summarise_episodes(
-    service: MemoryService,
+    service: MemoryRepository,
     scope: str,
     session_id: str | None,
     now: float,
@@ -287,7 +287,7 @@ async def summarise_texts(llm: Any, texts: Sequence[str], max_tokens: int, timeo
 
 
 async def replace_merged(
-    service: MemoryService, kept: MemoryRecord, absorbed: Sequence[MemoryRecord], now: float
+    service: MemoryRepository, kept: MemoryRecord, absorbed: Sequence[MemoryRecord], now: float
 ) -> int:
     """Write the kept memory of a merge and delete the ones it absorbed; returns how many went."""
     k = service.keys
@@ -314,7 +314,7 @@ async def replace_merged(
 
 
 async def unsummarised(
-    service: MemoryService, scope: str, sessions: dict[str, list[int]]
+    service: MemoryRepository, scope: str, sessions: dict[str, list[int]]
 ) -> dict[str, list[int]]:
     """Sessions with at least two episodic memories that no summary has covered yet."""
     flat = [(sess, key) for sess, keys in sessions.items() for key in keys]
@@ -332,7 +332,7 @@ async def unsummarised(
 
 
 async def store_summary(
-    service: MemoryService, scope: str, session: str, text: str, events: Sequence[MemoryRecord], now: float
+    service: MemoryRepository, scope: str, session: str, text: str, events: Sequence[MemoryRecord], now: float
 ) -> str:
     """Store a Gemma summary of an episode as a semantic fact that cites its events."""
     tags = tuple(dict.fromkeys(t for r in events for t in r.tags))
@@ -356,7 +356,7 @@ async def store_summary(
     return new_id
 
 
-async def consolidate_every(service: MemoryService, interval_s: float) -> None:
+async def consolidate_every(service: MemoryRepository, interval_s: float) -> None:
     """Background loop: consolidate every scope each ``interval_s`` seconds until cancelled."""
     while True:
         await anyio.sleep(interval_s)

@@ -136,7 +136,6 @@ class ScopeIndex:
 
     def put(self, records: Iterable[MemoryRecord], now: float) -> None:
         """Add or replace records (each must carry its embedding)."""
-        from mcp_gemma import native
 
         recs = [r for r in records if r.embedding is not None]
         if not recs:
@@ -145,8 +144,7 @@ class ScopeIndex:
         vecs = np.stack([r.embedding for r in recs if r.embedding is not None]).astype(np.float32, copy=False)
         scales = np.array([scale_of(r.importance) for r in recs], dtype=np.float32)
         self.vectors.add(keys, np.ascontiguousarray(vecs * scales[:, None]))
-        with native.native_errors():
-            self.keywords.add_many(keys.tolist(), [r.content for r in recs])
+        self.keywords.add_many(keys.tolist(), [r.content for r in recs])
         for r in recs:
             old = self.meta.get(r.key)
             if old is not None and old.tier != r.tier:
@@ -224,10 +222,8 @@ class ScopeIndex:
         """The ``k`` keys among ``allow`` (all when None) with the highest BM25 score for ``query``."""
         if k <= 0 or not self.meta:
             return []
-        from mcp_gemma import native
 
-        with native.native_errors():
-            ids, scores = self.keywords.search(query, k, allow)
+        ids, scores = self.keywords.search(query, k, allow)
         return [(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
 
     def similarity(self, query: npt.NDArray[np.float32], key: int) -> float:
@@ -244,8 +240,6 @@ class ScopeIndex:
         """The ``k`` keys among ``allow`` (all when None) with the highest similarity × importance."""
         if k <= 0 or not self.meta:
             return []
-        from mcp_gemma import native
 
-        with native.native_errors():
-            ids, scores = self.vectors.search(query, k, allow)
+        ids, scores = self.vectors.search(query, k, allow)
         return [(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]

@@ -12,14 +12,14 @@ import numpy as np
 
 from mcp_gemma import native
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.fusion import adaptive_weight
 from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
 from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
 from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, key_to_id
-from mcp_gemma.memory.service import MemoryService
+from mcp_gemma.memory.repository import MemoryRepository
 from mcp_gemma.memory.timeparse import TimeRange, time_range
-from mcp_gemma.rag.fusion import adaptive_weight
 from mcp_gemma.store.redis import redis_guard
 
 SEARCH_IN_THREAD_ABOVE = 20_000  # rows: below this a scan takes well under a millisecond
@@ -58,7 +58,7 @@ class _Relevance:
 
 @redis_guard
 async def recall(
-    service: MemoryService,
+    service: MemoryRepository,
     query: str,
     *,
     k: int = 5,
@@ -127,7 +127,7 @@ async def recall(
 
 
 async def _rank(
-    service: MemoryService,
+    service: MemoryRepository,
     idx: ScopeIndex,
     q: _Query,
     k: int,
@@ -183,14 +183,13 @@ def _relevance(
     """Fused similarity of every candidate of both rankings, the BM25 weight and the BM25 bound."""
     ips = dict(vec)
     keys = list(dict.fromkeys([key for key, _ in vec] + [key for key, _ in kw]))
-    with native.native_errors():
-        bm = idx.keywords.scores(q.text, np.asarray(keys, dtype=np.uint64)).tolist()
-        bound = idx.keywords.max_score(q.text)
-        if q.match == "hybrid":
-            cover = idx.keywords.coverage(q.text, kw[0][0]) if kw else 0.0
-            weight = adaptive_weight(cover, len(set(native.tokenize(q.text, idx.analyzer))))
-        else:
-            weight = 1.0 if q.match == "keyword" else 0.0
+    bm = idx.keywords.scores(q.text, np.asarray(keys, dtype=np.uint64)).tolist()
+    bound = idx.keywords.max_score(q.text)
+    if q.match == "hybrid":
+        cover = idx.keywords.coverage(q.text, kw[0][0]) if kw else 0.0
+        weight = adaptive_weight(cover, len(set(native.tokenize(q.text, idx.analyzer))))
+    else:
+        weight = 1.0 if q.match == "keyword" else 0.0
     out: dict[int, _Relevance] = {}
     for key, raw in zip(keys, bm, strict=True):
         meta = idx.meta.get(key)
@@ -212,7 +211,7 @@ def _recency(idx: ScopeIndex, key: int, now: float, half_life: float) -> float:
 
 
 async def _shortlist(
-    service: MemoryService,
+    service: MemoryRepository,
     idx: ScopeIndex,
     q: _Query,
     k: int,
@@ -267,7 +266,7 @@ async def _shortlist(
 
 
 async def _touch_hits(
-    service: MemoryService,
+    service: MemoryRepository,
     top: list[tuple[float, RecallHit, MemoryRecord]],
     tiers: Sequence[str],
     scopes: Sequence[str],
@@ -297,7 +296,7 @@ async def _touch_hits(
 
 
 async def _fetch_and_touch(
-    service: MemoryService,
+    service: MemoryRepository,
     idx: ScopeIndex,
     ranked: list[tuple[float, int, _Relevance]],
     k: int,
@@ -339,7 +338,7 @@ async def _fetch_and_touch(
 
 
 async def _touched(
-    service: MemoryService, hit: RecallHit, rec: MemoryRecord, count: int, now: float
+    service: MemoryRepository, hit: RecallHit, rec: MemoryRecord, count: int, now: float
 ) -> RecallHit:
     """The hit after its access was counted: new count and expiry, cache, promotion."""
     s = service.settings

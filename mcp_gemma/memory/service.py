@@ -1,409 +1,48 @@
-"""The agent memory: five tiers in Redis, searched through an in-process index per scope.
+"""The agent memory: :class:`MemoryService`, what the front ends and the other services call.
 
-Layout in Redis (every key under the namespace hash tag, see ``store/keys.py``): one hash per
-memory (``mem:<id>``, with a real ``PEXPIRE`` for tiers that have a TTL) and, per scope and tier,
-three sorted sets: ids by creation time, by retention key (eviction order, see
-:mod:`mcp_gemma.memory.policy`) and by expiry time (to sweep index entries of expired hashes and
-count expiries due). A per-scope version counter tells a process when its index is stale.
+It puts together the storage (:mod:`mcp_gemma.memory.repository`), recall (:mod:`.recall`), the
+admin reads and clearing (:mod:`.admin`) and background consolidation (:mod:`.consolidation`); those
+modules depend on the repository only, so nothing here imports back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import math
-import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import anyio
+from mcp_gemma.health import ComponentStatus
+from mcp_gemma.memory.admin import clear as clear_tiers
+from mcp_gemma.memory.admin import get_item
+from mcp_gemma.memory.admin import list_tier as list_newest
+from mcp_gemma.memory.consolidation import consolidate_every
+from mcp_gemma.memory.models import ClearReport, MemoryItem, RecallResult
+from mcp_gemma.memory.recall import recall as run_recall
+from mcp_gemma.memory.repository import LlmSource, MemoryRepository
 
-from mcp_gemma.embeddings.service import EmbeddingService
-from mcp_gemma.errors import InvalidInputError
-from mcp_gemma.memory.config import TIER_NAMES, MemorySettings, TierName
-from mcp_gemma.memory.index import ScopeIndex
-from mcp_gemma.memory.models import (
-    ClearReport,
-    EvictedMemory,
-    MemoryItem,
-    RecallResult,
-    StoreReport,
-)
-from mcp_gemma.memory.policy import LN2, retention_key
-from mcp_gemma.memory.records import (
-    META_FIELDS,
-    SHARED_AGENT,
-    MemoryRecord,
-    as_text,
-    id_to_key,
-    key_to_id,
-    new_key,
-    ts,
-)
-from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, FETCH_AND_TOUCH, TOUCH_RECALLED
-from mcp_gemma.status import ComponentStatus
-from mcp_gemma.store.redis import RedisStore, redis_guard
-
-logger = logging.getLogger(__name__)
-
-LlmSource = Callable[[], Any]
+__all__ = ["LlmSource", "MemoryService"]
 
 
-class MemoryService:
-    """Store, recall, clear and describe memories; consolidation lives in ``consolidation.py``."""
-
-    def __init__(self, settings: MemorySettings, store: RedisStore, embeddings: EmbeddingService) -> None:
-        self.settings = settings
-        self.redis = store
-        self.keys = store.keys
-        self.embeddings = embeddings
-        self.llm_source: LlmSource = lambda: None
-        self.scopes: dict[str, ScopeIndex] = {}
-        self._locks: dict[str, anyio.Lock] = {}
-        self._evict = store.client.register_script(EVICT_BEYOND_CAPACITY)
-        self.touch_script = store.client.register_script(TOUCH_RECALLED)
-        self.fetch_touch_script = store.client.register_script(FETCH_AND_TOUCH)
-        self._background: asyncio.Task[None] | None = None
-
-    # ---- validation -------------------------------------------------------------------------
-
-    def check_tier(self, tier: str) -> TierName:
-        """``tier`` if it names a tier, else an error listing the tiers."""
-        if tier not in TIER_NAMES:
-            raise InvalidInputError(f"unknown memory tier {tier!r}; use one of {', '.join(TIER_NAMES)}")
-        return tier
-
-    def _check_contents(self, contents: Sequence[str]) -> None:
-        if not contents:
-            raise InvalidInputError("nothing to store: pass a non-empty content")
-        if len(contents) > self.settings.max_batch:
-            raise InvalidInputError(
-                f"{len(contents)} memories in one call is more than "
-                f"memory.max_batch={self.settings.max_batch}; split the batch"
-            )
-        limit = self.settings.max_content_chars
-        for i, text in enumerate(contents):
-            if not text.strip():
-                raise InvalidInputError(f"content #{i} is empty; a memory needs some text")
-            if len(text) > limit:
-                raise InvalidInputError(
-                    f"content #{i} has {len(text)} characters, more than memory.max_content_chars={limit}"
-                )
-
-    # ---- scope index ------------------------------------------------------------------------
-
-    def _lock(self, scope: str) -> anyio.Lock:
-        return self._locks.setdefault(scope, anyio.Lock())
-
-    async def prepare(self, scope: str, tiers: Sequence[str], now: float) -> ScopeIndex:
-        """The scope's index, reloaded if another process changed it, with expired items swept."""
-        return (await self.prepare_many([scope], tiers, now))[0]
-
-    async def prepare_many(self, scopes: Sequence[str], tiers: Sequence[str], now: float) -> list[ScopeIndex]:
-        """:meth:`prepare` for several scopes with one round trip when nothing changed."""
-        k = self.keys
-        async with self.redis.client.pipeline(transaction=False) as pipe:
-            for scope in scopes:
-                pipe.get(k.memory_version(scope))
-                for t in tiers:
-                    pipe.zrangebyscore(k.memory_expiry(scope, t), "-inf", now)
-            res = await pipe.execute()
-        out: list[ScopeIndex] = []
-        step = 1 + len(tiers)
-        for i, scope in enumerate(scopes):
-            version = int(res[i * step] or 0)
-            idx = self.scopes.get(scope)
-            if idx is None or idx.version != version:
-                async with self._lock(scope):
-                    idx = self.scopes.get(scope)
-                    if idx is None or idx.version != version:
-                        idx = await self._load(scope, version, now)
-                        self.scopes[scope] = idx
-            swept = res[i * step + 1 : (i + 1) * step]
-            expired = {t: [as_text(m) for m in ids] for t, ids in zip(tiers, swept, strict=True) if ids}
-            if expired:
-                await self.remove(scope, idx, expired, stat="expired")
-            out.append(idx)
-        return out
-
-    async def _load(self, scope: str, version: int, now: float) -> ScopeIndex:
-        """Rebuild a scope's index from Redis."""
-        started = time.perf_counter()
-        s = self.settings
-        idx = ScopeIndex(
-            scope,
-            self.embeddings.dim,
-            s.tier("working"),
-            s.max_batch,
-            s.quantize,
-            s.quantize_min_items,
-            analyzer=s.bm25_analyzer,
-        )
-        idx.version = version
-        client = self.redis.client
-        async with client.pipeline(transaction=False) as pipe:
-            for t in TIER_NAMES:
-                pipe.zrange(self.keys.memory_tier(scope, t), 0, -1)
-            members = await pipe.execute()
-        ids = [m.decode() for tier_ids in members for m in tier_ids]
-        fields = (*META_FIELDS, "embedding")
-        batch = 2_000
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            async with client.pipeline(transaction=False) as pipe:
-                for mid in chunk:
-                    pipe.hmget(self.keys.memory(mid), fields)
-                rows = await pipe.execute()
-            records = []
-            for mid, row in zip(chunk, rows, strict=True):
-                key = id_to_key(mid)
-                rec = (
-                    None
-                    if key is None
-                    else MemoryRecord.from_fields(key, dict(zip(fields, row, strict=True)))
-                )
-                if rec is not None and rec.embedding is not None:
-                    records.append(rec)
-            idx.put(records, now)
-        logger.info(
-            "memory scope %r: loaded %d items in %.1f ms",
-            scope,
-            len(idx),
-            (time.perf_counter() - started) * 1e3,
-        )
-        return idx
-
-    def advance(self, idx: ScopeIndex, version: int) -> None:
-        """Record our own change; a gap means someone else wrote too, so reload next time."""
-        idx.version = version if version == idx.version + 1 else -1
-
-    async def remove(self, scope: str, idx: ScopeIndex, by_tier: dict[str, list[str]], stat: str) -> int:
-        """Delete memories (hash and index entries) and count them under ``stat``."""
-        k = self.keys
-        total = sum(len(v) for v in by_tier.values())
-        if total == 0:
-            return 0
-        async with self.redis.client.pipeline(transaction=True) as pipe:
-            for tier, ids in by_tier.items():
-                if not ids:
-                    continue
-                pipe.delete(*[k.memory(i) for i in ids])
-                pipe.zrem(k.memory_tier(scope, tier), *ids)
-                pipe.zrem(k.memory_rank(scope, tier), *ids)
-                pipe.zrem(k.memory_expiry(scope, tier), *ids)
-                pipe.hincrby(k.memory_stats(scope, tier), stat, len(ids))
-            pipe.incr(k.memory_version(scope))
-            res = await pipe.execute()
-        self.advance(idx, int(res[-1]))
-        idx.drop(key for ids in by_tier.values() for i in ids if (key := id_to_key(i)) is not None)
-        return total
-
-    # ---- store ------------------------------------------------------------------------------
-
-    @redis_guard
-    async def store(
-        self,
-        contents: Sequence[str],
-        *,
-        tier: str = "short_term",
-        importance: float = 0.5,
-        tags: Sequence[str] = (),
-        agent_id: str = "default",
-        session_id: str | None = None,
-        shared: bool = False,
-        occurred: float | Sequence[float | None] | None = None,
-    ) -> StoreReport:
-        """Write memories to a tier, then evict the lowest-retention items beyond its capacity.
-
-        ``occurred``: when what each memory records happened (epoch seconds; one value for all, or
-        one per content), kept apart from the time it is stored."""
-        tier_name = self.check_tier(tier)
-        self._check_contents(contents)
-        if occurred is None or isinstance(occurred, int | float):
-            occurred_at: list[float | None] = [occurred] * len(contents)
-        else:
-            occurred_at = list(occurred)
-            if len(occurred_at) != len(contents):
-                raise InvalidInputError(
-                    f"occurred_at has {len(occurred_at)} values for {len(contents)} contents; "
-                    "give one value for all or one per content"
-                )
-        if not 0.0 <= importance <= 1.0 or math.isnan(importance):
-            raise InvalidInputError(f"importance must be between 0 and 1, got {importance}")
-        scope = SHARED_AGENT if shared else agent_id
-        vectors = await self.embeddings.embed(list(contents))
-        now = time.time()
-        idx = await self.prepare(scope, [tier_name], now)
-        ttl = self.settings.tier(tier_name).ttl_s
-        expires = None if ttl is None else now + ttl
-        clean_tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
-        records = [
-            MemoryRecord(
-                key=new_key(),
-                tier=tier_name,
-                content=text,
-                importance=importance,
-                tags=clean_tags,
-                agent=scope,
-                session=session_id,
-                created=now,
-                accessed=now,
-                count=1,
-                expires=expires,
-                embedding=vec,
-                occurred=at,
-            )
-            for text, vec, at in zip(contents, vectors, occurred_at, strict=True)
-        ]
-        rank = retention_key(importance, 1, now, self.settings.recency_half_life_s)
-        k = self.keys
-        async with self.redis.client.pipeline(transaction=True) as pipe:
-            for r in records:
-                pipe.hset(k.memory(r.id), mapping=r.to_hash())  # type: ignore[arg-type]
-                if ttl is not None:
-                    pipe.pexpire(k.memory(r.id), int(ttl * 1000))
-            ids = [r.id for r in records]
-            pipe.zadd(k.memory_tier(scope, tier_name), dict.fromkeys(ids, now))
-            pipe.zadd(k.memory_rank(scope, tier_name), dict.fromkeys(ids, rank))
-            if expires is not None:
-                pipe.zadd(k.memory_expiry(scope, tier_name), dict.fromkeys(ids, expires))
-            pipe.hincrby(k.memory_stats(scope, tier_name), "stored", len(ids))
-            pipe.sadd(k.memory_scopes(), scope)
-            pipe.incr(k.memory_version(scope))
-            pipe.eval(  # capacity check and tier size in the same round trip
-                EVICT_AND_COUNT,
-                2,
-                k.memory_rank(scope, tier_name),
-                k.memory_tier(scope, tier_name),
-                self.settings.tier(tier_name).capacity,
-            )
-            res = await pipe.execute()
-        self.advance(idx, int(res[-2]))
-        idx.put(records, now)
-        size, *popped = res[-1]
-        count = int(size)
-        evicted: list[EvictedMemory] = []
-        if popped:
-            evicted = await self._drop_popped(scope, idx, tier_name, popped, now)
-            count = int(await self.redis.client.zcard(k.memory_tier(scope, tier_name)))
-        return StoreReport(
-            ids=ids,
-            tier=tier_name,
-            agent_id=scope,
-            session_id=session_id,
-            expires_at=ts(expires),
-            evicted=evicted,
-            tier_count=count,
-        )
-
-    async def _enforce_capacity(
-        self, scope: str, idx: ScopeIndex, tier: TierName, now: float
-    ) -> list[EvictedMemory]:
-        """Pop the lowest-retention members beyond the tier's capacity and delete them."""
-        cap = self.settings.tier(tier).capacity
-        popped = await self._evict(keys=[self.keys.memory_rank(scope, tier)], args=[cap])
-        if not popped:
-            return []
-        return await self._drop_popped(scope, idx, tier, popped, now)
-
-    async def _drop_popped(
-        self, scope: str, idx: ScopeIndex, tier: TierName, popped: Sequence[Any], now: float
-    ) -> list[EvictedMemory]:
-        """Delete the members popped off the rank zset (``[member, score, ...]``) as evicted."""
-        cap = self.settings.tier(tier).capacity
-        pairs = [(popped[i].decode(), float(popped[i + 1])) for i in range(0, len(popped), 2)]
-        await self.remove(scope, idx, {tier: [p[0] for p in pairs]}, stat="evicted")
-        offset = now * LN2 / self.settings.recency_half_life_s
-        logger.info("memory %s/%s over capacity %d: evicted %d", scope, tier, cap, len(pairs))
-        return [
-            EvictedMemory(id=mid, tier=tier, retention=0.0 if rk == -math.inf else math.exp(rk - offset))
-            for mid, rk in pairs
-        ]
-
-    async def fetch(self, idx: ScopeIndex, keys: Sequence[int]) -> dict[int, MemoryRecord]:
-        """Records for ``keys``: the working tier from the in-process cache, the rest from Redis."""
-        out: dict[int, MemoryRecord] = {}
-        remote: list[int] = []
-        for key in keys:
-            meta = idx.meta.get(key)
-            if meta is None:
-                continue
-            rec = idx.cached(key) if meta.tier == "working" else None
-            if rec is not None:
-                out[key] = rec
-            else:
-                remote.append(key)  # not working-tier, or fell out of the cache: Redis decides
-        if remote:
-            async with self.redis.client.pipeline(transaction=False) as pipe:
-                for key in remote:
-                    pipe.hmget(self.keys.memory(key_to_id(key)), META_FIELDS)
-                rows = await pipe.execute()
-            for key, row in zip(remote, rows, strict=True):
-                rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, row, strict=True)))
-                if rec is not None:
-                    out[key] = rec
-                    if rec.tier == "working":
-                        idx.cache(rec, time.time())
-        return out
-
-    # ---- promotion --------------------------------------------------------------------------
-
-    async def promote(self, rec: MemoryRecord, now: float, reason: str, to: TierName = "long_term") -> None:
-        """Move a memory to a higher tier: new TTL, same id, same counts."""
-        k = self.keys
-        scope = rec.agent
-        idx = self.scopes.get(scope) or await self.prepare(scope, [rec.tier], now)
-        ttl = self.settings.tier(to).ttl_s
-        expires = None if ttl is None else now + ttl
-        rank = retention_key(rec.importance, rec.count, rec.accessed, self.settings.recency_half_life_s)
-        mkey = k.memory(rec.id)
-        async with self.redis.client.pipeline(transaction=True) as pipe:
-            pipe.hset(mkey, mapping={"tier": to, "expires": "" if expires is None else repr(expires)})
-            if ttl is None:
-                pipe.persist(mkey)
-            else:
-                pipe.pexpire(mkey, int(ttl * 1000))
-            pipe.zrem(k.memory_tier(scope, rec.tier), rec.id)
-            pipe.zrem(k.memory_rank(scope, rec.tier), rec.id)
-            pipe.zrem(k.memory_expiry(scope, rec.tier), rec.id)
-            pipe.zadd(k.memory_tier(scope, to), {rec.id: rec.created})
-            pipe.zadd(k.memory_rank(scope, to), {rec.id: rank})
-            if expires is not None:
-                pipe.zadd(k.memory_expiry(scope, to), {rec.id: expires})
-            pipe.hincrby(k.memory_stats(scope, rec.tier), "promoted", 1)
-            pipe.incr(k.memory_version(scope))
-            res = await pipe.execute()
-        self.advance(idx, int(res[-1]))
-        idx.retier(rec.key, to)
-        logger.info("memory %s promoted %s -> %s: %s", rec.id, rec.tier, to, reason)
-        await self._enforce_capacity(scope, idx, to, now)
+class MemoryService(MemoryRepository):
+    """Store, recall, clear and describe memories."""
 
     async def recall(self, query: str, **filters: Any) -> RecallResult:
         """Memories most relevant to ``query`` (see :func:`mcp_gemma.memory.recall.recall`)."""
-        from mcp_gemma.memory.recall import recall
-
-        return await recall(self, query, **filters)
+        return await run_recall(self, query, **filters)
 
     async def get(self, memory_id: str, *, agent_id: str = "default", tier: str | None = None) -> MemoryItem:
         """One memory by id (see :func:`mcp_gemma.memory.admin.get_item`)."""
-        from mcp_gemma.memory.admin import get_item
-
         return await get_item(self, memory_id, agent_id=agent_id, tier=tier)
 
     async def list_tier(self, tier: str, *, agent_id: str = "default", limit: int = 100) -> list[MemoryItem]:
         """The newest memories of one tier (see :func:`mcp_gemma.memory.admin.list_tier`)."""
-        from mcp_gemma.memory.admin import list_tier
-
-        return await list_tier(self, tier, agent_id=agent_id, limit=limit)
+        return await list_newest(self, tier, agent_id=agent_id, limit=limit)
 
     async def clear(
         self, tier: str | None, *, agent_id: str = "default", confirm: bool = False
     ) -> ClearReport:
         """Delete a tier or every tier of an agent (see :func:`mcp_gemma.memory.admin.clear`)."""
-        from mcp_gemma.memory.admin import clear
-
-        return await clear(self, tier, agent_id=agent_id, confirm=confirm)
+        return await clear_tiers(self, tier, agent_id=agent_id, confirm=confirm)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -412,8 +51,6 @@ class MemoryService:
         self.llm_source = llm_source
         interval = self.settings.consolidation_interval_s
         if interval is not None and self._background is None:
-            from mcp_gemma.memory.consolidation import consolidate_every
-
             self._background = asyncio.get_running_loop().create_task(consolidate_every(self, interval))
 
     async def close(self) -> None:

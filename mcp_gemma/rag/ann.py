@@ -88,9 +88,8 @@ class AnnMirror:
         graph = self.graph
         if graph is None:
             return None
-        with native.native_errors():
-            candidates = graph.candidates(query, k, ef=max(self.settings.ann_ef_search, k))
-            return exact.search(query, k, candidates)
+        candidates = graph.candidates(query, k, ef=max(self.settings.ann_ef_search, k))
+        return exact.search(query, k, candidates)
 
     # ---- following the exact index ------------------------------------------------------------
 
@@ -99,17 +98,15 @@ class AnnMirror:
         if self._build is not None:
             self._build.log.append((ids, rows))
         if self.graph is not None:
-            with native.native_errors():
-                for start in range(0, len(ids), LIVE_BATCH):
-                    self.graph.add(ids[start : start + LIVE_BATCH], rows[start : start + LIVE_BATCH])
+            for start in range(0, len(ids), LIVE_BATCH):
+                self.graph.add(ids[start : start + LIVE_BATCH], rows[start : start + LIVE_BATCH])
 
     def removed(self, ids: Ids) -> None:
         """Rows the exact index just dropped."""
         if self._build is not None:
             self._build.log.append((ids, None))
         if self.graph is not None:
-            with native.native_errors():
-                self.graph.remove(ids)
+            self.graph.remove(ids)
 
     async def maintain(self, exact: native.VectorIndex) -> None:
         """After changes: install a finished build, start or drop a graph as the setting asks."""
@@ -174,15 +171,14 @@ class AnnMirror:
 
     def _start(self, exact: native.VectorIndex) -> None:
         s = self.settings
-        with native.native_errors():
-            graph = native.HnswIndex(
-                self.dim,
-                "cosine",
-                m=s.ann_m,
-                ef_construction=s.ann_ef_construction,
-                seed=self.builds,
-                keep_rows=False,
-            )
+        graph = native.HnswIndex(
+            self.dim,
+            "cosine",
+            m=s.ann_m,
+            ef_construction=s.ann_ef_construction,
+            seed=self.builds,
+            keep_rows=False,
+        )
         build = _Build(graph)
         self._build = build
         self.builds += 1
@@ -210,12 +206,11 @@ class AnnMirror:
         log_rows = sum(len(ids) for ids, _ in build.log)
 
         def replay() -> None:
-            with native.native_errors():
-                for ids, rows in build.log:
-                    if rows is None:
-                        build.graph.remove(ids)
-                    else:
-                        build.graph.add(ids, rows)
+            for ids, rows in build.log:
+                if rows is None:
+                    build.graph.remove(ids)
+                else:
+                    build.graph.add(ids, rows)
 
         if log_rows > REPLAY_INLINE_ROWS:
             await anyio.to_thread.run_sync(replay)

@@ -183,9 +183,8 @@ class ChunkIndex:
             )
             if stored:
                 ids = np.fromiter((c.chunk_id for c in stored), dtype=np.uint64, count=len(stored))
-                with native.native_errors():
-                    vectors.add(ids, np.stack([c.vector for c in stored if c.vector is not None]))
-                    keywords.add_many(ids.tolist(), [c.text for c in stored])
+                vectors.add(ids, np.stack([c.vector for c in stored if c.vector is not None]))
+                keywords.add_many(ids.tolist(), [c.text for c in stored])
             return vectors, keywords
 
         self.vectors, self.keywords = await anyio.to_thread.run_sync(build)
@@ -234,19 +233,18 @@ class ChunkIndex:
         fresh = list(added.values())
 
         def mutate() -> None:
-            with native.native_errors():
-                if gone:
-                    gone_ids = np.asarray(gone, dtype=np.uint64)
-                    self.vectors.remove(gone_ids)
-                    self.ann.removed(gone_ids)
-                    for cid in gone:
-                        self.keywords.remove(cid)
-                if fresh:
-                    ids = np.fromiter((c.chunk_id for c in fresh), dtype=np.uint64, count=len(fresh))
-                    rows = np.stack([c.vector for c in fresh if c.vector is not None])
-                    self.vectors.add(ids, rows)
-                    self.ann.added(ids, rows)
-                    self.keywords.add_many(ids.tolist(), [c.text for c in fresh])
+            if gone:
+                gone_ids = np.asarray(gone, dtype=np.uint64)
+                self.vectors.remove(gone_ids)
+                self.ann.removed(gone_ids)
+                for cid in gone:
+                    self.keywords.remove(cid)
+            if fresh:
+                ids = np.fromiter((c.chunk_id for c in fresh), dtype=np.uint64, count=len(fresh))
+                rows = np.stack([c.vector for c in fresh if c.vector is not None])
+                self.vectors.add(ids, rows)
+                self.ann.added(ids, rows)
+                self.keywords.add_many(ids.tolist(), [c.text for c in fresh])
 
         if len(gone) + len(fresh) > 2_000:
             await anyio.to_thread.run_sync(mutate)
@@ -320,8 +318,7 @@ class ChunkIndex:
             return [(int(i), float(s)) for i, s in zip(*hits, strict=True)]
 
         def scan() -> tuple[Ids, Vectors]:
-            with native.native_errors():
-                return self.vectors.search(query, k, allow)
+            return self.vectors.search(query, k, allow)
 
         rows = len(self.vectors) if allow is None else len(allow)
         ids, scores = await anyio.to_thread.run_sync(scan) if rows > THREAD_SCAN_ROWS else scan()
@@ -333,8 +330,7 @@ class ChunkIndex:
             return []
 
         def scan() -> tuple[Ids, Vectors]:
-            with native.native_errors():
-                return self.keywords.search(query, k, allow)
+            return self.keywords.search(query, k, allow)
 
         rows = len(self.keywords) if allow is None else len(allow)
         ids, scores = await anyio.to_thread.run_sync(scan) if rows > THREAD_SCAN_ROWS else scan()
@@ -344,11 +340,10 @@ class ChunkIndex:
         """What hybrid fusion needs of the keyword side for candidates ``ids``: their BM25 scores, the
         query's score bound, how much of the query the best keyword hit ``best`` covers, and the
         query's number of distinct terms."""
-        with native.native_errors():
-            scores = self.keywords.scores(query, np.asarray(ids, dtype=np.uint64))
-            bound = self.keywords.max_score(query)
-            coverage = self.keywords.coverage(query, best) if best is not None else 0.0
-            terms = len(set(native.tokenize(query, self.settings.bm25_analyzer)))
+        scores = self.keywords.scores(query, np.asarray(ids, dtype=np.uint64))
+        bound = self.keywords.max_score(query)
+        coverage = self.keywords.coverage(query, best) if best is not None else 0.0
+        terms = len(set(native.tokenize(query, self.settings.bm25_analyzer)))
         return KeywordEvidence([float(s) for s in scores], float(bound), float(coverage), terms)
 
     def cosines(self, query: Vectors, ids: Sequence[int]) -> list[float]:

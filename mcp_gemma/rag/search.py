@@ -11,9 +11,9 @@ import numpy as np
 from mcp_gemma import native
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.fusion import adaptive_weight, fuse_scores
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocStore, StoredChunk
-from mcp_gemma.rag.fusion import adaptive_weight, fuse_scores
 from mcp_gemma.rag.index import ChunkIndex, Ids
 from mcp_gemma.rag.models import ChunkSpan, Passage, SearchHit, SearchResult, SemanticSearchResult
 from mcp_gemma.rag.validation import parse_filter
@@ -208,8 +208,7 @@ class Searcher:
         vec = await self.index.vector_search(qvec, depth, allow)
         kw = await self.index.keyword_search(query, depth, allow)
         if how == "rrf":
-            with native.native_errors():
-                ranked = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k)
+            ranked = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k)
             vs, ks = dict(vec), dict(kw)
             return ranked, {c: (vs.get(c), ks.get(c)) for c, _ in ranked}, how, None
         ids = list(dict.fromkeys([c for c, _ in vec] + [c for c, _ in kw]))
@@ -236,7 +235,7 @@ class Searcher:
         fusion: Fusion | None = None,
         group_by_document: bool = False,
     ) -> SearchResult:
-        """BM25 and vector rankings fused (see :mod:`mcp_gemma.rag.fusion`); ``keyword_weight`` fixes the
+        """BM25 and vector rankings fused (see :mod:`mcp_gemma.fusion`); ``keyword_weight`` fixes the
         BM25 share, else ``fusion`` (default rag.fusion) decides."""
         started = time.perf_counter()
         if keyword_weight is not None and not 0.0 <= keyword_weight <= 1.0:

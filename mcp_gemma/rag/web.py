@@ -2,7 +2,7 @@
 
 Only http(s) URLs whose host is on ``rag.allowed_url_hosts`` are fetched. Every address the host
 resolves to must be public unless ``rag.allow_private_urls`` is set, and the connection goes to
-exactly the checked addresses (:mod:`mcp_gemma.netguard`), so DNS rebinding cannot swap them;
+exactly the checked addresses (:mod:`mcp_gemma.outbound_http`), so DNS rebinding cannot swap them;
 redirects are followed by hand so each hop is checked and pinned the same way; the body is read in
 a stream and cut at ``rag.url_max_bytes``, the whole fetch at ``rag.url_timeout_s``.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from mcp_gemma import netguard
+from mcp_gemma import outbound_http
 from mcp_gemma.errors import InvalidInputError
-from mcp_gemma.netguard import UrlPolicy
+from mcp_gemma.outbound_http import UrlPolicy
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.extract import html_text
 
@@ -43,7 +43,7 @@ def url_policy(settings: RagSettings) -> UrlPolicy:
 
 async def check_url(url: str, settings: RagSettings) -> str:
     """Refuse non-http(s), non-allow-listed or (unless allowed) private-address URLs."""
-    await netguard.check_url(url, url_policy(settings))
+    await outbound_http.check_url(url, url_policy(settings))
     return url
 
 
@@ -56,7 +56,7 @@ async def fetch_page(url: str, settings: RagSettings) -> FetchedPage:
 
 async def read_page(url: str, policy: UrlPolicy, *, max_bytes: int, timeout_s: float) -> FetchedPage:
     """Fetch ``url`` under ``policy`` and return its text (HTML is reduced to visible text)."""
-    fetched = await netguard.fetch(
+    fetched = await outbound_http.fetch(
         url,
         policy,
         max_bytes=max_bytes,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult
 
 from mcp_gemma import __version__
+from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.ready import StateGate, readiness_middleware
 from mcp_gemma.server.schemas import compact_schemas_middleware
@@ -25,6 +28,27 @@ INSTRUCTIONS = (
     "keywords), a tiered agent memory, and a local Gemma model. Call health_check to see what is "
     "loaded. Tool errors carry a message that says what to fix."
 )
+
+
+class GemmaServer(MCPServer[AppState]):
+    """The SDK's server, with domain errors mapped to tool errors in one place.
+
+    The services raise :class:`~mcp_gemma.errors.McpGemmaError`, a plain exception. The SDK reports a
+    ``ToolError`` to the client as a tool result with ``isError: true`` and its text, and any other
+    exception without its text; so a domain error that escapes a tool becomes a ``ToolError`` here,
+    worded as the SDK words one ("Error executing tool <name>: <message>").
+    """
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, McpGemmaError):
+                raise ToolError(f"Error executing tool {name}: {cause}") from cause
+            raise
 
 
 def create_server(
@@ -53,7 +77,7 @@ def create_server(
             finally:
                 gate.stop()
 
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = GemmaServer(
         SERVER_NAME,
         title="mcp-gemma",
         description="Local knowledge base, agent memory and Gemma model over MCP.",

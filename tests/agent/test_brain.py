@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from mcp_types import CreateMessageResult, TextContent
 
-from mcp_gemma.agent.brain import BrainRequest, ClientBrain, LocalBrain, SamplingRequired, Turn, sampled_text
+from mcp_gemma.agent.brain import BrainRequest, ClientBrain, LocalBrain, Turn
 from mcp_gemma.llm.base import GenerationResult
+from mcp_gemma.llm.sampling import SamplingRequired
+from mcp_gemma.server.sampling import ClientSampler, sampled_text
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +68,8 @@ async def test_local_chat_model_gets_messages() -> None:
 
 
 async def test_client_brain_without_back_channel_asks_for_input() -> None:
-    brain = ClientBrain(None, back_channel=False, answers={"step-1": "known"})
+    known = CreateMessageResult(role="assistant", content=TextContent(type="text", text="known"), model="m")
+    brain = ClientBrain(ClientSampler(None, back_channel=False, responses={"step-1": known}))
     assert await brain.complete(REQUEST, key="step-1") == "known"
     with pytest.raises(SamplingRequired) as info:
         await brain.complete(REQUEST, key="step-2")

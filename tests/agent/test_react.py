@@ -8,12 +8,15 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp_types import CreateMessageResult, TextContent
 
-from mcp_gemma.agent.brain import ClientBrain, SamplingRequired
+from mcp_gemma.agent.brain import ClientBrain
 from mcp_gemma.agent.builtin_tools import ToolEnv, build_toolbox
 from mcp_gemma.agent.models import AgentCheckpoint, AgentReport
 from mcp_gemma.agent.react import ReactAgent, check_tools, new_checkpoint
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.llm.sampling import SamplingRequired
+from mcp_gemma.server.sampling import ClientSampler
 from mcp_gemma.settings import Settings
 from tests.agent.scripted import ScriptedBrain, answer, call
 
@@ -201,11 +204,14 @@ async def test_client_brain_pauses_and_resumes_from_a_checkpoint(env: ToolEnv) -
     toolbox = build_toolbox(env.settings)
     cp = new_checkpoint("What is 2+2?", ["calculator"], max_steps=4, max_seconds=30, plan=False)
     replies = {"step-1": call("calculator", expression="2+2"), "step-2": answer("4")}
-    answers: dict[str, str] = {}
+    answers: dict[str, CreateMessageResult] = {}
     asked: list[tuple[str, str | None, bool]] = []
     for _round in range(5):
         agent = ReactAgent(
-            ClientBrain(None, back_channel=False, answers=answers), toolbox, env, env.settings.agent
+            ClientBrain(ClientSampler(None, back_channel=False, responses=answers)),
+            toolbox,
+            env,
+            env.settings.agent,
         )
         try:
             report = await agent.run(cp)
@@ -214,6 +220,7 @@ async def test_client_brain_pauses_and_resumes_from_a_checkpoint(env: ToolEnv) -
             need = exc
         asked.append((need.key, cp.pending_key, bool(need.request.params.system_prompt)))
         cp = AgentCheckpoint.model_validate_json(cp.model_dump_json())  # what request_state carries
-        answers = {need.key: replies[need.key]}
+        text = TextContent(type="text", text=replies[need.key])
+        answers = {need.key: CreateMessageResult(role="assistant", content=text, model="m")}
     assert asked == [("step-1", "step-1", True), ("step-2", "step-2", True)]
     assert report.answer == "4" and [s.status for s in report.steps] == ["ok", "answer"]

@@ -16,7 +16,8 @@ import pytest
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.config import GemmaSettings
-from mcp_gemma.llm.gemma import GemmaModel, resolve_dtype
+from mcp_gemma.llm.device import resolve_dtype
+from mcp_gemma.llm.gemma import GemmaModel
 from mcp_gemma.llm.models import PACKAGED_MODEL, ModelStore
 from mcp_gemma.llm.q8 import Q8_WEIGHTS, Q8Decoder, Q8Weights, read_config
 from mcp_gemma.llm.tokenizer import CheckpointTokenizer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError
-from mcp_gemma.netguard import host_allowed
+from mcp_gemma.outbound_http import host_allowed
 from mcp_gemma.rag.chunking import split
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import StoredChunk

@@ -1,10 +1,10 @@
-"""Hybrid fusion arithmetic (mcp_gemma.rag.fusion): exact values."""
+"""Hybrid fusion arithmetic (mcp_gemma.fusion): exact values."""
 
 from __future__ import annotations
 
 import pytest
 
-from mcp_gemma.rag.fusion import SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
+from mcp_gemma.fusion import SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
 
 
 def test_adaptive_weight_follows_coverage_and_shrinks_for_short_queries() -> None:

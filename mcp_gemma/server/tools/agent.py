@@ -9,18 +9,11 @@ import logging
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ErrorData, InputRequiredResult, ToolAnnotations
+from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from mcp_gemma.agent import sandbox, web
-from mcp_gemma.agent.brain import (
-    Brain,
-    ClientBrain,
-    LocalBrain,
-    SamplingRequired,
-    client_supports_sampling,
-    sampled_text,
-)
+from mcp_gemma.agent.brain import Brain, ClientBrain, LocalBrain
 from mcp_gemma.agent.builtin_tools import (
     DateTimeResult,
     SystemInfo,
@@ -34,6 +27,8 @@ from mcp_gemma.agent.config import BrainKind
 from mcp_gemma.agent.models import AgentCheckpoint, AgentReport
 from mcp_gemma.agent.react import ReactAgent, check_tools, new_checkpoint
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+from mcp_gemma.llm.sampling import SamplingRequired
+from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling, sampled_reply
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState
 
@@ -161,12 +156,10 @@ def _pick_brain(ctx: Context[AppState], choice: BrainKind, *, resuming: bool) ->
                 "brain='client' needs a client that declares the sampling capability; "
                 "use brain='local' (the server's Gemma) or a client with a sampling callback"
             )
-        answers: dict[str, str] = {}
-        for key, response in (ctx.input_responses or {}).items():
-            if isinstance(response, ErrorData):
-                raise ModelUnavailableError(f"the client declined the sampling request: {response.message}")
-            answers[key] = sampled_text(response)
-        return ClientBrain(session, back_channel=session.can_send_request, answers=answers)
+        responses = ctx.input_responses or {}
+        for response in responses.values():
+            sampled_reply(response)  # a declined or textless answer fails the call before the loop runs
+        return ClientBrain(ClientSampler(session, back_channel=session.can_send_request, responses=responses))
     if llm is None:
         raise ModelUnavailableError(
             "no local model is available in this server; "

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError, NotFoundError
-from mcp_gemma.server.metrics import ToolStats
+from mcp_gemma.health import ComponentStatus
+from mcp_gemma.metrics import ToolStats
 from mcp_gemma.state import AppState
-from mcp_gemma.status import ComponentStatus
 
 
 class RedisHealth(BaseModel):

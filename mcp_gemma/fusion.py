@@ -1,4 +1,5 @@
-"""Hybrid fusion: one score per candidate from its cosine similarity and its BM25 score.
+"""Hybrid fusion, shared by document search and memory recall: one score per candidate from its cosine
+similarity and its BM25 score.
 
 Both rankings' candidates are pooled and each gets *both* scores exactly (the cosine of a chunk only
 BM25 found, the BM25 score of a chunk only the vector side found), so nothing is fused against a

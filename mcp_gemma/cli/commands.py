@@ -1,18 +1,21 @@
-"""The ``mcp-gemma`` command line (Typer); :mod:`mcp_gemma.cli` starts ``serve`` without it."""
+"""The ``mcp-gemma`` Typer app: the root, ``serve`` and ``config``, and the command groups of the other
+modules (:mod:`mcp_gemma.cli` starts ``serve`` without Typer)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from mcp_gemma import __version__
-from mcp_gemma.cli_memory import memory_app
-from mcp_gemma.cli_model import ask, model_app
-from mcp_gemma.cli_rag import ingest, search
+from mcp_gemma.cli.common import settings_from_cli
+from mcp_gemma.cli.launch import serve_main
+from mcp_gemma.cli.memory import memory_app
+from mcp_gemma.cli.model import ask, model_app
+from mcp_gemma.cli.rag import ingest, search
 from mcp_gemma.errors import McpGemmaError
 
 app = typer.Typer(
@@ -37,22 +40,6 @@ DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (embedded Redis, caches).")
 ]
 RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redis URL (default: embedded).")]
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print an error for a person to stderr and return the exit to raise."""
-    typer.echo(f"mcp-gemma: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def settings_from_cli(config: Path | None, **overrides: Any) -> Any:
-    """Load settings with CLI overrides (nested dicts merge into the file and environment)."""
-    from mcp_gemma.settings import load_settings
-
-    try:
-        return load_settings(config, **overrides)
-    except McpGemmaError as exc:
-        raise fail(str(exc), 2) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -86,8 +73,6 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
 ) -> None:
     """Run the MCP server."""
-    from mcp_gemma.cli import serve_main
-
     code = serve_main(
         transport=transport,
         host=host,

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError
-from mcp_gemma.netguard import (
+from mcp_gemma.outbound_http import (
     MAX_REDIRECTS,
     PinnedBackend,
     UrlPolicy,

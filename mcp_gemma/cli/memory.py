@@ -14,6 +14,7 @@ import anyio
 import typer
 from pydantic import BaseModel
 
+from mcp_gemma.cli.common import fail, settings_from_cli
 from mcp_gemma.errors import McpGemmaError
 
 memory_app = typer.Typer(help="Store, recall and manage the agent memory.", no_args_is_help=True)
@@ -34,7 +35,6 @@ def _run(
     config: Path | None, data_dir: Path | None, redis_url: str | None, call: Callable[[Any], Awaitable[T]]
 ) -> None:
     """Open the app state, run ``call(state)``, print the result as JSON, close."""
-    from mcp_gemma.cli_app import fail, settings_from_cli
     from mcp_gemma.state import AppState
 
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)

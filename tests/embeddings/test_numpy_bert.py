@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from mcp_gemma.embeddings.config import EmbeddingSettings
-from mcp_gemma.embeddings.lean import LeanBertEmbedder, UnsupportedModel
 from mcp_gemma.embeddings.minilm import PACKAGED_MODEL, MiniLMEmbedder, resolve_model_dir
+from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder, UnsupportedModel
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
 

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mcp_gemma.cli.common import fail, settings_from_cli
 from mcp_gemma.errors import McpGemmaError
 
 T = TypeVar("T")
@@ -28,7 +29,6 @@ RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redi
 
 
 def _open_and_run(settings: Any, call: Callable[[Any], Awaitable[T]]) -> T:
-    from mcp_gemma.cli_app import fail
     from mcp_gemma.state import AppState
 
     async def main() -> T:
@@ -54,7 +54,6 @@ def ingest(
     redis_url: RedisOpt = None,
 ) -> None:
     """Ingest files and folders (txt, md, rst, html, pdf, json, jsonl) into the knowledge base."""
-    from mcp_gemma.cli_app import settings_from_cli
 
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
     resolved = [p.expanduser().resolve() for p in paths]
@@ -99,7 +98,6 @@ def search(
     redis_url: RedisOpt = None,
 ) -> None:
     """Search the knowledge base by meaning (vector) or by meaning and keywords (hybrid)."""
-    from mcp_gemma.cli_app import fail, settings_from_cli
 
     if mode not in ("vector", "hybrid"):
         raise fail(f"unknown mode {mode!r}: use vector or hybrid", 2)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from mcp_gemma.blas import one_thread_blas
+from mcp_gemma.compute import one_thread_blas
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
 from mcp_gemma.embeddings.minilm import token_limit
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import anyio
 import typer
 
+from mcp_gemma.cli.common import fail, settings_from_cli
 from mcp_gemma.errors import McpGemmaError
 
 model_app = typer.Typer(help="List, inspect, download, test and remove local models.", no_args_is_help=True)
@@ -28,7 +29,6 @@ ModelOpt = Annotated[
 
 
 def _settings(config: Path | None, data_dir: Path | None, model: str | None = None, **gemma: Any) -> Any:
-    from mcp_gemma.cli_app import settings_from_cli
 
     overrides = {k: v for k, v in gemma.items() if v is not None}
     if model:
@@ -43,7 +43,6 @@ def _store(settings: Any) -> Any:
 
 
 def _fail(exc: Exception, code: int = 1) -> typer.Exit:
-    from mcp_gemma.cli_app import fail
 
     return fail(str(exc), code)
 
@@ -233,7 +232,7 @@ def ask(
 ) -> None:
     """Ask the local Gemma a question; the answer streams to stdout (what ``reason`` does)."""
     from mcp_gemma.llm.factory import build_llm
-    from mcp_gemma.server.tools.reason import build_prompt
+    from mcp_gemma.llm.reason import answer_locally, build_prompt
 
     settings = _settings(config, data_dir, model)
     service = build_llm(settings)
@@ -246,8 +245,10 @@ def ask(
         shown = len(text)
 
     async def run() -> Any:
-        return await service.generate(
+        return await answer_locally(
+            service,
             build_prompt(question, context, []),
+            [],
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=seed,

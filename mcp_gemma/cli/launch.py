@@ -1,9 +1,7 @@
-"""The ``mcp-gemma`` entry point.
+"""``mcp-gemma serve …`` without Typer: the option parser of the fast path and :func:`serve_main`.
 
-``mcp-gemma serve …`` with plain options starts the server without importing the Typer CLI (Typer,
-Click and Rich cost ~0.2 s, a fifth of a start-up budget that the MCP SDK's own import mostly takes);
-everything else, ``--help`` and any option this parser does not know included, goes to the Typer
-app in :mod:`mcp_gemma.cli_app`, which also reaches :func:`serve_main` for ``serve``.
+Typer, Click and Rich cost ~0.2 s, a fifth of a start-up budget that the MCP SDK's own import
+mostly takes, so this module imports none of them (nor the server, until it runs).
 """
 
 from __future__ import annotations
@@ -117,20 +115,3 @@ def parse_serve(args: list[str]) -> dict[str, Any] | None:
         else:
             found[key] = value
     return found
-
-
-def main() -> None:
-    """Console-script entry point."""
-    fast = parse_serve(sys.argv[1:])
-    if fast is not None:
-        sys.exit(serve_main(**fast))
-    from mcp_gemma.cli_app import main as typer_main
-
-    typer_main()
-
-
-def __getattr__(name: str) -> Any:
-    # ``mcp_gemma.cli.app`` and the rest of the Typer CLI, imported on first use.
-    import mcp_gemma.cli_app
-
-    return getattr(mcp_gemma.cli_app, name)

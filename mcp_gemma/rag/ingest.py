@@ -1,0 +1,300 @@
+"""The ingest pipeline of the knowledge base: validate, chunk (Rust), embed in batches across
+documents, then write groups of documents in MULTI/EXEC transactions with their change-stream
+entries, and bring this process's index up to date.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+from mcp_gemma.embeddings.service import AsyncProgress, EmbeddingService
+from mcp_gemma.errors import InvalidInputError, McpGemmaError
+from mcp_gemma.rag import extract
+from mcp_gemma.rag.chunking import split
+from mcp_gemma.rag.config import RagSettings
+from mcp_gemma.rag.docstore import DocStore, PreparedDoc
+from mcp_gemma.rag.index import ChunkIndex
+from mcp_gemma.rag.models import (
+    BatchIngestReport,
+    DocumentInput,
+    IngestFailure,
+    IngestReport,
+)
+from mcp_gemma.rag.validation import check_doc_id, check_text, metadata_json
+from mcp_gemma.store.redis import redis_guard
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Item:
+    source: str
+    text: str
+    id: str | None
+    metadata: Mapping[str, Any] | None
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 of the UTF-8 text: the content hash that makes ingest idempotent."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class IngestPipeline:
+    """Add documents (inline text, many documents, or files under the allowed roots)."""
+
+    def __init__(
+        self,
+        settings: RagSettings,
+        allowed_roots: Sequence[Path],
+        embeddings: EmbeddingService,
+        docstore: DocStore,
+        index: ChunkIndex,
+    ) -> None:
+        self.settings = settings
+        self.allowed_roots: list[Path] = list(allowed_roots)
+        self.embeddings = embeddings
+        self.docstore = docstore
+        self.index = index
+
+    def _prepare_item(self, item: _Item) -> tuple[str, str, str]:
+        """Validate one document; returns (id, metadata JSON, content hash)."""
+        check_text(item.text, self.settings.max_document_bytes)
+        meta = metadata_json(item.metadata, self.settings.max_metadata_bytes)
+        digest = text_hash(item.text)
+        doc_id = check_doc_id(item.id) if item.id is not None else f"doc-{digest[:24]}"
+        return doc_id, meta, digest
+
+    @redis_guard
+    async def ingest(
+        self,
+        text: str,
+        *,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        source: str | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Add or replace one document; unchanged content (and metadata) costs nothing.
+
+        ``progress`` hears (chunks embedded, chunks) while a long document is embedded.
+        """
+
+        async def one() -> AsyncIterator[_Item | IngestFailure]:
+            yield _Item(source or "text", text, doc_id, metadata)
+
+        report = await self._run(one(), 1, None, raise_first=True, embed_progress=progress)
+        return report.ingested[0]
+
+    @redis_guard
+    async def ingest_documents(
+        self, documents: Sequence[DocumentInput], progress: Progress | None = None
+    ) -> BatchIngestReport:
+        """Ingest many inline documents; a bad one is reported and skipped."""
+        self._check_batch(len(documents))
+
+        async def items() -> AsyncIterator[_Item | IngestFailure]:
+            for i, doc in enumerate(documents):
+                yield _Item(f"documents[{i}]", doc.text, doc.id, doc.metadata)
+
+        return await self._run(items(), len(documents), progress)
+
+    @redis_guard
+    async def ingest_paths(
+        self,
+        paths: Sequence[str],
+        *,
+        pattern: str = "**/*",
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> BatchIngestReport:
+        """Ingest files and folders under the allowed roots; one bad file is reported and skipped."""
+        if not paths:
+            raise InvalidInputError("give at least one path (a file or a folder under an allowed root)")
+        if ".." in Path(pattern).parts or Path(pattern).is_absolute():
+            raise InvalidInputError(f"glob {pattern!r} must be relative and must not contain '..'")
+        files: list[tuple[Path, Path]] = []
+        early: list[IngestFailure] = []
+        for raw in paths:
+            try:
+                found, problems = await anyio.to_thread.run_sync(
+                    functools.partial(extract.expand, raw, self.allowed_roots, pattern)
+                )
+            except McpGemmaError as exc:
+                if len(paths) == 1:
+                    raise
+                early.append(IngestFailure(source=raw, error=str(exc)))
+                continue
+            files.extend(found)
+            early.extend(IngestFailure(source=s, error=e) for s, e in problems)
+        if not files and not early:
+            raise InvalidInputError(f"no supported files under {', '.join(paths)} match {pattern!r}")
+        self._check_batch(len(files))
+        limit = self.settings.max_file_bytes
+
+        async def items() -> AsyncIterator[_Item | IngestFailure]:
+            for failure in early:
+                yield failure
+            for path, root in files:
+                try:
+                    docs = await anyio.to_thread.run_sync(
+                        functools.partial(extract.extract_file, path, root, limit)
+                    )
+                except McpGemmaError as exc:
+                    yield IngestFailure(source=str(path), error=str(exc))
+                    continue
+                except OSError as exc:
+                    yield IngestFailure(source=str(path), error=f"cannot read: {exc.strerror or exc}")
+                    continue
+                single = len(docs) == 1
+                for doc in docs:
+                    doc_id = doc.id or (f"file:{doc.source}" if single else None)
+                    yield _Item(doc.source, doc.text, doc_id, {**doc.metadata, **(metadata or {})})
+
+        return await self._run(items(), len(files) + len(early), progress, report_each=True)
+
+    def _check_batch(self, n: int) -> None:
+        if n > self.settings.max_batch_documents:
+            raise InvalidInputError(
+                f"{n} documents in one batch; the limit is {self.settings.max_batch_documents} "
+                "(rag.max_batch_documents): split the batch"
+            )
+
+    async def _run(
+        self,
+        items: AsyncIterator[_Item | IngestFailure],
+        total: int,
+        progress: Progress | None,
+        *,
+        raise_first: bool = False,
+        report_each: bool = False,
+        embed_progress: Progress | None = None,
+    ) -> BatchIngestReport:
+        started = time.perf_counter()
+        ingested: list[IngestReport] = []
+        failed: list[IngestFailure] = []
+        group: list[tuple[_Item, str, str, str]] = []
+        ids_in_group: set[str] = set()
+        seen = 0
+
+        async def flush() -> None:
+            if group:
+                ingested.extend(await self._write_group(group, embed_progress))
+                group.clear()
+                ids_in_group.clear()
+            if progress is not None and not report_each:
+                await progress(seen, total, f"{len(ingested)} documents stored")
+
+        async for item in items:
+            seen += 1
+            if report_each and progress is not None:
+                await progress(min(seen, total), total, item.source)
+            if isinstance(item, IngestFailure):
+                failed.append(item)
+                continue
+            try:
+                doc_id, meta, digest = self._prepare_item(item)
+            except McpGemmaError as exc:
+                if raise_first:
+                    raise
+                failed.append(IngestFailure(source=item.source, error=str(exc)))
+                continue
+            if doc_id in ids_in_group:
+                await flush()
+            group.append((item, doc_id, meta, digest))
+            ids_in_group.add(doc_id)
+            if len(group) >= self.settings.ingest_group_documents:
+                await flush()
+        await flush()
+        if failed and not ingested:  # nothing went in: that is an error, not a report
+            listed = "; ".join(f"{f.source}: {f.error}" for f in failed[:5])
+            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+            raise InvalidInputError(f"nothing was ingested: {listed}{more}")
+        return BatchIngestReport(
+            ingested=ingested,
+            failed=failed,
+            created=sum(r.status == "created" for r in ingested),
+            replaced=sum(r.status == "replaced" for r in ingested),
+            unchanged=sum(r.status == "unchanged" for r in ingested),
+            chunks=sum(r.chunks for r in ingested if r.status != "unchanged"),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def _write_group(
+        self, group: Sequence[tuple[_Item, str, str, str]], embed_progress: Progress | None = None
+    ) -> list[IngestReport]:
+        heads = await self.docstore.heads([doc_id for _, doc_id, _, _ in group])
+        reports: dict[int, IngestReport] = {}
+        todo: list[tuple[int, _Item, str, str, str]] = []
+        for i, ((item, doc_id, meta, digest), head) in enumerate(zip(group, heads, strict=True)):
+            if head is not None and head.content_hash == digest and head.metadata_json == meta:
+                reports[i] = IngestReport(
+                    id=doc_id,
+                    status="unchanged",
+                    chunks=len(head.chunk_ids),
+                    characters=head.chars,
+                    content_hash=digest,
+                    source=item.source,
+                )
+            else:
+                todo.append((i, item, doc_id, meta, digest))
+        if todo:
+            settings = self.settings
+            chunked = await anyio.to_thread.run_sync(
+                lambda: [split(item.text, settings) for _, item, *_ in todo]
+            )
+            texts = [c.text for chunks in chunked for c in chunks]
+            report: AsyncProgress | None = None
+            if embed_progress is not None:
+                reporter = embed_progress
+
+                async def report(done: int, total: int) -> None:
+                    await reporter(done, total, "embedding chunks")
+
+            vectors = await self.embeddings.embed(texts, report)
+            ids = await self.docstore.reserve_chunk_ids(len(texts))
+            prepared: list[PreparedDoc] = []
+            at = 0
+            for (_, item, doc_id, meta, digest), chunks in zip(todo, chunked, strict=True):
+                n = len(chunks)
+                prepared.append(
+                    PreparedDoc(
+                        doc_id,
+                        item.text,
+                        meta,
+                        digest,
+                        chunks,
+                        np.ascontiguousarray(vectors[at : at + n]),
+                        item.source,
+                        ids[at : at + n],
+                    )
+                )
+                at += n
+            async with self.index.lock:
+                outcomes = await self.docstore.write(prepared)
+                if self.index.ready:
+                    self.index.note_writes(outcomes)
+                await self.index.sync_locked()
+            for (i, *_), outcome in zip(todo, outcomes, strict=True):
+                doc = outcome.doc
+                reports[i] = IngestReport(
+                    id=doc.id,
+                    status=outcome.status,
+                    chunks=len(doc.chunk_ids),
+                    characters=len(doc.text),
+                    content_hash=doc.content_hash,
+                    source=doc.source,
+                )
+        return [reports[i] for i in range(len(group))]

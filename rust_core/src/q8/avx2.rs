@@ -1,0 +1,134 @@
+//! The AVX2 + FMA kernels of the int8 products (x86-64; chosen at run time).
+
+use super::BLOCK;
+use crate::vector::simd::avx2::hsum;
+use std::arch::x86_64::*;
+
+/// # Safety
+/// AVX2 + FMA available; `wc`, `qc` hold `ws.len() * 32` codes; `qs.len() == ws.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
+    let nb = ws.len();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let (w, q) = (wc.as_ptr(), qc.as_ptr());
+    let mut b = 0;
+    // SAFETY: block b covers bytes [32b, 32b + 32) of both rows, inside their length.
+    unsafe {
+        while b + 2 <= nb {
+            let vw0 = _mm256_loadu_si256(w.add(b * BLOCK).cast());
+            let vq0 = _mm256_loadu_si256(q.add(b * BLOCK).cast());
+            let vw1 = _mm256_loadu_si256(w.add((b + 1) * BLOCK).cast());
+            let vq1 = _mm256_loadu_si256(q.add((b + 1) * BLOCK).cast());
+            let p0 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_abs_epi8(vq0), _mm256_sign_epi8(vw0, vq0)),
+                ones,
+            );
+            let p1 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_abs_epi8(vq1), _mm256_sign_epi8(vw1, vq1)),
+                ones,
+            );
+            let d0 = _mm256_set1_ps(*ws.get_unchecked(b) * *qs.get_unchecked(b));
+            let d1 = _mm256_set1_ps(*ws.get_unchecked(b + 1) * *qs.get_unchecked(b + 1));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), d0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), d1, acc1);
+            b += 2;
+        }
+        if b < nb {
+            let vw = _mm256_loadu_si256(w.add(b * BLOCK).cast());
+            let vq = _mm256_loadu_si256(q.add(b * BLOCK).cast());
+            let p = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_abs_epi8(vq), _mm256_sign_epi8(vw, vq)),
+                ones,
+            );
+            let d = _mm256_set1_ps(*ws.get_unchecked(b) * *qs.get_unchecked(b));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc0);
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+}
+
+/// The four lane sums of `a`, `b`, `c`, `d` as one vector.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+    let ab = _mm256_hadd_ps(a, b);
+    let cd = _mm256_hadd_ps(c, d);
+    let abcd = _mm256_hadd_ps(ab, cd);
+    let s = _mm_add_ps(
+        _mm256_castps256_ps128(abcd),
+        _mm256_extractf128_ps::<1>(abcd),
+    );
+    let mut out = [0f32; 4];
+    // SAFETY: `out` holds four f32.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
+    out
+}
+
+/// # Safety
+/// AVX2 + FMA available; both rows of `wc` hold `cols` codes and of `ws` `nb = cols / 32`
+/// scales; `qc` holds 4 rows of `cols` codes and `qs` 4 rows of `nb` scales.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tile_2x4(wc: [&[i8]; 2], ws: [&[f32]; 2], qc: &[i8], qs: &[f32]) -> [[f32; 4]; 2] {
+    let (nb, cols) = (ws[0].len(), wc[0].len());
+    let ones = _mm256_set1_epi16(1);
+    let mut acc0 = [_mm256_setzero_ps(); 4];
+    let mut acc1 = [_mm256_setzero_ps(); 4];
+    let (w0, w1, q) = (wc[0].as_ptr(), wc[1].as_ptr(), qc.as_ptr());
+    // SAFETY: block b covers [32b, 32b + 32) of each weight row and of each input row j at
+    // offset j * cols, all inside their slices; scale indices stay below nb and 4 * nb.
+    unsafe {
+        for b in 0..nb {
+            let vw0 = _mm256_loadu_si256(w0.add(b * BLOCK).cast());
+            let vw1 = _mm256_loadu_si256(w1.add(b * BLOCK).cast());
+            // |w| once per weight block; the input takes w's signs (maddubs: u8 × i8).
+            let aw0 = _mm256_abs_epi8(vw0);
+            let aw1 = _mm256_abs_epi8(vw1);
+            let s0 = *ws[0].get_unchecked(b);
+            let s1 = *ws[1].get_unchecked(b);
+            for j in 0..4 {
+                let vq = _mm256_loadu_si256(q.add(j * cols + b * BLOCK).cast());
+                let sx = *qs.get_unchecked(j * nb + b);
+                let p0 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(aw0, _mm256_sign_epi8(vq, vw0)), ones);
+                let p1 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(aw1, _mm256_sign_epi8(vq, vw1)), ones);
+                acc0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(s0 * sx), acc0[j]);
+                acc1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(s1 * sx), acc1[j]);
+            }
+        }
+        [
+            hsum4(acc0[0], acc0[1], acc0[2], acc0[3]),
+            hsum4(acc1[0], acc1[1], acc1[2], acc1[3]),
+        ]
+    }
+}
+
+/// # Safety
+/// AVX2 + FMA available; `qc` holds 4 rows of `wc.len()` codes, `qs` 4 rows of `ws.len()` scales.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> [f32; 4] {
+    let (nb, cols) = (ws.len(), wc.len());
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let (w, q) = (wc.as_ptr(), qc.as_ptr());
+    // SAFETY: block b of row j lies at [j * cols + 32b, j * cols + 32b + 32) inside `qc`,
+    // and at [32b, 32b + 32) inside `wc`; scale indices stay below 4 * nb.
+    unsafe {
+        for b in 0..nb {
+            let vw = _mm256_loadu_si256(w.add(b * BLOCK).cast());
+            let sw = *ws.get_unchecked(b);
+            for (j, a) in acc.iter_mut().enumerate() {
+                let vq = _mm256_loadu_si256(q.add(j * cols + b * BLOCK).cast());
+                let p = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_abs_epi8(vq), _mm256_sign_epi8(vw, vq)),
+                    ones,
+                );
+                let d = _mm256_set1_ps(sw * *qs.get_unchecked(j * nb + b));
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, *a);
+            }
+        }
+        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
+    }
+}

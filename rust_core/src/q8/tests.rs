@@ -1,0 +1,142 @@
+//! Tests of the int8 matrices and their kernels.
+
+use super::*;
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n).map(|_| lcg(&mut s)).collect()
+}
+
+fn exact(w: &[f32], x: &[f32], rows: usize, cols: usize, m: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m * rows];
+    for t in 0..m {
+        for r in 0..rows {
+            out[t * rows + r] = (0..cols)
+                .map(|c| f64::from(w[r * cols + c]) * f64::from(x[t * cols + c]))
+                .sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn matmul_is_close_to_f32_for_one_and_many_rows() {
+    let (rows, cols) = (300, 640);
+    let w = random(rows * cols, 1);
+    let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+    for m in [1, 3, 7] {
+        let x = random(m * cols, 2 + m as u64);
+        let mut out = vec![0.0; m * rows];
+        q.matmul(&x, m, &mut out).expect("matmul");
+        let want = exact(&w, &x, rows, cols, m);
+        // Two int8 roundings per product, each at most half a step (1/254 of a block's
+        // max): over 640 products the error's standard deviation is ~0.05 here.
+        let mut total = 0.0f32;
+        for (a, b) in out.iter().zip(&want) {
+            assert!((a - b).abs() < 0.3, "{a} vs {b} (m={m})");
+            total += (a - b).abs();
+        }
+        assert!(
+            total / (out.len() as f32) < 0.06,
+            "mean error {}",
+            total / out.len() as f32
+        );
+    }
+}
+
+#[test]
+fn avx2_and_portable_kernels_agree_exactly_on_integer_sums() {
+    let (rows, cols) = (17, 96);
+    let w = random(rows * cols, 5);
+    let x = random(cols, 6);
+    let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+    let xm = Q8Matrix::quantize(&x, 1, cols).expect("quantise input");
+    for r in 0..rows {
+        let wc = &q.codes()[r * cols..(r + 1) * cols];
+        let ws = &q.scales()[r * 3..(r + 1) * 3];
+        let a = portable_row_dot(wc, ws, xm.codes(), xm.scales());
+        let b = row_dot(
+            wc,
+            ws,
+            xm.codes(),
+            xm.scales(),
+            simd_level() == SimdLevel::Avx2,
+        );
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+    }
+}
+
+#[test]
+fn tiled_products_match_the_reference_kernel_for_every_shape() {
+    // Odd row counts and input counts that are not multiples of 4 exercise every remainder path
+    // (2×4 tiles, single leftover rows, leftover inputs), serial and parallel.
+    for (rows, cols, m) in [(33, 96, 9), (2, 32, 4), (5, 64, 1), (301, 640, 13)] {
+        let w = random(rows * cols, rows as u64);
+        let x = random(m * cols, 100 + m as u64);
+        let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+        let xq = Q8Matrix::quantize(&x, m, cols).expect("quantise input");
+        let mut out = vec![0.0; m * rows];
+        q.matmul(&x, m, &mut out).expect("matmul");
+        let nb = cols / BLOCK;
+        for t in 0..m {
+            for r in 0..rows {
+                let want = portable_row_dot(
+                    &q.codes()[r * cols..(r + 1) * cols],
+                    &q.scales()[r * nb..(r + 1) * nb],
+                    &xq.codes()[t * cols..(t + 1) * cols],
+                    &xq.scales()[t * nb..(t + 1) * nb],
+                );
+                let got = out[t * rows + r];
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{rows}x{cols}, m={m}, t={t}, r={r}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gather_dequantises_within_half_a_step() {
+    let (rows, cols) = (10, 64);
+    let w = random(rows * cols, 9);
+    let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+    let mut out = vec![0.0; 2 * cols];
+    q.gather(&[3, 7], &mut out).expect("gather");
+    for (i, &r) in [3usize, 7].iter().enumerate() {
+        for c in 0..cols {
+            let step = q.scales()[r * 2 + c / BLOCK];
+            let got = out[i * cols + c];
+            assert!((got - w[r * cols + c]).abs() <= step * 0.5 + 1e-7);
+        }
+    }
+    assert!(q.gather(&[10], &mut vec![0.0; cols]).is_err());
+}
+
+#[test]
+fn round_trip_through_parts_and_bad_shapes() {
+    let w = random(4 * 32, 3);
+    let q = Q8Matrix::quantize(&w, 4, 32).expect("quantise");
+    let back = Q8Matrix::from_parts(q.codes().to_vec(), q.scales().to_vec(), 4, 32).expect("parts");
+    assert_eq!(back.codes(), q.codes());
+    assert!(Q8Matrix::quantize(&w, 4, 30).is_err());
+    assert!(Q8Matrix::quantize(&[f32::NAN; 32], 1, 32).is_err());
+    assert!(Q8Matrix::from_parts(vec![i8::MIN; 32], vec![1.0], 1, 32).is_err());
+    let mut out = vec![0.0; 4];
+    assert!(q.matmul(&[f32::INFINITY; 32], 1, &mut out).is_err());
+}
+
+#[test]
+fn zero_blocks_stay_zero() {
+    let q = Q8Matrix::quantize(&[0.0; 64], 2, 32).expect("quantise");
+    let mut out = vec![1.0; 2];
+    q.matmul(&[1.0; 32], 1, &mut out).expect("matmul");
+    assert_eq!(out, vec![0.0, 0.0]);
+}
