@@ -74,8 +74,12 @@ async def recall(
     occurred_after: float | None = None,
     occurred_before: float | None = None,
     time_aware: bool = True,
+    touch: bool = True,
 ) -> RecallResult:
     """Memories most relevant to ``query``: similarity × importance × recency, with reasons.
+
+    A recall counts as an access (count, TTL, hit statistics, promotion); ``touch=False`` reads only,
+    for callers such as research_query that promise to change nothing.
 
     ``similarity`` fuses cosine and BM25 as hybrid document search does (``match="hybrid"``), or is
     one of them alone; with ``time_aware`` a time the query names ("in March") adds
@@ -111,7 +115,7 @@ async def recall(
         candidates += pool
         pools.append((idx, allow, pool))
     busy = [p for p in pools if p[2] > 0]
-    if len(busy) == 1 and min_score <= 0.0 and k > 0:
+    if touch and len(busy) == 1 and min_score <= 0.0 and k > 0:
         # One scope and no floor: the winners are the first k live candidates in ranked order, so
         # reading them and counting the access share one round trip.
         idx, allow, pool = busy[0]
@@ -122,7 +126,7 @@ async def recall(
         scored.extend(await _rank(service, idx, q, k, allow, pool, now))
     scored.sort(key=lambda s: -s[0])
     top = [s for s in scored if s[0] >= min_score][:k]
-    hits = await _touch_hits(service, top, wanted, scopes, now)
+    hits = await _touch_hits(service, top, wanted, scopes, now) if touch else [hit for _, hit, _ in top]
     return RecallResult(query=query, hits=hits, tiers=wanted, agent_ids=scopes, candidates=candidates)
 
 

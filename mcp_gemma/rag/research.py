@@ -46,22 +46,30 @@ def build_prompt(query: str, evidence: Sequence[Evidence]) -> str:
     return "\n".join(lines)
 
 
-async def _memory_evidence(memory: Any, query: str, limit: int, notes: list[str]) -> list[Evidence]:
+async def _memory_evidence(
+    memory: Any, query: str, limit: int, floor: float, notes: list[str]
+) -> list[Evidence]:
+    """Recalled memories as evidence: read only (research changes nothing), and only those whose
+    similarity reaches ``floor`` (rag.research_memory_min_similarity)."""
     if memory is None or not hasattr(memory, "recall"):
         notes.append("memory recall skipped: this server has no memory service")
         return []
     try:
-        result = await memory.recall(query, k=limit)
+        result = await memory.recall(query, k=limit, touch=False)
     except McpGemmaError as exc:
         notes.append(f"memory recall failed: {exc}")
         return []
     out = []
+    dropped = 0
     for hit in _attr(result, "hits", []) or []:
         item = _attr(hit, "item", hit)
         content = _attr(item, "content")
         if not content:
             continue
         similarity = _attr(hit, "similarity", _attr(hit, "score", 0.0))
+        if float(similarity or 0.0) < floor:
+            dropped += 1
+            continue
         out.append(
             Evidence(
                 kind="memory",
@@ -71,6 +79,8 @@ async def _memory_evidence(memory: Any, query: str, limit: int, notes: list[str]
                 source=str(_attr(item, "tier", "memory")),
             )
         )
+    if dropped:
+        notes.append(f"{dropped} recalled memories left out: similarity below {floor}")
     return out
 
 
@@ -153,7 +163,8 @@ async def research(
             )
         )
     if use_memory:
-        evidence += await _memory_evidence(memory, query, limit, notes)
+        floor = rag.settings.research_memory_min_similarity
+        evidence += await _memory_evidence(memory, query, limit, floor, notes)
     if urls:
         evidence += await _url_evidence(rag, urls, qvec, notes)
     evidence.sort(key=lambda e: -e.score)

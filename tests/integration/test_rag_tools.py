@@ -6,6 +6,7 @@ servers over one Redis, files and bad input run in-memory against the same real 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -464,3 +465,32 @@ async def test_ingest_document_reports_embedding_progress(settings: Settings) ->
     # repeated text is embedded once (content-hash cache), so progress counts distinct chunks
     assert events and events[-1][0] == events[-1][1] and events[-1][2] == "embedding chunks"
     assert report["chunks"] >= events[-1][0] >= 2
+
+
+async def test_research_query_reads_memory_without_changing_it(settings: Settings) -> None:
+    """research_query is read-only: recalled memories keep their access count and tier (an important
+    short_term memory would be promoted by a real recall), and unrelated memories stay out."""
+    async with in_memory(settings) as client:
+        data(await client.call_tool("ingest_document", {"text": PHOTOSYNTHESIS, "id": "plants"}))
+        related = data(
+            await client.call_tool(
+                "store_memory",
+                {"content": "Photosynthesis in plants happens in the chloroplasts", "importance": 0.9},
+            )
+        )["ids"][0]
+        unrelated = data(
+            await client.call_tool("store_memory", {"content": "Parking permit renewal is due on Friday"})
+        )["ids"][0]
+        report = data(
+            await client.call_tool(
+                "research_query", {"query": "Where does photosynthesis happen?", "answer": False}
+            )
+        )
+        refs = [e["ref"] for e in report["evidence"]]
+        assert f"memory:{related}" in refs
+        assert f"memory:{unrelated}" not in refs
+        assert any("similarity below 0.3" in note for note in report["notes"])
+        for memory_id in (related, unrelated):
+            resource = await client.read_resource(f"memory://short_term/{memory_id}")
+            item = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
+            assert (item["tier"], item["access_count"]) == ("short_term", 1)

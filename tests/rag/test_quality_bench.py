@@ -2,14 +2,15 @@
 client session: hybrid search must never lose to its best part.
 
 Quality numbers are deterministic (the same queries, embeddings and ranking every run), so these are
-thresholds, not timings. Each corpus asks the first :data:`PER_STYLE` queries of each style (verbatim,
-rare words removed, keywords, paraphrase); the queries were written from the documents, never from
-what the system returned, and ``prose`` (held out) took no part in choosing the defaults.
+thresholds, not timings. Each corpus asks all its queries (verbatim, rare words removed, keywords,
+paraphrase; a subset would be too noisy to hold to 0.01): the queries were written from the documents,
+never from what the system returned, and ``prose`` (held out) took no part in choosing the defaults.
+The bounded part is the set of modes: vector, BM25 and the default only.
 
 The bar (issue 12): on every corpus × style, the default ``hybrid_search`` scores at least the better
 of BM25 alone and vector alone, within 0.01 MRR@10 by distinct document, and on average beats both.
 One known miss is asserted as such: keyword queries on the held-out prose corpus, where vector search
-wins (full set: default 0.877, vector 0.911, BM25 0.832); see benches/README.md.
+wins (default 0.877, vector 0.911, BM25 0.832); see benches/README.md.
 """
 
 from __future__ import annotations
@@ -27,15 +28,14 @@ from mcp_gemma.settings import Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-PER_STYLE = 12
 TOLERANCE = 0.01
-KNOWN_GAPS = {("prose", "keyword"): 0.06}  # held out: how far behind its best part the default may be
+KNOWN_GAPS = {("prose", "keyword"): 0.04}  # held out: how far behind its best part the default may be
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", ["prose", "reference", "code", "records"])
 async def test_default_hybrid_never_loses_to_its_parts(settings: Settings, name: str) -> None:
-    (corpus,) = load_corpora([name], per_style=PER_STYLE)
+    (corpus,) = load_corpora([name])
     with anyio.fail_after(800):
         async with Client(create_server(settings)) as client:
             await ingest(client, corpus)
@@ -58,7 +58,7 @@ async def test_memory_recall_never_loses_to_its_parts(settings: Settings) -> Non
     """Three conversations stored turn by turn; questions about them through recall_memory. Hybrid
     recall (the default) must reach at least the better of vector and BM25 recall@10 on the tuning
     dialogues and on the held-out one."""
-    turns, questions = load_dialogues(per_dialogue=25)
+    turns, questions = load_dialogues()
     with anyio.fail_after(800):
         async with Client(create_server(settings)) as client:
             ids = await store_dialogues(client, turns)
