@@ -14,6 +14,7 @@ from mcp_types import CallToolResult, InputRequiredResult
 
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.server import completion
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.ready import StateGate, readiness_middleware
 from mcp_gemma.server.schemas import compact_schemas_middleware
@@ -87,6 +88,8 @@ def create_server(
         log_level=settings.log_level,
         middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware],
     )
+    # Protocol handlers go on at once, deferred or not: initialize declares the capabilities they add.
+    completion.register(server)
     if not defer_registration:
         register_all(server, settings)
     return server
