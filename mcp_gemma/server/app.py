@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.context import ServerRequestContext
@@ -23,7 +24,7 @@ from mcp_types import (
 
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
-from mcp_gemma.server import completion
+from mcp_gemma.server import completion, notify
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
 from mcp_gemma.server.ready import StateGate, readiness_middleware
@@ -90,6 +91,16 @@ class GemmaServer(MCPServer[AppState]):
             raise
 
 
+def _secrets(settings: Settings) -> list[str]:
+    """Values that must never reach a client in a log record."""
+    found = [s.get_secret_value() for s in (settings.http.auth_token, settings.hf_token) if s is not None]
+    if settings.redis_url is not None:
+        password = urlsplit(settings.redis_url.get_secret_value()).password
+        if password:
+            found.append(password)
+    return found
+
+
 def _cursor(params: PaginatedRequestParams | None) -> str | None:
     return params.cursor if params is not None else None
 
@@ -111,6 +122,7 @@ def create_server(
     async def lifespan(app: MCPServer[AppState]) -> AsyncIterator[AppState]:
         gate = StateGate()
         register = (lambda: register_all(app, settings)) if defer_registration else None
+        forwarder.attach(settings.log_level)
         async with anyio.create_task_group() as tg:
             tg.start_soon(gate.run, holder, register)
             try:
@@ -119,6 +131,7 @@ def create_server(
                 yield cast(AppState, gate)
             finally:
                 gate.stop()
+                forwarder.detach()
 
     server = GemmaServer(
         SERVER_NAME,
@@ -133,6 +146,7 @@ def create_server(
     server.list_page_size = settings.list_page_size
     # Protocol handlers go on at once, deferred or not: initialize declares the capabilities they add.
     completion.register(server)
+    forwarder = notify.install(server, secrets=_secrets(settings))
     if not defer_registration:
         register_all(server, settings)
     return server
