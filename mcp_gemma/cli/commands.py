@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mcp_gemma import __version__
+from mcp_gemma.cli.clients import install_client, uninstall_client
 from mcp_gemma.cli.common import settings_from_cli
 from mcp_gemma.cli.doctor import doctor
 from mcp_gemma.cli.launch import serve_main
@@ -34,6 +35,8 @@ app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("doctor")(doctor)
+app.command("install-client")(install_client)
+app.command("uninstall-client")(uninstall_client)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (keys mirror the settings).")
