@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     transport: Transport = Field("stdio", description="stdio, sse or streamable-http.")
     http: HttpSettings = Field(default_factory=HttpSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
+    list_page_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Items per page of tools/list, resources/list, prompts/list (cursor paging).",
+    )
     allowed_roots: list[Path] = Field(
         default_factory=list,
         description="Folders that file ingestion and the agent's file tools may read. Empty = none.",

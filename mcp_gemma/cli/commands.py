@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from mcp_gemma import __version__
+from mcp_gemma.cli.clients import install_client, uninstall_client
 from mcp_gemma.cli.common import settings_from_cli
+from mcp_gemma.cli.doctor import doctor
 from mcp_gemma.cli.launch import serve_main
 from mcp_gemma.cli.memory import memory_app
 from mcp_gemma.cli.model import ask, model_app
@@ -32,6 +34,9 @@ app.add_typer(model_app, name="model")
 app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
+app.command("doctor")(doctor)
+app.command("install-client")(install_client)
+app.command("uninstall-client")(uninstall_client)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (keys mirror the settings).")

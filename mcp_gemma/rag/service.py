@@ -188,6 +188,12 @@ class RagService:
             next_offset=nxt,
         )
 
+    @redis_guard
+    async def document_ids(self, prefix: str = "") -> list[str]:
+        """Ids of the documents that start with ``prefix``, sorted (argument completion uses it)."""
+        await self.index.sync()
+        return sorted(e.head.id for e in self.index.matching_docs([]) if e.head.id.startswith(prefix))
+
     async def _head(self, doc_id: str) -> DocHead:
         check_doc_id(doc_id)
         head = await self.docstore.head(doc_id)

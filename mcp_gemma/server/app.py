@@ -6,15 +6,27 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import anyio
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import (
+    CallToolResult,
+    InputRequiredResult,
+    ListPromptsResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+)
 
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.server import completion, notify
 from mcp_gemma.server.metrics import metrics_middleware
+from mcp_gemma.server.pagination import page
 from mcp_gemma.server.ready import StateGate, readiness_middleware
 from mcp_gemma.server.schemas import compact_schemas_middleware
 from mcp_gemma.settings import Settings
@@ -36,8 +48,36 @@ class GemmaServer(MCPServer[AppState]):
     The services raise :class:`~mcp_gemma.errors.McpGemmaError`, a plain exception. The SDK reports a
     ``ToolError`` to the client as a tool result with ``isError: true`` and its text, and any other
     exception without its text; so a domain error that escapes a tool becomes a ``ToolError`` here,
-    worded as the SDK words one ("Error executing tool <name>: <message>").
+    worded as the SDK words one ("Error executing tool <name>: <message>"). It also pages the
+    ``*/list`` answers (the SDK's handlers ignore the cursor).
     """
+
+    list_page_size = 100
+    """Items per page of the ``*/list`` answers (``create_server`` sets it from the settings)."""
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        tools, nxt = page(await self.list_tools(), _cursor(params), self.list_page_size)
+        return ListToolsResult(tools=tools, next_cursor=nxt)
+
+    async def _handle_list_resources(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        resources, nxt = page(await self.list_resources(), _cursor(params), self.list_page_size)
+        return ListResourcesResult(resources=resources, next_cursor=nxt)
+
+    async def _handle_list_resource_templates(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListResourceTemplatesResult:
+        templates, nxt = page(await self.list_resource_templates(), _cursor(params), self.list_page_size)
+        return ListResourceTemplatesResult(resource_templates=templates, next_cursor=nxt)
+
+    async def _handle_list_prompts(
+        self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
+    ) -> ListPromptsResult:
+        prompts, nxt = page(await self.list_prompts(), _cursor(params), self.list_page_size)
+        return ListPromptsResult(prompts=prompts, next_cursor=nxt)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -49,6 +89,20 @@ class GemmaServer(MCPServer[AppState]):
             if isinstance(cause, McpGemmaError):
                 raise ToolError(f"Error executing tool {name}: {cause}") from cause
             raise
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Values that must never reach a client in a log record."""
+    found = [s.get_secret_value() for s in (settings.http.auth_token, settings.hf_token) if s is not None]
+    if settings.redis_url is not None:
+        password = urlsplit(settings.redis_url.get_secret_value()).password
+        if password:
+            found.append(password)
+    return found
+
+
+def _cursor(params: PaginatedRequestParams | None) -> str | None:
+    return params.cursor if params is not None else None
 
 
 def create_server(
@@ -68,6 +122,7 @@ def create_server(
     async def lifespan(app: MCPServer[AppState]) -> AsyncIterator[AppState]:
         gate = StateGate()
         register = (lambda: register_all(app, settings)) if defer_registration else None
+        forwarder.attach(settings.log_level)
         async with anyio.create_task_group() as tg:
             tg.start_soon(gate.run, holder, register)
             try:
@@ -76,8 +131,9 @@ def create_server(
                 yield cast(AppState, gate)
             finally:
                 gate.stop()
+                forwarder.detach()
 
-    server: MCPServer[AppState] = GemmaServer(
+    server = GemmaServer(
         SERVER_NAME,
         title="mcp-gemma",
         description="Local knowledge base, agent memory and Gemma model over MCP.",
@@ -87,6 +143,10 @@ def create_server(
         log_level=settings.log_level,
         middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware],
     )
+    server.list_page_size = settings.list_page_size
+    # Protocol handlers go on at once, deferred or not: initialize declares the capabilities they add.
+    completion.register(server)
+    forwarder = notify.install(server, secrets=_secrets(settings))
     if not defer_registration:
         register_all(server, settings)
     return server

@@ -59,8 +59,13 @@ def register(server: MCPServer[AppState]) -> None:
     @server.prompt(title="Plan and run a task with tools")
     def react_task(
         task: Annotated[str, Field(min_length=1, max_length=4000, description="What should be done.")],
+        tool: Annotated[
+            str | None,
+            Field(max_length=128, description="A tool of this server to start with (completion lists them)."),
+        ] = None,
     ) -> list[Message]:
         """Work through a task step by step with the server's tools (or hand it to run_agent)."""
+        start = f"Start with the {tool} tool.\n" if tool else ""
         return [
             UserMessage(
                 "Work on the task below in Thought → Action → Observation steps using the tools of the "
@@ -68,6 +73,6 @@ def register(server: MCPServer[AppState]) -> None:
                 "tools. Stop when you can answer, and give the final answer on its own line starting with "
                 "'Answer:'. If you would rather let the server run the loop with its local model, call "
                 "run_agent with this task.\n\n"
-                f"Task: {task}"
+                f"{start}Task: {task}"
             )
         ]

@@ -29,7 +29,9 @@ FOUNDATION = frozenset(
     {
         "",  # the package root (its version)
         "_rust_core",
+        "client_config",
         "compute",
+        "doctor",
         "errors",
         "fusion",
         "health",

@@ -23,6 +23,7 @@ from mcp_gemma.memory.models import (
     StoreReport,
 )
 from mcp_gemma.memory.stats import tier_stats
+from mcp_gemma.server.notify import memory_scope_of, memory_uri, resources_updated
 from mcp_gemma.state import AppState
 from mcp_gemma.store.redis import redis_guard
 
@@ -85,7 +86,7 @@ def register(server: MCPServer[AppState]) -> None:
         access count); TTL tiers forget items nobody writes or recalls."""
         texts = [content] if isinstance(content, str) else content
         memory = ctx.request_context.lifespan_context.memory
-        return await memory.store(
+        report = await memory.store(
             texts,
             tier=tier,
             importance=importance,
@@ -97,6 +98,8 @@ def register(server: MCPServer[AppState]) -> None:
             if isinstance(occurred_at, list)
             else _epoch(occurred_at),
         )
+        await resources_updated(ctx, [memory_uri(report.tier, report.agent_id)])
+        return report
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -178,7 +181,12 @@ def register(server: MCPServer[AppState]) -> None:
     ) -> ClearReport:
         """Delete every memory of one tier, or of all tiers, of one agent. Requires confirm: true."""
         memory = ctx.request_context.lifespan_context.memory
-        return await memory.clear(tier, agent_id=agent_id, confirm=confirm)
+        report = await memory.clear(tier, agent_id=agent_id, confirm=confirm)
+        cleared = {(t, report.agent_id) for t in report.removed}
+        await resources_updated(
+            ctx, [memory_uri(t, a) for t, a in sorted(cleared)], lambda uri: memory_scope_of(uri) in cleared
+        )
+        return report
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def get_memory_stats(ctx: Context[AppState], agent_id: AgentId = "default") -> MemoryStatsReport:

@@ -21,6 +21,7 @@ from mcp_gemma.rag.models import (
     SemanticSearchResult,
 )
 from mcp_gemma.rag.research import research
+from mcp_gemma.server.notify import doc_uri, resources_updated
 from mcp_gemma.state import AppState
 
 Query = Annotated[
@@ -86,7 +87,10 @@ def register(server: MCPServer[AppState]) -> None:
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        return await _state(ctx).rag.ingest(text, doc_id=id, metadata=metadata, progress=progress)
+        report = await _state(ctx).rag.ingest(text, doc_id=id, metadata=metadata, progress=progress)
+        if report.status != "unchanged":
+            await resources_updated(ctx, [doc_uri(report.id)])
+        return report
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -133,8 +137,11 @@ def register(server: MCPServer[AppState]) -> None:
             await ctx.report_progress(done, total, message)
 
         if documents is not None:
-            return await rag.ingest_documents(documents, progress=progress)
-        return await rag.ingest_paths(paths or [], pattern=glob, metadata=metadata, progress=progress)
+            report = await rag.ingest_documents(documents, progress=progress)
+        else:
+            report = await rag.ingest_paths(paths or [], pattern=glob, metadata=metadata, progress=progress)
+        await resources_updated(ctx, [doc_uri(r.id) for r in report.ingested if r.status != "unchanged"])
+        return report
 
     @server.tool(annotations=READ_ONLY)
     async def search_documents(
@@ -291,7 +298,9 @@ def register(server: MCPServer[AppState]) -> None:
     )
     async def delete_document(ctx: Context[AppState], id: DocId) -> DeleteReport:
         """Delete a document with all its chunks and index entries (for every server sharing this Redis)."""
-        return await _state(ctx).rag.delete_document(id)
+        report = await _state(ctx).rag.delete_document(id)
+        await resources_updated(ctx, [doc_uri(report.id)])
+        return report
 
     @server.resource(
         "doc://{id}",

@@ -1,0 +1,105 @@
+"""``completion/complete``: suggestions for the prompt and resource-template arguments that have a domain.
+
+Tier names, agent ids (memory scopes), memory ids of a tier, document ids by prefix, tool names (the
+``react_task`` prompt's ``tool``) and the ``stats://`` sections. Free-text arguments (a question, a
+task) get no suggestions; a prompt or template this server does not have is an invalid-params error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CompleteRequestParams,
+    CompleteResult,
+    Completion,
+    PromptReference,
+)
+
+from mcp_gemma.memory.config import TIER_NAMES
+from mcp_gemma.state import AppState
+
+MAX_VALUES = 100  # the spec's cap on one completion response
+
+Context = Mapping[str, str]
+Source = Callable[[AppState, str, Context], Awaitable[list[str]]]
+
+
+async def _tiers(state: AppState, prefix: str, context: Context) -> list[str]:
+    return list(TIER_NAMES)
+
+
+async def _agents(state: AppState, prefix: str, context: Context) -> list[str]:
+    return sorted({"default", *await state.memory.agent_ids()})
+
+
+async def _memory_ids(state: AppState, prefix: str, context: Context) -> list[str]:
+    tier = context.get("tier")
+    if tier not in TIER_NAMES:
+        return []  # the id depends on the tier: complete that first
+    items = await state.memory.list_tier(tier, agent_id=context.get("agent_id") or "default", limit=1000)
+    return [item.id for item in items]
+
+
+async def _documents(state: AppState, prefix: str, context: Context) -> list[str]:
+    return await state.rag.document_ids(prefix)
+
+
+async def _sections(state: AppState, prefix: str, context: Context) -> list[str]:
+    return ["system"]
+
+
+def _tool_names(server: MCPServer[AppState]) -> Source:
+    async def names(state: AppState, prefix: str, context: Context) -> list[str]:
+        return sorted(tool.name for tool in await server.list_tools())
+
+    return names
+
+
+def sources(server: MCPServer[AppState]) -> dict[tuple[str, str], dict[str, Source]]:
+    """What each argument completes from, by (``ref/prompt`` | ``ref/resource``, name or template)."""
+    memory_args: dict[str, Source] = {"tier": _tiers, "agent_id": _agents}
+    return {
+        ("ref/prompt", "rag_answer"): {},
+        ("ref/prompt", "summarize_document"): {"document_id": _documents},
+        ("ref/prompt", "react_task"): {"tool": _tool_names(server)},
+        ("ref/resource", "doc://{id}"): {"id": _documents},
+        ("ref/resource", "memory://{tier}{?agent_id}"): memory_args,
+        ("ref/resource", "memory://{tier}/{id}{?agent_id}"): {**memory_args, "id": _memory_ids},
+        ("ref/resource", "stats://{section}"): {"section": _sections},
+    }
+
+
+def register(server: MCPServer[AppState]) -> None:
+    """Serve ``completion/complete`` on ``server`` (which declares the completions capability with it)."""
+    table = sources(server)
+
+    async def complete(
+        ctx: ServerRequestContext[AppState, Any], params: CompleteRequestParams
+    ) -> CompleteResult:
+        ref = params.ref
+        key = (ref.type, ref.name if isinstance(ref, PromptReference) else ref.uri)
+        arguments = table.get(key)
+        if arguments is None:
+            what = "prompt" if isinstance(ref, PromptReference) else "resource template"
+            raise MCPError(code=INVALID_PARAMS, message=f"no {what} {key[1]!r} on this server")
+        source = arguments.get(params.argument.name)
+        if source is None:
+            return CompleteResult(completion=Completion(values=[], total=0, has_more=False))
+        prefix = params.argument.value
+        context = (params.context.arguments if params.context else None) or {}
+        found = [v for v in await source(ctx.lifespan_context, prefix, context) if v.startswith(prefix)]
+        return CompleteResult(
+            completion=Completion(
+                values=found[:MAX_VALUES], total=len(found), has_more=len(found) > MAX_VALUES
+            )
+        )
+
+    # MCPServer.completion() hands its handler no request context, and these suggestions need the
+    # state (document ids, agent ids), so the handler goes on the low-level server directly.
+    server._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, complete)
