@@ -232,7 +232,7 @@ def ask(
 ) -> None:
     """Ask the local Gemma a question; the answer streams to stdout (what ``reason`` does)."""
     from mcp_gemma.llm.factory import build_llm
-    from mcp_gemma.llm.reason import answer_locally, build_prompt
+    from mcp_gemma.llm.reason import answer_question
 
     settings = _settings(config, data_dir, model)
     service = build_llm(settings)
@@ -245,9 +245,10 @@ def ask(
         shown = len(text)
 
     async def run() -> Any:
-        return await answer_locally(
+        return await answer_question(
             service,
-            build_prompt(question, context, []),
+            question,
+            context,
             [],
             max_new_tokens=max_new_tokens,
             temperature=temperature,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, ModelUnavailableError
+from mcp_gemma.llm.base import ChatMessage
 from mcp_gemma.llm.sampling import Sampler, SamplingRequest
 
 if TYPE_CHECKING:
@@ -27,6 +28,16 @@ SAMPLING_KEY = "reason_answer"
 SYSTEM_PROMPT = (
     "Answer the question accurately and briefly. Use the context when it is given; cite [chunk:ID]."
 )
+# A base (pretrained) checkpoint continues text: it is shown worked examples, one answer per line,
+# and stopped where the next example would begin (else it writes "Question: ..." until its budget).
+FEW_SHOT = (
+    "Answer each question briefly and accurately, in one line.\n\n"
+    "Question: What is the largest planet in the solar system?\nAnswer: Jupiter\n\n"
+    "Question: Who wrote the play Romeo and Juliet?\nAnswer: William Shakespeare\n\n"
+    "Context: The Amazon river flows east across South America and empties into the Atlantic Ocean.\n"
+    "Question: Into which ocean does the Amazon river flow?\nAnswer: The Atlantic Ocean\n\n"
+)
+COMPLETION_STOPS = ("\nQuestion:", "\n\n", "\nContext:", "\nAnswer:")
 
 
 class ReasonResult(BaseModel):
@@ -44,6 +55,11 @@ class ReasonResult(BaseModel):
         description="Who answered: the local model or the client's."
     )
     context_chunk_ids: list[int] = Field(description="Knowledge-base chunks the model was given.")
+    prompt_style: Literal["chat", "completion", "client"] = Field(
+        "client",
+        description="How the question was put: the checkpoint's chat template (instruction-tuned), a "
+        "few-shot completion prompt with stops (base checkpoint), or the client's own model.",
+    )
 
 
 def build_prompt(question: str, context: str | None, passages: Sequence[tuple[int, str]]) -> str:
@@ -55,6 +71,78 @@ def build_prompt(question: str, context: str | None, passages: Sequence[tuple[in
         parts.append(f"Context:\n{context}")
     parts.append(f"Question: {question}\nAnswer:")
     return "\n\n".join(parts)
+
+
+def completion_prompt(question: str, context: str | None, passages: Sequence[tuple[int, str]]) -> str:
+    """The few-shot prompt a base checkpoint answers in one line (stopped by :data:`COMPLETION_STOPS`)."""
+    lines = [f"[chunk:{cid}] {' '.join(text.split())}" for cid, text in passages]
+    if context:
+        lines.append(" ".join(context.split()))
+    block = f"Context: {' '.join(lines)}\n" if lines else ""
+    return f"{FEW_SHOT}{block}Question: {' '.join(question.split())}\nAnswer:"
+
+
+def chat_messages(
+    question: str, context: str | None, passages: Sequence[tuple[int, str]]
+) -> list[ChatMessage]:
+    """The conversation an instruction-tuned checkpoint's chat template renders."""
+    return [
+        ChatMessage(role="system", content=SYSTEM_PROMPT),
+        ChatMessage(role="user", content=build_prompt(question, context, passages).removesuffix("\nAnswer:")),
+    ]
+
+
+def clean_answer(text: str) -> str:
+    """The answer without surrounding space, an echoed "Answer:" label, or lines that repeat an
+    earlier one (a base model that loops says the same line again)."""
+    kept: list[str] = []
+    for line in text.strip().removeprefix("Answer:").strip().splitlines():
+        if line.strip() and line.strip() in (k.strip() for k in kept):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+async def answer_question(
+    llm: LLMService,
+    question: str,
+    context: str | None,
+    passages: Sequence[tuple[int, str]],
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+    progress: TextProgress | None = None,
+    load_progress: TextProgress | None = None,
+) -> ReasonResult:
+    """Answer with the local model in the prompt style its checkpoint calls for: the chat template of
+    an instruction-tuned checkpoint, or a few-shot completion prompt with stops for a base one."""
+    # Refuse bad input before a model loads (the completion prompt is the longer of the two).
+    llm.validate(completion_prompt(question, context, passages), max_new_tokens, temperature, top_p)
+    if len(stop) > 16 or any(len(s) > 256 for s in stop):
+        raise InvalidInputError("stop takes at most 16 strings of at most 256 characters")
+    model = await llm.ensure_loaded(load_progress)
+    style = model.info.prompt_style
+    prompt: str | list[ChatMessage]
+    if style == "chat":
+        prompt, stops = chat_messages(question, context, passages), tuple(stop)
+    else:
+        prompt, stops = completion_prompt(question, context, passages), (*stop, *COMPLETION_STOPS)
+    result = await answer_locally(
+        llm,
+        prompt,
+        [cid for cid, _ in passages],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=stops[:16],
+        seed=seed,
+        progress=progress,
+        load_progress=load_progress,
+    )
+    return result.model_copy(update={"answer": clean_answer(result.answer), "prompt_style": style})
 
 
 async def retrieve_passages(rag: Any, question: str, top_k: int) -> list[tuple[int, str]]:
@@ -75,7 +163,7 @@ async def retrieve_passages(rag: Any, question: str, top_k: int) -> list[tuple[i
 
 async def answer_locally(
     llm: LLMService,
-    prompt: str,
+    prompt: str | Sequence[ChatMessage],
     chunk_ids: list[int],
     *,
     max_new_tokens: int | None = None,
@@ -86,7 +174,7 @@ async def answer_locally(
     progress: TextProgress | None = None,
     load_progress: TextProgress | None = None,
 ) -> ReasonResult:
-    """Answer ``prompt`` with the local model; ``progress`` receives the answer so far."""
+    """Answer ``prompt`` as given with the local model; ``progress`` receives the answer so far."""
     result = await llm.generate(
         prompt,
         max_new_tokens=max_new_tokens,

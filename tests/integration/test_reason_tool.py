@@ -117,9 +117,11 @@ async def test_reason_answers_with_structured_content_and_progress(
     assert out["brain_used"] == "local"
     assert out["model_id"] == "gemma3-270m-gguf"
     assert out["context_chunk_ids"] == []
+    assert out["answer"] == "Paris"
+    assert out["prompt_style"] == "completion"
     assert 0 < out["tokens_out"] <= 8
     assert out["tokens_in"] > 10
-    assert out["finish_reason"] in ("stop", "length")
+    assert out["finish_reason"] == "stop"
     streamed = [m for _, _, m in updates if m and not m.startswith("loading model")]
     assert streamed, updates
     assert streamed[-1].strip() == out["answer"]
@@ -248,3 +250,35 @@ async def test_reason_over_a_spawned_server_streams_and_answers(
     assert streamed and streamed[-1].strip() == out["answer"]
     llm = next(c for c in health.structured_content["components"] if c["kind"] == "llm")  # type: ignore[index]
     assert llm["detail"]["dtype"] == "q8_0"
+
+
+@pytest.mark.model
+async def test_base_model_answers_in_one_line_and_stops(settings: Settings, reason_models_dir: Path) -> None:
+    """The packaged checkpoint is the pretrained Gemma 3 270M: without a few-shot prompt and stops it
+    answers, then writes "Question: ... Answer: ..." until the token budget. Greedy, so exact."""
+    expected = {
+        "What is the capital of France?": "Paris",
+        "Who painted the Mona Lisa?": "Leonardo da Vinci",
+        "What colour is the sky on a clear day?": "Blue",
+    }
+    async with client_for(with_gemma(settings, reason_models_dir)) as client:
+        for question, answer in expected.items():
+            with anyio.fail_after(240):
+                result = await client.call_tool("reason", {"question": question, "max_new_tokens": 64})
+            out = result.structured_content
+            assert out is not None, result.content
+            assert (out["answer"], out["finish_reason"], out["prompt_style"]) == (
+                answer,
+                "stop",
+                "completion",
+            )
+        with anyio.fail_after(240):
+            grounded = await client.call_tool(
+                "reason",
+                {
+                    "question": "Where does photosynthesis take place?",
+                    "context": "Photosynthesis takes place in the chloroplasts of plant cells.",
+                },
+            )
+    assert grounded.structured_content is not None
+    assert grounded.structured_content["answer"] == "In the chloroplasts of plant cells"

@@ -15,7 +15,7 @@ from pydantic import Field
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.reason import (
     ReasonResult,
-    answer_locally,
+    answer_question,
     answer_with_client,
     build_prompt,
     retrieve_passages,
@@ -110,10 +110,11 @@ def register(server: MCPServer[AppState]) -> None:
         async def load_progress(message: str) -> None:
             await ctx.report_progress(0.0, total, message=f"loading model: {message}")
 
-        return await answer_locally(
+        return await answer_question(
             llm,
-            prompt,
-            chunk_ids,
+            question,
+            context,
+            passages,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             top_p=top_p,
