@@ -184,6 +184,13 @@ class ResearchReport(BaseModel):
     answer: str | None = Field(
         description="The model's answer citing [chunk:ID]; null without a model or with answer=false."
     )
+    answer_kind: Literal["generated", "extractive"] | None = Field(
+        None,
+        description="generated: the model's answer, every citation checked against the evidence; "
+        "extractive: the model's answer cited nothing valid or copied the prompt, so the best evidence "
+        "sentences are returned with their references.",
+    )
+    cited: list[str] = Field(default_factory=list, description="Evidence references the answer cites.")
     answer_status: str = Field(description="How the answer was produced, or why there is none.")
     evidence: list[Evidence]
     notes: list[str] = Field(default_factory=list, description="Steps that were skipped or failed, and why.")

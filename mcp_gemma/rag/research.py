@@ -7,9 +7,10 @@ Memory and the language model belong to other services; they are used when the s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,12 +24,59 @@ logger = logging.getLogger(__name__)
 
 URL_CHUNKS_PER_PAGE = 2
 EVIDENCE_CHARS = 1_200
+EXTRACTIVE_SENTENCES = 2
+CITATION = re.compile(r"\[((?:chunk|memory|url):[^\]\s]+)\]")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Lines of the prompt itself: an answer that contains one has copied the prompt, not answered.
+PROMPT_MARKERS = ("Evidence:", "Question:", "Answer the question using only the evidence")
+COMPLETION_STOPS = ("\n\n", "\nQuestion:", "\nEvidence:")
 
 
 def _attr(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+def check_citations(text: str, evidence: Sequence[Evidence]) -> tuple[str, list[str], bool]:
+    """The answer with citations of references not in ``evidence`` removed, the valid references it
+    cites (in order, once each), and whether it copied the prompt instead of answering."""
+    known = {ev.ref for ev in evidence}
+    cited: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        ref = match.group(1)
+        if ref not in known:
+            return ""
+        if ref not in cited:
+            cited.append(ref)
+        return match.group(0)
+
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", CITATION.sub(keep, text)).strip()
+    copied = any(marker in cleaned for marker in PROMPT_MARKERS) or any(
+        f"[{ev.ref}] {ev.text[:EVIDENCE_CHARS]}" in cleaned for ev in evidence if len(ev.text) >= 60
+    )
+    return cleaned, cited, copied
+
+
+async def extractive_answer(
+    rag: RagService, query: str, evidence: Sequence[Evidence]
+) -> tuple[str, list[str]]:
+    """The evidence sentences closest in meaning to ``query`` (from the best three items), each with
+    its reference: what is returned when the model's answer cannot be trusted."""
+    candidates: list[tuple[str, str]] = []
+    for ev in evidence[:3]:
+        for sentence in SENTENCE_END.split(" ".join(ev.text.split())):
+            if len(sentence) >= 12:
+                candidates.append((sentence, ev.ref))
+    if not candidates:
+        return "", []
+    qvec = await rag.embeddings.embed_one(query)
+    vectors = await rag.embeddings.embed([c[0] for c in candidates])
+    order = np.argsort(-(vectors @ qvec), kind="stable")[:EXTRACTIVE_SENTENCES]
+    picked = [candidates[int(i)] for i in order]
+    refs = list(dict.fromkeys(ref for _, ref in picked))
+    return " ".join(f"{sentence} [{ref}]" for sentence, ref in picked), refs
 
 
 def build_prompt(query: str, evidence: Sequence[Evidence]) -> str:
@@ -44,6 +92,15 @@ def build_prompt(query: str, evidence: Sequence[Evidence]) -> str:
         lines.append(f"[{ev.ref}] {ev.text[:EVIDENCE_CHARS]}")
     lines += ["", f"Question: {query}", "Answer:"]
     return "\n".join(lines)
+
+
+async def _stops_for(llm: Any) -> tuple[str, ...]:
+    """Stops for a base checkpoint, which would otherwise go on to write the next question."""
+    ensure = getattr(llm, "ensure_loaded", None)
+    if ensure is None:
+        return ()
+    model = await ensure()
+    return COMPLETION_STOPS if model.info.prompt_style == "completion" else ()
 
 
 async def _memory_evidence(
@@ -171,6 +228,8 @@ async def research(
     evidence = evidence[: limit * 2]
 
     text: str | None = None
+    kind: Literal["generated", "extractive"] | None = None
+    cited: list[str] = []
     if not answer:
         status = "no answer requested (answer=false): returning the ranked evidence only"
     elif llm is None or not hasattr(llm, "generate"):
@@ -180,18 +239,28 @@ async def research(
     else:
         try:
             result = await llm.generate(
-                build_prompt(query, evidence), max_new_tokens=rag.settings.answer_max_tokens
+                build_prompt(query, evidence),
+                max_new_tokens=rag.settings.answer_max_tokens,
+                stop=await _stops_for(llm),
             )
-            text = str(_attr(result, "text", result)).strip() or None
+            raw = str(_attr(result, "text", result)).strip()
             model = _attr(result, "model_id", None)
+            text, cited, copied = check_citations(raw, evidence)
+            kind = "generated"
             status = f"answered by {model}" if model else "answered by the local language model"
-            if text is None:
-                status = "the language model returned an empty answer; see the evidence"
+            if not text or not cited or copied:
+                why = "copied the prompt" if copied else "cited no evidence" if text else "was empty"
+                text, cited = await extractive_answer(rag, query, evidence)
+                kind = "extractive"
+                status = f"the model's answer {why}; the best evidence sentences are returned instead"
+                text = text or None
         except McpGemmaError as exc:
             status = f"the language model failed ({exc}): returning the ranked evidence only"
     return ResearchReport(
         query=query,
         answer=text,
+        answer_kind=kind,
+        cited=cited,
         answer_status=status,
         evidence=evidence,
         notes=notes,

@@ -107,15 +107,17 @@ async def test_allowed_urls_become_evidence(settings: Settings, site: str) -> No
 
 
 class _Model:
-    """A stand-in language model for the answer step (the real Gemma is tested with the llm package)."""
+    """A stand-in language model for the answer step, saying ``reply`` ("{ref}" becomes the first
+    evidence chunk's id); the real Gemma is tested in tests/integration/test_rag_tools.py."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply: str = " Because of the moon [chunk:{ref}]. ") -> None:
         self.prompts: list[str] = []
+        self.reply = reply
 
-    async def generate(self, prompt: str, *, max_new_tokens: int) -> Any:
+    async def generate(self, prompt: str, *, max_new_tokens: int, stop: Any = ()) -> Any:
         self.prompts.append(prompt)
         ref = prompt.split("Evidence:", 1)[1].split("[chunk:", 1)[1].split("]", 1)[0]
-        return type("Result", (), {"text": f" Because of the moon [chunk:{ref}]. ", "model_id": "stand-in"})()
+        return type("Result", (), {"text": self.reply.replace("{ref}", ref), "model_id": "stand-in"})()
 
 
 async def test_answer_cites_evidence_when_a_model_exists(settings: Settings) -> None:
@@ -126,9 +128,43 @@ async def test_answer_cites_evidence_when_a_model_exists(settings: Settings) -> 
         report = await research(state.rag, "why are there tides?", memory=None, llm=model)
         chunk = report.evidence[0].ref
         assert report.answer == f"Because of the moon [{chunk}]."
+        assert (report.answer_kind, report.cited) == ("generated", [chunk])
         assert report.answer_status == "answered by stand-in"
         assert f"[{chunk}] Tides are caused" in model.prompts[0]
         assert "memory recall skipped" in report.notes[0]
         assert build_prompt("q", []).endswith("Question: q\nAnswer:")
+    finally:
+        await state.close()
+
+
+TIDES = "Tides are caused by the pull of the moon. Sailors have used tide tables for centuries."
+
+
+async def test_citations_are_checked_and_an_untrustworthy_answer_is_replaced(settings: Settings) -> None:
+    state = await AppState.open(settings)
+    try:
+        await state.rag.ingest(TIDES, doc_id="tides")
+        invented = await research(
+            state.rag,
+            "why are there tides?",
+            memory=None,
+            llm=_Model("The moon [chunk:{ref}] [chunk:999999]."),
+        )
+        chunk = invented.evidence[0].ref
+        assert (invented.answer, invented.cited) == (f"The moon [{chunk}].", [chunk])
+        for reply, why in [
+            ("Because of gravity.", "cited no evidence"),
+            ("Gravity [chunk:424242].", "cited no evidence"),
+            ("Question: why are there tides?", "copied the prompt"),
+            ("   ", "was empty"),
+        ]:
+            report = await research(state.rag, "why are there tides?", memory=None, llm=_Model(reply))
+            assert report.answer_kind == "extractive", reply
+            assert report.answer_status.startswith(f"the model's answer {why}"), report.answer_status
+            assert report.answer == (
+                f"Tides are caused by the pull of the moon. [{chunk}] "
+                f"Sailors have used tide tables for centuries. [{chunk}]"
+            )
+            assert report.cited == [chunk]
     finally:
         await state.close()
