@@ -16,6 +16,7 @@ from mcp_gemma.errors import InvalidInputError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_CHARS = 512
+MAX_METADATA_KEY_CHARS = 256
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 FILTER_OPS = ("$eq", "$in", *RANGE_OPS)
 Scalar = str | int | float | bool | None
@@ -55,29 +56,45 @@ def check_text(text: str, max_bytes: int, what: str = "text") -> int:
     return size
 
 
-def _check_json_value(value: Any, path: str) -> None:
+def _check_json_value(value: Any, path: str, depth: int, max_depth: int) -> None:
+    # ``depth`` counts the objects and lists around ``value``; the check comes before the
+    # recursion, so no nesting can exhaust Python's stack here or in whoever reads it back.
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(
             f"metadata field {path!r} is {value}: NaN and infinity are not allowed in metadata"
+        )
+    if isinstance(value, Mapping | list | tuple) and depth >= max_depth:
+        raise InvalidInputError(
+            f"metadata nests objects and lists more than {max_depth} levels deep (at {path!r}); "
+            "the limit is rag.max_metadata_depth: flatten it"
         )
     if isinstance(value, Mapping):
         for key, inner in value.items():
             if not isinstance(key, str):
                 raise InvalidInputError(f"metadata key {key!r} under {path!r} must be a string")
-            _check_json_value(inner, f"{path}.{key}" if path else key)
+            if len(key) > MAX_METADATA_KEY_CHARS:
+                raise InvalidInputError(
+                    f"metadata key {key[:40]!r}... under {path or 'the top level'!r} is {len(key):,} "
+                    f"characters; the limit is {MAX_METADATA_KEY_CHARS}"
+                )
+            _check_json_value(inner, f"{path}.{key}" if path else key, depth + 1, max_depth)
     elif isinstance(value, list | tuple):
         for i, inner in enumerate(value):
-            _check_json_value(inner, f"{path}[{i}]")
+            _check_json_value(inner, f"{path}[{i}]", depth + 1, max_depth)
     elif not isinstance(value, str | int | float | bool) and value is not None:
         raise InvalidInputError(
             f"metadata field {path!r} has type {type(value).__name__}; use JSON values only"
         )
 
 
-def metadata_json(metadata: Mapping[str, Any] | None, max_bytes: int) -> str:
-    """Canonical JSON of ``metadata`` (sorted keys); refuses NaN, infinity and oversize objects."""
+def metadata_json(metadata: Mapping[str, Any] | None, max_bytes: int, max_depth: int = 16) -> str:
+    """Canonical JSON of ``metadata`` (sorted keys).
+
+    Refuses NaN, infinity, oversize objects, key names over ``MAX_METADATA_KEY_CHARS`` and
+    objects or lists nested more than ``max_depth`` levels (the metadata object itself is one).
+    """
     data = dict(metadata or {})
-    _check_json_value(data, "")
+    _check_json_value(data, "", 0, max_depth)
     encoded = json.dumps(data, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     if len(encoded.encode("utf-8")) > max_bytes:
         raise InvalidInputError(
