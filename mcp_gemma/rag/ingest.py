@@ -31,7 +31,7 @@ from mcp_gemma.rag.models import (
     IngestFailure,
     IngestReport,
 )
-from mcp_gemma.rag.validation import check_doc_id, check_text, metadata_json
+from mcp_gemma.rag.validation import check_text, metadata_json, new_doc_id
 from mcp_gemma.rag.walk import compile_glob
 from mcp_gemma.store.redis import redis_guard
 
@@ -77,7 +77,7 @@ class IngestPipeline:
             item.metadata, self.settings.max_metadata_bytes, self.settings.max_metadata_depth
         )
         digest = text_hash(item.text)
-        doc_id = check_doc_id(item.id) if item.id is not None else f"doc-{digest[:24]}"
+        doc_id = new_doc_id(item.id) if item.id is not None else f"doc-{digest[:24]}"
         return doc_id, meta, digest
 
     @redis_guard

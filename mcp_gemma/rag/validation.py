@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from mcp_gemma.errors import InvalidInputError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control, format (zero-width, bidi, soft hyphen), line / paragraph separators, surrogates.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 MAX_ID_CHARS = 512
 MAX_METADATA_KEY_CHARS = 256
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
@@ -23,7 +26,7 @@ Scalar = str | int | float | bool | None
 
 
 def check_doc_id(doc_id: str) -> str:
-    """A document id: 1–512 printable characters without surrounding whitespace."""
+    """A document id as looked up: 1–512 characters without surrounding whitespace or controls."""
     if not doc_id or doc_id != doc_id.strip():
         raise InvalidInputError("document id must be non-empty and must not start or end with whitespace")
     if len(doc_id) > MAX_ID_CHARS:
@@ -31,6 +34,30 @@ def check_doc_id(doc_id: str) -> str:
     if _CONTROL.search(doc_id):
         raise InvalidInputError("document id must not contain control characters")
     return doc_id
+
+
+def new_doc_id(doc_id: str) -> str:
+    """A document id for a new document: NFC-normalised, and only visible characters.
+
+    Invisible (format: zero-width, bidi controls, soft hyphen), control and separator characters
+    would let two ids that look alike (``doc1``, and ``doc1`` with U+200B inside) name two documents.
+    """
+    normal = unicodedata.normalize("NFC", check_doc_id(doc_id))
+    for position, char in enumerate(normal):
+        if unicodedata.category(char) in _INVISIBLE:
+            name = unicodedata.name(char, "unnamed")
+            raise InvalidInputError(
+                f"document id contains U+{ord(char):04X} ({name}) at position {position}: ids must be "
+                "visible characters (no control, zero-width, bidi or other format characters)"
+            )
+    return check_doc_id(normal)
+
+
+def lookup_doc_ids(doc_id: str) -> list[str]:
+    """The ids to look ``doc_id`` up under: its NFC form, then as given (stored before ids were NFC)."""
+    check_doc_id(doc_id)
+    normal = unicodedata.normalize("NFC", doc_id)
+    return [normal] if normal == doc_id else [normal, doc_id]
 
 
 def check_text(text: str, max_bytes: int, what: str = "text") -> int:

@@ -163,3 +163,46 @@ async def test_globs_follow_no_link_out_of_the_roots(settings: Settings, tmp_pat
             )
             message = error_text(await client.call_tool("batch_ingest", {"paths": ["escape/private"]}))
             assert "outside the allowed roots" in message and str(outside) not in message
+
+
+@pytest.mark.parametrize(
+    ("doc_id", "named"),
+    [
+        ("doc\u200b1", "U+200B (ZERO WIDTH SPACE) at position 3"),
+        ("doc\u200d1", "U+200D (ZERO WIDTH JOINER)"),
+        ("\u202eexe.txt", "U+202E (RIGHT-TO-LEFT OVERRIDE) at position 0"),
+        ("doc\u2066x\u2069", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+        ("soft\u00adhyphen", "U+00AD (SOFT HYPHEN)"),
+        ("\ufeffbom", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+        ("line\u2028break", "U+2028 (LINE SEPARATOR)"),
+    ],
+)
+async def test_invisible_characters_in_document_ids_are_refused(
+    settings: Settings, doc_id: str, named: str
+) -> None:
+    with anyio.fail_after(180):
+        async with in_memory(settings) as client:
+            before = await namespace_snapshot(settings)
+            message = error_text(
+                await client.call_tool("ingest_document", {"id": doc_id, "text": PHOTOSYNTHESIS})
+            )
+            assert named in message and "visible characters" in message
+            assert await namespace_snapshot(settings) == before
+
+
+async def test_document_ids_are_nfc_normalised(settings: Settings) -> None:
+    decomposed, composed = "cafe\u0301-notes", "caf\u00e9-notes"
+    with anyio.fail_after(180):
+        async with in_memory(settings) as client:
+            first = data(
+                await client.call_tool("ingest_document", {"id": decomposed, "text": PHOTOSYNTHESIS})
+            )
+            assert first["id"] == composed and first["status"] == "created"
+            again = data(await client.call_tool("ingest_document", {"id": composed, "text": PHOTOSYNTHESIS}))
+            assert again["status"] == "unchanged"
+            for form in (decomposed, composed):
+                assert data(await client.call_tool("get_document", {"id": form}))["id"] == composed
+            assert [d["id"] for d in data(await client.call_tool("list_documents", {}))["documents"]] == [
+                composed
+            ]
+            assert data(await client.call_tool("delete_document", {"id": decomposed}))["id"] == composed
