@@ -78,13 +78,13 @@ def expand(
     Returns ``(files with their root, problems)``; files whose real path leaves the roots are
     reported as problems, unsupported suffixes in a folder are skipped silently.
     """
-    matches = compile_glob(pattern)
+    glob = compile_glob(pattern)
     real, root = resolve_path(raw, roots)
     if real.is_file():
         return [(real, root)], []
     if not real.is_dir():
         raise InvalidInputError(f"{raw!r} is neither a regular file nor a folder")
-    return walk_matching(real, roots, matches, _supported, MAX_FILES)
+    return walk_matching(real, roots, glob, _supported, MAX_FILES)
 
 
 def _supported(path: Path) -> bool:

@@ -24,8 +24,6 @@ MAX_GLOB_RECURSIVE = 3
 MAX_GLOB_WILDCARDS = 16
 MAX_WALK_ENTRIES = 1_000_000
 
-PathMatcher = Callable[[Sequence[str]], bool]
-
 
 def inside(path: Path, roots: Sequence[Path]) -> Path | None:
     """The allowed root ``path`` lies in, or None."""
@@ -35,8 +33,52 @@ def inside(path: Path, roots: Sequence[Path]) -> Path | None:
     return None
 
 
-def compile_glob(pattern: str) -> PathMatcher:
-    """A test of relative path components against ``pattern``; refuses malformed or costly patterns."""
+class Glob:
+    """A checked glob: which relative paths it names, and which folders may hold some."""
+
+    def __init__(self, segments: Sequence[str]) -> None:
+        # fnmatch's translation does not backtrack on repeated '*'; a component never holds '/'.
+        self._segments: list[re.Pattern[str] | None] = [
+            None if seg == "**" else re.compile(fnmatch.translate(seg)) for seg in segments
+        ]
+
+    def matches(self, parts: Sequence[str]) -> bool:
+        """Whether the file at these relative path components is named by the pattern."""
+        segments = self._segments
+
+        @functools.cache
+        def match(i: int, j: int) -> bool:
+            if i == len(segments):
+                return j == len(parts)
+            regex = segments[i]
+            if regex is None:  # '**': zero or more folders; a trailing one, any file below
+                if i == len(segments) - 1:
+                    return j < len(parts)
+                return any(match(i + 1, k) for k in range(j, len(parts)))
+            return j < len(parts) and regex.match(parts[j]) is not None and match(i + 1, j + 1)
+
+        return match(0, 0)
+
+    def may_contain(self, parts: Sequence[str]) -> bool:
+        """Whether a file below the folder at these components could match (else it is not walked)."""
+        segments = self._segments
+
+        @functools.cache
+        def match(i: int, j: int) -> bool:
+            if j == len(parts):
+                return i < len(segments)  # pattern left over for what lies below
+            if i == len(segments):
+                return False
+            regex = segments[i]
+            if regex is None:
+                return match(i, j + 1) or match(i + 1, j)
+            return regex.match(parts[j]) is not None and match(i + 1, j + 1)
+
+        return match(0, 0)
+
+
+def compile_glob(pattern: str) -> Glob:
+    """``pattern`` checked and compiled; refuses malformed or costly patterns with a clear error."""
     if len(pattern) > MAX_GLOB_CHARS:
         raise InvalidInputError(f"glob is {len(pattern)} characters; the limit is {MAX_GLOB_CHARS}")
     if "\x00" in pattern:
@@ -56,32 +98,13 @@ def compile_glob(pattern: str) -> PathMatcher:
             f"glob {pattern!r} is too complex: at most {MAX_GLOB_RECURSIVE} '**' components and "
             f"{MAX_GLOB_WILDCARDS} other wildcards"
         )
-    # fnmatch's translation does not backtrack on repeated '*'; one component never holds '/'.
-    compiled: list[re.Pattern[str] | None] = [
-        None if seg == "**" else re.compile(fnmatch.translate(seg)) for seg in segments
-    ]
-
-    def matches(parts: Sequence[str]) -> bool:
-        @functools.cache
-        def match(i: int, j: int) -> bool:
-            if i == len(compiled):
-                return j == len(parts)
-            regex = compiled[i]
-            if regex is None:  # '**': zero or more folders; a trailing one, any file below
-                if i == len(compiled) - 1:
-                    return j < len(parts)
-                return any(match(i + 1, k) for k in range(j, len(parts)))
-            return j < len(parts) and regex.match(parts[j]) is not None and match(i + 1, j + 1)
-
-        return match(0, 0)
-
-    return matches
+    return Glob(segments)
 
 
 def walk_matching(
-    folder: Path, roots: Sequence[Path], matches: PathMatcher, keep: Callable[[Path], bool], limit: int
+    folder: Path, roots: Sequence[Path], glob: Glob, keep: Callable[[Path], bool], limit: int
 ) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
-    """Files under ``folder`` whose relative path ``matches`` and that ``keep`` accepts, with their root.
+    """Files under ``folder`` that ``glob`` names and ``keep`` accepts, with their root.
 
     Returns ``(files sorted by path, problems)``; at most ``limit`` files.
     """
@@ -110,15 +133,16 @@ def walk_matching(
             try:
                 real = path.resolve(strict=True) if entry.is_symlink() else path
                 if real is not path and inside(real, roots) is None:
-                    if real.is_dir() or (keep(path) and matches(parts)):
+                    wanted = glob.may_contain(parts) if real.is_dir() else keep(path) and glob.matches(parts)
+                    if wanted:
                         problems.append(
                             (str(path), "a symbolic link that leads outside the allowed roots; not followed")
                         )
                     continue
                 if real.is_dir():
-                    if real not in above:
+                    if real not in above and glob.may_contain(parts):
                         stack.append((real, parts, above | {real}))
-                elif real.is_file() and keep(path) and matches(parts):
+                elif real.is_file() and keep(path) and glob.matches(parts):
                     root = inside(real, roots)
                     if root is not None:
                         files.append((real, root, "/".join(parts)))
