@@ -35,7 +35,7 @@ from mcp_gemma.rag.models import (
     SemanticSearchResult,
 )
 from mcp_gemma.rag.search import Searcher
-from mcp_gemma.rag.validation import lookup_doc_ids, parse_filter
+from mcp_gemma.rag.validation import lookup_doc_ids, parse_filter, stored_metadata
 from mcp_gemma.settings import Settings
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
@@ -200,8 +200,6 @@ class RagService:
         self, doc_id: str, *, include_text: bool = True, include_chunks: bool = False
     ) -> DocumentRecord:
         """One document from Redis: metadata, text and (optionally) its chunks."""
-        import json
-
         doc_id, head = await self._head(doc_id)
         text = await self.docstore.text(doc_id) if include_text else None
         chunk_list = None
@@ -212,7 +210,7 @@ class RagService:
                 for c in stored
                 if c is not None
             ]
-        summary = _summary(head, json.loads(head.metadata_json))
+        summary = _summary(head, stored_metadata(head.metadata_json, self.settings.max_metadata_depth))
         return DocumentRecord(**summary.model_dump(), text=text, chunk_list=chunk_list)
 
     @redis_guard

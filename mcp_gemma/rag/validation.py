@@ -130,6 +130,29 @@ def metadata_json(metadata: Mapping[str, Any] | None, max_bytes: int, max_depth:
     return encoded
 
 
+def stored_metadata(metadata_json: str, max_depth: int) -> dict[str, Any]:
+    """Stored metadata as shown to clients: anything nested past ``max_depth`` becomes a note.
+
+    Documents stored before the depth limit may nest deeper; clients could not parse a listing or
+    search result that held them. Redis keeps them whole (re-ingest or delete them to change that).
+    """
+    metadata: dict[str, Any] = json.loads(metadata_json)
+    if metadata_json.count("{") + metadata_json.count("[") <= max_depth:  # cannot be deeper: as is
+        return metadata
+    clipped: dict[str, Any] = _clip(metadata, 1, max_depth)
+    return clipped
+
+
+def _clip(value: Any, depth: int, max_depth: int) -> Any:
+    if not isinstance(value, dict | list):
+        return value
+    if depth > max_depth:
+        return f"(nested deeper than {max_depth} levels, rag.max_metadata_depth; not shown)"
+    if isinstance(value, dict):
+        return {k: _clip(v, depth + 1, max_depth) for k, v in value.items()}
+    return [_clip(v, depth + 1, max_depth) for v in value]
+
+
 def _scalar(value: Any, where: str) -> Scalar:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"filter {where} is {value}: NaN and infinity cannot be matched")

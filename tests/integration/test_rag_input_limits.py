@@ -87,6 +87,35 @@ async def test_metadata_depth_limit_is_a_setting(settings: Settings, tmp_path: P
             assert "more than 3 levels deep" in message
 
 
+async def test_documents_stored_deeper_than_the_limit_are_shown_clipped_and_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A document stored before the limit (here: under a looser one) no longer poisons listings."""
+    deep = nested(40)
+    with anyio.fail_after(180):
+        async with in_memory(_settings_with_root(settings, tmp_path, max_metadata_depth=64)) as loose:
+            data(
+                await loose.call_tool(
+                    "ingest_document", {"id": "old", "text": PHOTOSYNTHESIS, "metadata": deep}
+                )
+            )
+        async with in_memory(settings) as client:
+            listed = data(await client.call_tool("list_documents", {}))["documents"][0]["metadata"]
+            hit = data(await client.call_tool("search_documents", {"query": "chlorophyll", "limit": 1}))[
+                "hits"
+            ][0]
+            got = data(await client.call_tool("get_document", {"id": "old"}))["metadata"]
+            for shown in (listed, hit["metadata"], got):
+                value: Any = shown
+                for _ in range(15):
+                    value = value["k"]
+                assert isinstance(value["k"], str) and "nested deeper than 16 levels" in value["k"]
+        async with in_memory(_settings_with_root(settings, tmp_path, max_metadata_depth=64)) as loose:
+            assert (
+                data(await loose.call_tool("get_document", {"id": "old"}))["metadata"] == deep
+            )  # kept whole
+
+
 async def test_batch_ingest_skips_bad_json_files_and_keeps_the_good_ones(
     settings: Settings, tmp_path: Path
 ) -> None:
