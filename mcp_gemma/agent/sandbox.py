@@ -81,22 +81,31 @@ def resolve_in_roots(path: str, roots: list[Path]) -> Path:
     )
 
 
-def _read(real: Path, limit: int) -> FileContent:
+def _read(real: Path, limit: int, shown: str) -> FileContent:
     try:
         # O_NONBLOCK: a FIFO planted under a root must not hang the server (fstat refuses it below).
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise NotFoundError(f"{real} does not exist; use list_directory to see what is there") from None
+        raise NotFoundError(
+            f"{shown!r} does not exist; use agent_list_directory to see what is there"
+        ) from None
     except IsADirectoryError:
-        raise InvalidInputError(f"{real} is a directory; use list_directory") from None
+        raise InvalidInputError(f"{shown!r} is a directory; use agent_list_directory") from None
     except OSError as exc:
-        raise AccessDeniedError(f"cannot open {real}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
+        raise AccessDeniedError(f"cannot open {shown!r}: {exc.strerror}") from None
+    # The descriptor is checked before a file object owns it (fdopen refuses a directory and
+    # would leave it open), and closed here on every refusal.
+    try:
+        info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise InvalidInputError(f"{real} is a directory; use list_directory")
+            raise InvalidInputError(f"{shown!r} is a directory; use agent_list_directory")
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidInputError(f"{real} is not a regular file")
+            raise InvalidInputError(f"{shown!r} is not a regular file")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
         data = fh.read(limit + 1)
     truncated = len(data) > limit
     data = data[:limit]
@@ -114,7 +123,7 @@ def _read(real: Path, limit: int) -> FileContent:
 async def read_file(path: str, roots: list[Path], limit: int) -> FileContent:
     """Read up to ``limit`` bytes of a text file under the allowed roots."""
     real = resolve_in_roots(path, roots)
-    return await anyio.to_thread.run_sync(_read, real, limit)
+    return await anyio.to_thread.run_sync(_read, real, limit, path)
 
 
 def _list(real: Path, limit: int) -> DirectoryListing:
@@ -164,9 +173,14 @@ def _write(real: Path, content: str, overwrite: bool) -> WriteReport:
         fd = os.open(real, flags, 0o644)
     except OSError as exc:
         raise AccessDeniedError(f"cannot write {real}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InvalidInputError(f"{real} is not a regular file")
+        fh = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
         fh.truncate(0)
         fh.write(data)
     return WriteReport(path=str(real), bytes_written=len(data), created=not existed)

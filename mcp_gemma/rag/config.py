@@ -25,6 +25,14 @@ class RagSettings(BaseModel):
         10 * 1024 * 1024, ge=1, description="Largest document accepted (UTF-8 bytes)."
     )
     max_metadata_bytes: int = Field(64 * 1024, ge=2, description="Largest metadata object (as JSON bytes).")
+    max_metadata_depth: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Deepest nesting of objects and lists in metadata (the object itself is 1). Clients "
+        "parse results with a nesting limit (~200 with the envelope), so deep metadata would make "
+        "every listing and search that returns it unreadable.",
+    )
     max_batch_documents: int = Field(10_000, ge=1, description="Most documents in one batch_ingest call.")
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file read by batch_ingest.")
     max_results: int = Field(100, ge=1, le=10_000, description="Largest 'limit' a search accepts.")

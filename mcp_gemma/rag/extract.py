@@ -1,8 +1,9 @@
 """Files into documents: path checks against the allowed roots and text extraction per format.
 
 Paths are resolved (symlinks followed) before they are checked, so neither ``..`` nor a symlink
-can lead outside a root. Formats: txt / md / rst (UTF-8), html (selectolax), pdf (pypdf), json
-(an object with ``text``, a list of them, or any JSON as text) and jsonl (one object per line).
+can lead outside a root; folders are walked by ``walk``, which follows no link out of the roots.
+Formats: txt / md / rst (UTF-8), html (selectolax), pdf (pypdf), json (an object with ``text``, a
+list of them, or any JSON as text) and jsonl (one object per line).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError
+from mcp_gemma.rag.walk import compile_glob, inside, walk_matching
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +34,6 @@ class ExtractedDoc:
     source: str
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _inside(path: Path, roots: list[Path]) -> Path | None:
-    for root in roots:
-        if path == root or path.is_relative_to(root):
-            return root
-    return None
 
 
 def resolve_path(raw: str, roots: list[Path]) -> tuple[Path, Path]:
@@ -60,10 +55,11 @@ def resolve_path(raw: str, roots: list[Path]) -> tuple[Path, Path]:
             real = candidate.resolve(strict=False)
         except (OSError, RuntimeError) as exc:  # symlink loop, permission
             raise InvalidInputError(f"cannot resolve {raw!r}: {exc}") from None
-        root = _inside(real, roots)
+        root = inside(real, roots)
         if root is None:
+            # Where it leads stays unsaid: the message must not describe anything outside the roots.
             raise AccessDeniedError(
-                f"{raw!r} resolves to {real}, outside the allowed roots "
+                f"{raw!r} is outside the allowed roots "
                 f"({', '.join(str(r) for r in roots)}); symlinks and '..' cannot leave a root"
             )
         if real.exists():
@@ -82,30 +78,17 @@ def expand(
     Returns ``(files with their root, problems)``; files whose real path leaves the roots are
     reported as problems, unsupported suffixes in a folder are skipped silently.
     """
+    glob = compile_glob(pattern)
     real, root = resolve_path(raw, roots)
     if real.is_file():
         return [(real, root)], []
     if not real.is_dir():
         raise InvalidInputError(f"{raw!r} is neither a regular file nor a folder")
-    files: list[tuple[Path, Path]] = []
-    problems: list[tuple[str, str]] = []
-    for path in sorted(real.glob(pattern)):
-        if len(files) >= MAX_FILES:
-            problems.append((str(real), f"more than {MAX_FILES} files; the rest were not read"))
-            break
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        try:
-            target = path.resolve(strict=True)
-        except (OSError, RuntimeError) as exc:
-            problems.append((str(path), f"cannot resolve: {exc}"))
-            continue
-        inner = _inside(target, roots)
-        if inner is None:
-            problems.append((str(path), f"resolves to {target}, outside the allowed roots; skipped"))
-        elif target.is_file():
-            files.append((target, inner))
-    return files, problems
+    return walk_matching(real, roots, glob, _supported, MAX_FILES)
+
+
+def _supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -172,6 +155,11 @@ def _record(obj: Any, source: str, where: str) -> ExtractedDoc:
     return ExtractedDoc(json.dumps(obj, ensure_ascii=False, indent=1), f"{source}{where}")
 
 
+def _too_deep(source: str) -> str:
+    # json.loads and json.dumps recurse once per level, so ~1000 levels exhaust Python's stack.
+    return f"{source} nests JSON arrays and objects too deeply to read; flatten it"
+
+
 def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
     """Documents in one file (several for JSON lists and JSONL); raises a domain error naming the file."""
     rel = path.relative_to(root).as_posix() if path != root else path.name
@@ -199,12 +187,15 @@ def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
     if suffix == ".json":
         try:
             obj = json.loads(text)
+            items = obj if isinstance(obj, list) else [obj]
+            docs = [
+                _record(item, source, f"#{i}" if isinstance(obj, list) else "")
+                for i, item in enumerate(items)
+            ]
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{source} is not valid JSON: {exc}") from None
-        items = obj if isinstance(obj, list) else [obj]
-        docs = [
-            _record(item, source, f"#{i}" if isinstance(obj, list) else "") for i, item in enumerate(items)
-        ]
+        except RecursionError:
+            raise InvalidInputError(_too_deep(source)) from None
     elif suffix in (".jsonl", ".ndjson"):
         docs = []
         for n, line in enumerate(text.splitlines(), start=1):
@@ -214,6 +205,8 @@ def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
                 docs.append(_record(json.loads(line), source, f"#L{n}"))
             except json.JSONDecodeError as exc:
                 raise InvalidInputError(f"{source} line {n} is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise InvalidInputError(_too_deep(f"{source} line {n}")) from None
     else:
         return [ExtractedDoc(text, source, None, base)]
     for doc in docs:

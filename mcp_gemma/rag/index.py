@@ -10,7 +10,6 @@ them back.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag.ann import AnnMirror
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import Change, DocHead, DocStore, StoredChunk, WriteOutcome
-from mcp_gemma.rag.validation import Condition
+from mcp_gemma.rag.validation import Condition, stored_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +262,7 @@ class ChunkIndex:
             self.field_counts.subtract(old.metadata.keys())
         if head is None:
             return
-        metadata = json.loads(head.metadata_json)
+        metadata = stored_metadata(head.metadata_json, self.settings.max_metadata_depth)
         self.docs[doc_id] = DocEntry(head, metadata)
         self.field_counts.update(metadata.keys())
 

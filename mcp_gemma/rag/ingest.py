@@ -31,7 +31,8 @@ from mcp_gemma.rag.models import (
     IngestFailure,
     IngestReport,
 )
-from mcp_gemma.rag.validation import check_doc_id, check_text, metadata_json
+from mcp_gemma.rag.validation import check_text, metadata_json, new_doc_id
+from mcp_gemma.rag.walk import compile_glob
 from mcp_gemma.store.redis import redis_guard
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,11 @@ class IngestPipeline:
     def _prepare_item(self, item: _Item) -> tuple[str, str, str]:
         """Validate one document; returns (id, metadata JSON, content hash)."""
         check_text(item.text, self.settings.max_document_bytes)
-        meta = metadata_json(item.metadata, self.settings.max_metadata_bytes)
+        meta = metadata_json(
+            item.metadata, self.settings.max_metadata_bytes, self.settings.max_metadata_depth
+        )
         digest = text_hash(item.text)
-        doc_id = check_doc_id(item.id) if item.id is not None else f"doc-{digest[:24]}"
+        doc_id = new_doc_id(item.id) if item.id is not None else f"doc-{digest[:24]}"
         return doc_id, meta, digest
 
     @redis_guard
@@ -125,6 +128,7 @@ class IngestPipeline:
             raise InvalidInputError("give at least one path (a file or a folder under an allowed root)")
         if ".." in Path(pattern).parts or Path(pattern).is_absolute():
             raise InvalidInputError(f"glob {pattern!r} must be relative and must not contain '..'")
+        compile_glob(pattern)  # a bad glob is one clear error, not one per path
         files: list[tuple[Path, Path]] = []
         early: list[IngestFailure] = []
         for raw in paths:
@@ -157,6 +161,13 @@ class IngestPipeline:
                     continue
                 except OSError as exc:
                     yield IngestFailure(source=str(path), error=f"cannot read: {exc.strerror or exc}")
+                    continue
+                except Exception as exc:  # a parser's own failure: one bad file must not stop the batch
+                    logger.exception("extracting %s failed", path)
+                    yield IngestFailure(
+                        source=str(path),
+                        error=f"cannot be read ({type(exc).__name__}); the server log has details",
+                    )
                     continue
                 single = len(docs) == 1
                 for doc in docs:

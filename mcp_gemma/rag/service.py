@@ -35,7 +35,7 @@ from mcp_gemma.rag.models import (
     SemanticSearchResult,
 )
 from mcp_gemma.rag.search import Searcher
-from mcp_gemma.rag.validation import check_doc_id, parse_filter
+from mcp_gemma.rag.validation import lookup_doc_ids, parse_filter, stored_metadata
 from mcp_gemma.settings import Settings
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
@@ -194,21 +194,19 @@ class RagService:
         await self.index.sync()
         return sorted(e.head.id for e in self.index.matching_docs([]) if e.head.id.startswith(prefix))
 
-    async def _head(self, doc_id: str) -> DocHead:
-        check_doc_id(doc_id)
-        head = await self.docstore.head(doc_id)
-        if head is None:
-            raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
-        return head
+    async def _head(self, doc_id: str) -> tuple[str, DocHead]:
+        for candidate in lookup_doc_ids(doc_id):
+            head = await self.docstore.head(candidate)
+            if head is not None:
+                return candidate, head
+        raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
 
     @redis_guard
     async def get_document(
         self, doc_id: str, *, include_text: bool = True, include_chunks: bool = False
     ) -> DocumentRecord:
         """One document from Redis: metadata, text and (optionally) its chunks."""
-        import json
-
-        head = await self._head(doc_id)
+        doc_id, head = await self._head(doc_id)
         text = await self.docstore.text(doc_id) if include_text else None
         chunk_list = None
         if include_chunks:
@@ -218,24 +216,28 @@ class RagService:
                 for c in stored
                 if c is not None
             ]
-        summary = _summary(head, json.loads(head.metadata_json))
+        summary = _summary(head, stored_metadata(head.metadata_json, self.settings.max_metadata_depth))
         return DocumentRecord(**summary.model_dump(), text=text, chunk_list=chunk_list)
 
     @redis_guard
     async def document_text(self, doc_id: str) -> str:
         """The text of a document (the ``doc://{id}`` resource)."""
-        check_doc_id(doc_id)
-        text = await self.docstore.text(doc_id)
-        if text is None:
-            raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
-        return text
+        for candidate in lookup_doc_ids(doc_id):
+            text = await self.docstore.text(candidate)
+            if text is not None:
+                return text
+        raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
 
     @redis_guard
     async def delete_document(self, doc_id: str) -> DeleteReport:
         """Remove a document, its chunks and its index entries (in every replica, through the stream)."""
-        check_doc_id(doc_id)
         async with self.index.lock:
-            result = await self.docstore.delete(doc_id)
+            result = None
+            for candidate in lookup_doc_ids(doc_id):
+                result = await self.docstore.delete(candidate)
+                if result is not None:
+                    doc_id = candidate
+                    break
             if result is None:
                 raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
             head, stream_id = result

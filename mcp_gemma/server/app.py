@@ -25,6 +25,7 @@ from mcp_types import (
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server import completion, notify
+from mcp_gemma.server.arguments import strict_arguments
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
 from mcp_gemma.server.ready import StateGate, readiness_middleware
@@ -163,3 +164,4 @@ def register_all(server: MCPServer[AppState], settings: Settings) -> None:
     rag.register(server)
     reason.register(server)
     agent.register(server, settings)
+    strict_arguments(server)

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server.stdio import stdio_server
 
+from mcp_gemma.server.wire import screen_line
+
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
@@ -46,14 +48,30 @@ def pipe_transport_possible() -> bool:
 
 
 class _PipeReader(anyio.AsyncFile[str]):
-    """The read side ``stdio_server`` iterates: lines from an asyncio ``StreamReader``."""
+    """The read side ``stdio_server`` iterates: well-formed message lines from an asyncio ``StreamReader``.
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    A line that is not a JSON-RPC message is answered here with its error response (see ``wire``)
+    and not passed on, so the SDK never drops it silently and the session goes on.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__(sys.stdin)  # never read: every method used below is overridden
         self._reader = reader
+        self._writer = writer
 
     async def readline(self) -> str:
-        return (await self._reader.readline()).decode("utf-8", errors="replace")
+        while True:
+            raw = await self._reader.readline()
+            if not raw:
+                return ""
+            line, error = screen_line(raw)
+            if line is not None:
+                return line
+            if error is not None:
+                # One write call: the transport queues it whole, so it never interleaves with
+                # a response the SDK's writer task is sending.
+                self._writer.write(error)
+                await self._writer.drain()
 
 
 class _PipeWriter(anyio.AsyncFile[str]):
@@ -111,7 +129,10 @@ async def run_stdio(server: MCPServer[Any]) -> None:
             # The SDK's lowlevel server behind MCPServer: run_stdio_async() does exactly this
             # with the default (thread-backed) files.
             lowlevel = server._lowlevel_server
-            async with stdio_server(_PipeReader(reader), _PipeWriter(writer)) as (read_stream, write_stream):
+            async with stdio_server(_PipeReader(reader, writer), _PipeWriter(writer)) as (
+                read_stream,
+                write_stream,
+            ):
                 await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         finally:
             rtransport.close()

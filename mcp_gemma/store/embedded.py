@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import stat
 import subprocess
 import tempfile
 import time
@@ -44,9 +45,23 @@ def _socket_path(redis_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"mcp-gemma-{digest}" / "valkey.sock"
 
 
+PRIVATE_UMASK = 0o077
+"""The server's files hold every document and memory: owner-only (dirs 0700, files 0600)."""
+
+
+def _make_private(directory: Path) -> None:
+    """Tighten a data directory left group- or world-readable by an earlier version."""
+    for path in (directory, *directory.rglob("*")):
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o077:
+                path.chmod(stat.S_IMODE(info.st_mode) & 0o700)  # group and others lose every bit
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with path.open("a+") as fh:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -114,7 +129,9 @@ class EmbeddedRedis:
 
     def start(self) -> None:
         """Join the live server of this data dir, or start one; raise StoreUnavailableError on failure."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dir.mkdir(exist_ok=True, mode=0o700)
+        _make_private(self.dir)
         self.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with _locked(self.dir / "launch.lock"):
             if self.pid() and self._answers():
@@ -151,8 +168,10 @@ class EmbeddedRedis:
             "maxmemory-policy": "noeviction",
         }
         self.conffile.write_text("".join(f"{k} {v}\n" for k, v in conf.items()), encoding="utf-8")
+        self.conffile.chmod(0o600)
         proc = subprocess.run(
             [executable, str(self.conffile)],
+            umask=PRIVATE_UMASK,  # the AOF, its manifest, the log and the pid file are created 0600
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -96,6 +96,29 @@ async def test_file_tools_refuse_escapes(settings: Settings, root: Path, tmp_pat
         assert "agent_write_file" not in tools  # off by default
 
 
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
+async def test_reading_a_directory_is_refused_without_leaking_a_descriptor(
+    settings: Settings, root: Path
+) -> None:
+    (root / "sub").mkdir()
+    async with client_for(agent_settings(settings, root)) as client:
+        await assert_refused(
+            client, "agent_read_file", "'.' is a directory; use agent_list_directory", path="."
+        )
+        before = open_fds()
+        for path in [".", "sub"] * 50:
+            await assert_refused(
+                client, "agent_read_file", "is a directory; use agent_list_directory", path=path
+            )
+        assert open_fds() <= before  # 100 refusals used to leave 100 descriptors open
+        ok = await call(client, "agent_read_file", path="notes.txt")
+        assert ok.structured_content["text"] == "the answer is 42"
+
+
 async def test_write_file_only_inside_roots(settings: Settings, root: Path, tmp_path: Path) -> None:
     async with client_for(agent_settings(settings, root, enable_write_file=True)) as client:
         ok = await call(client, "agent_write_file", path="out/new.txt", content="hi")

@@ -115,3 +115,44 @@ async def test_external_redis_server(external_redis: str, tmp_path: Path) -> Non
         assert await store.ping_ms() >= 0
     finally:
         await store.close()
+
+
+def _loose(root: Path) -> dict[str, str]:
+    """Everything under ``root`` that its group or others may touch, with its mode."""
+    return {
+        str(p.relative_to(root)): oct(p.lstat().st_mode & 0o777)
+        for p in (root, *root.rglob("*"))
+        if not p.is_symlink() and p.lstat().st_mode & 0o077
+    }
+
+
+async def test_data_dir_and_embedded_server_files_are_owner_only(tmp_path: Path) -> None:
+    import anyio
+    from mcp import Client
+
+    from mcp_gemma.server.app import create_server
+
+    data = tmp_path / "data"
+    old = data / "redis" / "appendonlydir" / "from-an-older-version.aof"
+    old.parent.mkdir(parents=True)
+    data.chmod(0o755)
+    old.write_text("", encoding="utf-8")
+    for path in (old, old.parent, old.parent.parent):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    fresh = tmp_path / "fresh" / "data"
+    saved = os.umask(0o022)  # the usual umask, which made the AOF 0644
+    try:
+        for data_dir in (data, fresh):
+            with anyio.fail_after(120):
+                async with Client(create_server(load_settings(data_dir=data_dir))) as client:
+                    result = await client.call_tool(
+                        "ingest_document", {"id": "private", "text": "a secret " * 50}
+                    )
+                    assert result.is_error is False
+                    assert (data_dir / "redis" / "appendonlydir").is_dir()
+                    assert _loose(data_dir / "redis") == {}
+            # A data dir that was there before keeps its mode (it is the user's); all inside is private.
+            assert _loose(data_dir) == ({".": "0o755"} if data_dir == data else {})
+        assert oct(fresh.stat().st_mode & 0o777) == "0o700"
+    finally:
+        os.umask(saved)

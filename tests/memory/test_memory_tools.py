@@ -498,7 +498,7 @@ async def test_one_scope_recall_reads_and_touches_in_one_script(
                 for t in texts
             ]
             first = await ok(
-                client, "recall_memory", query=texts[0], k=3, agent_id="fast", include_shared=False
+                client, "recall_memory", query=texts[0], limit=3, agent_id="fast", include_shared=False
             )
             order = [h["item"]["id"] for h in first["hits"]]
             assert sorted(order) == sorted(ids)
@@ -511,7 +511,7 @@ async def test_one_scope_recall_reads_and_touches_in_one_script(
             finally:
                 await r.aclose()
             fast = await ok(
-                client, "recall_memory", query=texts[0], k=2, agent_id="fast", include_shared=False
+                client, "recall_memory", query=texts[0], limit=2, agent_id="fast", include_shared=False
             )
             assert [h["item"]["id"] for h in fast["hits"]] == order[1:]
             assert all(h["item"]["access_count"] == 3 for h in fast["hits"])
@@ -520,7 +520,7 @@ async def test_one_scope_recall_reads_and_touches_in_one_script(
                 client,
                 "recall_memory",
                 query=texts[0],
-                k=2,
+                limit=2,
                 agent_id="fast",
                 include_shared=False,
                 min_score=1e-9,

@@ -147,7 +147,8 @@ def test_paths_stay_inside_roots(tmp_path: Path) -> None:
     with pytest.raises(AccessDeniedError, match="no allowed_roots"):
         resolve_path("a.md", [])
     files, problems = expand(".", [root], "**/*")
-    assert sorted(p.relative_to(root).as_posix() for p, _ in files) == ["a.md", "a.md", "sub/b.txt"]
+    # inner.txt -> a.md: a file reached through a link as well is read once
+    assert sorted(p.relative_to(root).as_posix() for p, _ in files) == ["a.md", "sub/b.txt"]
     assert [Path(p).name for p, _ in problems] == ["escape.txt"]
     files, _ = expand(".", [root], "**/*.txt")
     assert sorted(p.name for p, _ in files) == ["a.md", "b.txt"]  # inner.txt -> a.md
