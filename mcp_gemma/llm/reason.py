@@ -120,9 +120,7 @@ async def answer_question(
     """Answer with the local model in the prompt style its checkpoint calls for: the chat template of
     an instruction-tuned checkpoint, or a few-shot completion prompt with stops for a base one."""
     # Refuse bad input before a model loads (the completion prompt is the longer of the two).
-    llm.validate(completion_prompt(question, context, passages), max_new_tokens, temperature, top_p)
-    if len(stop) > 16 or any(len(s) > 256 for s in stop):
-        raise InvalidInputError("stop takes at most 16 strings of at most 256 characters")
+    llm.validate(completion_prompt(question, context, passages), max_new_tokens, temperature, top_p, stop)
     model = await llm.ensure_loaded(load_progress)
     style = model.info.prompt_style
     prompt: str | list[ChatMessage]

@@ -174,8 +174,17 @@ class LLMService:
         return ComponentStatus(name="gemma", kind="llm", loaded=status.loaded, detail=detail)
 
     # -------------------------------------------------------------- generation
-    def validate(self, prompt: Prompt, max_new_tokens: int | None, temperature: float, top_p: float) -> int:
+    def validate(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        stop: Sequence[str] = (),
+    ) -> int:
         """Check the request against the limits; return the effective ``max_new_tokens``."""
+        if len(stop) > 16 or any(len(s) > 256 for s in stop):
+            raise InvalidInputError("stop takes at most 16 strings of at most 256 characters")
         limits = self.settings
         texts = [prompt] if isinstance(prompt, str) else [m.content for m in prompt]
         chars = sum(len(t) for t in texts)
@@ -214,9 +223,7 @@ class LLMService:
 
         Cancelling the calling task stops the generation before its next token.
         """
-        n = self.validate(prompt, max_new_tokens, temperature, top_p)
-        if len(stop) > 16 or any(len(s) > 256 for s in stop):
-            raise InvalidInputError("stop takes at most 16 strings of at most 256 characters")
+        n = self.validate(prompt, max_new_tokens, temperature, top_p, stop)
         model = await self.ensure_loaded(load_progress)
         budget = timeout_s if timeout_s is not None else self.settings.timeout_s
         cancel = threading.Event()

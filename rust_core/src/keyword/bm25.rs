@@ -9,6 +9,25 @@ use super::Analyzer;
 use crate::errors::{CoreError, CoreResult};
 use crate::vector::topk::TopK;
 
+/// Lucene's BM25 IDF of a term in `df` of `n` documents (never negative).
+fn idf(n: f32, df: f32) -> f32 {
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+}
+
+/// BM25's per-term score with the index's parameters and length normalisation at one moment.
+struct TermScorer {
+    base: f32,
+    per_len: f32,
+    k1p1: f32,
+}
+
+impl TermScorer {
+    fn score(&self, idf: f32, tf: u32, doc_len: u32) -> f32 {
+        let tf = tf as f32;
+        idf * tf * self.k1p1 / (tf + self.base + self.per_len * doc_len as f32)
+    }
+}
+
 /// Documents keyed by u64 ids. Removal really deletes postings; freed slots are reused.
 #[derive(Debug, Clone)]
 pub struct Bm25Index {
@@ -173,16 +192,20 @@ impl Bm25Index {
             .filter_map(|tok| {
                 let &t = self.term_ids.get(&tok)?;
                 let df = self.postings[t as usize].len() as f32;
-                (df > 0.0).then(|| (t, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
+                (df > 0.0).then(|| (t, idf(n, df)))
             })
             .collect()
     }
 
-    /// `(k1 · (1 - b), k1 · b / avgdl)`: the two parts of BM25's length-normalised denominator.
-    fn length_terms(&self) -> (f32, f32) {
+    /// The per-term scoring of this index as it is now (its length normalisation depends on avgdl).
+    fn scorer(&self) -> TermScorer {
         let avgdl = self.total_len as f32 / self.len().max(1) as f32;
         let norm_len = if avgdl > 0.0 { self.b / avgdl } else { 0.0 };
-        (self.k1 * (1.0 - self.b), self.k1 * norm_len)
+        TermScorer {
+            base: self.k1 * (1.0 - self.b),
+            per_len: self.k1 * norm_len,
+            k1p1: self.k1 + 1.0,
+        }
     }
 
     /// Best `k` (id, score) for `query`, optionally only among `allow`ed ids. Only documents sharing
@@ -196,19 +219,16 @@ impl Bm25Index {
                 .filter_map(|id| self.slot_of.get(id).copied())
                 .collect()
         });
-        let (base, per_len) = self.length_terms();
-        let k1p1 = self.k1 + 1.0;
+        let scorer = self.scorer();
         let mut acc = vec![0.0f32; self.doc_id.len()];
         let mut touched: Vec<u32> = Vec::new();
         for (t, idf) in self.query_terms(query) {
             for &(slot, tf) in &self.postings[t as usize] {
                 let s = slot as usize;
-                let tf = tf as f32;
-                let denom = tf + base + per_len * self.doc_len[s] as f32;
                 if acc[s] == 0.0 {
                     touched.push(slot);
                 }
-                acc[s] += idf * tf * k1p1 / denom;
+                acc[s] += scorer.score(idf, tf, self.doc_len[s]);
             }
         }
         let mut top = TopK::new(k);
@@ -236,15 +256,13 @@ impl Bm25Index {
                 pos_of.entry(slot).or_default().push(i);
             }
         }
-        let (base, per_len) = self.length_terms();
-        let k1p1 = self.k1 + 1.0;
+        let scorer = self.scorer();
         for (t, idf) in self.query_terms(query) {
             for &(slot, tf) in &self.postings[t as usize] {
                 if let Some(positions) = pos_of.get(&slot) {
-                    let tf = tf as f32;
-                    let denom = tf + base + per_len * self.doc_len[slot as usize] as f32;
+                    let w = scorer.score(idf, tf, self.doc_len[slot as usize]);
                     for &i in positions {
-                        out[i] += idf * tf * k1p1 / denom;
+                        out[i] += w;
                     }
                 }
             }
@@ -261,7 +279,6 @@ impl Bm25Index {
             return 0.0;
         };
         let n = self.len() as f32;
-        let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
         let held: HashSet<u32> = self.doc_terms[slot as usize].iter().copied().collect();
         let mut seen: HashSet<String> = HashSet::default();
         let (mut total, mut found) = (0.0f32, 0.0f32);
@@ -271,13 +288,13 @@ impl Bm25Index {
             }
             match self.term_ids.get(&tok) {
                 Some(&t) if !self.postings[t as usize].is_empty() => {
-                    let w = idf(self.postings[t as usize].len() as f32);
+                    let w = idf(n, self.postings[t as usize].len() as f32);
                     total += w;
                     if held.contains(&t) {
                         found += w;
                     }
                 }
-                _ => total += idf(0.0),
+                _ => total += idf(n, 0.0),
             }
         }
         if total > 0.0 {
