@@ -29,8 +29,8 @@ CACHE = Path("/tmp/mcpg-quality-cache")
 
 def embedder() -> Callable[[Sequence[str]], Vec]:
     """The server's default CPU embedder, with a content-hash disk cache for repeated runs."""
-    from mcp_gemma.embeddings.lean import LeanBertEmbedder
     from mcp_gemma.embeddings.minilm import resolve_model_dir
+    from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder
     from mcp_gemma.settings import load_settings
 
     s = load_settings().embedding
