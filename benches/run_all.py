@@ -113,6 +113,7 @@ def main() -> int:
         "simd": native.simd_level(),
         "benches": {},
     }
+    print(f"Rust kernels: {results['simd']} ({native.build_profile} build); every figure below uses them")
     failed = []
     for name in args.only or BENCHES:
         if not (HERE / f"{name}.py").exists():

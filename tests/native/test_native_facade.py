@@ -30,3 +30,28 @@ def test_facade_passes_results_through() -> None:
     assert native.tokenize("A b") == ["a", "b"]
     assert native.simd_level() in {"avx2", "neon", "scalar"}
     assert native.rust_core_version
+
+
+def test_dispatch_uses_the_best_kernels_the_cpu_has() -> None:
+    """The Rust tests compare dispatched with portable kernels; if detection fell back to scalar they
+    would compare portable with portable and still pass. So: AVX2 (+FMA) where /proc/cpuinfo lists it."""
+    import os
+    import platform
+    from pathlib import Path
+
+    machine = platform.machine().lower()
+    flags: set[str] = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if os.environ.get("MCP_GEMMA_FORCE_SCALAR") is not None and machine in ("x86_64", "amd64"):
+        assert native.simd_level() == "scalar"
+    elif machine in ("x86_64", "amd64") and {"avx2", "fma"} <= flags:
+        assert native.simd_level() == "avx2"
+    elif machine in ("aarch64", "arm64"):
+        assert native.simd_level() == "neon"
+    else:
+        assert native.simd_level() == "scalar"
