@@ -101,7 +101,10 @@ class Passage(BaseModel):
     doc_id: str
     chunk_id: int = Field(description="The chunk that matched.")
     chunk_ids: list[int] = Field(description="Chunks stitched into this passage, in document order.")
-    score: float = Field(description="Cosine similarity of the matching chunk.")
+    score: float = Field(
+        description="Relevance of the matching chunk: the hybrid fused score (rag.semantic_candidates = "
+        '"hybrid", the default) or its cosine similarity ("vector").'
+    )
     text: str = Field(description="The passage: matching chunk plus neighbouring context.")
     start: int = Field(description="Offset of the passage in the document text.")
     end: int
