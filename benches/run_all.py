@@ -36,6 +36,7 @@ BENCHES = [
     "bench_search",
     "bench_ingest",
     "bench_memory",
+    "bench_load",
     "bench_generate",
     "bench_quality",
 ]

@@ -39,3 +39,7 @@ class ConfigError(McpGemmaError):
 
 class OperationCancelledError(McpGemmaError):
     """The caller cancelled a long operation; nothing partial was stored."""
+
+
+class ServerBusyError(McpGemmaError):
+    """Too much work is queued already; the message says when to retry."""

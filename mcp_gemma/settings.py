@@ -66,6 +66,13 @@ class EmbeddedRedisSettings(BaseModel):
     )
     start_timeout_s: float = Field(10.0, gt=0, le=120, description="How long to wait for it to answer PING.")
     maxmemory_mb: int = Field(0, ge=0, description="Memory cap in MiB (0 = none).")
+    watch_interval_s: float = Field(
+        1.0,
+        ge=0.05,
+        le=60,
+        description="How often the server checks that the embedded Redis still answers; when it is gone "
+        "it is restarted (retries back off up to 30 s) and the in-process indexes reload from it.",
+    )
 
 
 class HttpSettings(BaseModel):

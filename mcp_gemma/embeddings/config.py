@@ -32,5 +32,18 @@ class EmbeddingSettings(BaseModel):
     max_seq_length: int = Field(
         256, ge=8, le=8192, description="Token limit per text; longer text is truncated."
     )
+    batch_wait_ms: float = Field(
+        2.0,
+        ge=0.0,
+        le=1000.0,
+        description="How long a forward pass waits for concurrent small calls to join its batch (ms); "
+        "0 = take only what is already queued.",
+    )
+    max_queue_texts: int = Field(
+        4096,
+        ge=1,
+        description="Texts that may wait to be embedded; a call beyond this is refused with 'server busy' "
+        "and a retry hint instead of waiting.",
+    )
     cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory by content hash.")
     preload: bool = Field(False, description="Load the embedder in the background right after start.")

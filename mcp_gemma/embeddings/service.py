@@ -16,6 +16,7 @@ import numpy as np
 
 from mcp_gemma.compute import gpu_driver_present
 from mcp_gemma.embeddings.base import Embedder, Vectors
+from mcp_gemma.embeddings.batching import EmbeddingBatcher
 from mcp_gemma.embeddings.config import EmbeddingSettings
 from mcp_gemma.errors import ModelUnavailableError
 from mcp_gemma.health import ComponentStatus
@@ -50,6 +51,12 @@ class EmbeddingService:
         self._cache_lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.batcher = EmbeddingBatcher(
+            self._embed_batch,
+            batch_size=settings.batch_size,
+            wait_s=settings.batch_wait_ms / 1000,
+            max_texts=settings.max_queue_texts,
+        )
 
     def _on_cpu(self) -> bool:
         s = self.settings
@@ -149,8 +156,20 @@ class EmbeddingService:
         """Vector dimension (384 for MiniLM); loads nothing if already known."""
         return self._embedder.dim if self._embedder is not None else 384
 
+    def _embed_batch(self, texts: list[str]) -> Vectors:
+        """One coalesced forward pass of the batcher (worker thread; the model is loaded by then)."""
+        embedder = self._embedder
+        if embedder is None:  # pragma: no cover - embed() loads the model before queueing
+            raise ModelUnavailableError("the embedder is not loaded")
+        return embedder.embed(texts)
+
     async def embed(self, texts: Sequence[str], progress: AsyncProgress | None = None) -> Vectors:
-        """Unit vectors for ``texts`` (cached by content hash); cancellation stops between batches."""
+        """Unit vectors for ``texts`` (cached by content hash); cancellation stops between batches.
+
+        Calls with fewer than ``batch_size`` uncached texts share forward passes with concurrent
+        calls (:class:`EmbeddingBatcher`); larger ones run on their own, with progress. Either way
+        they count against ``max_queue_texts``: past it the call fails with ``ServerBusyError``.
+        """
         embedder = await self.get()
         keys = [content_hash(t) for t in texts]
         out = np.empty((len(texts), embedder.dim), dtype=np.float32)
@@ -167,26 +186,38 @@ class EmbeddingService:
                     self.misses += 1
         if todo:
             first = [idx[0] for idx in todo.values()]
-            cancel = threading.Event()
-
-            def report(done: int, total: int) -> None:
+            if len(first) < self.settings.batch_size:
+                fresh = await self.batcher.embed([texts[i] for i in first])
                 if progress is not None:
-                    anyio.from_thread.run(progress, done, total)
-
-            worker = self._for_call(embedder, len(first))
-
-            def work() -> Vectors:
-                return worker.embed([texts[i] for i in first], cancel=cancel, progress=report)
-
-            try:
-                fresh = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-            except anyio.get_cancelled_exc_class():
-                cancel.set()
-                raise
+                    await progress(len(first), len(first))
+            else:
+                with self.batcher.reserved(len(first)):
+                    fresh = await self._embed_alone(embedder, [texts[i] for i in first], progress)
             self._remember(list(todo), fresh)
             for row, indices in zip(fresh, todo.values(), strict=True):
                 out[indices] = row
         return out
+
+    async def _embed_alone(
+        self, embedder: Embedder, texts: list[str], progress: AsyncProgress | None
+    ) -> Vectors:
+        """A large call in its own forward passes (the torch bulk model once loaded), with progress."""
+        cancel = threading.Event()
+
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                anyio.from_thread.run(progress, done, total)
+
+        worker = self._for_call(embedder, len(texts))
+
+        def work() -> Vectors:
+            return worker.embed(texts, cancel=cancel, progress=report)
+
+        try:
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            cancel.set()
+            raise
 
     async def embed_one(self, text: str) -> Vectors:
         """The unit vector of one text, shape ``(dim,)``."""
@@ -233,6 +264,9 @@ class EmbeddingService:
             "cache_entries": len(self._cache),
             "cache_hits": self.hits,
             "cache_misses": self.misses,
+            "queued_texts": self.batcher.pending,
+            "batched_calls": self.batcher.requests,
+            "forward_passes": self.batcher.passes,
         }
         if e is not None:
             detail["dim"] = e.dim

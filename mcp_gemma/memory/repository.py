@@ -59,6 +59,7 @@ class MemoryRepository:
         self.embeddings = embeddings
         self.llm_source: LlmSource = lambda: None
         self.scopes: dict[str, ScopeIndex] = {}
+        self._generation = store.generation  # a restarted server: every scope index reloads
         self._locks: dict[str, anyio.Lock] = {}
         self._evict = store.client.register_script(EVICT_BEYOND_CAPACITY)
         self.touch_script = store.client.register_script(TOUCH_RECALLED)
@@ -102,6 +103,9 @@ class MemoryRepository:
     async def prepare_many(self, scopes: Sequence[str], tiers: Sequence[str], now: float) -> list[ScopeIndex]:
         """:meth:`prepare` for several scopes with one round trip when nothing changed."""
         k = self.keys
+        if self._generation != self.redis.generation:
+            self._generation = self.redis.generation
+            self.scopes.clear()
         async with self.redis.client.pipeline(transaction=False) as pipe:
             for scope in scopes:
                 pipe.get(k.memory_version(scope))

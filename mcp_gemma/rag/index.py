@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,8 +94,12 @@ def lookup(metadata: dict[str, Any], field: str) -> Any:
 class ChunkIndex:
     """Vector + keyword index and document table of one process."""
 
-    def __init__(self, store: DocStore, settings: RagSettings, dim: int) -> None:
+    def __init__(
+        self, store: DocStore, settings: RagSettings, dim: int, generation: Callable[[], int] = lambda: 0
+    ) -> None:
         self.store = store
+        self._generation = generation  # the store's restart count: a restarted server means a rebuild
+        self._built_at = generation()
         self.settings = settings
         self.dim = dim
         self.vectors = native.VectorIndex(dim, "cosine", quantize=settings.quantize is True)
@@ -120,7 +124,9 @@ class ChunkIndex:
 
     async def sync_locked(self) -> None:
         """:meth:`sync` for a caller that holds :attr:`lock`."""
-        if not self.ready:
+        if not self.ready or self._built_at != self._generation():
+            if self.ready:
+                logger.info("Redis was restarted; rebuilding the index from it")
             await self._rebuild()
         elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
             self._last_gap_check = time.monotonic()
@@ -167,6 +173,7 @@ class ChunkIndex:
 
     async def _rebuild(self) -> None:
         started = time.perf_counter()
+        self._built_at = self._generation()
         last = await self.store.last_change_id()
         doc_ids = await self.store.all_doc_ids()
         heads = [h for h in await self.store.heads(doc_ids) if h is not None]

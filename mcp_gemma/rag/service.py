@@ -64,7 +64,7 @@ class RagService:
         self.allowed_roots: list[Path] = list(settings.allowed_roots)
         self.embeddings = embeddings
         self.docstore = DocStore(store.client, store.keys, self.settings.change_log_max)
-        self.index = ChunkIndex(self.docstore, self.settings, embeddings.dim)
+        self.index = ChunkIndex(self.docstore, self.settings, embeddings.dim, lambda: store.generation)
         self.searcher = Searcher(self.index, self.docstore, embeddings, self.settings)
         self.pipeline = IngestPipeline(
             self.settings, self.allowed_roots, embeddings, self.docstore, self.index

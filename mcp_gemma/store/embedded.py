@@ -4,6 +4,8 @@ It runs as its own daemon in ``<data_dir>/redis`` with append-only persistence a
 a unix socket only (no TCP port). Several mcp-gemma processes on one data directory share one
 server: start-up takes a file lock, reuses a live server, and the last process to leave shuts it
 down (each connection is named ``mcp-gemma:<pid>``, so ``CLIENT LIST`` tells who is still there).
+While a process uses it, a watcher thread (:meth:`EmbeddedRedis.supervise`) restarts the server
+when it dies (with backoff); :attr:`EmbeddedRedis.restarts` tells the in-process indexes to reload.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +102,13 @@ class EmbeddedRedis:
         self.start_timeout_s = start_timeout_s
         self.maxmemory_mb = maxmemory_mb
         self.started_here = False
+        self.restarts = 0
+        """How often the watcher found the server gone and started (or joined) a new one."""
+        self.down_since: float | None = None
+        """``time.monotonic()`` when the watcher found the server gone; ``None`` while it answers."""
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -118,6 +128,62 @@ class EmbeddedRedis:
             return False
         finally:
             client.close()
+
+    def _gone(self) -> bool:
+        """True when nothing listens on the socket (a slow answer is a busy server, not a dead one)."""
+        if not self.socket.exists():
+            return True
+        client = self._client()
+        try:
+            client.ping()
+        except redis.exceptions.TimeoutError:
+            return False
+        except (redis.exceptions.ConnectionError, OSError):
+            return True
+        except redis.exceptions.RedisError:
+            return False  # it answered, with an error (loading the AOF, say)
+        finally:
+            client.close()
+        return False
+
+    def supervise(self, interval_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
+        """Watch the server from a daemon thread and restart it when it dies (idempotent)."""
+        if self._watcher is not None:
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(
+            target=self._watch, args=(interval_s, max_backoff_s), name="embedded-redis-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self, interval_s: float, max_backoff_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            if not self._gone():
+                continue
+            self.down_since = time.monotonic()
+            logger.warning("the embedded Redis in %s stopped answering; restarting it", self.dir)
+            delay = interval_s
+            while not self._stop.is_set():
+                try:
+                    self.start()
+                except StoreUnavailableError as exc:
+                    self.last_error = str(exc)
+                    logger.warning("restarting the embedded Redis failed (%s); retry in %.0f s", exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(max_backoff_s, delay * 2)
+                else:
+                    self.restarts += 1
+                    self.down_since = None
+                    self.last_error = None
+                    logger.info("the embedded Redis is back (restart %d)", self.restarts)
+                    break
+
+    def stop_supervising(self) -> None:
+        """Stop the watcher thread (before a deliberate shutdown)."""
+        self._stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join(timeout=self.start_timeout_s + 5)
 
     def pid(self) -> int:
         """Pid of the running server, or 0."""
@@ -196,6 +262,7 @@ class EmbeddedRedis:
 
     def release(self) -> None:
         """Shut the server down unless another mcp-gemma process is still connected to it."""
+        self.stop_supervising()
         if not self.pid():
             return
         mine = client_name()

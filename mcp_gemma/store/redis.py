@@ -26,9 +26,15 @@ StoreKind = Literal["embedded", "external", "cluster"]
 AnyRedis = aioredis.Redis | RedisCluster
 
 
-def describe_redis_error(exc: BaseException, where: str) -> str:
+def describe_redis_error(exc: BaseException, where: str, embedded: EmbeddedRedis | None = None) -> str:
     """A message that says what went wrong with Redis and what to check."""
     text = str(exc)
+    if embedded is not None and isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | OSError):
+        return (
+            f"the embedded Redis ({embedded.socket}) is not answering: it is being restarted, retry in a few "
+            f"seconds; if this persists see {embedded.logfile}"
+            + (f" (last restart attempt: {embedded.last_error})" if embedded.last_error else "")
+        )
     if "NOAUTH" in text or "Authentication required" in text:
         return f"Redis at {where} requires a password: put it in REDIS_URL (redis://:PASSWORD@host:port)"
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthenticationWrongNumberOfArgsError):
@@ -42,6 +48,17 @@ def describe_redis_error(exc: BaseException, where: str) -> str:
     return f"Redis at {where} failed: {exc}"
 
 
+def _embedded_of(args: tuple[object, ...]) -> EmbeddedRedis | None:
+    """The embedded server behind a guarded call: its first argument is the store, or holds it."""
+    if not args:
+        return None
+    first = args[0]
+    for candidate in (first, getattr(first, "store", None), getattr(first, "redis", None)):
+        if isinstance(candidate, RedisStore):
+            return candidate.embedded
+    return None
+
+
 def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn Redis failures inside a service method into :class:`StoreUnavailableError`."""
 
@@ -52,7 +69,8 @@ def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except (rexc.RedisError, OSError) as exc:
             if isinstance(exc, rexc.ResponseError) and "NOAUTH" not in str(exc):
                 raise StoreUnavailableError(f"Redis rejected a command: {exc}") from exc
-            raise StoreUnavailableError(describe_redis_error(exc, "the configured server")) from exc
+            message = describe_redis_error(exc, "the configured server", _embedded_of(args))
+            raise StoreUnavailableError(message) from exc
 
     return wrapper
 
@@ -69,6 +87,11 @@ class RedisStore:
         self.where = where
         self.embedded = embedded
         self._version: str | None = None
+
+    @property
+    def generation(self) -> int:
+        """Changes when the embedded server was restarted: in-process indexes built before reload."""
+        return self.embedded.restarts if self.embedded is not None else 0
 
     @classmethod
     async def open(cls, settings: Settings) -> RedisStore:
@@ -92,6 +115,7 @@ class RedisStore:
                 maxmemory_mb=cfg.maxmemory_mb,
             )
             await anyio.to_thread.run_sync(embedded.start)
+            embedded.supervise(cfg.watch_interval_s)
             client = aioredis.Redis(unix_socket_path=str(embedded.socket), **common)
             kind: StoreKind = "embedded"
             where = str(embedded.socket)
@@ -115,7 +139,7 @@ class RedisStore:
                 await client.ping()
         except (rexc.RedisError, OSError, TimeoutError) as exc:
             await store.close(release=False)
-            raise StoreUnavailableError(describe_redis_error(exc, where)) from exc
+            raise StoreUnavailableError(describe_redis_error(exc, where, embedded)) from exc
         logger.info("connected to %s Redis at %s", kind, where)
         return store
 
@@ -153,5 +177,6 @@ class RedisStore:
             await self.client.aclose()
         except (rexc.RedisError, OSError) as exc:
             logger.debug("closing the Redis pool: %s", exc)
-        if release and self.embedded is not None:
-            await anyio.to_thread.run_sync(self.embedded.release)
+        if self.embedded is not None:
+            done = self.embedded.release if release else self.embedded.stop_supervising
+            await anyio.to_thread.run_sync(done)

@@ -46,7 +46,10 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
 
 
 async def test_acknowledged_writes_survive_kill_9_of_the_server(tmp_path: Path) -> None:
-    settings = load_settings(data_dir=tmp_path / "d", embedded_redis={"appendfsync": "always"})
+    # no watcher restarts in between: this test checks what the next start finds
+    settings = load_settings(
+        data_dir=tmp_path / "d", embedded_redis={"appendfsync": "always", "watch_interval_s": 60}
+    )
     store = await RedisStore.open(settings)
     assert store.embedded is not None
     for i in range(200):

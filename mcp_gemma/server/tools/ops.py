@@ -31,6 +31,7 @@ class RedisHealth(BaseModel):
     version: str | None = None
     latency_ms: float | None = None
     error: str | None = None
+    restarts: int = Field(0, description="Times the embedded server was found dead and restarted.")
 
 
 class ProcessMetrics(BaseModel):
@@ -150,9 +151,12 @@ def register(server: MCPServer[AppState]) -> None:
                 where=store.where,
                 version=await store.server_version(),
                 latency_ms=round(latency, 3),
+                restarts=store.generation,
             )
         except McpGemmaError as exc:
-            redis = RedisHealth(ok=False, kind=store.kind, where=store.where, error=str(exc))
+            redis = RedisHealth(
+                ok=False, kind=store.kind, where=store.where, error=str(exc), restarts=store.generation
+            )
         from mcp_gemma import native
 
         versions = {
