@@ -2,10 +2,11 @@
 
 Concurrent tool calls (``store_memory``, a search's query) each embed a text or two. Run one by
 one, each waits for every forward pass before it; here they join a queue, and one forward pass
-takes whatever is queued (up to ``batch_size`` texts, after a short wait for more to arrive). No
-extra task runs the passes: the first waiting caller drives them and, when its own texts are done,
-hands the queue to the next waiting caller. Past ``max_texts`` waiting texts a call is refused
-with :class:`ServerBusyError` at once instead of queueing behind minutes of work.
+takes whatever is queued (up to ``batch_size`` texts; when others are already waiting, after a
+short wait for more to arrive). No extra task runs the passes: the first waiting caller drives
+them and, when its own texts are done, hands the queue to the next waiting caller. Past
+``max_texts`` waiting texts a call is refused with :class:`ServerBusyError` at once instead of
+queueing behind minutes of work.
 """
 
 from __future__ import annotations
@@ -108,8 +109,11 @@ class EmbeddingBatcher:
         self._driving = True
         try:
             while own.result is None and own.error is None:
-                if self._queued < self.batch_size and self.wait_s > 0:
-                    await anyio.sleep(self.wait_s)  # let concurrent callers join this pass
+                if len(self._queue) > 1 and self._queued < self.batch_size and self.wait_s > 0:
+                    # Others are already waiting: give the callers arriving with them a moment to join
+                    # this pass. A caller alone goes at once (no added latency when the server is idle);
+                    # under load the queue fills while the previous pass runs anyway.
+                    await anyio.sleep(self.wait_s)
                 batch = self._take()
                 texts = [t for r in batch for t in r.texts]
                 started = time.perf_counter()

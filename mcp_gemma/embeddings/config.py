@@ -36,8 +36,8 @@ class EmbeddingSettings(BaseModel):
         2.0,
         ge=0.0,
         le=1000.0,
-        description="How long a forward pass waits for concurrent small calls to join its batch (ms); "
-        "0 = take only what is already queued.",
+        description="How long a forward pass waits for concurrent small calls to join its batch when "
+        "others are already queued (ms; a call alone never waits); 0 = take only what is queued.",
     )
     max_queue_texts: int = Field(
         4096,
