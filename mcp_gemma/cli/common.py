@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import typer
 
 from mcp_gemma.errors import McpGemmaError
+
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -24,3 +28,20 @@ def settings_from_cli(config: Path | None, **overrides: Any) -> Any:
         return load_settings(config, **overrides)
     except McpGemmaError as exc:
         raise fail(str(exc), 2) from None
+
+
+def run_with_state(settings: Any, call: Callable[[Any], Awaitable[T]]) -> T:
+    """Open the app state, return ``call(state)``, close it; a domain error exits with its message."""
+    from mcp_gemma.state import AppState
+
+    async def main() -> T:
+        state = await AppState.open(settings)
+        try:
+            return await call(state)
+        finally:
+            await state.close()
+
+    try:
+        return anyio.run(main)
+    except McpGemmaError as exc:
+        raise fail(str(exc)) from None

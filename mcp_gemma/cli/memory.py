@@ -10,12 +10,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import anyio
 import typer
 from pydantic import BaseModel
 
-from mcp_gemma.cli.common import fail, settings_from_cli
-from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.cli.common import run_with_state, settings_from_cli
 
 memory_app = typer.Typer(help="Store, recall and manage the agent memory.", no_args_is_help=True)
 
@@ -35,22 +33,8 @@ def _run(
     config: Path | None, data_dir: Path | None, redis_url: str | None, call: Callable[[Any], Awaitable[T]]
 ) -> None:
     """Open the app state, run ``call(state)``, print the result as JSON, close."""
-    from mcp_gemma.state import AppState
-
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
-
-    async def main() -> T:
-        state = await AppState.open(settings)
-        try:
-            return await call(state)
-        finally:
-            await state.close()
-
-    try:
-        result = anyio.run(main)
-    except McpGemmaError as exc:
-        raise fail(str(exc)) from None
-    typer.echo(result.model_dump_json(indent=2))
+    typer.echo(run_with_state(settings, call).model_dump_json(indent=2))
 
 
 @memory_app.command("store")

@@ -8,40 +8,20 @@ the configured ``allowed_roots``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import anyio
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mcp_gemma.cli.common import fail, settings_from_cli
-from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.cli.common import fail, run_with_state, settings_from_cli
 
-T = TypeVar("T")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (embedded Redis, caches).")
 ]
 RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redis URL (default: embedded).")]
-
-
-def _open_and_run(settings: Any, call: Callable[[Any], Awaitable[T]]) -> T:
-    from mcp_gemma.state import AppState
-
-    async def main() -> T:
-        state = await AppState.open(settings)
-        try:
-            return await call(state)
-        finally:
-            await state.close()
-
-    try:
-        return anyio.run(main)
-    except McpGemmaError as exc:
-        raise fail(str(exc)) from None
 
 
 def ingest(
@@ -78,7 +58,7 @@ def ingest(
 
             return await state.rag.ingest_paths([str(p) for p in resolved], pattern=glob, progress=progress)
 
-    report = _open_and_run(settings, call)
+    report = run_with_state(settings, call)
     for failure in report.failed:
         err.print(f"[yellow]skipped[/] {failure.source}: {failure.error}")
     err.print(
@@ -109,7 +89,7 @@ def search(
             return await state.rag.search(query, limit=limit)
         return await state.rag.hybrid_search(query, limit=limit)
 
-    result = _open_and_run(settings, call)
+    result = run_with_state(settings, call)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
