@@ -105,6 +105,11 @@ class SharedState:
         self._users = 0
         self._lock = anyio.Lock()
 
+    @property
+    def current(self) -> AppState | None:
+        """The open state, or ``None`` before the first :meth:`hold` opened it (or after the last)."""
+        return self._state
+
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[AppState]:
         """Use the shared state, opening it for the first user and closing it after the last."""

@@ -116,7 +116,32 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
             transport_security=_security(settings),
             host=http.host,
         )
-    return GuardedApp(inner, token)
+    from mcp_gemma.api.app import create_api
+
+    mcp_paths = (http.sse_path, http.message_path) if settings.transport == "sse" else (http.path,)
+    return GuardedApp(PathDispatch(inner, create_api(settings, shared), mcp_paths), token)
+
+
+class PathDispatch:
+    """One port: the MCP endpoint's paths go to the MCP app, everything else to the REST API.
+
+    The lifespan goes to the MCP app (its session manager runs there); the REST API has none: it
+    reaches the state that ``serve`` holds open.
+    """
+
+    def __init__(self, mcp_app: ASGIApp, api_app: ASGIApp, mcp_paths: tuple[str, ...]) -> None:
+        self.mcp_app = mcp_app
+        self.api_app = api_app
+        self.mcp_paths = tuple(p.rstrip("/") for p in mcp_paths)
+
+    def _is_mcp(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.mcp_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or self._is_mcp(scope.get("path", "")):
+            await self.mcp_app(scope, receive, send)
+        else:
+            await self.api_app(scope, receive, send)
 
 
 def _first_domain_error(exc: BaseException) -> McpGemmaError | None:

@@ -46,6 +46,8 @@ FOUNDATION = frozenset(
 EXCEPTIONS = {
     # `mcp-gemma serve` starts the MCP server: the one place the CLI reaches another front end.
     ("mcp_gemma.cli.launch", "server"),
+    # One port: the HTTP transport serves the REST API beside the MCP endpoint.
+    ("mcp_gemma.server.run", "api"),
     # `python -m mcp_gemma` is the CLI.
     ("mcp_gemma.__main__", "cli"),
 }
