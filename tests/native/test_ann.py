@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from mcp_gemma import _rust_core as rc
+from tests.native.gil import assert_call_releases_the_gil
 
 
 def _clustered(n: int, d: int, seed: int, spread: float = 0.6) -> NDArray[np.float32]:
@@ -174,21 +173,5 @@ def test_bad_input_raises_value_error_and_changes_nothing() -> None:
 def test_python_thread_progresses_during_add() -> None:
     data = _clustered(20_000, 64, seed=5)
     index = rc.HnswIndex(64, ef_construction=100)
-    stop = threading.Event()
-    ticks = [0]
-
-    def count() -> None:
-        while not stop.is_set():
-            ticks[0] += 1
-
-    worker = threading.Thread(target=count)
-    worker.start()
-    try:
-        before = ticks[0]
-        index.add(np.arange(20_000, dtype=np.uint64), data)
-        during = ticks[0] - before
-    finally:
-        stop.set()
-        worker.join(timeout=10)
-    assert during > 1000, during
+    assert_call_releases_the_gil(lambda: index.add(np.arange(20_000, dtype=np.uint64), data))
     assert len(index) == 20_000
