@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_gemma.errors import ModelUnavailableError
 from mcp_gemma.llm.convert import Q8_WEIGHTS, WEIGHTS
-from mcp_gemma.llm.fast_gemma3 import Gemma3Shape
+from mcp_gemma.llm.fast_gemma3 import Gemma3Shape, rope_scale
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -255,8 +255,8 @@ class Q8Decoder(Gemma3Shape):
         self._rope: dict[bool, tuple[F32, F32]] = {}
         for sliding in (True, False):
             kind = "sliding_attention" if sliding else "full_attention"
-            theta = float(cfg.rope_parameters[kind]["rope_theta"])
-            inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim)
+            theta, factor = rope_scale(cfg.rope_parameters[kind])
+            inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim) / factor
             freqs = np.outer(positions, inv)
             emb = np.concatenate((freqs, freqs), axis=-1)
             sin = np.sin(emb)
