@@ -21,7 +21,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,32 +327,35 @@ def dequantize_rows(blob: Any, entry: TensorEntry, first: int, last: int) -> Any
 def write_dense(path: Path, entries: list[TensorEntry], out: Path) -> None:
     """A float32 safetensors file of every tensor under its transformers name, written as it is
     dequantised (slices of at most ``_SLICE_BYTES``), never whole in memory."""
-    import numpy as np
+    from mcp_gemma.llm.tensor_file import write_tensors
 
-    blob = np.memmap(path, dtype=np.uint8, mode="r")
     ordered = sorted(entries, key=lambda e: hf_tensor_name(e.name))
-    header: dict[str, Any] = {"__metadata__": {"format": "pt", "source": path.name}}
-    offset = 0
-    for entry in ordered:
-        n_bytes = 4 * math.prod(entry.shape)
-        header[hf_tensor_name(entry.name)] = {
-            "dtype": "F32",
-            "shape": list(entry.shape),
-            "data_offsets": [offset, offset + n_bytes],
-        }
-        offset += n_bytes
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as safetensors writes it
-    with out.open("wb") as handle:
-        handle.write(struct.pack("<Q", len(encoded)))
-        handle.write(encoded)
-        for entry in ordered:
-            rows = entry.shape[0] if len(entry.shape) > 1 else 1
-            row_f32 = 4 * math.prod(entry.shape) // rows
-            step = max(1, _SLICE_BYTES // row_f32)
-            for first in range(0, rows, step):
-                last = min(rows, first + step) if len(entry.shape) > 1 else 1
-                handle.write(np.ascontiguousarray(dequantize_rows(blob, entry, first, last)).tobytes())
+    specs = [(hf_tensor_name(e.name), "F32", e.shape) for e in ordered]
+    with path.open("rb") as handle:  # plain reads: a mapping would keep every page it touched resident
+        blob = _FileBytes(handle)
+
+        def chunks() -> Iterator[Any]:
+            for entry in ordered:
+                rows = entry.shape[0] if len(entry.shape) > 1 else 1
+                step = max(1, _SLICE_BYTES // (4 * math.prod(entry.shape) // rows))
+                for first in range(0, rows, step):
+                    last = min(rows, first + step) if len(entry.shape) > 1 else 1
+                    yield dequantize_rows(blob, entry, first, last)
+
+        write_tensors(out, specs, chunks(), {"format": "pt", "source": path.name})
+
+
+class _FileBytes:
+    """``blob[a:b]``: bytes ``a`` to ``b`` of an open file as a read-only uint8 array."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def __getitem__(self, where: slice) -> Any:
+        import numpy as np
+
+        self._handle.seek(where.start)
+        return np.frombuffer(self._handle.read(where.stop - where.start), dtype=np.uint8)
 
 
 def gemma3_config(metadata: dict[str, Any], *, vocab_size: int) -> dict[str, Any]:
