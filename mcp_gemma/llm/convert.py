@@ -284,7 +284,13 @@ def read_gguf_tables(path: Path, *, arrays: tuple[str, ...] = ()) -> tuple[dict[
         size = len(blob)
     entries = []
     for name, shape, ggml_type, offset in raw_entries:
-        block_elems, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+        try:
+            block_elems, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+        except (ValueError, KeyError):
+            raise ModelUnavailableError(
+                f"{path}: tensor {name} has GGML type {ggml_type}, which this version of the gguf package "
+                "does not know; use a file quantised as Q4_K, Q5_K, Q6_K, Q8_0, F16 or similar"
+            ) from None
         n_elems = 1
         for dim in shape:
             n_elems *= dim

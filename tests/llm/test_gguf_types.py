@@ -235,5 +235,14 @@ def test_files_that_cannot_convert_are_refused_before_any_work(tmp_path: Path) -
     writer.close()
     with pytest.raises(ModelUnavailableError, match="stored as I8, which the gguf package cannot"):
         convert_gguf(ints, tmp_path / "out")
+    # a type id this gguf package does not know (a newer llama.cpp's): the tensor table's type field
+    raw = bytearray(ints.read_bytes())
+    name = b"token_embd.weight"
+    at = raw.index(name) + len(name) + 4 + 8 * 2  # n_dims (u32), then two u64 dims, then the type
+    raw[at : at + 4] = (200).to_bytes(4, "little")
+    unknown = tmp_path / "unknown.gguf"
+    unknown.write_bytes(bytes(raw))
+    with pytest.raises(ModelUnavailableError, match="GGML type 200, which this version of the gguf package"):
+        convert_gguf(unknown, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
