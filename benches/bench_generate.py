@@ -130,7 +130,13 @@ def worker(config: str, models: str, gguf: str, threads: int) -> None:
     else:
         dtype = {"fp32": "float32", "bf16": "bfloat16", "q8": "q8_0"}[config.rsplit("_", 1)[1]]
         engine = _Ours(models, dtype, threads, fast=config.startswith("ours_"))
-    print(json.dumps({"load_s": round(engine.load_s, 3)}), flush=True)
+    # memory right after the load: the peak of loading against what stays resident (target <= 1.1x)
+    loaded = {
+        "load_s": round(engine.load_s, 3),
+        "load_peak_rss_mib": _peak_rss_mib(),
+        "load_rss_mib": _rss_mib(),
+    }
+    print(json.dumps(loaded), flush=True)
     prompt = _prompt(96)
     for line in sys.stdin:
         command, *arg = line.split()
@@ -165,7 +171,9 @@ class _Worker:
             encoding="utf-8",
             env=env,
         )
-        self.load_s = float(self._read()["load_s"])
+        loaded = self._read()
+        self.load_s = float(loaded["load_s"])
+        self.load_rss = (float(loaded["load_peak_rss_mib"]), float(loaded["load_rss_mib"]))
 
     def _read(self) -> Any:
         assert self.proc.stdout is not None
@@ -238,6 +246,7 @@ def run(
             for name, w in workers.items():
                 results[name] = {
                     "load_s": w.load_s,
+                    "load_peak_vs_resident": round(w.load_rss[0] / w.load_rss[1], 3),
                     "prompt_tok_s": _median(samples[name]["prefill"]),
                     "decode_tok_s": _median(samples[name]["decode"]),
                     "decode_runs": [round(v, 2) for v in samples[name]["decode"]],

@@ -1,5 +1,6 @@
 """The process-wide compute environment the model code shares: the import lock of the ML packages,
-whether a GPU driver is there, and numpy's BLAS held to one thread while the lean model code runs.
+whether torch is installed (the ``[torch]`` extra), whether a GPU driver is there, and numpy's BLAS
+held to one thread while the lean model code runs.
 
 Imports. transformers resolves names lazily; two threads importing from it for the first time at once (the
 embedder and Gemma loading side by side) can see a half-initialised module and fail with
@@ -14,7 +15,38 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mcp_gemma.errors import ModelUnavailableError
+
 IMPORT_LOCK = threading.RLock()
+
+TORCH_EXTRA = "pip install 'mcp-gemma[torch]'"
+"""How to add torch, transformers and accelerate: the default install runs without them (numpy
+embedder, int8 Gemma on the Rust kernels); CUDA, float dtypes and the transformers paths need them."""
+
+
+def torch_installed() -> bool:
+    """Whether torch and transformers can be imported, found without importing them."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+    except (ImportError, ValueError):  # a finder that refuses them counts as absent
+        return False
+
+
+def import_torch(purpose: str) -> Any:
+    """Import torch and transformers (under :data:`IMPORT_LOCK`) and return torch; without the
+    ``[torch]`` extra, a :class:`ModelUnavailableError` naming ``purpose`` and how to install it."""
+    with IMPORT_LOCK:
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"{purpose} needs torch and transformers, which this install does not have "
+                f"({exc.name or exc}); install them with: {TORCH_EXTRA}"
+            ) from exc
+    return torch
 
 
 def gpu_driver_present() -> bool:

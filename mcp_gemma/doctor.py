@@ -166,11 +166,37 @@ def _models(settings: Settings) -> list[Check]:
             name="model_cache",
             status="ok",
             detail=f"{cache}: {size / 1024**2:.0f} MiB"
-            + ("" if size else " (empty: the first Gemma call converts the model, ~40 s)"),
+            + ("" if size else " (empty: the first Gemma call converts the model, ~10-40 s)"),
             data={"path": str(cache), "bytes": size},
         )
     )
+    checks.append(_torch_extra(settings))
     return checks
+
+
+def _torch_extra(settings: Settings) -> Check:
+    """Whether the settings need the ``[torch]`` extra (CUDA, float dtypes, the torch embedder) and
+    whether it is installed; the default CPU paths do not need it."""
+    from mcp_gemma.compute import TORCH_EXTRA, torch_installed
+
+    g, e = settings.gemma, settings.embedding
+    needs = [
+        *([f"gemma.device={g.device!r}"] if g.device == "cuda" else []),
+        *([f"gemma.dtype={g.dtype!r}"] if g.dtype in ("float32", "bfloat16", "float16") else []),
+        *([f"embedding.device={e.device!r}"] if e.device == "cuda" else []),
+        *([f"embedding.backend={e.backend!r}"] if e.backend == "torch" else []),
+    ]
+    installed = torch_installed()
+    missing = bool(needs) and not installed
+    detail = "torch and transformers " + ("installed" if installed else "not installed")
+    detail += f"; needed by {', '.join(needs)}" if needs else "; the default CPU paths run without them"
+    return Check(
+        name="torch_extra",
+        status="fail" if missing else "ok",
+        detail=detail,
+        fix=TORCH_EXTRA if missing else None,
+        data={"installed": installed, "needed": bool(needs)},
+    )
 
 
 def _http_port(settings: Settings) -> Check:

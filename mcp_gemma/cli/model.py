@@ -58,29 +58,29 @@ def list_models(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
 @model_app.command("info")
 def info(model: ModelOpt = None, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
-    """Where a model's checkpoint is and what it is (without loading it)."""
+    """Where a model's checkpoint is, what it is, and how ``reason`` will prompt it (without loading it)."""
+    from mcp_gemma.llm.models import describe_prompt, gguf_summary
+
     settings = _settings(config, data_dir, model)
     try:
         resolved = _store(settings).resolve(settings.gemma.model)
-    except McpGemmaError as exc:
+        report: dict[str, Any] = {
+            "model": resolved.model_id,
+            "kind": resolved.kind,
+            "checkpoint": str(resolved.checkpoint),
+            "built": not resolved.needs_conversion,
+            "gguf": str(resolved.gguf) if resolved.gguf else None,
+        }
+        if resolved.gguf is not None and resolved.gguf.is_file():
+            report["gguf_file"] = gguf_summary(resolved.gguf)
+        config_file = resolved.checkpoint / "config.json"
+        if config_file.is_file():
+            cfg = json.loads(config_file.read_text(encoding="utf-8"))
+            keys = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size", "max_position_embeddings")
+            report["config"] = {k: cfg.get(k) for k in keys}
+        report.update(describe_prompt(resolved))
+    except (McpGemmaError, OSError, ValueError) as exc:
         raise _fail(exc) from None
-    report: dict[str, Any] = {
-        "model": resolved.model_id,
-        "kind": resolved.kind,
-        "checkpoint": str(resolved.checkpoint),
-        "built": not resolved.needs_conversion,
-        "gguf": str(resolved.gguf) if resolved.gguf else None,
-    }
-    config_file = resolved.checkpoint / "config.json"
-    if config_file.is_file():
-        cfg = json.loads(config_file.read_text(encoding="utf-8"))
-        keys = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size", "max_position_embeddings")
-        report["config"] = {k: cfg.get(k) for k in keys}
-        tok_cfg = resolved.checkpoint / "tokenizer_config.json"
-        has_template = (resolved.checkpoint / "chat_template.jinja").is_file() or (
-            tok_cfg.is_file() and "chat_template" in json.loads(tok_cfg.read_text(encoding="utf-8"))
-        )
-        report["prompt_style"] = "chat" if has_template else "completion"
     typer.echo(json.dumps(report, indent=2))
 
 

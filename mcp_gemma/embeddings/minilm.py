@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mcp_gemma.compute import IMPORT_LOCK
+from mcp_gemma.compute import IMPORT_LOCK, import_torch
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
 
@@ -71,8 +71,10 @@ class MiniLMEmbedder:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         started = time.perf_counter()
+        torch = import_torch(
+            f"the torch embedder for {model!r} (embedding.backend='torch', CUDA or non-BERT)"
+        )
         with IMPORT_LOCK:
-            import torch
             from tokenizers import Tokenizer
             from transformers import AutoModel
 

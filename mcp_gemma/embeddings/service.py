@@ -14,7 +14,7 @@ import anyio.from_thread
 import anyio.to_thread
 import numpy as np
 
-from mcp_gemma.compute import gpu_driver_present
+from mcp_gemma.compute import gpu_driver_present, torch_installed
 from mcp_gemma.embeddings.base import Embedder, Vectors
 from mcp_gemma.embeddings.batching import EmbeddingBatcher
 from mcp_gemma.embeddings.config import EmbeddingSettings
@@ -39,6 +39,7 @@ class EmbeddingService:
         self.settings = settings
         self._factory = factory or self._default_factory
         self._embedder: Embedder | None = None
+        self._torch_installed: bool | None = None
         self._bulk: Embedder | None = None  # torch, for large calls when the default is numpy
         self._bulk_state = threading.Lock()
         self._bulk_thread: threading.Thread | None = None
@@ -62,6 +63,12 @@ class EmbeddingService:
         s = self.settings
         return s.device == "cpu" or (s.device == "auto" and not gpu_driver_present())
 
+    def _has_torch(self) -> bool:
+        """Whether the ``[torch]`` extra is installed (looked up once, without importing it)."""
+        if self._torch_installed is None:
+            self._torch_installed = torch_installed()
+        return self._torch_installed
+
     def _torch_factory(self) -> Embedder:
         from mcp_gemma.embeddings.minilm import MiniLMEmbedder
 
@@ -74,7 +81,7 @@ class EmbeddingService:
         from mcp_gemma.embeddings.minilm import resolve_model_dir
 
         s = self.settings
-        if s.backend == "numpy" or (s.backend == "auto" and self._on_cpu()):
+        if s.backend == "numpy" or (s.backend == "auto" and (self._on_cpu() or not self._has_torch())):
             from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder, UnsupportedModel
 
             try:
@@ -106,6 +113,7 @@ class EmbeddingService:
             or s.bulk_min_texts == 0
             or count < s.batch_size
             or getattr(embedder, "backend", None) != "numpy"
+            or not self._has_torch()  # the lean install: numpy takes every call
         ):
             return embedder
         if self._bulk is not None:

@@ -1,38 +1,39 @@
 """Turn a Gemma GGUF file into an ordinary dense checkpoint directory, once.
 
 transformers can read GGUF but takes about a minute per load and refuses ``save_pretrained``
-on the result, so the first load dequantises the tensors with the ``gguf`` reader, writes them
-as safetensors next to the config and tokenizer, and every later load reads that directory in
-seconds. The directory is built under a temporary name and renamed into place, so a crash
-never leaves a half-written cache; a marker file written last records what it was built from.
+on the result, so the first load dequantises the tensors with the ``gguf`` package's numpy
+decoders (every type llama.cpp writes for Gemma 3: F32, F16, BF16, Q8_0, Q4_0…Q5_1, Q4_K, Q5_K,
+Q6_K, …), writes them as float32 safetensors next to a ``config.json`` and the tokenizer
+(``gguf_tokenizer.py``), and every later load reads that directory in seconds. None of it imports
+torch or transformers, so the lean install converts too. The directory is built under a temporary
+name and renamed into place, so a crash never leaves a half-written cache; a marker file written
+last records what it was built from.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp_gemma.errors import ModelUnavailableError
-
-if TYPE_CHECKING:
-    import torch
 
 logger = logging.getLogger(__name__)
 
 MARKER = "mcp_gemma_cache.json"
 WEIGHTS = "model.safetensors"
 Q8_WEIGHTS = "model.q8_0.safetensors"  # built from WEIGHTS by q8.py
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: built without transformers (numpy dequantisation, our config and tokenizer)
 REQUIRED_FILES = ("config.json", "tokenizer.json", WEIGHTS, MARKER)
 
 # gguf tensor name (per block "blk.N.") -> transformers Gemma 3 parameter name
@@ -98,40 +99,40 @@ def validate_checkpoint(path: Path) -> dict[str, Any]:
 def convert_gguf(gguf_path: Path, target: Path, *, progress: Progress | None = None) -> Path:
     """Dequantise a Gemma 3 GGUF file into ``target`` (config, tokenizer, fp32 safetensors).
 
+    Numpy, ``safetensors`` and ``tokenizers`` only: no torch, no transformers. Tensors are written
+    one (row slice) at a time, so memory stays near the largest slice whatever the model's size.
     Builds in a sibling temporary directory and renames it into place; if another process
     finished first, its result is kept.
     """
-    from safetensors.torch import save_file
+    from mcp_gemma.llm.gguf_tokenizer import ARRAYS, build_gemma_tokenizer
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
+    say("reading GGUF metadata")
+    metadata, tensor_table = read_gguf_tables(gguf_path, arrays=(*ARRAYS, PATTERN_KEY))
+    check_convertible(gguf_path, metadata, tensor_table)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        say("reading GGUF metadata")
-        metadata, tensor_table = read_gguf_tables(gguf_path)
-        if metadata.get("general.architecture") != "gemma3":
-            found = metadata.get("general.architecture", "unknown")
-            raise ModelUnavailableError(
-                f"{gguf_path} holds a {found!r} model; only Gemma 3 GGUF files convert"
-            )
         say(f"dequantising {len(tensor_table)} tensors")
-        tensors = dequantize_tensors(gguf_path, tensor_table)
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", "source": gguf_path.name})
-        del tensors
+        write_dense(gguf_path, tensor_table, tmp / WEIGHTS)
         say("building config and tokenizer")
         vocab = next(e.shape[0] for e in tensor_table if e.name == "token_embd.weight")
-        gemma3_config(metadata, vocab_size=vocab).save_pretrained(str(tmp))
-        gguf_tokenizer(gguf_path).save_pretrained(str(tmp))
-        from safetensors import safe_open
-
-        with safe_open(str(tmp / WEIGHTS), framework="pt") as handle:
-            n_tensors = len(list(handle.keys()))
+        config = gemma3_config(metadata, vocab_size=vocab)
+        (tmp / "config.json").write_text(
+            json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        built = build_gemma_tokenizer(metadata)
+        built.tokenizer.save(str(tmp / "tokenizer.json"))
+        (tmp / "tokenizer_config.json").write_text(json.dumps(built.config, indent=2), encoding="utf-8")
+        if built.chat_template is not None:
+            (tmp / "chat_template.jinja").write_text(built.chat_template, encoding="utf-8")
         marker = {
             "format": CACHE_FORMAT,
             "source": str(gguf_path),
             "source_bytes": gguf_path.stat().st_size,
-            "tensors": n_tensors,
+            "tensors": len(tensor_table),
+            "quantization": quant_types(tensor_table),
             "built_s": round(time.perf_counter() - started, 2),
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
@@ -147,6 +148,49 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: Progress | None = N
         raise
     logger.info("converted %s into %s in %.1f s", gguf_path.name, target, time.perf_counter() - started)
     return target
+
+
+def quant_types(entries: list[TensorEntry]) -> dict[str, int]:
+    """How many tensors of each GGML type a file holds, e.g. ``{"F32": 109, "Q4_K": 27}``."""
+    from gguf import GGMLQuantizationType
+
+    counts: dict[str, int] = {}
+    for entry in entries:
+        name = GGMLQuantizationType(entry.ggml_type).name
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_convertible(path: Path, metadata: dict[str, Any], entries: list[TensorEntry]) -> None:
+    """Refuse, before any work, a file that is not Gemma 3 or holds a tensor we cannot read."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf import dequantize as numpy_dequantize
+
+    if metadata.get("general.architecture") != "gemma3":
+        found = metadata.get("general.architecture", "unknown")
+        raise ModelUnavailableError(f"{path} holds a {found!r} model; only Gemma 3 GGUF files convert")
+    blob = np.memmap(path, dtype=np.uint8, mode="r")
+    tried: set[int] = set()
+    for entry in entries:
+        try:
+            hf_tensor_name(entry.name)
+        except ValueError as exc:
+            raise ModelUnavailableError(f"{path}: {exc}") from None
+        if entry.ggml_type in tried:
+            continue
+        tried.add(entry.ggml_type)
+        qtype = GGMLQuantizationType(entry.ggml_type)
+        row = entry.nbytes // max(1, entry.shape[0]) if len(entry.shape) > 1 else entry.nbytes
+        try:  # one row of each type: the gguf package dequantises most types, not every one
+            numpy_dequantize(np.asarray(blob[entry.start : entry.start + row]), qtype)
+        except NotImplementedError:
+            raise ModelUnavailableError(
+                f"{path}: tensor {entry.name} is stored as {qtype.name}, which the gguf package cannot "
+                "dequantise; use a file quantised as Q4_K, Q5_K, Q6_K, Q8_0, F16 or similar"
+            ) from None
+    if not any(e.name == "token_embd.weight" for e in entries):
+        raise ModelUnavailableError(f"{path} has no token_embd.weight tensor")
 
 
 @dataclass(frozen=True)
@@ -176,8 +220,9 @@ _SCALARS = {
 _STRING, _ARRAY = 8, 9
 
 
-def read_gguf_tables(path: Path) -> tuple[dict[str, Any], list[TensorEntry]]:
-    """Scalar metadata (arrays skipped) and the tensor table of a GGUF v2/v3 file.
+def read_gguf_tables(path: Path, *, arrays: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[TensorEntry]]:
+    """Scalar metadata and the tensor table of a GGUF v2/v3 file; of the arrays, only ``arrays``
+    are read (as lists).
 
     ``gguf.GGUFReader`` builds a numpy view per vocabulary string (half a minute for
     Gemma's 262k tokens); this walks the header with ``struct`` and keeps what we need.
@@ -196,7 +241,7 @@ def read_gguf_tables(path: Path) -> tuple[dict[str, Any], list[TensorEntry]]:
             (length,) = struct.unpack_from("<Q", blob, at)
             return blob[at + 8 : at + 8 + length].decode("utf-8", "replace"), at + 8 + length
 
-        def value(at: int, vtype: int) -> tuple[Any, int]:
+        def value(at: int, vtype: int, keep: bool) -> tuple[Any, int]:
             if vtype in _SCALARS:
                 fmt = _SCALARS[vtype]
                 return struct.unpack_from(fmt, blob, at)[0], at + struct.calcsize(fmt)
@@ -206,17 +251,24 @@ def read_gguf_tables(path: Path) -> tuple[dict[str, Any], list[TensorEntry]]:
                 item_type, count = struct.unpack_from("<IQ", blob, at)
                 at += 12
                 if item_type in _SCALARS:
-                    return None, at + count * struct.calcsize(_SCALARS[item_type])
+                    size = struct.calcsize(_SCALARS[item_type])
+                    if not keep:
+                        return None, at + count * size
+                    items = list(struct.unpack_from(f"<{count}{_SCALARS[item_type][1]}", blob, at))
+                    return items, at + count * size
+                kept = []
                 for _ in range(count):
-                    _, at = value(at, item_type)
-                return None, at
+                    item, at = value(at, item_type, keep)
+                    if keep:
+                        kept.append(item)
+                return (kept if keep else None), at
             raise ModelUnavailableError(f"{path}: unknown GGUF value type {vtype}")
 
         metadata: dict[str, Any] = {}
         for _ in range(n_kv):
             key, pos = string(pos)
             (vtype,) = struct.unpack_from("<I", blob, pos)
-            item, pos = value(pos + 4, vtype)
+            item, pos = value(pos + 4, vtype, key in arrays)
             if item is not None:
                 metadata[key] = item
         raw_entries = []
@@ -232,7 +284,13 @@ def read_gguf_tables(path: Path) -> tuple[dict[str, Any], list[TensorEntry]]:
         size = len(blob)
     entries = []
     for name, shape, ggml_type, offset in raw_entries:
-        block_elems, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+        try:
+            block_elems, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+        except (ValueError, KeyError):
+            raise ModelUnavailableError(
+                f"{path}: tensor {name} has GGML type {ggml_type}, which this version of the gguf package "
+                "does not know; use a file quantised as Q4_K, Q5_K, Q6_K, Q8_0, F16 or similar"
+            ) from None
         n_elems = 1
         for dim in shape:
             n_elems *= dim
@@ -243,70 +301,132 @@ def read_gguf_tables(path: Path) -> tuple[dict[str, Any], list[TensorEntry]]:
     return metadata, entries
 
 
-def dequantize_tensors(path: Path, entries: list[TensorEntry]) -> dict[str, torch.Tensor]:
-    """Dense float32 tensors under transformers names (Gemma's ``1 + w`` norms undone)."""
+PATTERN_KEY = "gemma3.attention.sliding_window_pattern"  # an array in newer files: read it
+_SLICE_BYTES = 64 << 20  # dequantised f32 bytes per write: bounds conversion memory for any model
+
+
+def dequantize_rows(blob: Any, entry: TensorEntry, first: int, last: int) -> Any:
+    """Rows ``first:last`` of a 2-D tensor (or the whole of a 1-D one) as float32 numpy, with
+    Gemma's norms stored as ``w`` (llama.cpp writes them as ``1 + w``)."""
     import numpy as np
-    import torch
     from gguf import GGMLQuantizationType
     from gguf import dequantize as numpy_dequantize
 
-    torch_kernels: dict[int, Any] = {}
-    torch_dequantize: Any = None
-    try:  # transformers' torch kernels are ~5x faster than gguf's numpy ones where they exist
-        from transformers.integrations.gguf import dequant
-
-        torch_kernels, torch_dequantize = dict(dequant.GGML_BLOCK), dequant.dequantize
-    except ImportError:  # pragma: no cover - older transformers
-        pass
-
-    blob = np.memmap(path, dtype=np.uint8, mode="r")
-    tensors: dict[str, torch.Tensor] = {}
-    for entry in entries:
-        raw = blob[entry.start : entry.start + entry.nbytes]
-        qtype = GGMLQuantizationType(entry.ggml_type)
-        if qtype == GGMLQuantizationType.F32:
-            weights = torch.from_numpy(raw.view(np.float32).copy())
-        elif qtype == GGMLQuantizationType.F16:
-            weights = torch.from_numpy(raw.view(np.float16).astype(np.float32))
-        elif torch_dequantize is not None and entry.ggml_type in torch_kernels:
-            weights = torch_dequantize(torch.from_numpy(raw.copy()), entry.ggml_type)
-        else:
-            flat = raw.reshape(-1, entry.nbytes // max(1, entry.shape[0])) if len(entry.shape) > 1 else raw
-            weights = torch.from_numpy(np.asarray(numpy_dequantize(flat, qtype), dtype=np.float32))
-        weights = weights.reshape(entry.shape).contiguous()
-        name = hf_tensor_name(entry.name)
-        if name.endswith("norm.weight"):
-            # llama.cpp stores Gemma's RMSNorm scale as (1 + w); transformers keeps w.
-            weights = weights - 1.0
-        tensors[name] = weights
-    return tensors
+    row_bytes = entry.nbytes // entry.shape[0] if len(entry.shape) > 1 else entry.nbytes
+    raw = np.asarray(blob[entry.start + first * row_bytes : entry.start + last * row_bytes])
+    if entry.ggml_type == 0:
+        weights = raw.view(np.float32).astype(np.float32)
+    elif entry.ggml_type == 1:
+        weights = raw.view(np.float16).astype(np.float32)
+    else:
+        weights = np.asarray(
+            numpy_dequantize(raw.reshape(last - first, row_bytes), GGMLQuantizationType(entry.ggml_type)),
+            dtype=np.float32,
+        )
+    shape = (last - first, *entry.shape[1:]) if len(entry.shape) > 1 else entry.shape
+    weights = weights.reshape(shape)
+    if hf_tensor_name(entry.name).endswith("norm.weight"):
+        weights -= np.float32(1.0)
+    return weights
 
 
-def gemma3_config(metadata: dict[str, Any], *, vocab_size: int) -> Any:
-    """A ``Gemma3TextConfig`` from GGUF metadata (what transformers' GGUF path builds)."""
-    from transformers import AutoConfig
-    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+def write_dense(path: Path, entries: list[TensorEntry], out: Path) -> None:
+    """A float32 safetensors file of every tensor under its transformers name, written as it is
+    dequantised (slices of at most ``_SLICE_BYTES``), never whole in memory."""
+    from mcp_gemma.llm.tensor_file import write_tensors
 
-    mapping: dict[str, dict[str, str | None]] = dict(GGUF_CONFIG_MAPPING)  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for prefix in ("general", "gemma3"):
-        for key, renamed in mapping.get(prefix, {}).items():
-            if renamed and f"{prefix}.{key}" in metadata:
-                kwargs[renamed] = metadata[f"{prefix}.{key}"]
-    kwargs.pop("model_type", None)
-    kwargs.pop("_model_name_or_path", None)
-    kwargs["vocab_size"] = vocab_size
-    return AutoConfig.for_model("gemma3_text", **kwargs)
+    ordered = sorted(entries, key=lambda e: hf_tensor_name(e.name))
+    specs = [(hf_tensor_name(e.name), "F32", e.shape) for e in ordered]
+    with path.open("rb") as handle:  # plain reads: a mapping would keep every page it touched resident
+        blob = _FileBytes(handle)
+
+        def chunks() -> Iterator[Any]:
+            for entry in ordered:
+                rows = entry.shape[0] if len(entry.shape) > 1 else 1
+                step = max(1, _SLICE_BYTES // (4 * math.prod(entry.shape) // rows))
+                for first in range(0, rows, step):
+                    last = min(rows, first + step) if len(entry.shape) > 1 else 1
+                    yield dequantize_rows(blob, entry, first, last)
+
+        write_tensors(out, specs, chunks(), {"format": "pt", "source": path.name})
 
 
-def gguf_tokenizer(path: Path) -> Any:
-    """The fast tokenizer a GGUF file describes, built once (about 15 s for Gemma's vocabulary)."""
-    from transformers import GemmaTokenizer
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
-        convert_gguf_tokenizer,
-        get_gguf_tokenizer,
-    )
+class _FileBytes:
+    """``blob[a:b]``: bytes ``a`` to ``b`` of an open file as a read-only uint8 array."""
 
-    architecture, tokenizer_dict, tokenizer_config = get_gguf_tokenizer(str(path))
-    backend, extra = convert_gguf_tokenizer(architecture, tokenizer_dict)
-    return GemmaTokenizer(tokenizer_object=backend, **tokenizer_config, **extra)
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def __getitem__(self, where: slice) -> Any:
+        import numpy as np
+
+        self._handle.seek(where.start)
+        return np.frombuffer(self._handle.read(where.stop - where.start), dtype=np.uint8)
+
+
+def gemma3_config(metadata: dict[str, Any], *, vocab_size: int) -> dict[str, Any]:
+    """The ``config.json`` of a Gemma 3 text model from GGUF metadata (what transformers writes
+    for ``Gemma3TextConfig``, with the constants llama.cpp assumes for Gemma 3)."""
+
+    def meta(key: str, default: Any = None) -> Any:
+        return metadata.get(f"gemma3.{key}", default)
+
+    layers = int(meta("block_count"))
+    hidden = int(meta("embedding_length"))
+    heads = int(meta("attention.head_count"))
+    head_dim = int(meta("attention.key_length", hidden // heads))
+    full: dict[str, Any] = {"rope_theta": float(meta("rope.freq_base", 1_000_000.0)), "rope_type": "default"}
+    if meta("rope.scaling.type") == "linear" and float(meta("rope.scaling.factor", 1.0)) != 1.0:
+        full.update(rope_type="linear", factor=float(meta("rope.scaling.factor")))
+    # One global layer in six (llama.cpp's constant for Gemma 3) unless the file says: newer
+    # converters write the pattern, as a period or as one "sliding" flag per layer.
+    pattern = meta("attention.sliding_window_pattern", 6)
+    if isinstance(pattern, list) and len(pattern) == layers:
+        layer_types = ["sliding_attention" if sliding else "full_attention" for sliding in pattern]
+        pattern = next((i + 1 for i, sliding in enumerate(pattern) if not sliding), layers)
+    else:
+        pattern = int(pattern) if isinstance(pattern, int) and pattern > 0 else 6
+        layer_types = [
+            "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)
+        ]
+
+    def token_id(key: str, default: int) -> int:
+        return int(metadata.get(f"tokenizer.ggml.{key}", default))
+
+    return {
+        "_sliding_window_pattern": pattern,
+        "architectures": ["Gemma3ForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "attn_logit_softcapping": None,
+        "bos_token_id": token_id("bos_token_id", 2),
+        "eos_token_id": token_id("eos_token_id", 1),
+        "final_logit_softcapping": None,
+        "head_dim": head_dim,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": int(meta("feed_forward_length")),
+        "layer_types": layer_types,
+        "max_position_embeddings": int(meta("context_length", 32768)),
+        "model_type": "gemma3_text",
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "num_key_value_heads": int(meta("attention.head_count_kv", heads)),
+        "pad_token_id": token_id("padding_token_id", 0),
+        # llama.cpp scales queries by hidden / heads for the 62-layer 27B, by head_dim otherwise.
+        "query_pre_attn_scalar": hidden // heads if layers == 62 else head_dim,
+        "rms_norm_eps": float(meta("attention.layer_norm_rms_epsilon", 1e-6)),
+        "rope_parameters": {
+            "full_attention": full,
+            "sliding_attention": {
+                "rope_theta": float(meta("rope.freq_base_swa", 10_000.0)),
+                "rope_type": "default",
+            },
+        },
+        "sliding_window": int(meta("attention.sliding_window", 512)),
+        "tie_word_embeddings": True,
+        "use_bidirectional_attention": False,
+        "use_cache": True,
+        "vocab_size": vocab_size,
+    }

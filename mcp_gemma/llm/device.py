@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from mcp_gemma.compute import gpu_driver_present
+from mcp_gemma.compute import TORCH_EXTRA, gpu_driver_present, import_torch, torch_installed
 from mcp_gemma.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
     import torch
 
 
+logger = logging.getLogger(__name__)
+
+
 def resolve_device(device: str) -> str:
     """'auto' becomes 'cuda' when a CUDA device is usable, else 'cpu'.
 
     Without a GPU driver on the machine the answer is 'cpu' without importing torch (seconds and
-    ~500 MB resident that the int8 path never needs).
+    ~500 MB resident that the int8 path never needs); so it is without torch installed ('auto'), while
+    'cuda' then names the extra to install.
     """
     if device == "cpu" or (device == "auto" and not gpu_driver_present()):
         return "cpu"
-    import torch
-
+    if device == "auto" and not torch_installed():
+        logger.info(
+            "a GPU driver is present but torch is not installed (%s): Gemma runs on the CPU", TORCH_EXTRA
+        )
+        return "cpu"
+    torch = import_torch(f"gemma.device={device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -55,7 +64,11 @@ def resolve_dtype(dtype: str, device: str, config: Any = None) -> str:
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a float weights format."""
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    """The torch dtype of a float weights format (imports torch, or names the extra to install)."""
+    lib = import_torch(f"gemma.dtype={name!r} (weights through transformers)")
+    dtypes: dict[str, torch.dtype] = {
+        "float32": lib.float32,
+        "bfloat16": lib.bfloat16,
+        "float16": lib.float16,
+    }
+    return dtypes[name]

@@ -29,9 +29,19 @@ def supports(config: Any) -> bool:
         and getattr(config, "final_logit_softcapping", None) is None
         and getattr(config, "hidden_activation", None) == "gelu_pytorch_tanh"
         and not getattr(config, "use_bidirectional_attention", False)
-        and all(isinstance(p, dict) and p.get("rope_type") == "default" for p in rope.values())
+        and all(isinstance(p, dict) and p.get("rope_type") in ROPE_TYPES for p in rope.values())
         and set(rope) >= set(getattr(config, "layer_types", []) or ["?"])
     )
+
+
+ROPE_TYPES = ("default", "linear")  # linear: Gemma 3 4B and larger scale their global layers' positions
+
+
+def rope_scale(params: dict[str, Any]) -> tuple[float, float]:
+    """(theta, factor) of one attention kind's rotary embedding: inverse frequencies are
+    ``theta ** -(2i / d) / factor`` (factor 1 unless the rope type is 'linear')."""
+    factor = float(params.get("factor", 1.0)) if params.get("rope_type") == "linear" else 1.0
+    return float(params["rope_theta"]), factor
 
 
 Linear = Callable[["torch.Tensor"], "torch.Tensor"]
@@ -129,7 +139,7 @@ class Gemma3Decoder(Gemma3Shape):
 
         cfg = weights.config
         super().__init__(cfg)
-        self.thetas = {kind: float(cfg.rope_parameters[kind]["rope_theta"]) for kind in set(cfg.layer_types)}
+        self.thetas = {kind: rope_scale(cfg.rope_parameters[kind]) for kind in set(cfg.layer_types)}
         self.embed = weights.embed
         self.dtype = weights.dtype
         self.device = weights.device
@@ -158,10 +168,11 @@ class Gemma3Decoder(Gemma3Shape):
         positions = torch.arange(capacity, dtype=torch.float32, device=self.device)
         self._rope = {}
         for sliding in (True, False):
-            theta = self.thetas["sliding_attention" if sliding else "full_attention"]
+            theta, factor = self.thetas["sliding_attention" if sliding else "full_attention"]
             inv = 1.0 / (
                 theta ** (torch.arange(0, self.head_dim, 2, device=self.device).float() / self.head_dim)
             )
+            inv = inv / factor
             freqs = torch.outer(positions, inv)
             emb = torch.cat((freqs, freqs), dim=-1)
             self._rope[sliding] = (emb.cos().to(self.dtype), emb.sin().to(self.dtype))

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcp_gemma.compute import IMPORT_LOCK
+from mcp_gemma.compute import TORCH_EXTRA, import_torch, torch_installed
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.base import (
     ChatMessage,
@@ -105,6 +105,10 @@ class GemmaModel:
             except ModelUnavailableError as exc:
                 if settings.dtype != "auto":
                     raise
+                if not torch_installed():
+                    raise ModelUnavailableError(
+                        f"{exc}; loading it as bfloat16 instead needs torch and transformers: {TORCH_EXTRA}"
+                    ) from exc
                 # e.g. sharded or bf16-only safetensors the int8 builder does not read: stay usable
                 logger.warning("int8 weights unavailable (%s); loading bfloat16 through transformers", exc)
                 say("int8 weights unavailable; loading bfloat16 through transformers")
@@ -114,9 +118,8 @@ class GemmaModel:
                 model._q8.threads = settings.threads
             threads = settings.threads or len(os.sched_getaffinity(0))
         else:
-            with IMPORT_LOCK:  # first imports of transformers must not race the embedder's (compute.py)
-                import torch
-                import transformers  # noqa: F401
+            # under the import lock: first imports of transformers must not race the embedder's
+            torch = import_torch(f"loading {resolved.model_id!r} as {fmt} on {device}")
 
             if settings.threads:
                 torch.set_num_threads(settings.threads)

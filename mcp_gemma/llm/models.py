@@ -230,3 +230,68 @@ def _check_plain_checkpoint(path: Path) -> None:
 
 def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def gguf_summary(path: Path) -> dict[str, object]:
+    """What a GGUF file holds, from its header: architecture, name, size label, tensor types."""
+    from mcp_gemma.llm.convert import quant_types, read_gguf_tables
+
+    metadata, tensors = read_gguf_tables(path)
+    return {
+        "architecture": metadata.get("general.architecture"),
+        "name": metadata.get("general.name"),
+        "size_label": metadata.get("general.size_label"),
+        "tensor_types": quant_types(tensors),
+        "chat_template": isinstance(metadata.get("tokenizer.chat_template"), str),
+    }
+
+
+EXAMPLE_QUESTION = "What is the capital of France?"
+
+
+def describe_prompt(resolved: ResolvedModel) -> dict[str, object]:
+    """How ``reason`` will put a question to this model, without loading it: the checkpoint's chat
+    template (an instruction-tuned checkpoint) or the few-shot completion prompt (a base one), where
+    the template comes from, and the example question as the model would see it."""
+    import json
+
+    from mcp_gemma.llm.reason import chat_messages, completion_prompt
+    from mcp_gemma.llm.tokenizer import (
+        chat_template_of,
+        compile_chat_template,
+        render_chat_template,
+        special_tokens_of,
+    )
+
+    template: str | None
+    if (resolved.checkpoint / "tokenizer_config.json").is_file():
+        config = json.loads((resolved.checkpoint / "tokenizer_config.json").read_text(encoding="utf-8"))
+        template, specials = chat_template_of(resolved.checkpoint, config), special_tokens_of(config)
+        source = str(
+            resolved.checkpoint
+            / ("tokenizer_config.json" if "chat_template" in config else "chat_template.jinja")
+        )
+    elif resolved.gguf is not None and resolved.gguf.is_file():
+        from mcp_gemma.llm.convert import read_gguf_tables
+
+        metadata, _ = read_gguf_tables(resolved.gguf, arrays=("tokenizer.ggml.tokens",))
+        found = metadata.get("tokenizer.chat_template")
+        template = found if isinstance(found, str) and found else None
+        tokens: list[str] = metadata.get("tokenizer.ggml.tokens") or []
+        specials = {
+            name: tokens[int(metadata[key])]
+            for name, key in (
+                ("bos_token", "tokenizer.ggml.bos_token_id"),
+                ("eos_token", "tokenizer.ggml.eos_token_id"),
+            )
+            if key in metadata and 0 <= int(metadata[key]) < len(tokens)
+        }
+        source = "GGUF tokenizer.chat_template"
+    else:
+        return {"prompt_style": None, "chat_template": None, "prompt_example": None}
+    if template is None:
+        example = completion_prompt(EXAMPLE_QUESTION, None, [])
+        return {"prompt_style": "completion", "chat_template": None, "prompt_example": example}
+    messages = [m.model_dump() for m in chat_messages(EXAMPLE_QUESTION, None, [])]
+    example = render_chat_template(compile_chat_template(template), messages, specials)
+    return {"prompt_style": "chat", "chat_template": source, "prompt_example": example}

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_gemma.errors import ModelUnavailableError
 from mcp_gemma.llm.convert import Q8_WEIGHTS, WEIGHTS
-from mcp_gemma.llm.fast_gemma3 import Gemma3Shape
+from mcp_gemma.llm.fast_gemma3 import Gemma3Shape, rope_scale
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import numpy as np
     from numpy.typing import NDArray
@@ -80,53 +80,71 @@ def _source_stamp(dense: Path) -> str:
 
 
 def build_q8_cache(checkpoint: Path, target: Path, config: Any, *, say: Callable[[str], None]) -> None:
-    """Quantise the dense checkpoint's linear weights into ``target`` (atomic)."""
+    """Quantise the dense checkpoint's linear weights into ``target`` (atomic), streaming: one
+    (fused) matrix, or a block of the embedding's rows, in memory at a time."""
     import numpy as np
-    from safetensors import safe_open
-    from safetensors.numpy import save_file
 
+    from mcp_gemma.llm.tensor_file import TensorFile, f32, write_tensors
     from mcp_gemma.native import Q8Matrix
 
     dense = checkpoint / WEIGHTS
     started = time.perf_counter()
     say(f"quantising {dense.name} to block int8 (once)")
-    out: dict[str, NDArray[Any]] = {}
-
-    def put(name: str, weights: NDArray[np.float32]) -> None:
-        matrix = Q8Matrix.quantize(np.ascontiguousarray(weights, dtype=np.float32))
-        out[f"{name}.codes"] = matrix.codes()
-        out[f"{name}.scales"] = matrix.scales()
-
-    with safe_open(str(dense), framework="np") as handle:
-
-        def get(name: str) -> NDArray[np.float32]:
-            return np.asarray(handle.get_tensor(name), dtype=np.float32)
-
+    with TensorFile(dense) as handle:
         keys = set(handle.keys())
-        put("embed", get("model.embed_tokens.weight"))
+        # (output name, dense sources stacked by rows, kind): "q8" matrices, "norm" vectors stored as 1 + w
+        plan: list[tuple[str, list[str], str]] = [("embed", ["model.embed_tokens.weight"], "q8")]
         if "lm_head.weight" in keys and not getattr(config, "tie_word_embeddings", True):
-            put("lm_head", get("lm_head.weight"))
-        out["final_norm"] = 1.0 + get("model.norm.weight")
+            plan.append(("lm_head", ["lm_head.weight"], "q8"))
+        plan.append(("final_norm", ["model.norm.weight"], "norm"))
         for i in range(int(config.num_hidden_layers)):
             p = f"model.layers.{i}."
-            attn = [get(f"{p}self_attn.{x}_proj.weight") for x in ("q", "k", "v")]
-            put(f"{i}.qkv", np.concatenate(attn))
-            put(f"{i}.o", get(f"{p}self_attn.o_proj.weight"))
-            put(f"{i}.gate_up", np.concatenate([get(f"{p}mlp.{x}_proj.weight") for x in ("gate", "up")]))
-            put(f"{i}.down", get(f"{p}mlp.down_proj.weight"))
-            for j, norm in enumerate(_NORMS):
-                out[f"{i}.norm{j}"] = 1.0 + get(f"{p}{norm}.weight")
-            out[f"{i}.q_norm"] = 1.0 + get(f"{p}self_attn.q_norm.weight")
-            out[f"{i}.k_norm"] = 1.0 + get(f"{p}self_attn.k_norm.weight")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file(out, tmp, metadata={"format": Q8_FORMAT, "source": _source_stamp(dense)})
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            plan += [
+                (f"{i}.qkv", [f"{p}self_attn.{x}_proj.weight" for x in ("q", "k", "v")], "q8"),
+                (f"{i}.o", [f"{p}self_attn.o_proj.weight"], "q8"),
+                (f"{i}.gate_up", [f"{p}mlp.{x}_proj.weight" for x in ("gate", "up")], "q8"),
+                (f"{i}.down", [f"{p}mlp.down_proj.weight"], "q8"),
+                *((f"{i}.norm{j}", [f"{p}{norm}.weight"], "norm") for j, norm in enumerate(_NORMS)),
+                (f"{i}.q_norm", [f"{p}self_attn.q_norm.weight"], "norm"),
+                (f"{i}.k_norm", [f"{p}self_attn.k_norm.weight"], "norm"),
+            ]
+        specs: list[tuple[str, str, tuple[int, ...]]] = []
+        for name, sources, kind in plan:
+            shapes = [handle.shape(source) for source in sources]
+            if kind == "norm":
+                specs.append((name, "F32", shapes[0]))
+                continue
+            rows, cols = sum(s[0] for s in shapes), shapes[0][1]
+            specs += [(f"{name}.codes", "I8", (rows, cols)), (f"{name}.scales", "F32", (rows, cols // 32))]
+
+        def blocks(sources: list[str]) -> Iterator[NDArray[np.float32]]:
+            """The stacked sources in blocks of rows (tall matrices such as the embedding split)."""
+            for source in sources:
+                n, cols = handle.shape(source)
+                step = max(1, ROW_BLOCK_BYTES // max(1, cols))
+                for first in range(0, n, step):
+                    yield f32(handle.read(source, (first, first + step)))
+
+        def chunks() -> Iterator[NDArray[Any]]:
+            for _, sources, kind in plan:
+                if kind == "norm":
+                    yield f32(handle.read(sources[0])) + np.float32(1.0)
+                    continue
+                # codes, then scales: each block is quantised twice so neither is held whole
+                for part in ("codes", "scales"):
+                    for block in blocks(sources):
+                        matrix = Q8Matrix.quantize(block)
+                        yield matrix.codes() if part == "codes" else matrix.scales()
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            write_tensors(Path(tmp), specs, chunks(), {"format": Q8_FORMAT, "source": _source_stamp(dense)})
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     logger.info("built %s in %.1f s", target, time.perf_counter() - started)
 
 
@@ -144,13 +162,62 @@ class Q8Layer:
     sliding: bool
 
 
+ROW_BLOCK_BYTES = 16 << 20  # int8 codes per block of the embedding as it loads
+
+
+class Q8Rows:
+    """A tall int8 matrix (the embedding, tied to the output head) held as blocks of rows.
+
+    Loading it one block at a time keeps the transient copy (file buffer → Rust) to a block instead
+    of the whole 200 MB table, which would otherwise set the peak memory of a load; each output
+    row's product is the same either way.
+    """
+
+    def __init__(self, blocks: list[Q8Matrix]) -> None:
+        import numpy as np
+
+        self.blocks = blocks
+        rows = [b.shape[0] for b in blocks]
+        self.starts = np.cumsum([0, *rows])
+        self.shape = (int(self.starts[-1]), int(blocks[0].shape[1]))
+        self.nbytes = sum(b.nbytes for b in blocks)
+
+    def matmul(self, x: F32, threads: int | None = None) -> F32:
+        """``x @ W.T`` for x of shape (n, cols)."""
+        import numpy as np
+
+        out: F32 = np.concatenate([b.matmul(x, threads) for b in self.blocks], axis=1)
+        return out
+
+    def gather(self, ids: NDArray[np.int64]) -> F32:
+        """The dequantised rows ``ids``."""
+        import numpy as np
+
+        out: F32 = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        which = np.searchsorted(self.starts, ids, side="right") - 1
+        for block in np.unique(which):
+            mask = which == block
+            out[mask] = self.blocks[int(block)].gather(ids[mask] - self.starts[block])
+        return out
+
+    def codes(self) -> NDArray[np.int8]:
+        import numpy as np
+
+        return np.concatenate([b.codes() for b in self.blocks])
+
+    def scales(self) -> F32:
+        import numpy as np
+
+        return np.concatenate([b.scales() for b in self.blocks])
+
+
 @dataclass
 class Q8Weights:
     """Everything the decoder reads."""
 
     config: Any
-    embed: Q8Matrix
-    lm_head: Q8Matrix
+    embed: Q8Matrix | Q8Rows
+    lm_head: Q8Matrix | Q8Rows
     final_norm: F32
     layers: list[Q8Layer]
     threads: int | None = None  # workers of the products (gemma.threads); None = the shared pool
@@ -189,31 +256,40 @@ class _StaleCache(Exception):
 
 
 def _read_q8(path: Path, config: Any, *, expect_source: str) -> Q8Weights:
-    import numpy as np
-    from safetensors import safe_open
-
+    from mcp_gemma.llm.tensor_file import TensorFile, f32
     from mcp_gemma.native import Q8Matrix
 
     try:
-        with safe_open(str(path), framework="np") as handle:
-            meta = handle.metadata() or {}
+        with TensorFile(path) as handle:
+            meta = handle.metadata
             if meta.get("format") != Q8_FORMAT or meta.get("source") != expect_source:
                 raise _StaleCache("built from other weights or by another version")
             keys = set(handle.keys())
 
             def mat(name: str) -> Q8Matrix:
-                return Q8Matrix.from_parts(
-                    handle.get_tensor(f"{name}.codes"), handle.get_tensor(f"{name}.scales")
+                return Q8Matrix.from_parts(handle.read(f"{name}.codes"), handle.read(f"{name}.scales"))
+
+            def rows(name: str) -> Q8Rows:
+                n, cols = handle.shape(f"{name}.codes")
+                step = max(1, ROW_BLOCK_BYTES // max(1, cols))
+                return Q8Rows(
+                    [
+                        Q8Matrix.from_parts(
+                            handle.read(f"{name}.codes", (i, i + step)),
+                            handle.read(f"{name}.scales", (i, i + step)),
+                        )
+                        for i in range(0, n, step)
+                    ]
                 )
 
             def vec(name: str) -> F32:
-                return np.ascontiguousarray(handle.get_tensor(name), dtype=np.float32)
+                return f32(handle.read(name))
 
-            embed = mat("embed")
+            embed = rows("embed")  # first: its transient buffers come while little else is resident
             weights = Q8Weights(
                 config=config,
                 embed=embed,
-                lm_head=mat("lm_head") if "lm_head.codes" in keys else embed,
+                lm_head=rows("lm_head") if "lm_head.codes" in keys else embed,
                 final_norm=vec("final_norm"),
                 layers=[
                     Q8Layer(
@@ -255,8 +331,8 @@ class Q8Decoder(Gemma3Shape):
         self._rope: dict[bool, tuple[F32, F32]] = {}
         for sliding in (True, False):
             kind = "sliding_attention" if sliding else "full_attention"
-            theta = float(cfg.rope_parameters[kind]["rope_theta"])
-            inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim)
+            theta, factor = rope_scale(cfg.rope_parameters[kind])
+            inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim) / factor
             freqs = np.outer(positions, inv)
             emb = np.concatenate((freqs, freqs), axis=-1)
             sin = np.sin(emb)

@@ -41,16 +41,8 @@ class CheckpointTokenizer:
             )
         except Exception as exc:
             raise ModelUnavailableError(f"could not read the tokenizer in {checkpoint}: {exc}") from exc
-        self.special_tokens = {
-            name: text
-            for name in ("bos_token", "eos_token", "unk_token", "pad_token")
-            if (text := _token_text(config.get(name))) is not None
-        }
-        template = config.get("chat_template")
-        jinja = checkpoint / "chat_template.jinja"
-        if template is None and jinja.is_file():
-            template = jinja.read_text(encoding="utf-8")
-        self.chat_template: str | None = template if isinstance(template, str) else None
+        self.special_tokens = special_tokens_of(config)
+        self.chat_template: str | None = chat_template_of(checkpoint, config)
         self._compiled: Any = None
         self.eos_token_id = self._id_of("eos_token")
         self.unk_token_id = self._id_of("unk_token")
@@ -77,26 +69,63 @@ class CheckpointTokenizer:
         if self.chat_template is None:
             raise InvalidInputError("this model has no chat template; send a plain prompt")
         if self._compiled is None:
-            from jinja2.exceptions import TemplateError
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
+            self._compiled = compile_chat_template(self.chat_template)
+        return render_chat_template(
+            self._compiled, messages, self.special_tokens, add_generation_prompt=add_generation_prompt
+        )
 
-            def raise_exception(message: str) -> None:
-                raise TemplateError(message)
 
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-            env.globals["raise_exception"] = raise_exception
-            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-            self._compiled = env.from_string(self.chat_template)
-        from jinja2.exceptions import TemplateError
+def special_tokens_of(config: dict[str, Any]) -> dict[str, str]:
+    """The named special tokens of a ``tokenizer_config.json`` (what chat templates may use)."""
+    return {
+        name: text
+        for name in ("bos_token", "eos_token", "unk_token", "pad_token")
+        if (text := _token_text(config.get(name))) is not None
+    }
 
-        try:
-            return str(
-                self._compiled.render(
-                    messages=messages, add_generation_prompt=add_generation_prompt, **self.special_tokens
-                )
-            )
-        except TemplateError as exc:
-            raise InvalidInputError(f"the model's chat template rejected the messages: {exc}") from exc
+
+def chat_template_of(checkpoint: Path, config: dict[str, Any]) -> str | None:
+    """A checkpoint's chat template: ``tokenizer_config.json``'s, else ``chat_template.jinja``'s."""
+    template = config.get("chat_template")
+    jinja = checkpoint / "chat_template.jinja"
+    if template is None and jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    return template if isinstance(template, str) else None
+
+
+def compile_chat_template(template: str) -> Any:
+    """A chat template compiled in jinja2's sandbox with the globals transformers gives it."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        return env.from_string(template)
+    except TemplateError as exc:
+        raise ModelUnavailableError(f"the model's chat template does not compile: {exc}") from exc
+
+
+def render_chat_template(
+    compiled: Any,
+    messages: list[dict[str, str]],
+    special_tokens: dict[str, str],
+    *,
+    add_generation_prompt: bool = True,
+) -> str:
+    """``messages`` through a compiled chat template (as transformers' ``apply_chat_template``)."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return str(
+            compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **special_tokens)
+        )
+    except TemplateError as exc:
+        raise InvalidInputError(f"the model's chat template rejected the messages: {exc}") from exc
 
 
 class HFTokenizer:

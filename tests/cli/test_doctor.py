@@ -37,8 +37,11 @@ def test_doctor_json_reports_every_check(tmp_path: Path, redis_url: str) -> None
     assert report["ok"] is True
     assert list(checks) == [
         "python", "rust_core", "data_dir", "redis", "model_gemma", "model_embedding", "model_cache",
-        "http_port", "clients",
+        "torch_extra", "http_port", "clients",
     ]  # fmt: skip
+    # the default settings need no torch (installed here by [dev], as in CI)
+    assert checks["torch_extra"]["status"] == "ok"
+    assert checks["torch_extra"]["data"] == {"installed": True, "needed": False}
     assert checks["rust_core"]["data"]["simd_level"]
     assert checks["redis"]["status"] in {"ok", "warn"}
     assert checks["redis"]["data"]["kind"] == "external"
@@ -91,3 +94,41 @@ def test_doctor_runs_as_a_process(tmp_path: Path) -> None:
     redis = next(c for c in report["checks"] if c["name"] == "redis")
     assert redis["data"]["kind"] == "embedded"
     assert redis["data"]["aof"] is True
+
+
+def test_doctor_names_the_torch_extra_a_gpu_setting_needs(tmp_path: Path) -> None:
+    """In a process where torch cannot be imported, a CUDA setting fails the check with its fix."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from mcp_gemma.cli import main\n"
+        "sys.argv = ['mcp-gemma', 'doctor', '--json', '--no-redis', '--data-dir', sys.argv[1]]\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_")}
+    env["MCP_GEMMA_GEMMA__DEVICE"] = "cuda"
+    env["HOME"] = str(tmp_path / "home")
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert done.returncode == 1, done.stderr
+    assert checks["torch_extra"] == {
+        "name": "torch_extra",
+        "status": "fail",
+        "detail": "torch and transformers not installed; needed by gemma.device='cuda'",
+        "fix": "pip install 'mcp-gemma[torch]'",
+        "data": {"installed": False, "needed": True},
+    }

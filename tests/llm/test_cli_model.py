@@ -146,3 +146,20 @@ def test_ask_streams_the_answer(tmp_path: Path, models_dir: Path, monkeypatch: p
     assert result.stdout.strip()
     assert "gemma3-270m-gguf: " in result.stderr
     assert "tokens in" in result.stderr
+
+
+def test_info_reads_the_shipped_gguf_header(tmp_path: Path, packaged_gguf: Path) -> None:
+    """The shipped Q4_K_M file: its tensor types, and the base model's few-shot completion prompt."""
+    shown = runner.invoke(app, ["model", "info", "-m", str(packaged_gguf), "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert report["built"] is False
+    assert report["gguf_file"] == {
+        "architecture": "gemma3",
+        "name": "Gemma 3 270m",
+        "size_label": "270M",
+        "tensor_types": {"F32": 109, "Q4_K": 27, "Q5_0": 81, "Q6_K": 9, "Q8_0": 10},
+        "chat_template": False,
+    }
+    assert (report["prompt_style"], report["chat_template"]) == ("completion", None)
+    assert report["prompt_example"].endswith("\n\nQuestion: What is the capital of France?\nAnswer:")
