@@ -33,7 +33,8 @@ def ingest(
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Ingest files and folders (txt, md, rst, html, pdf, json, jsonl) into the knowledge base."""
+    """Ingest files and folders into the knowledge base: text of any name and encoding, md, rst, html,
+    pdf, json, jsonl, also compressed (.gz, .bz2, .xz); every file not ingested is listed with why."""
 
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
     resolved = [p.expanduser().resolve() for p in paths]
@@ -60,10 +61,13 @@ def ingest(
 
     report = run_with_state(settings, call)
     for failure in report.failed:
-        err.print(f"[yellow]skipped[/] {failure.source}: {failure.error}")
+        err.print(f"[yellow]skipped[/] ({failure.reason}) ", end="")
+        err.print(f"{failure.source}: {failure.error}", markup=False, highlight=False)
+    reasons = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
     err.print(
         f"{report.created} created, {report.replaced} replaced, {report.unchanged} unchanged, "
-        f"{len(report.failed)} skipped; {report.chunks} chunks in {report.seconds:.1f} s"
+        f"{len(report.failed)} skipped{f' ({reasons})' if reasons else ''}; "
+        f"{report.chunks} chunks in {report.seconds:.1f} s"
     )
     typer.echo(report.model_dump_json(indent=2))
 

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from mcp_gemma.rag.models import (
     IngestFailure,
     IngestReport,
 )
+from mcp_gemma.rag.sniff import FileSkipped
 from mcp_gemma.rag.validation import check_text, metadata_json, new_doc_id
 from mcp_gemma.rag.walk import compile_glob
 from mcp_gemma.store.redis import redis_guard
@@ -142,9 +144,9 @@ class IngestPipeline:
                 early.append(IngestFailure(source=raw, error=str(exc)))
                 continue
             files.extend(found)
-            early.extend(IngestFailure(source=s, error=e) for s, e in problems)
+            early.extend(IngestFailure(source=s, error=e, reason=r) for s, r, e in problems)
         if not files and not early:
-            raise InvalidInputError(f"no supported files under {', '.join(paths)} match {pattern!r}")
+            raise InvalidInputError(f"no files under {', '.join(paths)} match {pattern!r}")
         self._check_batch(len(files))
         limit = self.settings.max_file_bytes
 
@@ -156,17 +158,23 @@ class IngestPipeline:
                     docs = await anyio.to_thread.run_sync(
                         functools.partial(extract.extract_file, path, root, limit)
                     )
+                except FileSkipped as exc:
+                    yield IngestFailure(source=str(path), error=str(exc), reason=exc.reason)
+                    continue
                 except McpGemmaError as exc:
                     yield IngestFailure(source=str(path), error=str(exc))
                     continue
                 except OSError as exc:
-                    yield IngestFailure(source=str(path), error=f"cannot read: {exc.strerror or exc}")
+                    yield IngestFailure(
+                        source=str(path), error=f"cannot read: {exc.strerror or exc}", reason="unreadable"
+                    )
                     continue
                 except Exception as exc:  # a parser's own failure: one bad file must not stop the batch
                     logger.exception("extracting %s failed", path)
                     yield IngestFailure(
                         source=str(path),
                         error=f"cannot be read ({type(exc).__name__}); the server log has details",
+                        reason="unreadable",
                     )
                     continue
                 single = len(docs) == 1
@@ -220,7 +228,8 @@ class IngestPipeline:
             except McpGemmaError as exc:
                 if raise_first:
                     raise
-                failed.append(IngestFailure(source=item.source, error=str(exc)))
+                reason = "empty" if not item.text.strip() else "invalid"
+                failed.append(IngestFailure(source=item.source, error=str(exc), reason=reason))
                 continue
             if doc_id in ids_in_group:
                 await flush()
@@ -236,6 +245,7 @@ class IngestPipeline:
         return BatchIngestReport(
             ingested=ingested,
             failed=failed,
+            skipped=dict(sorted(Counter(f.reason for f in failed).items())),
             created=sum(r.status == "created" for r in ingested),
             replaced=sum(r.status == "replaced" for r in ingested),
             unchanged=sum(r.status == "unchanged" for r in ingested),

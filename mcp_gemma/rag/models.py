@@ -34,6 +34,11 @@ class IngestFailure(BaseModel):
 
     source: str = Field(description="The path, or 'documents[i]' for an inline document.")
     error: str = Field(description="What went wrong and what to do about it.")
+    reason: str = Field(
+        "invalid",
+        description="Why, in one word: binary, empty, too_large, encoding, corrupt, invalid, unreadable, "
+        "outside_roots, hidden or limit.",
+    )
 
 
 class BatchIngestReport(BaseModel):
@@ -41,6 +46,9 @@ class BatchIngestReport(BaseModel):
 
     ingested: list[IngestReport] = Field(description="Documents stored (created, replaced or unchanged).")
     failed: list[IngestFailure] = Field(description="Documents or files reported and skipped.")
+    skipped: dict[str, int] = Field(
+        default_factory=dict, description="How many documents or files were skipped, by reason."
+    )
     created: int
     replaced: int
     unchanged: int

@@ -112,7 +112,9 @@ def register(server: MCPServer[AppState]) -> None:
                 max_length=1_000,
                 description="Files or folders under the server's allowed roots "
                 "(relative to a root, or absolute). "
-                "Formats: txt, md, rst, html, pdf, json, jsonl.",
+                "Formats: text of any name and encoding, md, rst, html, pdf, json, jsonl, also .gz, .bz2, "
+                ".xz; binary files and hidden entries the glob does not name are listed in failed with "
+                "a reason.",
             ),
         ] = None,
         glob: Annotated[
