@@ -17,7 +17,7 @@ from mcp_gemma.cli.doctor import doctor
 from mcp_gemma.cli.launch import serve_main
 from mcp_gemma.cli.memory import memory_app
 from mcp_gemma.cli.model import ask, model_app
-from mcp_gemma.cli.rag import ingest, search
+from mcp_gemma.cli.rag import ingest, search, sync
 from mcp_gemma.errors import McpGemmaError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.add_typer(model_app, name="model")
 app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
+app.command("sync")(sync)
 app.command("doctor")(doctor)
 app.command("install-client")(install_client)
 app.command("uninstall-client")(uninstall_client)

@@ -107,3 +107,45 @@ def search(
             f"score {hit.score:.3f}[/]"
         )
         out.print(f"   {snippet}", markup=False, highlight=False)
+
+
+def sync(
+    path: Annotated[Path, typer.Argument(help="The folder to keep in step.", exists=True, file_okay=False)],
+    glob: Annotated[
+        str, typer.Option("--glob", "-g", help="Files of the folder to read, e.g. '**/*.md'.")
+    ] = "**/*",
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep running: sync again after each change (Ctrl-C stops).")
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Ingest a folder's new and changed files (by content hash) and remove the documents of deleted
+    files; one JSON report per pass on stdout (JSON Lines with --watch)."""
+    from mcp_gemma.rag.sync import sync_folder, watch_folder
+
+    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
+    folder = path.expanduser().resolve()
+    settings = settings.model_copy(update={"allowed_roots": [*settings.allowed_roots, folder]})
+    err = Console(stderr=True)
+
+    async def show(report: Any) -> None:
+        err.print(
+            f"sync {report.root}: {report.created} created, {report.replaced} replaced, "
+            f"{report.unchanged} unchanged, {len(report.removed)} removed, {len(report.failed)} skipped",
+            markup=False,
+            highlight=False,
+        )
+        typer.echo(report.model_dump_json())
+
+    async def call(state: Any) -> None:
+        if watch:
+            await watch_folder(state.rag, str(folder), show, pattern=glob)
+        else:
+            await show(await sync_folder(state.rag, str(folder), pattern=glob))
+
+    try:
+        run_with_state(settings, call)
+    except KeyboardInterrupt:
+        err.print("sync stopped", markup=False)

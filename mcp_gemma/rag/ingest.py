@@ -124,8 +124,12 @@ class IngestPipeline:
         pattern: str = "**/*",
         metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        strict: bool = True,
     ) -> BatchIngestReport:
-        """Ingest files and folders under the allowed roots; one bad file is reported and skipped."""
+        """Ingest files and folders under the allowed roots; one bad file is reported and skipped.
+
+        ``strict=False`` (folder sync) returns a report where nothing was found or went in, instead
+        of raising."""
         if not paths:
             raise InvalidInputError("give at least one path (a file or a folder under an allowed root)")
         if ".." in Path(pattern).parts or Path(pattern).is_absolute():
@@ -145,7 +149,7 @@ class IngestPipeline:
                 continue
             files.extend(found)
             early.extend(IngestFailure(source=s, error=e, reason=r) for s, r, e in problems)
-        if not files and not early:
+        if not files and not early and strict:
             raise InvalidInputError(f"no files under {', '.join(paths)} match {pattern!r}")
         self._check_batch(len(files))
         limit = self.settings.max_file_bytes
@@ -182,7 +186,7 @@ class IngestPipeline:
                     doc_id = doc.id or (f"file:{doc.source}" if single else None)
                     yield _Item(doc.source, doc.text, doc_id, {**doc.metadata, **(metadata or {})})
 
-        return await self._run(items(), len(files) + len(early), progress, report_each=True)
+        return await self._run(items(), len(files) + len(early), progress, report_each=True, strict=strict)
 
     def _check_batch(self, n: int) -> None:
         if n > self.settings.max_batch_documents:
@@ -200,6 +204,7 @@ class IngestPipeline:
         raise_first: bool = False,
         report_each: bool = False,
         embed_progress: Progress | None = None,
+        strict: bool = True,
     ) -> BatchIngestReport:
         started = time.perf_counter()
         ingested: list[IngestReport] = []
@@ -238,7 +243,7 @@ class IngestPipeline:
             if len(group) >= self.settings.ingest_group_documents:
                 await flush()
         await flush()
-        if failed and not ingested:  # nothing went in: that is an error, not a report
+        if failed and not ingested and strict:  # nothing went in: that is an error, not a report
             listed = "; ".join(f"{f.source}: {f.error}" for f in failed[:5])
             more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
             raise InvalidInputError(f"nothing was ingested: {listed}{more}")

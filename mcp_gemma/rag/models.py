@@ -206,3 +206,19 @@ class ResearchReport(BaseModel):
     evidence: list[Evidence]
     notes: list[str] = Field(default_factory=list, description="Steps that were skipped or failed, and why.")
     took_ms: float
+
+
+class SyncReport(BaseModel):
+    """What one pass of a folder sync did: files (re-)ingested by content hash, documents removed."""
+
+    root: str = Field(description="The folder synced (its real path; documents carry it as sync_root).")
+    created: int
+    replaced: int = Field(description="Files whose content (or metadata) changed since the last sync.")
+    unchanged: int = Field(description="Files whose content hash is the same: nothing was re-embedded.")
+    changed: list[str] = Field(description="Ids of documents created or replaced by this pass.")
+    removed: list[str] = Field(description="Ids of documents removed because their files are gone.")
+    failed: list[IngestFailure] = Field(description="Files not ingested, and why.")
+    skipped: dict[str, int] = Field(default_factory=dict, description="Files not ingested, by reason.")
+    chunks: int = Field(description="Chunks written in total.")
+    notes: list[str] = Field(default_factory=list, description="Steps left out, and why.")
+    seconds: float
