@@ -18,6 +18,7 @@ from mcp_gemma.cli.launch import serve_main
 from mcp_gemma.cli.memory import memory_app
 from mcp_gemma.cli.model import ask, model_app
 from mcp_gemma.cli.rag import ingest, search, sync
+from mcp_gemma.cli.transfer import export, import_
 from mcp_gemma.errors import McpGemmaError
 
 app = typer.Typer(
@@ -35,6 +36,8 @@ app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("sync")(sync)
+app.command("export")(export)
+app.command("import")(import_)
 app.command("doctor")(doctor)
 app.command("install-client")(install_client)
 app.command("uninstall-client")(uninstall_client)
