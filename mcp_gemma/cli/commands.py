@@ -17,7 +17,7 @@ from mcp_gemma.cli.doctor import doctor
 from mcp_gemma.cli.launch import serve_main
 from mcp_gemma.cli.memory import memory_app
 from mcp_gemma.cli.model import ask, model_app
-from mcp_gemma.cli.rag import ingest, search, sync
+from mcp_gemma.cli.rag import get_document, ingest, list_documents, search, sync
 from mcp_gemma.cli.transfer import export, import_
 from mcp_gemma.errors import McpGemmaError
 
@@ -36,6 +36,8 @@ app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("sync")(sync)
+app.command("list")(list_documents)
+app.command("get")(get_document)
 app.command("export")(export)
 app.command("import")(import_)
 app.command("doctor")(doctor)
@@ -99,13 +101,23 @@ def serve(
 
 @config_app.command("show")
 def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Print the effective settings as JSON, secrets masked."""
+    """Print the effective settings, one dotted key per line (or as JSON), secrets masked."""
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
-    typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    if as_json:
+        typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
+        return
+
+    def lines(value: object, prefix: str) -> list[str]:
+        if isinstance(value, dict) and value:
+            return [line for key in sorted(value) for line in lines(value[key], f"{prefix}{key}.")]
+        return [f"{prefix[:-1]} = {json.dumps(value)}"]
+
+    typer.echo("\n".join(lines(settings.masked(), "")))
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ def ingest(
             TextColumn("{task.description}"),
             console=err,
             transient=False,
+            disable=not err.is_terminal,  # a log file gets the summary lines, not bar frames
         ) as bar:
             task = bar.add_task("", total=None)
 
@@ -149,3 +150,70 @@ def sync(
         run_with_state(settings, call)
     except KeyboardInterrupt:
         err.print("sync stopped", markup=False)
+
+
+def list_documents(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1_000, help="Documents per page.")] = 20,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many (see next_offset).")] = 0,
+    where: Annotated[
+        str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"lang": "en"}\'.')
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """List documents, newest first, with their size and metadata."""
+    import json
+
+    try:
+        conditions = json.loads(where) if where is not None else None
+    except json.JSONDecodeError as exc:
+        raise fail(f"--filter is not JSON: {exc}", 2) from None
+    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
+
+    async def call(state: Any) -> Any:
+        return await state.rag.list_documents(offset=offset, limit=limit, filter=conditions)
+
+    page = run_with_state(settings, call)
+    if as_json:
+        typer.echo(page.model_dump_json(indent=2))
+        return
+    for doc in page.documents:
+        meta = json.dumps(doc.metadata, ensure_ascii=False)
+        typer.echo(f"{doc.id}  {doc.characters} chars, {doc.chunks} chunks  {meta}")
+    more = f"; next: --offset {page.next_offset}" if page.next_offset is not None else ""
+    typer.echo(f"{len(page.documents)} of {page.total} documents{more}", err=True)
+
+
+def get_document(
+    doc_id: Annotated[str, typer.Argument(help="Document id (see mcp-gemma list).")],
+    chunks: Annotated[bool, typer.Option("--chunks", help="Include the chunks with offsets.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the document as JSON.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Print one document: its metadata, then its text (and its chunks with --chunks)."""
+    import json
+
+    settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
+
+    async def call(state: Any) -> Any:
+        return await state.rag.get_document(doc_id, include_chunks=chunks)
+
+    doc = run_with_state(settings, call)
+    if as_json:
+        typer.echo(doc.model_dump_json(indent=2))
+        return
+    err = Console(stderr=True)
+    err.print(
+        f"{doc.id}: {doc.characters} chars, {doc.chunks} chunks, "
+        f"metadata {json.dumps(doc.metadata, ensure_ascii=False)}",
+        markup=False,
+        highlight=False,
+    )
+    if doc.chunk_list is not None:
+        for chunk in doc.chunk_list:
+            err.print(f"chunk {chunk.chunk_id} #{chunk.ordinal} @{chunk.start}-{chunk.end}", markup=False)
+    typer.echo(doc.text or "")

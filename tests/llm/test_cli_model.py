@@ -59,13 +59,17 @@ def gated_hub() -> Iterator[str]:
 
 
 def test_list_and_info_on_an_empty_data_dir(tmp_path: Path) -> None:
-    listed = runner.invoke(app, ["model", "list", "--data-dir", str(tmp_path)])
+    listed = runner.invoke(app, ["model", "list", "--json", "--data-dir", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout)["models"] == []
-    shown = runner.invoke(app, ["model", "info", "--data-dir", str(tmp_path)])
+    human = runner.invoke(app, ["model", "list", "--data-dir", str(tmp_path)])
+    assert human.stdout == f"models in {tmp_path / 'models'}: 0\n"
+    shown = runner.invoke(app, ["model", "info", "--json", "--data-dir", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.stdout)
     assert (report["model"], report["kind"], report["built"]) == (PACKAGED_MODEL, "packaged", False)
+    lines = runner.invoke(app, ["model", "info", "--data-dir", str(tmp_path)]).stdout.splitlines()
+    assert lines[:2] == [f"model: {PACKAGED_MODEL}", "kind: packaged"]
 
 
 def test_info_of_an_unknown_model_fails_clearly(tmp_path: Path) -> None:
