@@ -13,7 +13,7 @@ import typer
 from mcp_gemma import __version__
 from mcp_gemma.cli.clients import install_client, uninstall_client
 from mcp_gemma.cli.common import settings_from_cli
-from mcp_gemma.cli.doctor import doctor
+from mcp_gemma.cli.doctor import doctor, health
 from mcp_gemma.cli.launch import serve_main
 from mcp_gemma.cli.memory import memory_app
 from mcp_gemma.cli.model import ask, model_app
@@ -41,6 +41,7 @@ app.command("get")(get_document)
 app.command("export")(export)
 app.command("import")(import_)
 app.command("doctor")(doctor)
+app.command("health")(health)
 app.command("install-client")(install_client)
 app.command("uninstall-client")(uninstall_client)
 
