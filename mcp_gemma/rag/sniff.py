@@ -57,25 +57,24 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-# Signatures of common binary formats, so the reason names what the file is.
+# Signatures of common binary formats, so the reason names what the file is; each starts with a byte
+# that plain text does not (a signature of letters only, like GIF's, is left to the NUL check).
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x7fELF", "an ELF executable"),
     (0, b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (0, b"\xff\xd8\xff", "a JPEG image"),
-    (0, b"GIF87a", "a GIF image"),
-    (0, b"GIF89a", "a GIF image"),
     (0, b"PK\x03\x04", "a ZIP archive (also docx, xlsx, jar)"),
     (0, b"\x1f\x8b", "gzip data (name it .gz to have it read)"),
-    (0, b"BZh", "bzip2 data (name it .bz2 to have it read)"),
     (0, b"\xfd7zXZ\x00", "xz data (name it .xz to have it read)"),
     (0, b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (0, b"\x28\xb5\x2f\xfd", "zstd data"),
     (0, b"SQLite format 3\x00", "an SQLite database"),
     (0, b"\xca\xfe\xba\xbe", "a Java class or Mach-O file"),
-    (0, b"MZ", "a Windows executable"),
-    (257, b"ustar", "a tar archive (unpack it first)"),
+    (257, b"ustar\x00", "a tar archive (unpack it first)"),
+    (257, b"ustar  \x00", "a tar archive (unpack it first)"),
 )
 _C1 = re.compile(rb"[\x80-\x9f]")
+_BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
 _CONTROL = frozenset(range(0x20)) - {0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x1B} | {0x7F}
 
 
@@ -150,6 +149,8 @@ def binary_kind(data: bytes) -> str | None:
     for offset, magic, kind in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return kind
+    if _BZIP2.match(data):
+        return "bzip2 data (name it .bz2 to have it read)"
     sample = data[:SAMPLE_BYTES]
     if b"\x00" in sample:
         return "binary data (it contains NUL bytes)"

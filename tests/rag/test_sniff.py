@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import gzip
 import lzma
@@ -62,6 +63,11 @@ def test_two_control_bytes_in_a_hundred_are_still_text() -> None:
     assert binary_kind(b"a" * 98 + b"\x01\x02") is None
     assert binary_kind(b"x" * 300 + b"ustar" + b"y" * 300) is None  # 'ustar' only counts at offset 257
     assert binary_kind(b"x" * 257 + b"ustar\x0000") == "a tar archive (unpack it first)"
+    assert binary_kind(b"x" * 257 + b"ustar is a word") is None
+    # signatures made of letters only are not trusted: text may start that way
+    for text in (b"MZ is a postal code.\n", b"GIF89a is an image format.\n", b"BZh is not bzip2.\n"):
+        assert binary_kind(text) is None
+    assert binary_kind(bz2.compress(b"some text")) == "bzip2 data (name it .bz2 to have it read)"
 
 
 def test_read_bytes_decompresses_within_the_limit(tmp_path: Path) -> None:
