@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -27,7 +28,11 @@ from mcp_gemma.memory.repository import MemoryRepository
 from mcp_gemma.store.redis import redis_guard
 
 EXPORT_BATCH = 500
-MAX_TAGS = 100
+# The bounds store_memory's arguments have, so an import cannot create what a client could not.
+SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_SESSION_CHARS = 128
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
 
 
 async def export_memories(repo: MemoryRepository) -> AsyncIterator[dict[str, Any]]:
@@ -98,13 +103,19 @@ def _record(repo: MemoryRepository, record: Mapping[str, Any]) -> tuple[MemoryRe
         raise InvalidInputError(
             f"'content' is longer than memory.max_content_chars={repo.settings.max_content_chars}"
         )
-    if not isinstance(scope, str) or not scope or len(scope) > 256:
-        raise InvalidInputError("'scope' must be an agent id (1 to 256 characters)")
-    if session is not None and (not isinstance(session, str) or len(session) > 256):
-        raise InvalidInputError("'session' must be null or text of at most 256 characters")
+    if not isinstance(scope, str) or SCOPE.fullmatch(scope) is None:
+        raise InvalidInputError("'scope' must be an agent id: 1 to 64 of A-Z a-z 0-9 _ . -")
+    if session is not None and (not isinstance(session, str) or len(session) > MAX_SESSION_CHARS):
+        raise InvalidInputError(f"'session' must be null or text of at most {MAX_SESSION_CHARS} characters")
     tags = record.get("tags", [])
-    if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
-        raise InvalidInputError(f"'tags' must be a list of at most {MAX_TAGS} strings")
+    if (
+        not isinstance(tags, list)
+        or len(tags) > MAX_TAGS
+        or not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_CHARS for t in tags)
+    ):
+        raise InvalidInputError(
+            f"'tags' must be a list of at most {MAX_TAGS} strings of 1 to {MAX_TAG_CHARS}"
+        )
     provenance = record.get("provenance", [])
     if not isinstance(provenance, list) or not all(isinstance(p, dict) for p in provenance):
         raise InvalidInputError("'provenance' must be a list of objects")

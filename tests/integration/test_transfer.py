@@ -165,7 +165,8 @@ async def test_import_reports_bad_lines_and_keeps_the_rest(settings: Settings) -
         "expires": 2.0,
     }
     lines = [json.dumps(header), json.dumps(good), "{not json", json.dumps(tampered), json.dumps(bad_span)]
-    lines += [json.dumps(memory), json.dumps({"kind": "chunk"}), json.dumps(expired)]
+    bad_scope = {**expired, "id": "00000000000000bb", "scope": "a:b", "expires": None}
+    lines += [json.dumps(memory), json.dumps({"kind": "chunk"}), json.dumps(expired), json.dumps(bad_scope)]
     with anyio.fail_after(120):
         async with opened(settings) as state:
             report = await import_all(state, lines)
@@ -181,6 +182,7 @@ async def test_import_reports_bad_lines_and_keeps_the_rest(settings: Settings) -
                 (5, "span", "document 'span': chunk 0 is not a span of its text in order"),
                 (6, "zz", "'id' must be 16 hex digits"),
                 (8, "00000000000000aa", "expired before the import; skipped"),
+                (9, "00000000000000bb", "'scope' must be an agent id: 1 to 64 of A-Z a-z 0-9 _ . -"),
             ]
             doc = await state.rag.get_document("ok", include_chunks=True)
             assert (doc.created_at, doc.updated_at, doc.chunks) == (1.0, 2.0, 1)
