@@ -43,8 +43,12 @@ def export(
 
     try:
         report = run_with_state(settings, call)
-    except OSError as exc:
-        raise fail(f"cannot write {file}: {exc.strerror or exc}") from None
+    except BaseException as exc:
+        if not to_stdout:
+            partial.unlink(missing_ok=True)  # no half export left behind
+        if isinstance(exc, OSError):
+            raise fail(f"cannot write {file}: {exc.strerror or exc}") from None
+        raise
     if not to_stdout:
         partial.replace(file)  # a finished export only: an interrupted one never looks complete
     Console(stderr=True).print(

@@ -103,6 +103,9 @@ async def test_export_import_round_trip_loses_nothing(
         exported = await anyio.to_thread.run_sync(_cli, ["export", str(dump)], settings)
         assert exported.exit_code == 0, exported.output
         assert "exported 3 documents" in exported.stderr
+        again = await anyio.to_thread.run_sync(_cli, ["export", str(dump)], settings)
+        assert again.exit_code == 2 and "exists; pass --force" in again.stderr
+        assert not dump.with_name("backup.jsonl.partial").exists()
         lines = dump.read_text(encoding="utf-8").splitlines()
         assert [json.loads(line)["kind"] for line in lines] == ["header"] + ["document"] * 3 + ["memory"] * 7
 
