@@ -13,11 +13,12 @@ import typer
 from mcp_gemma import __version__
 from mcp_gemma.cli.clients import install_client, uninstall_client
 from mcp_gemma.cli.common import settings_from_cli
-from mcp_gemma.cli.doctor import doctor
+from mcp_gemma.cli.doctor import doctor, health
 from mcp_gemma.cli.launch import serve_main
 from mcp_gemma.cli.memory import memory_app
 from mcp_gemma.cli.model import ask, model_app
-from mcp_gemma.cli.rag import ingest, search
+from mcp_gemma.cli.rag import get_document, ingest, list_documents, search, sync
+from mcp_gemma.cli.transfer import export, import_
 from mcp_gemma.errors import McpGemmaError
 
 app = typer.Typer(
@@ -34,7 +35,13 @@ app.add_typer(model_app, name="model")
 app.command("ask")(ask)
 app.command("ingest")(ingest)
 app.command("search")(search)
+app.command("sync")(sync)
+app.command("list")(list_documents)
+app.command("get")(get_document)
+app.command("export")(export)
+app.command("import")(import_)
 app.command("doctor")(doctor)
+app.command("health")(health)
 app.command("install-client")(install_client)
 app.command("uninstall-client")(uninstall_client)
 
@@ -95,13 +102,23 @@ def serve(
 
 @config_app.command("show")
 def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Print the effective settings as JSON, secrets masked."""
+    """Print the effective settings, one dotted key per line (or as JSON), secrets masked."""
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
-    typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    if as_json:
+        typer.echo(json.dumps(settings.masked(), indent=2, sort_keys=True))
+        return
+
+    def lines(value: object, prefix: str) -> list[str]:
+        if isinstance(value, dict) and value:
+            return [line for key in sorted(value) for line in lines(value[key], f"{prefix}{key}.")]
+        return [f"{prefix[:-1]} = {json.dumps(value)}"]
+
+    typer.echo("\n".join(lines(settings.masked(), "")))
 
 
 def main() -> None:

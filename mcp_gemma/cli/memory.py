@@ -1,7 +1,7 @@
 """``mcp-gemma memory store|recall|stats|clear|consolidate``: the memory tools from the shell.
 
 Each command opens the same :class:`~mcp_gemma.state.AppState` the server uses, calls the memory
-service and prints its result as JSON.
+service and prints its result as JSON (``recall`` and ``stats`` print for a person unless --json).
 """
 
 from __future__ import annotations
@@ -29,12 +29,43 @@ TierOpt = Annotated[
 ]
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
 def _run(
-    config: Path | None, data_dir: Path | None, redis_url: str | None, call: Callable[[Any], Awaitable[T]]
+    config: Path | None,
+    data_dir: Path | None,
+    redis_url: str | None,
+    call: Callable[[Any], Awaitable[T]],
+    human: Callable[[T], None] | None = None,
 ) -> None:
-    """Open the app state, run ``call(state)``, print the result as JSON, close."""
+    """Open the app state, run ``call(state)``, close; print the result for a person (``human``) or
+    as JSON (commands that change something, and read commands given --json)."""
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
-    typer.echo(run_with_state(settings, call).model_dump_json(indent=2))
+    result = run_with_state(settings, call)
+    if human is not None:
+        human(result)
+    else:
+        typer.echo(result.model_dump_json(indent=2))
+
+
+def _print_recall(result: Any) -> None:
+    if not result.hits:
+        typer.echo("nothing recalled")
+    for rank, hit in enumerate(result.hits, start=1):
+        item = hit.item
+        typer.echo(f"{rank}. [{item.tier}] {item.content}")
+        typer.echo(f"   {item.id}  score {hit.score:.3f}  tags {', '.join(item.tags) or '-'}")
+
+
+def _print_stats(report: Any) -> None:
+    typer.echo(f"agent {report.agent_id}: {report.total_count} memories, {report.total_bytes} bytes")
+    for t in report.tiers:
+        ttl = "none" if t.ttl_s is None else f"{t.ttl_s:g} s"
+        typer.echo(
+            f"  {t.tier:<10} {t.count:>6} / {t.capacity:<6} ttl {ttl:<10} hits {t.hits} misses {t.misses} "
+            f"evicted {t.evicted} expired {t.expired} promoted {t.promoted}"
+        )
 
 
 @memory_app.command("store")
@@ -77,6 +108,7 @@ def recall(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Required tag (repeatable).")] = None,
     session: Annotated[str | None, typer.Option(help="Only this session.")] = None,
     agent: AgentOpt = "default",
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -94,12 +126,14 @@ def recall(
             session_id=session,
             agent_id=agent,
         ),
+        None if as_json else _print_recall,
     )
 
 
 @memory_app.command("stats")
 def stats(
     agent: AgentOpt = "default",
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -113,6 +147,7 @@ def stats(
         data_dir,
         redis_url,
         lambda s: redis_guard(tier_stats)(s.store.client, s.store.keys, s.settings.memory, agent),
+        None if as_json else _print_stats,
     )
 
 

@@ -47,17 +47,36 @@ def _fail(exc: Exception, code: int = 1) -> typer.Exit:
     return fail(str(exc), code)
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _print_fields(report: dict[str, Any], indent: str = "") -> None:
+    for key, value in report.items():
+        if isinstance(value, dict):
+            typer.echo(f"{indent}{key}:")
+            _print_fields(value, indent + "  ")
+        else:
+            typer.echo(f"{indent}{key}: {'-' if value is None else value}")
+
+
 @model_app.command("list")
-def list_models(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def list_models(as_json: JsonOpt = False, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Models stored under the models directory, with their size on disk."""
     settings = _settings(config, data_dir)
     store = _store(settings)
     rows = store.list_models()
-    typer.echo(json.dumps({"models_dir": str(store.root), "models": rows}, indent=2))
+    if as_json:
+        typer.echo(json.dumps({"models_dir": str(store.root), "models": rows}, indent=2))
+        return
+    typer.echo(f"models in {store.root}: {len(rows)}")
+    for row in rows:
+        typer.echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
 
 
 @model_app.command("info")
-def info(model: ModelOpt = None, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def info(
+    model: ModelOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None, data_dir: DataDirOpt = None
+) -> None:
     """Where a model's checkpoint is, what it is, and how ``reason`` will prompt it (without loading it)."""
     from mcp_gemma.llm.models import describe_prompt, gguf_summary
 
@@ -81,7 +100,10 @@ def info(model: ModelOpt = None, config: ConfigOpt = None, data_dir: DataDirOpt 
         report.update(describe_prompt(resolved))
     except (McpGemmaError, OSError, ValueError) as exc:
         raise _fail(exc) from None
-    typer.echo(json.dumps(report, indent=2))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_fields(report)
 
 
 @model_app.command("download")

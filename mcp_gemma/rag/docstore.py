@@ -63,6 +63,9 @@ class PreparedDoc:
     vectors: Vectors
     source: str | None = None
     chunk_ids: list[int] = field(default_factory=list)
+    # Set by an import, which keeps the exported times; otherwise the write's own clock decides.
+    created_at: float | None = None
+    updated_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -251,7 +254,8 @@ class DocStore:
         outcomes = []
         for doc, old in zip(docs, olds, strict=True):
             removed = old.chunk_ids if old else []
-            created = old.created_at if old else now
+            created = doc.created_at if doc.created_at is not None else old.created_at if old else now
+            updated = doc.updated_at if doc.updated_at is not None else now
             for cid in removed:
                 pipe.delete(self.keys.chunk(cid))
             for cid, chunk, vec in zip(doc.chunk_ids, doc.chunks, doc.vectors, strict=True):
@@ -267,7 +271,13 @@ class DocStore:
                     },
                 )
             head = DocHead(
-                doc.id, doc.content_hash, doc.metadata_json, list(doc.chunk_ids), len(doc.text), created, now
+                doc.id,
+                doc.content_hash,
+                doc.metadata_json,
+                list(doc.chunk_ids),
+                len(doc.text),
+                created,
+                updated,
             )
             pipe.hset(
                 self.keys.doc(doc.id),
@@ -278,7 +288,7 @@ class DocStore:
                     "chunk_ids": _join(doc.chunk_ids),
                     "chars": len(doc.text),
                     "created_at": repr(created),
-                    "updated_at": repr(now),
+                    "updated_at": repr(updated),
                     "source": doc.source or "",
                 },
             )

@@ -1,9 +1,11 @@
 """Files into documents: path checks against the allowed roots and text extraction per format.
 
 Paths are resolved (symlinks followed) before they are checked, so neither ``..`` nor a symlink
-can lead outside a root; folders are walked by ``walk``, which follows no link out of the roots.
-Formats: txt / md / rst (UTF-8), html (selectolax), pdf (pypdf), json (an object with ``text``, a
-list of them, or any JSON as text) and jsonl (one object per line).
+can lead outside a root; folders are walked by ``walk``, which follows no link out of the roots and
+reads no hidden entry the glob does not name. Every file found is tried: ``.gz`` / ``.bz2`` / ``.xz``
+are decompressed (bounded), and the name left decides the format: html (selectolax), pdf (pypdf),
+json (an object with ``text``, a list of them, or any JSON as text), jsonl (one object per line),
+and anything else is text when its content is (``sniff``: encoding detected, binary refused).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_gemma.errors import AccessDeniedError, InvalidInputError
+from mcp_gemma.rag.sniff import FileSkipped, SkippedPath, decode, read_bytes
 from mcp_gemma.rag.walk import compile_glob, inside, walk_matching
 
 logger = logging.getLogger(__name__)
@@ -70,13 +73,11 @@ def resolve_path(raw: str, roots: list[Path]) -> tuple[Path, Path]:
     )
 
 
-def expand(
-    raw: str, roots: list[Path], pattern: str
-) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+def expand(raw: str, roots: list[Path], pattern: str) -> tuple[list[tuple[Path, Path]], list[SkippedPath]]:
     """Files named by ``raw`` (a file, or a folder searched with the glob ``pattern``).
 
-    Returns ``(files with their root, problems)``; files whose real path leaves the roots are
-    reported as problems, unsupported suffixes in a folder are skipped silently.
+    Returns ``(files with their root, what was passed over)``: links out of the roots, hidden
+    entries the glob does not name and files past the limits, each with its path and reason.
     """
     glob = compile_glob(pattern)
     real, root = resolve_path(raw, roots)
@@ -84,25 +85,7 @@ def expand(
         return [(real, root)], []
     if not real.is_dir():
         raise InvalidInputError(f"{raw!r} is neither a regular file nor a folder")
-    return walk_matching(real, roots, glob, _supported, MAX_FILES)
-
-
-def _supported(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_SUFFIXES
-
-
-def _decode(data: bytes, source: str) -> str:
-    if b"\x00" in data[:8192]:
-        raise InvalidInputError(
-            f"{source} looks binary (NUL bytes); only text, html, pdf and json files are read"
-        )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(
-            f"{source} is not valid UTF-8 (bad byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "convert it to UTF-8 first"
-        ) from None
+    return walk_matching(real, roots, glob, MAX_FILES)
 
 
 def html_text(html: str) -> tuple[str, str | None]:
@@ -126,13 +109,13 @@ def _pdf_text(data: bytes, source: str) -> str:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            raise InvalidInputError(f"{source} is an encrypted PDF; decrypt it first")
+            raise FileSkipped("invalid", f"{source} is an encrypted PDF; decrypt it first")
         pages = [page.extract_text() or "" for page in reader.pages]
     except PdfReadError as exc:
-        raise InvalidInputError(f"{source} is not a readable PDF: {exc}") from None
+        raise FileSkipped("invalid", f"{source} is not a readable PDF: {exc}") from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
-        raise InvalidInputError(f"{source} has no extractable text (a scanned PDF needs OCR first)")
+        raise FileSkipped("empty", f"{source} has no extractable text (a scanned PDF needs OCR first)")
     return text
 
 
@@ -161,25 +144,20 @@ def _too_deep(source: str) -> str:
 
 
 def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
-    """Documents in one file (several for JSON lists and JSONL); raises a domain error naming the file."""
+    """Documents in one file (several for JSON lists and JSONL); raises :class:`FileSkipped` naming it."""
     rel = path.relative_to(root).as_posix() if path != root else path.name
     source = rel
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise InvalidInputError(
-            f"{source}: unsupported file type {suffix or '(none)'}; "
-            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
-        )
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InvalidInputError(
-            f"{source} is {size:,} bytes; the limit is {max_bytes:,} (rag.max_file_bytes)"
-        )
-    data = path.read_bytes()
-    base = {"source": rel, "format": suffix.lstrip(".")}
+    data, compression, name = read_bytes(path, source, max_bytes)
+    suffix = Path(name).suffix.lower()
+    known = suffix in SUPPORTED_SUFFIXES
+    base: dict[str, Any] = {"source": rel, "format": suffix.lstrip(".") if known else "text"}
+    if compression is not None:
+        base["compression"] = compression
     if suffix == ".pdf":
         return [ExtractedDoc(_pdf_text(data, source), source, None, base)]
-    text = _decode(data, source)
+    text, encoding = decode(data, source)
+    if encoding != "utf-8":
+        base["encoding"] = encoding
     if suffix in HTML_SUFFIXES:
         body, title = html_text(text)
         meta = {**base, "title": title} if title else base
@@ -193,9 +171,9 @@ def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
                 for i, item in enumerate(items)
             ]
         except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{source} is not valid JSON: {exc}") from None
+            raise FileSkipped("invalid", f"{source} is not valid JSON: {exc}") from None
         except RecursionError:
-            raise InvalidInputError(_too_deep(source)) from None
+            raise FileSkipped("invalid", _too_deep(source)) from None
     elif suffix in (".jsonl", ".ndjson"):
         docs = []
         for n, line in enumerate(text.splitlines(), start=1):
@@ -204,9 +182,9 @@ def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
             try:
                 docs.append(_record(json.loads(line), source, f"#L{n}"))
             except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{source} line {n} is not valid JSON: {exc}") from None
+                raise FileSkipped("invalid", f"{source} line {n} is not valid JSON: {exc}") from None
             except RecursionError:
-                raise InvalidInputError(_too_deep(f"{source} line {n}")) from None
+                raise FileSkipped("invalid", _too_deep(f"{source} line {n}")) from None
     else:
         return [ExtractedDoc(text, source, None, base)]
     for doc in docs:

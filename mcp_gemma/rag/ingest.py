@@ -9,6 +9,7 @@ import functools
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from mcp_gemma.rag.models import (
     IngestFailure,
     IngestReport,
 )
+from mcp_gemma.rag.sniff import FileSkipped
 from mcp_gemma.rag.validation import check_text, metadata_json, new_doc_id
 from mcp_gemma.rag.walk import compile_glob
 from mcp_gemma.store.redis import redis_guard
@@ -122,8 +124,12 @@ class IngestPipeline:
         pattern: str = "**/*",
         metadata: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        strict: bool = True,
     ) -> BatchIngestReport:
-        """Ingest files and folders under the allowed roots; one bad file is reported and skipped."""
+        """Ingest files and folders under the allowed roots; one bad file is reported and skipped.
+
+        ``strict=False`` (folder sync) returns a report where nothing was found or went in, instead
+        of raising."""
         if not paths:
             raise InvalidInputError("give at least one path (a file or a folder under an allowed root)")
         if ".." in Path(pattern).parts or Path(pattern).is_absolute():
@@ -142,9 +148,9 @@ class IngestPipeline:
                 early.append(IngestFailure(source=raw, error=str(exc)))
                 continue
             files.extend(found)
-            early.extend(IngestFailure(source=s, error=e) for s, e in problems)
-        if not files and not early:
-            raise InvalidInputError(f"no supported files under {', '.join(paths)} match {pattern!r}")
+            early.extend(IngestFailure(source=s, error=e, reason=r) for s, r, e in problems)
+        if not files and not early and strict:
+            raise InvalidInputError(f"no files under {', '.join(paths)} match {pattern!r}")
         self._check_batch(len(files))
         limit = self.settings.max_file_bytes
 
@@ -156,17 +162,23 @@ class IngestPipeline:
                     docs = await anyio.to_thread.run_sync(
                         functools.partial(extract.extract_file, path, root, limit)
                     )
+                except FileSkipped as exc:
+                    yield IngestFailure(source=str(path), error=str(exc), reason=exc.reason)
+                    continue
                 except McpGemmaError as exc:
                     yield IngestFailure(source=str(path), error=str(exc))
                     continue
                 except OSError as exc:
-                    yield IngestFailure(source=str(path), error=f"cannot read: {exc.strerror or exc}")
+                    yield IngestFailure(
+                        source=str(path), error=f"cannot read: {exc.strerror or exc}", reason="unreadable"
+                    )
                     continue
                 except Exception as exc:  # a parser's own failure: one bad file must not stop the batch
                     logger.exception("extracting %s failed", path)
                     yield IngestFailure(
                         source=str(path),
                         error=f"cannot be read ({type(exc).__name__}); the server log has details",
+                        reason="unreadable",
                     )
                     continue
                 single = len(docs) == 1
@@ -174,7 +186,7 @@ class IngestPipeline:
                     doc_id = doc.id or (f"file:{doc.source}" if single else None)
                     yield _Item(doc.source, doc.text, doc_id, {**doc.metadata, **(metadata or {})})
 
-        return await self._run(items(), len(files) + len(early), progress, report_each=True)
+        return await self._run(items(), len(files) + len(early), progress, report_each=True, strict=strict)
 
     def _check_batch(self, n: int) -> None:
         if n > self.settings.max_batch_documents:
@@ -192,6 +204,7 @@ class IngestPipeline:
         raise_first: bool = False,
         report_each: bool = False,
         embed_progress: Progress | None = None,
+        strict: bool = True,
     ) -> BatchIngestReport:
         started = time.perf_counter()
         ingested: list[IngestReport] = []
@@ -220,7 +233,8 @@ class IngestPipeline:
             except McpGemmaError as exc:
                 if raise_first:
                     raise
-                failed.append(IngestFailure(source=item.source, error=str(exc)))
+                reason = "empty" if not item.text.strip() else "invalid"
+                failed.append(IngestFailure(source=item.source, error=str(exc), reason=reason))
                 continue
             if doc_id in ids_in_group:
                 await flush()
@@ -229,13 +243,14 @@ class IngestPipeline:
             if len(group) >= self.settings.ingest_group_documents:
                 await flush()
         await flush()
-        if failed and not ingested:  # nothing went in: that is an error, not a report
+        if failed and not ingested and strict:  # nothing went in: that is an error, not a report
             listed = "; ".join(f"{f.source}: {f.error}" for f in failed[:5])
             more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
             raise InvalidInputError(f"nothing was ingested: {listed}{more}")
         return BatchIngestReport(
             ingested=ingested,
             failed=failed,
+            skipped=dict(sorted(Counter(f.reason for f in failed).items())),
             created=sum(r.status == "created" for r in ingested),
             replaced=sum(r.status == "replaced" for r in ingested),
             unchanged=sum(r.status == "unchanged" for r in ingested),

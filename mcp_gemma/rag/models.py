@@ -34,6 +34,11 @@ class IngestFailure(BaseModel):
 
     source: str = Field(description="The path, or 'documents[i]' for an inline document.")
     error: str = Field(description="What went wrong and what to do about it.")
+    reason: str = Field(
+        "invalid",
+        description="Why, in one word: binary, empty, too_large, encoding, corrupt, invalid, unreadable, "
+        "outside_roots, hidden or limit.",
+    )
 
 
 class BatchIngestReport(BaseModel):
@@ -41,6 +46,9 @@ class BatchIngestReport(BaseModel):
 
     ingested: list[IngestReport] = Field(description="Documents stored (created, replaced or unchanged).")
     failed: list[IngestFailure] = Field(description="Documents or files reported and skipped.")
+    skipped: dict[str, int] = Field(
+        default_factory=dict, description="How many documents or files were skipped, by reason."
+    )
     created: int
     replaced: int
     unchanged: int
@@ -198,3 +206,19 @@ class ResearchReport(BaseModel):
     evidence: list[Evidence]
     notes: list[str] = Field(default_factory=list, description="Steps that were skipped or failed, and why.")
     took_ms: float
+
+
+class SyncReport(BaseModel):
+    """What one pass of a folder sync did: files (re-)ingested by content hash, documents removed."""
+
+    root: str = Field(description="The folder synced (its real path; documents carry it as sync_root).")
+    created: int
+    replaced: int = Field(description="Files whose content (or metadata) changed since the last sync.")
+    unchanged: int = Field(description="Files whose content hash is the same: nothing was re-embedded.")
+    changed: list[str] = Field(description="Ids of documents created or replaced by this pass.")
+    removed: list[str] = Field(description="Ids of documents removed because their files are gone.")
+    failed: list[IngestFailure] = Field(description="Files not ingested, and why.")
+    skipped: dict[str, int] = Field(default_factory=dict, description="Files not ingested, by reason.")
+    chunks: int = Field(description="Chunks written in total.")
+    notes: list[str] = Field(default_factory=list, description="Steps left out, and why.")
+    seconds: float

@@ -6,6 +6,8 @@ link to ``/etc`` in a root let ``*/*`` list ``/etc``; and a malformed pattern is
 lies inside an allowed root (each real folder once, so link cycles end), a link out of the roots
 is reported by its own name, never by what it points at, and the pattern is checked and bounded
 before the walk (each component is matched on its own, so a ``*`` never crosses a ``/``).
+As in a shell, an entry whose name starts with ``.`` (``.git``, ``.venv``) is matched only by a
+pattern component that starts with ``.`` too; one passed over that way is reported, not read.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import fnmatch
 import functools
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.sniff import SkippedPath
 
 MAX_GLOB_CHARS = 256
 MAX_GLOB_RECURSIVE = 3
@@ -36,11 +39,23 @@ def inside(path: Path, roots: Sequence[Path]) -> Path | None:
 class Glob:
     """A checked glob: which relative paths it names, and which folders may hold some."""
 
-    def __init__(self, segments: Sequence[str]) -> None:
+    def __init__(self, segments: Sequence[str], *, hidden: bool = False) -> None:
         # fnmatch's translation does not backtrack on repeated '*'; a component never holds '/'.
+        self._raw = list(segments)
         self._segments: list[re.Pattern[str] | None] = [
             None if seg == "**" else re.compile(fnmatch.translate(seg)) for seg in segments
         ]
+        # Which components may match a name starting with '.': all, or those that start with one.
+        self._dot = [hidden or seg.startswith(".") for seg in segments]
+
+    def with_hidden(self) -> Glob:
+        """The same pattern, matching hidden names everywhere (to tell what it passed over)."""
+        return Glob(self._raw, hidden=True)
+
+    def _fits(self, i: int, part: str) -> bool:
+        regex = self._segments[i]
+        ok = regex is None or regex.match(part) is not None
+        return ok and (self._dot[i] or not part.startswith("."))
 
     def matches(self, parts: Sequence[str]) -> bool:
         """Whether the file at these relative path components is named by the pattern."""
@@ -50,12 +65,13 @@ class Glob:
         def match(i: int, j: int) -> bool:
             if i == len(segments):
                 return j == len(parts)
-            regex = segments[i]
-            if regex is None:  # '**': zero or more folders; a trailing one, any file below
+            if segments[i] is None:  # '**': zero or more folders; a trailing one, any file below
                 if i == len(segments) - 1:
-                    return j < len(parts)
-                return any(match(i + 1, k) for k in range(j, len(parts)))
-            return j < len(parts) and regex.match(parts[j]) is not None and match(i + 1, j + 1)
+                    return j < len(parts) and all(self._fits(i, p) for p in parts[j:])
+                return any(
+                    match(i + 1, k) for k in range(j, len(parts)) if all(self._fits(i, p) for p in parts[j:k])
+                )
+            return j < len(parts) and self._fits(i, parts[j]) and match(i + 1, j + 1)
 
         return match(0, 0)
 
@@ -69,10 +85,9 @@ class Glob:
                 return i < len(segments)  # pattern left over for what lies below
             if i == len(segments):
                 return False
-            regex = segments[i]
-            if regex is None:
-                return match(i, j + 1) or match(i + 1, j)
-            return regex.match(parts[j]) is not None and match(i + 1, j + 1)
+            if segments[i] is None:
+                return (self._fits(i, parts[j]) and match(i, j + 1)) or match(i + 1, j)
+            return self._fits(i, parts[j]) and match(i + 1, j + 1)
 
         return match(0, 0)
 
@@ -102,14 +117,16 @@ def compile_glob(pattern: str) -> Glob:
 
 
 def walk_matching(
-    folder: Path, roots: Sequence[Path], glob: Glob, keep: Callable[[Path], bool], limit: int
-) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
-    """Files under ``folder`` that ``glob`` names and ``keep`` accepts, with their root.
+    folder: Path, roots: Sequence[Path], glob: Glob, limit: int
+) -> tuple[list[tuple[Path, Path]], list[SkippedPath]]:
+    """Regular files under ``folder`` that ``glob`` names, with their root.
 
-    Returns ``(files sorted by path, problems)``; at most ``limit`` files.
+    Returns ``(files sorted by path, what was passed over)``; at most ``limit`` files. A hidden
+    entry the glob names only when hidden names count is reported once (a folder, not its files).
     """
     files: list[tuple[Path, Path, str]] = []
-    problems: list[tuple[str, str]] = []
+    problems: list[SkippedPath] = []
+    loose = glob.with_hidden()
     # Each folder carries the real paths above it: a link back to one of them is a cycle.
     stack: list[tuple[Path, tuple[str, ...], frozenset[Path]]] = [(folder, (), frozenset({folder}))]
     entries = 0
@@ -119,38 +136,71 @@ def walk_matching(
             with os.scandir(directory) as it:
                 listing = sorted(it, key=lambda e: e.name, reverse=True)
         except OSError as exc:
-            problems.append((str(directory), f"cannot list: {exc.strerror or exc}"))
+            problems.append(SkippedPath(str(directory), "unreadable", f"cannot list: {exc.strerror or exc}"))
             continue
         for entry in listing:
             entries += 1
             if entries > MAX_WALK_ENTRIES:
                 problems.append(
-                    (str(folder), f"more than {MAX_WALK_ENTRIES:,} entries; the rest were not read")
+                    SkippedPath(
+                        str(folder),
+                        "limit",
+                        f"more than {MAX_WALK_ENTRIES:,} entries; the rest were not read",
+                    )
                 )
                 return _unique(files), problems
             parts = (*rel, entry.name)
             path = Path(entry.path)
             try:
                 real = path.resolve(strict=True) if entry.is_symlink() else path
-                if real is not path and inside(real, roots) is None:
-                    wanted = glob.may_contain(parts) if real.is_dir() else keep(path) and glob.matches(parts)
-                    if wanted:
+                is_dir = real.is_dir()
+                wanted = glob.may_contain(parts) if is_dir else glob.matches(parts)
+                if not wanted:
+                    if entry.name.startswith(".") and (
+                        loose.may_contain(parts) if is_dir else loose.matches(parts)
+                    ):
                         problems.append(
-                            (str(path), "a symbolic link that leads outside the allowed roots; not followed")
+                            SkippedPath(
+                                str(path),
+                                "hidden",
+                                f"hidden {'folder' if is_dir else 'file'} (its name starts with '.'); "
+                                f"not read: name it in the glob, e.g. '{entry.name}/**', to read it",
+                            )
                         )
                     continue
-                if real.is_dir():
-                    if real not in above and glob.may_contain(parts):
+                if real is not path and inside(real, roots) is None:
+                    problems.append(
+                        SkippedPath(
+                            str(path),
+                            "outside_roots",
+                            "a symbolic link that leads outside the allowed roots; not followed",
+                        )
+                    )
+                    continue
+                if is_dir:
+                    if real not in above:
                         stack.append((real, parts, above | {real}))
-                elif real.is_file() and keep(path) and glob.matches(parts):
+                elif real.is_file():
                     root = inside(real, roots)
                     if root is not None:
                         files.append((real, root, "/".join(parts)))
+                else:
+                    problems.append(
+                        SkippedPath(str(path), "unreadable", "not a regular file (a pipe, socket or device)")
+                    )
             except (OSError, RuntimeError) as exc:  # a broken link, a loop, a permission
-                problems.append((str(path), f"cannot resolve: {getattr(exc, 'strerror', None) or exc}"))
+                problems.append(
+                    SkippedPath(
+                        str(path),
+                        "unreadable",
+                        f"cannot resolve: {getattr(exc, 'strerror', None) or exc}",
+                    )
+                )
                 continue
             if len(files) > limit:
-                problems.append((str(folder), f"more than {limit:,} files; the rest were not read"))
+                problems.append(
+                    SkippedPath(str(folder), "limit", f"more than {limit:,} files; the rest were not read")
+                )
                 return _unique(files)[:limit], problems
     return _unique(files), problems
 

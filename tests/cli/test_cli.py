@@ -69,11 +69,15 @@ def test_serve_passes_flags_to_settings(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://:hunter2@db:6379/0")
     monkeypatch.setenv("MCP_GEMMA_AUTH_TOKEN", "tok")
-    result = runner.invoke(cli.app, ["config", "show"])
+    result = runner.invoke(cli.app, ["config", "show", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["redis_url"] == "redis://:****@db:6379/0"
     assert "hunter2" not in result.output and data["http"]["auth_token"] != "tok"
+    human = runner.invoke(cli.app, ["config", "show"]).output.splitlines()
+    assert 'redis_url = "redis://:****@db:6379/0"' in human
+    assert f"http.auth_token = {json.dumps(data['http']['auth_token'])}" in human
+    assert "hunter2" not in "\n".join(human)
 
 
 def test_real_help_runs_as_a_module() -> None:

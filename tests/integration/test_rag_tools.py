@@ -273,13 +273,18 @@ async def test_batch_ingest_files_with_progress(settings: Settings, tmp_path: Pa
                 )
             )
             ids = {r["id"] for r in report["ingested"]}
-            assert ids >= {"file:plants.md", "file:sub/volcano.html", "fact-1"}
-            assert report["created"] == 4
-            failed = {Path(f["source"]).name: f["error"] for f in report["failed"]}
-            assert set(failed) == {"bad.txt", "blob.txt", "link.txt"}
-            assert "not valid UTF-8" in failed["bad.txt"]
-            assert "binary" in failed["blob.txt"]
-            assert "outside the allowed roots" in failed["link.txt"]
+            assert ids >= {"file:plants.md", "file:sub/volcano.html", "fact-1", "file:bad.txt"}
+            assert report["created"] == 5
+            failed = {Path(f["source"]).name: (f["reason"], f["error"]) for f in report["failed"]}
+            assert set(failed) == {"blob.txt", "ignored.bin", "link.txt"}
+            assert failed["blob.txt"][0] == failed["ignored.bin"][0] == "binary"
+            assert "NUL bytes" in failed["blob.txt"][1]
+            assert failed["link.txt"][0] == "outside_roots"
+            assert "outside the allowed roots" in failed["link.txt"][1]
+            assert report["skipped"] == {"binary": 2, "outside_roots": 1}
+            latin = data(await client.call_tool("get_document", {"id": "file:bad.txt"}))
+            assert latin["text"] == "caf\u00e9 au lait\n"
+            assert latin["metadata"]["encoding"] == "latin-1"
             assert progress and progress[-1][0] == progress[-1][1]
             assert any(m and "plants.md" in m for *_, m in progress)
 
@@ -333,8 +338,8 @@ async def test_batch_ingest_files_with_progress(settings: Settings, tmp_path: Pa
         ("{outside}", "outside the allowed roots"),
         ("link.txt", "outside the allowed roots"),
         ("sub/../../secret.txt", "outside the allowed roots"),
-        ("bad.txt", "not valid UTF-8"),
-        ("blob.bin.txt", "looks binary"),
+        ("bad.txt", "starts with a UTF-16 byte-order mark but is not valid"),
+        ("blob.bin.txt", "contains NUL bytes"),
         ("missing.txt", "does not exist"),
         ("empty.md", "is empty"),
     ],

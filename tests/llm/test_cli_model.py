@@ -59,13 +59,17 @@ def gated_hub() -> Iterator[str]:
 
 
 def test_list_and_info_on_an_empty_data_dir(tmp_path: Path) -> None:
-    listed = runner.invoke(app, ["model", "list", "--data-dir", str(tmp_path)])
+    listed = runner.invoke(app, ["model", "list", "--json", "--data-dir", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.stdout)["models"] == []
-    shown = runner.invoke(app, ["model", "info", "--data-dir", str(tmp_path)])
+    human = runner.invoke(app, ["model", "list", "--data-dir", str(tmp_path)])
+    assert human.stdout == f"models in {tmp_path / 'models'}: 0\n"
+    shown = runner.invoke(app, ["model", "info", "--json", "--data-dir", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.stdout)
     assert (report["model"], report["kind"], report["built"]) == (PACKAGED_MODEL, "packaged", False)
+    lines = runner.invoke(app, ["model", "info", "--data-dir", str(tmp_path)]).stdout.splitlines()
+    assert lines[:2] == [f"model: {PACKAGED_MODEL}", "kind: packaged"]
 
 
 def test_info_of_an_unknown_model_fails_clearly(tmp_path: Path) -> None:
@@ -150,7 +154,7 @@ def test_ask_streams_the_answer(tmp_path: Path, models_dir: Path, monkeypatch: p
 
 def test_info_reads_the_shipped_gguf_header(tmp_path: Path, packaged_gguf: Path) -> None:
     """The shipped Q4_K_M file: its tensor types, and the base model's few-shot completion prompt."""
-    shown = runner.invoke(app, ["model", "info", "-m", str(packaged_gguf), "--data-dir", str(tmp_path)])
+    shown = runner.invoke(app, ["model", "info", "--json", "-m", str(packaged_gguf), "--data-dir", str(tmp_path)])
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.stdout)
     assert report["built"] is False

@@ -126,7 +126,7 @@ def test_tokenizer_matches_the_one_transformers_builds(tmp_path: Path) -> None:
 
 
 def _info(data_dir: Path, model: Path) -> dict[str, object]:
-    shown = runner.invoke(app, ["model", "info", "-m", str(model), "--data-dir", str(data_dir)])
+    shown = runner.invoke(app, ["model", "info", "--json", "-m", str(model), "--data-dir", str(data_dir)])
     assert shown.exit_code == 0, shown.output
     report: dict[str, object] = json.loads(shown.stdout)
     return report

@@ -38,3 +38,36 @@ def test_ingest_then_search(settings: Settings, tmp_path: Path) -> None:
 
     bad = runner.invoke(app, ["search", "x", "--mode", "fuzzy", *common], env=env)
     assert bad.exit_code == 2 and "unknown mode" in bad.output
+
+
+def test_list_and_get_for_people_and_scripts(settings: Settings, tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "ice.txt").write_text("Glaciers are slow rivers of ice.", encoding="utf-8")
+    assert settings.redis_url is not None
+    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
+    env = {"MCP_GEMMA_NAMESPACE": settings.namespace}
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(kb), *common], env=env).exit_code == 0
+
+    listed = runner.invoke(app, ["list", "--json", *common], env=env)
+    assert listed.exit_code == 0, listed.output
+    page = json.loads(listed.stdout)
+    assert (page["total"], [d["id"] for d in page["documents"]]) == (1, ["file:ice.txt"])
+    human = runner.invoke(app, ["list", *common], env=env)
+    assert human.stdout == 'file:ice.txt  32 chars, 1 chunks  {"format": "txt", "source": "ice.txt"}\n'
+    assert human.stderr == "1 of 1 documents\n"
+    filtered = runner.invoke(app, ["list", "--filter", '{"format": "md"}', "--json", *common], env=env)
+    assert json.loads(filtered.stdout)["total"] == 0
+
+    got = runner.invoke(app, ["get", "file:ice.txt", *common], env=env)
+    assert got.exit_code == 0 and got.stdout == "Glaciers are slow rivers of ice.\n"
+    record = json.loads(
+        runner.invoke(app, ["get", "file:ice.txt", "--chunks", "--json", *common], env=env).stdout
+    )
+    assert [(c["start"], c["end"]) for c in record["chunk_list"]] == [(0, 32)]
+
+    missing = runner.invoke(app, ["get", "nope", *common], env=env)
+    assert missing.exit_code == 1 and "no document with id 'nope'" in missing.stderr
+    bad = runner.invoke(app, ["list", "--filter", "{oops", *common], env=env)
+    assert bad.exit_code == 2 and "--filter is not JSON" in bad.stderr

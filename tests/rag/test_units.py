@@ -148,8 +148,8 @@ def test_paths_stay_inside_roots(tmp_path: Path) -> None:
         resolve_path("a.md", [])
     files, problems = expand(".", [root], "**/*")
     # inner.txt -> a.md: a file reached through a link as well is read once
-    assert sorted(p.relative_to(root).as_posix() for p, _ in files) == ["a.md", "sub/b.txt"]
-    assert [Path(p).name for p, _ in problems] == ["escape.txt"]
+    assert sorted(p.relative_to(root).as_posix() for p, _ in files) == ["a.md", "sub/b.txt", "sub/c.exe"]
+    assert [(Path(p.source).name, p.reason) for p in problems] == [("escape.txt", "outside_roots")]
     files, _ = expand(".", [root], "**/*.txt")
     assert sorted(p.name for p, _ in files) == ["a.md", "b.txt"]  # inner.txt -> a.md
 

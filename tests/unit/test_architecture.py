@@ -21,7 +21,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "mcp_gemma"
 
 FRONT_ENDS = frozenset({"server", "cli", "api", "__main__"})
-COMPOSITION = frozenset({"state"})
+COMPOSITION = frozenset({"report", "state", "transfer"})
 # Services in dependency order: each may import only those before it.
 SERVICES = ("embeddings", "llm", "rag", "memory", "agent")
 SERVICE_RANK = {"embeddings": 0, "llm": 1, "rag": 2, "memory": 2, "agent": 3}

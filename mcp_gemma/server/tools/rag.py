@@ -19,8 +19,10 @@ from mcp_gemma.rag.models import (
     ResearchReport,
     SearchResult,
     SemanticSearchResult,
+    SyncReport,
 )
 from mcp_gemma.rag.research import research
+from mcp_gemma.rag.sync import sync_folder as sync_folder_pass
 from mcp_gemma.server.notify import doc_uri, resources_updated
 from mcp_gemma.state import AppState
 
@@ -112,7 +114,9 @@ def register(server: MCPServer[AppState]) -> None:
                 max_length=1_000,
                 description="Files or folders under the server's allowed roots "
                 "(relative to a root, or absolute). "
-                "Formats: txt, md, rst, html, pdf, json, jsonl.",
+                "Formats: text of any name and encoding, md, rst, html, pdf, json, jsonl, also .gz, .bz2, "
+                ".xz; binary files and hidden entries the glob does not name are listed in failed with "
+                "a reason.",
             ),
         ] = None,
         glob: Annotated[
@@ -300,6 +304,33 @@ def register(server: MCPServer[AppState]) -> None:
         """Delete a document with all its chunks and index entries (for every server sharing this Redis)."""
         report = await _state(ctx).rag.delete_document(id)
         await resources_updated(ctx, [doc_uri(report.id)])
+        return report
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    async def sync_folder(
+        ctx: Context[AppState],
+        path: Annotated[
+            str,
+            Field(min_length=1, max_length=4_096, description="A folder under the server's allowed roots."),
+        ],
+        glob: Annotated[
+            str,
+            Field(min_length=1, max_length=200, description="Which files of the folder, e.g. '**/*.md'."),
+        ] = "**/*",
+    ) -> SyncReport:
+        """Bring the knowledge base in step with a folder: ingest new and changed files (by content hash,
+        unchanged ones cost nothing), and remove the documents earlier syncs of this folder created
+        whose files are gone. Idempotent; files not ingested are listed with a reason."""
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        report = await sync_folder_pass(_state(ctx).rag, path, pattern=glob, progress=progress)
+        await resources_updated(ctx, [doc_uri(i) for i in [*report.changed, *report.removed]])
         return report
 
     @server.resource(
