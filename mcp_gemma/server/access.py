@@ -131,8 +131,8 @@ def audit_ids(name: str, args: Mapping[str, Any], result: HandlerResult) -> list
         ids.append(f"tier:{args['tier']}")
     if name == "agent_write_file" and isinstance(args.get("path"), str):
         ids.append(f"path:{args['path']}")
-    content = getattr(result, "structured_content", None)
-    if isinstance(content, Mapping) and not getattr(result, "is_error", False):
+    content = _field(result, "structured_content", "structuredContent")
+    if isinstance(content, Mapping) and not _is_error(result):
         if name == "ingest_document" and isinstance(content.get("id"), str):
             ids.append(f"doc:{content['id']}")
         for item in content.get("ingested") or ():
@@ -140,6 +140,17 @@ def audit_ids(name: str, args: Mapping[str, Any], result: HandlerResult) -> list
                 ids.append(f"doc:{item['id']}")
         ids.extend(f"memory:{i}" for i in content.get("ids") or () if isinstance(i, str))
     return list(dict.fromkeys(ids))
+
+
+def _field(result: HandlerResult, attr: str, key: str) -> Any:
+    """A field of a handler result, whether it is still a model or already a dict."""
+    if isinstance(result, Mapping):
+        return result.get(key, result.get(attr))
+    return getattr(result, attr, None)
+
+
+def _is_error(result: HandlerResult) -> bool:
+    return bool(_field(result, "is_error", "isError"))
 
 
 def _refusal(exc: AccessDeniedError) -> CallToolResult:
@@ -166,10 +177,7 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
         outcome = "error:Exception"
         try:
             result = await call_next(ctx)
-            if getattr(result, "is_error", False):
-                outcome = f"error:{holder[0] if holder else 'ToolError'}"
-            else:
-                outcome = "ok"
+            outcome = f"error:{holder[0] if holder else 'ToolError'}" if _is_error(result) else "ok"
             _audit(ctx, principal, name, args, result, outcome)
             return result
         except BaseException as exc:
