@@ -74,7 +74,7 @@ def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except (rexc.RedisError, OSError) as exc:
-            if isinstance(exc, rexc.OutOfMemoryError) or str(exc).startswith("OOM "):
+            if isinstance(exc, rexc.OutOfMemoryError) or "OOM command not allowed" in str(exc):
                 raise QuotaExceededError(FULL_MESSAGE) from exc
             if isinstance(exc, rexc.ResponseError) and "NOAUTH" not in str(exc):
                 raise StoreUnavailableError(f"Redis rejected a command: {exc}") from exc
