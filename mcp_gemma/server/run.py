@@ -19,6 +19,7 @@ from mcp_gemma.errors import ConfigError, McpGemmaError
 from mcp_gemma.security.principals import TokenRegistry
 from mcp_gemma.server.app import create_server
 from mcp_gemma.server.guard import GuardedApp
+from mcp_gemma.server.wire import HttpIdCheck
 from mcp_gemma.settings import Settings, is_loopback
 from mcp_gemma.state import SharedState
 
@@ -91,6 +92,8 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
     from mcp_gemma.api.app import create_api
 
     mcp_paths = (http.sse_path, http.message_path) if settings.transport == "sse" else (http.path,)
+    posted = (http.message_path,) if settings.transport == "sse" else (http.path,)
+    inner = HttpIdCheck(inner, posted, http.max_request_bytes)
     return GuardedApp(
         PathDispatch(inner, create_api(settings, shared), mcp_paths),
         registry=registry,

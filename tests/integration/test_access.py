@@ -1,0 +1,78 @@
+"""The access lists cover every tool, and the audit log records calls that change data (in-process).
+
+The HTTP side (principals over a served port) is in ``test_security_http.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from mcp_gemma.server.access import MUTATING_TOOLS, NAMESPACED_TOOLS
+from mcp_gemma.server.app import create_server
+from mcp_gemma.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+# Not read-only by their annotations, yet not in MUTATING_TOOLS, each for its reason.
+WRITES_ONLY_AS_A_SIDE_EFFECT = {
+    "recall_memory": "counts the access and refreshes TTLs, which changes no one's data",
+    "run_agent": "checked per call: it writes only when its tools include write_file or store_memory",
+}
+
+
+async def test_every_tool_that_writes_or_takes_a_namespace_is_listed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    full = settings.model_copy(
+        update={
+            "allowed_roots": [tmp_path],
+            "agent": settings.agent.model_copy(
+                update={"enable_write_file": True, "fetch_allowed_hosts": ["example.org"]}
+            ),
+        }
+    )
+    with anyio.fail_after(60):
+        async with Client(create_server(full)) as client:
+            tools = (await client.list_tools()).tools
+    names = {tool.name for tool in tools}
+    assert names >= MUTATING_TOOLS, "no stale names in the list"
+    assert names >= NAMESPACED_TOOLS
+    for tool in tools:
+        notes = tool.annotations
+        writes = notes is None or notes.read_only_hint is not True
+        if writes:
+            assert tool.name in MUTATING_TOOLS or tool.name in WRITES_ONLY_AS_A_SIDE_EFFECT, tool.name
+        else:
+            assert tool.name not in MUTATING_TOOLS, f"{tool.name} says it is read-only"
+        if "agent_id" in tool.input_schema.get("properties", {}):
+            assert tool.name in NAMESPACED_TOOLS, tool.name
+
+
+async def test_audit_log_records_calls_that_change_data(settings: Settings) -> None:
+    with anyio.fail_after(120):
+        async with Client(create_server(settings)) as client:
+            ingested = await client.call_tool("ingest_document", {"text": "Audited text about owls."})
+            assert ingested.structured_content is not None
+            doc_id = ingested.structured_content["id"]
+            await client.call_tool("search_documents", {"query": "owls"})
+            deleted = await client.call_tool("delete_document", {"id": doc_id})
+            assert not deleted.is_error
+            stored = await client.call_tool("store_memory", {"content": "private fact", "agent_id": "team-1"})
+            assert stored.structured_content is not None
+            memory_id = stored.structured_content["ids"][0]
+            refused = await client.call_tool("clear_memory", {"agent_id": "team-1", "tier": "working"})
+            assert refused.is_error
+    lines = (settings.data_dir / "audit.log").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [(r["principal"], r["transport"], r["action"], r["ids"], r["result"]) for r in records] == [
+        ("local", "stdio", "ingest_document", [f"doc:{doc_id}"], "ok"),
+        ("local", "stdio", "delete_document", [f"doc:{doc_id}"], "ok"),
+        ("local", "stdio", "store_memory", ["agent:team-1", f"memory:{memory_id}"], "ok"),
+        ("local", "stdio", "clear_memory", ["agent:team-1", "tier:working"], "error:InvalidInputError"),
+    ]
+    assert "owls" not in "".join(lines) and "private fact" not in "".join(lines)
