@@ -9,12 +9,19 @@ import json
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+from fastapi import FastAPI
 from mcp import Client
 
+from mcp_gemma.api.access import Caller, audited
+from mcp_gemma.api.problems import install_problem_handlers
+from mcp_gemma.security.principals import Principal, TokenRegistry, token_digest
 from mcp_gemma.server.access import MUTATING_TOOLS, NAMESPACED_TOOLS
 from mcp_gemma.server.app import create_server
+from mcp_gemma.server.guard import GuardedApp
 from mcp_gemma.settings import Settings
+from mcp_gemma.state import AppState
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +83,54 @@ async def test_audit_log_records_calls_that_change_data(settings: Settings) -> N
         ("local", "stdio", "clear_memory", ["agent:team-1", "tier:working"], "error:InvalidInputError"),
     ]
     assert "owls" not in "".join(lines) and "private fact" not in "".join(lines)
+
+
+async def test_rest_routes_get_the_caller_and_audit_through_one_helper(settings: Settings) -> None:
+    state = await AppState.open(settings)
+    try:
+        await state.rag.ingest("A document to delete.", doc_id="x1")
+        api = FastAPI()
+        install_problem_handlers(api)
+
+        @api.delete("/v1/documents/{doc_id}")
+        async def delete(doc_id: str, caller: Caller) -> dict[str, bool]:
+            caller.require_write("delete_document")
+            async with audited(state, caller, "delete_document", [f"doc:{doc_id}"]):
+                report = await state.rag.delete_document(doc_id)
+            return {"deleted": report.deleted}
+
+        tokens = TokenRegistry(
+            [
+                (token_digest(b"writer-token-0123456789"), Principal("writer")),
+                (token_digest(b"reader-token-0123456789"), Principal("reader", "read")),
+            ]
+        )
+        app = GuardedApp(api, registry=tokens)
+        transport = httpx.ASGITransport(app=app, client=("10.1.1.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            reader = await http.delete(
+                "/v1/documents/x1", headers={"authorization": "Bearer reader-token-0123456789"}
+            )
+            writer = await http.delete(
+                "/v1/documents/x1", headers={"authorization": "Bearer writer-token-0123456789"}
+            )
+            again = await http.delete(
+                "/v1/documents/x1", headers={"authorization": "Bearer writer-token-0123456789"}
+            )
+        assert reader.status_code == 403
+        assert reader.json()["detail"] == (
+            "principal 'reader' has read-only access: delete_document changes data; "
+            "use a token whose access is 'write'"
+        )
+        assert writer.status_code == 200 and writer.json() == {"deleted": True}
+        assert again.status_code == 404
+    finally:
+        await state.close()
+    records = [
+        json.loads(line)
+        for line in (settings.data_dir / "audit.log").read_text(encoding="utf-8").splitlines()
+    ]
+    assert [(r["principal"], r["transport"], r["action"], r["ids"], r["result"]) for r in records] == [
+        ("writer", "rest", "delete_document", ["doc:x1"], "ok"),
+        ("writer", "rest", "delete_document", ["doc:x1"], "error:NotFoundError"),
+    ]
