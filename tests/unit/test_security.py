@@ -180,3 +180,24 @@ def test_audit_log_caps_ids(tmp_path: Path) -> None:
     log.record("a", "batch_ingest", [f"doc:{i}" for i in range(250)], "ok", transport="stdio")
     entry = json.loads(log.path.read_text(encoding="utf-8"))
     assert len(entry["ids"]) == 100 and entry["ids_total"] == 250
+
+
+def test_security_settings_are_checked_at_start(tmp_path: Path) -> None:
+    from mcp_gemma.settings import load_settings
+
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[[principals]]\nname = "a"\ntoken = "aaaaaaaaaaaaaaaaaa"\n', encoding="utf-8")
+    public = load_settings(
+        data_dir=tmp_path, transport="streamable-http", http={"host": "0.0.0.0", "tokens_file": tokens}
+    )
+    assert public.http.has_auth, "a tokens file is auth enough for a public bind"
+    with pytest.raises(ConfigError, match=r"set both http\.tls_certfile and http\.tls_keyfile"):
+        load_settings(data_dir=tmp_path, http={"tls_certfile": tokens})
+    with pytest.raises(ConfigError, match=r"http\.tls_keyfile .*missing\.pem does not exist"):
+        load_settings(
+            data_dir=tmp_path, http={"tls_certfile": tokens, "tls_keyfile": tmp_path / "missing.pem"}
+        )
+    with pytest.raises(ConfigError, match=r"http\.limits\.ip_burst"):
+        load_settings(data_dir=tmp_path, http={"limits": {"ip_burst": 0}})
+    with pytest.raises(ConfigError, match=r"embedded_redis\.maxmemory_policy"):
+        load_settings(data_dir=tmp_path, embedded_redis={"maxmemory_policy": "drop-everything"})
