@@ -55,3 +55,31 @@ def test_bad_ids_get_invalid_request(http_server: SpawnedServer, bad_id: object)
         )
         assert answered.status_code == 200
         assert '"id":"p","result":{}' in answered.text, "the session carries on"
+
+
+def test_missing_document_resource_is_not_found_without_a_traceback(http_server: SpawnedServer) -> None:
+    """Found by benches/fuzz_wire.py: ``doc://x`` for a missing id logged a traceback."""
+    with httpx.Client(timeout=30) as http:
+        opened = http.post(http_server.url, json=INIT, headers=HEADERS)
+        session = {
+            **HEADERS,
+            "mcp-session-id": opened.headers["mcp-session-id"],
+            "mcp-protocol-version": "2025-06-18",
+        }
+        http.post(
+            http_server.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session
+        )
+        read = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "resources/read",
+            "params": {"uri": "doc://no-such-doc-xyz"},
+        }
+        answer = http.post(http_server.url, json=read, headers=session)
+    data = next(json.loads(line[5:]) for line in answer.text.splitlines() if line.startswith("data:"))
+    assert data["id"] == 7
+    assert (
+        "no document with id 'no-such-doc-xyz'; call list_documents to see the ids"
+        in data["error"]["message"]
+    )
+    assert "Resource 'doc://no-such-doc-xyz' raised an unexpected exception" not in http_server.output()
