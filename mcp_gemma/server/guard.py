@@ -8,7 +8,9 @@ Every HTTP request and WebSocket handshake passes here first, in this order:
 3. the IP's and the principal's token buckets each give one token (``429`` + ``Retry-After``);
 4. a request that may open an MCP session (a POST to the Streamable HTTP path without a session id,
    a GET of the SSE stream) takes one from the IP's session bucket; it is given back when no session
-   was opened after all.
+   was opened after all;
+5. with tokens, a Streamable HTTP session belongs to the principal that opened it: a request with its
+   ``Mcp-Session-Id`` from another principal gets ``404``, as for a session that does not exist.
 
 The principal goes into the ASGI scope's ``state`` (``request.state.principal`` for the REST API, the
 MCP middleware reads it from the request the SDK keeps). Refusals are ``application/problem+json``.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +66,8 @@ class GuardedApp:
             lim.principal_requests_per_s, lim.principal_burst, clock=clock, max_keys=keep
         )
         self.session_buckets = KeyedBuckets(lim.sessions_per_s, lim.session_burst, clock=clock, max_keys=keep)
+        self.session_owners: OrderedDict[bytes, str] = OrderedDict()
+        """Streamable HTTP session id → the principal that opened it (another one gets 404)."""
         self.lockout = Lockout(
             lim.lockout_failures, lim.lockout_window_s, lim.lockout_s, clock=clock, max_keys=keep
         )
@@ -113,29 +118,37 @@ class GuardedApp:
                 )
                 return
         scope["state"] = {**scope.get("state", {}), SCOPE_KEY: principal}
-        if not limited or scope["type"] != "http":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        session_id = _header(scope, SESSION_HEADER)
+        if session_id is not None and self.registry:
+            owner = self.session_owners.get(session_id)
+            if owner is not None and owner != principal.name:
+                # Another principal's session: as unknown to this one as a session that never was.
+                await _refuse(scope, send, 404, "Not found", "session not found; start a new one")
+                return
         opening = self._may_open_session(scope)
         if opening is None:
             await self.app(scope, receive, send)
             return
-        wait = self.session_buckets.take(ip)
-        if wait:
-            await _refuse(
-                scope,
-                send,
-                429,
-                "Too many new sessions",
-                f"too many new MCP sessions from {ip}: retry in {retry_after(wait)} s "
-                "(http.limits.sessions_per_s, session_burst)",
-                retry=retry_after(wait),
-            )
-            return
+        if limited:
+            wait = self.session_buckets.take(ip)
+            if wait:
+                await _refuse(
+                    scope,
+                    send,
+                    429,
+                    "Too many new sessions",
+                    f"too many new MCP sessions from {ip}: retry in {retry_after(wait)} s "
+                    "(http.limits.sessions_per_s, session_burst)",
+                    retry=retry_after(wait),
+                )
+                return
         if opening == "sse":
             await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, self._refund_unless_session(ip, send))
+        await self.app(scope, receive, self._watch_new_session(ip, principal, send, refund=limited))
 
     def _principal(self, scope: Scope, ip: str) -> Principal | None:
         if not self.registry:
@@ -165,15 +178,22 @@ class GuardedApp:
             return "mcp"
         return None
 
-    def _refund_unless_session(self, ip: str, send: Send) -> Send:
-        """Give the session token back when the response opens no session (a sessionless request)."""
-        buckets = self.session_buckets
+    def _watch_new_session(self, ip: str, principal: Principal, send: Send, *, refund: bool) -> Send:
+        """Bind the session the response opens to ``principal``; when it opens none (a sessionless
+        request, an error) give the session token back."""
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers", [])
-                if not any(name.lower() == SESSION_HEADER for name, _ in headers):
-                    buckets.give_back(ip)
+                opened = next(
+                    (bytes(v) for k, v in message.get("headers", []) if k.lower() == SESSION_HEADER), None
+                )
+                if opened is None:
+                    if refund:
+                        self.session_buckets.give_back(ip)
+                elif self.registry:
+                    self.session_owners[opened] = principal.name
+                    while len(self.session_owners) > self.limits.max_tracked_clients:
+                        self.session_owners.popitem(last=False)
             await send(message)
 
         return watch

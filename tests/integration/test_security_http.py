@@ -296,3 +296,25 @@ async def test_wrong_tokens_lock_the_ip_out(limited_server: SpawnedServer) -> No
     assert locked.headers["retry-after"] == "300"
     assert locked.json()["title"] == "Locked out"
     assert "locked out 127.0.0.1 for 300 s after 3 wrong bearer tokens within 60 s" in limited_server.output()
+
+
+async def test_a_session_belongs_to_the_principal_that_opened_it(
+    tls_server: tuple[SpawnedServer, Path, Path],
+) -> None:
+    server, certfile, _ = tls_server
+    context = ssl.create_default_context(cafile=str(certfile))
+    url = https_url(server)
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+        opened = await http.post(url, json=INIT, headers={**MCP_HEADERS, "authorization": f"Bearer {ALICE}"})
+        assert opened.status_code == 200
+        session = {
+            **MCP_HEADERS,
+            "mcp-session-id": opened.headers["mcp-session-id"],
+            "mcp-protocol-version": "2025-06-18",
+        }
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        stolen = await http.post(url, json=ping, headers={**session, "authorization": f"Bearer {BOB}"})
+        assert stolen.status_code == 404
+        assert stolen.json()["detail"] == "session not found; start a new one"
+        own = await http.post(url, json=ping, headers={**session, "authorization": f"Bearer {ALICE}"})
+        assert own.status_code == 200 and '"id":2' in own.text
