@@ -186,8 +186,7 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
         finally:
             _failure.reset(token)
     if principal.limited and ctx.method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-        namespace = memory_namespace(str(params.get("uri", "")))
-        if namespace is not None and not principal.allows(namespace):
+        for namespace in memory_namespaces(str(params.get("uri", ""))):
             try:
                 principal.require_namespace(namespace, ctx.method)
             except AccessDeniedError as exc:
@@ -197,20 +196,19 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
     return await call_next(ctx)
 
 
-def memory_namespace(uri: str) -> str | None:
-    """The namespace a ``memory://`` URI reads (its ``agent_id``, default ``default``), else None."""
-    if not uri.startswith("memory://"):
-        return None
-    values = parse_qs(urlsplit(uri).query).get("agent_id")
-    return values[0] if values else DEFAULT_NAMESPACE
+def memory_namespaces(uri: str) -> list[str]:
+    """The namespaces a ``memory://`` URI may read: every ``agent_id`` it names (a repeated one too,
+    whichever the template takes), or ``default``; none for other URIs."""
+    if not uri.lower().startswith("memory:"):
+        return []
+    values = parse_qs(urlsplit(uri).query, keep_blank_values=True).get("agent_id")
+    return values or [DEFAULT_NAMESPACE]
 
 
 def _filter_completion(
     principal: Principal, params: Mapping[str, Any], result: HandlerResult
 ) -> HandlerResult:
     """Offer a limited principal only its own namespaces, and nothing from another one's."""
-    if not isinstance(result, CompleteResult):
-        return result
     ref = params.get("ref")
     if not (isinstance(ref, Mapping) and str(ref.get("uri", "")).startswith("memory://")):
         return result
@@ -219,14 +217,17 @@ def _filter_completion(
     arg_name = argument.get("name") if isinstance(argument, Mapping) else None
     known = context.get("arguments") if isinstance(context, Mapping) else None
     chosen = known.get("agent_id") if isinstance(known, Mapping) else None
-    values = result.completion.values
-    if arg_name == "agent_id":
-        values = [v for v in values if principal.allows(v)]
-    elif not principal.allows(str(chosen or DEFAULT_NAMESPACE)):
-        values = []
-    if values == result.completion.values:
+    if arg_name != "agent_id" and principal.allows(str(chosen or DEFAULT_NAMESPACE)):
         return result
-    return CompleteResult(completion=Completion(values=values, total=len(values), has_more=False))
+    completion = _field(result, "completion", "completion")
+    values = _field(completion, "values", "values") if completion is not None else None
+    if not isinstance(values, list):
+        return result
+    kept = [v for v in values if arg_name == "agent_id" and isinstance(v, str) and principal.allows(v)]
+    filtered = Completion(values=kept, total=len(kept), has_more=False)
+    if isinstance(result, Mapping):
+        return {**result, "completion": filtered.model_dump(by_alias=True, exclude_none=True)}
+    return CompleteResult(completion=filtered)
 
 
 def _audit(

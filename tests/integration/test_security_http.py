@@ -24,6 +24,7 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+from mcp_types import ResourceTemplateReference
 
 from .conftest import SpawnedServer, server_env
 
@@ -191,6 +192,15 @@ async def test_namespaces_and_read_only_principals_over_http(
             await bob.read_resource(f"memory://short_term/{memory_id}?agent_id=alice")
         own = await bob.call_tool("store_memory", {"content": "bob's own note", "agent_id": "bob"})
         assert not own.is_error, text_of(own)
+        with pytest.raises(Exception, match="may not use memory namespace"):
+            await bob.read_resource("memory://short_term?agent_id=bob&agent_id=alice")
+        template = ResourceTemplateReference(uri="memory://{tier}/{id}{?agent_id}")
+        agents = await bob.complete(template, {"name": "agent_id", "value": ""})
+        assert agents.completion.values == ["bob"], f"only its own namespaces are offered: {agents}"
+        ids = await bob.complete(
+            template, {"name": "id", "value": ""}, {"tier": "short_term", "agent_id": "alice"}
+        )
+        assert ids.completion.values == []
 
     async with session(server, certfile, READER) as reader:
         refused = await reader.call_tool("store_memory", {"content": "x", "agent_id": "alice"})
@@ -201,6 +211,10 @@ async def test_namespaces_and_read_only_principals_over_http(
         )
         deleted = await reader.call_tool("delete_document", {"id": "anything"})
         assert deleted.is_error and "read-only access: delete_document" in text_of(deleted)
+        agents = await reader.complete(
+            ResourceTemplateReference(uri="memory://{tier}{?agent_id}"), {"name": "agent_id", "value": ""}
+        )
+        assert agents.completion.values == ["alice", "bob", "default"]
         found = await reader.call_tool("recall_memory", {"query": "launch code", "agent_id": "alice"})
         assert not found.is_error, text_of(found)
         assert found.structured_content is not None
