@@ -36,7 +36,7 @@ from mcp_gemma.errors import ConfigError
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.memory.config import MemorySettings
 from mcp_gemma.rag.config import RagSettings
-from mcp_gemma.security.config import AuditSettings, RateLimitSettings
+from mcp_gemma.security.config import AuditSettings, OAuthSettings, RateLimitSettings
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -125,21 +125,28 @@ class HttpSettings(BaseModel):
     )
     tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
     limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpSettings:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("set both http.tls_certfile and http.tls_keyfile, or neither")
-        for name in ("tls_certfile", "tls_keyfile", "tokens_file"):
-            path = getattr(self, name)
+        for name, path in (
+            ("tls_certfile", self.tls_certfile),
+            ("tls_keyfile", self.tls_keyfile),
+            ("tokens_file", self.tokens_file),
+            ("oauth.keys_file", self.oauth.keys_file),
+        ):
             if path is not None and not path.expanduser().is_file():
                 raise ValueError(f"http.{name} {path} does not exist or is not a file")
+        if self.oauth.issuer is not None and (self.oauth.audience is None or self.oauth.keys_file is None):
+            raise ValueError("http.oauth.issuer needs http.oauth.audience and http.oauth.keys_file too")
         return self
 
     @property
     def has_auth(self) -> bool:
         """Whether HTTP requests must carry a bearer token."""
-        return self.auth_token is not None or self.tokens_file is not None
+        return self.auth_token is not None or self.tokens_file is not None or self.oauth.issuer is not None
 
     @property
     def scheme(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 
@@ -43,3 +45,18 @@ class AuditSettings(BaseModel):
         10 * 1024 * 1024, ge=4096, description="Size at which audit.log rotates to audit.log.1."
     )
     backups: int = Field(5, ge=0, le=100, description="Rotated files kept (audit.log.1 … .N).")
+
+
+class OAuthSettings(BaseModel):
+    """JWT access tokens from an OAuth 2.1 authorization server (off unless ``issuer`` is set)."""
+
+    issuer: str | None = Field(None, description="Expected 'iss' claim; setting it turns JWT checking on.")
+    audience: str | None = Field(None, description="Expected 'aud' claim (this server's resource URI).")
+    keys_file: Path | None = Field(
+        None, description="The issuer's public keys: a JWKS JSON file, or a PEM file of public keys."
+    )
+    write_scope: str = Field("mcp:write", description="Scope that gives write access (else read-only).")
+    namespaces_claim: str = Field(
+        "mcp_namespaces", description="Claim listing the memory namespaces (absent or '*' = all)."
+    )
+    leeway_s: float = Field(60.0, ge=0, le=600, description="Clock skew allowed on exp and nbf.")

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_gemma.api.problems import PROBLEM_JSON
 from mcp_gemma.security.config import RateLimitSettings
+from mcp_gemma.security.jwt import JwtVerifier
 from mcp_gemma.security.limits import Clock, KeyedBuckets, Lockout, retry_after
 from mcp_gemma.security.principals import ANONYMOUS, SCOPE_KEY, Principal, TokenRegistry
 
@@ -41,7 +42,8 @@ class GuardedApp:
     """ASGI wrapper: authenticate (``Authorization: Bearer <token>``), rate-limit, attach the principal.
 
     ``GuardedApp(app, token)`` keeps its first form (one token, default limits); ``registry`` adds the
-    principals of a tokens file, ``limits`` the rate limits, ``clock`` a test clock.
+    principals of a tokens file, ``verifier`` OAuth JWT access tokens, ``limits`` the rate limits,
+    ``clock`` a test clock.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class GuardedApp:
         token: str | None = None,
         *,
         registry: TokenRegistry | None = None,
+        verifier: JwtVerifier | None = None,
         limits: RateLimitSettings | None = None,
         mcp_path: str | None = None,
         sse_path: str | None = None,
@@ -57,6 +60,8 @@ class GuardedApp:
     ) -> None:
         self.app = app
         self.registry = registry if registry is not None else TokenRegistry.build(token, None)
+        self.verifier = verifier
+        self.authenticating = bool(self.registry) or verifier is not None
         self.limits = limits or RateLimitSettings()
         self.mcp_path = mcp_path.rstrip("/") if mcp_path else None
         self.sse_path = sse_path.rstrip("/") if sse_path else None
@@ -104,7 +109,7 @@ class GuardedApp:
             return
         if limited:
             wait = self.ip_buckets.take(ip)
-            if not wait and self.registry:
+            if not wait and self.authenticating:
                 wait = self.principal_buckets.take(principal.name)
             if wait:
                 await _refuse(
@@ -122,7 +127,7 @@ class GuardedApp:
             await self.app(scope, receive, send)
             return
         session_id = _header(scope, SESSION_HEADER)
-        if session_id is not None and self.registry:
+        if session_id is not None and self.authenticating:
             owner = self.session_owners.get(session_id)
             if owner is not None and owner != principal.name:
                 # Another principal's session: as unknown to this one as a session that never was.
@@ -151,12 +156,14 @@ class GuardedApp:
         await self.app(scope, receive, self._watch_new_session(ip, principal, send, refund=limited))
 
     def _principal(self, scope: Scope, ip: str) -> Principal | None:
-        if not self.registry:
+        if not self.authenticating:
             return ANONYMOUS
         token = _bearer(scope)
         if token is None:
             return None
         found = self.registry.lookup(token)
+        if found is None and self.verifier is not None:
+            found = self.verifier.verify(token)
         if found is None and self.limits.enabled and self.lockout.fail(ip):
             logger.warning(
                 "locked out %s for %.0f s after %d wrong bearer tokens within %.0f s",
@@ -190,7 +197,7 @@ class GuardedApp:
                 if opened is None:
                     if refund:
                         self.session_buckets.give_back(ip)
-                elif self.registry:
+                elif self.authenticating:
                     self.session_owners[opened] = principal.name
                     while len(self.session_owners) > self.limits.max_tracked_clients:
                         self.session_owners.popitem(last=False)

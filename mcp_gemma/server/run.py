@@ -16,6 +16,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gemma.errors import ConfigError, McpGemmaError
+from mcp_gemma.security.jwt import JwtVerifier
 from mcp_gemma.security.principals import TokenRegistry
 from mcp_gemma.server.app import create_server
 from mcp_gemma.server.guard import GuardedApp
@@ -97,6 +98,7 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
     return GuardedApp(
         PathDispatch(inner, create_api(settings, shared), mcp_paths),
         registry=registry,
+        verifier=JwtVerifier.from_settings(http.oauth),
         limits=http.limits,
         mcp_path=http.path if settings.transport != "sse" else None,
         sse_path=http.sse_path if settings.transport == "sse" else None,
