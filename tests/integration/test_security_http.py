@@ -26,6 +26,7 @@ import pytest
 from mcp import Client
 from mcp_types import ResourceTemplateReference
 
+from ..unit.test_jwt import AUDIENCE, EC_KEY, ISSUER, b64, sign
 from .conftest import SpawnedServer, server_env
 
 pytestmark = pytest.mark.anyio
@@ -94,10 +95,31 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Spawn
         encoding="utf-8",
     )
     tokens.chmod(0o600)
+    jwks = base / "jwks.json"
+    numbers = EC_KEY.public_key().public_numbers()
+    jwks.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "kty": "EC",
+                        "crv": "P-256",
+                        "kid": "e1",
+                        "x": b64(numbers.x.to_bytes(32, "big")),
+                        "y": b64(numbers.y.to_bytes(32, "big")),
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
     data = base / "data"
     env = server_env(
         data,
         MCP_GEMMA_AUTH_TOKEN=ADMIN,
+        MCP_GEMMA_HTTP__OAUTH__ISSUER=ISSUER,
+        MCP_GEMMA_HTTP__OAUTH__AUDIENCE=AUDIENCE,
+        MCP_GEMMA_HTTP__OAUTH__KEYS_FILE=str(jwks),
         MCP_GEMMA_HTTP__TOKENS_FILE=str(tokens),
         MCP_GEMMA_HTTP__TLS_CERTFILE=str(certfile),
         MCP_GEMMA_HTTP__TLS_KEYFILE=str(keyfile),
@@ -332,3 +354,27 @@ async def test_a_session_belongs_to_the_principal_that_opened_it(
         assert stolen.json()["detail"] == "session not found; start a new one"
         own = await http.post(url, json=ping, headers={**session, "authorization": f"Bearer {ALICE}"})
         assert own.status_code == 200 and '"id":2' in own.text
+
+
+async def test_oauth_jwt_principal_over_https(tls_server: tuple[SpawnedServer, Path, Path]) -> None:
+    server, certfile, _ = tls_server
+    token = sign(
+        {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "carol",
+            "exp": 4_000_000_000,
+            "scope": "mcp:read",
+            "mcp_namespaces": ["carol"],
+        },
+        alg="ES256",
+        kid="e1",
+        key=EC_KEY,
+    )
+    async with session(server, certfile, token) as carol:
+        own = await carol.call_tool("recall_memory", {"query": "anything", "agent_id": "carol"})
+        assert not own.is_error, text_of(own)
+        other = await carol.call_tool("recall_memory", {"query": "anything", "agent_id": "alice"})
+        assert other.is_error and "principal 'oauth:carol' may not use memory namespace" in text_of(other)
+        write = await carol.call_tool("store_memory", {"content": "x", "agent_id": "carol"})
+        assert write.is_error and "'oauth:carol' has read-only access" in text_of(write)
