@@ -43,10 +43,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    data_dir: Path, port: int, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """``mcp-gemma serve --transport http`` on ``port``, listening when this returns."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_") and k != "REDIS_URL"}
-    env.update({"MCP_GEMMA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"})
+    env.update({"MCP_GEMMA_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **(extra_env or {})})
     with log.open("w", encoding="utf-8") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mcp_gemma", "serve", "--transport", "http", "--port", str(port)],

@@ -43,3 +43,15 @@ class OperationCancelledError(McpGemmaError):
 
 class ServerBusyError(McpGemmaError):
     """Too much work is queued already; the message says when to retry."""
+
+
+class QuotaExceededError(McpGemmaError):
+    """A limit on stored data (Redis maxmemory, documents or memories per namespace) is reached."""
+
+
+class RateLimitedError(McpGemmaError):
+    """Too many requests from one client or principal; ``retry_after`` says when to try again."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -36,6 +36,7 @@ from mcp_gemma.errors import ConfigError
 from mcp_gemma.llm.config import GemmaSettings
 from mcp_gemma.memory.config import MemorySettings
 from mcp_gemma.rag.config import RagSettings
+from mcp_gemma.security.config import AuditSettings, OAuthSettings, RateLimitSettings
 
 Transport = Literal["stdio", "sse", "streamable-http"]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -65,7 +66,26 @@ class EmbeddedRedisSettings(BaseModel):
         "'everysec' at most one second (kill -9 of the server alone loses nothing either way).",
     )
     start_timeout_s: float = Field(10.0, gt=0, le=120, description="How long to wait for it to answer PING.")
-    maxmemory_mb: int = Field(0, ge=0, description="Memory cap in MiB (0 = none).")
+    maxmemory_mb: int = Field(
+        0,
+        ge=0,
+        description="Memory cap in MiB (0 = none). When it is reached, writes are refused with a clear "
+        "error under the default policy (noeviction): nothing stored is dropped silently.",
+    )
+    maxmemory_policy: Literal[
+        "noeviction",
+        "allkeys-lru",
+        "allkeys-lfu",
+        "allkeys-random",
+        "volatile-lru",
+        "volatile-lfu",
+        "volatile-random",
+        "volatile-ttl",
+    ] = Field(
+        "noeviction",
+        description="What the embedded server does at maxmemory_mb: 'noeviction' refuses writes; the "
+        "others drop keys (documents and memories could vanish), so keep the default for a knowledge base.",
+    )
     watch_interval_s: float = Field(
         1.0,
         ge=0.05,
@@ -95,6 +115,43 @@ class HttpSettings(BaseModel):
         description="Extra Host header values accepted (DNS-rebinding protection), e.g. 'mcp.example:*'.",
     )
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    tokens_file: Path | None = Field(
+        None,
+        description="TOML or JSON file of principals: token (or token_sha256), name, memory namespaces and "
+        "access (read or write); see docs/SECURITY.md. Counts as auth for a non-loopback host.",
+    )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain) to serve HTTPS; needs tls_keyfile too."
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
+    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both http.tls_certfile and http.tls_keyfile, or neither")
+        for name, path in (
+            ("tls_certfile", self.tls_certfile),
+            ("tls_keyfile", self.tls_keyfile),
+            ("tokens_file", self.tokens_file),
+            ("oauth.keys_file", self.oauth.keys_file),
+        ):
+            if path is not None and not path.expanduser().is_file():
+                raise ValueError(f"http.{name} {path} does not exist or is not a file")
+        if self.oauth.issuer is not None and (self.oauth.audience is None or self.oauth.keys_file is None):
+            raise ValueError("http.oauth.issuer needs http.oauth.audience and http.oauth.keys_file too")
+        return self
+
+    @property
+    def has_auth(self) -> bool:
+        """Whether HTTP requests must carry a bearer token."""
+        return self.auth_token is not None or self.tokens_file is not None or self.oauth.issuer is not None
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when TLS is configured, else ``http``."""
+        return "https" if self.tls_certfile is not None else "http"
 
 
 class Settings(BaseSettings):
@@ -147,6 +204,7 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -160,10 +218,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _auth_beyond_loopback(self) -> Settings:
-        if self.transport != "stdio" and not is_loopback(self.http.host) and self.http.auth_token is None:
+        if self.transport != "stdio" and not is_loopback(self.http.host) and not self.http.has_auth:
             raise ValueError(
                 f"http.host={self.http.host!r} accepts connections from other machines: set "
-                "MCP_GEMMA_AUTH_TOKEN (or http.auth_token) or bind to 127.0.0.1"
+                "MCP_GEMMA_AUTH_TOKEN (or http.auth_token, or http.tokens_file) or bind to 127.0.0.1"
             )
         return self
 

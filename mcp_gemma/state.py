@@ -13,6 +13,7 @@ import anyio
 
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.metrics import CallMetrics
+from mcp_gemma.security.audit import AuditLog
 from mcp_gemma.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class AppState:
     llm: LLMService
     started_at: float = field(default_factory=time.monotonic)
     metrics: CallMetrics = field(default_factory=CallMetrics)
+    audit_log: AuditLog | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> AppState:
@@ -60,9 +62,26 @@ class AppState:
         llm = build_llm(settings)  # nothing loads until the first generation (or gemma.preload)
         if settings.gemma.preload:
             llm.start_preload()
-        state = cls(settings=settings, store=store, embeddings=embeddings, memory=memory, rag=rag, llm=llm)
+        state = cls(
+            settings=settings,
+            store=store,
+            embeddings=embeddings,
+            memory=memory,
+            rag=rag,
+            llm=llm,
+            audit_log=AuditLog.in_dir(settings.data_dir, settings.audit),
+        )
         memory.start(lambda: getattr(state, "llm", None))
         return state
+
+    def record_audit(
+        self, principal: str, action: str, ids: list[str], result: str, *, transport: str = "rest"
+    ) -> None:
+        """Append one audit record (a call that changed data, or a refused one): who, what, which ids,
+        ``ok`` or ``error:<class>`` (:func:`mcp_gemma.security.audit.outcome`). REST routes pass
+        ``request.state.principal.name``."""
+        if self.audit_log is not None:
+            self.audit_log.record(principal, action, ids, result, transport=transport)
 
     async def components(self) -> list[ComponentStatus]:
         """Status of every model and index this process holds."""

@@ -17,6 +17,8 @@ from mcp_gemma.errors import (
     ModelUnavailableError,
     NotFoundError,
     OperationCancelledError,
+    QuotaExceededError,
+    RateLimitedError,
     ServerBusyError,
     StoreUnavailableError,
 )
@@ -28,6 +30,8 @@ STATUS_BY_ERROR: tuple[tuple[type[McpGemmaError], int, str], ...] = (
     (InvalidInputError, 422, "invalid-input"),
     (NotFoundError, 404, "not-found"),
     (AccessDeniedError, 403, "access-denied"),
+    (RateLimitedError, 429, "rate-limited"),
+    (QuotaExceededError, 507, "quota-exceeded"),
     (ServerBusyError, 503, "server-busy"),
     (StoreUnavailableError, 503, "store-unavailable"),
     (ModelUnavailableError, 503, "model-unavailable"),
@@ -54,7 +58,7 @@ def domain_problem(exc: McpGemmaError) -> JSONResponse:
     """The problem response of a domain error."""
     for cls, status, slug in STATUS_BY_ERROR:
         if isinstance(exc, cls):
-            headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status == 503 else None
+            headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status in (429, 503) else None
             return problem(
                 status, cls.__name__, str(exc), kind=f"urn:mcp-gemma:problem:{slug}", headers=headers
             )

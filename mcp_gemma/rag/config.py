@@ -34,6 +34,12 @@ class RagSettings(BaseModel):
         "every listing and search that returns it unreadable.",
     )
     max_batch_documents: int = Field(10_000, ge=1, description="Most documents in one batch_ingest call.")
+    max_documents: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most documents the knowledge base (one namespace) holds: an ingest that would add "
+        "documents past it is refused, naming this setting (replacing a document does not count).",
+    )
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file read by batch_ingest.")
     max_results: int = Field(100, ge=1, le=10_000, description="Largest 'limit' a search accepts.")
     quantize: bool | Literal["auto"] = Field(

@@ -194,6 +194,10 @@ class DocStore:
             out.extend(chunk_from(c, r, dim) for c, r in zip(part, rows, strict=True))
         return out
 
+    async def count(self) -> int:
+        """How many documents are stored."""
+        return int(await self.client.zcard(self.keys.docs()))
+
     async def all_doc_ids(self) -> list[str]:
         """Every document id, oldest first."""
         raw = await self.client.zrange(self.keys.docs(), 0, -1)

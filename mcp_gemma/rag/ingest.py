@@ -20,7 +20,7 @@ import anyio.to_thread
 import numpy as np
 
 from mcp_gemma.embeddings.service import AsyncProgress, EmbeddingService
-from mcp_gemma.errors import InvalidInputError, McpGemmaError
+from mcp_gemma.errors import InvalidInputError, McpGemmaError, QuotaExceededError
 from mcp_gemma.rag import extract
 from mcp_gemma.rag.chunking import split
 from mcp_gemma.rag.config import RagSettings
@@ -258,6 +258,19 @@ class IngestPipeline:
             seconds=round(time.perf_counter() - started, 3),
         )
 
+    async def _check_quota(self, new: int) -> None:
+        """Refuse documents past ``rag.max_documents`` (a soft limit: concurrent ingests may pass it
+        by what they add at once)."""
+        if not new:
+            return
+        held = await self.docstore.count()
+        most = self.settings.max_documents
+        if held + new > most:
+            raise QuotaExceededError(
+                f"the knowledge base holds {held} documents and this ingest would add {new}, past "
+                f"rag.max_documents={most}; delete documents or raise rag.max_documents"
+            )
+
     async def _write_group(
         self, group: Sequence[tuple[_Item, str, str, str]], embed_progress: Progress | None = None
     ) -> list[IngestReport]:
@@ -276,6 +289,7 @@ class IngestPipeline:
                 )
             else:
                 todo.append((i, item, doc_id, meta, digest))
+        await self._check_quota(sum(head is None for head in heads))
         if todo:
             settings = self.settings
             chunked = await anyio.to_thread.run_sync(

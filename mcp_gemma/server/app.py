@@ -25,6 +25,7 @@ from mcp_types import (
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server import completion, notify
+from mcp_gemma.server.access import access_middleware, note_failure
 from mcp_gemma.server.arguments import strict_arguments
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
@@ -87,8 +88,12 @@ class GemmaServer(MCPServer[AppState]):
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
             cause = exc.__cause__
+            note_failure(cause or exc)
             if isinstance(cause, McpGemmaError):
                 raise ToolError(f"Error executing tool {name}: {cause}") from cause
+            raise
+        except ToolError as exc:
+            note_failure(exc.__cause__ or exc)
             raise
 
 
@@ -142,7 +147,7 @@ def create_server(
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware],
+        middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware, access_middleware],
     )
     server.list_page_size = settings.list_page_size
     # Protocol handlers go on at once, deferred or not: initialize declares the capabilities they add.

@@ -1,9 +1,9 @@
-"""Run the server on one transport: stdio, SSE or Streamable HTTP (bearer auth, shared state)."""
+"""Run the server on one transport: stdio, SSE or Streamable HTTP (behind :class:`GuardedApp`: tokens,
+rate limits, lockout; TLS when configured; shared state)."""
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import signal
 import socket
@@ -16,7 +16,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gemma.errors import ConfigError, McpGemmaError
+from mcp_gemma.security.jwt import JwtVerifier
+from mcp_gemma.security.principals import TokenRegistry
 from mcp_gemma.server.app import create_server
+from mcp_gemma.server.guard import GuardedApp
+from mcp_gemma.server.wire import HttpIdCheck
 from mcp_gemma.settings import Settings, is_loopback
 from mcp_gemma.state import SharedState
 
@@ -32,37 +36,6 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-class GuardedApp:
-    """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request."""
-
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app = app
-        self.token = token.encode() if token else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None and not self._authorised(scope):
-            await _send_json(
-                send,
-                401,
-                b'{"error":"missing or wrong bearer token"}',
-                [(b"www-authenticate", b'Bearer realm="mcp-gemma"')],
-            )
-            return
-        await self.app(scope, receive, send)
-
-    def _authorised(self, scope: Scope) -> bool:
-        for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer ") and self.token is not None:
-                return hmac.compare_digest(value[7:].strip(), self.token)
-        return False
-
-
-async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -91,7 +64,7 @@ def _security(settings: Settings) -> TransportSecuritySettings | None:
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
-        allowed_origins=[f"http://{h}" for h in hosts],
+        allowed_origins=[f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")],
     )
 
 
@@ -100,6 +73,7 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
     server = create_server(settings, shared)
     http = settings.http
     token = http.auth_token.get_secret_value() if http.auth_token else None
+    registry = TokenRegistry.build(token, http.tokens_file)
     inner: ASGIApp
     if settings.transport == "sse":
         inner = server.sse_app(
@@ -119,7 +93,16 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
     from mcp_gemma.api.app import create_api
 
     mcp_paths = (http.sse_path, http.message_path) if settings.transport == "sse" else (http.path,)
-    return GuardedApp(PathDispatch(inner, create_api(settings, shared), mcp_paths), token)
+    posted = (http.message_path,) if settings.transport == "sse" else (http.path,)
+    inner = HttpIdCheck(inner, posted, http.max_request_bytes)
+    return GuardedApp(
+        PathDispatch(inner, create_api(settings, shared), mcp_paths),
+        registry=registry,
+        verifier=JwtVerifier.from_settings(http.oauth),
+        limits=http.limits,
+        mcp_path=http.path if settings.transport != "sse" else None,
+        sse_path=http.sse_path if settings.transport == "sse" else None,
+    )
 
 
 class PathDispatch:
@@ -181,9 +164,13 @@ async def _serve(settings: Settings) -> None:
             lifespan="on",
             log_config=None,
             timeout_graceful_shutdown=5,
+            ssl_certfile=str(http.tls_certfile) if http.tls_certfile else None,
+            ssl_keyfile=str(http.tls_keyfile) if http.tls_keyfile else None,
         )
         path = http.path if settings.transport == "streamable-http" else http.sse_path
-        logger.info("serving MCP over %s on http://%s:%s%s", settings.transport, http.host, http.port, path)
+        logger.info(
+            "serving MCP over %s on %s://%s:%s%s", settings.transport, http.scheme, http.host, http.port, path
+        )
         userver = _quiet_signals_server(config)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, userver)

@@ -4,17 +4,21 @@ The SDK's stdio transport hands an unparsable line to the session as an exceptio
 and answers nothing, and it reads a request whose id is not a string or an integer (``1.5``,
 ``true``, ``null``) as a notification, which is never answered either: the client waits forever.
 JSON-RPC 2.0 says a parse error is answered with ``-32700`` and id null, an invalid request with
-``-32600`` and the request's id when it can be read, else null. HTTP gets this from the SDK; here
-stdio gets the same, before the SDK sees the line.
+``-32600`` and the request's id when it can be read, else null. Here stdio gets that before the SDK
+sees the line. Over HTTP the SDK answers most of it itself, but a message whose id is not a string or
+an integer was also taken as a notification (``202 Accepted``, never answered): :class:`HttpIdCheck`
+answers it with ``400`` and ``-32600``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic_core
 from mcp_types import INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _DETAIL_LIMIT = 200
 
@@ -98,3 +102,71 @@ def screen_line(raw: bytes) -> tuple[str | None, bytes | None]:
             INVALID_REQUEST, f"Invalid request: {problem}"[:_DETAIL_LIMIT], _readable_id(message)
         )
     return line, None
+
+
+def bad_id_error(body: bytes) -> bytes | None:
+    """The ``-32600`` error body for a JSON-RPC object whose id is not a string or an integer, else None
+    (anything else, valid or not, is the SDK's to answer)."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, dict) or "id" not in message or _readable_id(message) is not None:
+        return None
+    return _error_line(INVALID_REQUEST, "Invalid request: 'id' must be a string or an integer", None).rstrip(
+        b"\n"
+    )
+
+
+class HttpIdCheck:
+    """ASGI wrapper: a POST to one of ``paths`` whose JSON-RPC id is not a string or an integer gets
+    ``400`` and a ``-32600`` error instead of the SDK's silent ``202``.
+
+    It reads the body up to ``limit`` bytes (the transport's own request limit); a larger body passes
+    through as it came, for the SDK to refuse.
+    """
+
+    def __init__(self, app: ASGIApp, paths: Sequence[str], limit: int) -> None:
+        self.app = app
+        self.paths = frozenset(p.rstrip("/") for p in paths)
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or str(scope.get("path", "")).rstrip("/") not in self.paths
+        ):
+            await self.app(scope, receive, send)
+            return
+        taken: list[Message] = []
+        size, complete = 0, False
+        while size <= self.limit:
+            message = await receive()
+            taken.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete = True
+                break
+        if complete and size <= self.limit:
+            error = bad_id_error(b"".join(m.get("body", b"") for m in taken))
+            if error is not None:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 400,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(error)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": error})
+                return
+
+        async def replay() -> Message:
+            return taken.pop(0) if taken else await receive()
+
+        await self.app(scope, replay, send)

@@ -92,6 +92,7 @@ class EmbeddedRedis:
         appendfsync: str = "everysec",
         start_timeout_s: float = 10.0,
         maxmemory_mb: int = 0,
+        maxmemory_policy: str = "noeviction",
     ) -> None:
         self.dir = data_dir / "redis"
         self.socket = _socket_path(self.dir)
@@ -101,6 +102,7 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.start_timeout_s = start_timeout_s
         self.maxmemory_mb = maxmemory_mb
+        self.maxmemory_policy = maxmemory_policy
         self.started_here = False
         self.restarts = 0
         """How often the watcher found the server gone and started (or joined) a new one."""
@@ -231,7 +233,7 @@ class EmbeddedRedis:
             "save": '""',
             "protected-mode": "yes",
             "maxmemory": f"{self.maxmemory_mb}mb",
-            "maxmemory-policy": "noeviction",
+            "maxmemory-policy": self.maxmemory_policy,
         }
         self.conffile.write_text("".join(f"{k} {v}\n" for k, v in conf.items()), encoding="utf-8")
         self.conffile.chmod(0o600)

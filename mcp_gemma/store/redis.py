@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
-from mcp_gemma.errors import StoreUnavailableError
+from mcp_gemma.errors import QuotaExceededError, StoreUnavailableError
 from mcp_gemma.settings import Settings, mask_url
 from mcp_gemma.store.embedded import EmbeddedRedis, client_name
 from mcp_gemma.store.keys import Keys
@@ -59,6 +59,13 @@ def _embedded_of(args: tuple[object, ...]) -> EmbeddedRedis | None:
     return None
 
 
+FULL_MESSAGE = (
+    "the Redis server is full (its maxmemory is reached): this write was refused and nothing stored was "
+    "dropped; raise embedded_redis.maxmemory_mb (or the external server's maxmemory), or delete "
+    "documents / clear memories"
+)
+
+
 def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Turn Redis failures inside a service method into :class:`StoreUnavailableError`."""
 
@@ -67,6 +74,8 @@ def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except (rexc.RedisError, OSError) as exc:
+            if isinstance(exc, rexc.OutOfMemoryError) or "OOM command not allowed" in str(exc):
+                raise QuotaExceededError(FULL_MESSAGE) from exc
             if isinstance(exc, rexc.ResponseError) and "NOAUTH" not in str(exc):
                 raise StoreUnavailableError(f"Redis rejected a command: {exc}") from exc
             message = describe_redis_error(exc, "the configured server", _embedded_of(args))
@@ -113,6 +122,7 @@ class RedisStore:
                 appendfsync=cfg.appendfsync,
                 start_timeout_s=cfg.start_timeout_s,
                 maxmemory_mb=cfg.maxmemory_mb,
+                maxmemory_policy=cfg.maxmemory_policy,
             )
             await anyio.to_thread.run_sync(embedded.start)
             embedded.supervise(cfg.watch_interval_s)

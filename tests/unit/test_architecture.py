@@ -38,6 +38,7 @@ FOUNDATION = frozenset(
         "metrics",
         "native",
         "outbound_http",
+        "security",
         "settings",
         "store",
     }
@@ -48,6 +49,8 @@ EXCEPTIONS = {
     ("mcp_gemma.cli.launch", "server"),
     # One port: the HTTP transport serves the REST API beside the MCP endpoint.
     ("mcp_gemma.server.run", "api"),
+    # The HTTP guard in front of both answers its refusals as the REST API's problem+json.
+    ("mcp_gemma.server.guard", "api"),
     # `python -m mcp_gemma` is the CLI.
     ("mcp_gemma.__main__", "cli"),
 }

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
 from mcp_gemma.rag.models import (
     BatchIngestReport,
     DeleteReport,
@@ -341,4 +342,9 @@ def register(server: MCPServer[AppState]) -> None:
     )
     async def document_resource(id: str, ctx: Context[AppState]) -> str:
         """The full text of one document."""
-        return await _state(ctx).rag.document_text(id)
+        try:
+            return await _state(ctx).rag.document_text(id)
+        except NotFoundError as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+        except McpGemmaError as exc:
+            raise ResourceError(str(exc)) from exc

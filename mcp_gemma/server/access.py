@@ -1,0 +1,243 @@
+"""Who may call what: principals' rights on the MCP side, and the audit of every call that changes data.
+
+The HTTP guard (:mod:`mcp_gemma.server.guard`) puts the caller's
+:class:`~mcp_gemma.security.principals.Principal` on the request; :func:`access_middleware` reads it
+(stdio and in-process sessions are :data:`~mcp_gemma.security.principals.LOCAL`, with every right)
+and, before a handler runs, refuses
+
+- a tool in :data:`MUTATING_TOOLS` (or ``run_agent`` given tools that write) to a read-only principal,
+- a memory tool, memory resource or completion whose namespace (``agent_id``) is not the principal's,
+- ``store_memory(shared=true)`` to a principal limited to some namespaces (the shared pool is seen by
+  every namespace), and the tools that recall namespace ``default`` implicitly (``research_query``
+  with ``use_memory``, ``run_agent`` with memory tools) unless ``default`` is one of its namespaces.
+
+After a tool in :data:`MUTATING_TOOLS` it writes one audit record (principal, transport, tool, ids,
+``ok`` or ``error:<class>``) through :meth:`~mcp_gemma.state.AppState.record_audit`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, CompleteResult, Completion, TextContent
+
+from mcp_gemma.errors import AccessDeniedError
+from mcp_gemma.security.principals import LOCAL, Principal, principal_of_scope
+
+MUTATING_TOOLS = frozenset(
+    {
+        "ingest_document",
+        "batch_ingest",
+        "delete_document",
+        "store_memory",
+        "clear_memory",
+        "consolidate_memory",
+        "agent_write_file",
+    }
+)
+"""Tools that change stored data: refused to read-only principals, audited. ``run_agent`` joins them
+when its ``tools`` include ``write_file`` or ``store_memory``."""
+
+NAMESPACED_TOOLS = frozenset(
+    {"store_memory", "recall_memory", "clear_memory", "get_memory_stats", "consolidate_memory"}
+)
+"""Tools whose ``agent_id`` argument (default ``"default"``) names the memory namespace they use."""
+
+DEFAULT_NAMESPACE = "default"
+_AGENT_WRITE_TOOLS = frozenset({"write_file", "store_memory"})
+_AGENT_MEMORY_TOOLS = frozenset({"recall_memory", "store_memory"})
+
+_failure: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "mcp_gemma_tool_failure", default=None
+)
+
+
+def note_failure(error: BaseException) -> None:
+    """Remember the class of the error a tool raised, for its audit record (``GemmaServer`` calls it)."""
+    holder = _failure.get()
+    if holder is not None:
+        holder.append(type(error).__name__)
+
+
+def principal_of(ctx: ServerRequestContext[Any, Any]) -> Principal:
+    """The caller: the principal the HTTP guard attached, or :data:`LOCAL` on stdio and in-process."""
+    scope = getattr(ctx.request, "scope", None)
+    found = principal_of_scope(scope) if isinstance(scope, Mapping) else None
+    return found or LOCAL
+
+
+def transport_of(ctx: ServerRequestContext[Any, Any]) -> str:
+    """``stdio`` without an HTTP request, else the configured HTTP transport."""
+    if ctx.request is None:
+        return "stdio"
+    settings = getattr(ctx.lifespan_context, "settings", None)
+    return str(getattr(settings, "transport", "http"))
+
+
+def _writes(name: str, args: Mapping[str, Any]) -> bool:
+    if name in MUTATING_TOOLS:
+        return True
+    if name == "run_agent":
+        tools = args.get("tools")
+        return isinstance(tools, list) and bool(_AGENT_WRITE_TOOLS.intersection(map(str, tools)))
+    return False
+
+
+def _namespaces_used(name: str, args: Mapping[str, Any]) -> list[str]:
+    if name in NAMESPACED_TOOLS:
+        return [str(args.get("agent_id", DEFAULT_NAMESPACE))]
+    if name == "research_query" and args.get("use_memory", True) is not False:
+        return [DEFAULT_NAMESPACE]
+    if name == "run_agent":
+        tools = args.get("tools")
+        if tools is None or (isinstance(tools, list) and _AGENT_MEMORY_TOOLS.intersection(map(str, tools))):
+            return [DEFAULT_NAMESPACE]
+    return []
+
+
+def check_tool(principal: Principal, name: str, args: Mapping[str, Any]) -> None:
+    """Raise :class:`AccessDeniedError` when ``principal`` may not make this call."""
+    if _writes(name, args):
+        principal.require_write(name)
+    if not principal.limited:
+        return
+    for namespace in _namespaces_used(name, args):
+        if name == "research_query" and not principal.allows(namespace):
+            raise AccessDeniedError(
+                f"principal {principal.name!r} may not recall memory namespace 'default', which "
+                "research_query searches with use_memory=true; call it with use_memory=false"
+            )
+        principal.require_namespace(namespace, name)
+    if name == "store_memory" and args.get("shared") is True:
+        raise AccessDeniedError(
+            f"principal {principal.name!r} is limited to some namespaces and may not store shared "
+            "memories (every namespace can recall them); store it with shared=false"
+        )
+
+
+def audit_ids(name: str, args: Mapping[str, Any], result: HandlerResult) -> list[str]:
+    """What a mutating call touched, as ``kind:value`` ids (never text)."""
+    ids: list[str] = []
+    if isinstance(args.get("id"), str):
+        ids.append(f"doc:{args['id']}")
+    if name in NAMESPACED_TOOLS:
+        ids.append(f"agent:{args.get('agent_id', DEFAULT_NAMESPACE)}")
+    if isinstance(args.get("tier"), str):
+        ids.append(f"tier:{args['tier']}")
+    if name == "agent_write_file" and isinstance(args.get("path"), str):
+        ids.append(f"path:{args['path']}")
+    content = _field(result, "structured_content", "structuredContent")
+    if isinstance(content, Mapping) and not _is_error(result):
+        if name == "ingest_document" and isinstance(content.get("id"), str):
+            ids.append(f"doc:{content['id']}")
+        for item in content.get("ingested") or ():
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                ids.append(f"doc:{item['id']}")
+        ids.extend(f"memory:{i}" for i in content.get("ids") or () if isinstance(i, str))
+    return list(dict.fromkeys(ids))
+
+
+def _field(result: HandlerResult, attr: str, key: str) -> Any:
+    """A field of a handler result, whether it is still a model or already a dict."""
+    if isinstance(result, Mapping):
+        return result.get(key, result.get(attr))
+    return getattr(result, attr, None)
+
+
+def _is_error(result: HandlerResult) -> bool:
+    return bool(_field(result, "is_error", "isError"))
+
+
+def _refusal(exc: AccessDeniedError) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=str(exc))], is_error=True)
+
+
+async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Refuse what the caller's principal may not do; audit the tools that change data."""
+    params = ctx.params if isinstance(ctx.params, Mapping) else {}
+    principal = principal_of(ctx)
+    if ctx.method == "tools/call":
+        name = str(params.get("name", "?"))
+        raw_args = params.get("arguments")
+        args: Mapping[str, Any] = raw_args if isinstance(raw_args, Mapping) else {}
+        try:
+            check_tool(principal, name, args)
+        except AccessDeniedError as exc:
+            _audit(ctx, principal, name, args, None, "error:AccessDeniedError")
+            return _refusal(exc)
+        if not _writes(name, args):
+            return await call_next(ctx)
+        holder: list[str] = []
+        token = _failure.set(holder)
+        outcome = "error:Exception"
+        try:
+            result = await call_next(ctx)
+            outcome = f"error:{holder[0] if holder else 'ToolError'}" if _is_error(result) else "ok"
+            _audit(ctx, principal, name, args, result, outcome)
+            return result
+        except BaseException as exc:
+            _audit(ctx, principal, name, args, None, f"error:{type(exc).__name__}")
+            raise
+        finally:
+            _failure.reset(token)
+    if principal.limited and ctx.method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+        for namespace in memory_namespaces(str(params.get("uri", ""))):
+            try:
+                principal.require_namespace(namespace, ctx.method)
+            except AccessDeniedError as exc:
+                raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+    if principal.limited and ctx.method == "completion/complete":
+        return _filter_completion(principal, params, await call_next(ctx))
+    return await call_next(ctx)
+
+
+def memory_namespaces(uri: str) -> list[str]:
+    """The namespaces a ``memory://`` URI may read: every ``agent_id`` it names (a repeated one too,
+    whichever the template takes), or ``default``; none for other URIs."""
+    if not uri.lower().startswith("memory:"):
+        return []
+    values = parse_qs(urlsplit(uri).query, keep_blank_values=True).get("agent_id")
+    return values or [DEFAULT_NAMESPACE]
+
+
+def _filter_completion(
+    principal: Principal, params: Mapping[str, Any], result: HandlerResult
+) -> HandlerResult:
+    """Offer a limited principal only its own namespaces, and nothing from another one's."""
+    ref = params.get("ref")
+    if not (isinstance(ref, Mapping) and str(ref.get("uri", "")).startswith("memory://")):
+        return result
+    argument = params.get("argument")
+    context = params.get("context")
+    arg_name = argument.get("name") if isinstance(argument, Mapping) else None
+    known = context.get("arguments") if isinstance(context, Mapping) else None
+    chosen = known.get("agent_id") if isinstance(known, Mapping) else None
+    if arg_name != "agent_id" and principal.allows(str(chosen or DEFAULT_NAMESPACE)):
+        return result
+    completion = _field(result, "completion", "completion")
+    values = _field(completion, "values", "values") if completion is not None else None
+    if not isinstance(values, list):
+        return result
+    kept = [v for v in values if arg_name == "agent_id" and isinstance(v, str) and principal.allows(v)]
+    filtered = Completion(values=kept, total=len(kept), has_more=False)
+    if isinstance(result, Mapping):
+        return {**result, "completion": filtered.model_dump(by_alias=True, exclude_none=True)}
+    return CompleteResult(completion=filtered)
+
+
+def _audit(
+    ctx: ServerRequestContext[Any, Any],
+    principal: Principal,
+    name: str,
+    args: Mapping[str, Any],
+    result: HandlerResult,
+    outcome: str,
+) -> None:
+    record = getattr(ctx.lifespan_context, "record_audit", None)
+    if callable(record):
+        record(principal.name, name, audit_ids(name, args, result), outcome, transport=transport_of(ctx))

@@ -1,0 +1,254 @@
+"""The HTTP guard in front of the MCP endpoint and the REST API: bearer tokens, rate limits, lockout.
+
+Every HTTP request and WebSocket handshake passes here first, in this order:
+
+1. a client IP locked out for wrong tokens gets ``429`` until the cool-down ends;
+2. when tokens are configured, the bearer token must name a principal (``401`` otherwise; a wrong
+   token counts towards the IP's lockout, a missing one does not);
+3. the IP's and the principal's token buckets each give one token (``429`` + ``Retry-After``);
+4. a request that may open an MCP session (a POST to the Streamable HTTP path without a session id,
+   a GET of the SSE stream) takes one from the IP's session bucket; it is given back when no session
+   was opened after all;
+5. with tokens, a Streamable HTTP session belongs to the principal that opened it: a request with its
+   ``Mcp-Session-Id`` from another principal gets ``404``, as for a session that does not exist.
+
+The principal goes into the ASGI scope's ``state`` (``request.state.principal`` for the REST API, the
+MCP middleware reads it from the request the SDK keeps). Refusals are ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_gemma.api.problems import PROBLEM_JSON
+from mcp_gemma.security.config import RateLimitSettings
+from mcp_gemma.security.jwt import JwtVerifier
+from mcp_gemma.security.limits import Clock, KeyedBuckets, Lockout, retry_after
+from mcp_gemma.security.principals import ANONYMOUS, SCOPE_KEY, Principal, TokenRegistry
+
+logger = logging.getLogger(__name__)
+
+SESSION_HEADER = b"mcp-session-id"
+
+
+class GuardedApp:
+    """ASGI wrapper: authenticate (``Authorization: Bearer <token>``), rate-limit, attach the principal.
+
+    ``GuardedApp(app, token)`` keeps its first form (one token, default limits); ``registry`` adds the
+    principals of a tokens file, ``verifier`` OAuth JWT access tokens, ``limits`` the rate limits,
+    ``clock`` a test clock.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None = None,
+        *,
+        registry: TokenRegistry | None = None,
+        verifier: JwtVerifier | None = None,
+        limits: RateLimitSettings | None = None,
+        mcp_path: str | None = None,
+        sse_path: str | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.registry = registry if registry is not None else TokenRegistry.build(token, None)
+        self.verifier = verifier
+        self.authenticating = bool(self.registry) or verifier is not None
+        self.limits = limits or RateLimitSettings()
+        self.mcp_path = mcp_path.rstrip("/") if mcp_path else None
+        self.sse_path = sse_path.rstrip("/") if sse_path else None
+        lim, keep = self.limits, self.limits.max_tracked_clients
+        self.ip_buckets = KeyedBuckets(lim.ip_requests_per_s, lim.ip_burst, clock=clock, max_keys=keep)
+        self.principal_buckets = KeyedBuckets(
+            lim.principal_requests_per_s, lim.principal_burst, clock=clock, max_keys=keep
+        )
+        self.session_buckets = KeyedBuckets(lim.sessions_per_s, lim.session_burst, clock=clock, max_keys=keep)
+        self.session_owners: OrderedDict[bytes, str] = OrderedDict()
+        """Streamable HTTP session id → the principal that opened it (another one gets 404)."""
+        self.lockout = Lockout(
+            lim.lockout_failures, lim.lockout_window_s, lim.lockout_s, clock=clock, max_keys=keep
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        ip = _client_ip(scope)
+        limited = self.limits.enabled
+        if limited:
+            locked = self.lockout.locked_for(ip)
+            if locked > 0:
+                await _refuse(
+                    scope,
+                    send,
+                    429,
+                    "Locked out",
+                    f"too many wrong bearer tokens from {ip}: every request from it is refused for "
+                    f"{retry_after(locked)} s more",
+                    retry=retry_after(locked),
+                )
+                return
+        principal = self._principal(scope, ip)
+        if principal is None:
+            await _refuse(
+                scope,
+                send,
+                401,
+                "Unauthorized",
+                "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
+                headers=[(b"www-authenticate", b'Bearer realm="mcp-gemma"')],
+            )
+            return
+        if limited:
+            wait = self.ip_buckets.take(ip)
+            if not wait and self.authenticating:
+                wait = self.principal_buckets.take(principal.name)
+            if wait:
+                await _refuse(
+                    scope,
+                    send,
+                    429,
+                    "Too many requests",
+                    f"rate limit reached for {ip} / principal {principal.name!r}: retry in "
+                    f"{retry_after(wait)} s (http.limits)",
+                    retry=retry_after(wait),
+                )
+                return
+        scope["state"] = {**scope.get("state", {}), SCOPE_KEY: principal}
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        session_id = _header(scope, SESSION_HEADER)
+        if session_id is not None and self.authenticating:
+            owner = self.session_owners.get(session_id)
+            if owner is not None and owner != principal.name:
+                # Another principal's session: as unknown to this one as a session that never was.
+                await _refuse(scope, send, 404, "Not found", "session not found; start a new one")
+                return
+        opening = self._may_open_session(scope)
+        if opening is None:
+            await self.app(scope, receive, send)
+            return
+        if limited:
+            wait = self.session_buckets.take(ip)
+            if wait:
+                await _refuse(
+                    scope,
+                    send,
+                    429,
+                    "Too many new sessions",
+                    f"too many new MCP sessions from {ip}: retry in {retry_after(wait)} s "
+                    "(http.limits.sessions_per_s, session_burst)",
+                    retry=retry_after(wait),
+                )
+                return
+        if opening == "sse":
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, self._watch_new_session(ip, principal, send, refund=limited))
+
+    def _principal(self, scope: Scope, ip: str) -> Principal | None:
+        if not self.authenticating:
+            return ANONYMOUS
+        token = _bearer(scope)
+        if token is None:
+            return None
+        found = self.registry.lookup(token)
+        if found is None and self.verifier is not None:
+            found = self.verifier.verify(token)
+        if found is None and self.limits.enabled and self.lockout.fail(ip):
+            logger.warning(
+                "locked out %s for %.0f s after %d wrong bearer tokens within %.0f s",
+                ip,
+                self.limits.lockout_s,
+                self.limits.lockout_failures,
+                self.limits.lockout_window_s,
+            )
+        return found
+
+    def _may_open_session(self, scope: Scope) -> str | None:
+        """``"mcp"`` or ``"sse"`` when the request may open a new MCP session, else None."""
+        path = str(scope.get("path", "")).rstrip("/")
+        method = scope.get("method")
+        if self.sse_path is not None and path == self.sse_path and method == "GET":
+            return "sse"
+        new = _header(scope, SESSION_HEADER) is None
+        if self.mcp_path is not None and path == self.mcp_path and method == "POST" and new:
+            return "mcp"
+        return None
+
+    def _watch_new_session(self, ip: str, principal: Principal, send: Send, *, refund: bool) -> Send:
+        """Bind the session the response opens to ``principal``; when it opens none (a sessionless
+        request, an error) give the session token back."""
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                opened = next(
+                    (bytes(v) for k, v in message.get("headers", []) if k.lower() == SESSION_HEADER), None
+                )
+                if opened is None:
+                    if refund:
+                        self.session_buckets.give_back(ip)
+                elif self.authenticating:
+                    self.session_owners[opened] = principal.name
+                    while len(self.session_owners) > self.limits.max_tracked_clients:
+                        self.session_owners.popitem(last=False)
+            await send(message)
+
+        return watch
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _bearer(scope: Scope) -> bytes | None:
+    value = _header(scope, b"authorization")
+    if value is None or value[:7].lower() != b"bearer ":
+        return None
+    token = value[7:].strip()
+    return token or None
+
+
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    retry: int | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer with a problem+json body (a WebSocket handshake gets it too where the server can)."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    extra = list(headers or [])
+    if retry is not None:
+        extra.append((b"retry-after", str(retry).encode()))
+    head = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()), *extra]
+    if scope["type"] == "websocket":
+        extensions: Mapping[str, Any] = scope.get("extensions") or {}
+        if "websocket.http.response" in extensions:
+            await send({"type": "websocket.http.response.start", "status": status, "headers": head})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008, "reason": title})
+        return
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
