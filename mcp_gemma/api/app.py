@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 
 from mcp_gemma import __version__
+from mcp_gemma.api.console import mount_console
 from mcp_gemma.api.problems import install_problem_handlers
 from mcp_gemma.errors import StoreUnavailableError
 from mcp_gemma.health import ComponentStatus
@@ -66,4 +67,5 @@ def create_api(settings: Settings, shared: SharedState) -> FastAPI:
         await state.store.ping_ms()
         return Readiness(ready=True, components=await state.components())
 
+    mount_console(app)  # last: the console at "/" takes only what no route above matched
     return app

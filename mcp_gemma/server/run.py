@@ -35,14 +35,24 @@ def configure_logging(level: str) -> None:
 
 
 class GuardedApp:
-    """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request."""
+    """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request, but a
+    ``GET``/``HEAD`` of one of ``public_paths`` (the web console's static files, which hold no data)."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, public_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.token = token.encode() if token else None
+        self.public_paths = public_paths
+
+    def _public(self, scope: Scope) -> bool:
+        return scope.get("method") in ("GET", "HEAD") and scope.get("path") in self.public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None and not self._authorised(scope):
+        if (
+            scope["type"] == "http"
+            and self.token is not None
+            and not self._public(scope)
+            and not self._authorised(scope)
+        ):
             await _send_json(
                 send,
                 401,
@@ -117,9 +127,12 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
             host=http.host,
         )
     from mcp_gemma.api.app import create_api
+    from mcp_gemma.api.console import console_paths
 
     mcp_paths = (http.sse_path, http.message_path) if settings.transport == "sse" else (http.path,)
-    return GuardedApp(PathDispatch(inner, create_api(settings, shared), mcp_paths), token)
+    dispatch = PathDispatch(inner, create_api(settings, shared), mcp_paths)
+    public = frozenset(p for p in console_paths() if not dispatch.is_mcp(p))
+    return GuardedApp(dispatch, token, public)
 
 
 class PathDispatch:
@@ -134,11 +147,11 @@ class PathDispatch:
         self.api_app = api_app
         self.mcp_paths = tuple(p.rstrip("/") for p in mcp_paths)
 
-    def _is_mcp(self, path: str) -> bool:
+    def is_mcp(self, path: str) -> bool:
         return any(path == p or path.startswith(p + "/") for p in self.mcp_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or self._is_mcp(scope.get("path", "")):
+        if scope["type"] == "lifespan" or self.is_mcp(scope.get("path", "")):
             await self.mcp_app(scope, receive, send)
         else:
             await self.api_app(scope, receive, send)
