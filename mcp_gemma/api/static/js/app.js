@@ -45,6 +45,7 @@ function initToken() {
     event.preventDefault();
     setToken(input.value.trim());
     describe();
+    window.dispatchEvent(new Event("mcp-gemma:token"));
     route();
   });
 }

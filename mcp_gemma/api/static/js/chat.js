@@ -24,6 +24,7 @@ function setSession(id) {
 
 function busy(on) {
   $("chat-send").disabled = on;
+  $("chat-new").disabled = on;
   $("chat-cancel").disabled = !on;
 }
 
@@ -91,9 +92,12 @@ function onMessage(event) {
   }
   switch (message.type) {
     case "session":
-      setSession(message.session_id || message.id);
+      // On connecting (a resumed session brings its history) and after a "session" frame.
+      setSession(message.session_id);
+      $("chat-log").replaceChildren();
       for (const turn of message.history || []) {
-        bubble(turn.role === "user" ? "user" : "assistant", turn.text ?? turn.content ?? "");
+        bubble("user", turn.user);
+        bubble("assistant", turn.assistant).dataset.state = "history";
       }
       break;
     case "token":
@@ -105,12 +109,11 @@ function onMessage(event) {
       break;
     case "step":
       if (!current) current = assistantTurn();
-      current.steps.append(h("li", { class: "step" }, describeStep(message.step ?? message)));
+      current.steps.append(h("li", { class: "step" }, describeStep(message)));
       break;
     case "evidence": {
       if (!current) current = assistantTurn();
-      const items = message.evidence ?? message.items ?? [message];
-      for (const item of items) {
+      for (const item of message.items || []) {
         current.evidence.append(
           h("li", { dataset: { ref: item.ref ?? "" } }, h("code", {}, item.ref ?? item.source ?? ""), " ", item.text ?? ""),
         );
@@ -139,21 +142,28 @@ function connect() {
   if (socket && socket.readyState === WebSocket.OPEN) return Promise.resolve(socket);
   if (opening) return opening;
   setState("connecting…");
-  opening = new Promise((resolve, reject) => {
+  const attempt = new Promise((resolve, reject) => {
     const ws = new WebSocket(chatUrl(), protocols());
+    let opened = false;
     ws.addEventListener("open", () => {
+      opened = true;
       socket = ws;
       opening = null;
       setState("connected");
       resolve(ws);
     });
-    ws.addEventListener("message", onMessage);
+    ws.addEventListener("message", (event) => {
+      if (socket === ws) onMessage(event);
+    });
     ws.addEventListener("close", (event) => {
-      if (socket === ws) socket = null;
-      if (opening) {
-        opening = null;
+      if (!opened) {
+        if (opening === attempt) opening = null;
+        setState("disconnected");
         reject(new Error(`cannot open the chat (${event.reason || `closed with code ${event.code}`})`));
+        return;
       }
+      if (socket !== ws) return; // replaced (a new token): the new socket owns the page
+      socket = null;
       setState(event.reason ? `disconnected: ${event.reason}` : "disconnected");
       if (current) {
         current.bubble.append(h("p", { class: "error" }, "connection closed"));
@@ -161,7 +171,8 @@ function connect() {
       }
     });
   });
-  return opening;
+  opening = attempt;
+  return attempt;
 }
 
 async function send(form) {
@@ -194,9 +205,14 @@ export function init() {
   $("chat-new").addEventListener("click", () => {
     setSession(null);
     $("chat-log").replaceChildren();
-    if (socket) socket.close(1000, "new session");
+    // The server answers with the new session's id.
+    if (socket && !current) socket.send(JSON.stringify({ type: "session", session_id: null }));
   });
   setSession(sessionStorage.getItem(SESSION_KEY));
+  // A new token needs a new handshake: the next send (or opening the page) reconnects.
+  window.addEventListener("mcp-gemma:token", () => {
+    if (socket) socket.close(1000, "token changed");
+  });
 }
 
 export function show() {
