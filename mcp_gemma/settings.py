@@ -95,6 +95,25 @@ class HttpSettings(BaseModel):
         description="Extra Host header values accepted (DNS-rebinding protection), e.g. 'mcp.example:*'.",
     )
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser may call the REST API from (CORS), e.g. 'https://app.example'. "
+        "Empty = no CORS headers; these origins also pass the Origin check.",
+    )
+    agent_runs_kept: int = Field(
+        100, ge=1, le=10_000, description="REST agent runs remembered; the oldest finished run goes first."
+    )
+    agent_runs_active: int = Field(
+        4, ge=1, le=256, description="REST agent runs at once; more are refused (503) until one ends."
+    )
+
+    def trusted_hosts(self) -> list[str]:
+        """Host header patterns accepted (``host:*`` = any port): loopback, ``allowed_hosts`` and the
+        bind address when it is not loopback (DNS-rebinding protection of MCP and REST alike)."""
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *self.allowed_hosts]
+        if not is_loopback(self.host):
+            hosts.append(f"{self.host}:*")
+        return hosts
 
 
 class Settings(BaseSettings):

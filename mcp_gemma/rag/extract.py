@@ -175,7 +175,19 @@ def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
         raise InvalidInputError(
             f"{source} is {size:,} bytes; the limit is {max_bytes:,} (rag.max_file_bytes)"
         )
-    data = path.read_bytes()
+    return extract_data(path.read_bytes(), rel)
+
+
+def extract_data(data: bytes, source: str) -> list[ExtractedDoc]:
+    """Documents in the bytes of a file named ``source`` (its suffix says the format): a file read
+    from the allowed roots, or one uploaded to the REST API."""
+    suffix = Path(source).suffix.lower()
+    rel = source
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InvalidInputError(
+            f"{source}: unsupported file type {suffix or '(none)'}; "
+            f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        )
     base = {"source": rel, "format": suffix.lstrip(".")}
     if suffix == ".pdf":
         return [ExtractedDoc(_pdf_text(data, source), source, None, base)]

@@ -20,6 +20,7 @@ from mcp_gemma.errors import InvalidInputError, NotFoundError
 from mcp_gemma.health import ComponentStatus
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocHead, DocStore
+from mcp_gemma.rag.extract import extract_data
 from mcp_gemma.rag.index import ChunkIndex
 from mcp_gemma.rag.ingest import IngestPipeline, Progress
 from mcp_gemma.rag.models import (
@@ -87,6 +88,42 @@ class RagService:
         """
         return await self.pipeline.ingest(
             text, doc_id=doc_id, metadata=metadata, source=source, progress=progress
+        )
+
+    async def ingest_file(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest the bytes of one uploaded file (txt, md, html, pdf, json …, by its name's suffix);
+        the id defaults to ``file:<name>`` and the metadata adds to what the file itself gives."""
+        name = Path(filename.replace("\\", "/")).name
+        if not name or name in (".", ".."):
+            raise InvalidInputError(
+                "the uploaded file has no name; send a file name with a suffix (.txt, .pdf …)"
+            )
+        if len(data) > self.settings.max_file_bytes:
+            raise InvalidInputError(
+                f"{name} is {len(data):,} bytes; the limit is {self.settings.max_file_bytes:,} "
+                "(rag.max_file_bytes)"
+            )
+        docs = await anyio.to_thread.run_sync(extract_data, data, name)
+        if len(docs) != 1:
+            raise InvalidInputError(
+                f"{name} holds {len(docs)} documents; upload one document per file, or send them to "
+                "batch ingest as inline documents"
+            )
+        doc = docs[0]
+        return await self.ingest(
+            doc.text,
+            doc_id=doc_id or doc.id or f"file:{name}",
+            metadata={**doc.metadata, **(metadata or {})},
+            source=name,
+            progress=progress,
         )
 
     async def ingest_documents(

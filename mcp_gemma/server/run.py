@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gemma.errors import ConfigError, McpGemmaError
@@ -95,9 +96,7 @@ def _security(settings: Settings) -> TransportSecuritySettings | None:
     http = settings.http
     if is_loopback(http.host) and not http.allowed_hosts:
         return None  # the SDK enables DNS-rebinding protection for loopback itself
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
-    if not is_loopback(http.host):
-        hosts.append(f"{http.host}:*")
+    hosts = http.trusted_hosts()
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -138,11 +137,11 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
 class PathDispatch:
     """One port: the MCP endpoint's paths go to the MCP app, everything else to the REST API.
 
-    The lifespan goes to the MCP app (its session manager runs there); the REST API has none: it
-    reaches the state that ``serve`` holds open.
+    The lifespan goes to the MCP app (its session manager runs there), inside the REST API's own
+    lifespan (its background agent runs); both reach the state that ``serve`` holds open.
     """
 
-    def __init__(self, mcp_app: ASGIApp, api_app: ASGIApp, mcp_paths: tuple[str, ...]) -> None:
+    def __init__(self, mcp_app: ASGIApp, api_app: Starlette, mcp_paths: tuple[str, ...]) -> None:
         self.mcp_app = mcp_app
         self.api_app = api_app
         self.mcp_paths = tuple(p.rstrip("/") for p in mcp_paths)
@@ -151,7 +150,10 @@ class PathDispatch:
         return any(path == p or path.startswith(p + "/") for p in self.mcp_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or self.is_mcp(scope.get("path", "")):
+        if scope["type"] == "lifespan":
+            async with self.api_app.router.lifespan_context(self.api_app):
+                await self.mcp_app(scope, receive, send)
+        elif self.is_mcp(scope.get("path", "")):
             await self.mcp_app(scope, receive, send)
         else:
             await self.api_app(scope, receive, send)

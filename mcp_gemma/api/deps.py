@@ -1,0 +1,22 @@
+"""What every route depends on: the process's :class:`AppState`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mcp_gemma.errors import StoreUnavailableError
+from mcp_gemma.state import AppState, SharedState
+
+
+def get_state(request: Request) -> AppState:
+    """The process's :class:`AppState` (a 503 problem while it is not open)."""
+    shared: SharedState = request.app.state.shared
+    state = shared.current
+    if state is None:
+        raise StoreUnavailableError("the server is still starting (or its store failed to open); retry")
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
