@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.memory.config import TierName
-from mcp_gemma.memory.models import ClearReport, MemoryStatsReport, RecallResult, StoreReport
+from mcp_gemma.memory.models import (
+    ClearReport,
+    MemoryItem,
+    MemoryStatsReport,
+    RecallResult,
+    StoreReport,
+)
 from mcp_gemma.memory.timeparse import epoch_seconds
 
 router = APIRouter(prefix="/v1", tags=["memory"], responses=problem_responses(413, 422, 503))
@@ -128,3 +134,24 @@ async def clear_memory(
 async def memory_stats(state: State, agent_id: AgentQuery = "default") -> MemoryStatsReport:
     """Per tier: count, capacity, bytes, oldest / newest, expiries due, hits, misses and hit rate."""
     return await state.memory.stats(agent_id)
+
+
+class TierItems(BaseModel):
+    """The newest memories of one tier of one agent, each with its expiry."""
+
+    tier: TierName
+    agent_id: str
+    items: list[MemoryItem] = Field(description="Newest first; expires_at says when each TTL runs out.")
+
+
+@router.get("/memory/tiers/{tier}")
+async def memory_tier_items(
+    state: State,
+    tier: Annotated[TierName, Path(description="working, short_term, long_term, episodic or semantic.")],
+    agent_id: AgentQuery = "default",
+    limit: Annotated[int, Query(ge=1, le=1_000, description="Most memories to return.")] = 100,
+) -> TierItems:
+    """The newest memories of a tier (the memory://{tier} resource); reading them is not a recall, so
+    it neither refreshes their TTLs nor counts as an access."""
+    items = await state.memory.list_tier(tier, agent_id=agent_id, limit=limit)
+    return TierItems(tier=tier, agent_id=agent_id, items=items)
