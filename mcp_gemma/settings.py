@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from mcp_gemma.agent.config import AgentSettings
+from mcp_gemma.chat.config import ChatSettings
 from mcp_gemma.embeddings.config import EmbeddingSettings
 from mcp_gemma.errors import ConfigError
 from mcp_gemma.llm.config import GemmaSettings
@@ -95,6 +96,11 @@ class HttpSettings(BaseModel):
         description="Extra Host header values accepted (DNS-rebinding protection), e.g. 'mcp.example:*'.",
     )
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins accepted besides the server's own, e.g. 'https://console.example' "
+        "(checked on WebSocket handshakes, which browsers do not limit to the same origin).",
+    )
 
 
 class Settings(BaseSettings):
@@ -147,6 +153,7 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 
 from mcp_gemma import __version__
+from mcp_gemma.api.chat import router as chat_router
 from mcp_gemma.api.problems import install_problem_handlers
 from mcp_gemma.errors import StoreUnavailableError
 from mcp_gemma.health import ComponentStatus
@@ -54,6 +55,7 @@ def create_api(settings: Settings, shared: SharedState) -> FastAPI:
     app.state.shared = shared
     app.state.settings = settings
     install_problem_handlers(app)
+    app.include_router(chat_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Liveness:
