@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from mcp_gemma.agent.config import AgentSettings
+from mcp_gemma.chat.config import ChatSettings
 from mcp_gemma.embeddings.config import EmbeddingSettings
 from mcp_gemma.errors import ConfigError
 from mcp_gemma.llm.config import GemmaSettings
@@ -115,6 +116,12 @@ class HttpSettings(BaseModel):
             hosts.append(f"{self.host}:*")
         return hosts
 
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins accepted besides the server's own, e.g. 'https://console.example' "
+        "(checked on WebSocket handshakes, which browsers do not limit to the same origin).",
+    )
+
 
 class Settings(BaseSettings):
     """Every setting of mcp-gemma, validated once at start."""
@@ -166,6 +173,7 @@ class Settings(BaseSettings):
     rag: RagSettings = Field(default_factory=RagSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from mcp_gemma import __version__
 from mcp_gemma.agent.runs import AgentRuns
 from mcp_gemma.api import agent, documents, memory, metrics, reason, search
+from mcp_gemma.api.chat import router as chat_router
 from mcp_gemma.api.console import mount_console
 from mcp_gemma.api.deps import State, get_state
 from mcp_gemma.api.guards import install_guards
@@ -67,6 +68,7 @@ def create_api(settings: Settings, shared: SharedState) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     install_guards(app, http)
+    app.include_router(chat_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Liveness:

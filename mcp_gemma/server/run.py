@@ -36,8 +36,10 @@ def configure_logging(level: str) -> None:
 
 
 class GuardedApp:
-    """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request, but a
-    ``GET``/``HEAD`` of one of ``public_paths`` (the web console's static files, which hold no data)."""
+    """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request and
+    WebSocket handshake (a refused handshake gets an HTTP 401 where the server supports it, else the
+    close before accept that servers answer with 403), but a ``GET``/``HEAD`` of one of
+    ``public_paths`` (the web console's static files, which hold no data)."""
 
     def __init__(self, app: ASGIApp, token: str | None, public_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
@@ -49,17 +51,15 @@ class GuardedApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] == "http"
+            scope["type"] in ("http", "websocket")
             and self.token is not None
             and not self._public(scope)
             and not self._authorised(scope)
         ):
-            await _send_json(
-                send,
-                401,
-                b'{"error":"missing or wrong bearer token"}',
-                [(b"www-authenticate", b'Bearer realm="mcp-gemma"')],
-            )
+            if scope["type"] == "websocket":
+                await _refuse_websocket(scope, receive, send)
+                return
+            await _send_json(send, 401, UNAUTHORISED, [CHALLENGE])
             return
         await self.app(scope, receive, send)
 
@@ -68,6 +68,25 @@ class GuardedApp:
             if name == b"authorization" and value.startswith(b"Bearer ") and self.token is not None:
                 return hmac.compare_digest(value[7:].strip(), self.token)
         return False
+
+
+UNAUTHORISED = b'{"error":"missing or wrong bearer token"}'
+CHALLENGE = (b"www-authenticate", b'Bearer realm="mcp-gemma"')
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    message = await receive()  # websocket.connect
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(UNAUTHORISED)).encode()),
+        ]
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": [*headers, CHALLENGE]})
+        await send({"type": "websocket.http.response.body", "body": UNAUTHORISED})
+        return
+    await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong bearer token"})
 
 
 async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
@@ -196,6 +215,7 @@ async def _serve(settings: Settings) -> None:
             lifespan="on",
             log_config=None,
             timeout_graceful_shutdown=5,
+            ws_max_size=settings.chat.max_frame_bytes,
         )
         path = http.path if settings.transport == "streamable-http" else http.sse_path
         logger.info("serving MCP over %s on http://%s:%s%s", settings.transport, http.host, http.port, path)
