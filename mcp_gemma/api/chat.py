@@ -29,7 +29,10 @@ Server to client:
 
 One answer streams at a time. The handshake needs the bearer token when the server has one
 (``GuardedApp``), a Host this server answers to, and an ``Origin`` (browsers send it) that is the
-server's own or in ``http.allowed_origins``; otherwise it is refused before the socket opens.
+server's own or in ``http.allowed_origins``; otherwise it is refused before the socket opens. A
+browser, which cannot set headers on a WebSocket, offers the subprotocols ``mcp-gemma.chat`` and
+``bearer.<the token, base64url>``; the server accepts with ``mcp-gemma.chat`` (never echoing the
+token).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["chat"])
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+SUBPROTOCOL = "mcp-gemma.chat"
 
 
 class _Frame(BaseModel):
@@ -98,7 +102,10 @@ async def chat_socket(
     if state is None:
         await websocket.close(code=1013, reason="the server is still starting; retry")
         return
-    await websocket.accept()
+    # A client that offered subprotocols (the web console) must get one of them back, or its
+    # browser drops the socket.
+    offered = websocket.scope.get("subprotocols", ())
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     service = ChatService(state.settings, rag=state.rag, memory=state.memory, llm=state.llm)
     await ChatConnection(websocket, service, settings.chat.max_frame_bytes).run(session_id)
 

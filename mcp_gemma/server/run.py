@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hmac
 import logging
@@ -64,10 +66,29 @@ class GuardedApp:
         await self.app(scope, receive, send)
 
     def _authorised(self, scope: Scope) -> bool:
+        if self.token is None:
+            return False
         for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer ") and self.token is not None:
+            if name == b"authorization" and value.startswith(b"Bearer "):
                 return hmac.compare_digest(value[7:].strip(), self.token)
+        if scope["type"] == "websocket":
+            # A browser cannot put headers on a WebSocket: it offers the token as a subprotocol
+            # ``bearer.<base64url>`` instead (never in the URL, which access logs keep).
+            for offered in scope.get("subprotocols", ()):
+                offered = offered.strip()
+                if offered.startswith(WS_BEARER_PREFIX):
+                    return hmac.compare_digest(_unbase64url(offered[len(WS_BEARER_PREFIX) :]), self.token)
         return False
+
+
+WS_BEARER_PREFIX = "bearer."
+
+
+def _unbase64url(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        return b""
 
 
 UNAUTHORISED = b'{"error":"missing or wrong bearer token"}'

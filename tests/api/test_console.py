@@ -6,15 +6,20 @@ browser in ``tests/browser/test_console.py``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 import pytest
+from httpx_ws import aconnect_ws
+from httpx_ws.transport import ASGIWebSocketTransport
 from pydantic import SecretStr
+from starlette.types import Message, Receive, Scope, Send
 
 from mcp_gemma.api.app import create_api
 from mcp_gemma.api.console import STATIC_DIR, console_paths
-from mcp_gemma.server.run import build_http_app
+from mcp_gemma.server.run import GuardedApp, build_http_app
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import SharedState
 
@@ -120,3 +125,59 @@ async def test_a_tier_lists_its_memories_with_their_expiry(api: httpx.AsyncClien
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
     assert "working" in bad.json()["detail"]
+
+
+def _b64url(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+async def test_the_chat_socket_takes_the_token_as_a_subprotocol(settings: Settings) -> None:
+    """What the console does: a browser cannot set headers on a WebSocket, so it offers
+    ``bearer.<base64url token>`` beside ``mcp-gemma.chat``; only the latter is echoed."""
+    guarded = settings.model_copy(
+        update={"http": settings.http.model_copy(update={"auth_token": SecretStr("tök/en+1")})}
+    )
+    shared = SharedState(guarded)
+    async with shared.hold():
+        transport = ASGIWebSocketTransport(app=build_http_app(guarded, shared))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            offered = ["mcp-gemma.chat", f"bearer.{_b64url('tök/en+1')}"]
+            async with aconnect_ws("/v1/chat", client, subprotocols=offered) as ws:
+                assert ws.subprotocol == "mcp-gemma.chat"
+                with anyio.fail_after(30):
+                    assert (await ws.receive_json())["type"] == "session"
+
+
+async def test_a_wrong_or_missing_subprotocol_token_is_refused_before_the_app() -> None:
+    reached: list[object] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["subprotocols"])
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    guard = GuardedApp(app, "tok-1")
+    for offered, passes in (
+        (["mcp-gemma.chat", f"bearer.{_b64url('tok-1')}"], True),
+        (["mcp-gemma.chat"], False),
+        (["mcp-gemma.chat", f"bearer.{_b64url('tok-2')}"], False),
+        (["bearer.!!not-base64"], False),
+        (["bearer."], False),
+    ):
+        reached.clear()
+        sent.clear()
+        scope = {"type": "websocket", "path": "/v1/chat", "headers": [], "subprotocols": offered}
+        await guard(scope, receive, send)
+        assert reached == ([offered] if passes else []), offered
+        expected = (
+            []
+            if passes
+            else [{"type": "websocket.close", "code": 1008, "reason": "missing or wrong bearer token"}]
+        )
+        assert sent == expected, offered
