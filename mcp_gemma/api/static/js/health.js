@@ -2,8 +2,10 @@
 
 import { api, guarded, h } from "./api.js";
 
-// Families shown from /metrics: the server's own, and the process's memory and CPU.
-const KEY_PREFIXES = ["mcp_gemma_", "process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"];
+// Shown from /metrics: the server's own families, without histogram internals; REST requests are
+// summed over routes by status (the per-route figures stay in /metrics for a scraper).
+const HIDDEN_SUFFIXES = ["_bucket", "_sum", "_count", "_created"];
+const BY_STATUS = "mcp_gemma_http_requests_total";
 
 /** Parse Prometheus text exposition into {name, labels, value} samples (comments skipped). */
 export function parseMetrics(text) {
@@ -17,9 +19,22 @@ export function parseMetrics(text) {
   return samples;
 }
 
-function isKey(sample) {
-  if (sample.name.endsWith("_bucket") || sample.name.endsWith("_created")) return false;
-  return KEY_PREFIXES.some((prefix) => sample.name.startsWith(prefix));
+function keyMetrics(samples) {
+  const shown = [];
+  const byStatus = new Map();
+  for (const sample of samples) {
+    if (!sample.name.startsWith("mcp_gemma_") || HIDDEN_SUFFIXES.some((s) => sample.name.endsWith(s))) continue;
+    if (sample.name === BY_STATUS) {
+      const status = /status="([^"]*)"/.exec(sample.labels)?.[1] ?? "?";
+      byStatus.set(status, (byStatus.get(status) ?? 0) + sample.value);
+    } else {
+      shown.push(sample);
+    }
+  }
+  const requests = [...byStatus.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([status, value]) => ({ name: BY_STATUS, labels: `status="${status}"`, value }));
+  return [...requests, ...shown];
 }
 
 function formatValue(value) {
@@ -61,7 +76,7 @@ async function load() {
   }
   const rows = document.getElementById("health-metrics");
   if (metrics.status === "fulfilled") {
-    const key = parseMetrics(metrics.value).filter(isKey);
+    const key = keyMetrics(parseMetrics(metrics.value));
     rows.replaceChildren(
       ...(key.length
         ? key.map((s) =>
