@@ -214,6 +214,32 @@ def test_a_document_is_deleted_from_the_list_after_confirmation(console: Console
     assert console.problems == []
 
 
+def test_documents_are_listed_page_by_page(console: Console, api: httpx.Client) -> None:
+    ids = [f"page-{i:02d}" for i in range(21)]
+    for doc_id in ids:
+        assert api.post("/v1/documents", json={"id": doc_id, "text": f"Page test note {doc_id}."}).is_success
+    total = api.get("/v1/documents").json()["total"]
+    try:
+        page = console.page
+        console.open("documents")
+        listed = page.locator("#docs-rows tr")
+        assert page.locator("#docs-range").text_content() == f"1–20 of {total}"
+        assert listed.count() == 20
+        # Newest first: the last ingested leads.
+        assert listed.first.get_attribute("data-doc-id") == "page-20"
+        assert page.locator("#docs-prev").is_disabled()
+        page.click("#docs-next")
+        page.wait_for_selector(f"#docs-range:text-is('21–{total} of {total}')")
+        assert listed.count() == total - 20
+        page.click("#docs-prev")
+        page.wait_for_selector(f"#docs-range:text-is('1–20 of {total}')")
+        assert listed.first.get_attribute("data-doc-id") == "page-20"
+        assert console.problems == []
+    finally:
+        for doc_id in ids:
+            api.delete(f"/v1/documents/{doc_id}")
+
+
 def test_a_stored_memory_shows_under_its_tier_with_its_ttl(console: Console) -> None:
     page = console.page
     console.open("memory")
