@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -109,8 +109,8 @@ async def ingest_document(request: Request, state: State) -> IngestReport:
     if kind == "multipart/form-data":
         return await _ingest_upload(request, state)
     if kind != "application/json":
-        raise InvalidInputError(
-            f"unsupported content type {kind or '(none)'}: send application/json or multipart/form-data"
+        raise HTTPException(
+            415, f"unsupported content type {kind or '(none)'}: send application/json or multipart/form-data"
         )
     try:
         body = IngestRequest.model_validate_json(await request.body())

@@ -35,6 +35,13 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+UNAUTHORISED = (
+    b'{"type":"urn:mcp-gemma:problem:unauthorized","title":"Unauthorized","status":401,'
+    b'"detail":"missing or wrong bearer token: send Authorization: Bearer <the server\'s '
+    b'MCP_GEMMA_AUTH_TOKEN>"}'
+)
+
+
 class GuardedApp:
     """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request."""
 
@@ -43,13 +50,13 @@ class GuardedApp:
         self.token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None and not self._authorised(scope):
-            await _send_json(
-                send,
-                401,
-                b'{"error":"missing or wrong bearer token"}',
-                [(b"www-authenticate", b'Bearer realm="mcp-gemma"')],
-            )
+        if (
+            scope["type"] == "http"
+            and self.token is not None
+            and not self._authorised(scope)
+            and not _is_preflight(scope)
+        ):
+            await _send_json(send, 401, UNAUTHORISED, [(b"www-authenticate", b'Bearer realm="mcp-gemma"')])
             return
         await self.app(scope, receive, send)
 
@@ -60,8 +67,20 @@ class GuardedApp:
         return False
 
 
+def _is_preflight(scope: Scope) -> bool:
+    """A browser's CORS preflight: it never carries credentials, and it is answered with CORS headers
+    only (by the REST API's allow-list), never with data."""
+    return scope.get("method") == "OPTIONS" and any(
+        name == b"access-control-request-method" for name, _ in scope.get("headers", [])
+    )
+
+
 async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
