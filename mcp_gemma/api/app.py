@@ -58,7 +58,6 @@ def create_api(settings: Settings, shared: SharedState) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
-        max_body_size=http.max_request_bytes,
         lifespan=lifespan,
     )
     app.state.shared = shared

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,7 @@ class IngestRequest(BaseModel):
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["file"],
+    "additionalProperties": False,
     "properties": {
         "file": {
             "type": "string",
@@ -85,7 +86,14 @@ def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
 
 
 async def _ingest_upload(request: Request, state: State) -> IngestReport:
-    form = await request.form(max_files=1, max_fields=4)
+    try:
+        form = await request.form(max_files=1, max_fields=2)
+    except HTTPException as exc:
+        raise HTTPException(
+            exc.status_code,
+            f"the multipart body cannot be read ({exc.detail}); send one 'file' part, and optionally "
+            "'id' and 'metadata' text fields",
+        ) from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise InvalidInputError("the multipart body has no 'file' part; send the document as file=@<path>")
@@ -100,7 +108,7 @@ async def _ingest_upload(request: Request, state: State) -> IngestReport:
     return await state.rag.ingest_file(upload.filename or "", data, doc_id=doc_id, metadata=metadata)
 
 
-@router.post("/documents", openapi_extra=_INGEST_BODY, responses=problem_responses(422))
+@router.post("/documents", openapi_extra=_INGEST_BODY, responses=problem_responses(400, 422))
 async def ingest_document(request: Request, state: State) -> IngestReport:
     """Add one document: JSON ``{"text", "id"?, "metadata"?}``, or a file as ``multipart/form-data``
     (``file``, optional ``id`` and ``metadata`` as a JSON string). Re-sending the same text and
@@ -109,8 +117,8 @@ async def ingest_document(request: Request, state: State) -> IngestReport:
     if kind == "multipart/form-data":
         return await _ingest_upload(request, state)
     if kind != "application/json":
-        raise InvalidInputError(
-            f"unsupported content type {kind or '(none)'}: send application/json or multipart/form-data"
+        raise HTTPException(
+            415, f"unsupported content type {kind or '(none)'}: send application/json or multipart/form-data"
         )
     try:
         body = IngestRequest.model_validate_json(await request.body())

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -93,7 +94,7 @@ class HostOriginGuard:
 
 class DeclaredBodyLimit:
     """Refuse a request whose ``Content-Length`` passes ``http.max_request_bytes`` with a 413 problem
-    before reading it (a body sent without a length is cut off by FastAPI's ``max_body_size``)."""
+    before reading it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -115,9 +116,11 @@ class DeclaredBodyLimit:
 def install_guards(app: FastAPI, http: HttpSettings) -> None:
     """Add the guards, outermost last: Host / Origin, then CORS (preflights answered there).
 
-    Then the body size limit: by ``Content-Length`` here, and FastAPI's own ``max_body_size`` (set in
-    ``create_api``) for a body sent without one.
+    Then the body size limit: by ``Content-Length`` first, then Starlette's counting limit for a
+    body sent without one (it raises a 413 ``HTTPException`` that becomes a problem). FastAPI's own
+    ``max_body_size`` is not used: it answers a declared oversize body in plain text.
     """
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=http.max_request_bytes)
     app.add_middleware(DeclaredBodyLimit, max_bytes=http.max_request_bytes)
     if http.cors_origins:
         cors: Any = CORSMiddleware

@@ -37,6 +37,13 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+UNAUTHORISED = (
+    b'{"type":"urn:mcp-gemma:problem:unauthorized","title":"Unauthorized","status":401,'
+    b'"detail":"missing or wrong bearer token: send Authorization: Bearer <the server\'s '
+    b'MCP_GEMMA_AUTH_TOKEN>"}'
+)
+
+
 class GuardedApp:
     """ASGI wrapper that requires ``Authorization: Bearer <token>`` on every HTTP request and
     WebSocket handshake (a refused handshake gets an HTTP 401 where the server supports it, else the
@@ -57,6 +64,7 @@ class GuardedApp:
             and self.token is not None
             and not self._public(scope)
             and not self._authorised(scope)
+            and not _is_preflight(scope)
         ):
             if scope["type"] == "websocket":
                 await _refuse_websocket(scope, receive, send)
@@ -91,7 +99,6 @@ def _unbase64url(text: str) -> bytes:
         return b""
 
 
-UNAUTHORISED = b'{"error":"missing or wrong bearer token"}'
 CHALLENGE = (b"www-authenticate", b'Bearer realm="mcp-gemma"')
 
 
@@ -101,7 +108,7 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if "websocket.http.response" in scope.get("extensions", {}):
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", b"application/problem+json"),
             (b"content-length", str(len(UNAUTHORISED)).encode()),
         ]
         await send({"type": "websocket.http.response.start", "status": 401, "headers": [*headers, CHALLENGE]})
@@ -110,8 +117,20 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong bearer token"})
 
 
+def _is_preflight(scope: Scope) -> bool:
+    """A browser's CORS preflight: it never carries credentials, and it is answered with CORS headers
+    only (by the REST API's allow-list), never with data."""
+    return scope.get("method") == "OPTIONS" and any(
+        name == b"access-control-request-method" for name, _ in scope.get("headers", [])
+    )
+
+
 async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -33,7 +33,7 @@ CSP = (
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     shared = SharedState(settings)
     async with shared.hold():
         transport = httpx.ASGITransport(app=create_api(settings, shared))
@@ -41,8 +41,8 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-async def test_the_console_is_served_at_the_root_with_its_security_headers(api: httpx.AsyncClient) -> None:
-    page = await api.get("/")
+async def test_the_console_is_served_at_the_root_with_security_headers(app_client: httpx.AsyncClient) -> None:
+    page = await app_client.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.text == (STATIC_DIR / "index.html").read_text(encoding="utf-8")
@@ -50,21 +50,21 @@ async def test_the_console_is_served_at_the_root_with_its_security_headers(api: 
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["referrer-policy"] == "no-referrer"
-    script = await api.get("/js/app.js")
+    script = await app_client.get("/js/app.js")
     assert script.status_code == 200
     assert script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert script.headers["content-security-policy"] == CSP
-    css = await api.get("/console.css")
+    css = await app_client.get("/console.css")
     assert css.headers["content-type"] == "text/css; charset=utf-8"
 
 
-async def test_routes_keep_working_beside_the_console(api: httpx.AsyncClient) -> None:
-    assert (await api.get("/healthz")).json()["status"] == "ok"
-    assert (await api.get("/v1/documents")).json()["total"] == 0
-    docs = await api.get("/docs")
+async def test_routes_keep_working_beside_the_console(app_client: httpx.AsyncClient) -> None:
+    assert (await app_client.get("/healthz")).json()["status"] == "ok"
+    assert (await app_client.get("/v1/documents")).json()["total"] == 0
+    docs = await app_client.get("/docs")
     assert docs.status_code == 200 and "content-security-policy" not in docs.headers
-    assert (await api.get("/openapi.json")).json()["info"]["title"] == "mcp-gemma"
-    missing = await api.get("/no/such/page")
+    assert (await app_client.get("/openapi.json")).json()["info"]["title"] == "mcp-gemma"
+    missing = await app_client.get("/no/such/page")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["detail"] == (
@@ -106,22 +106,22 @@ async def test_the_console_files_need_no_token_but_the_api_does(settings: Settin
         assert authed.status_code == 200
 
 
-async def test_a_tier_lists_its_memories_with_their_expiry(api: httpx.AsyncClient) -> None:
-    stored = await api.post(
+async def test_a_tier_lists_its_memories_with_their_expiry(app_client: httpx.AsyncClient) -> None:
+    stored = await app_client.post(
         "/v1/memory", json={"content": ["first note", "second note"], "tier": "working", "agent_id": "ui"}
     )
     assert stored.status_code == 200, stored.text
     report = stored.json()
-    listed = await api.get("/v1/memory/tiers/working", params={"agent_id": "ui"})
+    listed = await app_client.get("/v1/memory/tiers/working", params={"agent_id": "ui"})
     assert listed.status_code == 200, listed.text
     page = listed.json()
     assert page["tier"] == "working" and page["agent_id"] == "ui"
     assert sorted(item["content"] for item in page["items"]) == ["first note", "second note"]
     assert {item["id"] for item in page["items"]} == set(report["ids"])
     assert {item["expires_at"] for item in page["items"]} == {report["expires_at"]}
-    other = await api.get("/v1/memory/tiers/semantic", params={"agent_id": "ui"})
+    other = await app_client.get("/v1/memory/tiers/semantic", params={"agent_id": "ui"})
     assert other.json()["items"] == []
-    bad = await api.get("/v1/memory/tiers/forever")
+    bad = await app_client.get("/v1/memory/tiers/forever")
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
     assert "working" in bad.json()["detail"]
