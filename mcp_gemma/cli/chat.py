@@ -10,6 +10,7 @@ is not a terminal, it reads one message per line.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -22,8 +23,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from mcp_gemma.cli.common import run_with_state, settings_from_cli
+from mcp_gemma.cli.common import fail, run_with_state, settings_from_cli
 from mcp_gemma.errors import McpGemmaError
+
+logger = logging.getLogger(__name__)
 
 HELP = """Commands:
   /agent        switch between the model and the agent (ReAct loop with tools)
@@ -60,10 +63,9 @@ def chat(
     """Chat with the local Gemma, the agent or the knowledge base in the terminal."""
     overrides: dict[str, Any] = {"gemma": {"preload": False}} if lightweight else {}
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url, **overrides)
-    console = Console(highlight=False, soft_wrap=True)
     if lightweight and agent:
-        console.print("--agent needs the model; --lightweight answers from retrieval alone", style="red")
-        raise typer.Exit(2)
+        raise fail("--agent needs the model; --lightweight answers from retrieval alone", 2)
+    console = Console(highlight=False, soft_wrap=True)
     interactive = sys.stdin.isatty()
 
     async def call(state: Any) -> None:
@@ -204,6 +206,14 @@ class TerminalChat:
                 except McpGemmaError as exc:
                     self._end_stream()
                     self.console.print(f"error: {exc}", style="red", markup=False)
+                except Exception as exc:  # the chat goes on; the details go to the log
+                    logger.exception("chat answer failed")
+                    self._end_stream()
+                    self.console.print(
+                        f"error: the answer failed unexpectedly ({type(exc).__name__})",
+                        style="red",
+                        markup=False,
+                    )
                 tg.cancel_scope.cancel()
         self._end_stream()
         if done is None:

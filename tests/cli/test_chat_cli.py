@@ -125,9 +125,25 @@ def test_chat_reads_lines_when_stdin_is_not_a_terminal(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_a_bad_session_id_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["--session", "../x"],
+            1,
+            "mcp-gemma: error: a session id is 1 to 64 letters, digits, '-' or '_' "
+            "(starting with a letter or digit)",
+        ),
+        (
+            ["--agent"],
+            2,
+            "mcp-gemma: error: --agent needs the model; --lightweight answers from retrieval alone",
+        ),
+    ],
+)
+def test_bad_options_are_clear_errors(tmp_path: Path, args: list[str], code: int, message: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mcp_gemma", "chat", "--lightweight", "--session", "../x"],
+        [sys.executable, "-m", "mcp_gemma", "chat", "--lightweight", *args],
         env=chat_env(tmp_path / "data"),
         capture_output=True,
         text=True,
@@ -136,9 +152,7 @@ def test_a_bad_session_id_is_a_clear_error(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         check=False,
     )
-    assert done.returncode == 1
-    assert "mcp-gemma: error: a session id is 1 to 64 letters" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert (done.returncode, done.stderr.strip()) == (code, message)
 
 
 @pytest.mark.model
