@@ -196,7 +196,11 @@ class ChatConnection:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'frame'}: {e['msg']}" for e in exc.errors()[:5]
             )
-            await self.send(ErrorEvent(detail=f"not a chat message ({problems}); see GET /docs#chat"))
+            await self.send(
+                ErrorEvent(
+                    detail=f"not a chat message ({problems}); the protocol is in the README, section Chat"
+                )
+            )
             return
         if isinstance(frame, CancelFrame):
             if self.turn is not None:

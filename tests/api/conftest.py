@@ -1,7 +1,7 @@
-"""Real ``mcp-gemma serve --transport http`` processes for the REST API and WebSocket tests.
+"""A real ``mcp-gemma serve --transport http`` process for the REST API tests, on the session's Redis.
 
-The REST server runs on the session's Redis in its own namespace; each test isolates its data with
-unique ids, agent ids or a metadata tag it filters on.
+The server has its own namespace; each test isolates its data with unique ids, agent ids or a
+metadata tag it filters on.
 """
 
 from __future__ import annotations
@@ -14,18 +14,6 @@ import httpx
 import pytest
 
 from tests.integration.conftest import SpawnedServer, server_env
-
-
-@pytest.fixture(scope="session")
-def chat_server(tmp_path_factory: pytest.TempPathFactory, shared_models_dir: Path) -> Iterator[SpawnedServer]:
-    """One server for the chat tests; its Gemma uses the session's conversion cache."""
-    data = tmp_path_factory.mktemp("chat") / "data"
-    server = SpawnedServer(
-        "http", data, env=server_env(data, MCP_GEMMA_GEMMA__CACHE_DIR=str(shared_models_dir))
-    )
-    yield server
-    server.stop()
-
 
 MAX_BODY = 256 * 1024  # small, so the 413 tests send little
 
