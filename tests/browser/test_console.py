@@ -319,6 +319,28 @@ def test_health_shows_the_components_and_key_metrics(console: Console, api: http
     assert console.problems == []
 
 
+def test_a_retrieval_chat_answer_shows_its_evidence(console: Console, api: httpx.Client) -> None:
+    text = "The Orbis lab named its solar glider Zephyr. Its wings carry forty square metres of cells."
+    assert api.post("/v1/documents", json={"id": "glider", "text": text}).is_success
+    try:
+        page = console.page
+        console.open("chat")
+        page.fill("#chat-form [name=text]", "What did the Orbis lab name its solar glider?")
+        page.select_option("#chat-form [name=mode]", "retrieval")
+        page.check("#chat-form [name=kb]")
+        page.click("#chat-send")
+        answer = page.locator("#chat-log .turn.assistant[data-state=done]")
+        answer.wait_for()
+        refs = answer.locator(".evidence li").evaluate_all("els => els.map(e => e.dataset.ref)")
+        assert refs and all(re.fullmatch(r"chunk:\d+", ref) for ref in refs), refs
+        shown = answer.locator(".text").text_content() or ""
+        assert shown.startswith("The Orbis lab named its solar glider Zephyr. [chunk:"), shown
+        assert answer.get_attribute("data-tokens") == "0", "retrieval sends the answer whole"
+        assert console.problems == []
+    finally:
+        api.delete("/v1/documents/glider")
+
+
 @pytest.mark.model
 def test_a_chat_answer_streams_in(console: Console) -> None:
     page = console.page
