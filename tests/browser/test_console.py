@@ -250,6 +250,8 @@ def test_a_stored_memory_shows_under_its_tier_with_its_ttl(console: Console) -> 
     assert working.locator(".count").text_content() == "0"
     assert working.locator(".ttl").text_content() == "15m"
     assert page.locator("#memory-tiers tr[data-tier=semantic] .ttl").text_content() == "none"
+    assert page.locator("#memory-store [name=tier]").input_value() == "short_term", "the server's default"
+    assert page.locator("#memory-clear [name=tier]").input_value() == "", "every tier"
 
     page.fill("#memory-store [name=content]", "The staging database lives on host db-7.")
     page.select_option("#memory-store [name=tier]", "working")

@@ -68,8 +68,10 @@ function fillTierSelects(tiers) {
     const keep = select.value;
     const fixed = [...select.querySelectorAll("option[value='']")];
     select.replaceChildren(...fixed, ...tiers.map((t) => h("option", { value: t }, t)));
-    if (keep === "" || tiers.includes(keep)) select.value = keep;
-    else if (tiers.includes("short_term") && !fixed.length) select.value = "short_term";
+    // Keep the choice; else "every tier" where offered, else the server's default tier.
+    if (tiers.includes(keep)) select.value = keep;
+    else if (fixed.length) select.value = "";
+    else select.value = tiers.includes("short_term") ? "short_term" : tiers[0];
   }
 }
 
