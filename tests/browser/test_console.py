@@ -217,7 +217,11 @@ def test_a_document_is_deleted_from_the_list_after_confirmation(console: Console
 def test_documents_are_listed_page_by_page(console: Console, api: httpx.Client) -> None:
     ids = [f"page-{i:02d}" for i in range(21)]
     for doc_id in ids:
-        assert api.post("/v1/documents", json={"id": doc_id, "text": f"Page test note {doc_id}."}).is_success
+        made = api.post(
+            "/v1/documents",
+            json={"id": doc_id, "text": f"Page test note {doc_id}.", "metadata": {"n": int(doc_id[-2:])}},
+        )
+        assert made.is_success, made.text
     total = api.get("/v1/documents").json()["total"]
     try:
         page = console.page
@@ -234,6 +238,13 @@ def test_documents_are_listed_page_by_page(console: Console, api: httpx.Client) 
         page.click("#docs-prev")
         page.wait_for_selector(f"#docs-range:text-is('1–20 of {total}')")
         assert listed.first.get_attribute("data-doc-id") == "page-20"
+
+        page.fill("#docs-filter [name=filter]", '{"n": {"$gte": 19}}')
+        page.click("#docs-filter button")
+        page.wait_for_selector("#docs-range:text-is('1–2 of 2')")
+        assert listed.evaluate_all("rs => rs.map(r => r.dataset.docId)") == ["page-20", "page-19"]
+        assert page.locator("#docs-next").is_disabled()
+        console.screenshot("documents-filtered")
         assert console.problems == []
     finally:
         for doc_id in ids:

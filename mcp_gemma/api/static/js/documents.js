@@ -1,9 +1,10 @@
 // Documents: a paginated list (newest first), one document's text, delete after a confirmation.
 
-import { api, confirmAction, formatTime, guarded, h } from "./api.js";
+import { api, confirmAction, formatTime, guarded, h, jsonObjectField } from "./api.js";
 
 const PAGE_SIZE = 20;
 let offset = 0;
+let filter; // the applied metadata filter (a JSON object), or undefined
 
 async function view(id) {
   const doc = await api("GET", `/v1/documents/${encodeURIComponent(id)}`);
@@ -39,7 +40,8 @@ function row(doc) {
 }
 
 async function load() {
-  const page = await api("GET", "/v1/documents", { query: { offset, limit: PAGE_SIZE } });
+  const query = { offset, limit: PAGE_SIZE, filter: filter && JSON.stringify(filter) };
+  const page = await api("GET", "/v1/documents", { query });
   if (page.documents.length === 0 && offset > 0 && page.total > 0) {
     // The last page emptied (a delete): step back.
     offset = Math.max(0, offset - PAGE_SIZE);
@@ -49,7 +51,7 @@ async function load() {
   rows.replaceChildren(
     ...(page.documents.length
       ? page.documents.map(row)
-      : [h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No documents yet: ingest some."))]),
+      : [h("tr", {}, h("td", { colspan: 6, class: "muted" }, filter ? "No document matches the filter." : "No documents yet: ingest some."))]),
   );
   const first = page.documents.length ? offset + 1 : 0;
   document.getElementById("docs-range").textContent = `${first}–${offset + page.documents.length} of ${page.total}`;
@@ -59,6 +61,15 @@ async function load() {
 }
 
 export function init() {
+  const form = document.getElementById("docs-filter");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(form.querySelector("button"), () => {
+      filter = jsonObjectField(form.elements.filter.value, "The filter");
+      offset = 0;
+      return load();
+    });
+  });
   document.getElementById("docs-prev").addEventListener("click", (e) => {
     offset = Math.max(0, offset - PAGE_SIZE);
     guarded(e.currentTarget, load);
