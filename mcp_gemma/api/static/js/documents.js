@@ -9,7 +9,7 @@ let filter; // the applied metadata filter (a JSON object), or undefined
 async function view(id) {
   const doc = await api("GET", `/v1/documents/${encodeURIComponent(id)}`);
   const card = document.getElementById("doc-view");
-  document.getElementById("doc-view-title").textContent = `${doc.id} · ${doc.chunks} chunks`;
+  document.getElementById("doc-view-title").textContent = `${doc.id} · ${doc.chunks} chunk${doc.chunks === 1 ? "" : "s"}`;
   document.getElementById("doc-view-text").textContent = doc.text ?? "";
   card.dataset.docId = doc.id;
   card.hidden = false;
