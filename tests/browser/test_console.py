@@ -51,6 +51,8 @@ def browser() -> Iterator[Any]:
     binary = chromium_binary()
     if binary is None:
         pytest.skip("no Chromium found: apt-get install chromium (or set MCP_GEMMA_CHROMIUM to its binary)")
+    if not Path(binary).is_file():
+        pytest.fail(f"MCP_GEMMA_CHROMIUM={binary} is not a file; point it at a Chromium binary")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the dev extra installs playwright")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=binary, headless=True)
