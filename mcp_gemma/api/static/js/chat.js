@@ -60,13 +60,14 @@ function assistantTurn() {
   node.dataset.tokens = "0";
   const steps = h("ol", { class: "steps" });
   const evidence = h("ul", { class: "evidence" });
-  node.append(steps, evidence);
+  node.prepend(steps, evidence); // what the answer rests on comes first, the answer after it
   return { bubble: node, text: node.querySelector(".text"), steps, evidence, tokens: 0, received: "" };
 }
 
-function finish(state, finalText) {
+function finish(state, finalText, note) {
   if (!current) return;
   if (finalText !== undefined && finalText !== null) current.text.textContent = finalText;
+  if (note) current.bubble.append(h("p", { class: "muted note" }, note));
   current.bubble.dataset.state = state;
   current = null;
   busy(false);
@@ -120,10 +121,15 @@ function onMessage(event) {
       }
       break;
     }
-    case "done":
+    case "done": {
       if (!current) current = assistantTurn();
-      finish("done", message.answer);
+      let note = "";
+      if (!message.answer) note = message.stop_reason ? `no answer (the agent stopped: ${message.stop_reason})` : "no answer";
+      else if (message.finish_reason === "length") note = "cut at the token budget";
+      else if (message.finish_reason === "timeout") note = "cut at the time limit";
+      finish("done", message.answer, note);
       break;
+    }
     case "cancelled":
       if (current) current.bubble.append(h("p", { class: "muted" }, "cancelled"));
       finish("cancelled");
