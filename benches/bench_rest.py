@@ -10,8 +10,9 @@ the same vector search is made ``RUNS`` times (400; 60 with --quick) four ways, 
 order rotated each round:
 
 - ``service``: ``RagService.search`` called directly (what both front ends call);
-- ``rest_asgi``: ``POST /v1/search`` through the whole ASGI app in process (httpx ASGITransport):
-  the REST layer (guards, metrics, routing, validation, serialisation) without the network;
+- ``rest_asgi``: ``POST /v1/search`` as raw ASGI messages into the whole app in process: the REST
+  layer (bearer check, dispatch, guards, metrics, routing, validation, serialisation) without the
+  network or an HTTP client;
 - ``rest_http``: ``POST /v1/search`` over loopback HTTP (one keep-alive httpx client);
 - ``mcp_http``: the ``search_documents`` tool over Streamable HTTP (one MCP session).
 
@@ -90,7 +91,6 @@ async def measure(data_dir: Path, docs: int, runs: int) -> dict[str, Any]:
         body = {"query": QUERY, "mode": "vector", "limit": LIMIT}
         async with (
             httpx.AsyncClient(base_url=base, timeout=120) as http,
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base, timeout=120) as asgi,
             Client(f"{base}/mcp") as mcp,
         ):
             with anyio.fail_after(600):
@@ -100,10 +100,39 @@ async def measure(data_dir: Path, docs: int, runs: int) -> dict[str, Any]:
             async def service() -> list[str]:
                 return [h.doc_id for h in (await state.rag.search(QUERY, limit=LIMIT)).hits]
 
+            raw_body = json.dumps(body).encode()
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": "/v1/search",
+                "raw_path": b"/v1/search",
+                "query_string": b"",
+                "root_path": "",
+                "headers": [
+                    (b"host", f"127.0.0.1:{port}".encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw_body)).encode()),
+                ],
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", port),
+            }
+
             async def rest_asgi() -> list[str]:
-                r = await asgi.post("/v1/search", json=body)
-                r.raise_for_status()
-                return [h["doc_id"] for h in r.json()["hits"]]
+                sent: list[dict[str, Any]] = []
+
+                async def receive() -> dict[str, Any]:
+                    return {"type": "http.request", "body": raw_body, "more_body": False}
+
+                async def send(message: dict[str, Any]) -> None:
+                    sent.append(message)
+
+                await app(dict(scope), receive, send)
+                assert sent[0]["status"] == 200, sent
+                payload = b"".join(m.get("body", b"") for m in sent[1:])
+                return [h["doc_id"] for h in json.loads(payload)["hits"]]
 
             async def rest_http() -> list[str]:
                 r = await http.post("/v1/search", json=body)
@@ -128,6 +157,7 @@ async def measure(data_dir: Path, docs: int, runs: int) -> dict[str, Any]:
             hits: set[tuple[str, ...]] = set()
             for i in range(runs):
                 for name, call in ways[i % 4 :] + ways[: i % 4]:
+                    await anyio.sleep(0.002)  # let the previous call's leftovers (keep-alive, SSE close) run
                     t0 = time.perf_counter()
                     found = await call()
                     samples[name].append((time.perf_counter() - t0) * 1e3)

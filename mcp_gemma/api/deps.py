@@ -10,8 +10,9 @@ from mcp_gemma.errors import StoreUnavailableError
 from mcp_gemma.state import AppState, SharedState
 
 
-def get_state(request: Request) -> AppState:
-    """The process's :class:`AppState` (a 503 problem while it is not open)."""
+async def get_state(request: Request) -> AppState:
+    """The process's :class:`AppState` (a 503 problem while it is not open). Async on purpose:
+    FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop on every request."""
     shared: SharedState = request.app.state.shared
     state = shared.current
     if state is None:

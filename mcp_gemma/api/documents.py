@@ -63,19 +63,24 @@ _INGEST_BODY: dict[str, Any] = {
 }
 
 
-def parse_filter(raw: str | None) -> dict[str, Any] | None:
-    """The ``filter`` query parameter: a JSON object, or absent."""
+def json_object(raw: str | None, name: str, example: str) -> dict[str, Any] | None:
+    """A parameter sent as JSON text that must be an object (``filter``, upload ``metadata``)."""
     if raw is None or not raw.strip():
         return None
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
-            f"filter is not valid JSON ({exc.msg} at {exc.pos}); send a JSON object"
+            f"{name} is not valid JSON ({exc.msg} at {exc.pos}); send a JSON object such as {example}"
         ) from None
     if not isinstance(value, dict):
-        raise InvalidInputError('filter must be a JSON object, e.g. {"lang": "en"}')
+        raise InvalidInputError(f"{name} must be a JSON object, e.g. {example}")
     return value
+
+
+def parse_filter(raw: str | None) -> dict[str, Any] | None:
+    """The ``filter`` query parameter: a JSON object, or absent."""
+    return json_object(raw, "filter", '{"lang": "en"}')
 
 
 def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
@@ -101,7 +106,7 @@ async def _ingest_upload(request: Request, state: State) -> IngestReport:
     raw_meta = form.get("metadata")
     if doc_id is not None and (not isinstance(doc_id, str) or not 1 <= len(doc_id) <= 512):
         raise InvalidInputError("id must be text of 1 to 512 characters")
-    metadata = parse_filter(raw_meta) if isinstance(raw_meta, str) else None
+    metadata = json_object(raw_meta, "metadata", '{"lang": "en"}') if isinstance(raw_meta, str) else None
     if raw_meta is not None and not isinstance(raw_meta, str):
         raise InvalidInputError("metadata must be a JSON object sent as a text field, not a file")
     data = await upload.read()

@@ -1,15 +1,15 @@
 """The REST API's request guards: Host and Origin checks (DNS-rebinding protection, like the MCP
 endpoint's), the body size limit, and CORS by allow-list only.
 
-They are plain ASGI middlewares installed by :func:`install_guards`, outermost first; a rate
-limiter goes in there too (one more ``app.add_middleware`` line), so every guard sits in one place.
+They are plain ASGI middlewares installed by :func:`install_guards`; a rate limiter goes in there
+too (one more ``app.add_middleware`` line, after the Host / Origin guard so that refused requests
+cost nothing), so every guard sits in one place.
 Bearer auth is not here: it wraps the MCP endpoint and the REST API together (``server/run.py``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.datastructures import Headers
@@ -114,18 +114,17 @@ class DeclaredBodyLimit:
 
 
 def install_guards(app: FastAPI, http: HttpSettings) -> None:
-    """Add the guards, outermost last: Host / Origin, then CORS (preflights answered there).
-
-    Then the body size limit: by ``Content-Length`` first, then Starlette's counting limit for a
-    body sent without one (it raises a 413 ``HTTPException`` that becomes a problem). FastAPI's own
-    ``max_body_size`` is not used: it answers a declared oversize body in plain text.
+    """Add the guards. ``add_middleware`` wraps what is there, so the last added runs first: Host /
+    Origin, then CORS (preflights are answered there), then the body size limit: by
+    ``Content-Length`` first, then Starlette's counting limit for a body sent without one (it raises
+    a 413 ``HTTPException`` that becomes a problem). FastAPI's own ``max_body_size`` is not used: it
+    answers a declared oversize body in plain text.
     """
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=http.max_request_bytes)
     app.add_middleware(DeclaredBodyLimit, max_bytes=http.max_request_bytes)
     if http.cors_origins:
-        cors: Any = CORSMiddleware
         app.add_middleware(
-            cors,
+            CORSMiddleware,
             allow_origins=list(http.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["authorization", "content-type", "accept", "last-event-id"],

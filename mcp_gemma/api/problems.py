@@ -174,6 +174,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             title = "HTTP error"
         return problem(status, title, detail, headers=dict(exc.headers or {}))
 
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback (it re-raises after this answer); the client gets no trace.
+        return problem(
+            500,
+            "Internal Server Error",
+            f"{request.method} {request.url.path} failed ({type(exc).__name__}); the server log has details",
+            kind="urn:mcp-gemma:problem:internal",
+        )
+
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(McpGemmaError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ from mcp_gemma.state import AppState
 
 if TYPE_CHECKING:
     from mcp_gemma.llm.service import TextProgress
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["reason"], responses=problem_responses(413))
 
@@ -108,6 +111,9 @@ async def _stream(
                 result = await _answer(state, body, passages, progress)
             except McpGemmaError as exc:
                 await send.send(sse_event("error", domain_problem_body(exc)))
+            except Exception as exc:  # the status line is sent: the stream itself must say it failed
+                logger.exception("streamed reason failed")
+                await send.send(sse_event("error", domain_problem_body(McpGemmaError(_internal(exc)))))
             else:
                 await send.send(sse_event("result", result))
 
@@ -116,3 +122,7 @@ async def _stream(
         async with receive:
             async for chunk in receive:
                 yield chunk
+
+
+def _internal(exc: Exception) -> str:
+    return f"the answer failed ({type(exc).__name__}); the server log has details"

@@ -109,6 +109,8 @@ def test_bad_requests_are_problems_naming_the_field(api: httpx.Client) -> None:
             "detail"
         ]
     )
+    bad_meta = api.post("/v1/documents", files={"file": ("a.txt", b"a")}, data={"metadata": "[1]"})
+    assert "metadata must be a JSON object" in problem(bad_meta, 422)["detail"]
     upload = api.post("/v1/documents", files={"file": ("x.exe", b"MZ", "application/octet-stream")})
     assert "unsupported file type .exe" in problem(upload, 422)["detail"]
     assert "/v1/nothing" in problem(api.get("/v1/nothing"), 404)["detail"]
