@@ -142,6 +142,7 @@ class ChatService:
         with anyio.CancelScope(shield=True):  # answered: store the whole exchange or none of it
             await self.history.add(session.session_id, text, done.answer, mode)
         session.history.append(ChatExchange(user=text, assistant=done.answer, mode=mode, at=_now()))
+        del session.history[: -self.settings.chat.history_limit]  # a long session stays bounded here too
         return done
 
     async def _evidence(self, text: str) -> list[Evidence]:

@@ -10,14 +10,18 @@ is not a terminal, it reads one message per line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import typer
 from pydantic import BaseModel
 from rich.console import Console
@@ -121,7 +125,7 @@ class TerminalChat:
         self.session = await self.service.open_session(session_id)
         self._announce()
         while True:
-            line = await anyio.to_thread.run_sync(self.read, abandon_on_cancel=True)
+            line = await read_in_daemon_thread(self.read)
             if line is None:
                 self.console.print()
                 return
@@ -250,6 +254,25 @@ class TerminalChat:
         if self._streamed and not self._streamed[-1].endswith("\n"):
             self.console.print()
             self._streamed.append("\n")
+
+
+async def read_in_daemon_thread(read: Callable[[], str | None]) -> str | None:
+    """``read()`` in a daemon thread: a Ctrl-C at the prompt ends the chat without waiting for a line
+    (a worker thread blocked in ``input()`` would hold the process open)."""
+    token = anyio.lowlevel.current_token()
+    arrived = anyio.Event()
+    box: list[str | None] = []
+
+    def work() -> None:
+        try:
+            box.append(read())
+        finally:
+            with contextlib.suppress(RuntimeError):  # the chat ended meanwhile
+                anyio.from_thread.run_sync(arrived.set, token=token)
+
+    threading.Thread(target=work, name="chat-input", daemon=True).start()
+    await arrived.wait()
+    return box[0] if box else None
 
 
 async def _cancel_on_interrupt(scope: anyio.CancelScope) -> None:

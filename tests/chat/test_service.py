@@ -128,3 +128,18 @@ def test_the_base_model_prompt_puts_earlier_exchanges_between_the_examples_and_t
         "Now answer: And of Italy?"
     )
     assert agent_task([], "What is 2 + 2?", []) == "What is 2 + 2?"
+
+
+async def test_a_session_keeps_and_resumes_at_most_history_limit_exchanges(settings: Settings) -> None:
+    small = settings.model_copy(update={"chat": settings.chat.model_copy(update={"history_limit": 2})})
+    state = await AppState.open(small)
+    try:
+        chat = service(state, lightweight=True)
+        session = await chat.open_session()
+        for question in ("first?", "second?", "third?"):
+            await chat.reply(session, question, mode="retrieval", kb=True, emit=_ignore)
+        assert [h.user for h in session.history] == ["second?", "third?"]
+        resumed = await chat.open_session(session.session_id)
+        assert [h.user for h in resumed.history] == ["second?", "third?"]
+    finally:
+        await state.close()

@@ -99,6 +99,16 @@ def test_lightweight_chat_in_a_terminal_answers_from_retrieval_and_exits_cleanly
         again.close()
     assert again.exitstatus == 0
 
+    interrupted = spawn(env, "--lightweight")  # Ctrl-C at the prompt leaves at once (130, no traceback)
+    try:
+        interrupted.expect_exact(PROMPT)
+        interrupted.sendintr()
+        interrupted.expect(pexpect.EOF)
+    finally:
+        interrupted.close()
+    assert interrupted.exitstatus == 130
+    assert "Traceback" not in str(interrupted.before)
+
 
 def test_chat_reads_lines_when_stdin_is_not_a_terminal(tmp_path: Path) -> None:
     env = chat_env(tmp_path / "data")
