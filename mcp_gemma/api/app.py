@@ -13,7 +13,7 @@ from mcp_gemma import __version__
 from mcp_gemma.agent.runs import AgentRuns
 from mcp_gemma.api import agent, documents, memory, metrics, reason, search
 from mcp_gemma.api.chat import router as chat_router
-from mcp_gemma.api.console import mount_console
+from mcp_gemma.api.console import serve_console
 from mcp_gemma.api.deps import State, get_state
 from mcp_gemma.api.guards import install_guards
 from mcp_gemma.api.problems import finish_openapi, install_problem_handlers
@@ -91,5 +91,5 @@ def create_api(settings: Settings, shared: SharedState) -> FastAPI:
         return finish_openapi(app, extra_models=(documents.IngestRequest,))
 
     app.openapi = openapi  # type: ignore[method-assign]
-    mount_console(app)  # last: the console at "/" takes only what no route above matched
+    serve_console(app)  # what no route matches: the web console's files
     return app

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -58,6 +58,19 @@ def console_paths() -> frozenset[str]:
     return frozenset({"/", *files})
 
 
-def mount_console(app: FastAPI) -> None:
-    """Serve the console at ``/``; mount it after every route, so that ``/v1``, ``/docs`` … win."""
-    app.mount("/", ConsoleFiles(directory=STATIC_DIR, html=True), name="console")
+def serve_console(app: FastAPI) -> None:
+    """Serve the console at ``/``: ``GET`` and ``HEAD`` of a path no route matches go to its files.
+
+    It is the router's fallback rather than a mount, so that a route added later still wins; any
+    other request no route matches stays the router's 404 problem.
+    """
+    files = ConsoleFiles(directory=STATIC_DIR, html=True)
+    not_found = app.router.default
+
+    async def console_or_not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            await files(scope, receive, send)
+        else:
+            await not_found(scope, receive, send)
+
+    app.router.default = console_or_not_found

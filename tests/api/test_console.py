@@ -70,6 +70,22 @@ async def test_routes_keep_working_beside_the_console(app_client: httpx.AsyncCli
     assert missing.json()["detail"] == (
         "nothing at /no/such/page; the API's paths are listed at /docs and /openapi.json"
     )
+    posted = await app_client.post("/no/such/page")
+    assert posted.status_code == 404, "only GET and HEAD reach the console's files"
+    assert (await app_client.post("/")).status_code == 404
+    assert (await app_client.get("/v1/search")).status_code == 405, "a route's other methods stay 405"
+
+
+async def test_a_route_added_later_still_wins_over_the_console(settings: Settings) -> None:
+    app = create_api(settings, SharedState(settings))
+
+    @app.get("/later")
+    async def later() -> dict[str, str]:
+        return {"route": "later"}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        assert (await client.get("/later")).json() == {"route": "later"}
+        assert (await client.get("/")).status_code == 200
 
 
 def test_no_inline_script_or_style_in_the_console() -> None:
