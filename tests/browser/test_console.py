@@ -402,4 +402,13 @@ def test_a_chat_answer_streams_in(console: Console) -> None:
     page.click("#chat-cancel")
     page.wait_for_selector("#chat-log .turn.assistant[data-state=cancelled]", timeout=CHAT_TIMEOUT_MS)
     assert page.locator("#chat-send").is_enabled() and page.locator("#chat-cancel").is_disabled()
+
+    # A new session: the server names it, the log starts empty.
+    page.click("#chat-new")
+    page.wait_for_function(
+        "old => !['(new)', old].includes(document.getElementById('chat-session').textContent)", arg=session
+    )
+    assert page.locator("#chat-log .turn").count() == 0
+    assert frames[-1]["type"] == "session" and frames[-1]["history"] == []
+    assert page.locator("#chat-session").text_content() == frames[-1]["session_id"]
     assert console.problems == []
