@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from mcp_gemma.agent.config import AgentSettings
+from mcp_gemma.chat.config import ChatSettings
 from mcp_gemma.embeddings.config import EmbeddingSettings
 from mcp_gemma.errors import ConfigError
 from mcp_gemma.llm.config import GemmaSettings
@@ -153,6 +154,32 @@ class HttpSettings(BaseModel):
         """``https`` when TLS is configured, else ``http``."""
         return "https" if self.tls_certfile is not None else "http"
 
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser may call the REST API from (CORS), e.g. 'https://app.example'. "
+        "Empty = no CORS headers; these origins also pass the Origin check.",
+    )
+    agent_runs_kept: int = Field(
+        100, ge=1, le=10_000, description="REST agent runs remembered; the oldest finished run goes first."
+    )
+    agent_runs_active: int = Field(
+        4, ge=1, le=256, description="REST agent runs at once; more are refused (503) until one ends."
+    )
+
+    def trusted_hosts(self) -> list[str]:
+        """Host header patterns accepted (``host:*`` = any port): loopback, ``allowed_hosts`` and the
+        bind address when it is not loopback (DNS-rebinding protection of MCP and REST alike)."""
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *self.allowed_hosts]
+        if not is_loopback(self.host):
+            hosts.append(f"{self.host}:*")
+        return hosts
+
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins accepted besides the server's own, e.g. 'https://console.example' "
+        "(checked on WebSocket handshakes, which browsers do not limit to the same origin).",
+    )
+
 
 class Settings(BaseSettings):
     """Every setting of mcp-gemma, validated once at start."""
@@ -205,6 +232,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -64,6 +64,31 @@ def new_checkpoint(
     )
 
 
+def first_checkpoint(
+    settings: AgentSettings,
+    toolbox: dict[str, AgentTool],
+    task: str,
+    tools: list[str] | None,
+    *,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    plan: bool | None = None,
+) -> AgentCheckpoint:
+    """A new run's state: the tools checked against ``toolbox``, budgets and planning defaulting to
+    ``settings`` (what ``run_agent`` and the REST API's agent runs both start from)."""
+    if max_steps is not None and not 1 <= max_steps <= settings.max_steps_limit:
+        raise InvalidInputError(f"max_steps={max_steps} is outside 1..{settings.max_steps_limit}")
+    if max_seconds is not None and not 0 < max_seconds <= settings.max_seconds_limit:
+        raise InvalidInputError(f"max_seconds={max_seconds} is outside (0, {settings.max_seconds_limit}]")
+    return new_checkpoint(
+        task,
+        check_tools(tools, toolbox),
+        max_steps=max_steps or settings.max_steps,
+        max_seconds=max_seconds or settings.max_seconds,
+        plan=settings.plan if plan is None else plan,
+    )
+
+
 def _call_key(tool: str, args: dict[str, Any]) -> str:
     return tool + json.dumps(args, sort_keys=True, default=str)
 

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from mcp_gemma import __version__
-from mcp_gemma.api.problems import install_problem_handlers
-from mcp_gemma.errors import StoreUnavailableError
+from mcp_gemma.agent.runs import AgentRuns
+from mcp_gemma.api import agent, documents, memory, metrics, reason, search
+from mcp_gemma.api.chat import router as chat_router
+from mcp_gemma.api.console import serve_console
+from mcp_gemma.api.deps import State, get_state
+from mcp_gemma.api.guards import install_guards
+from mcp_gemma.api.problems import finish_openapi, install_problem_handlers
 from mcp_gemma.health import ComponentStatus
 from mcp_gemma.settings import Settings
-from mcp_gemma.state import AppState, SharedState
+from mcp_gemma.state import SharedState
 
-
-def get_state(request: Request) -> AppState:
-    """The process's :class:`AppState` (a 503 problem while it is not open)."""
-    shared: SharedState = request.app.state.shared
-    state = shared.current
-    if state is None:
-        raise StoreUnavailableError("the server is still starting (or its store failed to open); retry")
-    return state
-
-
-State = Annotated[AppState, Depends(get_state)]
+__all__ = ["State", "create_api", "get_state"]
 
 
 class Liveness(BaseModel):
@@ -43,17 +40,34 @@ class Readiness(BaseModel):
 
 def create_api(settings: Settings, shared: SharedState) -> FastAPI:
     """The REST API; its routes reach the services through ``shared``."""
+    http = settings.http
+    runs = AgentRuns(kept=http.agent_runs_kept, active=http.agent_runs_active)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runs.serving():
+            app.state.agent_runs = runs
+            yield
+        app.state.agent_runs = None
+
     app = FastAPI(
         title="mcp-gemma",
         version=__version__,
-        description="Local knowledge base, tiered agent memory and a local Gemma model, over REST.",
+        description="Local knowledge base, tiered agent memory and a local Gemma model, over REST. "
+        "Errors are RFC 9457 application/problem+json.",
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
     app.state.shared = shared
     app.state.settings = settings
+    app.state.agent_runs = None
+    app.state.metrics = metrics.ApiMetrics(shared)
     install_problem_handlers(app)
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
+    install_guards(app, http)
+    app.include_router(chat_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Liveness:
@@ -66,4 +80,16 @@ def create_api(settings: Settings, shared: SharedState) -> FastAPI:
         await state.store.ping_ms()
         return Readiness(ready=True, components=await state.components())
 
+    app.include_router(documents.router)
+    app.include_router(search.router)
+    app.include_router(memory.router)
+    app.include_router(reason.router)
+    app.include_router(agent.router)
+    app.include_router(metrics.router)
+
+    def openapi() -> dict[str, Any]:
+        return finish_openapi(app, extra_models=(documents.IngestRequest,))
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    serve_console(app)  # what no route matches: the web console's files
     return app

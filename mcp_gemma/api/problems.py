@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -40,6 +43,59 @@ STATUS_BY_ERROR: tuple[tuple[type[McpGemmaError], int, str], ...] = (
 )
 
 
+class ProblemIssue(BaseModel):
+    """One thing wrong with a request that does not match the schema."""
+
+    location: str = Field(description="Where: body.field, query.name, path.id …")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong, and what to do about it in ``detail``."""
+
+    type: str = Field(description="urn:mcp-gemma:problem:<kind>, or about:blank.")
+    title: str
+    status: int
+    detail: str = Field(description="A message a person can act on.")
+    errors: list[ProblemIssue] | None = Field(None, description="Schema mismatches, for 422.")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses (the body is a :class:`Problem`)."""
+    return {s: {"model": Problem, "description": HTTPStatus(s).phrase} for s in statuses}
+
+
+# Every operation can answer these: the bearer check, the Host / Origin checks, rate limits.
+COMMON_ERRORS = (401, 403, 421, 429)
+
+
+def finish_openapi(app: FastAPI, extra_models: tuple[type[BaseModel], ...] = ()) -> dict[str, Any]:
+    """The OpenAPI document, with every error response as ``application/problem+json`` of
+    :class:`Problem` (FastAPI's own 422 schema is not what this API sends)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    models: tuple[type[BaseModel], ...] = (Problem, *extra_models)
+    for model in models:
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(found.pop("$defs", {}))
+        schemas[model.__name__] = found
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path_item in doc.get("paths", {}).values():
+        for op in path_item.values():
+            responses = op.setdefault("responses", {})
+            for status in COMMON_ERRORS:
+                responses.setdefault(str(status), {"description": HTTPStatus(status).phrase})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {PROBLEM_JSON: {"schema": ref}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = doc
+    return doc
+
+
 def problem(
     status: int,
     title: str,
@@ -54,15 +110,30 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def domain_problem(exc: McpGemmaError) -> JSONResponse:
-    """The problem response of a domain error."""
+def domain_problem_body(exc: McpGemmaError) -> dict[str, Any]:
+    """The problem document of a domain error (also sent as an SSE ``error`` event mid-stream)."""
     for cls, status, slug in STATUS_BY_ERROR:
         if isinstance(exc, cls):
-            headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status in (429, 503) else None
-            return problem(
-                status, cls.__name__, str(exc), kind=f"urn:mcp-gemma:problem:{slug}", headers=headers
-            )
-    return problem(500, "McpGemmaError", str(exc), kind="urn:mcp-gemma:problem:error")
+            return {
+                "type": f"urn:mcp-gemma:problem:{slug}",
+                "title": cls.__name__,
+                "status": status,
+                "detail": str(exc),
+            }
+    return {
+        "type": "urn:mcp-gemma:problem:error",
+        "title": "McpGemmaError",
+        "status": 500,
+        "detail": str(exc),
+    }
+
+
+def domain_problem(exc: McpGemmaError) -> JSONResponse:
+    """The problem response of a domain error."""
+    body = domain_problem_body(exc)
+    status = int(body["status"])
+    headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if status in (429, 503) else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -87,10 +158,36 @@ def install_problem_handlers(app: FastAPI) -> None:
             errors=errors,
         )
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return problem(exc.status_code, "HTTP error", str(exc.detail), headers=dict(exc.headers or {}))
+        status = exc.status_code
+        detail = str(exc.detail)
+        if status == 413:
+            limit = request.app.state.settings.http.max_request_bytes
+            detail = (
+                f"the request body is larger than http.max_request_bytes={limit:,}; send less (split a "
+                "batch, upload a smaller file) or raise the limit"
+            )
+        elif status == 404:
+            detail = f"nothing at {request.url.path}; the API's paths are listed at /docs and /openapi.json"
+        elif status == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs for its methods"
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "HTTP error"
+        return problem(status, title, detail, headers=dict(exc.headers or {}))
 
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback (it re-raises after this answer); the client gets no trace.
+        return problem(
+            500,
+            "Internal Server Error",
+            f"{request.method} {request.url.path} failed ({type(exc).__name__}); the server log has details",
+            kind="urn:mcp-gemma:problem:internal",
+        )
+
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(McpGemmaError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mcp_gemma import __version__
+from mcp_gemma.cli.chat import chat
 from mcp_gemma.cli.clients import install_client, uninstall_client
 from mcp_gemma.cli.common import settings_from_cli
 from mcp_gemma.cli.doctor import doctor, health
@@ -33,6 +34,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(memory_app, name="memory")
 app.add_typer(model_app, name="model")
 app.command("ask")(ask)
+app.command("chat")(chat)
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("sync")(sync)

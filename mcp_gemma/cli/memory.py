@@ -139,14 +139,11 @@ def stats(
     redis_url: RedisOpt = None,
 ) -> None:
     """Per-tier counts, bytes, ages, expiries and hit rates."""
-    from mcp_gemma.memory.stats import tier_stats
-    from mcp_gemma.store.redis import redis_guard
-
     _run(
         config,
         data_dir,
         redis_url,
-        lambda s: redis_guard(tier_stats)(s.store.client, s.store.keys, s.settings.memory, agent),
+        lambda s: s.memory.stats(agent),
         None if as_json else _print_stats,
     )
 

@@ -143,6 +143,15 @@ async def answer_question(
     return result.model_copy(update={"answer": clean_answer(result.answer), "prompt_style": style})
 
 
+async def grounding(
+    rag: Any, question: str, *, use_knowledge_base: bool, top_k: int
+) -> list[tuple[int, str]]:
+    """Refuse an empty question; the knowledge-base passages to ground it in (none unless asked)."""
+    if not question.strip():
+        raise InvalidInputError("the question is empty; ask something")
+    return await retrieve_passages(rag, question, top_k) if use_knowledge_base else []
+
+
 async def retrieve_passages(rag: Any, question: str, top_k: int) -> list[tuple[int, str]]:
     """(chunk id, text) of the ``top_k`` best knowledge-base passages for ``question`` (hybrid search)."""
     if rag is None:

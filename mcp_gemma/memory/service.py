@@ -16,10 +16,11 @@ from mcp_gemma.memory.admin import clear as clear_tiers
 from mcp_gemma.memory.admin import get_item
 from mcp_gemma.memory.admin import list_tier as list_newest
 from mcp_gemma.memory.consolidation import consolidate_every
-from mcp_gemma.memory.models import ClearReport, MemoryItem, RecallResult
+from mcp_gemma.memory.models import ClearReport, MemoryItem, MemoryStatsReport, RecallResult
 from mcp_gemma.memory.recall import recall as run_recall
 from mcp_gemma.memory.records import as_text
 from mcp_gemma.memory.repository import LlmSource, MemoryRepository
+from mcp_gemma.memory.stats import tier_stats
 from mcp_gemma.store.redis import redis_guard
 
 __all__ = ["LlmSource", "MemoryService"]
@@ -45,6 +46,11 @@ class MemoryService(MemoryRepository):
     ) -> ClearReport:
         """Delete a tier or every tier of an agent (see :func:`mcp_gemma.memory.admin.clear`)."""
         return await clear_tiers(self, tier, agent_id=agent_id, confirm=confirm)
+
+    @redis_guard
+    async def stats(self, agent_id: str = "default") -> MemoryStatsReport:
+        """Per tier: counts, bytes, ages, expiries and hit rates (see :func:`.stats.tier_stats`)."""
+        return await tier_stats(self.redis.client, self.keys, self.settings, agent_id)
 
     @redis_guard
     async def agent_ids(self) -> list[str]:

@@ -161,3 +161,10 @@ def time_range(query: str, now: float) -> TimeRange | None:
         begin, until = _relative(rel_match["rel"].lower(), when)
         return TimeRange(begin, until, rel_match[0])
     return None
+
+
+def epoch_seconds(value: datetime | None) -> float | None:
+    """``value`` as epoch seconds (a naive datetime is taken as UTC); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()

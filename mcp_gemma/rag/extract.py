@@ -148,9 +148,18 @@ def extract_file(path: Path, root: Path, max_bytes: int) -> list[ExtractedDoc]:
     rel = path.relative_to(root).as_posix() if path != root else path.name
     source = rel
     data, compression, name = read_bytes(path, source, max_bytes)
-    suffix = Path(name).suffix.lower()
+    return extract_data(data, source, name=name, compression=compression)
+
+
+def extract_data(
+    data: bytes, source: str, *, name: str | None = None, compression: str | None = None
+) -> list[ExtractedDoc]:
+    """Documents in the (decompressed) bytes of a file called ``source``: one read from the allowed
+    roots, or one uploaded to the REST API. ``name`` (default ``source``) without any compression
+    suffix gives the format; an unknown suffix means text, if the content is."""
+    suffix = Path(name or source).suffix.lower()
     known = suffix in SUPPORTED_SUFFIXES
-    base: dict[str, Any] = {"source": rel, "format": suffix.lstrip(".") if known else "text"}
+    base: dict[str, Any] = {"source": source, "format": suffix.lstrip(".") if known else "text"}
     if compression is not None:
         base["compression"] = compression
     if suffix == ".pdf":

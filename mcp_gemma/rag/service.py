@@ -20,6 +20,7 @@ from mcp_gemma.errors import InvalidInputError, NotFoundError
 from mcp_gemma.health import ComponentStatus
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocHead, DocStore
+from mcp_gemma.rag.extract import ExtractedDoc, extract_data
 from mcp_gemma.rag.index import ChunkIndex
 from mcp_gemma.rag.ingest import IngestPipeline, Progress
 from mcp_gemma.rag.models import (
@@ -35,6 +36,7 @@ from mcp_gemma.rag.models import (
     SemanticSearchResult,
 )
 from mcp_gemma.rag.search import Searcher
+from mcp_gemma.rag.sniff import unpack_bytes
 from mcp_gemma.rag.validation import lookup_doc_ids, parse_filter, stored_metadata
 from mcp_gemma.settings import Settings
 from mcp_gemma.store.redis import RedisStore, redis_guard
@@ -87,6 +89,43 @@ class RagService:
         """
         return await self.pipeline.ingest(
             text, doc_id=doc_id, metadata=metadata, source=source, progress=progress
+        )
+
+    async def ingest_file(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest the bytes of one uploaded file (txt, md, html, pdf, json …, by its name's suffix);
+        the id defaults to ``file:<name>`` and the metadata adds to what the file itself gives."""
+        name = Path(filename.replace("\\", "/")).name
+        if not name or name in (".", ".."):
+            raise InvalidInputError(
+                "the uploaded file has no name; send a file name with a suffix (.txt, .pdf …)"
+            )
+        limit = self.settings.max_file_bytes
+
+        def extract() -> list[ExtractedDoc]:
+            content, compression, inner = unpack_bytes(data, name, name, limit)
+            return extract_data(content, name, name=inner, compression=compression)
+
+        docs = await anyio.to_thread.run_sync(extract)
+        if len(docs) != 1:
+            raise InvalidInputError(
+                f"{name} holds {len(docs)} documents; upload one document per file, or send them to "
+                "batch ingest as inline documents"
+            )
+        doc = docs[0]
+        return await self.ingest(
+            doc.text,
+            doc_id=doc_id or doc.id or f"file:{name}",
+            metadata={**doc.metadata, **(metadata or {})},
+            source=name,
+            progress=progress,
         )
 
     async def ingest_documents(

@@ -108,9 +108,35 @@ def read_bytes(path: Path, source: str, max_bytes: int) -> tuple[bytes, str | No
     except (EOFError, OSError, lzma.LZMAError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.errno is not None:
             raise  # a real I/O failure, reported as unreadable by the caller
+        raise _corrupt(source, compression, exc) from None
+    return _unpacked(data, source, max_bytes), compression, path.name[: -len(path.suffix)]
+
+
+def unpack_bytes(data: bytes, name: str, source: str, max_bytes: int) -> tuple[bytes, str | None, str]:
+    """:func:`read_bytes` for content already in memory (an upload named ``name``)."""
+    if len(data) > max_bytes:
         raise FileSkipped(
-            "corrupt", f"{source} is not valid {compression} data ({exc or type(exc).__name__})"
-        ) from None
+            "too_large", f"{source} is {len(data):,} bytes; the limit is {max_bytes:,} (rag.max_file_bytes)"
+        )
+    if not data:
+        raise FileSkipped("empty", f"{source} is empty")
+    suffix = Path(name).suffix.lower()
+    compression = COMPRESSIONS.get(suffix)
+    if compression is None:
+        return data, None, name
+    try:
+        with _open_compressed(io.BytesIO(data), compression) as stream:
+            out = _read_bounded(stream, max_bytes)
+    except (EOFError, OSError, lzma.LZMAError) as exc:
+        raise _corrupt(source, compression, exc) from None
+    return _unpacked(out, source, max_bytes), compression, name[: -len(suffix)]
+
+
+def _corrupt(source: str, compression: str, exc: BaseException) -> FileSkipped:
+    return FileSkipped("corrupt", f"{source} is not valid {compression} data ({exc or type(exc).__name__})")
+
+
+def _unpacked(data: bytes | None, source: str, max_bytes: int) -> bytes:
     if data is None:
         raise FileSkipped(
             "too_large",
@@ -119,12 +145,16 @@ def read_bytes(path: Path, source: str, max_bytes: int) -> tuple[bytes, str | No
         )
     if not data:
         raise FileSkipped("empty", f"{source} is empty once decompressed")
-    return data, compression, path.name[: -len(path.suffix)]
+    return data
 
 
-def _open_compressed(path: Path, compression: str) -> io.BufferedIOBase:
+def _open_compressed(path: Path | io.BytesIO, compression: str) -> io.BufferedIOBase:
     if compression == "gzip":
-        return gzip.GzipFile(path, "rb")
+        return (
+            gzip.GzipFile(fileobj=path, mode="rb")
+            if isinstance(path, io.BytesIO)
+            else gzip.GzipFile(path, "rb")
+        )
     if compression == "bzip2":
         return bz2.BZ2File(path, "rb")
     return lzma.LZMAFile(path, "rb")

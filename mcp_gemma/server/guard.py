@@ -12,12 +12,20 @@ Every HTTP request and WebSocket handshake passes here first, in this order:
 5. with tokens, a Streamable HTTP session belongs to the principal that opened it: a request with its
    ``Mcp-Session-Id`` from another principal gets ``404``, as for a session that does not exist.
 
+Passed without a token (still rate-limited): ``GET``/``HEAD`` of ``public_paths`` (the web console's
+static files, which hold no data, and ``/healthz``, which says only that the process is up), and a
+browser's CORS preflight (it never carries credentials and is answered with CORS headers only). A
+browser cannot put headers on a WebSocket, so there the token may come as the subprotocol
+``bearer.<base64url token>`` (never in the URL, which access logs keep).
+
 The principal goes into the ASGI scope's ``state`` (``request.state.principal`` for the REST API, the
 MCP middleware reads it from the request the SDK keeps). Refusals are ``application/problem+json``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -56,9 +64,11 @@ class GuardedApp:
         limits: RateLimitSettings | None = None,
         mcp_path: str | None = None,
         sse_path: str | None = None,
+        public_paths: frozenset[str] = frozenset(),
         clock: Clock = time.monotonic,
     ) -> None:
         self.app = app
+        self.public_paths = public_paths
         self.registry = registry if registry is not None else TokenRegistry.build(token, None)
         self.verifier = verifier
         self.authenticating = bool(self.registry) or verifier is not None
@@ -96,7 +106,10 @@ class GuardedApp:
                     retry=retry_after(locked),
                 )
                 return
-        principal = self._principal(scope, ip)
+        public = _is_preflight(scope) or (
+            scope.get("method") in ("GET", "HEAD") and scope.get("path") in self.public_paths
+        )
+        principal = ANONYMOUS if public else self._principal(scope, ip)
         if principal is None:
             await _refuse(
                 scope,
@@ -218,12 +231,33 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+WS_BEARER_PREFIX = "bearer."
+
+
 def _bearer(scope: Scope) -> bytes | None:
     value = _header(scope, b"authorization")
+    if value is None and scope["type"] == "websocket":
+        for offered in scope.get("subprotocols", ()):
+            offered = str(offered).strip()
+            if offered.startswith(WS_BEARER_PREFIX):
+                return _unbase64url(offered[len(WS_BEARER_PREFIX) :]) or None
+        return None
     if value is None or value[:7].lower() != b"bearer ":
         return None
     token = value[7:].strip()
     return token or None
+
+
+def _unbase64url(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        return b""
+
+
+def _is_preflight(scope: Scope) -> bool:
+    """A browser's CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``)."""
+    return scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
 
 
 async def _refuse(

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gemma.errors import ConfigError, McpGemmaError
@@ -58,9 +59,7 @@ def _security(settings: Settings) -> TransportSecuritySettings | None:
     http = settings.http
     if is_loopback(http.host) and not http.allowed_hosts:
         return None  # the SDK enables DNS-rebinding protection for loopback itself
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
-    if not is_loopback(http.host):
-        hosts.append(f"{http.host}:*")
+    hosts = http.trusted_hosts()
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -91,37 +90,44 @@ def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
             host=http.host,
         )
     from mcp_gemma.api.app import create_api
+    from mcp_gemma.api.console import console_paths
 
     mcp_paths = (http.sse_path, http.message_path) if settings.transport == "sse" else (http.path,)
     posted = (http.message_path,) if settings.transport == "sse" else (http.path,)
     inner = HttpIdCheck(inner, posted, http.max_request_bytes)
+    dispatch = PathDispatch(inner, create_api(settings, shared), mcp_paths)
+    public = frozenset(p for p in (*console_paths(), "/healthz") if not dispatch.is_mcp(p))
     return GuardedApp(
-        PathDispatch(inner, create_api(settings, shared), mcp_paths),
+        dispatch,
         registry=registry,
         verifier=JwtVerifier.from_settings(http.oauth),
         limits=http.limits,
         mcp_path=http.path if settings.transport != "sse" else None,
         sse_path=http.sse_path if settings.transport == "sse" else None,
+        public_paths=public,
     )
 
 
 class PathDispatch:
     """One port: the MCP endpoint's paths go to the MCP app, everything else to the REST API.
 
-    The lifespan goes to the MCP app (its session manager runs there); the REST API has none: it
-    reaches the state that ``serve`` holds open.
+    The lifespan goes to the MCP app (its session manager runs there), inside the REST API's own
+    lifespan (its background agent runs); both reach the state that ``serve`` holds open.
     """
 
-    def __init__(self, mcp_app: ASGIApp, api_app: ASGIApp, mcp_paths: tuple[str, ...]) -> None:
+    def __init__(self, mcp_app: ASGIApp, api_app: Starlette, mcp_paths: tuple[str, ...]) -> None:
         self.mcp_app = mcp_app
         self.api_app = api_app
         self.mcp_paths = tuple(p.rstrip("/") for p in mcp_paths)
 
-    def _is_mcp(self, path: str) -> bool:
+    def is_mcp(self, path: str) -> bool:
         return any(path == p or path.startswith(p + "/") for p in self.mcp_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or self._is_mcp(scope.get("path", "")):
+        if scope["type"] == "lifespan":
+            async with self.api_app.router.lifespan_context(self.api_app):
+                await self.mcp_app(scope, receive, send)
+        elif self.is_mcp(scope.get("path", "")):
             await self.mcp_app(scope, receive, send)
         else:
             await self.api_app(scope, receive, send)
@@ -166,6 +172,7 @@ async def _serve(settings: Settings) -> None:
             timeout_graceful_shutdown=5,
             ssl_certfile=str(http.tls_certfile) if http.tls_certfile else None,
             ssl_keyfile=str(http.tls_keyfile) if http.tls_keyfile else None,
+            ws_max_size=settings.chat.max_frame_bytes,
         )
         path = http.path if settings.transport == "streamable-http" else http.sse_path
         logger.info(

@@ -154,7 +154,9 @@ def test_ask_streams_the_answer(tmp_path: Path, models_dir: Path, monkeypatch: p
 
 def test_info_reads_the_shipped_gguf_header(tmp_path: Path, packaged_gguf: Path) -> None:
     """The shipped Q4_K_M file: its tensor types, and the base model's few-shot completion prompt."""
-    shown = runner.invoke(app, ["model", "info", "--json", "-m", str(packaged_gguf), "--data-dir", str(tmp_path)])
+    shown = runner.invoke(
+        app, ["model", "info", "--json", "-m", str(packaged_gguf), "--data-dir", str(tmp_path)]
+    )
     assert shown.exit_code == 0, shown.output
     report = json.loads(shown.stdout)
     assert report["built"] is False

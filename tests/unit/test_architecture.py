@@ -1,7 +1,7 @@
 """The package's layers (ARCHITECTURE.md), checked over every import statement of ``mcp_gemma``.
 
 Front ends (``server``, ``cli``, ``api``) sit on the composition root (``state``), which builds the
-services (``embeddings``, ``llm``, ``rag``, ``memory``, ``agent``), which sit on the foundation (the
+services (``embeddings``, ``llm``, ``rag``, ``memory``, ``agent``, ``chat``), which sit on the foundation (the
 store, the native facade, settings, errors and the small shared helpers). A module may import its own
 package and anything below it, never upwards or sideways between front ends; among the services, only
 one that comes earlier in the order above. Every import counts: module level, inside functions and
@@ -23,8 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mcp_gemma"
 FRONT_ENDS = frozenset({"server", "cli", "api", "__main__"})
 COMPOSITION = frozenset({"report", "state", "transfer"})
 # Services in dependency order: each may import only those before it.
-SERVICES = ("embeddings", "llm", "rag", "memory", "agent")
-SERVICE_RANK = {"embeddings": 0, "llm": 1, "rag": 2, "memory": 2, "agent": 3}
+SERVICES = ("embeddings", "llm", "rag", "memory", "agent", "chat")
+SERVICE_RANK = {"embeddings": 0, "llm": 1, "rag": 2, "memory": 2, "agent": 3, "chat": 4}
 FOUNDATION = frozenset(
     {
         "",  # the package root (its version)

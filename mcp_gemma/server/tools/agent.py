@@ -25,7 +25,7 @@ from mcp_gemma.agent.builtin_tools import (
 from mcp_gemma.agent.calculator import CalculatorResult, calculate
 from mcp_gemma.agent.config import BrainKind
 from mcp_gemma.agent.models import AgentCheckpoint, AgentReport
-from mcp_gemma.agent.react import ReactAgent, check_tools, new_checkpoint
+from mcp_gemma.agent.react import ReactAgent, first_checkpoint
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.sampling import SamplingRequired
 from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling, sampled_reply
@@ -224,12 +224,8 @@ def _register_run_agent(server: MCPServer[AppState], settings: Settings) -> None
                 ) from None
         chosen = _pick_brain(ctx, brain or agent.brain, resuming=checkpoint is not None)
         if checkpoint is None:
-            checkpoint = new_checkpoint(
-                task,
-                check_tools(tools, toolbox),
-                max_steps=max_steps or agent.max_steps,
-                max_seconds=max_seconds or agent.max_seconds,
-                plan=agent.plan if plan is None else plan,
+            checkpoint = first_checkpoint(
+                agent, toolbox, task, tools, max_steps=max_steps, max_seconds=max_seconds, plan=plan
             )
         loop = ReactAgent(
             chosen, toolbox, ToolEnv(state.settings, state), agent, progress=ctx.report_progress

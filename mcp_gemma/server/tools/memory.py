@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -22,7 +22,7 @@ from mcp_gemma.memory.models import (
     RecallResult,
     StoreReport,
 )
-from mcp_gemma.memory.stats import tier_stats
+from mcp_gemma.memory.timeparse import epoch_seconds
 from mcp_gemma.server.notify import memory_scope_of, memory_uri, resources_updated
 from mcp_gemma.state import AppState
 from mcp_gemma.store.redis import redis_guard
@@ -42,12 +42,6 @@ SessionId = Annotated[
     str | None, Field(max_length=128, description="Conversation / session the memory belongs to (optional).")
 ]
 Tags = Annotated[list[Tag], Field(max_length=32, description="Labels to filter on later.")]
-
-
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def register(server: MCPServer[AppState]) -> None:
@@ -94,9 +88,9 @@ def register(server: MCPServer[AppState]) -> None:
             agent_id=agent_id,
             session_id=session_id,
             shared=shared,
-            occurred=[_epoch(t) for t in occurred_at]
+            occurred=[epoch_seconds(t) for t in occurred_at]
             if isinstance(occurred_at, list)
-            else _epoch(occurred_at),
+            else epoch_seconds(occurred_at),
         )
         await resources_updated(ctx, [memory_uri(report.tier, report.agent_id)])
         return report
@@ -157,14 +151,14 @@ def register(server: MCPServer[AppState]) -> None:
             tiers=tiers,
             tags=tags or [],
             session_id=session_id,
-            created_after=_epoch(created_after),
-            created_before=_epoch(created_before),
+            created_after=epoch_seconds(created_after),
+            created_before=epoch_seconds(created_before),
             agent_id=agent_id,
             include_shared=include_shared,
             min_score=min_score,
             match=match,
-            occurred_after=_epoch(occurred_after),
-            occurred_before=_epoch(occurred_before),
+            occurred_after=epoch_seconds(occurred_after),
+            occurred_before=epoch_seconds(occurred_before),
             time_aware=time_aware,
         )
 
@@ -191,10 +185,7 @@ def register(server: MCPServer[AppState]) -> None:
     @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def get_memory_stats(ctx: Context[AppState], agent_id: AgentId = "default") -> MemoryStatsReport:
         """Per tier: count, capacity, bytes, oldest / newest, expiries due, hits, misses and hit rate."""
-        state = ctx.request_context.lifespan_context
-        return await redis_guard(tier_stats)(
-            state.store.client, state.store.keys, state.settings.memory, agent_id
-        )
+        return await ctx.request_context.lifespan_context.memory.stats(agent_id)
 
     @server.tool(
         annotations=ToolAnnotations(

@@ -18,7 +18,7 @@ from mcp_gemma.llm.reason import (
     answer_question,
     answer_with_client,
     build_prompt,
-    retrieve_passages,
+    grounding,
 )
 from mcp_gemma.llm.sampling import SamplingRequired
 from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling
@@ -72,12 +72,8 @@ def register(server: MCPServer[AppState]) -> None:
         use_client = _wants_client(ctx, chosen)
         if llm is None and not use_client:
             raise ModelUnavailableError("no local model is configured in this server")
-        if not question.strip():
-            raise InvalidInputError("the question is empty; ask something")
-        passages = (
-            await retrieve_passages(getattr(state, "rag", None), question, top_k)
-            if use_knowledge_base
-            else []
+        passages = await grounding(
+            getattr(state, "rag", None), question, use_knowledge_base=use_knowledge_base, top_k=top_k
         )
         prompt = build_prompt(question, context, passages)
         chunk_ids = [cid for cid, _ in passages]
