@@ -38,6 +38,7 @@ MUTATING_TOOLS = frozenset(
         "clear_memory",
         "consolidate_memory",
         "agent_write_file",
+        "sync_folder",
     }
 )
 """Tools that change stored data: refused to read-only principals, audited. ``run_agent`` joins them
@@ -129,7 +130,7 @@ def audit_ids(name: str, args: Mapping[str, Any], result: HandlerResult) -> list
         ids.append(f"agent:{args.get('agent_id', DEFAULT_NAMESPACE)}")
     if isinstance(args.get("tier"), str):
         ids.append(f"tier:{args['tier']}")
-    if name == "agent_write_file" and isinstance(args.get("path"), str):
+    if name in ("agent_write_file", "sync_folder") and isinstance(args.get("path"), str):
         ids.append(f"path:{args['path']}")
     content = _field(result, "structured_content", "structuredContent")
     if isinstance(content, Mapping) and not _is_error(result):

@@ -116,7 +116,8 @@ class GuardedApp:
                 send,
                 401,
                 "Unauthorized",
-                "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
+                "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the server's "
+                "MCP_GEMMA_AUTH_TOKEN (or a token of its http.tokens_file)",
                 headers=[(b"www-authenticate", b'Bearer realm="mcp-gemma"')],
             )
             return
@@ -260,6 +261,9 @@ def _is_preflight(scope: Scope) -> bool:
     return scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method") is not None
 
 
+_SLUGS = {401: "unauthorized", 404: "not-found", 429: "rate-limited"}
+
+
 async def _refuse(
     scope: Scope,
     send: Send,
@@ -271,7 +275,8 @@ async def _refuse(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer with a problem+json body (a WebSocket handshake gets it too where the server can)."""
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    kind = f"urn:mcp-gemma:problem:{_SLUGS[status]}" if status in _SLUGS else "about:blank"
+    body = json.dumps({"type": kind, "title": title, "status": status, "detail": detail}).encode()
     extra = list(headers or [])
     if retry is not None:
         extra.append((b"retry-after", str(retry).encode()))

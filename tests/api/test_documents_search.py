@@ -111,8 +111,10 @@ def test_bad_requests_are_problems_naming_the_field(api: httpx.Client) -> None:
     )
     bad_meta = api.post("/v1/documents", files={"file": ("a.txt", b"a")}, data={"metadata": "[1]"})
     assert "metadata must be a JSON object" in problem(bad_meta, 422)["detail"]
-    upload = api.post("/v1/documents", files={"file": ("x.exe", b"MZ", "application/octet-stream")})
-    assert "unsupported file type .exe" in problem(upload, 422)["detail"]
+    upload = api.post(
+        "/v1/documents", files={"file": ("x.exe", b"\x7fELF\x02\x01\x00", "application/octet-stream")}
+    )
+    assert "x.exe is an ELF executable, not text" in problem(upload, 422)["detail"]
     assert "/v1/nothing" in problem(api.get("/v1/nothing"), 404)["detail"]
     assert "PUT is not allowed" in problem(api.put("/v1/search"), 405)["detail"]
 

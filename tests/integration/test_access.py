@@ -107,7 +107,7 @@ async def test_rest_routes_get_the_caller_and_audit_through_one_helper(settings:
         )
         app = GuardedApp(api, registry=tokens)
         transport = httpx.ASGITransport(app=app, client=("10.1.1.1", 1))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             reader = await http.delete(
                 "/v1/documents/x1", headers={"authorization": "Bearer reader-token-0123456789"}
             )

@@ -323,10 +323,11 @@ async def test_wrong_tokens_lock_the_ip_out(limited_server: SpawnedServer) -> No
     base = f"http://127.0.0.1:{limited_server.port}"
     async with httpx.AsyncClient(timeout=30) as http:
         wrong = [
-            (await http.get(f"{base}/healthz", headers={"authorization": "Bearer guess"})).status_code
+            (await http.get(f"{base}/readyz", headers={"authorization": "Bearer guess"})).status_code
             for _ in range(3)
         ]
         assert wrong == [401, 401, 401]
+        # Locked out everywhere, even on the paths that need no token.
         locked = await http.get(f"{base}/healthz", headers={"authorization": f"Bearer {ADMIN}"})
     assert locked.status_code == 429
     assert locked.headers["retry-after"] == "300"

@@ -156,7 +156,7 @@ async def test_guard_accepts_jwts_and_counts_bad_ones_towards_lockout(jwks: Path
     )
     good = sign(claims(exp=4_000_000_000))
     transport = httpx.ASGITransport(app=app, client=("10.2.2.2", 1))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         assert (await http.get("/healthz", headers={"authorization": f"Bearer {good}"})).status_code == 200
         expired = sign(claims(exp=1_000_000_000))  # 2001
         statuses = [
