@@ -234,6 +234,7 @@ TOOLS = [
     "list_documents",
     "get_document",
     "delete_document",
+    "sync_folder",
     "reason",
     "agent_calculator",
     "agent_get_datetime",
