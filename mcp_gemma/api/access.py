@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from mcp_gemma.security.audit import outcome
 from mcp_gemma.security.principals import LOCAL, Principal, principal_of_scope
+from mcp_gemma.security.rights import check_tool, writes
 from mcp_gemma.state import AppState
 
 
@@ -33,6 +34,20 @@ def current_principal(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
+
+
+@asynccontextmanager
+async def checked(
+    state: AppState, caller: Principal, tool: str, args: dict[str, Any], ids: list[str]
+) -> AsyncIterator[None]:
+    """The route for MCP tool ``tool`` called with ``args``: refused (403) when the caller may not
+    make that call, and audited when it changes data."""
+    check_tool(caller, tool, args)
+    if not writes(tool, args):
+        yield
+        return
+    async with audited(state, caller, tool, ids):
+        yield
 
 
 @asynccontextmanager

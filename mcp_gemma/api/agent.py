@@ -15,10 +15,12 @@ from mcp_gemma.agent.builtin_tools import ToolEnv, build_toolbox
 from mcp_gemma.agent.models import AgentStep
 from mcp_gemma.agent.react import ProgressFn, ReactAgent, first_checkpoint
 from mcp_gemma.agent.runs import AgentRun, AgentRuns
+from mcp_gemma.api.access import Caller, checked
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.api.sse import EVENT_STREAM, sse_event, sse_response, wants_stream
 from mcp_gemma.errors import ModelUnavailableError, StoreUnavailableError
+from mcp_gemma.security.rights import check_tool
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], responses=problem_responses(413))
 
@@ -55,9 +57,10 @@ def _runs(request: Request) -> AgentRuns:
 
 
 @router.post("/runs", status_code=202, responses=problem_responses(422, 503))
-async def start_run(body: AgentRunRequest, state: State, request: Request) -> AgentRun:
+async def start_run(body: AgentRunRequest, state: State, request: Request, caller: Caller) -> AgentRun:
     """Start a ReAct run (thought → action → observation) with the server's Gemma and tools, in the
     background; follow it with GET /v1/agent/runs/{id} or its /events stream."""
+    check_tool(caller, "run_agent", {"tools": body.tools})
     settings = state.settings
     if not settings.gemma.model:
         raise ModelUnavailableError("no local model is configured (gemma.model); agent runs need one")
@@ -77,7 +80,8 @@ async def start_run(body: AgentRunRequest, state: State, request: Request) -> Ag
     def make_loop(progress: ProgressFn) -> ReactAgent:
         return ReactAgent(brain, toolbox, env, settings.agent, progress=progress)
 
-    return _runs(request).start(checkpoint, make_loop)
+    async with checked(state, caller, "run_agent", {"tools": body.tools}, []):
+        return _runs(request).start(checkpoint, make_loop)
 
 
 @router.get("/runs/{id}", response_model=AgentRun, responses=sse_response(EVENTS_HELP, AgentRun))

@@ -51,6 +51,7 @@ from mcp_gemma.chat.history import SESSION_ID
 from mcp_gemma.chat.models import CancelledEvent, ChatMode, DoneEvent, ErrorEvent
 from mcp_gemma.chat.service import ChatService, ChatSession
 from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.security.principals import LOCAL, principal_of_scope
 from mcp_gemma.settings import Settings, is_loopback
 from mcp_gemma.state import SharedState
 
@@ -96,6 +97,16 @@ async def chat_socket(
     if refusal is not None:
         logger.warning("chat WebSocket refused: %s", refusal)
         await websocket.close(code=1008, reason=refusal)
+        return
+    principal = principal_of_scope(websocket.scope) or LOCAL
+    if not principal.can_write or principal.limited:
+        # A chat keeps its history in a memory namespace of its own (chat-<session id>).
+        reason = (
+            f"principal {principal.name!r} may not chat: a chat stores its history in its own memory "
+            "namespace, which needs write access to every namespace"
+        )
+        logger.warning("chat WebSocket refused: %s", reason)
+        await websocket.close(code=1008, reason=reason[:120])
         return
     shared: SharedState = websocket.app.state.shared
     state = shared.current

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mcp_gemma.api.access import Caller, checked
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.errors import InvalidInputError
@@ -90,7 +91,7 @@ def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
     return RequestValidationError(errors)
 
 
-async def _ingest_upload(request: Request, state: State) -> IngestReport:
+async def _ingest_upload(request: Request, state: State, caller: Caller) -> IngestReport:
     try:
         form = await request.form(max_files=1, max_fields=2)
     except HTTPException as exc:
@@ -110,17 +111,20 @@ async def _ingest_upload(request: Request, state: State) -> IngestReport:
     if raw_meta is not None and not isinstance(raw_meta, str):
         raise InvalidInputError("metadata must be a JSON object sent as a text field, not a file")
     data = await upload.read()
-    return await state.rag.ingest_file(upload.filename or "", data, doc_id=doc_id, metadata=metadata)
+    async with checked(
+        state, caller, "ingest_document", {}, [f"doc:{doc_id or 'file:' + (upload.filename or '')}"]
+    ):
+        return await state.rag.ingest_file(upload.filename or "", data, doc_id=doc_id, metadata=metadata)
 
 
 @router.post("/documents", openapi_extra=_INGEST_BODY, responses=problem_responses(400, 422))
-async def ingest_document(request: Request, state: State) -> IngestReport:
+async def ingest_document(request: Request, state: State, caller: Caller) -> IngestReport:
     """Add one document: JSON ``{"text", "id"?, "metadata"?}``, or a file as ``multipart/form-data``
     (``file``, optional ``id`` and ``metadata`` as a JSON string). Re-sending the same text and
     metadata under the same id changes nothing (status ``unchanged``)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        return await _ingest_upload(request, state)
+        return await _ingest_upload(request, state, caller)
     if kind != "application/json":
         raise HTTPException(
             415, f"unsupported content type {kind or '(none)'}: send application/json or multipart/form-data"
@@ -129,7 +133,8 @@ async def ingest_document(request: Request, state: State) -> IngestReport:
         body = IngestRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise _invalid(exc, "body") from None
-    return await state.rag.ingest(body.text, doc_id=body.id, metadata=body.metadata)
+    async with checked(state, caller, "ingest_document", {}, [f"doc:{body.id}"] if body.id else []):
+        return await state.rag.ingest(body.text, doc_id=body.id, metadata=body.metadata)
 
 
 @router.get("/documents")
@@ -162,6 +167,7 @@ async def get_document(
 
 
 @router.delete("/documents/{id:path}", responses=problem_responses(404))
-async def delete_document(state: State, id: DocId) -> DeleteReport:
+async def delete_document(state: State, caller: Caller, id: DocId) -> DeleteReport:
     """Delete a document with its chunks and index entries."""
-    return await state.rag.delete_document(id)
+    async with checked(state, caller, "delete_document", {"id": id}, [f"doc:{id}"]):
+        return await state.rag.delete_document(id)

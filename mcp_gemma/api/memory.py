@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from mcp_gemma.api.access import Caller, checked
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.memory.config import TierName
@@ -19,6 +20,7 @@ from mcp_gemma.memory.models import (
     StoreReport,
 )
 from mcp_gemma.memory.timeparse import epoch_seconds
+from mcp_gemma.security.rights import check_tool
 
 router = APIRouter(prefix="/v1", tags=["memory"], responses=problem_responses(413, 422, 503))
 
@@ -80,9 +82,15 @@ class RecallRequest(BaseModel):
 
 
 @router.post("/memory")
-async def store_memory(body: StoreMemoryRequest, state: State) -> StoreReport:
+async def store_memory(body: StoreMemoryRequest, state: State, caller: Caller) -> StoreReport:
     """Store memories in a tier (the store_memory tool); a full tier evicts its lowest-scoring item."""
     occurred = body.occurred_at
+    args = {"agent_id": body.agent_id, "shared": body.shared}
+    async with checked(state, caller, "store_memory", args, [f"agent:{body.agent_id}", f"tier:{body.tier}"]):
+        return await _store(body, state, occurred)
+
+
+async def _store(body: StoreMemoryRequest, state: State, occurred: Any) -> StoreReport:
     return await state.memory.store(
         [body.content] if isinstance(body.content, str) else body.content,
         tier=body.tier,
@@ -98,9 +106,10 @@ async def store_memory(body: StoreMemoryRequest, state: State) -> StoreReport:
 
 
 @router.post("/memory/recall")
-async def recall_memory(body: RecallRequest, state: State) -> RecallResult:
+async def recall_memory(body: RecallRequest, state: State, caller: Caller) -> RecallResult:
     """Recall memories by meaning and words, ranked by similarity × importance × recency (the
     recall_memory tool). Recalling counts as an access: it refreshes TTLs."""
+    check_tool(caller, "recall_memory", {"agent_id": body.agent_id})
     return await state.memory.recall(
         body.query,
         k=body.limit,
@@ -125,14 +134,19 @@ async def clear_memory(
     confirm: Annotated[bool, Query(description="Must be true: clearing cannot be undone.")] = False,
     tier: Annotated[TierName | None, Query(description="Tier to clear (default: every tier).")] = None,
     agent_id: AgentQuery = "default",
+    *,
+    caller: Caller,
 ) -> ClearReport:
     """Delete every memory of one tier, or of all tiers, of one agent; needs ``confirm=true``."""
-    return await state.memory.clear(tier, agent_id=agent_id, confirm=confirm)
+    ids = [f"agent:{agent_id}", *([f"tier:{tier}"] if tier else [])]
+    async with checked(state, caller, "clear_memory", {"agent_id": agent_id}, ids):
+        return await state.memory.clear(tier, agent_id=agent_id, confirm=confirm)
 
 
 @router.get("/memory/stats")
-async def memory_stats(state: State, agent_id: AgentQuery = "default") -> MemoryStatsReport:
+async def memory_stats(state: State, caller: Caller, agent_id: AgentQuery = "default") -> MemoryStatsReport:
     """Per tier: count, capacity, bytes, oldest / newest, expiries due, hits, misses and hit rate."""
+    check_tool(caller, "get_memory_stats", {"agent_id": agent_id})
     return await state.memory.stats(agent_id)
 
 
@@ -150,8 +164,11 @@ async def memory_tier_items(
     tier: Annotated[TierName, Path(description="working, short_term, long_term, episodic or semantic.")],
     agent_id: AgentQuery = "default",
     limit: Annotated[int, Query(ge=1, le=1_000, description="Most memories to return.")] = 100,
+    *,
+    caller: Caller,
 ) -> TierItems:
     """The newest memories of a tier (the memory://{tier} resource); reading them is not a recall, so
     it neither refreshes their TTLs nor counts as an access."""
+    check_tool(caller, "get_memory_stats", {"agent_id": agent_id})
     items = await state.memory.list_tier(tier, agent_id=agent_id, limit=limit)
     return TierItems(tier=tier, agent_id=agent_id, items=items)

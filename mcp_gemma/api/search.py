@@ -7,11 +7,13 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcp_gemma.api.access import Caller
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag.models import ResearchReport, SearchResult, SemanticSearchResult
 from mcp_gemma.rag.research import research
+from mcp_gemma.security.rights import check_tool
 
 router = APIRouter(prefix="/v1", tags=["search"], responses=problem_responses(413, 422, 503))
 
@@ -119,9 +121,10 @@ class ResearchRequest(BaseModel):
 
 
 @router.post("/research")
-async def research_query(body: ResearchRequest, state: State) -> ResearchReport:
+async def research_query(body: ResearchRequest, state: State, caller: Caller) -> ResearchReport:
     """Research a question: hybrid search, memory recall and allow-listed URLs ranked as evidence,
     and a short answer citing [chunk:ID] when the local model answers (the research_query tool)."""
+    check_tool(caller, "research_query", {"use_memory": body.use_memory})
     return await research(
         state.rag,
         body.query,

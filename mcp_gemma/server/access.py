@@ -28,30 +28,12 @@ from mcp_types import INVALID_PARAMS, CallToolResult, CompleteResult, Completion
 
 from mcp_gemma.errors import AccessDeniedError
 from mcp_gemma.security.principals import LOCAL, Principal, principal_of_scope
-
-MUTATING_TOOLS = frozenset(
-    {
-        "ingest_document",
-        "batch_ingest",
-        "delete_document",
-        "store_memory",
-        "clear_memory",
-        "consolidate_memory",
-        "agent_write_file",
-        "sync_folder",
-    }
+from mcp_gemma.security.rights import (
+    DEFAULT_NAMESPACE,
+    NAMESPACED_TOOLS,
+    check_tool,
+    writes,
 )
-"""Tools that change stored data: refused to read-only principals, audited. ``run_agent`` joins them
-when its ``tools`` include ``write_file`` or ``store_memory``."""
-
-NAMESPACED_TOOLS = frozenset(
-    {"store_memory", "recall_memory", "clear_memory", "get_memory_stats", "consolidate_memory"}
-)
-"""Tools whose ``agent_id`` argument (default ``"default"``) names the memory namespace they use."""
-
-DEFAULT_NAMESPACE = "default"
-_AGENT_WRITE_TOOLS = frozenset({"write_file", "store_memory"})
-_AGENT_MEMORY_TOOLS = frozenset({"recall_memory", "store_memory"})
 
 _failure: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "mcp_gemma_tool_failure", default=None
@@ -78,47 +60,6 @@ def transport_of(ctx: ServerRequestContext[Any, Any]) -> str:
         return "stdio"
     settings = getattr(ctx.lifespan_context, "settings", None)
     return str(getattr(settings, "transport", "http"))
-
-
-def _writes(name: str, args: Mapping[str, Any]) -> bool:
-    if name in MUTATING_TOOLS:
-        return True
-    if name == "run_agent":
-        tools = args.get("tools")
-        return isinstance(tools, list) and bool(_AGENT_WRITE_TOOLS.intersection(map(str, tools)))
-    return False
-
-
-def _namespaces_used(name: str, args: Mapping[str, Any]) -> list[str]:
-    if name in NAMESPACED_TOOLS:
-        return [str(args.get("agent_id", DEFAULT_NAMESPACE))]
-    if name == "research_query" and args.get("use_memory", True) is not False:
-        return [DEFAULT_NAMESPACE]
-    if name == "run_agent":
-        tools = args.get("tools")
-        if tools is None or (isinstance(tools, list) and _AGENT_MEMORY_TOOLS.intersection(map(str, tools))):
-            return [DEFAULT_NAMESPACE]
-    return []
-
-
-def check_tool(principal: Principal, name: str, args: Mapping[str, Any]) -> None:
-    """Raise :class:`AccessDeniedError` when ``principal`` may not make this call."""
-    if _writes(name, args):
-        principal.require_write(name)
-    if not principal.limited:
-        return
-    for namespace in _namespaces_used(name, args):
-        if name == "research_query" and not principal.allows(namespace):
-            raise AccessDeniedError(
-                f"principal {principal.name!r} may not recall memory namespace 'default', which "
-                "research_query searches with use_memory=true; call it with use_memory=false"
-            )
-        principal.require_namespace(namespace, name)
-    if name == "store_memory" and args.get("shared") is True:
-        raise AccessDeniedError(
-            f"principal {principal.name!r} is limited to some namespaces and may not store shared "
-            "memories (every namespace can recall them); store it with shared=false"
-        )
 
 
 def audit_ids(name: str, args: Mapping[str, Any], result: HandlerResult) -> list[str]:
@@ -171,7 +112,7 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
         except AccessDeniedError as exc:
             _audit(ctx, principal, name, args, None, "error:AccessDeniedError")
             return _refusal(exc)
-        if not _writes(name, args):
+        if not writes(name, args):
             return await call_next(ctx)
         holder: list[str] = []
         token = _failure.set(holder)

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp_gemma.api.access import Caller, audited
 from mcp_gemma.api.problems import install_problem_handlers
 from mcp_gemma.security.principals import Principal, TokenRegistry, token_digest
-from mcp_gemma.server.access import MUTATING_TOOLS, NAMESPACED_TOOLS
+from mcp_gemma.security.rights import MUTATING_TOOLS, NAMESPACED_TOOLS
 from mcp_gemma.server.app import create_server
 from mcp_gemma.server.guard import GuardedApp
 from mcp_gemma.settings import Settings

@@ -379,3 +379,47 @@ async def test_oauth_jwt_principal_over_https(tls_server: tuple[SpawnedServer, P
         assert other.is_error and "principal 'oauth:carol' may not use memory namespace" in text_of(other)
         write = await carol.call_tool("store_memory", {"content": "x", "agent_id": "carol"})
         assert write.is_error and "'oauth:carol' has read-only access" in text_of(write)
+
+
+async def test_the_rest_api_applies_the_same_rights_and_audit(
+    tls_server: tuple[SpawnedServer, Path, Path],
+) -> None:
+    """The REST routes check the MCP tool they stand for: read-only and namespace-limited principals
+    are refused there too, and the writes they make land in the audit log as ``transport: rest``."""
+    server, certfile, data = tls_server
+    context = ssl.create_default_context(cafile=str(certfile))
+    base = f"https://127.0.0.1:{server.port}"
+
+    def as_(token: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=base, verify=context, headers={"authorization": f"Bearer {token}"}, timeout=60
+        )
+
+    async with as_(READER) as reader, as_(BOB) as bob, as_(ALICE) as alice, as_(ADMIN) as admin:
+        refused = await reader.post("/v1/documents", json={"id": "rest-ro", "text": "read-only text"})
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == (
+            "principal 'reader' has read-only access: ingest_document changes data; "
+            "use a token whose access is 'write'"
+        )
+        made = await admin.post("/v1/documents", json={"id": "rest-doc", "text": "The REST door is blue."})
+        assert made.status_code == 200, made.text
+        assert (await reader.delete("/v1/documents/rest-doc")).status_code == 403
+        assert (await reader.get("/v1/documents/rest-doc")).status_code == 200
+        stored = await alice.post("/v1/memory", json={"content": "alice rest note", "agent_id": "alice"})
+        assert stored.status_code == 200, stored.text
+        recall = await bob.post("/v1/memory/recall", json={"query": "rest note", "agent_id": "alice"})
+        assert recall.status_code == 403
+        assert "principal 'bob' may not use memory namespace (agent_id) 'alice'" in recall.json()["detail"]
+        assert (await bob.get("/v1/memory/stats", params={"agent_id": "alice"})).status_code == 403
+        cleared = await bob.delete("/v1/memory", params={"agent_id": "alice", "confirm": "true"})
+        assert cleared.status_code == 403
+        assert (await bob.post("/v1/research", json={"query": "door", "answer": False})).status_code == 403
+        deleted = await admin.delete("/v1/documents/rest-doc")
+        assert deleted.status_code == 200, deleted.text
+    records = [json.loads(line) for line in (data / "audit.log").read_text(encoding="utf-8").splitlines()]
+    rest = [(r["principal"], r["action"], r["result"]) for r in records if r.get("transport") == "rest"]
+    assert ("admin", "ingest_document", "ok") in rest
+    assert ("alice", "store_memory", "ok") in rest
+    assert ("admin", "delete_document", "ok") in rest
+    assert ("reader", "ingest_document", "ok") not in rest
