@@ -39,6 +39,7 @@ BENCHES = [
     "bench_load",
     "bench_generate",
     "bench_quality",
+    "bench_answers",
 ]
 # Modules whose ImportError is a bug in this repository, not a missing optional peer.
 FIRST_PARTY = {"mcp_gemma", "_common", "_one_tool_server", *BENCHES}

@@ -233,6 +233,10 @@ class ReactAgent:
     def _action_request(self, cp: AgentCheckpoint) -> ActionRequest:
         """The step as a JSON action under the grammar of the allowed tools (constraining brains)."""
         schemas = self._schemas
+        last = cp.steps[-1] if cp.steps else None
+        if last is not None and last.status == "ok" and last.tool in schemas and len(schemas) > 1:
+            # A small model's commonest slip is calling the tool that just answered once more.
+            schemas = {name: schema for name, schema in schemas.items() if name != last.tool}
         exchanges = [(ex.reply, ex.observation) for ex in cp.exchanges]
         return ActionRequest(
             prompt=action_transcript(self._intro, task_message(cp.task, cp.plan), exchanges),

