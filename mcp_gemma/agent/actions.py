@@ -161,7 +161,7 @@ def argument_schema(tool: AgentTool) -> dict[str, Any]:
 def action_grammar(schemas: Mapping[str, Mapping[str, Any]]) -> Grammar:
     """``{"thought": ..., "action": <name>, "action_input": <object for that name>}``."""
     yield Literal('{"thought": "')
-    yield FreeString(0, THOUGHT_CHARS, end_at=". ")
+    yield FreeString(0, THOUGHT_CHARS, end_at=".")
     yield Literal(', "action":')
     chosen = yield Choice(tuple(" " + json.dumps(name) for name in [*schemas, FINAL]))
     name = json.loads(chosen)

@@ -236,6 +236,12 @@ class ConstrainedDecoder:
         if room <= 0:
             self._close_string()
             return
+        if request.end_at and self._acc.endswith(request.end_at) and written >= request.min_chars:
+            # a sentence ends where the model goes on with a space or a quote, not inside "notes.txt"
+            following = vocab.pieces[int(pick(logits))]
+            if not following or following[0] in ' "\n':
+                self._close_string()
+                return
         more = vocab.safe_ids[vocab.safe_len <= room]
         closing = (vocab.close_len <= room) & (vocab.close_len + written >= request.min_chars)
         ends = vocab.close_ids[closing]
@@ -246,8 +252,7 @@ class ConstrainedDecoder:
         if quote < 0:
             self._emit(piece, token)
             self._acc += piece
-            ended = (request.end_at and self._acc.endswith(request.end_at)) or _looping(self._acc)
-            if len(self._acc) >= request.max_chars or (ended and len(self._acc) >= request.min_chars):
+            if len(self._acc) >= request.max_chars or _looping(self._acc):
                 self._close_string()
             return
         if quote == len(piece) - 1:

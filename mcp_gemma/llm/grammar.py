@@ -74,7 +74,8 @@ class FreeString:
     min_chars: int
     max_chars: int
     end_at: str = ""
-    """Close the string once its text ends with this (e.g. "." for one sentence); "" never."""
+    """Close the string when its text ends with this and the model goes on with a space, a quote or a
+    line break (e.g. "." for one sentence); "" never."""
 
 
 @dataclass(frozen=True)
