@@ -300,16 +300,20 @@ class GemmaModel:
         def pick(values: Any) -> int:
             return sample_token_np(values, temperature, top_p, rng)
 
+        def interrupted() -> FinishReason | None:
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            if deadline is not None and time.perf_counter() > deadline:
+                return "timeout"
+            return None
+
         finish: FinishReason = "stop"
         produced = len(head)
-        with self._runtime(ids + head, capacity, temperature, top_p, seed or 0, lambda: None) as (step, _):
+        with self._runtime(ids + head, capacity, temperature, top_p, seed or 0, interrupted) as (step, _):
             logits: Any = None if decoder.done else step(None)
             while not decoder.done:
-                if cancel is not None and cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if deadline is not None and time.perf_counter() > deadline:
-                    finish = "timeout"
+                if (stopped := interrupted()) is not None:
+                    finish = stopped
                     break
                 if produced >= max_new_tokens:
                     finish = "length"
