@@ -40,6 +40,7 @@ BENCHES = [
     "bench_rest",
     "bench_generate",
     "bench_quality",
+    "bench_answers",
 ]
 # Modules whose ImportError is a bug in this repository, not a missing optional peer.
 FIRST_PARTY = {"mcp_gemma", "_common", "_one_tool_server", *BENCHES}

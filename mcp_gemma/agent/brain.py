@@ -9,13 +9,14 @@ and resumes the loop from its sealed checkpoint when the client retries with the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from mcp_gemma.llm.sampling import Sampler, SamplingRequest
 
 if TYPE_CHECKING:
+    from mcp_gemma.llm.grammar import Grammar
     from mcp_gemma.llm.service import LLMService
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,17 @@ class BrainRequest:
     prefix: str = ""
     """How the reply starts. A brain that can prefill (a local base model) writes it for the model and
     returns it as part of the reply; others ignore it."""
+    action: ActionRequest | None = None
+    """The step as a JSON action under a grammar, for a brain that constrains its decoding
+    (``constrains_actions``); other brains answer ``system`` and ``turns`` as usual."""
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """A step to decode under a grammar: the whole prompt, and a fresh grammar for each call."""
+
+    prompt: str
+    grammar: Callable[[], Grammar]
 
 
 class Brain(Protocol):
@@ -66,10 +78,29 @@ class LocalBrain:
     def name(self) -> str:
         return f"local:{self.llm.settings.model}"
 
+    @property
+    def constrains_actions(self) -> bool:
+        """Whether actions are decoded under the action grammar (the default Gemma backend can)."""
+        return self.llm.settings.backend == "transformers"
+
     async def complete(self, request: BrainRequest, *, key: str) -> str:
         from mcp_gemma.llm.base import ChatMessage
 
         model = await self.llm.ensure_loaded()
+        if request.action is not None and self.constrains_actions:
+            prompt = request.action.prompt
+            result = await self.llm.generate_constrained(
+                prompt
+                if model.info.prompt_style == "completion"
+                else [ChatMessage(role="user", content=prompt)],
+                request.action.grammar(),
+                max_new_tokens=request.max_tokens,
+                temperature=request.temperature,
+            )
+            logger.debug(
+                "local brain %s (constrained): %d tokens, %s", key, result.tokens_out, result.finish_reason
+            )
+            return result.text
         if model.info.prompt_style == "completion":
             # A base model continues text: show it a transcript, start its reply for it and stop at the
             # end of the line (the examples put every reply on one line).

@@ -45,6 +45,9 @@ class DateTimeResult(BaseModel):
     date: str
     time: str
     weekday: str
+    year: int
+    month: int
+    day: int
     unix: float = Field(description="Seconds since 1970-01-01 UTC.")
 
 
@@ -75,6 +78,9 @@ def get_datetime(timezone: str = "UTC") -> DateTimeResult:
         date=now.date().isoformat(),
         time=now.time().isoformat(timespec="seconds"),
         weekday=now.strftime("%A"),
+        year=now.year,
+        month=now.month,
+        day=now.day,
         unix=round(now.timestamp(), 3),
     )
 

@@ -184,6 +184,8 @@ def _read_object(obj: dict[str, Any], thought: str, repairs: list[str]) -> Parse
         return FinalAnswer(thought, text.strip(), repairs)
     if tool in ("final_answer", "finish", "answer"):
         args = _first(obj, ARGS_KEYS)
+        if isinstance(args, dict) and isinstance(inner := _first(args, ANSWER_KEYS), str):
+            return FinalAnswer(thought, inner.strip(), repairs)  # {"action_input": {"answer": ...}}
         text = args if isinstance(args, str) else json.dumps(args)
         return FinalAnswer(thought, text.strip(), [*repairs, f"read tool {tool!r} as the final answer"])
     if not isinstance(tool, str) or not tool:

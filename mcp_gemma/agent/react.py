@@ -22,7 +22,14 @@ import anyio
 import anyio.lowlevel
 from pydantic import BaseModel, ValidationError
 
-from mcp_gemma.agent.brain import Brain, BrainRequest, Turn
+from mcp_gemma.agent.actions import (
+    action_grammar,
+    action_prompt,
+    action_transcript,
+    argument_schema,
+    compact_observation,
+)
+from mcp_gemma.agent.brain import ActionRequest, Brain, BrainRequest, Turn
 from mcp_gemma.agent.builtin_tools import AgentTool, ToolEnv
 from mcp_gemma.agent.config import AgentSettings
 from mcp_gemma.agent.models import AgentCheckpoint, AgentReport, AgentStep, Exchange, StepStatus, StopReason
@@ -111,12 +118,18 @@ class ReactAgent:
         self.settings = settings
         self.progress = progress
         self._answer: str | None = None
+        self._constrained = bool(getattr(brain, "constrains_actions", False))
+        self._schemas: dict[str, dict[str, Any]] = {}
+        self._intro = ""
 
     # ------------------------------------------------------------------------------------ the loop
     async def run(self, cp: AgentCheckpoint) -> AgentReport:
         """Run (or resume) the loop described by ``cp`` until it stops; ``cp`` is updated after each step."""
         allowed = [self.toolbox[name] for name in cp.tools if name in self.toolbox]
         system = system_prompt(allowed)
+        if self._constrained:
+            self._schemas = {tool.name: argument_schema(tool) for tool in allowed}
+            self._intro = action_prompt(allowed, self._schemas, cp.task)
         if cp.plan_requested and cp.plan is None:
             cp.pending_key = PLAN_KEY
             try:
@@ -166,6 +179,7 @@ class ReactAgent:
             temperature=self.settings.temperature,
             stop=STOP_STRINGS,
             prefix=REPLY_PREFIX,
+            action=self._action_request(cp) if self._constrained else None,
         )
         cp.pending_key = key
         started = time.monotonic()
@@ -189,7 +203,14 @@ class ReactAgent:
             model_view = f"Observation: {observation} Reply with one JSON object as described."
         else:
             tool_name = parsed.tool
-            shown_reply = json.dumps({"thought": parsed.thought, "tool": parsed.tool, "args": parsed.args})
+            if self._constrained:
+                shown_reply = json.dumps(
+                    {"thought": parsed.thought, "action": parsed.tool, "action_input": parsed.args}
+                )
+            else:
+                shown_reply = json.dumps(
+                    {"thought": parsed.thought, "tool": parsed.tool, "args": parsed.args}
+                )
             checked = self._check_call(cp, parsed, repairs)
             if isinstance(checked, tuple):
                 status, observation = checked
@@ -205,7 +226,7 @@ class ReactAgent:
                 status, observation = await self._execute(cp, self.toolbox[tool_name], checked)
                 tool_s = time.monotonic() - tool_started
             limit = self.settings.observation_chars
-            text = shorten(observation, limit)
+            text = shorten(compact_observation(observation) if self._constrained else observation, limit)
             if status in ("ok", "error") and self.toolbox[tool_name].untrusted_output:
                 text = as_data(tool_name, text)
             model_view = f"Observation: {text}"
@@ -233,6 +254,19 @@ class ReactAgent:
             index, cp.max_steps, shorten(f"step {index}: {what} → {status}: {step.observation}", 400)
         )
         return step, stop
+
+    def _action_request(self, cp: AgentCheckpoint) -> ActionRequest:
+        """The step as a JSON action under the grammar of the allowed tools (constraining brains)."""
+        schemas = self._schemas
+        last = cp.steps[-1] if cp.steps else None
+        if last is not None and last.status == "ok" and last.tool in schemas and len(schemas) > 1:
+            # A small model's commonest slip is calling the tool that just answered once more.
+            schemas = {name: schema for name, schema in schemas.items() if name != last.tool}
+        exchanges = [(ex.reply, ex.observation) for ex in cp.exchanges]
+        return ActionRequest(
+            prompt=action_transcript(self._intro, task_message(cp.task, cp.plan), exchanges),
+            grammar=lambda: action_grammar(schemas),
+        )
 
     # ---------------------------------------------------------------------------- tool calls
     def _repeats(self, cp: AgentCheckpoint, tool: str, args: dict[str, Any]) -> int:

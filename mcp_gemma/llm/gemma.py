@@ -36,9 +36,11 @@ from mcp_gemma.llm.base import (
     Prompt,
 )
 from mcp_gemma.llm.config import GemmaSettings
+from mcp_gemma.llm.constrained import ConstrainedDecoder, Vocabulary
 from mcp_gemma.llm.decoding import TextStream, sample_token, sample_token_np
 from mcp_gemma.llm.device import resolve_device, resolve_dtype, torch_dtype
 from mcp_gemma.llm.fast_gemma3 import Gemma3Weights
+from mcp_gemma.llm.grammar import Grammar
 from mcp_gemma.llm.loading import load_q8, load_transformers
 from mcp_gemma.llm.models import ModelStore, ResolvedModel
 from mcp_gemma.llm.q8 import Q8Weights, read_config
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PREFILL_SLICE = 128  # prompt tokens per int8 forward pass (a cancellation point between slices)
+FORCED_SLACK = 256  # KV room for the forced span fed after the last counted token
 
 Progress = Any  # Callable[[str], None]; kept loose for the worker-thread callback
 
@@ -78,6 +81,8 @@ class GemmaModel:
         self._decoder: Any = None
         self._max_positions = int(getattr(config, "max_position_embeddings", 8192))
         self._eos = self._end_ids(tokenizer)
+        self._vocab: Vocabulary | None = None
+        self._vocab_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -151,6 +156,7 @@ class GemmaModel:
         self._weights = None
         self._tokenizer = None
         self._decoder = None
+        self._vocab = None
 
     def _tok(self) -> CheckpointTokenizer | HFTokenizer:
         if self._tokenizer is None:
@@ -255,6 +261,81 @@ class GemmaModel:
             model_id=self._info.model_id,
         )
 
+    def vocabulary(self) -> Vocabulary:
+        """Each token's text and the id sets constrained decoding masks with (built once, ~1 s)."""
+        with self._vocab_lock:
+            if self._vocab is None:
+                self._vocab = Vocabulary(self._tok().token_pieces())
+            return self._vocab
+
+    def generate_constrained(
+        self,
+        prompt: Prompt,
+        grammar: Grammar,
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Write the text ``grammar`` allows (:mod:`mcp_gemma.llm.constrained`); ``finish_reason`` is
+        ``stop`` only when the grammar was completed, and ``tokens_out`` counts forced tokens too."""
+        import numpy as np
+
+        tok = self._tok()
+        started = time.perf_counter()
+        deadline = started + timeout_s if timeout_s else None
+        ids = self.render(prompt)
+        decoder = ConstrainedDecoder(
+            grammar, self.vocabulary(), lambda t: tok.encode(t, add_special_tokens=False)
+        )
+        head = decoder.take_feed()
+        capacity = len(ids) + len(head) + max_new_tokens + FORCED_SLACK
+        if capacity > self._max_positions:
+            raise InvalidInputError(
+                f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                f"context of {self._max_positions} tokens; shorten the prompt or ask for fewer tokens"
+            )
+        rng = np.random.default_rng(seed) if temperature > 0 else None
+
+        def pick(values: Any) -> int:
+            return sample_token_np(values, temperature, top_p, rng)
+
+        def interrupted() -> FinishReason | None:
+            if cancel is not None and cancel.is_set():
+                return "cancelled"
+            if deadline is not None and time.perf_counter() > deadline:
+                return "timeout"
+            return None
+
+        finish: FinishReason = "stop"
+        produced = len(head)
+        with self._runtime(ids + head, capacity, temperature, top_p, seed or 0, interrupted) as (step, _):
+            logits: Any = None if decoder.done else step(None)
+            while not decoder.done:
+                if (stopped := interrupted()) is not None:
+                    finish = stopped
+                    break
+                if produced >= max_new_tokens:
+                    finish = "length"
+                    break
+                values = logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
+                decoder.advance(values, pick)
+                feed = decoder.take_feed()
+                produced += len(feed)
+                if feed and not decoder.done:
+                    logits = step(feed)
+        return GenerationResult(
+            text=decoder.text,
+            tokens_in=len(ids),
+            tokens_out=produced,
+            finish_reason=finish,
+            seconds=round(time.perf_counter() - started, 4),
+            model_id=self._info.model_id,
+        )
+
     @contextlib.contextmanager
     def _runtime(
         self,
@@ -264,7 +345,7 @@ class GemmaModel:
         top_p: float,
         seed: int,
         interrupted: Callable[[], FinishReason | None],
-    ) -> Iterator[tuple[Callable[[int | None], Any], Callable[[Any], int]]]:
+    ) -> Iterator[tuple[Callable[[int | list[int] | None], Any], Callable[[Any], int]]]:
         """(step, sample) for one generation: numpy for the int8 decoder, torch otherwise.
 
         The int8 prefill runs in slices of ``PREFILL_SLICE`` tokens and stops early when
@@ -281,9 +362,11 @@ class GemmaModel:
             prompt = np.asarray(ids, dtype=np.int64)
             rng = np.random.default_rng(seed) if temperature > 0 else None
 
-            def q8_step(token: int | None) -> Any:
-                if token is not None:
-                    return decoder.forward(np.asarray([token], dtype=np.int64))
+            def q8_step(token: int | list[int] | None) -> Any:
+                if token is not None:  # a list: a forced span of constrained decoding, in one pass
+                    return decoder.forward(
+                        np.asarray(token if isinstance(token, list) else [token], np.int64)
+                    )
                 logits = decoder.forward(prompt[:PREFILL_SLICE])
                 for start in range(PREFILL_SLICE, len(prompt), PREFILL_SLICE):
                     if interrupted() is not None:
@@ -321,10 +404,11 @@ class GemmaModel:
                 self._decoder = Gemma3Decoder(self._weights)
             decoder: Gemma3Decoder = self._decoder.session(capacity)
 
-            def fast_step(token: int | None) -> torch.Tensor:
+            def fast_step(token: int | list[int] | None) -> torch.Tensor:
                 if token is None:
                     return decoder.forward(prompt)
-                return decoder.forward(torch.tensor([token], dtype=torch.long, device=device))
+                ids = token if isinstance(token, list) else [token]
+                return decoder.forward(torch.tensor(ids, dtype=torch.long, device=device))
 
             return fast_step
 
@@ -333,8 +417,11 @@ class GemmaModel:
         cache = DynamicCache(config=self._model.config)
         model = self._model
 
-        def hf_step(token: int | None) -> torch.Tensor:
-            inputs = prompt[None, :] if token is None else torch.tensor([[token]], device=device)
+        def hf_step(token: int | list[int] | None) -> torch.Tensor:
+            if token is None:
+                inputs = prompt[None, :]
+            else:
+                inputs = torch.tensor([token if isinstance(token, list) else [token]], device=device)
             out = model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
             logits: torch.Tensor = out.logits[0, -1].float()
             return logits

@@ -7,6 +7,7 @@ CLI's ``ask`` and the REST API call it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, ModelUnavailableError
 from mcp_gemma.llm.base import ChatMessage
+from mcp_gemma.llm.grammar import check_schema
 from mcp_gemma.llm.sampling import Sampler, SamplingRequest
 
 if TYPE_CHECKING:
@@ -55,6 +57,11 @@ class ReasonResult(BaseModel):
         description="Who answered: the local model or the client's."
     )
     context_chunk_ids: list[int] = Field(description="Knowledge-base chunks the model was given.")
+    structured: Any = Field(
+        None,
+        description="With json_schema: the answer parsed as JSON, valid for that schema (decoded under "
+        "its grammar, so the model could not write anything else).",
+    )
     prompt_style: Literal["chat", "completion", "client"] = Field(
         "client",
         description="How the question was put: the checkpoint's chat template (instruction-tuned), a "
@@ -150,6 +157,78 @@ async def grounding(
     if not question.strip():
         raise InvalidInputError("the question is empty; ask something")
     return await retrieve_passages(rag, question, top_k) if use_knowledge_base else []
+
+
+JSON_FEW_SHOT = (
+    "Answer each question with one JSON object that follows its schema.\n\n"
+    'Schema: {"type": "object", "properties": {"planet": {"type": "string"}, "moons": {"type": "integer"}}}\n'
+    "Question: Which is the largest planet in the solar system, and how many moons does it have?\n"
+    'JSON: {"planet": "Jupiter", "moons": 95}\n\n'
+)
+
+
+def json_prompt(
+    question: str, context: str | None, passages: Sequence[tuple[int, str]], schema: dict[str, Any]
+) -> str:
+    """The few-shot prompt for an answer in JSON (completion style; the grammar does the rest)."""
+    lines = [f"[chunk:{cid}] {' '.join(text.split())}" for cid, text in passages]
+    if context:
+        lines.append(" ".join(context.split()))
+    block = f"Context: {' '.join(lines)}\n" if lines else ""
+    return (
+        f"{JSON_FEW_SHOT}Schema: {json.dumps(schema, separators=(', ', ': '))}\n{block}"
+        f"Question: {' '.join(question.split())}\nJSON:"
+    )
+
+
+async def answer_structured(
+    llm: LLMService,
+    question: str,
+    context: str | None,
+    passages: Sequence[tuple[int, str]],
+    schema: dict[str, Any],
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> ReasonResult:
+    """A JSON answer valid for ``schema``, by the local model decoding under the schema's grammar.
+
+    Chat checkpoints get the schema in their chat template, base ones a few-shot completion prompt;
+    either way the grammar forces the structure and the model fills in the values.
+    """
+    check_schema(schema)
+    prompt: str | list[ChatMessage] = json_prompt(question, context, passages, schema)
+    llm.validate(prompt, max_new_tokens, temperature, top_p)
+    model = await llm.ensure_loaded()
+    style = model.info.prompt_style
+    if style == "chat":
+        prompt = [
+            ChatMessage(
+                role="system",
+                content=f"{SYSTEM_PROMPT} Reply with one JSON object valid for this schema: "
+                f"{json.dumps(schema)}",
+            ),
+            ChatMessage(
+                role="user", content=build_prompt(question, context, passages).removesuffix("\nAnswer:")
+            ),
+        ]
+    result, value = await llm.generate_json(
+        prompt, schema, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
+    )
+    return ReasonResult(
+        answer=result.text,
+        tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out,
+        seconds=result.seconds,
+        model_id=result.model_id,
+        finish_reason=result.finish_reason,
+        brain_used="local",
+        context_chunk_ids=[cid for cid, _ in passages],
+        structured=value,
+        prompt_style=style,
+    )
 
 
 async def retrieve_passages(rag: Any, question: str, top_k: int) -> list[tuple[int, str]]:

@@ -9,10 +9,11 @@ synchronous backend in a worker thread; when the awaiting task is cancelled the 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.health import ComponentStatus
 from mcp_gemma.llm.base import ChatMessage, GenerationResult, LanguageModel, ModelInfo, Prompt
 from mcp_gemma.llm.config import GemmaSettings
+from mcp_gemma.llm.grammar import Grammar, schema_grammar
+from mcp_gemma.llm.grammar import validate as validate_json
 from mcp_gemma.llm.models import ModelStore, models_dir
 
 logger = logging.getLogger(__name__)
@@ -226,23 +229,97 @@ class LLMService:
         n = self.validate(prompt, max_new_tokens, temperature, top_p, stop)
         model = await self.ensure_loaded(load_progress)
         budget = timeout_s if timeout_s is not None else self.settings.timeout_s
-        cancel = threading.Event()
-        finished = threading.Event()
         on_text = self._text_callback(progress)
 
-        def work() -> GenerationResult:
+        def work(cancel: threading.Event) -> GenerationResult:
+            return model.generate(
+                prompt,
+                max_new_tokens=n,
+                temperature=temperature,
+                top_p=top_p,
+                stop=tuple(stop),
+                seed=seed,
+                timeout_s=budget,
+                cancel=cancel,
+                on_text=on_text,
+            )
+
+        return await self._in_worker(work)
+
+    async def generate_constrained(
+        self,
+        prompt: str | Sequence[ChatMessage],
+        grammar: Grammar,
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        timeout_s: float | None = None,
+    ) -> GenerationResult:
+        """Generate the text ``grammar`` allows (constrained decoding), in a worker thread, queued fairly."""
+        n = self.validate(prompt, max_new_tokens, temperature, top_p)
+        model = await self.ensure_loaded()
+        constrained = getattr(model, "generate_constrained", None)
+        if constrained is None:
+            raise InvalidInputError(
+                f"structured output needs the default Gemma backend; gemma.backend={self.settings.backend!r} "
+                "cannot constrain its decoding"
+            )
+        budget = timeout_s if timeout_s is not None else self.settings.timeout_s
+
+        def work(cancel: threading.Event) -> GenerationResult:
+            result: GenerationResult = constrained(
+                prompt,
+                grammar,
+                max_new_tokens=n,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                timeout_s=budget,
+                cancel=cancel,
+            )
+            return result
+
+        return await self._in_worker(work)
+
+    async def generate_json(
+        self,
+        prompt: str | Sequence[ChatMessage],
+        schema: Mapping[str, Any],
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> tuple[GenerationResult, Any]:
+        """A JSON value valid for ``schema``, decoded under its grammar; the result and the parsed value.
+
+        Unsupported schema features are refused before the model loads; a value the budget cut short
+        is refused with a message saying which budget to raise.
+        """
+        grammar = schema_grammar(schema)
+        self.validate(prompt, max_new_tokens, temperature, top_p)
+        result = await self.generate_constrained(
+            prompt, grammar, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
+        )
+        if result.finish_reason != "stop":
+            raise InvalidInputError(
+                f"the structured output was cut short ({result.finish_reason}) after {result.tokens_out} "
+                "tokens; raise max_new_tokens or lower the schema's maxLength / maxItems"
+            )
+        value = json.loads(result.text)
+        validate_json(value, schema)
+        return result, value
+
+    async def _in_worker(self, work: Callable[[threading.Event], GenerationResult]) -> GenerationResult:
+        """Run ``work`` in a worker thread once a generation slot is free; cancel it with the caller."""
+        cancel = threading.Event()
+        finished = threading.Event()
+
+        def run() -> GenerationResult:
             try:
-                return model.generate(
-                    prompt,
-                    max_new_tokens=n,
-                    temperature=temperature,
-                    top_p=top_p,
-                    stop=tuple(stop),
-                    seed=seed,
-                    timeout_s=budget,
-                    cancel=cancel,
-                    on_text=on_text,
-                )
+                return work(cancel)
             finally:
                 finished.set()
 
@@ -252,7 +329,7 @@ class LLMService:
         finally:
             self._waiting -= 1
         try:
-            result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
         except BaseException:
             cancel.set()
             # Keep the slot until the worker has seen the flag (one token step), so a

@@ -64,6 +64,14 @@ class CheckpointTokenizer:
         """Text of ``ids``."""
         return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
 
+    def token_pieces(self) -> list[str | None]:
+        """Each token id's text as decoding writes it; ``None`` for special tokens (constrained decoding)."""
+        special = {i for i, added in self._tok.get_added_tokens_decoder().items() if added.special}
+        texts = self._tok.decode_batch(
+            [[i] for i in range(self._tok.get_vocab_size())], skip_special_tokens=False
+        )
+        return [None if i in special else str(text) for i, text in enumerate(texts)]
+
     def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """The chat template applied to ``messages`` (as transformers' ``apply_chat_template``)."""
         if self.chat_template is None:
@@ -146,6 +154,11 @@ class HFTokenizer:
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+    def token_pieces(self) -> list[str | None]:
+        special = set(self._tok.all_special_ids)
+        texts = self._tok.batch_decode([[i] for i in range(len(self._tok))], skip_special_tokens=False)
+        return [None if i in special else str(text) for i, text in enumerate(texts)]
 
     def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         text = self._tok.apply_chat_template(

@@ -16,6 +16,7 @@ from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.reason import (
     ReasonResult,
     answer_question,
+    answer_structured,
     answer_with_client,
     build_prompt,
     grounding,
@@ -55,6 +56,14 @@ def register(server: MCPServer[AppState]) -> None:
         stop: Annotated[
             list[str], Field(max_length=16, description="Strings that end the answer (not included).")
         ] = [],  # noqa: B006 - pydantic copies defaults
+        json_schema: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="Answer as one JSON object valid for this JSON schema, decoded by the local "
+                "model under the schema's grammar (object, string, integer, number, boolean, null, array, "
+                "enum, const; minLength/maxLength, minItems/maxItems). The parsed value is in 'structured'."
+            ),
+        ] = None,
         brain: Annotated[
             Brain | None,
             Field(
@@ -69,6 +78,13 @@ def register(server: MCPServer[AppState]) -> None:
         state = ctx.request_context.lifespan_context
         llm: Any = getattr(state, "llm", None)
         chosen = brain or state.settings.gemma.brain
+        if json_schema is not None:
+            if chosen == "client":
+                raise InvalidInputError(
+                    "json_schema is decoded by the local model under the schema's grammar; use brain='local' "
+                    "or 'auto' (the client's model cannot be constrained)"
+                )
+            chosen = "local"
         use_client = _wants_client(ctx, chosen)
         if llm is None and not use_client:
             raise ModelUnavailableError("no local model is configured in this server")
@@ -95,6 +111,18 @@ def register(server: MCPServer[AppState]) -> None:
             except SamplingRequired as need:
                 return InputRequiredResult(input_requests={need.key: need.request})
 
+        if json_schema is not None:
+            return await answer_structured(
+                llm,
+                question,
+                context,
+                passages,
+                json_schema,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+            )
         total = float(max_new_tokens or state.settings.gemma.default_max_new_tokens)
         pieces = 0
 
