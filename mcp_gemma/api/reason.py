@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import APIRouter
@@ -15,8 +15,14 @@ from starlette.responses import Response
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import domain_problem_body, problem_responses
 from mcp_gemma.api.sse import EVENT_STREAM, sse_event, sse_response
-from mcp_gemma.errors import McpGemmaError
-from mcp_gemma.llm.reason import ReasonResult, answer_question, completion_prompt, grounding
+from mcp_gemma.errors import InvalidInputError, McpGemmaError
+from mcp_gemma.llm.reason import (
+    ReasonResult,
+    answer_question,
+    answer_structured,
+    completion_prompt,
+    grounding,
+)
 from mcp_gemma.state import AppState
 
 if TYPE_CHECKING:
@@ -49,15 +55,35 @@ class ReasonRequest(BaseModel):
     seed: int | None = Field(None, ge=0, description="Seed for sampling (temperature > 0).")
     stop: list[str] = Field(default_factory=list, max_length=16, description="Strings that end the answer.")
     stream: bool = Field(False, description="Answer as Server-Sent Events, token by token.")
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        description="Answer as one JSON object valid for this JSON schema, decoded under the schema's "
+        "grammar (object, string, integer, number, boolean, null, array, enum, const; minLength/maxLength, "
+        "minItems/maxItems). The parsed value is in 'structured'. Not with stream=true.",
+    )
 
 
 @router.post("/reason", response_model=ReasonResult, responses=sse_response(STREAM_HELP, ReasonResult))
 async def reason(body: ReasonRequest, state: State) -> Response | ReasonResult:
     """Answer a question with the local Gemma model (the reason tool with brain 'local'), optionally
     grounded in context or the knowledge base. Closing the connection stops the generation."""
+    if body.json_schema is not None and body.stream:
+        raise InvalidInputError("json_schema answers come whole: send it with stream=false")
     passages = await grounding(
         state.rag, body.question, use_knowledge_base=body.use_knowledge_base, top_k=body.top_k
     )
+    if body.json_schema is not None:
+        return await answer_structured(
+            state.llm,
+            body.question,
+            body.context,
+            passages,
+            body.json_schema,
+            max_new_tokens=body.max_new_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+        )
     if not body.stream:
         return await _answer(state, body, passages)
     # Bad input is refused with a status before the stream starts (and before a model loads).

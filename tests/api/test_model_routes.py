@@ -68,6 +68,22 @@ def test_reason_answers_as_json_and_as_a_token_stream(model_server: SpawnedServe
         assert (
             refused.status_code == 422 and "max_new_tokens=1000000000 is outside" in refused.json()["detail"]
         )
+        # Structured output: the same grammar-constrained answer as the reason tool gives.
+        schema = {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 20},
+                "country": {"enum": ["France", "Spain"]},
+            },
+            "required": ["city", "country"],
+        }
+        shaped = http.post("/v1/reason", json={**QUESTION, "json_schema": schema, "max_new_tokens": 40})
+        assert shaped.status_code == 200, shaped.text
+        assert shaped.json()["structured"] == {"city": "Paris", "country": "France"}
+        both = http.post("/v1/reason", json={**QUESTION, "json_schema": schema, "stream": True})
+        assert both.status_code == 422 and "send it with stream=false" in both.json()["detail"]
+        bad = http.post("/v1/reason", json={**QUESTION, "json_schema": {"type": "string", "pattern": "x"}})
+        assert bad.status_code == 422 and "keyword 'pattern'" in bad.json()["detail"]
 
 
 def test_agent_run_in_the_background_with_steps_as_sse(model_server: SpawnedServer) -> None:
