@@ -252,20 +252,20 @@ async def test_agent_mode_streams_the_steps_of_the_react_loop(chat_server: Spawn
         await receive(ws)
         await ws.send_json({"type": "message", "text": "What is 12 * 7?", "mode": "agent"})
         events = await until(ws, "done", "error", within=MODEL_TIMEOUT)
-    # The 270M base model does not follow the ReAct format here: each step is an unusable JSON reply.
-    # What is asserted is the loop's machinery, streamed step by step. (The number it writes after
-    # "result" is a near tie between tokens, 12 or 14 from run to run, so the raw reply is not pinned.)
+    # The local brain decodes each action under the offered tools' grammar (llm/constrained.py), so
+    # the 270M base model's first action is a valid call of a registered tool; which tool, and what
+    # follows within this test's 40-token budget per step, depends on the session's history (other
+    # tests of the module chat first), so the machinery is asserted: steps streamed in order, before
+    # the answer, each with the brain's time.
     *steps, done = events
-    invalid = 'Your reply could not be used: the JSON names no "tool" and gives no "answer".'
-    assert [(s["type"], s["index"], s["status"], s["tool"], s["observation"]) for s in steps] == [
-        ("step", i, "invalid", None, invalid) for i in (1, 2, 3)
-    ]
-    assert all(s["raw_output"].startswith('{"thought": "12 * 7", "result":') for s in steps)
-    assert all(s["brain_seconds"] > 0 for s in steps)
-    assert (done["type"], done["answer"], done["answer_kind"], done["stop_reason"], done["model_id"]) == (
-        "done",
-        "",
-        "agent",
-        "step_budget",
-        "gemma3-270m-gguf",
-    )
+    assert [s["index"] for s in steps] == list(range(1, len(steps) + 1))
+    assert steps[0]["status"] == "ok"
+    assert steps[0]["tool"] in {
+        "calculator",
+        "get_datetime",
+        "system_info",
+        "search_documents",
+        "recall_memory",
+    }
+    assert all(s["type"] == "step" and s["brain_seconds"] > 0 for s in steps)
+    assert (done["type"], done["answer_kind"], done["model_id"]) == ("done", "agent", "gemma3-270m-gguf")
