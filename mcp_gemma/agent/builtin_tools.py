@@ -63,6 +63,12 @@ class SystemInfo(BaseModel):
     load_average: list[float] | None
 
 
+def clock(zone: ZoneInfo) -> datetime:
+    """Now in ``zone``: the date tool's clock (a test pins it, since the time it reads is part of the
+    model's next prompt)."""
+    return datetime.now(zone)
+
+
 def get_datetime(timezone: str = "UTC") -> DateTimeResult:
     """Now, in ``timezone`` (an IANA name such as ``Europe/Paris``)."""
     try:
@@ -71,7 +77,7 @@ def get_datetime(timezone: str = "UTC") -> DateTimeResult:
         raise InvalidInputError(
             f"unknown timezone {timezone!r}; use an IANA name such as 'UTC' or 'Europe/Paris'"
         ) from None
-    now = datetime.now(zone)
+    now = clock(zone)
     return DateTimeResult(
         timezone=timezone,
         iso=now.isoformat(timespec="seconds"),

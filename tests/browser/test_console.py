@@ -137,7 +137,7 @@ def test_console_is_served_with_a_strict_csp_and_no_token(server: SpawnedServer)
     assert page.headers["x-content-type-options"] == "nosniff"
     assert '<script type="module" src="js/app.js"></script>' in page.text
     assert httpx.get(f"{base}/js/app.js", timeout=10).status_code == 200
-    assert httpx.get(f"{base}/healthz", timeout=10).status_code == 401
+    assert httpx.get(f"{base}/readyz", timeout=10).status_code == 401
     missing = httpx.get(f"{base}/js/nope.js", timeout=10)
     assert missing.status_code == 401, "an unknown path is not public"
 

@@ -18,6 +18,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
+from mcp_gemma.agent import builtin_tools
 from mcp_gemma.server.app import create_server
 from mcp_gemma.settings import Settings, load_settings
 from tests.integration.conftest import Connect
@@ -250,7 +251,9 @@ async def test_run_agent_refuses_unknown_tools(settings: Settings) -> None:
 
 
 @pytest.mark.model
-async def test_run_agent_with_local_gemma(settings: Settings, root: Path) -> None:
+async def test_run_agent_with_local_gemma(
+    settings: Settings, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real Gemma 270M drives the loop, its actions decoded under the tools' grammar: a two-step
     task (the year from the date tool, then the calculator) ends with the right number."""
     local = load_settings(
@@ -270,10 +273,14 @@ async def test_run_agent_with_local_gemma(settings: Settings, root: Path) -> Non
         "max_steps": 4,
         "tools": ["calculator", "get_datetime"],
     }
+    # The date tool's answer (to the second) is part of the model's next prompt: pinned, so the
+    # greedy run is the same every time.
+    pinned = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr(builtin_tools, "clock", lambda zone: pinned.astimezone(zone))
     async with client_for(local) as client:
         with anyio.fail_after(900):
             result = await client.call_tool("run_agent", task, progress_callback=on_progress)
-    year = datetime.now(UTC).year  # the date tool's clock (a run across New Year's midnight would differ)
+    year = pinned.year
     assert not result.is_error, result.content
     report = result.structured_content
     assert report["brain"] == "local:gemma3-270m-gguf" and report["tools"] == ["calculator", "get_datetime"]

@@ -115,7 +115,9 @@ def test_prefill_equals_one_token_at_a_time_with_a_sliding_window(gemma: GemmaMo
     assert len(ids) > 16  # longer than the window below, so the sliding mask matters
     weights = _q8(gemma)
     at_once, in_two, one_by_one = _prefill_and_steps(_with(weights, window=8, dense=True), ids)
-    tol = 1e-5 * np.abs(at_once).max()
+    # float32 sums in another order (BLAS picks its kernel by shape and by its thread limit, which
+    # other tests' threadpoolctl settings change): ~1e-5 of the largest logit, so 5e-5 bounds it.
+    tol = 5e-5 * np.abs(at_once).max()
     np.testing.assert_allclose(at_once, one_by_one, rtol=0, atol=tol)
     np.testing.assert_allclose(at_once, in_two, rtol=0, atol=tol)
     full, _, _ = _prefill_and_steps(_with(weights, window=512, dense=True), ids)
