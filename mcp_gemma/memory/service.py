@@ -18,7 +18,6 @@ from mcp_gemma.memory.admin import list_tier as list_newest
 from mcp_gemma.memory.consolidation import consolidate_every
 from mcp_gemma.memory.models import ClearReport, MemoryItem, RecallResult
 from mcp_gemma.memory.recall import recall as run_recall
-from mcp_gemma.memory.records import as_text
 from mcp_gemma.memory.repository import LlmSource, MemoryRepository
 from mcp_gemma.store.redis import redis_guard
 
@@ -49,8 +48,7 @@ class MemoryService(MemoryRepository):
     @redis_guard
     async def agent_ids(self) -> list[str]:
         """Every agent id (memory scope) that has stored something, sorted."""
-        raw = await self.redis.client.smembers(self.keys.memory_scopes())
-        return sorted(as_text(m) for m in raw)
+        return await self.all_scopes()
 
     # ---- lifecycle --------------------------------------------------------------------------
 

@@ -275,10 +275,12 @@ class IngestPipeline:
                     await reporter(done, total, "embedding chunks")
 
             vectors = await self.embeddings.embed(texts, report)
-            ids = await self.docstore.reserve_chunk_ids(len(texts))
+            ids = await self.docstore.reserve_chunk_ids(
+                [(doc_id, len(chunks)) for (_, _, doc_id, _, _), chunks in zip(todo, chunked, strict=True)]
+            )
             prepared: list[PreparedDoc] = []
             at = 0
-            for (_, item, doc_id, meta, digest), chunks in zip(todo, chunked, strict=True):
+            for (_, item, doc_id, meta, digest), chunks, chunk_ids in zip(todo, chunked, ids, strict=True):
                 n = len(chunks)
                 prepared.append(
                     PreparedDoc(
@@ -289,7 +291,7 @@ class IngestPipeline:
                         chunks,
                         np.ascontiguousarray(vectors[at : at + n]),
                         item.source,
-                        ids[at : at + n],
+                        chunk_ids,
                     )
                 )
                 at += n

@@ -240,9 +240,9 @@ class RagService:
                     break
             if result is None:
                 raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
-            head, stream_id = result
+            head, group, stream_id = result
             if self.index.ready:
-                self.index.note_delete(stream_id)
+                self.index.note_delete(group, stream_id)
             await self.index.sync_locked()
         return DeleteReport(id=doc_id, deleted=True, chunks_removed=len(head.chunk_ids))
 
@@ -264,6 +264,8 @@ class RagService:
             "vocabulary": int(idx.keywords.vocab_size),
             "last_change": idx.last_id,
             "build_seconds": round(idx.rebuild_seconds, 3) if idx.rebuild_seconds is not None else None,
+            "build_chunks_read": idx.rebuild_read,
+            "build_chunks_total": idx.rebuild_total,
         }
         return [ComponentStatus(name="knowledge base", kind="vector_index", loaded=idx.ready, detail=detail)]
 

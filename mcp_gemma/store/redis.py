@@ -17,6 +17,7 @@ from mcp_gemma.errors import StoreUnavailableError
 from mcp_gemma.settings import Settings, mask_url
 from mcp_gemma.store.embedded import EmbeddedRedis, client_name
 from mcp_gemma.store.keys import Keys
+from mcp_gemma.store.migrate import ensure_layout
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,14 @@ class RedisStore:
             await store.close(release=False)
             raise StoreUnavailableError(describe_redis_error(exc, where, embedded)) from exc
         logger.info("connected to %s Redis at %s", kind, where)
+        try:
+            await ensure_layout(client, keys)
+        except (rexc.RedisError, OSError) as exc:
+            await store.close(release=False)
+            raise StoreUnavailableError(describe_redis_error(exc, where, embedded)) from exc
+        except BaseException:
+            await store.close(release=False)
+            raise
         return store
 
     @redis_guard
