@@ -208,6 +208,7 @@ class MemoryRepository:
                 pipe.hincrby(k.memory_stats(scope, tier), stat, len(ids))
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
+        await self.redis.confirm_replicated(k.memory_version(scope))
         self.advance(idx, int(res[-1]))
         idx.drop(key for ids in by_tier.values() for i in ids if (key := id_to_key(i)) is not None)
         return total
@@ -292,6 +293,7 @@ class MemoryRepository:
                 self.settings.tier(tier_name).capacity,
             )
             res = await pipe.execute()
+        await self.redis.confirm_replicated(k.memory_version(scope))
         self.advance(idx, int(res[-2]))
         idx.put(records, now)
         size, *popped = res[-1]
@@ -387,6 +389,7 @@ class MemoryRepository:
             pipe.hincrby(k.memory_stats(scope, rec.tier), "promoted", 1)
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
+        await self.redis.confirm_replicated(k.memory_version(scope))
         self.advance(idx, int(res[-1]))
         idx.retier(rec.key, to)
         logger.info("memory %s promoted %s -> %s: %s", rec.id, rec.tier, to, reason)

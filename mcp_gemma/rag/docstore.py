@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,12 +157,19 @@ def chunk_from(chunk_id: int, values: Sequence[bytes | None], dim: int | None) -
 class DocStore:
     """Reads and writes documents, chunks and change entries in Redis."""
 
-    def __init__(self, client: AnyRedis, keys: Keys, change_log_max: int) -> None:
+    def __init__(
+        self,
+        client: AnyRedis,
+        keys: Keys,
+        change_log_max: int,
+        confirm: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         # redis-py's return types are unions of every decode mode; with decode_responses=False
         # every reply here is bytes, so the client is used untyped.
         self.client: Any = client
         self.keys = keys
         self.change_log_max = change_log_max
+        self._confirm = confirm  # waits for replicas (redis_min_replicas_ack) before a write counts
 
     async def reserve_chunk_ids(self, wanted: Sequence[tuple[str, int]]) -> list[list[int]]:
         """Fresh chunk ids for each ``(doc id, count)``, from the counter of the document's group (so
@@ -309,6 +316,8 @@ class DocStore:
                 except rexc.WatchError:
                     logger.debug("documents changed during ingest; retrying the transaction")
                     continue
+            if self._confirm is not None:
+                await self._confirm(keys[0])
             stream_ids = [r.decode() for r in results if isinstance(r, bytes)]  # only XADD answers bytes
             for outcome, sid in zip(outcomes, stream_ids, strict=True):
                 outcome.stream_id = sid
@@ -389,5 +398,7 @@ class DocStore:
                     results = await pipe.execute()
                 except rexc.WatchError:
                     continue
+            if self._confirm is not None:
+                await self._confirm(key)
             return old, group, bytes(results[-1]).decode()
         raise rexc.WatchError("the document kept changing during delete; try again")

@@ -33,7 +33,7 @@ from mcp_gemma.rag.models import (
 )
 from mcp_gemma.rag.validation import check_text, metadata_json, new_doc_id
 from mcp_gemma.rag.walk import compile_glob
-from mcp_gemma.store.redis import redis_guard
+from mcp_gemma.store.redis import RedisStore, redis_guard
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class IngestPipeline:
         embeddings: EmbeddingService,
         docstore: DocStore,
         index: ChunkIndex,
+        store: RedisStore | None = None,
     ) -> None:
+        self.store = store  # what redis_guard reads to ride out a cluster failover
         self.settings = settings
         self.allowed_roots: list[Path] = list(allowed_roots)
         self.embeddings = embeddings

@@ -61,13 +61,16 @@ class RagService:
 
     def __init__(self, settings: Settings, store: RedisStore, embeddings: EmbeddingService) -> None:
         self.settings: RagSettings = settings.rag
+        self.store = store
         self.allowed_roots: list[Path] = list(settings.allowed_roots)
         self.embeddings = embeddings
-        self.docstore = DocStore(store.client, store.keys, self.settings.change_log_max)
+        self.docstore = DocStore(
+            store.client, store.keys, self.settings.change_log_max, store.confirm_replicated
+        )
         self.index = ChunkIndex(self.docstore, self.settings, embeddings.dim, lambda: store.generation)
         self.searcher = Searcher(self.index, self.docstore, embeddings, self.settings)
         self.pipeline = IngestPipeline(
-            self.settings, self.allowed_roots, embeddings, self.docstore, self.index
+            self.settings, self.allowed_roots, embeddings, self.docstore, self.index, store
         )
 
     # ---- ingest ------------------------------------------------------------------------------
