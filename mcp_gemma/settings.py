@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     redis_wait_timeout_ms: int = Field(
         2_000, ge=1, le=60_000, description="How long a write waits for redis_min_replicas_ack replicas."
     )
+    request_state_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        validation_alias=AliasChoices("request_state_key", "MCP_GEMMA_REQUEST_STATE_KEY"),
+        description="Secret (32+ characters) that seals the state a paused run_agent resumes from, shared "
+        "by every replica; unset = one generated once and kept in Redis, so any replica over the same "
+        "Redis and namespace can resume a run another one started.",
+    )
     redis_failover_wait_s: float = Field(
         20.0,
         ge=0,

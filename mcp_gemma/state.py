@@ -38,6 +38,9 @@ class AppState:
     memory: MemoryService
     rag: RagService
     llm: LLMService
+    request_state_key: str = ""
+    """Seals the state a paused tool call resumes from; the same in every replica (see
+    ``Settings.request_state_key``)."""
     started_at: float = field(default_factory=time.monotonic)
     metrics: CallMetrics = field(default_factory=CallMetrics)
 
@@ -52,6 +55,16 @@ class AppState:
         from mcp_gemma.store.redis import RedisStore
 
         store = await RedisStore.open(settings)
+        try:
+            secret = settings.request_state_key
+            request_state_key = (
+                secret.get_secret_value()
+                if secret is not None
+                else await store.shared_secret("request-state")
+            )
+        except BaseException:
+            await store.close()
+            raise
         embeddings = EmbeddingService(settings.embedding)
         if settings.embedding.preload:
             embeddings.start_preload()
@@ -60,7 +73,15 @@ class AppState:
         llm = build_llm(settings)  # nothing loads until the first generation (or gemma.preload)
         if settings.gemma.preload:
             llm.start_preload()
-        state = cls(settings=settings, store=store, embeddings=embeddings, memory=memory, rag=rag, llm=llm)
+        state = cls(
+            settings=settings,
+            store=store,
+            embeddings=embeddings,
+            memory=memory,
+            rag=rag,
+            llm=llm,
+            request_state_key=request_state_key,
+        )
         memory.start(lambda: getattr(state, "llm", None))
         return state
 

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -247,6 +248,17 @@ class RedisStore:
         if self.kind == "cluster" and info and isinstance(next(iter(info.values())), dict):
             info = next(iter(info.values()))
         return info
+
+    @redis_guard
+    async def shared_secret(self, name: str) -> str:
+        """A random secret every process over this Redis and namespace agrees on: made by the first
+        one that asks (SET NX), read by the others."""
+        key = self.keys.kv(f"secret:{name}")
+        await self.client.set(key, secrets.token_hex(32), nx=True)
+        value = await self.client.get(key)
+        if value is None:  # deleted between the two calls: ask again
+            return await self.shared_secret(name)
+        return bytes(value).decode() if isinstance(value, bytes) else str(value)
 
     async def confirm_replicated(self, key: str) -> None:
         """Wait until ``redis_min_replicas_ack`` replicas hold every write made so far to the slot of
