@@ -37,6 +37,7 @@ BENCHES = [
     "bench_ingest",
     "bench_memory",
     "bench_load",
+    "bench_scale",
     "bench_generate",
     "bench_quality",
 ]

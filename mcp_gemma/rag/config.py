@@ -101,7 +101,9 @@ class RagSettings(BaseModel):
         64, ge=1, le=10_000, description="Documents written per Redis transaction during batch ingest."
     )
     change_log_max: int = Field(
-        100_000, ge=1_000, description="Approximate length the change stream is trimmed to."
+        100_000,
+        ge=1_000,
+        description="Approximate length of the change log, shared by its 64 streams (one per slot group).",
     )
     allowed_url_hosts: list[str] = Field(
         default_factory=list,

@@ -168,7 +168,8 @@ class DocStore:
         # every reply here is bytes, so the client is used untyped.
         self.client: Any = client
         self.keys = keys
-        self.change_log_max = change_log_max
+        # the setting bounds the whole log: each of the SLOT_GROUPS streams keeps its share
+        self.change_log_max = max(change_log_max // SLOT_GROUPS, 100)
         self._confirm = confirm  # waits for replicas (redis_min_replicas_ack) before a write counts
 
     async def reserve_chunk_ids(self, wanted: Sequence[tuple[str, int]]) -> list[list[int]]:
