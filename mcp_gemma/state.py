@@ -60,7 +60,7 @@ class AppState:
             request_state_key = (
                 secret.get_secret_value()
                 if secret is not None
-                else await store.shared_secret("request-state")
+                else await store.shared_secret("request-state", create=False)
             )
         except BaseException:
             await store.close()
@@ -84,6 +84,13 @@ class AppState:
         )
         memory.start(lambda: getattr(state, "llm", None))
         return state
+
+    async def load_request_state_key(self, *, create: bool) -> str:
+        """The shared request-state key, read from Redis when this process has none yet (another
+        replica may have made it since), made there first with ``create``; ``""`` when none."""
+        if not self.request_state_key:
+            self.request_state_key = await self.store.shared_secret("request-state", create=create)
+        return self.request_state_key
 
     async def components(self) -> list[ComponentStatus]:
         """Status of every model and index this process holds."""

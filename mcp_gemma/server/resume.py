@@ -1,5 +1,9 @@
 """Sealing the ``requestState`` of paused tool calls with a key every replica shares.
 
+The key is made in Redis by the first tool call that pauses (``run_agent`` calls
+:meth:`AppState.load_request_state_key` with ``create`` before it returns a sealed state), so a
+server that never pauses a call writes nothing; a replica reads it when a sealed state first comes.
+
 The SDK's default key is made per process, so a ``run_agent`` paused on one replica (waiting for the
 client's model) could not resume on another. :class:`SharedKeyCodec` seals with the AppState's
 ``request_state_key`` instead (the setting of that name, or a secret kept in Redis), so any replica
@@ -60,6 +64,8 @@ async def _await_key(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -
     gate = ctx.lifespan_context
     if isinstance(gate, StateGate) and ctx.params is not None and ctx.params.get("requestState") is not None:
         await gate.ready.wait()
+        if gate.state is not None:
+            await gate.state.load_request_state_key(create=False)
     return await call_next(ctx)
 
 

@@ -250,14 +250,15 @@ class RedisStore:
         return info
 
     @redis_guard
-    async def shared_secret(self, name: str) -> str:
+    async def shared_secret(self, name: str, *, create: bool) -> str:
         """A random secret every process over this Redis and namespace agrees on: made by the first
-        one that asks (SET NX), read by the others."""
+        one that needs it (``create``: SET NX), read by the others; ``""`` when there is none yet."""
         key = self.keys.kv(f"secret:{name}")
-        await self.client.set(key, secrets.token_hex(32), nx=True)
+        if create:
+            await self.client.set(key, secrets.token_hex(32), nx=True)
         value = await self.client.get(key)
-        if value is None:  # deleted between the two calls: ask again
-            return await self.shared_secret(name)
+        if value is None:
+            return await self.shared_secret(name, create=True) if create else ""
         return bytes(value).decode() if isinstance(value, bytes) else str(value)
 
     async def confirm_replicated(self, key: str) -> None:

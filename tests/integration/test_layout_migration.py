@@ -111,7 +111,7 @@ async def test_layout_1_data_is_moved_forward_on_start(settings: Settings) -> No
             client = state.store.client
             after = await namespace_keys(client, settings.namespace)
             assert [k for k in after if k.startswith(f"{{{settings.namespace}}}:")] == [
-                f"{{{settings.namespace}}}:meta"
+                f"{{{settings.namespace}}}:meta",
             ]
             assert await client.hget(state.store.keys.meta(), "layout") == str(LAYOUT_VERSION).encode()
             listing = await state.rag.list_documents()
