@@ -253,6 +253,13 @@ class DocStore:
         scored.sort()
         return [doc_id for _, doc_id in scored]
 
+    async def change_epoch(self) -> int:
+        """The change counter (see :meth:`Keys.change_epoch`)."""
+        return int(await self.client.get(self.keys.change_epoch()) or 0)
+
+    async def _bump_epoch(self) -> None:
+        await self.client.incr(self.keys.change_epoch())
+
     async def last_change_ids(self) -> Positions:
         """Id of the newest entry of every group's stream (``0-0`` when there is none)."""
         async with self.client.pipeline(transaction=False) as pipe:
@@ -300,6 +307,8 @@ class DocStore:
         for g, members in by_group.items():
             written = await self._write_group(g, [docs[i] for i in members])
             outcomes.update(zip(members, written, strict=True))
+        if docs:
+            await self._bump_epoch()
         return [outcomes[i] for i in range(len(docs))]
 
     async def _write_group(self, group: int, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
@@ -401,5 +410,6 @@ class DocStore:
                     continue
             if self._confirm is not None:
                 await self._confirm(key)
+            await self._bump_epoch()
             return old, group, bytes(results[-1]).decode()
         raise rexc.WatchError("the document kept changing during delete; try again")

@@ -119,6 +119,7 @@ class ChunkIndex:
         self.lock = anyio.Lock()
         self._local: dict[tuple[int, str], _LocalChange] = {}
         self._last_gap_check = time.monotonic()
+        self._epoch = -1
 
     # ---- keeping up with Redis -------------------------------------------------------------
 
@@ -128,13 +129,20 @@ class ChunkIndex:
             await self.sync_locked()
 
     async def sync_locked(self) -> None:
-        """:meth:`sync` for a caller that holds :attr:`lock`."""
+        """:meth:`sync` for a caller that holds :attr:`lock`.
+
+        The change counter is read first (one GET); when it has not moved and this process has no
+        write of its own pending, the streams are not read, except once every ``GAP_CHECK_S`` (a
+        writer that died between its transaction and the counter bump is caught up then)."""
+        epoch = await self.store.change_epoch()
+        full = False
         if not self.ready or self._built_at != self._generation():
             if self.ready:
                 logger.info("Redis was restarted; rebuilding the index from it")
             await self._rebuild()
         elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
             self._last_gap_check = time.monotonic()
+            full = True
             firsts = await self.store.first_change_ids()
             for g, first in firsts.items():
                 seen = self.positions.get(g, "0-0")
@@ -143,7 +151,8 @@ class ChunkIndex:
                     logger.warning("fell behind change stream %d; rebuilding the index from Redis", g)
                     await self._rebuild()
                     break
-        while True:
+        quiet = epoch == self._epoch and not full and not self._local
+        while not quiet:
             changes = await self.store.changes_after(self.positions, CHANGE_BATCH)
             if not changes:
                 break
@@ -153,6 +162,7 @@ class ChunkIndex:
                 self.positions[ch.group] = ch.stream_id  # each group's entries come in stream order
             if max(per_group.values()) < CHANGE_BATCH:
                 break
+        self._epoch = epoch
         if self._local:  # written and already covered by a rebuild
             self._local = {
                 (g, sid): v

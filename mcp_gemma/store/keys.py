@@ -72,6 +72,11 @@ class Keys:
         """A plain key for tests and small server state."""
         return f"{self.prefix}:kv:{name}"
 
+    def change_epoch(self) -> str:
+        """Counter bumped after every document change (after its transaction): a replica reads it
+        to skip the 64 change streams when nothing changed."""
+        return f"{self.prefix}:changes:epoch"
+
     def migration_lock(self) -> str:
         """Held by the one process that migrates the layout."""
         return f"{self.prefix}:migrating"

@@ -49,6 +49,7 @@ async def to_layout_1(client: Any, ns: str) -> None:
             await client.delete(keys.doc(doc_id))
         await client.delete(keys.docs(g), keys.changes(g), keys.chunk_seq(g))
     await client.set(old.chunk_seq(), top)
+    await client.delete(keys.change_epoch())  # layout 1 had none
     for g in range(SLOT_GROUPS):
         for scope in await client.smembers(keys.memory_scopes(g)):
             scope = scope.decode()
