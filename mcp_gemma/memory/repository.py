@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ from mcp_gemma.memory.records import (
 )
 from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, FETCH_AND_TOUCH, TOUCH_RECALLED
 from mcp_gemma.store.keys import SLOT_GROUPS
-from mcp_gemma.store.redis import RedisStore, redis_guard
+from mcp_gemma.store.redis import RedisStore, current_call, redis_guard
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class MemoryRepository:
         self.touch_script = store.client.register_script(TOUCH_RECALLED)
         self.fetch_touch_script = store.client.register_script(FETCH_AND_TOUCH)
         self._background: asyncio.Task[None] | None = None
+        # keys handed out by calls in progress: a store re-run after a failover rewrites the same
+        # memories (its earlier attempt may have been applied) instead of adding copies
+        self._attempted: OrderedDict[tuple[int, str, str, int, str], dict[int, list[int]]] = OrderedDict()
 
     async def all_scopes(self) -> list[str]:
         """Every scope (agent id) that has stored something, sorted (one set per slot group)."""
@@ -252,9 +256,10 @@ class MemoryRepository:
         ttl = self.settings.tier(tier_name).ttl_s
         expires = None if ttl is None else now + ttl
         clean_tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
+        keys = [self._key_for(scope, tier_name, i, text) for i, text in enumerate(contents)]
         records = [
             MemoryRecord(
-                key=new_key(),
+                key=key,
                 tier=tier_name,
                 content=text,
                 importance=importance,
@@ -268,7 +273,7 @@ class MemoryRepository:
                 embedding=vec,
                 occurred=at,
             )
-            for text, vec, at in zip(contents, vectors, occurred_at, strict=True)
+            for key, text, vec, at in zip(keys, contents, vectors, occurred_at, strict=True)
         ]
         rank = retention_key(importance, 1, now, self.settings.recency_half_life_s)
         k = self.keys
@@ -311,6 +316,22 @@ class MemoryRepository:
             evicted=evicted,
             tier_count=count,
         )
+
+    def _key_for(self, scope: str, tier: str, i: int, text: str) -> int:
+        """A new memory key; in a re-run of a call, the key its previous run gave the same item at
+        the same point (so the re-run rewrites that memory rather than adding a copy)."""
+        call, attempt = current_call()
+        if not call:
+            return new_key()
+        runs = self._attempted.setdefault((call, scope, tier, i, text), {})
+        mine = runs.setdefault(attempt, [])
+        earlier = [a for a in runs if a < attempt]
+        before = runs[max(earlier)] if earlier else []
+        key = before[len(mine)] if len(mine) < len(before) else new_key()
+        mine.append(key)
+        while len(self._attempted) > 10_000:
+            self._attempted.popitem(last=False)
+        return key
 
     async def _enforce_capacity(
         self, scope: str, idx: ScopeIndex, tier: TierName, now: float

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import logging
 import random
 import secrets
@@ -90,6 +91,15 @@ TRANSIENT_CLUSTER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 _guarded = contextvars.ContextVar("redis_guarded", default=False)
+_call = contextvars.ContextVar("redis_call", default=(0, 0))
+_calls = itertools.count(1)
+
+
+def current_call() -> tuple[int, int]:
+    """``(call, attempt)``: an id of the outermost guarded call in progress, the same across its
+    re-runs (0: none), and which run of it this is (0, 1, …), so a re-run can recognise the writes
+    of its earlier runs, which may have been applied before the failure."""
+    return _call.get()
 
 
 def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -104,9 +114,15 @@ def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         if outermost and store is not None and store.kind == "cluster":
             deadline = time.monotonic() + store.failover_wait_s
         token = _guarded.set(True)
+        call_id = next(_calls) if outermost else 0
+        call_token = _call.set((call_id, 0)) if outermost else None
         try:
             delay = 0.05
+            attempt = 0
             while True:
+                if outermost:
+                    _call.set((call_id, attempt))
+                attempt += 1
                 try:
                     return await fn(*args, **kwargs)
                 except TRANSIENT_CLUSTER_ERRORS as exc:
@@ -132,6 +148,8 @@ def redis_guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise StoreUnavailableError(message) from exc
         finally:
             _guarded.reset(token)
+            if call_token is not None:
+                _call.reset(call_token)
 
     return wrapper
 
