@@ -92,7 +92,23 @@ async def _load_part(redis_url: str, n_chunks: int) -> dict[str, Any]:
         load_s = time.perf_counter() - t
         rss1 = rss_mb()
         assert len(index.chunks) == n_docs * CHUNKS_PER_DOC, len(index.chunks)
+
+        snap_path = Path(tempfile.mkdtemp(prefix="bench-snap-")) / "index.snapshot"
+        index.snapshot_path = snap_path
+        t = time.perf_counter()
+        snap_bytes = await index.save_snapshot() or 0
+        save_s = time.perf_counter() - t
+        restarted = ChunkIndex(docstore, settings.rag, DIM, snapshot_path=snap_path)
+        t = time.perf_counter()
+        await restarted.sync()
+        snap_load_s = time.perf_counter() - t
+        assert restarted.loaded_from == "snapshot" and len(restarted.chunks) == len(index.chunks)
+        snap_path.unlink()
         return {
+            "snapshot_save_s": round(save_s, 2),
+            "snapshot_mb": round(snap_bytes / 1e6, 1),
+            "restart_from_snapshot_s": round(snap_load_s, 2),
+            "restart_from_redis_s": round(load_s, 2),
             "chunks": n_docs * CHUNKS_PER_DOC,
             "store_write_chunks_per_s": round(n_docs * CHUNKS_PER_DOC / write_s),
             "redis_bytes_per_chunk": round((used_after - used_before) / (n_docs * CHUNKS_PER_DOC)),

@@ -100,6 +100,11 @@ class RagSettings(BaseModel):
     ingest_group_documents: int = Field(
         64, ge=1, le=10_000, description="Documents written per Redis transaction during batch ingest."
     )
+    snapshot: bool = Field(
+        True,
+        description="Save the in-process index to the data dir on shutdown and load it at start, "
+        "replaying only the changes after it (a snapshot that does not match is rebuilt from Redis).",
+    )
     change_log_max: int = Field(
         100_000,
         ge=1_000,

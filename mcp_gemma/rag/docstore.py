@@ -268,6 +268,26 @@ class DocStore:
             rows = await pipe.execute()
         return {g: bytes(r[0][0]).decode() if r else "0-0" for g, r in enumerate(rows)}
 
+    async def streams_cover(self, positions: Positions) -> bool:
+        """Whether every group's stream still holds every entry after ``positions`` (nothing was
+        trimmed past them, no stream deleted), so replaying from there is complete."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.xinfo_stream(self.keys.changes(g))
+            infos = await pipe.execute(raise_on_error=False)
+        for g, info in enumerate(infos):
+            seen = positions.get(g, "0-0")
+            if isinstance(info, Exception):  # no such stream
+                if seen != "0-0":
+                    return False
+                continue
+            if int(info.get("entries-added", -1)) == int(info["length"]):
+                continue  # never trimmed
+            first = info.get("first-entry")
+            if first is None or stream_key(bytes(first[0]).decode()) > stream_key(seen):
+                return False
+        return True
+
     async def first_change_ids(self) -> dict[int, str | None]:
         """Id of the oldest entry still in each group's (trimmed) stream."""
         async with self.client.pipeline(transaction=False) as pipe:

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,6 +25,7 @@ import numpy.typing as npt
 
 from mcp_gemma import native
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag import snapshot
 from mcp_gemma.rag.ann import AnnMirror
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import (
@@ -36,6 +38,7 @@ from mcp_gemma.rag.docstore import (
     stream_key,
 )
 from mcp_gemma.rag.validation import Condition, stored_metadata
+from mcp_gemma.store.keys import LAYOUT_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +101,16 @@ class ChunkIndex:
     """Vector + keyword index and document table of one process."""
 
     def __init__(
-        self, store: DocStore, settings: RagSettings, dim: int, generation: Callable[[], int] = lambda: 0
+        self,
+        store: DocStore,
+        settings: RagSettings,
+        dim: int,
+        generation: Callable[[], int] = lambda: 0,
+        snapshot_path: Path | None = None,
     ) -> None:
         self.store = store
+        self.snapshot_path = snapshot_path  # where the index is saved on close and loaded from at start
+        self.loaded_from = "redis"
         self._generation = generation  # the store's restart count: a restarted server means a rebuild
         self._built_at = generation()
         self.settings = settings
@@ -205,7 +215,90 @@ class ChunkIndex:
         """The newest change-stream entry this index covers, over every group (``0-0``: none)."""
         return max(self.positions.values(), key=stream_key, default="0-0")
 
+    def _identity(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "layout": LAYOUT_VERSION,
+            "namespace": self.store.keys.ns,
+            "dim": self.dim,
+            "bm25": [s.bm25_k1, s.bm25_b, s.bm25_analyzer],
+        }
+
+    async def save_snapshot(self) -> int | None:
+        """Save the index with the stream positions it covers (see :mod:`.snapshot`); the bytes
+        written, or ``None`` when there is nothing to save."""
+        if self.snapshot_path is None or not self.ready:
+            return None
+        async with self.lock:
+            ids, rows = self.vectors.snapshot()
+            # chunk ids are never reused, so a chunk's text never changes: read them back; one gone
+            # since was deleted by a change after these positions, which a replay removes anyway
+            stored = await self.store.chunks(ids.tolist(), None)
+            keep = [i for i, c in enumerate(stored) if c is not None and int(ids[i]) in self.chunks]
+            refs = [self.chunks[int(ids[i])] for i in keep]
+            snap = snapshot.Snapshot(
+                positions=dict(self.positions),
+                ids=ids[keep],
+                vectors=rows[keep],
+                doc_of=[r.doc_id for r in refs],
+                places=np.asarray([[r.ordinal, r.start, r.end] for r in refs], dtype=np.int64).reshape(-1, 3),
+                texts=[stored[i].text for i in keep],  # type: ignore[union-attr]
+                heads=[e.head for e in self.docs.values()],
+            )
+            path, identity = self.snapshot_path, self._identity()
+        size = await anyio.to_thread.run_sync(snapshot.save, path, identity, snap)
+        logger.info("index snapshot saved: %d chunks, %.1f MB, %s", len(snap.ids), size / 1e6, path)
+        return size
+
+    async def _load_snapshot(self) -> bool:
+        """Build from the snapshot when there is a usable one; ``False`` to build from Redis."""
+        if self.snapshot_path is None:
+            return False
+        started = time.perf_counter()
+        snap = await anyio.to_thread.run_sync(snapshot.load, self.snapshot_path, self._identity())
+        if snap is None:
+            return False
+        if not await self.store.streams_cover(snap.positions):
+            logger.warning("index snapshot is older than the trimmed change streams; rebuilding from Redis")
+            return False
+
+        def build() -> tuple[Any, Any]:
+            vectors = native.VectorIndex(self.dim, "cosine", quantize=self.wants_int8(len(snap.ids), False))
+            keywords = native.BM25Index(
+                self.settings.bm25_k1, self.settings.bm25_b, self.settings.bm25_analyzer
+            )
+            if len(snap.ids):
+                vectors.add(snap.ids, snap.vectors)
+                keywords.add_many(snap.ids.tolist(), snap.texts)
+            return vectors, keywords
+
+        self.vectors, self.keywords = await anyio.to_thread.run_sync(build)
+        self.ann.reset()
+        self.chunks = {
+            int(cid): ChunkRef(doc, int(p[0]), int(p[1]), int(p[2]))
+            for cid, doc, p in zip(snap.ids, snap.doc_of, snap.places, strict=True)
+        }
+        self.docs = {}
+        self.field_counts = Counter()
+        for head in snap.heads:
+            self._set_doc(head.id, head)
+        self.positions = dict(snap.positions)
+        self._epoch = -1  # replay what came after the snapshot
+        self.ready = True
+        self.loaded_from = "snapshot"
+        self.rebuild_seconds = time.perf_counter() - started
+        logger.info(
+            "index loaded from its snapshot: %d documents, %d chunks in %.2f s; replaying later changes",
+            len(self.docs),
+            len(self.chunks),
+            self.rebuild_seconds,
+        )
+        return True
+
     async def _rebuild(self) -> None:
+        if not self.ready and self._built_at == self._generation() and await self._load_snapshot():
+            return
+        self.loaded_from = "redis"
         started = time.perf_counter()
         self._built_at = self._generation()
         last = await self.store.last_change_ids()
