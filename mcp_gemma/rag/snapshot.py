@@ -92,9 +92,11 @@ def save(path: Path, identity: dict[str, Any], snap: Snapshot) -> int:
         "chunks": len(snap.ids),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # document text and embeddings: owner-only, like the embedded server's files
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # one per writer
-    with tmp.open("wb") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
         fh.write(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n")
         fh.write(data)
         fh.flush()

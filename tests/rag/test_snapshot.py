@@ -50,7 +50,7 @@ async def test_restart_loads_the_snapshot_and_replays_later_changes(settings: Se
         before = await hits(state, "moon and ocean tides")
     finally:
         await state.close()
-    assert path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600  # document text: owner-only
 
     # while this replica is down, another one (no snapshot of its own) changes the data
     other = await AppState.open(without_snapshot(settings))
