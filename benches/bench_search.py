@@ -84,9 +84,9 @@ async def seed(redis_url: str, namespace: str, n_chunks: int) -> float:
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 meta = metadata_json({"group": d % 10}, 1024)
                 docs.append(PreparedDoc(f"doc{d}", text, meta, text_hash(text), chunks, vectors, None))
-            ids = await docstore.reserve_chunk_ids(len(docs) * CHUNKS_PER_DOC)
-            for j, doc in enumerate(docs):
-                doc.chunk_ids = ids[j * CHUNKS_PER_DOC : (j + 1) * CHUNKS_PER_DOC]
+            ids = await docstore.reserve_chunk_ids([(doc.id, CHUNKS_PER_DOC) for doc in docs])
+            for doc, chunk_ids in zip(docs, ids, strict=True):
+                doc.chunk_ids = chunk_ids
             await docstore.write(docs)
     finally:
         await store.close()

@@ -38,6 +38,7 @@ BENCHES = [
     "bench_memory",
     "bench_load",
     "bench_rest",
+    "bench_scale",
     "bench_generate",
     "bench_quality",
     "bench_answers",

@@ -202,6 +202,32 @@ class Settings(BaseSettings):
         description="redis://, rediss:// or unix:// URL of an external server; unset = embedded server.",
     )
     redis_timeout_s: float = Field(5.0, gt=0, le=300, description="Connect and command timeout for Redis.")
+    redis_min_replicas_ack: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Replicas that must confirm a write (WAIT) before a tool reports it done; 0 = the "
+        "master's acknowledgement is enough. Use 1 on a replicated server or cluster so an acknowledged "
+        "write survives the master's loss.",
+    )
+    redis_wait_timeout_ms: int = Field(
+        2_000, ge=1, le=60_000, description="How long a write waits for redis_min_replicas_ack replicas."
+    )
+    request_state_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        validation_alias=AliasChoices("request_state_key", "MCP_GEMMA_REQUEST_STATE_KEY"),
+        description="Secret (32+ characters) that seals the state a paused run_agent resumes from, shared "
+        "by every replica; unset = one generated once and kept in Redis, so any replica over the same "
+        "Redis and namespace can resume a run another one started.",
+    )
+    redis_failover_wait_s: float = Field(
+        20.0,
+        ge=0,
+        le=600,
+        description="On Redis Cluster, how long a call keeps retrying while slots move or a failed "
+        "master's replica takes over, before it reports the cluster unavailable.",
+    )
     namespace: str = Field(
         "mcpg",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",

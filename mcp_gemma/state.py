@@ -39,6 +39,9 @@ class AppState:
     memory: MemoryService
     rag: RagService
     llm: LLMService
+    request_state_key: str = ""
+    """Seals the state a paused tool call resumes from; the same in every replica (see
+    ``Settings.request_state_key``)."""
     started_at: float = field(default_factory=time.monotonic)
     metrics: CallMetrics = field(default_factory=CallMetrics)
     audit_log: AuditLog | None = None
@@ -54,6 +57,16 @@ class AppState:
         from mcp_gemma.store.redis import RedisStore
 
         store = await RedisStore.open(settings)
+        try:
+            secret = settings.request_state_key
+            request_state_key = (
+                secret.get_secret_value()
+                if secret is not None
+                else await store.shared_secret("request-state", create=False)
+            )
+        except BaseException:
+            await store.close()
+            raise
         embeddings = EmbeddingService(settings.embedding)
         if settings.embedding.preload:
             embeddings.start_preload()
@@ -70,6 +83,7 @@ class AppState:
             rag=rag,
             llm=llm,
             audit_log=AuditLog.in_dir(settings.data_dir, settings.audit),
+            request_state_key=request_state_key,
         )
         memory.start(lambda: getattr(state, "llm", None))
         return state
@@ -82,6 +96,13 @@ class AppState:
         ``request.state.principal.name``."""
         if self.audit_log is not None:
             self.audit_log.record(principal, action, ids, result, transport=transport)
+
+    async def load_request_state_key(self, *, create: bool) -> str:
+        """The shared request-state key, read from Redis when this process has none yet (another
+        replica may have made it since), made there first with ``create``; ``""`` when none."""
+        if not self.request_state_key:
+            self.request_state_key = await self.store.shared_secret("request-state", create=create)
+        return self.request_state_key
 
     async def components(self) -> list[ComponentStatus]:
         """Status of every model and index this process holds."""

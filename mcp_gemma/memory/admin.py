@@ -20,8 +20,15 @@ async def get_item(
     key = id_to_key(memory_id)
     rec = None
     if key is not None:
-        row = await service.redis.client.hmget(service.keys.memory(memory_id), META_FIELDS)
-        rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, row, strict=True)))
+        # a memory lives under its scope's keys: the agent's own, else the shared scope's
+        async with service.redis.client.pipeline(transaction=False) as pipe:
+            for scope in dict.fromkeys((agent_id, SHARED_AGENT)):
+                pipe.hmget(service.keys.memory(scope, memory_id), META_FIELDS)
+            rows = await pipe.execute()
+        for row in rows:
+            rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, row, strict=True)))
+            if rec is not None:
+                break
     visible = rec is not None and rec.agent in (agent_id, SHARED_AGENT) and (tier is None or rec.tier == tier)
     if tier is not None:
         stats_scope = rec.agent if rec is not None and visible else agent_id

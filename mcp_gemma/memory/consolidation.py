@@ -23,7 +23,7 @@ from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.models import ConsolidationReport, EpisodeSummary, MergeGroup, Promotion
 from mcp_gemma.memory.policy import retention, retention_key, should_promote
-from mcp_gemma.memory.records import MemoryRecord, as_text, key_to_id
+from mcp_gemma.memory.records import MemoryRecord, key_to_id
 from mcp_gemma.memory.repository import MemoryRepository
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ async def _merge_tier(
     if len(keys) < 2:
         return [], 0
     records = await service.fetch(idx, keys)
-    unit = await embeddings_of(service, [k for k in keys if k in records])
+    unit = await embeddings_of(service, scope, [k for k in keys if k in records])
     keys = [k for k in keys if k in unit]
     if len(keys) < 2:
         return [], 0
@@ -164,11 +164,13 @@ async def _merge_tier(
     return out, removed
 
 
-async def embeddings_of(service: MemoryRepository, keys: Sequence[int]) -> dict[int, npt.NDArray[np.float32]]:
+async def embeddings_of(
+    service: MemoryRepository, scope: str, keys: Sequence[int]
+) -> dict[int, npt.NDArray[np.float32]]:
     """Unit embeddings of ``keys`` read from Redis (the index only holds importance-scaled ones)."""
     async with service.redis.client.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.hget(service.keys.memory(key_to_id(key)), "embedding")
+            pipe.hget(service.keys.memory(scope, key_to_id(key)), "embedding")
         rows = await pipe.execute()
     return {
         key: np.frombuffer(raw, dtype=np.float32).copy() for key, raw in zip(keys, rows, strict=True) if raw
@@ -300,7 +302,7 @@ async def replace_merged(
     }
     rank = retention_key(kept.importance, kept.count, kept.accessed, service.settings.recency_half_life_s)
     async with service.redis.client.pipeline(transaction=True) as pipe:
-        pipe.hset(k.memory(kept.id), mapping=fields)  # type: ignore[arg-type]
+        pipe.hset(k.memory(scope, kept.id), mapping=fields)  # type: ignore[arg-type]
         pipe.zadd(k.memory_tier(scope, kept.tier), {kept.id: kept.created})
         pipe.zadd(k.memory_rank(scope, kept.tier), {kept.id: rank})
         pipe.incr(k.memory_version(scope))
@@ -322,7 +324,7 @@ async def unsummarised(
         return {}
     async with service.redis.client.pipeline(transaction=False) as pipe:
         for _, key in flat:
-            pipe.hget(service.keys.memory(key_to_id(key)), "summary")
+            pipe.hget(service.keys.memory(scope, key_to_id(key)), "summary")
         marks = await pipe.execute()
     out: dict[str, list[int]] = {}
     for (sess, key), mark in zip(flat, marks, strict=True):
@@ -348,10 +350,11 @@ async def store_summary(
     provenance = [{"id": r.id, "tier": r.tier, "content": r.content, "created_at": r.created} for r in events]
     async with service.redis.client.pipeline(transaction=True) as pipe:
         pipe.hset(
-            service.keys.memory(new_id), mapping={"source": "summary", "provenance": json.dumps(provenance)}
+            service.keys.memory(scope, new_id),
+            mapping={"source": "summary", "provenance": json.dumps(provenance)},
         )
         for r in events:
-            pipe.hset(service.keys.memory(r.id), "summary", new_id)
+            pipe.hset(service.keys.memory(scope, r.id), "summary", new_id)
         await pipe.execute()
     return new_id
 
@@ -361,8 +364,7 @@ async def consolidate_every(service: MemoryRepository, interval_s: float) -> Non
     while True:
         await anyio.sleep(interval_s)
         try:
-            raw = await service.redis.client.smembers(service.keys.memory_scopes())
-            for scope in sorted(as_text(m) for m in raw):
+            for scope in await service.all_scopes():
                 report = await consolidate(service, agent_id=scope, load_model=False)
                 if report.merged or report.promoted or report.summaries:
                     logger.info(

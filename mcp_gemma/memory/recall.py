@@ -279,20 +279,31 @@ async def _touch_hits(
     """Count an access on every returned memory, record hits / misses, promote what qualifies."""
     k = service.keys
     s = service.settings
-    keys: list[str] = []
-    args: list[str | float | int] = [len(top), repr(now), LN2 / s.recency_half_life_s]
-    for _, _, rec in top:
-        ttl = s.tier(rec.tier).ttl_s
-        keys += [k.memory(rec.id), k.memory_rank(rec.agent, rec.tier), k.memory_expiry(rec.agent, rec.tier)]
-        args += [rec.id, "" if ttl is None else repr(ttl)]
     hit_tiers = {(rec.agent, rec.tier) for _, _, rec in top}
-    for scope in scopes:
-        for tier in tiers:
-            keys.append(k.memory_stats(scope, tier))
-            args.append("hits" if (scope, tier) in hit_tiers else "misses")
-    res = await service.touch_script(keys=keys, args=args)  # one round trip for the whole recall
+    counts: dict[int, int] = {}
+    # one script call per scope: a scope's keys share a slot, two scopes' keys may not
+    for scope in dict.fromkeys([*scopes, *(rec.agent for _, _, rec in top)]):
+        mine = [rec for _, _, rec in top if rec.agent == scope]
+        keys: list[str] = []
+        args: list[str | float | int] = [len(mine), repr(now), LN2 / s.recency_half_life_s]
+        for rec in mine:
+            ttl = s.tier(rec.tier).ttl_s
+            keys += [
+                k.memory(scope, rec.id),
+                k.memory_rank(scope, rec.tier),
+                k.memory_expiry(scope, rec.tier),
+            ]
+            args += [rec.id, "" if ttl is None else repr(ttl)]
+        if scope in scopes:
+            for tier in tiers:
+                keys.append(k.memory_stats(scope, tier))
+                args.append("hits" if (scope, tier) in hit_tiers else "misses")
+        if keys:
+            res = await service.touch_script(keys=keys, args=args)
+            counts.update((rec.key, int(c)) for rec, c in zip(mine, res[: len(mine)], strict=True))
     hits: list[RecallHit] = []
-    for (_, hit, rec), count in zip(top, res[: len(top)], strict=True):
+    for _, hit, rec in top:
+        count = counts.get(rec.key, -1)
         if int(count) < 0:
             continue  # expired between the search and now
         hits.append(await _touched(service, hit, rec, int(count), now))
@@ -313,20 +324,28 @@ async def _fetch_and_touch(
     s = service.settings
     scope = idx.scope
     keys: list[str] = []
-    args: list[str | float | int] = [k, repr(now), LN2 / s.recency_half_life_s, len(scopes) * len(tiers)]
+    own_stats = len(tiers) if scope in scopes else 0
+    args: list[str | float | int] = [k, repr(now), LN2 / s.recency_half_life_s, own_stats]
     for t in TIER_NAMES:
         ttl = s.tier(t).ttl_s
         keys += [keys_.memory_rank(scope, t), keys_.memory_expiry(scope, t)]
         args += [t, "" if ttl is None else repr(ttl)]
-    for sc in scopes:
+    if own_stats:
         for tier in tiers:
-            keys.append(keys_.memory_stats(sc, tier))
-            args.append(tier if sc == scope else "")
+            keys.append(keys_.memory_stats(scope, tier))
+            args.append(tier)
     for _, key, _ in ranked:
-        keys.append(keys_.memory(key_to_id(key)))
+        keys.append(keys_.memory(scope, key_to_id(key)))
         args.append(key_to_id(key))
     args += META_FIELDS
-    res = await service.fetch_touch_script(keys=keys, args=args)
+    res = await service.fetch_touch_script(keys=keys, args=args)  # the scope's keys: one slot
+    others = [sc for sc in scopes if sc != scope]
+    if others:  # every candidate came from ``scope``: the other scopes' tiers count a miss
+        async with service.redis.client.pipeline(transaction=False) as pipe:
+            for sc in others:
+                for tier in tiers:
+                    pipe.hincrby(keys_.memory_stats(sc, tier), "misses", 1)
+            await pipe.execute()
     half_life = s.recency_half_life_s
     width = len(META_FIELDS) + 2
     scored: list[tuple[float, RecallHit, MemoryRecord, int]] = []

@@ -4,7 +4,8 @@
 indexes, writes, fetches, promotion, removal); recall, the admin reads and consolidation are built
 on it, and :class:`~mcp_gemma.memory.service.MemoryService` puts them together.
 
-Layout in Redis (every key under the namespace hash tag, see ``store/keys.py``): one hash per
+Layout in Redis (every key of a scope in the slot group of the scope, see ``store/keys.py``, so
+every transaction and script below touches one slot): one hash per
 memory (``mem:<id>``, with a real ``PEXPIRE`` for tiers that have a TTL) and, per scope and tier,
 three sorted sets: ids by creation time, by retention key (eviction order, see
 :mod:`mcp_gemma.memory.policy`) and by expiry time (to sweep index entries of expired hashes and
@@ -17,6 +18,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,7 +44,8 @@ from mcp_gemma.memory.records import (
     ts,
 )
 from mcp_gemma.memory.scripts import EVICT_AND_COUNT, EVICT_BEYOND_CAPACITY, FETCH_AND_TOUCH, TOUCH_RECALLED
-from mcp_gemma.store.redis import RedisStore, redis_guard
+from mcp_gemma.store.keys import SLOT_GROUPS
+from mcp_gemma.store.redis import RedisStore, current_call, redis_guard
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,17 @@ class MemoryRepository:
         self.touch_script = store.client.register_script(TOUCH_RECALLED)
         self.fetch_touch_script = store.client.register_script(FETCH_AND_TOUCH)
         self._background: asyncio.Task[None] | None = None
+        # keys handed out by calls in progress: a store re-run after a failover rewrites the same
+        # memories (its earlier attempt may have been applied) instead of adding copies
+        self._attempted: OrderedDict[tuple[int, str, str, int, str], dict[int, list[int]]] = OrderedDict()
+
+    async def all_scopes(self) -> list[str]:
+        """Every scope (agent id) that has stored something, sorted (one set per slot group)."""
+        async with self.redis.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.smembers(self.keys.memory_scopes(g))
+            rows = await pipe.execute()
+        return sorted({as_text(m) for members in rows for m in members})
 
     # ---- validation -------------------------------------------------------------------------
 
@@ -156,7 +170,7 @@ class MemoryRepository:
             chunk = ids[start : start + batch]
             async with client.pipeline(transaction=False) as pipe:
                 for mid in chunk:
-                    pipe.hmget(self.keys.memory(mid), fields)
+                    pipe.hmget(self.keys.memory(scope, mid), fields)
                 rows = await pipe.execute()
             records = []
             for mid, row in zip(chunk, rows, strict=True):
@@ -191,13 +205,14 @@ class MemoryRepository:
             for tier, ids in by_tier.items():
                 if not ids:
                     continue
-                pipe.delete(*[k.memory(i) for i in ids])
+                pipe.delete(*[k.memory(scope, i) for i in ids])
                 pipe.zrem(k.memory_tier(scope, tier), *ids)
                 pipe.zrem(k.memory_rank(scope, tier), *ids)
                 pipe.zrem(k.memory_expiry(scope, tier), *ids)
                 pipe.hincrby(k.memory_stats(scope, tier), stat, len(ids))
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
+        await self.redis.confirm_replicated(k.memory_version(scope))
         self.advance(idx, int(res[-1]))
         idx.drop(key for ids in by_tier.values() for i in ids if (key := id_to_key(i)) is not None)
         return total
@@ -241,9 +256,10 @@ class MemoryRepository:
         ttl = self.settings.tier(tier_name).ttl_s
         expires = None if ttl is None else now + ttl
         clean_tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
+        keys = [self._key_for(scope, tier_name, i, text) for i, text in enumerate(contents)]
         records = [
             MemoryRecord(
-                key=new_key(),
+                key=key,
                 tier=tier_name,
                 content=text,
                 importance=importance,
@@ -257,22 +273,22 @@ class MemoryRepository:
                 embedding=vec,
                 occurred=at,
             )
-            for text, vec, at in zip(contents, vectors, occurred_at, strict=True)
+            for key, text, vec, at in zip(keys, contents, vectors, occurred_at, strict=True)
         ]
         rank = retention_key(importance, 1, now, self.settings.recency_half_life_s)
         k = self.keys
         async with self.redis.client.pipeline(transaction=True) as pipe:
             for r in records:
-                pipe.hset(k.memory(r.id), mapping=r.to_hash())  # type: ignore[arg-type]
+                pipe.hset(k.memory(scope, r.id), mapping=r.to_hash())  # type: ignore[arg-type]
                 if ttl is not None:
-                    pipe.pexpire(k.memory(r.id), int(ttl * 1000))
+                    pipe.pexpire(k.memory(scope, r.id), int(ttl * 1000))
             ids = [r.id for r in records]
             pipe.zadd(k.memory_tier(scope, tier_name), dict.fromkeys(ids, now))
             pipe.zadd(k.memory_rank(scope, tier_name), dict.fromkeys(ids, rank))
             if expires is not None:
                 pipe.zadd(k.memory_expiry(scope, tier_name), dict.fromkeys(ids, expires))
             pipe.hincrby(k.memory_stats(scope, tier_name), "stored", len(ids))
-            pipe.sadd(k.memory_scopes(), scope)
+            pipe.sadd(k.memory_scopes_of(scope), scope)
             pipe.incr(k.memory_version(scope))
             pipe.eval(  # capacity check and tier size in the same round trip
                 EVICT_AND_COUNT,
@@ -282,6 +298,7 @@ class MemoryRepository:
                 self.settings.tier(tier_name).capacity,
             )
             res = await pipe.execute()
+        await self.redis.confirm_replicated(k.memory_version(scope))
         self.advance(idx, int(res[-2]))
         idx.put(records, now)
         size, *popped = res[-1]
@@ -299,6 +316,22 @@ class MemoryRepository:
             evicted=evicted,
             tier_count=count,
         )
+
+    def _key_for(self, scope: str, tier: str, i: int, text: str) -> int:
+        """A new memory key; in a re-run of a call, the key its previous run gave the same item at
+        the same point (so the re-run rewrites that memory rather than adding a copy)."""
+        call, attempt = current_call()
+        if not call:
+            return new_key()
+        runs = self._attempted.setdefault((call, scope, tier, i, text), {})
+        mine = runs.setdefault(attempt, [])
+        earlier = [a for a in runs if a < attempt]
+        before = runs[max(earlier)] if earlier else []
+        key = before[len(mine)] if len(mine) < len(before) else new_key()
+        mine.append(key)
+        while len(self._attempted) > 10_000:
+            self._attempted.popitem(last=False)
+        return key
 
     async def _enforce_capacity(
         self, scope: str, idx: ScopeIndex, tier: TierName, now: float
@@ -340,7 +373,7 @@ class MemoryRepository:
         if remote:
             async with self.redis.client.pipeline(transaction=False) as pipe:
                 for key in remote:
-                    pipe.hmget(self.keys.memory(key_to_id(key)), META_FIELDS)
+                    pipe.hmget(self.keys.memory(idx.scope, key_to_id(key)), META_FIELDS)
                 rows = await pipe.execute()
             for key, row in zip(remote, rows, strict=True):
                 rec = MemoryRecord.from_fields(key, dict(zip(META_FIELDS, row, strict=True)))
@@ -360,7 +393,7 @@ class MemoryRepository:
         ttl = self.settings.tier(to).ttl_s
         expires = None if ttl is None else now + ttl
         rank = retention_key(rec.importance, rec.count, rec.accessed, self.settings.recency_half_life_s)
-        mkey = k.memory(rec.id)
+        mkey = k.memory(scope, rec.id)
         async with self.redis.client.pipeline(transaction=True) as pipe:
             pipe.hset(mkey, mapping={"tier": to, "expires": "" if expires is None else repr(expires)})
             if ttl is None:
@@ -377,6 +410,7 @@ class MemoryRepository:
             pipe.hincrby(k.memory_stats(scope, rec.tier), "promoted", 1)
             pipe.incr(k.memory_version(scope))
             res = await pipe.execute()
+        await self.redis.confirm_replicated(k.memory_version(scope))
         self.advance(idx, int(res[-1]))
         idx.retier(rec.key, to)
         logger.info("memory %s promoted %s -> %s: %s", rec.id, rec.tier, to, reason)

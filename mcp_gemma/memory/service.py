@@ -18,7 +18,6 @@ from mcp_gemma.memory.admin import list_tier as list_newest
 from mcp_gemma.memory.consolidation import consolidate_every
 from mcp_gemma.memory.models import ClearReport, MemoryItem, MemoryStatsReport, RecallResult
 from mcp_gemma.memory.recall import recall as run_recall
-from mcp_gemma.memory.records import as_text
 from mcp_gemma.memory.repository import LlmSource, MemoryRepository
 from mcp_gemma.memory.stats import tier_stats
 from mcp_gemma.store.redis import redis_guard
@@ -55,8 +54,7 @@ class MemoryService(MemoryRepository):
     @redis_guard
     async def agent_ids(self) -> list[str]:
         """Every agent id (memory scope) that has stored something, sorted."""
-        raw = await self.redis.client.smembers(self.keys.memory_scopes())
-        return sorted(as_text(m) for m in raw)
+        return await self.all_scopes()
 
     # ---- lifecycle --------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ async def tier_stats(
         if sample:
             async with client.pipeline(transaction=False) as pipe:
                 for m in sample:
-                    pipe.memory_usage(keys.memory(as_text(m)), samples=0)
+                    pipe.memory_usage(keys.memory(agent_id, as_text(m)), samples=0)
                 sizes = await pipe.execute()
             measured = sum(int(s or 0) for s in sizes)
             used = round(measured * int(count) / len(sample))

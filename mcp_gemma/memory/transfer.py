@@ -25,6 +25,7 @@ from mcp_gemma.memory.config import TIER_NAMES
 from mcp_gemma.memory.policy import retention_key
 from mcp_gemma.memory.records import META_FIELDS, MemoryRecord, as_text, id_to_key
 from mcp_gemma.memory.repository import MemoryRepository
+from mcp_gemma.store.keys import SLOT_GROUPS
 from mcp_gemma.store.redis import redis_guard
 
 EXPORT_BATCH = 500
@@ -40,7 +41,10 @@ async def export_memories(repo: MemoryRepository) -> AsyncIterator[dict[str, Any
     client = repo.redis.client
     k = repo.keys
     fields = (*META_FIELDS, "embedding")
-    scopes = sorted(as_text(s) for s in await client.smembers(k.memory_scopes()))
+    async with client.pipeline(transaction=False) as pipe:
+        for group in range(SLOT_GROUPS):
+            pipe.smembers(k.memory_scopes(group))
+        scopes = sorted({as_text(s) for members in await pipe.execute() for s in members})
     for scope in scopes:
         for tier in TIER_NAMES:
             ids = [as_text(m) for m in await client.zrange(k.memory_tier(scope, tier), 0, -1)]
@@ -48,7 +52,7 @@ async def export_memories(repo: MemoryRepository) -> AsyncIterator[dict[str, Any
                 part = ids[start : start + EXPORT_BATCH]
                 async with client.pipeline(transaction=False) as pipe:
                     for mid in part:
-                        pipe.hmget(k.memory(mid), fields)
+                        pipe.hmget(k.memory(scope, mid), fields)
                     rows = await pipe.execute()
                 for mid, row in zip(part, rows, strict=True):
                     key = id_to_key(mid)
@@ -188,31 +192,35 @@ async def import_memories(
     k = repo.keys
     async with client.pipeline(transaction=False) as pipe:
         for rec in ready:
-            pipe.hmget(k.memory(rec.id), ["tier", "agent"])
+            pipe.hmget(k.memory(rec.agent, rec.id), ["tier", "agent"])
         olds = await pipe.execute()
     half_life = repo.settings.recency_half_life_s
-    async with client.pipeline(transaction=True) as pipe:
-        for rec, (old_tier, old_scope) in zip(ready, olds, strict=True):
-            if old_tier is not None and old_scope is not None:  # replaced: out of its old sets
-                tier, scope = as_text(old_tier), as_text(old_scope)
-                for key in (
-                    k.memory_tier(scope, tier),
-                    k.memory_rank(scope, tier),
-                    k.memory_expiry(scope, tier),
-                ):
-                    pipe.zrem(key, rec.id)
-            mkey = k.memory(rec.id)
-            pipe.delete(mkey)
-            pipe.hset(mkey, mapping=rec.to_hash())  # type: ignore[arg-type]
-            if rec.expires is not None:
-                pipe.pexpireat(mkey, int(rec.expires * 1000))
-                pipe.zadd(k.memory_expiry(rec.agent, rec.tier), {rec.id: rec.expires})
-            pipe.zadd(k.memory_tier(rec.agent, rec.tier), {rec.id: rec.created})
-            rank = retention_key(rec.importance, rec.count, rec.accessed, half_life)
-            pipe.zadd(k.memory_rank(rec.agent, rec.tier), {rec.id: rank})
-            pipe.hincrby(k.memory_stats(rec.agent, rec.tier), "imported", 1)
-            pipe.sadd(k.memory_scopes(), rec.agent)
-        for scope in sorted({r.agent for r in ready}):
+    by_scope: dict[str, list[tuple[MemoryRecord, Any]]] = {}
+    for rec, old in zip(ready, olds, strict=True):
+        by_scope.setdefault(rec.agent, []).append((rec, old))
+    # One transaction per scope: a scope's keys share a slot (a cluster refuses one that spans slots).
+    for scope, items in sorted(by_scope.items()):
+        async with client.pipeline(transaction=True) as pipe:
+            for rec, (old_tier, old_scope) in items:
+                if old_tier is not None and old_scope is not None:  # replaced: out of its old sets
+                    tier = as_text(old_tier)
+                    for key in (
+                        k.memory_tier(scope, tier),
+                        k.memory_rank(scope, tier),
+                        k.memory_expiry(scope, tier),
+                    ):
+                        pipe.zrem(key, rec.id)
+                mkey = k.memory(scope, rec.id)
+                pipe.delete(mkey)
+                pipe.hset(mkey, mapping=rec.to_hash())  # type: ignore[arg-type]
+                if rec.expires is not None:
+                    pipe.pexpireat(mkey, int(rec.expires * 1000))
+                    pipe.zadd(k.memory_expiry(scope, rec.tier), {rec.id: rec.expires})
+                pipe.zadd(k.memory_tier(scope, rec.tier), {rec.id: rec.created})
+                rank = retention_key(rec.importance, rec.count, rec.accessed, half_life)
+                pipe.zadd(k.memory_rank(scope, rec.tier), {rec.id: rank})
+                pipe.hincrby(k.memory_stats(scope, rec.tier), "imported", 1)
+            pipe.sadd(k.memory_scopes_of(scope), scope)
             pipe.incr(k.memory_version(scope))  # every process reloads that scope's index
-        await pipe.execute()
+            await pipe.execute()
     return len(ready), problems

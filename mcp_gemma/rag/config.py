@@ -106,8 +106,15 @@ class RagSettings(BaseModel):
     ingest_group_documents: int = Field(
         64, ge=1, le=10_000, description="Documents written per Redis transaction during batch ingest."
     )
+    snapshot: bool = Field(
+        True,
+        description="Save the in-process index to the data dir on shutdown and load it at start, "
+        "replaying only the changes after it (a snapshot that does not match is rebuilt from Redis).",
+    )
     change_log_max: int = Field(
-        100_000, ge=1_000, description="Approximate length the change stream is trimmed to."
+        100_000,
+        ge=1_000,
+        description="Approximate length of the change log, shared by its 64 streams (one per slot group).",
     )
     allowed_url_hosts: list[str] = Field(
         default_factory=list,

@@ -1,23 +1,25 @@
 """Documents and chunks in Redis, the source of truth.
 
-Layout (all keys from :class:`~mcp_gemma.store.keys.Keys`, one hash tag per namespace):
+Layout (all keys from :class:`~mcp_gemma.store.keys.Keys`; a document and everything about it
+live in the slot group of its id, so every transaction below touches one slot):
 
 * ``doc:{id}`` hash — ``text``, ``metadata`` (canonical JSON), ``content_hash``, ``chunk_ids``
   (comma-separated, in order), ``chars``, ``created_at``, ``updated_at``;
-* ``chunk:{n}`` hash — ``doc``, ``ord``, ``start``, ``end``, ``text``, ``emb`` (float32 bytes);
-* ``docs`` sorted set — document ids by creation time;
-* ``changes`` stream — one entry per document change: ``op`` (upsert | delete), ``doc``, ``add`` and
-  ``del`` (chunk ids), written in the same MULTI/EXEC as the change itself.
+* ``chunk:{n}`` hash — ``doc``, ``ord``, ``start``, ``end``, ``text``, ``emb`` (float32 bytes); the
+  chunk id ``n`` carries its group (``n % SLOT_GROUPS``);
+* ``docs`` sorted set per group — document ids by creation time;
+* ``changes`` stream per group — one entry per document change: ``op`` (upsert | delete), ``doc``,
+  ``add`` and ``del`` (chunk ids), written in the same MULTI/EXEC as the change itself.
 
-A group of documents is written in one WATCHed transaction, so each document's change (and the
-stream entry that announces it) is all-or-nothing.
+The documents of a write that share a group go in one WATCHed transaction, so each document's
+change (and the stream entry that announces it) is all-or-nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy.typing as npt
 import redis.exceptions as rexc
 
 from mcp_gemma.rag.chunking import Chunk
-from mcp_gemma.store.keys import Keys
+from mcp_gemma.store.keys import SLOT_GROUPS, Keys, group_of
 from mcp_gemma.store.redis import AnyRedis
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ class StoredChunk:
 class Change:
     """One entry of the change stream."""
 
+    group: int
     stream_id: str
     op: str
     doc_id: str
@@ -100,7 +103,18 @@ class WriteOutcome:
     status: str
     head: DocHead
     removed: list[int]
+    group: int
     stream_id: str
+
+
+Positions = dict[int, str]
+"""The last change-stream entry seen, per slot group (``0-0``: none)."""
+
+
+def stream_key(stream_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _ids(raw: bytes | str | None) -> list[int]:
@@ -146,19 +160,43 @@ def chunk_from(chunk_id: int, values: Sequence[bytes | None], dim: int | None) -
 class DocStore:
     """Reads and writes documents, chunks and change entries in Redis."""
 
-    def __init__(self, client: AnyRedis, keys: Keys, change_log_max: int) -> None:
+    def __init__(
+        self,
+        client: AnyRedis,
+        keys: Keys,
+        change_log_max: int,
+        confirm: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         # redis-py's return types are unions of every decode mode; with decode_responses=False
         # every reply here is bytes, so the client is used untyped.
         self.client: Any = client
         self.keys = keys
-        self.change_log_max = change_log_max
+        # the setting bounds the whole log: each of the SLOT_GROUPS streams keeps its share
+        self.change_log_max = max(change_log_max // SLOT_GROUPS, 100)
+        self._confirm = confirm  # waits for replicas (redis_min_replicas_ack) before a write counts
 
-    async def reserve_chunk_ids(self, n: int) -> list[int]:
-        """``n`` fresh integer chunk ids (a Redis counter, so every replica agrees)."""
-        if n == 0:
-            return []
-        last = int(await self.client.incrby(self.keys.chunk_seq(), n))
-        return list(range(last - n + 1, last + 1))
+    async def reserve_chunk_ids(self, wanted: Sequence[tuple[str, int]]) -> list[list[int]]:
+        """Fresh chunk ids for each ``(doc id, count)``, from the counter of the document's group (so
+        every replica agrees, and each id names its group)."""
+        per_group: dict[int, int] = {}
+        for doc_id, n in wanted:
+            g = group_of(doc_id)
+            per_group[g] = per_group.get(g, 0) + n
+        groups = [g for g, n in per_group.items() if n]
+        if not groups:
+            return [[] for _ in wanted]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in groups:
+                pipe.incrby(self.keys.chunk_seq(g), per_group[g])
+            lasts = await pipe.execute()
+        next_seq = {g: int(last) - per_group[g] + 1 for g, last in zip(groups, lasts, strict=True)}
+        out = []
+        for doc_id, n in wanted:
+            g = group_of(doc_id)
+            first = next_seq.get(g, 0)
+            out.append([seq * SLOT_GROUPS + g for seq in range(first, first + n)])
+            next_seq[g] = first + n
+        return out
 
     async def heads(self, doc_ids: Sequence[str]) -> list[DocHead | None]:
         """The heads of ``doc_ids`` (``None`` for unknown ones), pipelined."""
@@ -181,8 +219,11 @@ class DocStore:
         raw = await self.client.hget(self.keys.doc(doc_id), "text")
         return None if raw is None else bytes(raw).decode()
 
-    async def chunks(self, chunk_ids: Sequence[int], dim: int | None) -> list[StoredChunk | None]:
-        """Chunks by id, pipelined; ``dim=None`` leaves the embedding out."""
+    async def chunks(
+        self, chunk_ids: Sequence[int], dim: int | None, progress: Callable[[int], None] | None = None
+    ) -> list[StoredChunk | None]:
+        """Chunks by id, pipelined in batches; ``dim=None`` leaves the embedding out; ``progress`` hears
+        how many were read after each batch."""
         fields = CHUNK_FIELDS if dim is not None else (*CHUNK_FIELDS[:5], b"__none__")
         out: list[StoredChunk | None] = []
         for start in range(0, len(chunk_ids), READ_BATCH):
@@ -192,45 +233,115 @@ class DocStore:
                     pipe.hmget(self.keys.chunk(cid), fields)
                 rows = await pipe.execute()
             out.extend(chunk_from(c, r, dim) for c, r in zip(part, rows, strict=True))
+            if progress is not None:
+                progress(len(out))
         return out
 
     async def count(self) -> int:
-        """How many documents are stored."""
-        return int(await self.client.zcard(self.keys.docs()))
+        """How many documents are stored (every group's listing counted)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.zcard(self.keys.docs(g))
+            return sum(int(n) for n in await pipe.execute())
 
-    async def all_doc_ids(self) -> list[str]:
-        """Every document id, oldest first."""
-        raw = await self.client.zrange(self.keys.docs(), 0, -1)
-        return [bytes(r).decode() for r in raw]
+    async def all_doc_ids(self, page: int = 10_000) -> list[str]:
+        """Every document id, oldest first (each group's listing read in pages of ``page``)."""
+        scored: list[tuple[float, str]] = []
+        todo = list(range(SLOT_GROUPS))
+        start = 0
+        while todo:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for g in todo:
+                    pipe.zrange(self.keys.docs(g), start, start + page - 1, withscores=True)
+                rows = await pipe.execute()
+            full = []
+            for g, part in zip(todo, rows, strict=True):
+                scored.extend((float(score), bytes(m).decode()) for m, score in part)
+                if len(part) == page:
+                    full.append(g)
+            todo, start = full, start + page
+        scored.sort()
+        return [doc_id for _, doc_id in scored]
 
-    async def last_change_id(self) -> str:
-        """Id of the newest stream entry (``0-0`` when there is none)."""
-        rows = await self.client.xrevrange(self.keys.changes(), count=1)
-        return bytes(rows[0][0]).decode() if rows else "0-0"
+    async def change_epoch(self) -> int:
+        """The change counter (see :meth:`Keys.change_epoch`)."""
+        return int(await self.client.get(self.keys.change_epoch()) or 0)
 
-    async def first_change_id(self) -> str | None:
-        """Id of the oldest entry still in the (trimmed) stream."""
-        rows = await self.client.xrange(self.keys.changes(), count=1)
-        return bytes(rows[0][0]).decode() if rows else None
+    async def _bump_epoch(self) -> None:
+        await self.client.incr(self.keys.change_epoch())
 
-    async def changes_after(self, last_id: str, count: int = 1_000) -> list[Change]:
-        """Stream entries newer than ``last_id``."""
-        rows = await self.client.xrange(self.keys.changes(), min=f"({last_id}", count=count)
+    async def last_change_ids(self) -> Positions:
+        """Id of the newest entry of every group's stream (``0-0`` when there is none)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.xrevrange(self.keys.changes(g), count=1)
+            rows = await pipe.execute()
+        return {g: bytes(r[0][0]).decode() if r else "0-0" for g, r in enumerate(rows)}
+
+    async def streams_cover(self, positions: Positions) -> bool:
+        """Whether every group's stream still holds every entry after ``positions`` (nothing was
+        trimmed past them, no stream deleted), so replaying from there is complete."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.xinfo_stream(self.keys.changes(g))
+            infos = await pipe.execute(raise_on_error=False)
+        for g, info in enumerate(infos):
+            seen = positions.get(g, "0-0")
+            if isinstance(info, Exception):  # no such stream
+                if seen != "0-0":
+                    return False
+                continue
+            if int(info.get("entries-added", -1)) == int(info["length"]):
+                continue  # never trimmed
+            first = info.get("first-entry")
+            if first is None or stream_key(bytes(first[0]).decode()) > stream_key(seen):
+                return False
+        return True
+
+    async def first_change_ids(self) -> dict[int, str | None]:
+        """Id of the oldest entry still in each group's (trimmed) stream."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.xrange(self.keys.changes(g), count=1)
+            rows = await pipe.execute()
+        return {g: bytes(r[0][0]).decode() if r else None for g, r in enumerate(rows)}
+
+    async def changes_after(self, positions: Positions, count: int = 1_000) -> list[Change]:
+        """Entries newer than ``positions``: up to ``count`` of each group, in each group's order."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for g in range(SLOT_GROUPS):
+                pipe.xrange(self.keys.changes(g), min=f"({positions.get(g, '0-0')}", count=count)
+            replies = await pipe.execute()
         out = []
-        for sid, data in rows:
-            out.append(
-                Change(
-                    stream_id=bytes(sid).decode(),
-                    op=data.get(b"op", b"").decode(),
-                    doc_id=data.get(b"doc", b"").decode(),
-                    added=_ids(data.get(b"add")),
-                    removed=_ids(data.get(b"del")),
+        for g, rows in enumerate(replies):
+            for sid, data in rows:
+                out.append(
+                    Change(
+                        group=g,
+                        stream_id=bytes(sid).decode(),
+                        op=data.get(b"op", b"").decode(),
+                        doc_id=data.get(b"doc", b"").decode(),
+                        added=_ids(data.get(b"add")),
+                        removed=_ids(data.get(b"del")),
+                    )
                 )
-            )
         return out
 
     async def write(self, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
-        """Write ``docs`` (chunk ids already assigned) in one WATCHed MULTI/EXEC, replacing old chunks."""
+        """Write ``docs`` (chunk ids already assigned), one WATCHed MULTI/EXEC per slot group,
+        replacing old chunks; the outcomes come back in the order of ``docs``."""
+        by_group: dict[int, list[int]] = {}
+        for i, doc in enumerate(docs):
+            by_group.setdefault(group_of(doc.id), []).append(i)
+        outcomes: dict[int, WriteOutcome] = {}
+        for g, members in by_group.items():
+            written = await self._write_group(g, [docs[i] for i in members])
+            outcomes.update(zip(members, written, strict=True))
+        if docs:
+            await self._bump_epoch()
+        return [outcomes[i] for i in range(len(docs))]
+
+    async def _write_group(self, group: int, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
         keys = [self.keys.doc(d.id) for d in docs]
         for _attempt in range(MAX_WATCH_RETRIES):
             async with self.client.pipeline(transaction=True) as pipe:
@@ -240,11 +351,13 @@ class DocStore:
                     for doc, key in zip(docs, keys, strict=True):
                         olds.append(head_from(doc.id, await pipe.hmget(key, HEAD_FIELDS)))
                     pipe.multi()
-                    outcomes = self._queue_writes(pipe, docs, olds)
+                    outcomes = self._queue_writes(pipe, group, docs, olds)
                     results = await pipe.execute()
                 except rexc.WatchError:
                     logger.debug("documents changed during ingest; retrying the transaction")
                     continue
+            if self._confirm is not None:
+                await self._confirm(keys[0])
             stream_ids = [r.decode() for r in results if isinstance(r, bytes)]  # only XADD answers bytes
             for outcome, sid in zip(outcomes, stream_ids, strict=True):
                 outcome.stream_id = sid
@@ -252,7 +365,7 @@ class DocStore:
         raise rexc.WatchError("documents kept changing during ingest; try again")
 
     def _queue_writes(
-        self, pipe: Any, docs: Sequence[PreparedDoc], olds: Sequence[DocHead | None]
+        self, pipe: Any, group: int, docs: Sequence[PreparedDoc], olds: Sequence[DocHead | None]
     ) -> list[WriteOutcome]:
         now = time.time()
         outcomes = []
@@ -296,19 +409,23 @@ class DocStore:
                     "source": doc.source or "",
                 },
             )
-            pipe.zadd(self.keys.docs(), {doc.id: created})
+            pipe.zadd(self.keys.docs(group), {doc.id: created})
             pipe.xadd(
-                self.keys.changes(),
+                self.keys.changes(group),
                 {"op": "upsert", "doc": doc.id, "add": _join(doc.chunk_ids), "del": _join(removed)},
                 maxlen=self.change_log_max,
                 approximate=True,
             )
-            outcomes.append(WriteOutcome(doc, "replaced" if old else "created", head, list(removed), ""))
+            outcomes.append(
+                WriteOutcome(doc, "replaced" if old else "created", head, list(removed), group, "")
+            )
         return outcomes
 
-    async def delete(self, doc_id: str) -> tuple[DocHead, str] | None:
-        """Remove a document, its chunks and its listing entry atomically; ``None`` if it did not exist."""
+    async def delete(self, doc_id: str) -> tuple[DocHead, int, str] | None:
+        """Remove a document, its chunks and its listing entry atomically; ``None`` if it did not
+        exist, else its head and the change entry (group, stream id) that announces the delete."""
         key = self.keys.doc(doc_id)
+        group = group_of(doc_id)
         for _attempt in range(MAX_WATCH_RETRIES):
             async with self.client.pipeline(transaction=True) as pipe:
                 try:
@@ -318,9 +435,9 @@ class DocStore:
                         return None
                     pipe.multi()
                     pipe.delete(key, *(self.keys.chunk(c) for c in old.chunk_ids))
-                    pipe.zrem(self.keys.docs(), doc_id)
+                    pipe.zrem(self.keys.docs(group), doc_id)
                     pipe.xadd(
-                        self.keys.changes(),
+                        self.keys.changes(group),
                         {"op": "delete", "doc": doc_id, "add": "", "del": _join(old.chunk_ids)},
                         maxlen=self.change_log_max,
                         approximate=True,
@@ -328,5 +445,8 @@ class DocStore:
                     results = await pipe.execute()
                 except rexc.WatchError:
                     continue
-            return old, bytes(results[-1]).decode()
+            if self._confirm is not None:
+                await self._confirm(key)
+            await self._bump_epoch()
+            return old, group, bytes(results[-1]).decode()
         raise rexc.WatchError("the document kept changing during delete; try again")

@@ -2,10 +2,10 @@
 
 It holds the Rust :class:`VectorIndex` and :class:`BM25Index` keyed by integer chunk ids, plus a
 table of documents (head and parsed metadata) that filters and listings read. It is built from
-Redis on first use (in a worker thread) and, before every read, catches up with the change stream
-from the last entry it saw, so a change made by any process over the same Redis is visible to the
-next query here. A process's own writes are applied from memory, in stream order, without reading
-them back.
+Redis on first use (in a worker thread) and, before every read, catches up with the change streams
+(one per slot group, see ``store/keys.py``) from the last entry it saw of each, so a change made by
+any process over the same Redis is visible to the next query here. A process's own writes are
+applied from memory, in stream order, without reading them back.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,10 +25,20 @@ import numpy.typing as npt
 
 from mcp_gemma import native
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag import snapshot
 from mcp_gemma.rag.ann import AnnMirror
 from mcp_gemma.rag.config import RagSettings
-from mcp_gemma.rag.docstore import Change, DocHead, DocStore, StoredChunk, WriteOutcome
+from mcp_gemma.rag.docstore import (
+    Change,
+    DocHead,
+    DocStore,
+    Positions,
+    StoredChunk,
+    WriteOutcome,
+    stream_key,
+)
 from mcp_gemma.rag.validation import Condition, stored_metadata
+from mcp_gemma.store.keys import LAYOUT_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +85,6 @@ class _LocalChange:
     chunks: list[StoredChunk]
 
 
-def _stream_key(stream_id: str) -> tuple[int, int]:
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def lookup(metadata: dict[str, Any], field: str) -> Any:
     """``metadata[field]``, following dots into nested objects; :data:`MISSING` when absent."""
     if field in metadata:
@@ -95,9 +101,16 @@ class ChunkIndex:
     """Vector + keyword index and document table of one process."""
 
     def __init__(
-        self, store: DocStore, settings: RagSettings, dim: int, generation: Callable[[], int] = lambda: 0
+        self,
+        store: DocStore,
+        settings: RagSettings,
+        dim: int,
+        generation: Callable[[], int] = lambda: 0,
+        snapshot_path: Path | None = None,
     ) -> None:
         self.store = store
+        self.snapshot_path = snapshot_path  # where the index is saved on close and loaded from at start
+        self.loaded_from = "redis"
         self._generation = generation  # the store's restart count: a restarted server means a rebuild
         self._built_at = generation()
         self.settings = settings
@@ -108,12 +121,15 @@ class ChunkIndex:
         self.chunks: dict[int, ChunkRef] = {}
         self.docs: dict[str, DocEntry] = {}
         self.field_counts: Counter[str] = Counter()
-        self.last_id = "0-0"
+        self.positions: Positions = {}
         self.ready = False
         self.rebuild_seconds: float | None = None
+        self.rebuild_read = 0
+        self.rebuild_total = 0
         self.lock = anyio.Lock()
-        self._local: dict[str, _LocalChange] = {}
+        self._local: dict[tuple[int, str], _LocalChange] = {}
         self._last_gap_check = time.monotonic()
+        self._epoch = -1
 
     # ---- keeping up with Redis -------------------------------------------------------------
 
@@ -123,28 +139,46 @@ class ChunkIndex:
             await self.sync_locked()
 
     async def sync_locked(self) -> None:
-        """:meth:`sync` for a caller that holds :attr:`lock`."""
+        """:meth:`sync` for a caller that holds :attr:`lock`.
+
+        The change counter is read first (one GET); when it has not moved and this process has no
+        write of its own pending, the streams are not read, except once every ``GAP_CHECK_S`` (a
+        writer that died between its transaction and the counter bump is caught up then)."""
+        epoch = await self.store.change_epoch()
+        full = False
         if not self.ready or self._built_at != self._generation():
             if self.ready:
                 logger.info("Redis was restarted; rebuilding the index from it")
             await self._rebuild()
         elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
             self._last_gap_check = time.monotonic()
-            first = await self.store.first_change_id()
-            if self.last_id != "0-0" and (first is None or _stream_key(first) > _stream_key(self.last_id)):
-                # entries after the last one seen may have been trimmed (or the stream was deleted)
-                logger.warning("fell behind the change stream; rebuilding the index from Redis")
-                await self._rebuild()
-        while True:
-            changes = await self.store.changes_after(self.last_id, CHANGE_BATCH)
+            full = True
+            firsts = await self.store.first_change_ids()
+            for g, first in firsts.items():
+                seen = self.positions.get(g, "0-0")
+                if seen != "0-0" and (first is None or stream_key(first) > stream_key(seen)):
+                    # entries after the last one seen may have been trimmed (or the stream was deleted)
+                    logger.warning("fell behind change stream %d; rebuilding the index from Redis", g)
+                    await self._rebuild()
+                    break
+        quiet = epoch == self._epoch and not full and not self._local
+        while not quiet:
+            changes = await self.store.changes_after(self.positions, CHANGE_BATCH)
             if not changes:
                 break
             await self._apply(changes)
-            self.last_id = changes[-1].stream_id
-            if len(changes) < CHANGE_BATCH:
+            per_group = Counter(ch.group for ch in changes)
+            for ch in changes:
+                self.positions[ch.group] = ch.stream_id  # each group's entries come in stream order
+            if max(per_group.values()) < CHANGE_BATCH:
                 break
+        self._epoch = epoch
         if self._local:  # written and already covered by a rebuild
-            self._local = {k: v for k, v in self._local.items() if _stream_key(k) > _stream_key(self.last_id)}
+            self._local = {
+                (g, sid): v
+                for (g, sid), v in self._local.items()
+                if stream_key(sid) > stream_key(self.positions.get(g, "0-0"))
+            }
         want = self.wants_int8(len(self.vectors), self.vectors.quantized)
         if want != self.vectors.quantized:
             logger.info(
@@ -157,6 +191,11 @@ class ChunkIndex:
         """Whether the vector index should scan int8 codes first (``rag.quantize``)."""
         return native.auto_on(self.settings.quantize, rows, self.settings.quantize_min_chunks, now)
 
+    def _read_progress(self, done: int) -> None:
+        self.rebuild_read = done
+        if done % 100_000 < 1_000 or done == self.rebuild_total:
+            logger.info("rebuilding the search index: %d / %d chunks read", done, self.rebuild_total)
+
     def note_writes(self, outcomes: Sequence[WriteOutcome]) -> None:
         """Remember this process's own writes so :meth:`sync_locked` applies them without reading Redis."""
         for o in outcomes:
@@ -165,21 +204,115 @@ class ChunkIndex:
                 StoredChunk(cid, doc.id, ch.ordinal, ch.start, ch.end, ch.text, vec)
                 for cid, ch, vec in zip(doc.chunk_ids, doc.chunks, doc.vectors, strict=True)
             ]
-            self._local[o.stream_id] = _LocalChange(o.head, chunks)
+            self._local[o.group, o.stream_id] = _LocalChange(o.head, chunks)
 
-    def note_delete(self, stream_id: str) -> None:
+    def note_delete(self, group: int, stream_id: str) -> None:
         """Remember this process's own delete."""
-        self._local[stream_id] = _LocalChange(None, [])
+        self._local[group, stream_id] = _LocalChange(None, [])
+
+    @property
+    def last_id(self) -> str:
+        """The newest change-stream entry this index covers, over every group (``0-0``: none)."""
+        return max(self.positions.values(), key=stream_key, default="0-0")
+
+    def _identity(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "layout": LAYOUT_VERSION,
+            "namespace": self.store.keys.ns,
+            "dim": self.dim,
+            "bm25": [s.bm25_k1, s.bm25_b, s.bm25_analyzer],
+        }
+
+    async def save_snapshot(self) -> int | None:
+        """Save the index with the stream positions it covers (see :mod:`.snapshot`); the bytes
+        written, or ``None`` when there is nothing to save."""
+        if self.snapshot_path is None or not self.ready:
+            return None
+        async with self.lock:
+            ids, rows = self.vectors.snapshot()
+            # chunk ids are never reused, so a chunk's text never changes: read them back; one gone
+            # since was deleted by a change after these positions, which a replay removes anyway
+            stored = await self.store.chunks(ids.tolist(), None)
+            keep = [i for i, c in enumerate(stored) if c is not None and int(ids[i]) in self.chunks]
+            refs = [self.chunks[int(ids[i])] for i in keep]
+            snap = snapshot.Snapshot(
+                positions=dict(self.positions),
+                ids=ids[keep],
+                vectors=rows[keep],
+                doc_of=[r.doc_id for r in refs],
+                places=np.asarray([[r.ordinal, r.start, r.end] for r in refs], dtype=np.int64).reshape(-1, 3),
+                texts=[stored[i].text for i in keep],  # type: ignore[union-attr]
+                heads=[e.head for e in self.docs.values()],
+            )
+            path, identity = self.snapshot_path, self._identity()
+        size = await anyio.to_thread.run_sync(snapshot.save, path, identity, snap)
+        logger.info("index snapshot saved: %d chunks, %.1f MB, %s", len(snap.ids), size / 1e6, path)
+        return size
+
+    async def _load_snapshot(self) -> bool:
+        """Build from the snapshot when there is a usable one; ``False`` to build from Redis."""
+        if self.snapshot_path is None:
+            return False
+        started = time.perf_counter()
+        snap = await anyio.to_thread.run_sync(snapshot.load, self.snapshot_path, self._identity())
+        if snap is None:
+            return False
+        if not await self.store.streams_cover(snap.positions):
+            logger.warning("index snapshot is older than the trimmed change streams; rebuilding from Redis")
+            return False
+
+        def build() -> tuple[Any, Any]:
+            vectors = native.VectorIndex(self.dim, "cosine", quantize=self.wants_int8(len(snap.ids), False))
+            keywords = native.BM25Index(
+                self.settings.bm25_k1, self.settings.bm25_b, self.settings.bm25_analyzer
+            )
+            if len(snap.ids):
+                vectors.add(snap.ids, snap.vectors)
+                keywords.add_many(snap.ids.tolist(), snap.texts)
+            return vectors, keywords
+
+        self.vectors, self.keywords = await anyio.to_thread.run_sync(build)
+        self.ann.reset()
+        self.chunks = {
+            int(cid): ChunkRef(doc, int(p[0]), int(p[1]), int(p[2]))
+            for cid, doc, p in zip(snap.ids, snap.doc_of, snap.places, strict=True)
+        }
+        self.docs = {}
+        self.field_counts = Counter()
+        for head in snap.heads:
+            self._set_doc(head.id, head)
+        self.positions = dict(snap.positions)
+        self._epoch = -1  # replay what came after the snapshot
+        self.ready = True
+        self.loaded_from = "snapshot"
+        self.rebuild_seconds = time.perf_counter() - started
+        logger.info(
+            "index loaded from its snapshot: %d documents, %d chunks in %.2f s; replaying later changes",
+            len(self.docs),
+            len(self.chunks),
+            self.rebuild_seconds,
+        )
+        return True
 
     async def _rebuild(self) -> None:
+        if not self.ready and self._built_at == self._generation() and await self._load_snapshot():
+            return
+        self.loaded_from = "redis"
         started = time.perf_counter()
         self._built_at = self._generation()
-        last = await self.store.last_change_id()
+        last = await self.store.last_change_ids()
         doc_ids = await self.store.all_doc_ids()
         heads = [h for h in await self.store.heads(doc_ids) if h is not None]
         chunk_ids = [c for h in heads for c in h.chunk_ids]
+        logger.info(
+            "rebuilding the search index: reading %d documents, %d chunks", len(heads), len(chunk_ids)
+        )
+        self.rebuild_total = len(chunk_ids)
         stored = [
-            c for c in await self.store.chunks(chunk_ids, self.dim) if c is not None and c.vector is not None
+            c
+            for c in await self.store.chunks(chunk_ids, self.dim, progress=self._read_progress)
+            if c is not None and c.vector is not None
         ]
 
         def build() -> tuple[Any, Any]:
@@ -200,7 +333,7 @@ class ChunkIndex:
         self.field_counts = Counter()
         for head in heads:
             self._set_doc(head.id, head)
-        self.last_id = last
+        self.positions = last
         self.ready = True
         self.rebuild_seconds = time.perf_counter() - started
         logger.info(
@@ -216,7 +349,7 @@ class ChunkIndex:
         remote_adds: list[int] = []
         touched: dict[str, _LocalChange | None] = {}  # None: read the head from Redis
         for ch in changes:
-            local = self._local.pop(ch.stream_id, None)
+            local = self._local.pop((ch.group, ch.stream_id), None)
             for cid in ch.removed:
                 removed.add(cid)
                 added.pop(cid, None)

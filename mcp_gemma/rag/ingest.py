@@ -9,7 +9,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +35,10 @@ from mcp_gemma.rag.models import (
 from mcp_gemma.rag.sniff import FileSkipped
 from mcp_gemma.rag.validation import check_text, metadata_json, new_doc_id
 from mcp_gemma.rag.walk import compile_glob
-from mcp_gemma.store.redis import redis_guard
+from mcp_gemma.store.redis import RedisStore, current_call, redis_guard
 
 logger = logging.getLogger(__name__)
+MAX_ATTEMPTED = 10_000
 
 Progress = Callable[[int, int, str], Awaitable[None]]
 
@@ -65,12 +66,24 @@ class IngestPipeline:
         embeddings: EmbeddingService,
         docstore: DocStore,
         index: ChunkIndex,
+        store: RedisStore | None = None,
     ) -> None:
+        self.store = store  # what redis_guard reads to ride out a cluster failover
+        # writes of calls in progress, by (call, doc id, content hash, metadata): a call re-run after a
+        # failover finds its own earlier write applied and reports what that write did, not "unchanged"
+        self._attempted: OrderedDict[tuple[int, str, str, str], tuple[str, int]] = OrderedDict()
         self.settings = settings
         self.allowed_roots: list[Path] = list(allowed_roots)
         self.embeddings = embeddings
         self.docstore = docstore
         self.index = index
+
+    def _earlier_status(self, doc_id: str, digest: str, meta: str) -> str:
+        """ "unchanged", or what an earlier run of this call did when that run wrote this very
+        document before it failed (a duplicate in the same run is unchanged)."""
+        call, attempt = current_call()
+        earlier = self._attempted.get((call, doc_id, digest, meta)) if call else None
+        return earlier[0] if earlier is not None and earlier[1] < attempt else "unchanged"
 
     def _prepare_item(self, item: _Item) -> tuple[str, str, str]:
         """Validate one document; returns (id, metadata JSON, content hash)."""
@@ -281,7 +294,7 @@ class IngestPipeline:
             if head is not None and head.content_hash == digest and head.metadata_json == meta:
                 reports[i] = IngestReport(
                     id=doc_id,
-                    status="unchanged",
+                    status=self._earlier_status(doc_id, digest, meta),
                     chunks=len(head.chunk_ids),
                     characters=head.chars,
                     content_hash=digest,
@@ -304,10 +317,12 @@ class IngestPipeline:
                     await reporter(done, total, "embedding chunks")
 
             vectors = await self.embeddings.embed(texts, report)
-            ids = await self.docstore.reserve_chunk_ids(len(texts))
+            ids = await self.docstore.reserve_chunk_ids(
+                [(doc_id, len(chunks)) for (_, _, doc_id, _, _), chunks in zip(todo, chunked, strict=True)]
+            )
             prepared: list[PreparedDoc] = []
             at = 0
-            for (_, item, doc_id, meta, digest), chunks in zip(todo, chunked, strict=True):
+            for (_, item, doc_id, meta, digest), chunks, chunk_ids in zip(todo, chunked, ids, strict=True):
                 n = len(chunks)
                 prepared.append(
                     PreparedDoc(
@@ -318,10 +333,17 @@ class IngestPipeline:
                         chunks,
                         np.ascontiguousarray(vectors[at : at + n]),
                         item.source,
-                        ids[at : at + n],
+                        chunk_ids,
                     )
                 )
                 at += n
+            call, attempt = current_call()
+            if call:
+                for i, _, doc_id, meta, digest in todo:
+                    status = "replaced" if heads[i] else "created"
+                    self._attempted[call, doc_id, digest, meta] = (status, attempt)
+                while len(self._attempted) > MAX_ATTEMPTED:
+                    self._attempted.popitem(last=False)
             async with self.index.lock:
                 outcomes = await self.docstore.write(prepared)
                 if self.index.ready:

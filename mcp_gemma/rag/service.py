@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
+import redis.exceptions as rexc
 
 from mcp_gemma.embeddings.service import EmbeddingService
-from mcp_gemma.errors import InvalidInputError, NotFoundError
+from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
 from mcp_gemma.health import ComponentStatus
+from mcp_gemma.rag import snapshot
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocHead, DocStore
 from mcp_gemma.rag.extract import ExtractedDoc, extract_data
@@ -63,13 +65,22 @@ class RagService:
 
     def __init__(self, settings: Settings, store: RedisStore, embeddings: EmbeddingService) -> None:
         self.settings: RagSettings = settings.rag
+        self.store = store
         self.allowed_roots: list[Path] = list(settings.allowed_roots)
         self.embeddings = embeddings
-        self.docstore = DocStore(store.client, store.keys, self.settings.change_log_max)
-        self.index = ChunkIndex(self.docstore, self.settings, embeddings.dim, lambda: store.generation)
+        self.docstore = DocStore(
+            store.client, store.keys, self.settings.change_log_max, store.confirm_replicated
+        )
+        self.index = ChunkIndex(
+            self.docstore,
+            self.settings,
+            embeddings.dim,
+            lambda: store.generation,
+            snapshot.path_for(settings.data_dir, settings.namespace) if self.settings.snapshot else None,
+        )
         self.searcher = Searcher(self.index, self.docstore, embeddings, self.settings)
         self.pipeline = IngestPipeline(
-            self.settings, self.allowed_roots, embeddings, self.docstore, self.index
+            self.settings, self.allowed_roots, embeddings, self.docstore, self.index, store
         )
 
     # ---- ingest ------------------------------------------------------------------------------
@@ -279,9 +290,9 @@ class RagService:
                     break
             if result is None:
                 raise NotFoundError(f"no document with id {doc_id!r}; call list_documents to see the ids")
-            head, stream_id = result
+            head, group, stream_id = result
             if self.index.ready:
-                self.index.note_delete(stream_id)
+                self.index.note_delete(group, stream_id)
             await self.index.sync_locked()
         return DeleteReport(id=doc_id, deleted=True, chunks_removed=len(head.chunk_ids))
 
@@ -303,9 +314,16 @@ class RagService:
             "vocabulary": int(idx.keywords.vocab_size),
             "last_change": idx.last_id,
             "build_seconds": round(idx.rebuild_seconds, 3) if idx.rebuild_seconds is not None else None,
+            "build_chunks_read": idx.rebuild_read,
+            "build_chunks_total": idx.rebuild_total,
+            "built_from": idx.loaded_from,
         }
         return [ComponentStatus(name="knowledge base", kind="vector_index", loaded=idx.ready, detail=detail)]
 
     async def close(self) -> None:
-        """Stop an HNSW build in progress (Redis is closed by the store, the index is memory)."""
+        """Stop an HNSW build in progress and save the index's snapshot (Redis is closed by the store)."""
         await anyio.to_thread.run_sync(self.index.ann.close)
+        try:
+            await self.index.save_snapshot()
+        except (McpGemmaError, rexc.RedisError, OSError) as exc:
+            logger.warning("index snapshot not saved: %s (the next start rebuilds from Redis)", exc)

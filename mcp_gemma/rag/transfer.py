@@ -135,11 +135,11 @@ async def import_documents(
         prepared.append(doc)
     if not prepared:
         return 0, 0, problems
-    ids = await rag.docstore.reserve_chunk_ids(sum(len(d.chunks) for d in prepared))
+    reserved = await rag.docstore.reserve_chunk_ids([(d.id, len(d.chunks)) for d in prepared])
     at = 0
-    for doc in prepared:
-        doc.chunk_ids = ids[at : at + len(doc.chunks)]
-        at += len(doc.chunks)
+    for doc, ids in zip(prepared, reserved, strict=True):
+        doc.chunk_ids = ids
+        at += len(ids)
     index = rag.index
     async with index.lock:
         outcomes = await rag.docstore.write(prepared)

@@ -30,6 +30,7 @@ from mcp_gemma.server.arguments import strict_arguments
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
 from mcp_gemma.server.ready import StateGate, readiness_middleware
+from mcp_gemma.server.resume import install_key_gate, shared_security
 from mcp_gemma.server.schemas import compact_schemas_middleware
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState, SharedState
@@ -99,7 +100,11 @@ class GemmaServer(MCPServer[AppState]):
 
 def _secrets(settings: Settings) -> list[str]:
     """Values that must never reach a client in a log record."""
-    found = [s.get_secret_value() for s in (settings.http.auth_token, settings.hf_token) if s is not None]
+    found = [
+        s.get_secret_value()
+        for s in (settings.http.auth_token, settings.hf_token, settings.request_state_key)
+        if s is not None
+    ]
     if settings.redis_url is not None:
         password = urlsplit(settings.redis_url.get_secret_value()).password
         if password:
@@ -148,8 +153,10 @@ def create_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware, access_middleware],
+        request_state_security=shared_security(holder, SERVER_NAME),
     )
     server.list_page_size = settings.list_page_size
+    install_key_gate(server)
     # Protocol handlers go on at once, deferred or not: initialize declares the capabilities they add.
     completion.register(server)
     forwarder = notify.install(server, secrets=_secrets(settings))

@@ -17,6 +17,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from mcp_gemma.agent import builtin_tools
 from mcp_gemma.server.app import create_server
@@ -487,3 +488,39 @@ async def test_run_agent_plans_with_the_client_brain(settings: Settings) -> None
     assert report["answer"] == "391"
     assert "1. multiply 17 by 23" in sampler.seen[1].messages[0].content.text
     assert progress[0][0] == 0 and str(progress[0][2]).startswith("plan: multiply")
+
+
+async def test_a_paused_run_resumes_on_another_replica(settings: Settings, tmp_path: Path) -> None:
+    """run_agent paused on server A (waiting for the client's model) resumes on server B: the request
+    state is sealed with a key both share through Redis; a server on another key refuses it."""
+    args = {"task": "What is 17 * 23?", "brain": "client", "max_steps": 3, "tools": ["calculator"]}
+    first = SamplingScript(CALC_SCRIPT[:1])
+    elsewhere = load_settings(
+        data_dir=tmp_path / "other",
+        redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        namespace=settings.namespace,
+        request_state_key="x" * 40,
+    )
+    with anyio.fail_after(60):
+        async with client_for(settings, sampling_callback=first) as a:
+            paused = await a.session.call_tool("run_agent", args, allow_input_required=True)
+        assert isinstance(paused, types.InputRequiredResult) and paused.request_state
+        ((key, request),) = paused.input_requests.items()  # type: ignore[union-attr]
+        answer = await first(None, request.params)  # type: ignore[union-attr]
+
+        rest = SamplingScript(CALC_SCRIPT[1:])
+        async with client_for(settings, sampling_callback=rest) as b:
+            result = await b.call_tool(
+                "run_agent", args, input_responses={key: answer}, request_state=paused.request_state
+            )
+        assert not result.is_error, result.content
+        report = result.structured_content
+        assert report is not None
+        assert (report["answer"], report["stop_reason"], report["brain"]) == ("391", "answer", "client")
+        assert [s["status"] for s in report["steps"]] == ["ok", "answer"]
+
+        async with client_for(elsewhere, sampling_callback=SamplingScript(CALC_SCRIPT[1:])) as c:
+            with pytest.raises(MCPError, match="Invalid or expired requestState"):
+                await c.call_tool(
+                    "run_agent", args, input_responses={key: answer}, request_state=paused.request_state
+                )

@@ -76,7 +76,7 @@ async def namespace_snapshot(settings: Settings) -> dict[str, Any]:
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
     try:
         snap: dict[str, Any] = {}
-        async for key in client.scan_iter(match=f"{{{settings.namespace}}}:*"):
+        async for key in client.scan_iter(match=f"{{{settings.namespace}[}}/]*"):
             kind = (await client.type(key)).decode()
             size = {
                 "hash": client.hlen,

@@ -159,3 +159,27 @@ async def test_data_dir_and_embedded_server_files_are_owner_only(tmp_path: Path)
         assert oct(fresh.stat().st_mode & 0o777) == "0o700"
     finally:
         os.umask(saved)
+
+
+async def test_a_write_no_replica_confirms_is_a_clear_error(tmp_path: Path, redis_url: str) -> None:
+    from mcp_gemma.state import AppState
+
+    settings = load_settings(
+        data_dir=tmp_path / "d",
+        redis_url=redis_url,
+        namespace=f"t{os.getpid()}wait",
+        redis_min_replicas_ack=1,
+        redis_wait_timeout_ms=50,
+    )
+    state = await AppState.open(settings)
+    try:
+        with pytest.raises(
+            StoreUnavailableError, match="only 0 of redis_min_replicas_ack=1 replicas confirmed"
+        ):
+            await state.rag.ingest("A server with no replica cannot confirm this.", doc_id="lonely")
+        with pytest.raises(
+            StoreUnavailableError, match="only 0 of redis_min_replicas_ack=1 replicas confirmed"
+        ):
+            await state.memory.store(["Nor this."])
+    finally:
+        await state.close()

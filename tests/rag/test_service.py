@@ -12,6 +12,7 @@ from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag.models import DocumentInput
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState
+from mcp_gemma.store.keys import SLOT_GROUPS
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +29,7 @@ async def state(settings: Settings) -> AsyncIterator[AppState]:
 
 
 async def chunk_keys(state: AppState) -> set[bytes]:
-    pattern = state.store.keys.chunk(0).rsplit(":", 1)[0] + ":*"
+    pattern = f"{{{state.store.keys.ns}/*}}:chunk:*"  # the namespace's slot-group tags
     return {k async for k in state.store.client.scan_iter(match=pattern)}
 
 
@@ -107,7 +108,8 @@ async def test_index_rebuilds_when_the_stream_was_trimmed_past_it(settings: Sett
         await b.rag.list_documents()  # b is now at the stream's end
         for i in range(3):
             await a.rag.ingest(f"Document {i} about mountains.", doc_id=f"m{i}")
-        await a.store.client.delete(a.store.keys.changes())  # as if trimmed before b caught up
+        # as if trimmed before b caught up
+        await a.store.client.delete(*(a.store.keys.changes(g) for g in range(SLOT_GROUPS)))
         await a.rag.ingest("Late document about deserts.", doc_id="late")
         b.rag.index._last_gap_check = 0.0  # the check runs every few seconds; force it now
         listing = await b.rag.list_documents()

@@ -233,7 +233,9 @@ def _register_run_agent(server: MCPServer[AppState], settings: Settings) -> None
         try:
             report = await loop.run(checkpoint)
         except SamplingRequired as need:
-            # 2026-07-28+: ask the client to sample, then resume from the (SDK-sealed) checkpoint.
+            # 2026-07-28+: ask the client to sample, then resume from the (SDK-sealed) checkpoint,
+            # sealed with the key every replica shares (made in Redis now if this is the first)
+            await state.load_request_state_key(create=True)
             return InputRequiredResult(
                 input_requests={need.key: need.request}, request_state=checkpoint.model_dump_json()
             )
