@@ -12,6 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from mcp_gemma.store.keys import SLOT_GROUPS, group_of
 from tests.integration.conftest import server_env
 
 GLIDER = (
@@ -19,9 +20,11 @@ GLIDER = (
     "desert. Its wings carry forty square metres of solar cells.\n"
 )
 QUESTION = "What did the Orbis lab name its solar glider?"
+# The document's one chunk: the first id its slot group hands out (store/keys.py).
+CHUNK = SLOT_GROUPS + group_of("file:glider.txt")
 ANSWER = (
-    "The Orbis lab named its solar glider Zephyr. [chunk:1] "
-    "Its wings carry forty square metres of solar cells. [chunk:1]"
+    f"The Orbis lab named its solar glider Zephyr. [chunk:{CHUNK}] "
+    f"Its wings carry forty square metres of solar cells. [chunk:{CHUNK}]"
 )
 PROMPT = "you> "
 
@@ -66,9 +69,9 @@ def test_lightweight_chat_in_a_terminal_answers_from_retrieval_and_exits_cleanly
         first = child.match.group(1)
         child.expect_exact(PROMPT)
         child.sendline(QUESTION)
-        child.expect_exact("evidence: chunk:1")
+        child.expect_exact(f"evidence: chunk:{CHUNK}")
         child.expect_exact(ANSWER)
-        child.expect_exact("sources: chunk:1")
+        child.expect_exact(f"sources: chunk:{CHUNK}")
         child.expect_exact(PROMPT)
         child.sendline("/kb off")
         child.expect_exact("mode retrieval, knowledge base off")
@@ -126,9 +129,9 @@ def test_chat_reads_lines_when_stdin_is_not_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1:] == [
-        "evidence: chunk:1",
+        f"evidence: chunk:{CHUNK}",
         ANSWER,
-        "sources: chunk:1",
+        f"sources: chunk:{CHUNK}",
         "unknown command /bogus; /help lists them",
         "",
     ]
@@ -184,9 +187,9 @@ def test_chat_with_the_model_streams_cancels_and_grounds(tmp_path: Path, shared_
         child.sendline("/kb on")
         child.expect_exact("mode model, knowledge base on")
         child.sendline(QUESTION)
-        child.expect_exact("evidence: chunk:1")
+        child.expect_exact(f"evidence: chunk:{CHUNK}")
         child.expect(r"\r\nZephyr\r\n")
-        child.expect_exact("sources: chunk:1")
+        child.expect_exact(f"sources: chunk:{CHUNK}")
         child.sendline("/exit")
         child.expect(pexpect.EOF)
     finally:
