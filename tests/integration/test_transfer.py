@@ -52,9 +52,10 @@ async def _memories(state: AppState) -> dict[str, dict[str, Any]]:
     return {r["id"]: r async for r in export_memories(state.memory)}
 
 
-async def _ttls(state: AppState, ids: list[str]) -> dict[str, int]:
+async def _ttls(state: AppState, memories: dict[str, dict[str, Any]]) -> dict[str, int]:
     client = state.store.client
-    return {i: int(await client.pttl(state.store.keys.memory(i))) for i in ids}
+    keys = state.store.keys
+    return {i: int(await client.pttl(keys.memory(m["scope"], i))) for i, m in memories.items()}
 
 
 def _cli(args: list[str], settings: Settings) -> Any:
@@ -97,7 +98,7 @@ async def test_export_import_round_trip_loses_nothing(
             assert merged.removed == 1
             docs_before = await _documents(src)
             mems_before = await _memories(src)
-            ttl_before = await _ttls(src, list(mems_before))
+            ttl_before = await _ttls(src, mems_before)
             hits_before = (await src.rag.search("what moves the sea", limit=3)).hits
 
         exported = await anyio.to_thread.run_sync(_cli, ["export", str(dump)], settings)
@@ -124,7 +125,7 @@ async def test_export_import_round_trip_loses_nothing(
             kept = [m for m in mems_after.values() if m["provenance"]]
             assert len(kept) == 1 and kept[0]["provenance"][0]["content"].startswith("The backup runs")
             assert {m["scope"] for m in mems_after.values()} == {"default", "shared"}
-            ttl_after = await _ttls(dst, list(mems_after))
+            ttl_after = await _ttls(dst, mems_after)
             for mid, before in ttl_before.items():
                 if before == -1:  # the semantic tier has no TTL
                     assert ttl_after[mid] == -1
