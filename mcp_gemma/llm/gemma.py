@@ -207,25 +207,14 @@ class GemmaModel:
         """Generate up to ``max_new_tokens``; stream text to ``on_text``; stop on cancel or timeout."""
         tok = self._tok()
         started = time.perf_counter()
-        deadline = started + timeout_s if timeout_s else None
+        interrupted = _interruption(cancel, started + timeout_s if timeout_s else None)
         ids = self.render(prompt)
-        if len(ids) + max_new_tokens > self._max_positions:
-            raise InvalidInputError(
-                f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                f"context of {self._max_positions} tokens; shorten the prompt or ask for fewer tokens"
-            )
+        self._check_room(len(ids), max_new_tokens, len(ids) + max_new_tokens)
         if seed is None:
             seed = int.from_bytes(os.urandom(8), "little") >> 1
         stream = TextStream(lambda out: tok.decode(out, skip_special_tokens=True), stop)
         finish: FinishReason = "length"
         produced = 0
-
-        def interrupted() -> FinishReason | None:
-            if cancel is not None and cancel.is_set():
-                return "cancelled"
-            if deadline is not None and time.perf_counter() > deadline:
-                return "timeout"
-            return None
 
         with self._runtime(ids, len(ids) + max_new_tokens, temperature, top_p, seed, interrupted) as (
             step,
@@ -286,29 +275,18 @@ class GemmaModel:
 
         tok = self._tok()
         started = time.perf_counter()
-        deadline = started + timeout_s if timeout_s else None
+        interrupted = _interruption(cancel, started + timeout_s if timeout_s else None)
         ids = self.render(prompt)
         decoder = ConstrainedDecoder(
             grammar, self.vocabulary(), lambda t: tok.encode(t, add_special_tokens=False)
         )
         head = decoder.take_feed()
         capacity = len(ids) + len(head) + max_new_tokens + FORCED_SLACK
-        if capacity > self._max_positions:
-            raise InvalidInputError(
-                f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                f"context of {self._max_positions} tokens; shorten the prompt or ask for fewer tokens"
-            )
+        self._check_room(len(ids), max_new_tokens, capacity)
         rng = np.random.default_rng(seed) if temperature > 0 else None
 
         def pick(values: Any) -> int:
             return sample_token_np(values, temperature, top_p, rng)
-
-        def interrupted() -> FinishReason | None:
-            if cancel is not None and cancel.is_set():
-                return "cancelled"
-            if deadline is not None and time.perf_counter() > deadline:
-                return "timeout"
-            return None
 
         finish: FinishReason = "stop"
         produced = len(head)
@@ -335,6 +313,14 @@ class GemmaModel:
             seconds=round(time.perf_counter() - started, 4),
             model_id=self._info.model_id,
         )
+
+    def _check_room(self, prompt_tokens: int, max_new_tokens: int, needed: int) -> None:
+        """Refuse a generation whose ``needed`` positions exceed the model's context."""
+        if needed > self._max_positions:
+            raise InvalidInputError(
+                f"prompt ({prompt_tokens} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                f"context of {self._max_positions} tokens; shorten the prompt or ask for fewer tokens"
+            )
 
     @contextlib.contextmanager
     def _runtime(
@@ -464,3 +450,18 @@ def checkpoint_path(settings: GemmaSettings, data_dir: Path) -> Path:
     from mcp_gemma.llm.models import models_dir
 
     return ModelStore(models_dir(settings, data_dir)).resolve(settings.model).checkpoint
+
+
+def _interruption(
+    cancel: threading.Event | None, deadline: float | None
+) -> Callable[[], FinishReason | None]:
+    """Why a generation must stop now (``cancelled`` or ``timeout``), else ``None``."""
+
+    def interrupted() -> FinishReason | None:
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if deadline is not None and time.perf_counter() > deadline:
+            return "timeout"
+        return None
+
+    return interrupted

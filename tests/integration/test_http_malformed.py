@@ -12,18 +12,9 @@ import httpx
 import pytest
 
 from .conftest import SpawnedServer
+from .test_transports import INIT
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"},
-    },
-}
 ERROR = {
     "jsonrpc": "2.0",
     "id": None,

@@ -28,6 +28,7 @@ from mcp_types import ResourceTemplateReference
 
 from ..unit.test_jwt import AUDIENCE, EC_KEY, ISSUER, b64, sign
 from .conftest import SpawnedServer, server_env
+from .test_transports import INIT
 
 pytestmark = pytest.mark.anyio
 
@@ -35,16 +36,6 @@ ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"
 READER = "reader-token-0123456789abcdef"
 ADMIN = "admin-token-0123456789abcdef"
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw-test", "version": "0"},
-    },
-}
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 
