@@ -110,6 +110,7 @@ class ChunkIndex:
     ) -> None:
         self.store = store
         self.snapshot_path = snapshot_path  # where the index is saved on close and loaded from at start
+        self._snapshot_covers: dict[int, str] | None = None  # positions of the snapshot on disk, if current
         self.loaded_from = "redis"
         self._generation = generation  # the store's restart count: a restarted server means a rebuild
         self._built_at = generation()
@@ -230,6 +231,8 @@ class ChunkIndex:
         if self.snapshot_path is None or not self.ready:
             return None
         async with self.lock:
+            if self._snapshot_covers == self.positions:
+                return None  # the file on disk already holds this state (nothing changed since)
             ids, rows = self.vectors.snapshot()
             # chunk ids are never reused, so a chunk's text never changes: read them back; one gone
             # since was deleted by a change after these positions, which a replay removes anyway
@@ -247,6 +250,7 @@ class ChunkIndex:
             )
             path, identity = self.snapshot_path, self._identity()
         size = await anyio.to_thread.run_sync(snapshot.save, path, identity, snap)
+        self._snapshot_covers = snap.positions
         logger.info("index snapshot saved: %d chunks, %.1f MB, %s", len(snap.ids), size / 1e6, path)
         return size
 
@@ -283,6 +287,7 @@ class ChunkIndex:
         for head in snap.heads:
             self._set_doc(head.id, head)
         self.positions = dict(snap.positions)
+        self._snapshot_covers = dict(snap.positions)
         self._epoch = -1  # replay what came after the snapshot
         self.ready = True
         self.loaded_from = "snapshot"

@@ -124,3 +124,32 @@ async def test_a_snapshot_that_does_not_match_is_rebuilt_from_redis(settings: Se
         ]
     finally:
         await state.close()
+
+
+async def test_a_close_with_nothing_new_leaves_the_snapshot_as_it_is(settings: Settings) -> None:
+    """A start that loaded a current snapshot and changed nothing (a CLI search, say) does not read
+    every chunk back to write the same snapshot again; a change makes the next close write it."""
+    path = snapshot.path_for(settings.data_dir, settings.namespace)
+    state = await AppState.open(settings)
+    try:
+        for doc_id, text in DOCS.items():
+            await state.rag.ingest(text, doc_id=doc_id)
+    finally:
+        await state.close()
+    written = path.stat().st_mtime_ns
+    state = await AppState.open(settings)
+    try:
+        assert await built_from(state) == "snapshot"
+        await hits(state, "glaciers carve valleys")
+        assert await state.rag.index.save_snapshot() is None
+    finally:
+        await state.close()
+    assert path.stat().st_mtime_ns == written
+    state = await AppState.open(settings)
+    try:
+        await state.rag.ingest("Deserts get less than 250 mm of rain a year.", doc_id="dry")
+        size = await state.rag.index.save_snapshot()
+        assert size is not None and size > 0
+    finally:
+        await state.close()
+    assert path.stat().st_mtime_ns != written
