@@ -1,6 +1,6 @@
 """Many concurrent HTTP sessions against one server: latency per tool, errors and timeouts.
 
-    python benches/bench_load.py [--quick]
+    python benches/bench_load.py [--quick] [--sessions N] [--calls N]
 
 A real ``mcp-gemma serve --transport http`` subprocess on 127.0.0.1 with a private embedded Redis.
 ``SESSIONS`` client sessions (50; 8 with --quick) each make ``CALLS`` mixed calls (20; 5 with
@@ -165,10 +165,12 @@ async def warm_up(url: str) -> None:
         await client.call_tool("search_documents", {"query": "warm-up"})
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """The load bench (8 sessions x 5 calls with ``quick``, else 50 x 20)."""
+def run(quick: bool = False, sessions: int | None = None, calls: int | None = None) -> dict[str, Any]:
+    """The load bench (8 sessions x 5 calls with ``quick``, else 50 x 20; ``sessions``/``calls`` override)."""
     _common.require_release()
-    sessions, calls = (8, 5) if quick else (50, 20)
+    default_sessions, default_calls = (8, 5) if quick else (50, 20)
+    sessions = sessions or default_sessions
+    calls = calls or default_calls
     with tempfile.TemporaryDirectory(prefix="mcp-gemma-load-") as tmp:
         port = free_port()
         proc = spawn(Path(tmp) / "data", port, Path(tmp) / "server.log")
@@ -186,5 +188,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="8 sessions x 5 calls (CI smoke)")
+    parser.add_argument("--sessions", type=int, help="concurrent sessions (default 50)")
+    parser.add_argument("--calls", type=int, help="calls per session (default 20; the issue-17 target is 100)")
     args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
+    print(json.dumps(run(quick=args.quick, sessions=args.sessions, calls=args.calls), indent=2))
