@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class RateLimitSettings(BaseModel):
@@ -35,6 +36,27 @@ class RateLimitSettings(BaseModel):
     max_tracked_clients: int = Field(
         65536, ge=16, description="Client IPs and principals remembered at most (least recent forgotten)."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Reverse proxies (addresses or CIDR networks, e.g. '10.0.0.0/8') whose "
+        "X-Forwarded-For header names the client: a request from one of them is limited, locked out "
+        "and logged by the rightmost forwarded address that is not itself a trusted proxy. Empty: "
+        "the header is ignored (anyone could forge it).",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"http.limits.trusted_proxies: {item!r} is not an IP address or CIDR network "
+                    "(e.g. '127.0.0.1' or '10.0.0.0/8')"
+                ) from None
+        return [item.strip() for item in value]
 
 
 class AuditSettings(BaseModel):

@@ -12,6 +12,9 @@ Every HTTP request and WebSocket handshake passes here first, in this order:
 5. with tokens, a Streamable HTTP session belongs to the principal that opened it: a request with its
    ``Mcp-Session-Id`` from another principal gets ``404``, as for a session that does not exist.
 
+The client is the TCP peer, or, when the peer is one of ``http.limits.trusted_proxies``, the address
+its ``X-Forwarded-For`` names (:class:`ForwardedFor`).
+
 Passed without a token (still rate-limited): ``GET``/``HEAD`` of ``public_paths`` (the web console's
 static files, which hold no data, and ``/healthz``, which says only that the process is up), and a
 browser's CORS preflight (it never carries credentials and is answered with CORS headers only). A
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
 import time
@@ -83,6 +87,7 @@ class GuardedApp:
         self.session_buckets = KeyedBuckets(lim.sessions_per_s, lim.session_burst, clock=clock, max_keys=keep)
         self.session_owners: OrderedDict[bytes, str] = OrderedDict()
         """Streamable HTTP session id → the principal that opened it (another one gets 404)."""
+        self.proxies = ForwardedFor(self.limits.trusted_proxies)
         self.lockout = Lockout(
             lim.lockout_failures, lim.lockout_window_s, lim.lockout_s, clock=clock, max_keys=keep
         )
@@ -91,7 +96,7 @@ class GuardedApp:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        ip = _client_ip(scope)
+        ip = self.proxies.client_ip(scope)
         limited = self.limits.enabled
         if limited:
             locked = self.lockout.locked_for(ip)
@@ -220,9 +225,57 @@ class GuardedApp:
         return watch
 
 
-def _client_ip(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+class ForwardedFor:
+    """The client address of a request, through the trusted reverse proxies in front of the server.
+
+    With no trusted proxies the TCP peer is the client (``X-Forwarded-For`` is ignored: anyone can send
+    it). When the peer is a trusted proxy, the forwarded chain is read from the right, each proxy having
+    appended the address it saw, and the first address that is not itself a trusted proxy is the
+    client; a malformed entry stops the walk at the last address known good, so a forged or garbled
+    header can never name an address the trusted proxies did not see.
+    """
+
+    MAX_HEADER_BYTES = 4096
+
+    def __init__(self, trusted: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(item, strict=False) for item in trusted]
+
+    def trusts(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def client_ip(self, scope: Scope) -> str:
+        client = scope.get("client")
+        peer = str(client[0]) if client else "unknown"
+        if not self.networks or not self.trusts(peer):
+            return peer
+        chain: list[str] = []
+        for name, value in scope.get("headers", ()):
+            if name == b"x-forwarded-for":
+                chain.extend(value[: self.MAX_HEADER_BYTES].decode("latin-1").split(","))
+        current = peer
+        for entry in reversed(chain):
+            address = _strip_port(entry.strip())
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                return current
+            current = address
+            if not self.trusts(address):
+                return address
+        return current
+
+
+def _strip_port(entry: str) -> str:
+    """``1.2.3.4:5678`` → ``1.2.3.4``, ``[::1]:80`` → ``::1``; a bare IPv6 address stays whole."""
+    if entry.startswith("["):
+        return entry[1:].split("]", 1)[0]
+    if entry.count(":") == 1:
+        return entry.split(":", 1)[0]
+    return entry
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

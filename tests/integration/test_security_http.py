@@ -272,6 +272,7 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawned
         MCP_GEMMA_HTTP__LIMITS__SESSION_BURST="3",
         MCP_GEMMA_HTTP__LIMITS__SESSIONS_PER_S="0.001",
         MCP_GEMMA_HTTP__LIMITS__LOCKOUT_FAILURES="3",
+        MCP_GEMMA_HTTP__LIMITS__TRUSTED_PROXIES='["127.0.0.1"]',
     )
     server = SpawnedServer("http", data, env=env)
     yield server
@@ -324,6 +325,24 @@ async def test_wrong_tokens_lock_the_ip_out(limited_server: SpawnedServer) -> No
     assert locked.headers["retry-after"] == "300"
     assert locked.json()["title"] == "Locked out"
     assert "locked out 127.0.0.1 for 300 s after 3 wrong bearer tokens within 60 s" in limited_server.output()
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_locked_out_alone(
+    limited_server: SpawnedServer,
+) -> None:
+    base = f"http://127.0.0.1:{limited_server.port}"
+    # The server trusts 127.0.0.1 as a reverse proxy: X-Forwarded-For names the client.
+    guesser = {"authorization": "Bearer guess", "x-forwarded-for": "203.0.113.5"}
+    neighbour = {"authorization": f"Bearer {ADMIN}", "x-forwarded-for": "203.0.113.6"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        wrong = [(await http.get(f"{base}/readyz", headers=guesser)).status_code for _ in range(3)]
+        assert wrong == [401, 401, 401]
+        locked = await http.get(f"{base}/healthz", headers={**guesser, "authorization": f"Bearer {ADMIN}"})
+        other = await http.get(f"{base}/readyz", headers=neighbour)
+    assert locked.status_code == 429
+    assert locked.json()["title"] == "Locked out"
+    assert other.status_code == 200, "another client behind the same proxy is not locked out"
+    assert "locked out 203.0.113.5 for 300 s after 3 wrong bearer tokens" in limited_server.output()
 
 
 async def test_a_session_belongs_to_the_principal_that_opened_it(

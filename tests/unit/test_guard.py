@@ -177,3 +177,50 @@ async def test_websocket_handshake_needs_the_token(tmp_path: Path) -> None:
     sent.clear()
     await app({**scope, "extensions": {}}, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "Unauthorized"}]
+
+
+def forwarded(app: GuardedApp, peer: str, chain: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1", headers={"x-forwarded-for": chain}
+    )
+
+
+async def test_trusted_proxy_limits_each_forwarded_client_apart(tmp_path: Path) -> None:
+    clock = Clock()
+    app = guarded(tmp_path, clock, ip_burst=2, ip_requests_per_s=0.5, trusted_proxies=["10.9.0.0/16"])
+    # Two clients behind the same proxy (10.9.0.5) each get their own bucket.
+    async with (
+        forwarded(app, "10.9.0.5", "203.0.113.7") as one,
+        forwarded(app, "10.9.0.5", "198.51.100.4, 10.9.0.6") as two,
+    ):
+        assert [(await one.get("/healthz")).status_code for _ in range(2)] == [200, 200]
+        refused = await one.get("/healthz")
+        assert refused.status_code == 429
+        assert "rate limit reached for 203.0.113.7" in refused.json()["detail"]
+        # The second chain went through two trusted proxies: the client is the first untrusted hop.
+        assert [(await two.get("/healthz")).status_code for _ in range(2)] == [200, 200]
+        assert "198.51.100.4" in (await two.get("/healthz")).json()["detail"]
+
+
+async def test_forwarded_for_ignored_from_untrusted_peers_and_when_garbled(tmp_path: Path) -> None:
+    clock = Clock()
+    app = guarded(tmp_path, clock, ip_burst=1, ip_requests_per_s=0.5, trusted_proxies=["10.9.0.5"])
+    # Not a trusted proxy: its forged header is ignored, the peer is limited.
+    async with forwarded(app, "192.0.2.1", "203.0.113.99") as direct:
+        assert (await direct.get("/healthz")).status_code == 200
+        assert "rate limit reached for 192.0.2.1" in (await direct.get("/healthz")).json()["detail"]
+    # A garbled hop stops the walk at the last good address (here the proxy itself).
+    async with forwarded(app, "10.9.0.5", "203.0.113.8, not-an-ip") as garbled:
+        assert (await garbled.get("/healthz")).status_code == 200
+        assert "rate limit reached for 10.9.0.5" in (await garbled.get("/healthz")).json()["detail"]
+    # Ports and bracketed IPv6 are read as addresses.
+    async with forwarded(app, "10.9.0.5", "[2001:db8::7]:4711") as six:
+        assert (await six.get("/healthz")).status_code == 200
+        assert "rate limit reached for 2001:db8::7" in (await six.get("/healthz")).json()["detail"]
+
+
+def test_trusted_proxies_setting_refuses_what_is_not_a_network() -> None:
+    with pytest.raises(ValueError, match=r"'proxy\.example' is not an IP address or CIDR network"):
+        RateLimitSettings(trusted_proxies=["proxy.example"])
+    assert RateLimitSettings(trusted_proxies=[" 10.0.0.0/8 "]).trusted_proxies == ["10.0.0.0/8"]
