@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_gemma import __version__
-from mcp_gemma.agent import sandbox, web
+from mcp_gemma.agent import sandbox
 from mcp_gemma.agent.calculator import calculate
 from mcp_gemma.errors import InvalidInputError
 
@@ -222,10 +222,14 @@ async def _write_file(a: WriteArgs, env: ToolEnv) -> BaseModel:
 
 
 async def _fetch_url(a: UrlArgs, env: ToolEnv) -> BaseModel:
+    from mcp_gemma.agent import web  # httpx and its CLI extras load only when the web is used
+
     return await web.fetch_url(a.url, env.settings.agent)
 
 
 async def _web_search(a: QueryArgs, env: ToolEnv) -> BaseModel:
+    from mcp_gemma.agent import web
+
     return await web.web_search(a.query, a.limit, env.settings.agent)
 
 

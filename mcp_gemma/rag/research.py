@@ -15,7 +15,6 @@ from typing import Any, Literal
 import numpy as np
 
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
-from mcp_gemma.rag import web
 from mcp_gemma.rag.chunking import split
 from mcp_gemma.rag.models import Evidence, ResearchReport
 from mcp_gemma.rag.service import RagService
@@ -144,6 +143,8 @@ async def _memory_evidence(
 async def _url_evidence(
     rag: RagService, urls: Sequence[str], qvec: np.ndarray[Any, Any], notes: list[str]
 ) -> list[Evidence]:
+    from mcp_gemma.rag import web  # httpx loads when URLs are asked for, not at start-up
+
     out: list[Evidence] = []
     for url in urls:
         try:
@@ -200,6 +201,9 @@ async def research(
         raise InvalidInputError(
             f"{len(urls)} URLs given; the limit is {rag.settings.max_urls} (rag.max_urls)"
         )
+    if urls:
+        from mcp_gemma.rag import web
+
     for url in urls:  # refuse the whole call before any work if one URL is not allowed
         await web.check_url(url, rag.settings)
     hits = await rag.hybrid_search(query, limit=limit, filter=filter)

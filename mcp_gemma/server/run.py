@@ -9,21 +9,19 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gemma.errors import ConfigError, McpGemmaError
-from mcp_gemma.security.jwt import JwtVerifier
-from mcp_gemma.security.principals import TokenRegistry
 from mcp_gemma.server.app import create_server
-from mcp_gemma.server.guard import GuardedApp
-from mcp_gemma.server.wire import HttpIdCheck
 from mcp_gemma.settings import Settings, is_loopback
 from mcp_gemma.state import SharedState
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +67,13 @@ def _security(settings: Settings) -> TransportSecuritySettings | None:
 
 def build_http_app(settings: Settings, shared: SharedState) -> ASGIApp:
     """The ASGI app of the configured HTTP transport, behind the bearer-token check."""
+    # Imported here: the guard pulls in the REST API (FastAPI), which a stdio server never needs
+    # and would pay for before its first answer.
+    from mcp_gemma.security.jwt import JwtVerifier
+    from mcp_gemma.security.principals import TokenRegistry
+    from mcp_gemma.server.guard import GuardedApp
+    from mcp_gemma.server.wire import HttpIdCheck
+
     server = create_server(settings, shared)
     http = settings.http
     token = http.auth_token.get_secret_value() if http.auth_token else None

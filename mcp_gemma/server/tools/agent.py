@@ -12,7 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from mcp_gemma.agent import sandbox, web
+from mcp_gemma.agent import sandbox
 from mcp_gemma.agent.brain import Brain, ClientBrain, LocalBrain
 from mcp_gemma.agent.builtin_tools import (
     DateTimeResult,
@@ -24,7 +24,7 @@ from mcp_gemma.agent.builtin_tools import (
 )
 from mcp_gemma.agent.calculator import CalculatorResult, calculate
 from mcp_gemma.agent.config import BrainKind
-from mcp_gemma.agent.models import AgentCheckpoint, AgentReport
+from mcp_gemma.agent.models import AgentCheckpoint, AgentReport, FetchResult, WebSearchResult
 from mcp_gemma.agent.react import ReactAgent, first_checkpoint
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.sampling import SamplingRequired
@@ -126,9 +126,11 @@ def register(server: MCPServer[AppState], settings: Settings) -> None:
                     description="An http(s) URL whose host is on agent.fetch_allowed_hosts.",
                 ),
             ],
-        ) -> web.FetchResult:
+        ) -> FetchResult:
             """Fetch the visible text of an allow-listed web page (private addresses refused, redirects
             re-checked, size and time limited)."""
+            from mcp_gemma.agent import web  # httpx loads on first use, not at start-up
+
             return await web.fetch_url(url, agent)
 
     if agent.search_endpoint:
@@ -137,8 +139,10 @@ def register(server: MCPServer[AppState], settings: Settings) -> None:
         async def agent_web_search(
             query: Annotated[str, Field(min_length=1, max_length=2000, description="What to search for.")],
             limit: Annotated[int, Field(ge=1, le=10, description="How many results.")] = 5,
-        ) -> web.WebSearchResult:
+        ) -> WebSearchResult:
             """Search the web through the configured search endpoint."""
+            from mcp_gemma.agent import web
+
             return await web.web_search(query, limit, agent)
 
     if agent.brain != "local" or settings.gemma.model:
