@@ -220,10 +220,12 @@ def load_test(
     from mcp_gemma.llm.factory import build_llm
 
     service = build_llm(settings)
+    shown = LoadProgress()
 
     async def run() -> dict[str, Any]:
         started = time.perf_counter()
-        loaded = await service.ensure_loaded(_echo_err)
+        with shown:
+            loaded = await service.ensure_loaded(shown)
         load_s = time.perf_counter() - started
         result = await service.generate(prompt, max_new_tokens=max_new_tokens)
         return {
@@ -258,6 +260,7 @@ def ask(
 
     settings = _settings(config, data_dir, model)
     service = build_llm(settings)
+    loading = LoadProgress()
     shown = 0
 
     async def stream(text: str) -> None:
@@ -276,11 +279,12 @@ def ask(
             temperature=temperature,
             seed=seed,
             progress=stream,
-            load_progress=_echo_err,
+            load_progress=loading,
         )
 
     try:
-        result = anyio.run(run)
+        with loading:
+            result = anyio.run(run)
     except McpGemmaError as exc:
         raise _fail(exc) from None
     sys.stdout.write("\n")
@@ -290,5 +294,55 @@ def ask(
     )
 
 
-async def _echo_err(message: str) -> None:
-    typer.echo(message, err=True)
+class LoadProgress:
+    """Model load messages on stderr: counted steps (the GGUF conversion's ``dequantising: 120/1067
+    MiB``) as a Rich progress bar when stderr is a terminal, every other message as a line.
+
+    Piped (a script, a log), counted messages are lines too. Use as a context manager so the bar
+    is closed when the command ends; ``console`` is for tests.
+    """
+
+    def __init__(self, console: Any | None = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> LoadProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    async def __call__(self, message: str) -> None:
+        from mcp_gemma.llm.convert import parse_counted
+
+        parsed = parse_counted(message)
+        if parsed is None or not self.console.is_terminal:
+            self._close()
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            return
+        label, done, total, unit = parsed
+        if self._bar is None:
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} " + unit),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+        self._bar.update(self._task, completed=done, total=total, description=label)
+        if done >= total:
+            self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

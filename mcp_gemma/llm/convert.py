@@ -57,6 +57,23 @@ _BLOCK_RE = re.compile(r"^blk\.(\d+)\.(\w+)\.weight$")
 
 Progress = Callable[[str], None]
 
+_COUNTED_RE = re.compile(r"^(?P<label>.+): (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+)$")
+PROGRESS_STEPS = 20
+"""A long step (dequantising) reports at most this many times, plus once at its start."""
+
+
+def counted(label: str, done: int, total: int, unit: str) -> str:
+    """A progress message with a count, e.g. ``dequantising: 120/1067 MiB`` (see :func:`parse_counted`)."""
+    return f"{label}: {done}/{total} {unit}"
+
+
+def parse_counted(message: str) -> tuple[str, int, int, str] | None:
+    """``(label, done, total, unit)`` of a :func:`counted` message; ``None`` for a plain one."""
+    found = _COUNTED_RE.match(message)
+    if found is None or int(found["total"]) <= 0:
+        return None
+    return found["label"], int(found["done"]), int(found["total"]), found["unit"]
+
 
 def hf_tensor_name(gguf_name: str) -> str:
     """The transformers parameter name of a Gemma 3 GGUF tensor (``ValueError`` if unknown)."""
@@ -115,7 +132,7 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: Progress | None = N
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         say(f"dequantising {len(tensor_table)} tensors")
-        write_dense(gguf_path, tensor_table, tmp / WEIGHTS)
+        write_dense(gguf_path, tensor_table, tmp / WEIGHTS, progress=say)
         say("building config and tokenizer")
         vocab = next(e.shape[0] for e in tensor_table if e.name == "token_embd.weight")
         config = gemma3_config(metadata, vocab_size=vocab)
@@ -330,23 +347,40 @@ def dequantize_rows(blob: Any, entry: TensorEntry, first: int, last: int) -> Any
     return weights
 
 
-def write_dense(path: Path, entries: list[TensorEntry], out: Path) -> None:
+def write_dense(
+    path: Path, entries: list[TensorEntry], out: Path, *, progress: Progress | None = None
+) -> None:
     """A float32 safetensors file of every tensor under its transformers name, written as it is
-    dequantised (slices of at most ``_SLICE_BYTES``), never whole in memory."""
+    dequantised (slices of at most ``_SLICE_BYTES``), never whole in memory.
+
+    ``progress`` hears ``dequantising: done/total MiB`` (:func:`counted`) at the start and then at
+    most :data:`PROGRESS_STEPS` times as the output grows, the last one at ``total/total``."""
     from mcp_gemma.llm.tensor_file import write_tensors
 
     ordered = sorted(entries, key=lambda e: hf_tensor_name(e.name))
     specs = [(hf_tensor_name(e.name), "F32", e.shape) for e in ordered]
+    total = sum(4 * math.prod(e.shape) for e in ordered)
+    total_mib = max(1, math.ceil(total / 2**20))
     with path.open("rb") as handle:  # plain reads: a mapping would keep every page it touched resident
         blob = _FileBytes(handle)
 
         def chunks() -> Iterator[Any]:
+            written, reported = 0, 0
+            if progress is not None:
+                progress(counted("dequantising", 0, total_mib, "MiB"))
             for entry in ordered:
                 rows = entry.shape[0] if len(entry.shape) > 1 else 1
-                step = max(1, _SLICE_BYTES // (4 * math.prod(entry.shape) // rows))
+                row_bytes = 4 * math.prod(entry.shape) // rows
+                step = max(1, _SLICE_BYTES // row_bytes)
                 for first in range(0, rows, step):
                     last = min(rows, first + step) if len(entry.shape) > 1 else 1
                     yield dequantize_rows(blob, entry, first, last)
+                    written += (last - first) * row_bytes
+                    reached = written * PROGRESS_STEPS // total if total else PROGRESS_STEPS
+                    if progress is not None and reached > reported:
+                        reported = reached
+                        done = total_mib if reached >= PROGRESS_STEPS else written * total_mib // total
+                        progress(counted("dequantising", done, total_mib, "MiB"))
 
         write_tensors(out, specs, chunks(), {"format": "pt", "source": path.name})
 

@@ -169,3 +169,31 @@ def test_info_reads_the_shipped_gguf_header(tmp_path: Path, packaged_gguf: Path)
     }
     assert (report["prompt_style"], report["chat_template"]) == ("completion", None)
     assert report["prompt_example"].endswith("\n\nQuestion: What is the capital of France?\nAnswer:")
+
+
+def test_load_progress_draws_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
+    import io
+
+    import anyio
+    from rich.console import Console
+
+    from mcp_gemma.cli.model import LoadProgress
+
+    messages = ["reading GGUF metadata", "dequantising: 0/40 MiB", "dequantising: 20/40 MiB"]
+    messages += ["dequantising: 40/40 MiB", "building config and tokenizer"]
+
+    async def play(shown: LoadProgress) -> None:
+        with shown:
+            for message in messages:
+                await shown(message)
+
+    piped = io.StringIO()
+    anyio.run(play, LoadProgress(Console(file=piped, force_terminal=False, width=100)))
+    assert piped.getvalue().splitlines() == messages
+
+    terminal = io.StringIO()
+    anyio.run(play, LoadProgress(Console(file=terminal, force_terminal=True, width=100)))
+    drawn = terminal.getvalue()
+    assert "reading GGUF metadata" in drawn and "building config and tokenizer" in drawn
+    assert "40/40 MiB" in drawn and "100%" in drawn and "━" in drawn  # the bar, complete
+    assert "dequantising: 20/40 MiB" not in drawn  # counted messages became the bar

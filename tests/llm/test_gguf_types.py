@@ -246,3 +246,17 @@ def test_files_that_cannot_convert_are_refused_before_any_work(tmp_path: Path) -
         convert_gguf(unknown, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_conversion_reports_dequantising_progress_to_the_end(tmp_path: Path) -> None:
+    from mcp_gemma.llm.convert import PROGRESS_STEPS, parse_counted
+
+    synthetic = write_gemma3_gguf(tmp_path / "tiny.gguf", GGMLQuantizationType.Q8_0)
+    heard: list[str] = []
+    convert_gguf(synthetic.path, tmp_path / "converted", progress=heard.append)
+    counted = [c for c in map(parse_counted, heard) if c is not None]
+    assert 2 <= len(counted) <= PROGRESS_STEPS + 1, heard
+    assert {(label, unit) for label, _, _, unit in counted} == {("dequantising", "MiB")}
+    done, totals = [c[1] for c in counted], {c[2] for c in counted}
+    assert len(totals) == 1 and done[0] == 0 and done[-1] == totals.pop() and done == sorted(done)
+    assert heard[0] == "reading GGUF metadata" and heard[-1] == "building config and tokenizer"
