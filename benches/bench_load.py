@@ -189,6 +189,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="8 sessions x 5 calls (CI smoke)")
     parser.add_argument("--sessions", type=int, help="concurrent sessions (default 50)")
-    parser.add_argument("--calls", type=int, help="calls per session (default 20; the issue-17 target is 100)")
+    parser.add_argument(
+        "--calls", type=int, help="calls per session (default 20; the issue-17 target is 100)"
+    )
     args = parser.parse_args()
     print(json.dumps(run(quick=args.quick, sessions=args.sessions, calls=args.calls), indent=2))
