@@ -7,8 +7,12 @@ against the better of vector and BM25 alone, and the worst cell's change against
 corpus is never loaded unless ``--held-out RULE ...`` names the rules to check on it, and then only
 its per-style means are printed (no per-query result).
 
-Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]``
-and ``python -m benches.quality.tune --held-out default RULE``. Rule names are listed by ``--list``.
+``--long-docs`` scores on a long-document variant of two tuning corpora instead (each module's documents
+joined into one, relevance mapped to the module; see :func:`by_module`).
+
+Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]
+[--long-docs]`` and ``python -m benches.quality.tune --held-out default RULE``. ``--list`` lists the
+rule names.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from benches.quality.corpora import load_corpora
+from benches.quality.corpora import Corpus, Doc, Query, load_corpora
 from benches.quality.offline import Built, build, doc_ranking, embedder, metrics
 from mcp_gemma import native
 from mcp_gemma.rag.config import RagSettings
@@ -96,11 +100,40 @@ def query_features(
 Data = dict[str, tuple[Built, list[Q]]]
 
 
-def load(names: Sequence[str], chunk: int = 800, overlap: int = 100) -> Data:
+LONG_DOCS = ("reference", "code")
+
+
+def by_module(corpus: Corpus) -> Corpus:
+    """The long-document variant of a tuning corpus: each module's documents joined into one (in corpus
+    order), every query's relevant documents mapped to their modules; no query text changes. Long
+    documents that share their vocabulary are the held-out prose's situation."""
+    module: dict[str, str] = {}
+    groups: dict[str, list[Doc]] = {}
+    for doc in corpus.docs:
+        key = "module:" + str(doc.metadata.get("module") or doc.id.split(":", 1)[1])
+        module[doc.id] = key
+        groups.setdefault(key, []).append(doc)
+    return Corpus(
+        name=f"{corpus.name}_by_module",
+        kind=corpus.kind,
+        held_out=corpus.held_out,
+        docs=tuple(
+            Doc(id=key, text="\n\n".join(d.text for d in docs), metadata={"title": key})
+            for key, docs in groups.items()
+        ),
+        queries=tuple(
+            Query(q.text, tuple(dict.fromkeys(module[r] for r in q.relevant)), q.style)
+            for q in corpus.queries
+        ),
+    )
+
+
+def load(names: Sequence[str], chunk: int = 800, overlap: int = 100, long_docs: bool = False) -> Data:
     rag = RagSettings(chunk_size=chunk, chunk_overlap=overlap)
     embed = embedder()
     out: Data = {}
-    for corpus in load_corpora(list(names)):
+    corpora = load_corpora(list(names))
+    for corpus in [by_module(c) for c in corpora] if long_docs else corpora:
         built = build(corpus, rag, embed)
         doc_terms: dict[str, set[str]] = {}
         for d, ts in zip(built.chunk_doc, built.terms[ANALYZER], strict=True):
@@ -200,6 +233,10 @@ def _saturating(k: float) -> Weight:
     return lambda q: q.best_cover * q.n_terms / (q.n_terms + k)
 
 
+def _power(p: float) -> Weight:
+    return lambda q: 0.0 if q.n_terms == 0 else q.best_cover**p * min(1.0, q.n_terms / 3)
+
+
 def _specific(c: float, k1: float) -> Weight:
     return _scaled(lambda q: min(1.0, q.bound / (k1 + 1) / (c * math.log(max(q.n_chunks, 2)))))
 
@@ -236,6 +273,9 @@ def weight_rules() -> dict[str, Weight]:
         out[f"ramp:{length}"] = _ramp(length)
     for k in (0.25, 0.5, 0.75, 1.0):
         out[f"sat:{k}"] = _saturating(k)
+    # a partial match counts for less: coverage ** p
+    for p in (1.5, 2.0, 3.0):
+        out[f"pow:{p}"] = _power(p)
     # (4) specificity: the query's IDF mass (bound / (k1 + 1)) against ln N, where one chunk is expected
     # to hold every term by chance (independent terms: N x prod(df / N) = 1)
     for c in (0.75, 1.0, 1.25, 1.5, 2.0):
@@ -378,6 +418,9 @@ def main() -> None:
     ap.add_argument("--chunkings", nargs="*", default=["800/100"], help="size/overlap pairs")
     ap.add_argument("--held-out", nargs="*", default=None, help="rules to check on the held-out corpus")
     ap.add_argument("--list", action="store_true", help="list the rule names")
+    ap.add_argument(
+        "--long-docs", action="store_true", help="score on the by-module variants of reference and code"
+    )
     args = ap.parse_args()
     if args.list:
         print("\n".join(rule_names()))
@@ -386,11 +429,12 @@ def main() -> None:
     unknown = [n for n in names if n not in rule_names()]
     if unknown:
         sys.exit(f"unknown rules: {', '.join(unknown)} (see --list)")
-    corpora = HELD_OUT if args.held_out else TUNING
+    corpora = HELD_OUT if args.held_out else LONG_DOCS if args.long_docs else TUNING
+    long_docs = args.long_docs and not args.held_out
     per_chunking = []
     for spec in args.chunkings:
         size, overlap = (int(x) for x in spec.split("/"))
-        per_chunking.append(summarise(load(corpora, size, overlap), names))
+        per_chunking.append(summarise(load(corpora, size, overlap, long_docs), names))
     print(f"{'rule':<26}" + "".join(f"{c + ': mean/worst/vs default':>36}" for c in args.chunkings))
     first = per_chunking[0]
     for name in sorted(first, key=lambda n: (first[n].worst < -0.01, -first[n].mean)):
