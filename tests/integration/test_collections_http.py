@@ -182,7 +182,8 @@ async def test_each_principal_sees_only_its_collection_over_mcp(server: tuple[Sp
         missing = await admin.call_tool("get_document", {"id": "doc1"})
         assert missing.is_error
         assert text_of(missing) == (
-            "Error executing tool get_document: no document with id 'doc1'; call list_documents to see the ids"
+            "Error executing tool get_document: no document with id 'doc1'; "
+            "call list_documents to see the ids"
         ), "the same id elsewhere is neither found nor named"
         health = await admin.call_tool("health_check", {})
         assert health.structured_content is not None
