@@ -192,6 +192,17 @@ async def test_each_principal_sees_only_its_collection_over_mcp(server: tuple[Sp
         bad = await admin.call_tool("list_documents", {"collection": "no/slash"})
         assert bad.is_error and "collection" in text_of(bad)
 
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {ADMIN}"}, timeout=60) as http:
+        scrape = (await http.get(f"http://127.0.0.1:{served.port}/metrics")).text
+    sizes = [line for line in scrape.splitlines() if line.startswith("mcp_gemma_index_documents ")]
+    assert sizes == ["mcp_gemma_index_documents 2.0"], "one sample, over the three collections"
+    loaded = [line for line in scrape.splitlines() if 'kind="vector_index"' in line]
+    assert sorted(line.split('component="')[1].split('"')[0] for line in loaded) == [
+        "collection alice",
+        "collection bob",
+        "knowledge base",
+    ]
+
     records = [json.loads(line) for line in (data / "audit.log").read_text(encoding="utf-8").splitlines()]
     mine = [(r["principal"], r["action"], r["ids"], r["result"]) for r in records]
     assert ("alice", "ingest_document", ["doc:doc1", "collection:alice"], "ok") in mine
