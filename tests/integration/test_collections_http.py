@@ -148,6 +148,10 @@ async def test_each_principal_sees_only_its_collection_over_mcp(server: tuple[Sp
             await alice.read_resource("doc://doc1?collection=bob")
         with pytest.raises(Exception, match="may not use document collection 'default'"):
             await alice.read_resource("doc://doc1")
+        with pytest.raises(Exception, match="may not use document collection 'bob'"):
+            await alice.get_prompt("summarize_document", {"document_id": "doc1", "collection": "bob"})
+        prompt = await alice.get_prompt("summarize_document", {"document_id": "doc1", "collection": "alice"})
+        assert ALICE_TEXT in getattr(prompt.messages[0].content, "text", "")
         template = ResourceTemplateReference(uri="doc://{id}{?collection}")
         ids = await alice.complete(template, {"name": "id", "value": ""}, {"collection": "bob"})
         assert ids.completion.values == []
