@@ -7,6 +7,8 @@ side (principals limited to their collections) is ``test_collections_http.py``.
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 from mcp import Client
@@ -19,6 +21,8 @@ from mcp_gemma.server.app import create_server
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState
 from mcp_gemma.store.keys import Keys
+
+from .test_agent import SamplingScript
 
 pytestmark = pytest.mark.anyio
 
@@ -100,3 +104,54 @@ async def test_the_registry_opens_at_most_max_collections(settings: Settings) ->
             assert "collection 'three' was not opened" in text and "rag.max_collections" in text
             bad = await client.call_tool("list_documents", {"collection": "../x"})
             assert bad.is_error
+
+
+async def test_run_agent_and_reason_search_the_collection_they_are_given(settings: Settings) -> None:
+    """The agent's search_documents tool and reason's grounding read the call's collection, not the
+    default one (the brain is the client's model through MCP sampling, scripted)."""
+    sampler = SamplingScript(
+        [
+            json.dumps({"thought": "look it up", "tool": "search_documents", "args": {"query": "door code"}}),
+            json.dumps({"thought": "found it", "answer": "blue"}),
+            "The door code is blue [chunk:1].",
+        ]
+    )
+    with anyio.fail_after(120):
+        async with Client(create_server(settings), sampling_callback=sampler) as client:
+            team = await client.call_tool(
+                "ingest_document",
+                {"text": "The team's door code is blue.", "id": "code", "collection": "team"},
+            )
+            assert not team.is_error, team.content
+            default = await client.call_tool(
+                "ingest_document", {"text": "The door code is red.", "id": "code"}
+            )
+            assert not default.is_error, default.content
+            result = await client.call_tool(
+                "run_agent",
+                {
+                    "task": "What is the door code?",
+                    "brain": "client",
+                    "max_steps": 3,
+                    "tools": ["search_documents"],
+                    "collection": "team",
+                },
+            )
+            grounded = await client.call_tool(
+                "reason",
+                {
+                    "question": "What is the door code?",
+                    "use_knowledge_base": True,
+                    "collection": "team",
+                    "brain": "client",
+                },
+            )
+    assert not grounded.is_error, grounded.content
+    prompt = " ".join(getattr(m.content, "text", "") for m in sampler.seen[2].messages)
+    assert "The team's door code is blue." in prompt and "red" not in prompt
+    assert not result.is_error, result.content
+    report = result.structured_content
+    assert report is not None
+    assert [s["status"] for s in report["steps"]] == ["ok", "answer"]
+    hits = json.loads(report["steps"][0]["observation"])["hits"]
+    assert [(h["doc_id"], h["text"]) for h in hits] == [("code", "The team's door code is blue.")]
