@@ -149,7 +149,7 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
         except AccessDeniedError as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
     if principal.limited and ctx.method == "completion/complete":
-        return _filter_completion(principal, params, await call_next(ctx))
+        return await _complete_limited(principal, params, ctx, call_next)
     return await call_next(ctx)
 
 
@@ -171,11 +171,12 @@ def document_collections(uri: str) -> list[str]:
     return values or [DEFAULT_NAMESPACE]
 
 
-def _filter_completion(
-    principal: Principal, params: Mapping[str, Any], result: HandlerResult
+async def _complete_limited(
+    principal: Principal, params: Mapping[str, Any], ctx: ServerRequestContext[Any, Any], call_next: CallNext
 ) -> HandlerResult:
     """Offer a limited principal only its own namespaces and collections, and nothing from another
-    one's."""
+    one's: a completion in a namespace or collection it may not use is answered empty without being
+    run (so it neither reads another one's ids nor opens a collection)."""
     ref = params.get("ref")
     uri = str(ref.get("uri", "")) if isinstance(ref, Mapping) else ""
     if uri.startswith("memory://"):
@@ -183,19 +184,23 @@ def _filter_completion(
     elif uri.startswith("doc://") or (isinstance(ref, Mapping) and ref.get("name") == "summarize_document"):
         scoped_by = "collection"
     else:
-        return result
+        return await call_next(ctx)
     argument = params.get("argument")
     context = params.get("context")
     arg_name = argument.get("name") if isinstance(argument, Mapping) else None
     known = context.get("arguments") if isinstance(context, Mapping) else None
     chosen = known.get(scoped_by) if isinstance(known, Mapping) else None
-    if arg_name != scoped_by and principal.allows(str(chosen or DEFAULT_NAMESPACE)):
+    allowed = principal.allows(str(chosen or DEFAULT_NAMESPACE))
+    if arg_name != scoped_by and not allowed:
+        return CompleteResult(completion=Completion(values=[], total=0, has_more=False))
+    result = await call_next(ctx)
+    if arg_name != scoped_by:
         return result
     completion = _field(result, "completion", "completion")
     values = _field(completion, "values", "values") if completion is not None else None
     if not isinstance(values, list):
         return result
-    kept = [v for v in values if arg_name == scoped_by and isinstance(v, str) and principal.allows(v)]
+    kept = [v for v in values if isinstance(v, str) and principal.allows(v)]
     filtered = Completion(values=kept, total=len(kept), has_more=False)
     if isinstance(result, Mapping):
         return {**result, "completion": filtered.model_dump(by_alias=True, exclude_none=True)}

@@ -155,6 +155,8 @@ async def test_each_principal_sees_only_its_collection_over_mcp(server: tuple[Sp
         template = ResourceTemplateReference(uri="doc://{id}{?collection}")
         ids = await alice.complete(template, {"name": "id", "value": ""}, {"collection": "bob"})
         assert ids.completion.values == []
+        unopened = await alice.complete(template, {"name": "id", "value": ""}, {"collection": "zzz"})
+        assert unopened.completion.values == [], "answered without opening collection zzz (see health)"
         own = await alice.complete(template, {"name": "id", "value": ""}, {"collection": "alice"})
         assert own.completion.values == ["doc1"]
         names = await alice.complete(template, {"name": "collection", "value": ""})
