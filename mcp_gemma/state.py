@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mcp_gemma.health import ComponentStatus
     from mcp_gemma.llm.service import LLMService
     from mcp_gemma.memory.service import MemoryService
+    from mcp_gemma.rag.collections import RagCollections
     from mcp_gemma.rag.service import RagService
     from mcp_gemma.store.redis import RedisStore
 
@@ -38,7 +39,10 @@ class AppState:
     embeddings: EmbeddingService
     memory: MemoryService
     rag: RagService
+    """The default collection's service (the server's knowledge base); :meth:`collection` for others."""
     llm: LLMService
+    collections: RagCollections
+    """Every collection (knowledge base) this process has opened, ``default`` (:attr:`rag`) first."""
     request_state_key: str = ""
     """Seals the state a paused tool call resumes from; the same in every replica (see
     ``Settings.request_state_key``)."""
@@ -53,7 +57,7 @@ class AppState:
         from mcp_gemma.embeddings.service import EmbeddingService
         from mcp_gemma.llm.factory import build_llm
         from mcp_gemma.memory.service import MemoryService
-        from mcp_gemma.rag.service import RagService
+        from mcp_gemma.rag.collections import RagCollections
         from mcp_gemma.store.redis import RedisStore
 
         store = await RedisStore.open(settings)
@@ -71,7 +75,7 @@ class AppState:
         if settings.embedding.preload:
             embeddings.start_preload()
         memory = MemoryService(settings.memory, store, embeddings)
-        rag = RagService(settings, store, embeddings)
+        collections = RagCollections(settings, store, embeddings)
         llm = build_llm(settings)  # nothing loads until the first generation (or gemma.preload)
         if settings.gemma.preload:
             llm.start_preload()
@@ -80,8 +84,9 @@ class AppState:
             store=store,
             embeddings=embeddings,
             memory=memory,
-            rag=rag,
+            rag=collections.default,
             llm=llm,
+            collections=collections,
             audit_log=AuditLog.in_dir(settings.data_dir, settings.audit),
             request_state_key=request_state_key,
         )
@@ -97,6 +102,10 @@ class AppState:
         if self.audit_log is not None:
             self.audit_log.record(principal, action, ids, result, transport=transport)
 
+    def collection(self, name: str) -> RagService:
+        """The knowledge base of collection ``name`` (``default``: :attr:`rag`), opened on first use."""
+        return self.collections.get(name)
+
     async def load_request_state_key(self, *, create: bool) -> str:
         """The shared request-state key, read from Redis when this process has none yet (another
         replica may have made it since), made there first with ``create``; ``""`` when none."""
@@ -109,14 +118,14 @@ class AppState:
         return [
             self.embeddings.status(),
             self.memory.status(),
-            *self.rag.status(),
+            *self.collections.status(),
             self.llm.component_status(),
         ]
 
     async def close(self) -> None:
         """Release everything :meth:`open` acquired."""
         await self.memory.close()
-        await self.rag.close()
+        await self.collections.close()
         await self.llm.unload()
         await self.store.close()
 
@@ -126,7 +135,7 @@ def import_services() -> None:
     import mcp_gemma.embeddings.service
     import mcp_gemma.llm.factory
     import mcp_gemma.memory.service
-    import mcp_gemma.rag.service
+    import mcp_gemma.rag.collections
     import mcp_gemma.store.redis  # noqa: F401
 
 

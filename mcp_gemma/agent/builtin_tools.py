@@ -37,6 +37,15 @@ class AgentServices(Protocol):
     memory: MemoryService
 
 
+@dataclass
+class KnowledgeServices:
+    """The knowledge base of one collection and the memory: what a run's knowledge tools reach when
+    it searches a collection other than the state's default one."""
+
+    rag: RagService
+    memory: MemoryService
+
+
 class DateTimeResult(BaseModel):
     """The current date and time in a timezone."""
 

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from mcp_gemma.errors import AccessDeniedError
 from mcp_gemma.security.audit import outcome
 from mcp_gemma.security.principals import LOCAL, Principal, principal_of_scope
 from mcp_gemma.security.rights import check_tool, writes
@@ -40,9 +41,13 @@ Caller = Annotated[Principal, Depends(current_principal)]
 async def checked(
     state: AppState, caller: Principal, tool: str, args: dict[str, Any], ids: list[str]
 ) -> AsyncIterator[None]:
-    """The route for MCP tool ``tool`` called with ``args``: refused (403) when the caller may not
-    make that call, and audited when it changes data."""
-    check_tool(caller, tool, args)
+    """The route for MCP tool ``tool`` called with ``args``: refused (403, and audited, as the MCP side
+    does) when the caller may not make that call, and audited when it changes data."""
+    try:
+        check_tool(caller, tool, args)
+    except AccessDeniedError as exc:
+        state.record_audit(caller.name, tool, ids, outcome(exc), transport="rest")
+        raise
     if not writes(tool, args):
         yield
         return

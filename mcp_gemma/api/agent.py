@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from mcp_gemma.agent.brain import LocalBrain
-from mcp_gemma.agent.builtin_tools import ToolEnv, build_toolbox
+from mcp_gemma.agent.builtin_tools import KnowledgeServices, ToolEnv, build_toolbox
 from mcp_gemma.agent.models import AgentStep
 from mcp_gemma.agent.react import ProgressFn, ReactAgent, first_checkpoint
 from mcp_gemma.agent.runs import AgentRun, AgentRuns
 from mcp_gemma.api.access import Caller, checked
 from mcp_gemma.api.deps import State
+from mcp_gemma.api.documents import CollectionField
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.api.sse import EVENT_STREAM, sse_event, sse_response, wants_stream
 from mcp_gemma.errors import ModelUnavailableError, StoreUnavailableError
@@ -47,6 +48,7 @@ class AgentRunRequest(BaseModel):
         None, gt=0, le=86_400, description="Time budget in seconds (default agent.max_seconds)."
     )
     plan: bool | None = Field(None, description="First split the task into sub-goals (one extra model call).")
+    collection: str = CollectionField
 
 
 def _runs(request: Request) -> AgentRuns:
@@ -60,11 +62,13 @@ def _runs(request: Request) -> AgentRuns:
 async def start_run(body: AgentRunRequest, state: State, request: Request, caller: Caller) -> AgentRun:
     """Start a ReAct run (thought → action → observation) with the server's Gemma and tools, in the
     background; follow it with GET /v1/agent/runs/{id} or its /events stream."""
-    check_tool(caller, "run_agent", {"tools": body.tools})
+    args = {"tools": body.tools, "collection": body.collection}
+    check_tool(caller, "run_agent", args)
     settings = state.settings
     if not settings.gemma.model:
         raise ModelUnavailableError("no local model is configured (gemma.model); agent runs need one")
-    toolbox = build_toolbox(settings, state)
+    services = KnowledgeServices(state.collection(body.collection), state.memory)
+    toolbox = build_toolbox(settings, services)
     checkpoint = first_checkpoint(
         settings.agent,
         toolbox,
@@ -75,12 +79,12 @@ async def start_run(body: AgentRunRequest, state: State, request: Request, calle
         plan=body.plan,
     )
     brain = LocalBrain(state.llm)
-    env = ToolEnv(settings, state)
+    env = ToolEnv(settings, services)
 
     def make_loop(progress: ProgressFn) -> ReactAgent:
         return ReactAgent(brain, toolbox, env, settings.agent, progress=progress)
 
-    async with checked(state, caller, "run_agent", {"tools": body.tools}, []):
+    async with checked(state, caller, "run_agent", args, []):
         return _runs(request).start(checkpoint, make_loop)
 
 

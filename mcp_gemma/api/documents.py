@@ -13,6 +13,12 @@ from mcp_gemma.api.access import Caller, checked
 from mcp_gemma.api.deps import State
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.rag.collections import (
+    COLLECTION_HELP,
+    COLLECTION_PATTERN,
+    DEFAULT_COLLECTION,
+    check_collection,
+)
 from mcp_gemma.rag.models import DeleteReport, DocumentList, DocumentRecord, IngestReport
 
 router = APIRouter(prefix="/v1", tags=["documents"], responses=problem_responses(413, 415, 503))
@@ -20,6 +26,9 @@ router = APIRouter(prefix="/v1", tags=["documents"], responses=problem_responses
 DocId = Annotated[
     str, Path(min_length=1, max_length=512, description="Document id ('/' may stay unencoded).")
 ]
+CollectionQuery = Annotated[str, Query(pattern=COLLECTION_PATTERN, description=COLLECTION_HELP)]
+CollectionField = Field(DEFAULT_COLLECTION, pattern=COLLECTION_PATTERN, description=COLLECTION_HELP)
+"""The ``collection`` of a request body (routes with a query string take :data:`CollectionQuery`)."""
 
 
 class IngestRequest(BaseModel):
@@ -37,6 +46,7 @@ class IngestRequest(BaseModel):
     metadata: dict[str, Any] | None = Field(
         None, description='JSON metadata to filter on later, e.g. {"lang": "en", "year": 2024}.'
     )
+    collection: str = CollectionField
 
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
@@ -51,6 +61,12 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
         },
         "id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "Default: file:<name>."},
         "metadata": {"type": "string", "description": "A JSON object, added to the file's own metadata."},
+        "collection": {
+            "type": "string",
+            "pattern": COLLECTION_PATTERN,
+            "default": DEFAULT_COLLECTION,
+            "description": COLLECTION_HELP,
+        },
     },
 }
 _INGEST_BODY: dict[str, Any] = {
@@ -93,12 +109,12 @@ def _invalid(exc: ValidationError, where: str) -> RequestValidationError:
 
 async def _ingest_upload(request: Request, state: State, caller: Caller) -> IngestReport:
     try:
-        form = await request.form(max_files=1, max_fields=2)
+        form = await request.form(max_files=1, max_fields=3)
     except HTTPException as exc:
         raise HTTPException(
             exc.status_code,
             f"the multipart body cannot be read ({exc.detail}); send one 'file' part, and optionally "
-            "'id' and 'metadata' text fields",
+            "'id', 'metadata' and 'collection' text fields",
         ) from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
@@ -110,11 +126,21 @@ async def _ingest_upload(request: Request, state: State, caller: Caller) -> Inge
     metadata = json_object(raw_meta, "metadata", '{"lang": "en"}') if isinstance(raw_meta, str) else None
     if raw_meta is not None and not isinstance(raw_meta, str):
         raise InvalidInputError("metadata must be a JSON object sent as a text field, not a file")
+    raw_collection = form.get("collection", DEFAULT_COLLECTION)
+    if not isinstance(raw_collection, str):
+        raise InvalidInputError("collection must be a text field, not a file")
+    collection = check_collection(raw_collection)
     data = await upload.read()
-    async with checked(
-        state, caller, "ingest_document", {}, [f"doc:{doc_id or 'file:' + (upload.filename or '')}"]
-    ):
-        return await state.rag.ingest_file(upload.filename or "", data, doc_id=doc_id, metadata=metadata)
+    ids = [f"doc:{doc_id or 'file:' + (upload.filename or '')}", *_collection_ids(collection)]
+    async with checked(state, caller, "ingest_document", {"collection": collection}, ids):
+        return await state.collection(collection).ingest_file(
+            upload.filename or "", data, doc_id=doc_id, metadata=metadata
+        )
+
+
+def _collection_ids(collection: str) -> list[str]:
+    """The audit id of a collection other than the default one."""
+    return [] if collection == DEFAULT_COLLECTION else [f"collection:{collection}"]
 
 
 @router.post("/documents", openapi_extra=_INGEST_BODY, responses=problem_responses(400, 422))
@@ -133,13 +159,17 @@ async def ingest_document(request: Request, state: State, caller: Caller) -> Ing
         body = IngestRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise _invalid(exc, "body") from None
-    async with checked(state, caller, "ingest_document", {}, [f"doc:{body.id}"] if body.id else []):
-        return await state.rag.ingest(body.text, doc_id=body.id, metadata=body.metadata)
+    ids = [*([f"doc:{body.id}"] if body.id else []), *_collection_ids(body.collection)]
+    async with checked(state, caller, "ingest_document", {"collection": body.collection}, ids):
+        return await state.collection(body.collection).ingest(
+            body.text, doc_id=body.id, metadata=body.metadata
+        )
 
 
 @router.get("/documents")
 async def list_documents(
     state: State,
+    caller: Caller,
     offset: Annotated[int, Query(ge=0, description="Skip this many (next_offset of the last page).")] = 0,
     limit: Annotated[int, Query(ge=1, le=1_000, description="Documents per page.")] = 20,
     filter: Annotated[
@@ -150,24 +180,39 @@ async def list_documents(
             '{"year": {"$gte": 2020}}.',
         ),
     ] = None,
+    collection: CollectionQuery = DEFAULT_COLLECTION,
 ) -> DocumentList:
     """Documents, newest first, with metadata and sizes; paginated and filterable."""
-    return await state.rag.list_documents(offset=offset, limit=limit, filter=parse_filter(filter))
+    async with checked(
+        state, caller, "list_documents", {"collection": collection}, _collection_ids(collection)
+    ):
+        return await state.collection(collection).list_documents(
+            offset=offset, limit=limit, filter=parse_filter(filter)
+        )
 
 
 @router.get("/documents/{id:path}", responses=problem_responses(404))
 async def get_document(
     state: State,
+    caller: Caller,
     id: DocId,
     include_text: Annotated[bool, Query(description="Return the full text.")] = True,
     include_chunks: Annotated[bool, Query(description="Return the chunks with ids and offsets.")] = False,
+    collection: CollectionQuery = DEFAULT_COLLECTION,
 ) -> DocumentRecord:
     """One document: metadata, text and optionally its chunks."""
-    return await state.rag.get_document(id, include_text=include_text, include_chunks=include_chunks)
+    ids = [f"doc:{id}", *_collection_ids(collection)]
+    async with checked(state, caller, "get_document", {"id": id, "collection": collection}, ids):
+        return await state.collection(collection).get_document(
+            id, include_text=include_text, include_chunks=include_chunks
+        )
 
 
 @router.delete("/documents/{id:path}", responses=problem_responses(404))
-async def delete_document(state: State, caller: Caller, id: DocId) -> DeleteReport:
+async def delete_document(
+    state: State, caller: Caller, id: DocId, collection: CollectionQuery = DEFAULT_COLLECTION
+) -> DeleteReport:
     """Delete a document with its chunks and index entries."""
-    async with checked(state, caller, "delete_document", {"id": id}, [f"doc:{id}"]):
-        return await state.rag.delete_document(id)
+    args = {"id": id, "collection": collection}
+    async with checked(state, caller, "delete_document", args, [f"doc:{id}", *_collection_ids(collection)]):
+        return await state.collection(collection).delete_document(id)

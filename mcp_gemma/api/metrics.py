@@ -82,16 +82,23 @@ class _StateCollector(Collector):
         loaded = GaugeMetricFamily(
             "mcp_gemma_component_loaded", "1 when a model or index is loaded.", labels=["component", "kind"]
         )
-        sizes: dict[str, GaugeMetricFamily] = {}
+        # One sample per size: summed over the components of its kind (a vector index per open
+        # collection), since a family may not hold two samples with the same labels.
+        totals: dict[str, float] = {}
         for c in self.components:
             loaded.add_metric([c.name, c.kind], 1.0 if c.loaded else 0.0)
             for (kind, key), name in SIZES.items():
                 value = c.detail.get(key)
                 if c.kind == kind and isinstance(value, int | float) and not isinstance(value, bool):
-                    family = sizes.setdefault(name, GaugeMetricFamily(name, f"{c.name}: {key}.", labels=[]))
-                    family.add_metric([], float(value))
+                    totals[name] = totals.get(name, 0.0) + float(value)
         yield loaded
-        yield from sizes.values()
+        for (kind, key), name in SIZES.items():
+            if name in totals:
+                family = GaugeMetricFamily(
+                    name, f"{kind}: {key}, over every component of the kind.", labels=[]
+                )
+                family.add_metric([], totals[name])
+                yield family
         up = GaugeMetricFamily("mcp_gemma_redis_up", "1 when Redis answered the last scrape's PING.")
         up.add_metric([], 0.0 if self.redis_ms is None else 1.0)
         yield up

@@ -12,7 +12,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from mcp_gemma.api.access import Caller
 from mcp_gemma.api.deps import State
+from mcp_gemma.api.documents import CollectionField
 from mcp_gemma.api.problems import domain_problem_body, problem_responses
 from mcp_gemma.api.sse import EVENT_STREAM, sse_event, sse_response
 from mcp_gemma.errors import InvalidInputError, McpGemmaError
@@ -23,6 +25,7 @@ from mcp_gemma.llm.reason import (
     completion_prompt,
     grounding,
 )
+from mcp_gemma.security.rights import check_tool
 from mcp_gemma.state import AppState
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ class ReasonRequest(BaseModel):
     context: str | None = Field(None, description="Text to ground the answer in (notes, a document).")
     use_knowledge_base: bool = Field(False, description="Retrieve passages from the knowledge base first.")
     top_k: int = Field(4, ge=1, le=20, description="Passages to retrieve with use_knowledge_base.")
+    collection: str = CollectionField
     max_new_tokens: int | None = Field(
         None, description="Token budget of the answer (1..gemma.max_new_tokens_limit; default: settings)."
     )
@@ -64,13 +68,19 @@ class ReasonRequest(BaseModel):
 
 
 @router.post("/reason", response_model=ReasonResult, responses=sse_response(STREAM_HELP, ReasonResult))
-async def reason(body: ReasonRequest, state: State) -> Response | ReasonResult:
+async def reason(body: ReasonRequest, state: State, caller: Caller) -> Response | ReasonResult:
     """Answer a question with the local Gemma model (the reason tool with brain 'local'), optionally
     grounded in context or the knowledge base. Closing the connection stops the generation."""
     if body.json_schema is not None and body.stream:
         raise InvalidInputError("json_schema answers come whole: send it with stream=false")
+    check_tool(
+        caller, "reason", {"use_knowledge_base": body.use_knowledge_base, "collection": body.collection}
+    )
     passages = await grounding(
-        state.rag, body.question, use_knowledge_base=body.use_knowledge_base, top_k=body.top_k
+        state.collection(body.collection) if body.use_knowledge_base else None,
+        body.question,
+        use_knowledge_base=body.use_knowledge_base,
+        top_k=body.top_k,
     )
     if body.json_schema is not None:
         return await answer_structured(

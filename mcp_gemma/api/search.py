@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_gemma.api.access import Caller
 from mcp_gemma.api.deps import State
+from mcp_gemma.api.documents import CollectionField
 from mcp_gemma.api.problems import problem_responses
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag.models import ResearchReport, SearchResult, SemanticSearchResult
@@ -60,10 +61,11 @@ class SearchRequest(BaseModel):
     fusion: Literal["adaptive", "weighted", "rrf"] | None = Field(
         None, description="hybrid: adaptive, weighted or rrf (default rag.fusion)."
     )
+    collection: str = CollectionField
 
 
 @router.post("/search")
-async def search(body: SearchRequest, state: State) -> SearchResult | SemanticSearchResult:
+async def search(body: SearchRequest, state: State, caller: Caller) -> SearchResult | SemanticSearchResult:
     """Search the knowledge base: the same services as the search_documents, semantic_search and
     hybrid_search tools, chosen by ``mode``."""
     misplaced = [f for f, modes in _ONLY.items() if getattr(body, f) is not None and body.mode not in modes]
@@ -72,7 +74,9 @@ async def search(body: SearchRequest, state: State) -> SearchResult | SemanticSe
             f"{', '.join(misplaced)} do not apply to mode {body.mode!r}; "
             + "; ".join(f"{f} is for mode {' or '.join(_ONLY[f])}" for f in misplaced)
         )
-    rag = state.rag
+    tool = {"vector": "search_documents", "semantic": "semantic_search", "hybrid": "hybrid_search"}[body.mode]
+    check_tool(caller, tool, {"collection": body.collection})
+    rag = state.collection(body.collection)
     if body.mode == "vector":
         return await rag.search(
             body.query,
@@ -118,15 +122,16 @@ class ResearchRequest(BaseModel):
         "the ranked evidence only.",
     )
     filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    collection: str = CollectionField
 
 
 @router.post("/research")
 async def research_query(body: ResearchRequest, state: State, caller: Caller) -> ResearchReport:
     """Research a question: hybrid search, memory recall and allow-listed URLs ranked as evidence,
     and a short answer citing [chunk:ID] when the local model answers (the research_query tool)."""
-    check_tool(caller, "research_query", {"use_memory": body.use_memory})
+    check_tool(caller, "research_query", {"use_memory": body.use_memory, "collection": body.collection})
     return await research(
-        state.rag,
+        state.collection(body.collection),
         body.query,
         limit=body.limit,
         urls=body.urls,

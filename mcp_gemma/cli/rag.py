@@ -22,6 +22,13 @@ DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (embedded Redis, caches).")
 ]
 RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="External Redis URL (default: embedded).")]
+CollectionOpt = Annotated[
+    str,
+    typer.Option(
+        "--collection",
+        help="Knowledge base: 'default' (the server's) or a collection's name (the tools' collection).",
+    ),
+]
 
 
 def ingest(
@@ -29,6 +36,7 @@ def ingest(
     glob: Annotated[
         str, typer.Option("--glob", "-g", help="Files of a folder to read, e.g. '**/*.md'.")
     ] = "**/*",
+    collection: CollectionOpt = "default",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -58,7 +66,9 @@ def ingest(
             async def progress(done: int, total: int, message: str) -> None:
                 bar.update(task, completed=done, total=total, description=message[-60:])
 
-            return await state.rag.ingest_paths([str(p) for p in resolved], pattern=glob, progress=progress)
+            return await state.collection(collection).ingest_paths(
+                [str(p) for p in resolved], pattern=glob, progress=progress
+            )
 
     report = run_with_state(settings, call)
     for failure in report.failed:
@@ -78,6 +88,7 @@ def search(
     mode: Annotated[str, typer.Option("--mode", "-m", help="vector or hybrid.")] = "hybrid",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="Results to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    collection: CollectionOpt = "default",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -91,8 +102,8 @@ def search(
 
     async def call(state: Any) -> Any:
         if chosen == "vector":
-            return await state.rag.search(query, limit=limit)
-        return await state.rag.hybrid_search(query, limit=limit)
+            return await state.collection(collection).search(query, limit=limit)
+        return await state.collection(collection).hybrid_search(query, limit=limit)
 
     result = run_with_state(settings, call)
     if as_json:
@@ -118,6 +129,7 @@ def sync(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Keep running: sync again after each change (Ctrl-C stops).")
     ] = False,
+    collection: CollectionOpt = "default",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -142,9 +154,9 @@ def sync(
 
     async def call(state: Any) -> None:
         if watch:
-            await watch_folder(state.rag, str(folder), show, pattern=glob)
+            await watch_folder(state.collection(collection), str(folder), show, pattern=glob)
         else:
-            await show(await sync_folder(state.rag, str(folder), pattern=glob))
+            await show(await sync_folder(state.collection(collection), str(folder), pattern=glob))
 
     try:
         run_with_state(settings, call)
@@ -159,6 +171,7 @@ def list_documents(
         str | None, typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"lang": "en"}\'.')
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON.")] = False,
+    collection: CollectionOpt = "default",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -173,7 +186,9 @@ def list_documents(
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
 
     async def call(state: Any) -> Any:
-        return await state.rag.list_documents(offset=offset, limit=limit, filter=conditions)
+        return await state.collection(collection).list_documents(
+            offset=offset, limit=limit, filter=conditions
+        )
 
     page = run_with_state(settings, call)
     if as_json:
@@ -190,6 +205,7 @@ def get_document(
     doc_id: Annotated[str, typer.Argument(help="Document id (see mcp-gemma list).")],
     chunks: Annotated[bool, typer.Option("--chunks", help="Include the chunks with offsets.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the document as JSON.")] = False,
+    collection: CollectionOpt = "default",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     redis_url: RedisOpt = None,
@@ -200,7 +216,7 @@ def get_document(
     settings = settings_from_cli(config, data_dir=data_dir, redis_url=redis_url)
 
     async def call(state: Any) -> Any:
-        return await state.rag.get_document(doc_id, include_chunks=chunks)
+        return await state.collection(collection).get_document(doc_id, include_chunks=chunks)
 
     doc = run_with_state(settings, call)
     if as_json:

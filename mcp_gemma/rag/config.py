@@ -40,6 +40,13 @@ class RagSettings(BaseModel):
         description="Most documents the knowledge base (one namespace) holds: an ingest that would add "
         "documents past it is refused, naming this setting (replacing a document does not count).",
     )
+    max_collections: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Most collections (separate knowledge bases, each with its own in-process index) one "
+        "server opens, 'default' included: a call naming one more is refused, naming this setting.",
+    )
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file read by batch_ingest.")
     max_results: int = Field(100, ge=1, le=10_000, description="Largest 'limit' a search accepts.")
     quantize: bool | Literal["auto"] = Field(

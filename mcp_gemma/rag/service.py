@@ -41,11 +41,20 @@ from mcp_gemma.rag.search import Searcher
 from mcp_gemma.rag.sniff import unpack_bytes
 from mcp_gemma.rag.validation import lookup_doc_ids, parse_filter, stored_metadata
 from mcp_gemma.settings import Settings
+from mcp_gemma.store.keys import Keys
 from mcp_gemma.store.redis import RedisStore, redis_guard
 
 logger = logging.getLogger(__name__)
 
 MAX_LIST = 1_000
+DEFAULT_COLLECTION = "default"
+
+
+def collection_key_namespace(namespace: str, collection: str) -> str:
+    """The Redis key namespace of ``collection`` in the server namespace ``namespace``: the namespace
+    itself for ``default`` (what the knowledge base always used), else ``<namespace>#<collection>``
+    (``#`` is in neither alphabet, so no two pairs share one)."""
+    return namespace if collection == DEFAULT_COLLECTION else f"{namespace}#{collection}"
 
 
 def _summary(head: DocHead, metadata: dict[str, Any]) -> DocumentSummary:
@@ -63,20 +72,29 @@ def _summary(head: DocHead, metadata: dict[str, Any]) -> DocumentSummary:
 class RagService:
     """Ingest and search documents kept in Redis, through an in-memory Rust index."""
 
-    def __init__(self, settings: Settings, store: RedisStore, embeddings: EmbeddingService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RedisStore,
+        embeddings: EmbeddingService,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> None:
         self.settings: RagSettings = settings.rag
         self.store = store
+        self.collection = collection
+        """Which knowledge base of the server this is (:mod:`mcp_gemma.rag.collections`)."""
         self.allowed_roots: list[Path] = list(settings.allowed_roots)
         self.embeddings = embeddings
-        self.docstore = DocStore(
-            store.client, store.keys, self.settings.change_log_max, store.confirm_replicated
-        )
+        namespace = collection_key_namespace(settings.namespace, collection)
+        keys = store.keys if namespace == store.keys.ns else Keys(namespace)
+        self.docstore = DocStore(store.client, keys, self.settings.change_log_max, store.confirm_replicated)
         self.index = ChunkIndex(
             self.docstore,
             self.settings,
             embeddings.dim,
             lambda: store.generation,
-            snapshot.path_for(settings.data_dir, settings.namespace) if self.settings.snapshot else None,
+            snapshot.path_for(settings.data_dir, namespace) if self.settings.snapshot else None,
         )
         self.searcher = Searcher(self.index, self.docstore, embeddings, self.settings)
         self.pipeline = IngestPipeline(
@@ -318,7 +336,8 @@ class RagService:
             "build_chunks_total": idx.rebuild_total,
             "built_from": idx.loaded_from,
         }
-        return [ComponentStatus(name="knowledge base", kind="vector_index", loaded=idx.ready, detail=detail)]
+        name = "knowledge base" if self.collection == DEFAULT_COLLECTION else f"collection {self.collection}"
+        return [ComponentStatus(name=name, kind="vector_index", loaded=idx.ready, detail=detail)]
 
     async def close(self) -> None:
         """Stop an HNSW build in progress and save the index's snapshot (Redis is closed by the store)."""

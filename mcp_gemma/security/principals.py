@@ -6,7 +6,7 @@ and from ``http.tokens_file`` (TOML or JSON)::
     [[principals]]
     name = "alice"
     token_sha256 = "9f86d0…"          # or token = "…" (at least 16 characters)
-    namespaces = ["alice", "team-a"]  # memory namespaces (the tools' agent_id); omit or ["*"] = all
+    namespaces = ["alice", "team-a"]  # memory namespaces (agent_id) and document collections; ["*"] = all
     access = "write"                  # or "read"
 
 Only the SHA-256 of each token is kept in memory. stdio is one user: :data:`LOCAL` has every right.
@@ -75,6 +75,16 @@ class Principal:
             raise AccessDeniedError(
                 f"principal {self.name!r} may not use memory namespace (agent_id) {namespace!r} "
                 f"in {action}; its namespaces: {allowed}"
+            )
+
+    def require_collection(self, collection: str, action: str) -> None:
+        """Raise :class:`AccessDeniedError` unless document collection ``collection`` is one of its
+        namespaces (a principal's namespaces govern the collections of the same names)."""
+        if not self.allows(collection):
+            allowed = ", ".join(sorted(self.namespaces or ()))
+            raise AccessDeniedError(
+                f"principal {self.name!r} may not use document collection {collection!r} (the "
+                f"'collection' argument) in {action}; its namespaces: {allowed}"
             )
 
 

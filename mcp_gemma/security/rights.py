@@ -1,8 +1,9 @@
 """What a principal may do: the rules the MCP tools and the REST routes share.
 
 A call is named by its MCP tool (``ingest_document``, ``recall_memory`` …: a REST route checks the
-tool it stands for, with the same arguments), so one table says which calls change data and which
-memory namespaces a call uses.
+tool it stands for, with the same arguments), so one table says which calls change data, which
+memory namespaces a call uses and which document collections (a principal's namespaces govern the
+collections of the same names too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,25 @@ NAMESPACED_TOOLS = frozenset(
 )
 """Tools whose ``agent_id`` argument (default ``"default"``) names the memory namespace they use."""
 
+DOCUMENT_TOOLS = frozenset(
+    {
+        "ingest_document",
+        "batch_ingest",
+        "sync_folder",
+        "search_documents",
+        "semantic_search",
+        "hybrid_search",
+        "research_query",
+        "list_documents",
+        "get_document",
+        "delete_document",
+    }
+)
+"""Tools whose ``collection`` argument (default ``"default"``) names the knowledge base they use.
+``reason`` with ``use_knowledge_base`` and ``run_agent`` with its ``search_documents`` tool use one too."""
+
 DEFAULT_NAMESPACE = "default"
+AGENT_DOCUMENT_TOOL = "search_documents"
 AGENT_WRITE_TOOLS = frozenset({"write_file", "store_memory"})
 AGENT_MEMORY_TOOLS = frozenset({"recall_memory", "store_memory"})
 
@@ -60,12 +79,28 @@ def _namespaces_used(name: str, args: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def collections_used(name: str, args: Mapping[str, Any]) -> list[str]:
+    """The document collections a call reads or changes (none for a call that touches no document)."""
+    collection = str(args.get("collection", DEFAULT_NAMESPACE))
+    if name in DOCUMENT_TOOLS:
+        return [collection]
+    if name == "reason" and args.get("use_knowledge_base") is True:
+        return [collection]
+    if name == "run_agent":
+        tools = args.get("tools")
+        if not isinstance(tools, list) or AGENT_DOCUMENT_TOOL in map(str, tools):
+            return [collection]
+    return []
+
+
 def check_tool(principal: Principal, name: str, args: Mapping[str, Any]) -> None:
     """Raise :class:`AccessDeniedError` when ``principal`` may not make this call."""
     if writes(name, args):
         principal.require_write(name)
     if not principal.limited:
         return
+    for collection in collections_used(name, args):
+        principal.require_collection(collection, name)
     for namespace in _namespaces_used(name, args):
         if name == "research_query" and not principal.allows(namespace):
             raise AccessDeniedError(

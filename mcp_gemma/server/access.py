@@ -7,6 +7,8 @@ and, before a handler runs, refuses
 
 - a tool in :data:`MUTATING_TOOLS` (or ``run_agent`` given tools that write) to a read-only principal,
 - a memory tool, memory resource or completion whose namespace (``agent_id``) is not the principal's,
+- a document tool, ``doc://`` resource, ``summarize_document`` prompt or completion whose collection
+  (``collection``, default ``default``) is not one of the principal's namespaces,
 - ``store_memory(shared=true)`` to a principal limited to some namespaces (the shared pool is seen by
   every namespace), and the tools that recall namespace ``default`` implicitly (``research_query``
   with ``use_memory``, ``run_agent`` with memory tools) unless ``default`` is one of its namespaces.
@@ -30,6 +32,7 @@ from mcp_gemma.errors import AccessDeniedError
 from mcp_gemma.security.principals import LOCAL, Principal, principal_of_scope
 from mcp_gemma.security.rights import (
     DEFAULT_NAMESPACE,
+    DOCUMENT_TOOLS,
     NAMESPACED_TOOLS,
     check_tool,
     writes,
@@ -69,6 +72,8 @@ def audit_ids(name: str, args: Mapping[str, Any], result: HandlerResult) -> list
         ids.append(f"doc:{args['id']}")
     if name in NAMESPACED_TOOLS:
         ids.append(f"agent:{args.get('agent_id', DEFAULT_NAMESPACE)}")
+    if name in DOCUMENT_TOOLS and args.get("collection", DEFAULT_NAMESPACE) != DEFAULT_NAMESPACE:
+        ids.append(f"collection:{args['collection']}")
     if isinstance(args.get("tier"), str):
         ids.append(f"tier:{args['tier']}")
     if name in ("agent_write_file", "sync_folder") and isinstance(args.get("path"), str):
@@ -128,13 +133,23 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
         finally:
             _failure.reset(token)
     if principal.limited and ctx.method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-        for namespace in memory_namespaces(str(params.get("uri", ""))):
-            try:
+        uri = str(params.get("uri", ""))
+        try:
+            for namespace in memory_namespaces(uri):
                 principal.require_namespace(namespace, ctx.method)
-            except AccessDeniedError as exc:
-                raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+            for collection in document_collections(uri):
+                principal.require_collection(collection, ctx.method)
+        except AccessDeniedError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+    if principal.limited and ctx.method == "prompts/get" and params.get("name") == "summarize_document":
+        arguments = params.get("arguments")
+        chosen = arguments.get("collection") if isinstance(arguments, Mapping) else None
+        try:
+            principal.require_collection(str(chosen or DEFAULT_NAMESPACE), "summarize_document")
+        except AccessDeniedError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
     if principal.limited and ctx.method == "completion/complete":
-        return _filter_completion(principal, params, await call_next(ctx))
+        return await _complete_limited(principal, params, ctx, call_next)
     return await call_next(ctx)
 
 
@@ -147,25 +162,45 @@ def memory_namespaces(uri: str) -> list[str]:
     return values or [DEFAULT_NAMESPACE]
 
 
-def _filter_completion(
-    principal: Principal, params: Mapping[str, Any], result: HandlerResult
+def document_collections(uri: str) -> list[str]:
+    """The collections a ``doc://`` URI may read: every ``collection`` it names, or ``default``;
+    none for other URIs."""
+    if not uri.lower().startswith("doc:"):
+        return []
+    values = parse_qs(urlsplit(uri).query, keep_blank_values=True).get("collection")
+    return values or [DEFAULT_NAMESPACE]
+
+
+async def _complete_limited(
+    principal: Principal, params: Mapping[str, Any], ctx: ServerRequestContext[Any, Any], call_next: CallNext
 ) -> HandlerResult:
-    """Offer a limited principal only its own namespaces, and nothing from another one's."""
+    """Offer a limited principal only its own namespaces and collections, and nothing from another
+    one's: a completion in a namespace or collection it may not use is answered empty without being
+    run (so it neither reads another one's ids nor opens a collection)."""
     ref = params.get("ref")
-    if not (isinstance(ref, Mapping) and str(ref.get("uri", "")).startswith("memory://")):
-        return result
+    uri = str(ref.get("uri", "")) if isinstance(ref, Mapping) else ""
+    if uri.startswith("memory://"):
+        scoped_by = "agent_id"
+    elif uri.startswith("doc://") or (isinstance(ref, Mapping) and ref.get("name") == "summarize_document"):
+        scoped_by = "collection"
+    else:
+        return await call_next(ctx)
     argument = params.get("argument")
     context = params.get("context")
     arg_name = argument.get("name") if isinstance(argument, Mapping) else None
     known = context.get("arguments") if isinstance(context, Mapping) else None
-    chosen = known.get("agent_id") if isinstance(known, Mapping) else None
-    if arg_name != "agent_id" and principal.allows(str(chosen or DEFAULT_NAMESPACE)):
+    chosen = known.get(scoped_by) if isinstance(known, Mapping) else None
+    allowed = principal.allows(str(chosen or DEFAULT_NAMESPACE))
+    if arg_name != scoped_by and not allowed:
+        return CompleteResult(completion=Completion(values=[], total=0, has_more=False))
+    result = await call_next(ctx)
+    if arg_name != scoped_by:
         return result
     completion = _field(result, "completion", "completion")
     values = _field(completion, "values", "values") if completion is not None else None
     if not isinstance(values, list):
         return result
-    kept = [v for v in values if arg_name == "agent_id" and isinstance(v, str) and principal.allows(v)]
+    kept = [v for v in values if isinstance(v, str) and principal.allows(v)]
     filtered = Completion(values=kept, total=len(kept), has_more=False)
     if isinstance(result, Mapping):
         return {**result, "completion": filtered.model_dump(by_alias=True, exclude_none=True)}

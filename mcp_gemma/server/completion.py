@@ -1,6 +1,7 @@
 """``completion/complete``: suggestions for the prompt and resource-template arguments that have a domain.
 
-Tier names, agent ids (memory scopes), memory ids of a tier, document ids by prefix, tool names (the
+Tier names, agent ids (memory scopes), memory ids of a tier, document ids by prefix (in the context's
+``collection``), the open collections, tool names (the
 ``react_task`` prompt's ``tool``) and the ``stats://`` sections. Free-text arguments (a question, a
 task) get no suggestions; a prompt or template this server does not have is an invalid-params error.
 """
@@ -21,6 +22,7 @@ from mcp_types import (
     PromptReference,
 )
 
+from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.memory.config import TIER_NAMES
 from mcp_gemma.state import AppState
 
@@ -47,7 +49,15 @@ async def _memory_ids(state: AppState, prefix: str, context: Context) -> list[st
 
 
 async def _documents(state: AppState, prefix: str, context: Context) -> list[str]:
-    return await state.rag.document_ids(prefix)
+    try:
+        rag = state.collection(context.get("collection") or "default")
+    except McpGemmaError:
+        return []  # not a collection name, or no room to open one: nothing to suggest
+    return await rag.document_ids(prefix)
+
+
+async def _collections(state: AppState, prefix: str, context: Context) -> list[str]:
+    return state.collections.names
 
 
 async def _sections(state: AppState, prefix: str, context: Context) -> list[str]:
@@ -66,9 +76,9 @@ def sources(server: MCPServer[AppState]) -> dict[tuple[str, str], dict[str, Sour
     memory_args: dict[str, Source] = {"tier": _tiers, "agent_id": _agents}
     return {
         ("ref/prompt", "rag_answer"): {},
-        ("ref/prompt", "summarize_document"): {"document_id": _documents},
+        ("ref/prompt", "summarize_document"): {"document_id": _documents, "collection": _collections},
         ("ref/prompt", "react_task"): {"tool": _tool_names(server)},
-        ("ref/resource", "doc://{id}"): {"id": _documents},
+        ("ref/resource", "doc://{id}{?collection}"): {"id": _documents, "collection": _collections},
         ("ref/resource", "memory://{tier}{?agent_id}"): memory_args,
         ("ref/resource", "memory://{tier}/{id}{?agent_id}"): {**memory_args, "id": _memory_ids},
         ("ref/resource", "stats://{section}"): {"section": _sections},

@@ -205,9 +205,10 @@ class LogForwarder(logging.Handler):
 # ---- resources -------------------------------------------------------------------------------
 
 
-def doc_uri(doc_id: str) -> str:
-    """The ``doc://`` URI of a document id."""
-    return "doc://" + quote(doc_id, safe="")
+def doc_uri(doc_id: str, collection: str = "default") -> str:
+    """The ``doc://`` URI of a document id in a collection (``?collection=`` unless the default one)."""
+    uri = "doc://" + quote(doc_id, safe="")
+    return uri if collection == "default" else f"{uri}?collection={quote(collection, safe='')}"
 
 
 def memory_uri(tier: str, agent_id: str, memory_id: str | None = None) -> str:

@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
+from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.state import AppState
 
 _MAX_DOC_CHARS = 60_000
@@ -39,9 +40,12 @@ def register(server: MCPServer[AppState]) -> None:
         document_id: Annotated[
             str, Field(min_length=1, max_length=256, description="Id of an ingested document.")
         ],
+        collection: Annotated[
+            str, Field(pattern=COLLECTION_PATTERN, description=COLLECTION_HELP)
+        ] = DEFAULT_COLLECTION,
     ) -> list[Message]:
         """Summarize one ingested document (its text is included in the prompt)."""
-        text = await ctx.request_context.lifespan_context.rag.document_text(document_id)
+        text = await ctx.request_context.lifespan_context.collection(collection).document_text(document_id)
         clipped = text[:_MAX_DOC_CHARS]
         note = (
             ""

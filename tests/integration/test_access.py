@@ -17,7 +17,7 @@ from mcp import Client
 from mcp_gemma.api.access import Caller, audited
 from mcp_gemma.api.problems import install_problem_handlers
 from mcp_gemma.security.principals import Principal, TokenRegistry, token_digest
-from mcp_gemma.security.rights import MUTATING_TOOLS, NAMESPACED_TOOLS
+from mcp_gemma.security.rights import DOCUMENT_TOOLS, MUTATING_TOOLS, NAMESPACED_TOOLS
 from mcp_gemma.server.app import create_server
 from mcp_gemma.server.guard import GuardedApp
 from mcp_gemma.settings import Settings
@@ -49,6 +49,7 @@ async def test_every_tool_that_writes_or_takes_a_namespace_is_listed(
     names = {tool.name for tool in tools}
     assert names >= MUTATING_TOOLS, "no stale names in the list"
     assert names >= NAMESPACED_TOOLS
+    assert names >= DOCUMENT_TOOLS
     for tool in tools:
         notes = tool.annotations
         writes = notes is None or notes.read_only_hint is not True
@@ -58,6 +59,11 @@ async def test_every_tool_that_writes_or_takes_a_namespace_is_listed(
             assert tool.name not in MUTATING_TOOLS, f"{tool.name} says it is read-only"
         if "agent_id" in tool.input_schema.get("properties", {}):
             assert tool.name in NAMESPACED_TOOLS, tool.name
+        if "collection" in tool.input_schema.get("properties", {}):
+            # reason and run_agent use their collection only when they search (checked per call)
+            assert tool.name in DOCUMENT_TOOLS or tool.name in ("reason", "run_agent"), tool.name
+        elif tool.name in DOCUMENT_TOOLS:
+            raise AssertionError(f"{tool.name} has no collection argument")
 
 
 async def test_audit_log_records_calls_that_change_data(settings: Settings) -> None:

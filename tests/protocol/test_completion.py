@@ -42,7 +42,7 @@ async def test_completion_suggests_every_argument_with_a_domain(settings: Settin
             assert stored.structured_content is not None
             memory_id = stored.structured_content["ids"][0]
 
-            doc = ResourceTemplateReference(uri="doc://{id}")
+            doc = ResourceTemplateReference(uri="doc://{id}{?collection}")
             assert await _values(client, doc, "id", "guide/") == ["guide/install", "guide/usage"]
             assert await _values(client, doc, "id", "") == ["guide/install", "guide/usage", "notes"]
             summarize = PromptReference(name="summarize_document")

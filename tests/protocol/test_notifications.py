@@ -54,6 +54,10 @@ class Inbox:
         while not any(predicate_text in item for item in self.items):
             await self._changed.wait()
 
+    async def wait_len(self, count: int) -> None:
+        while len(self.items) < count:
+            await self._changed.wait()
+
     async def on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, ResourceUpdatedNotification):
             self.add(message.params.uri)
@@ -90,6 +94,27 @@ async def test_subscribe_gets_updates_for_changed_docs_and_tiers(settings: Setti
     tier = f"memory://working?agent_id={agent}"
     assert inbox.items[:3] == ["doc://guide", tier, "doc://guide"]  # ingest, store, delete
     assert sorted(inbox.items[3:]) == sorted([tier, item])  # clear: the tier and the memory in it
+
+
+async def test_a_collection_document_has_its_own_uri(settings: Settings) -> None:
+    """``doc://guide?collection=team`` is another document than ``doc://guide``: its subscribers hear
+    of its changes, the default one's do not."""
+    inbox = Inbox()
+    with anyio.fail_after(120):
+        async with Client(create_server(settings), mode="legacy", message_handler=inbox.on_message) as client:
+            with legacy_api():
+                for uri in ("doc://guide", "doc://guide?collection=team"):
+                    await client.subscribe_resource(uri)
+            await client.call_tool(
+                "ingest_document", {"text": "Team guide.", "id": "guide", "collection": "team"}
+            )
+            await inbox.wait_for("doc://guide?collection=team")
+            read = await client.read_resource("doc://guide?collection=team")
+            assert [getattr(c, "text", None) for c in read.contents] == ["Team guide."]
+            await client.call_tool("ingest_document", {"text": "Default guide.", "id": "guide"})
+            await client.call_tool("delete_document", {"id": "guide", "collection": "team"})
+            await inbox.wait_len(3)
+    assert inbox.items == ["doc://guide?collection=team", "doc://guide", "doc://guide?collection=team"]
 
 
 async def test_listen_gets_updates_on_the_2026_protocol(settings: Settings) -> None:

@@ -71,3 +71,29 @@ def test_list_and_get_for_people_and_scripts(settings: Settings, tmp_path: Path)
     assert missing.exit_code == 1 and "no document with id 'nope'" in missing.stderr
     bad = runner.invoke(app, ["list", "--filter", "{oops", *common], env=env)
     assert bad.exit_code == 2 and "--filter is not JSON" in bad.stderr
+
+
+def test_collection_option_uses_a_separate_knowledge_base(settings: Settings, tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "ice.txt").write_text("Glaciers are slow rivers of ice.", encoding="utf-8")
+    assert settings.redis_url is not None
+    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
+    env = {"MCP_GEMMA_NAMESPACE": settings.namespace}
+    runner = CliRunner()
+    done = runner.invoke(app, ["ingest", str(kb), "--collection", "team-a", *common], env=env)
+    assert done.exit_code == 0, done.output
+
+    team = json.loads(
+        runner.invoke(app, ["list", "--json", "--collection", "team-a", *common], env=env).stdout
+    )
+    assert [d["id"] for d in team["documents"]] == ["file:ice.txt"]
+    default = json.loads(runner.invoke(app, ["list", "--json", *common], env=env).stdout)
+    assert default["total"] == 0
+    got = runner.invoke(app, ["get", "file:ice.txt", "--collection", "team-a", *common], env=env)
+    assert got.exit_code == 0 and got.stdout == "Glaciers are slow rivers of ice.\n"
+    found = runner.invoke(app, ["search", "glaciers", "--json", "--collection", "team-a", *common], env=env)
+    assert [h["doc_id"] for h in json.loads(found.stdout)["hits"]] == ["file:ice.txt"]
+    bad = runner.invoke(app, ["list", "--collection", "a/b", *common], env=env)
+    assert bad.exit_code == 1
+    assert "collection 'a/b' is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-'" in bad.stderr

@@ -16,6 +16,7 @@ from mcp_gemma.errors import AccessDeniedError, ConfigError
 from mcp_gemma.security.audit import AuditLog, outcome
 from mcp_gemma.security.limits import KeyedBuckets, Lockout, retry_after
 from mcp_gemma.security.principals import Principal, TokenRegistry, load_tokens_file
+from mcp_gemma.security.rights import check_tool, collections_used
 
 
 class Clock:
@@ -145,6 +146,34 @@ def test_principal_rights() -> None:
         reader.require_namespace("b", "recall_memory")
     reader.require_namespace("a", "recall_memory")
     assert Principal("w").allows("anything") and Principal("w").can_write
+
+
+def test_document_calls_use_the_collection_their_arguments_name() -> None:
+    assert collections_used("list_documents", {}) == ["default"]
+    assert collections_used("get_document", {"id": "x", "collection": "team"}) == ["team"]
+    assert collections_used("reason", {"question": "q"}) == []
+    assert collections_used("reason", {"use_knowledge_base": True, "collection": "a"}) == ["a"]
+    assert collections_used("run_agent", {"task": "t"}) == ["default"], "no list: every tool"
+    assert collections_used("run_agent", {"tools": ["calculator"], "collection": "b"}) == []
+    assert collections_used("run_agent", {"tools": ["search_documents"], "collection": "b"}) == ["b"]
+    assert collections_used("recall_memory", {"collection": "b"}) == []
+
+    alice = Principal("alice", "write", frozenset({"alice"}))
+    check_tool(alice, "hybrid_search", {"query": "q", "collection": "alice"})
+    check_tool(alice, "reason", {"question": "q"})
+    check_tool(alice, "run_agent", {"task": "t", "tools": ["calculator"]})
+    with pytest.raises(AccessDeniedError) as refused:
+        check_tool(alice, "delete_document", {"id": "d", "collection": "bob"})
+    assert str(refused.value) == (
+        "principal 'alice' may not use document collection 'bob' (the 'collection' argument) in "
+        "delete_document; its namespaces: alice"
+    )
+    with pytest.raises(AccessDeniedError, match="collection 'default'"):
+        check_tool(alice, "research_query", {"query": "q", "use_memory": False})
+    reader = Principal("carol", "read", frozenset({"alice"}))
+    with pytest.raises(AccessDeniedError, match="read-only access: ingest_document"):
+        check_tool(reader, "ingest_document", {"text": "t", "collection": "alice"})
+    check_tool(Principal("admin"), "delete_document", {"id": "d", "collection": "anyone"})
 
 
 def test_audit_log_lines_mode_and_rotation(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from mcp_gemma.agent import sandbox
 from mcp_gemma.agent.brain import Brain, ClientBrain, LocalBrain
 from mcp_gemma.agent.builtin_tools import (
     DateTimeResult,
+    KnowledgeServices,
     SystemInfo,
     ToolEnv,
     build_toolbox,
@@ -28,6 +29,7 @@ from mcp_gemma.agent.models import AgentCheckpoint, AgentReport, FetchResult, We
 from mcp_gemma.agent.react import ReactAgent, first_checkpoint
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.sampling import SamplingRequired
+from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling, sampled_reply
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState
@@ -211,13 +213,21 @@ def _register_run_agent(server: MCPServer[AppState], settings: Settings) -> None
         plan: Annotated[
             bool | None, Field(description="First split the task into sub-goals (one extra model call).")
         ] = None,
+        collection: Annotated[
+            str,
+            Field(
+                pattern=COLLECTION_PATTERN,
+                description="Knowledge base the agent's search_documents tool searches. " + COLLECTION_HELP,
+            ),
+        ] = DEFAULT_COLLECTION,
     ) -> AgentReport | InputRequiredResult:
         """Run a ReAct agent (thought → action → observation → reflection) on a task with the server's tools.
         Returns the final answer and the full trace; each step is also sent as a progress notification.
         With brain='client' on a 2026-07-28 connection every step is one input-required round, so allow
         your client at least max_steps + 1 rounds."""
         state = ctx.request_context.lifespan_context
-        toolbox = build_toolbox(state.settings, state)
+        services = KnowledgeServices(state.collection(collection), state.memory)
+        toolbox = build_toolbox(state.settings, services)
         checkpoint: AgentCheckpoint | None = None
         if ctx.request_state:
             try:
@@ -232,7 +242,7 @@ def _register_run_agent(server: MCPServer[AppState], settings: Settings) -> None
                 agent, toolbox, task, tools, max_steps=max_steps, max_seconds=max_seconds, plan=plan
             )
         loop = ReactAgent(
-            chosen, toolbox, ToolEnv(state.settings, state), agent, progress=ctx.report_progress
+            chosen, toolbox, ToolEnv(state.settings, services), agent, progress=ctx.report_progress
         )
         try:
             report = await loop.run(checkpoint)

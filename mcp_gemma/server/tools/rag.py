@@ -1,4 +1,8 @@
-"""Knowledge-base tools and the ``doc://{id}`` resource: thin adapters over :class:`RagService`."""
+"""Knowledge-base tools and the ``doc://{id}{?collection}`` resource: thin adapters over :class:`RagService`.
+
+Every tool takes ``collection`` (default ``"default"``, the server's knowledge base) and uses that
+collection's service (:meth:`AppState.collection`); the access middleware checks the principal may.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
+from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.rag.models import (
     BatchIngestReport,
     DeleteReport,
@@ -48,6 +53,7 @@ GroupByDocument = Annotated[
         "many of its chunks matched and its neighbouring chunks' offsets."
     ),
 ]
+Collection = Annotated[str, Field(pattern=COLLECTION_PATTERN, description=COLLECTION_HELP)]
 DocId = Annotated[str, Field(min_length=1, max_length=512, description="Document id (see list_documents).")]
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
@@ -58,7 +64,7 @@ def _state(ctx: Context[AppState]) -> AppState:
 
 
 def register(server: MCPServer[AppState]) -> None:
-    """Add the knowledge-base tools and the ``doc://{id}`` resource to ``server``."""
+    """Add the knowledge-base tools and the ``doc://{id}{?collection}`` resource to ``server``."""
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -83,6 +89,7 @@ def register(server: MCPServer[AppState]) -> None:
             dict[str, Any] | None,
             Field(description='JSON metadata to filter on later, e.g. {"lang": "en", "year": 2024}.'),
         ] = None,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> IngestReport:
         """Add one document to the knowledge base: chunk, embed and index it. Idempotent: the same text and
         metadata under the same id change nothing; new text under an existing id replaces that document."""
@@ -90,9 +97,13 @@ def register(server: MCPServer[AppState]) -> None:
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        report = await _state(ctx).rag.ingest(text, doc_id=id, metadata=metadata, progress=progress)
+        report = (
+            await _state(ctx)
+            .collection(collection)
+            .ingest(text, doc_id=id, metadata=metadata, progress=progress)
+        )
         if report.status != "unchanged":
-            await resources_updated(ctx, [doc_uri(report.id)])
+            await resources_updated(ctx, [doc_uri(report.id, collection)])
         return report
 
     @server.tool(
@@ -129,6 +140,7 @@ def register(server: MCPServer[AppState]) -> None:
         metadata: Annotated[
             dict[str, Any] | None, Field(description="Metadata added to every document from paths.")
         ] = None,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> BatchIngestReport:
         """Ingest many documents, given inline or as files / folders under the allowed roots, with progress.
         A bad document or file is reported in 'failed' and skipped; the others go in."""
@@ -136,7 +148,7 @@ def register(server: MCPServer[AppState]) -> None:
             raise InvalidInputError(
                 "give either 'documents' (inline) or 'paths' (files and folders), not both"
             )
-        rag = _state(ctx).rag
+        rag = _state(ctx).collection(collection)
 
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)
@@ -145,7 +157,9 @@ def register(server: MCPServer[AppState]) -> None:
             report = await rag.ingest_documents(documents, progress=progress)
         else:
             report = await rag.ingest_paths(paths or [], pattern=glob, metadata=metadata, progress=progress)
-        await resources_updated(ctx, [doc_uri(r.id) for r in report.ingested if r.status != "unchanged"])
+        await resources_updated(
+            ctx, [doc_uri(r.id, collection) for r in report.ingested if r.status != "unchanged"]
+        )
         return report
 
     @server.tool(annotations=READ_ONLY)
@@ -158,11 +172,16 @@ def register(server: MCPServer[AppState]) -> None:
         ] = None,
         filter: Filter = None,
         group_by_document: GroupByDocument = False,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> SearchResult:
         """Pure vector (meaning) search over document chunks, by cosine similarity; hits carry doc id, offsets
         and score for citation. For words and names as well as meaning, use hybrid_search."""
-        return await _state(ctx).rag.search(
-            query, limit=limit, min_score=min_score, filter=filter, group_by_document=group_by_document
+        return (
+            await _state(ctx)
+            .collection(collection)
+            .search(
+                query, limit=limit, min_score=min_score, filter=filter, group_by_document=group_by_document
+            )
         )
 
     @server.tool(annotations=READ_ONLY)
@@ -181,18 +200,23 @@ def register(server: MCPServer[AppState]) -> None:
         ] = None,
         filter: Filter = None,
         group_by_document: GroupByDocument = False,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> SemanticSearchResult:
         """LLM-ready passages for a question: candidates from hybrid search (BM25 + vector, as hybrid_search
         ranks them), made diverse by MMR, each with its neighbouring chunks as context and the source
         document id and offsets for citation."""
-        return await _state(ctx).rag.semantic_search(
-            query,
-            limit=limit,
-            filter=filter,
-            diversity=diversity,
-            context_chunks=context_chunks,
-            min_score=min_score,
-            group_by_document=group_by_document,
+        return (
+            await _state(ctx)
+            .collection(collection)
+            .semantic_search(
+                query,
+                limit=limit,
+                filter=filter,
+                diversity=diversity,
+                context_chunks=context_chunks,
+                min_score=min_score,
+                group_by_document=group_by_document,
+            )
         )
 
     @server.tool(annotations=READ_ONLY)
@@ -218,16 +242,21 @@ def register(server: MCPServer[AppState]) -> None:
         ] = None,
         filter: Filter = None,
         group_by_document: GroupByDocument = False,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> SearchResult:
         """Keyword (BM25) and vector search fused: finds exact names and copied sentences as well as
         paraphrases. The result says which fusion and BM25 share were used."""
-        return await _state(ctx).rag.hybrid_search(
-            query,
-            limit=limit,
-            filter=filter,
-            keyword_weight=keyword_weight,
-            fusion=fusion,
-            group_by_document=group_by_document,
+        return (
+            await _state(ctx)
+            .collection(collection)
+            .hybrid_search(
+                query,
+                limit=limit,
+                filter=filter,
+                keyword_weight=keyword_weight,
+                fusion=fusion,
+                group_by_document=group_by_document,
+            )
         )
 
     @server.tool(
@@ -256,12 +285,13 @@ def register(server: MCPServer[AppState]) -> None:
             ),
         ] = True,
         filter: Filter = None,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> ResearchReport:
         """Research a question: hybrid search, memory recall and allow-listed URLs, ranked as evidence; when a
         local model is loaded, also a short answer citing [chunk:ID]. Without a model it says so."""
         state = _state(ctx)
         return await research(
-            state.rag,
+            state.collection(collection),
             query,
             limit=limit,
             urls=urls,
@@ -280,9 +310,12 @@ def register(server: MCPServer[AppState]) -> None:
         ] = 0,
         limit: Annotated[int, Field(ge=1, le=1_000, description="Documents per page.")] = 20,
         filter: Filter = None,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> DocumentList:
         """List documents, newest first, with metadata and sizes; paginated and filterable."""
-        return await _state(ctx).rag.list_documents(offset=offset, limit=limit, filter=filter)
+        return (
+            await _state(ctx).collection(collection).list_documents(offset=offset, limit=limit, filter=filter)
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def get_document(
@@ -290,10 +323,13 @@ def register(server: MCPServer[AppState]) -> None:
         id: DocId,
         include_text: Annotated[bool, Field(description="Return the full text.")] = True,
         include_chunks: Annotated[bool, Field(description="Return the chunks with ids and offsets.")] = False,
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> DocumentRecord:
         """One document: metadata, text and optionally its chunks."""
-        return await _state(ctx).rag.get_document(
-            id, include_text=include_text, include_chunks=include_chunks
+        return (
+            await _state(ctx)
+            .collection(collection)
+            .get_document(id, include_text=include_text, include_chunks=include_chunks)
         )
 
     @server.tool(
@@ -301,10 +337,12 @@ def register(server: MCPServer[AppState]) -> None:
             read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
         )
     )
-    async def delete_document(ctx: Context[AppState], id: DocId) -> DeleteReport:
+    async def delete_document(
+        ctx: Context[AppState], id: DocId, collection: Collection = DEFAULT_COLLECTION
+    ) -> DeleteReport:
         """Delete a document with all its chunks and index entries (for every server sharing this Redis)."""
-        report = await _state(ctx).rag.delete_document(id)
-        await resources_updated(ctx, [doc_uri(report.id)])
+        report = await _state(ctx).collection(collection).delete_document(id)
+        await resources_updated(ctx, [doc_uri(report.id, collection)])
         return report
 
     @server.tool(
@@ -322,6 +360,7 @@ def register(server: MCPServer[AppState]) -> None:
             str,
             Field(min_length=1, max_length=200, description="Which files of the folder, e.g. '**/*.md'."),
         ] = "**/*",
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> SyncReport:
         """Bring the knowledge base in step with a folder: ingest new and changed files (by content hash,
         unchanged ones cost nothing), and remove the documents earlier syncs of this folder created
@@ -330,20 +369,23 @@ def register(server: MCPServer[AppState]) -> None:
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        report = await sync_folder_pass(_state(ctx).rag, path, pattern=glob, progress=progress)
-        await resources_updated(ctx, [doc_uri(i) for i in [*report.changed, *report.removed]])
+        report = await sync_folder_pass(
+            _state(ctx).collection(collection), path, pattern=glob, progress=progress
+        )
+        await resources_updated(ctx, [doc_uri(i, collection) for i in [*report.changed, *report.removed]])
         return report
 
     @server.resource(
-        "doc://{id}",
+        "doc://{id}{?collection}",
         name="document",
         mime_type="text/plain",
-        description="The text of a knowledge-base document (percent-encode '/' in ids).",
+        description="The text of a knowledge-base document (percent-encode '/' in ids; collection "
+        "defaults to 'default').",
     )
-    async def document_resource(id: str, ctx: Context[AppState]) -> str:
+    async def document_resource(id: str, ctx: Context[AppState], collection: str = DEFAULT_COLLECTION) -> str:
         """The full text of one document."""
         try:
-            return await _state(ctx).rag.document_text(id)
+            return await _state(ctx).collection(collection).document_text(id)
         except NotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from exc
         except McpGemmaError as exc:

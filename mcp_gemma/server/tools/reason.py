@@ -22,6 +22,7 @@ from mcp_gemma.llm.reason import (
     grounding,
 )
 from mcp_gemma.llm.sampling import SamplingRequired
+from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling
 from mcp_gemma.state import AppState
 
@@ -44,6 +45,13 @@ def register(server: MCPServer[AppState]) -> None:
         top_k: Annotated[
             int, Field(ge=1, le=20, description="Passages to retrieve with use_knowledge_base.")
         ] = 4,
+        collection: Annotated[
+            str,
+            Field(
+                pattern=COLLECTION_PATTERN,
+                description="Knowledge base use_knowledge_base searches. " + COLLECTION_HELP,
+            ),
+        ] = DEFAULT_COLLECTION,
         max_new_tokens: Annotated[
             int | None,
             Field(
@@ -89,7 +97,10 @@ def register(server: MCPServer[AppState]) -> None:
         if llm is None and not use_client:
             raise ModelUnavailableError("no local model is configured in this server")
         passages = await grounding(
-            getattr(state, "rag", None), question, use_knowledge_base=use_knowledge_base, top_k=top_k
+            state.collection(collection) if use_knowledge_base else None,
+            question,
+            use_knowledge_base=use_knowledge_base,
+            top_k=top_k,
         )
         prompt = build_prompt(question, context, passages)
         chunk_ids = [cid for cid, _ in passages]
