@@ -2,10 +2,18 @@
 
 One file per namespace, ``<data_dir>/index/<namespace>.snapshot``: a magic line, a JSON header
 (format version, key layout, namespace, dimension, BM25 parameters, the change-stream position of
-every slot group and the SHA-256 of the body) and a body (numpy ``.npz``: chunk ids, f32 rows, chunk
-places, chunk texts for the BM25 index, document heads). It is written to a temporary file, fsynced
-and renamed over the old one. A file that does not match in any way (format, settings, checksum,
-streams trimmed past its positions) is discarded, never trusted: the index is rebuilt from Redis.
+every slot group, the size of each section and the SHA-256 of the body) and the body, its sections
+one after the other:
+
+* ``meta``: numpy ``.npz`` of the chunk ids, each chunk's document and place, and the document heads;
+* ``vectors``, ``keywords``, ``ann``: the Rust :class:`~mcp_gemma.native.VectorIndex` (f32 rows and
+  int8 codes), :class:`~mcp_gemma.native.BM25Index` (postings) and, when one was serving, the
+  :class:`~mcp_gemma.native.HnswIndex` graph, each in its own versioned format (``to_bytes``).
+
+So a restart reads the built structures instead of rebuilding them. The file is written to a
+temporary file, fsynced and renamed over the old one. A file that does not match in any way
+(format, settings, checksum, a section the Rust core refuses, lengths that disagree, streams trimmed
+past its positions) is discarded, never trusted: the index is rebuilt from Redis.
 """
 
 from __future__ import annotations
@@ -23,25 +31,38 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mcp_gemma import native
+from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.rag.docstore import DocHead, Positions
 
 logger = logging.getLogger(__name__)
 
 MAGIC = b"mcp-gemma index snapshot\n"
-FORMAT = 1
+FORMAT = 2
+SECTIONS = ("meta", "vectors", "keywords", "ann")  # in file order; "ann" may be absent
 
 
 @dataclass(slots=True)
 class Snapshot:
-    """What a snapshot holds, ready to load into a :class:`~mcp_gemma.rag.index.ChunkIndex`."""
+    """What a snapshot holds, ready to become a :class:`~mcp_gemma.rag.index.ChunkIndex`'s state."""
 
     positions: Positions
     ids: npt.NDArray[np.uint64]
-    vectors: npt.NDArray[np.float32]
     doc_of: list[str]
     places: npt.NDArray[np.int64]  # ordinal, start, end per chunk
-    texts: list[str]
     heads: list[DocHead]
+    vectors: native.VectorIndex
+    keywords: native.BM25Index
+    ann: native.HnswIndex | None
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A snapshot turned into its sections (see :func:`encode`), ready for :func:`write`."""
+
+    positions: Positions
+    chunks: int
+    sections: dict[str, bytes]
 
 
 def path_for(data_dir: Path, namespace: str) -> Path:
@@ -67,47 +88,110 @@ def _unpack(blob: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]) -> list
     return out
 
 
-def save(path: Path, identity: dict[str, Any], snap: Snapshot) -> int:
-    """Write ``snap`` atomically; returns its size in bytes."""
-    texts, text_lengths = _pack(snap.texts)
+def encode(snap: Snapshot) -> Encoded:
+    """The sections of ``snap`` (a worker thread's job: the structures serialise with the GIL
+    released; the caller keeps them from changing meanwhile)."""
     docs, doc_lengths = _pack(snap.doc_of)
     heads = json.dumps([[getattr(h, f) for f in DocHead.__slots__] for h in snap.heads]).encode()
-    body = io.BytesIO()
+    meta = io.BytesIO()
     np.savez(
-        body,
+        meta,
         ids=snap.ids,
-        vectors=snap.vectors,
         places=snap.places,
         doc_of=docs,
         doc_lengths=doc_lengths,
-        texts=texts,
-        text_lengths=text_lengths,
         heads=np.frombuffer(heads, dtype=np.uint8),
     )
-    data = body.getvalue()
+    sections = {
+        "meta": meta.getvalue(),
+        "vectors": snap.vectors.to_bytes(),
+        "keywords": snap.keywords.to_bytes(),
+    }
+    if snap.ann is not None:
+        sections["ann"] = snap.ann.to_bytes()
+    return Encoded(dict(snap.positions), len(snap.ids), sections)
+
+
+def write(path: Path, identity: dict[str, Any], enc: Encoded) -> int:
+    """Write ``enc`` atomically (temporary file, fsync, rename); returns the body's size in bytes."""
+    digest = hashlib.sha256()
+    for data in enc.sections.values():
+        digest.update(data)
     header = {
         **identity,
         "format": FORMAT,
-        "positions": {str(g): p for g, p in snap.positions.items()},
-        "chunks": len(snap.ids),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "positions": {str(g): p for g, p in enc.positions.items()},
+        "chunks": enc.chunks,
+        "sections": [[name, len(data)] for name, data in enc.sections.items()],
+        "sha256": digest.hexdigest(),
     }
-    # document text and embeddings: owner-only, like the embedded server's files
+    # document heads and embeddings: owner-only, like the embedded server's files
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # one per writer
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
-        fh.write(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n")
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return len(data)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n")
+            for data in enc.sections.values():
+                fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sum(len(d) for d in enc.sections.values())
 
 
-def load(path: Path, identity: dict[str, Any]) -> Snapshot | None:
+def _discard(path: Path, reason: object) -> None:
+    logger.warning("index snapshot %s discarded: %s; rebuilding from Redis", path, reason)
+
+
+def _header(raw: bytes, identity: dict[str, Any]) -> tuple[dict[str, Any], int] | str:
+    """The header and where the body starts, or why the file is not a snapshot for ``identity``."""
+    if not raw.startswith(MAGIC):
+        return "not a snapshot"
+    end = raw.find(b"\n", len(MAGIC))
+    if end < 0:
+        return "unreadable header"
+    try:
+        header = json.loads(raw[len(MAGIC) : end])
+    except ValueError:
+        return "unreadable header"
+    if not isinstance(header, dict):
+        return "unreadable header"
+    if header.get("format") != FORMAT:
+        return f"format {header.get('format')} (this version reads {FORMAT})"
+    for key, want in identity.items():
+        if header.get(key) != want:
+            return f"{key} is {header.get(key)!r}, now {want!r}"
+    return header, end + 1
+
+
+def _sections(header: dict[str, Any], start: int, total: int) -> dict[str, tuple[int, int]] | str:
+    """Each section's [start, stop) in the file, or why the layout is wrong."""
+    listed = header.get("sections")
+    if not isinstance(listed, list):
+        return "no section list"
+    out: dict[str, tuple[int, int]] = {}
+    at = start
+    for item in listed:
+        if not (isinstance(item, list) and len(item) == 2 and item[0] in SECTIONS):
+            return f"unknown section {item!r}"
+        name, size = item
+        if name in out or not isinstance(size, int) or size < 0:
+            return f"bad section {item!r}"
+        out[name] = (at, at + size)
+        at += size
+    if at != total:
+        return f"sections add up to {at - start} bytes, the body has {total - start}"
+    if not {"meta", "vectors", "keywords"} <= out.keys():
+        return "a section is missing"
+    return out
+
+
+def load(path: Path, identity: dict[str, Any], dim: int) -> Snapshot | None:
     """The snapshot at ``path`` if it is whole and made for ``identity``; else ``None`` (and why, in
-    the log)."""
+    the log). The Rust structures read their sections in place, without copies."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -115,48 +199,51 @@ def load(path: Path, identity: dict[str, Any]) -> Snapshot | None:
     except OSError as exc:
         logger.warning("index snapshot %s unreadable (%s); rebuilding from Redis", path, exc)
         return None
-    reason = None
-    header: dict[str, Any] = {}
-    data = b""
-    if not raw.startswith(MAGIC):
-        reason = "not a snapshot"
-    else:
-        line, _, data = raw[len(MAGIC) :].partition(b"\n")
-        try:
-            header = json.loads(line)
-        except ValueError:
-            reason = "unreadable header"
-    if reason is None and header.get("format") != FORMAT:
-        reason = f"format {header.get('format')} (this version reads {FORMAT})"
-    if reason is None:
-        for key, want in identity.items():
-            if header.get(key) != want:
-                reason = f"{key} is {header.get(key)!r}, now {want!r}"
-                break
-    if reason is None and hashlib.sha256(data).hexdigest() != header.get("sha256"):
-        reason = "checksum mismatch"
-    if reason is not None:
-        logger.warning("index snapshot %s discarded: %s; rebuilding from Redis", path, reason)
+    found = _header(raw, identity)
+    if isinstance(found, str):
+        _discard(path, found)
+        return None
+    header, start = found
+    if hashlib.sha256(memoryview(raw)[start:]).hexdigest() != header.get("sha256"):
+        _discard(path, "checksum mismatch")
+        return None
+    layout = _sections(header, start, len(raw))
+    if isinstance(layout, str):
+        _discard(path, layout)
         return None
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            texts = _unpack(arrays["texts"], arrays["text_lengths"])
+        a, b = layout["meta"]
+        with np.load(io.BytesIO(raw[a:b]), allow_pickle=False) as arrays:
+            ids = arrays["ids"].astype(np.uint64)
+            places = arrays["places"].astype(np.int64)
             doc_of = _unpack(arrays["doc_of"], arrays["doc_lengths"])
             heads = [DocHead(*row) for row in json.loads(bytes(arrays["heads"]))]
-            snap = Snapshot(
-                positions={int(g): str(p) for g, p in header["positions"].items()},
-                ids=arrays["ids"].astype(np.uint64),
-                vectors=np.ascontiguousarray(arrays["vectors"], dtype=np.float32),
-                doc_of=doc_of,
-                places=arrays["places"].astype(np.int64),
-                texts=texts,
-                heads=heads,
-            )
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        logger.warning("index snapshot %s discarded: %s; rebuilding from Redis", path, exc)
+        vectors = native.VectorIndex.from_bytes(raw, *layout["vectors"])
+        keywords = native.BM25Index.from_bytes(raw, *layout["keywords"])
+        ann = native.HnswIndex.from_bytes(raw, *layout["ann"]) if "ann" in layout else None
+        positions = {int(g): str(p) for g, p in header["positions"].items()}
+    except (McpGemmaError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        _discard(path, exc)
         return None
-    n = len(snap.ids)
-    if not (len(snap.vectors) == len(snap.doc_of) == len(snap.places) == len(snap.texts) == n):
-        logger.warning("index snapshot %s discarded: inconsistent lengths; rebuilding from Redis", path)
+    snap = Snapshot(positions, ids, doc_of, places, heads, vectors, keywords, ann)
+    problem = _mismatch(snap, dim)
+    if problem is not None:
+        _discard(path, problem)
         return None
     return snap
+
+
+def _mismatch(snap: Snapshot, dim: int) -> str | None:
+    """What in a decoded snapshot disagrees with itself, if anything."""
+    n = len(snap.ids)
+    if snap.places.shape != (n, 3):
+        return f"chunk places of shape {snap.places.shape}"
+    if not (len(snap.doc_of) == len(snap.vectors) == len(snap.keywords) == n):
+        return "inconsistent lengths"
+    if snap.vectors.dim != dim or (snap.ann is not None and snap.ann.dim != dim):
+        return "vectors of another dimension"
+    if not np.array_equal(np.sort(snap.ids), np.sort(snap.vectors.ids())):
+        return "chunk ids differ from the vector index's"
+    if snap.ann is not None and len(snap.ann) != n:
+        return "the HNSW graph does not hold every chunk"
+    return None
