@@ -245,14 +245,17 @@ class ChunkIndex:
 
     def _encode_snapshot(self) -> snapshot.Encoded:
         refs = self.chunks  # the same chunks as the vector and keyword indexes hold
-        snap = snapshot.Snapshot(
-            positions=dict(self.positions),
+        meta = snapshot.Meta(
             ids=np.fromiter(refs.keys(), dtype=np.uint64, count=len(refs)),
             doc_of=[r.doc_id for r in refs.values()],
             places=np.asarray([[r.ordinal, r.start, r.end] for r in refs.values()], dtype=np.int64).reshape(
                 -1, 3
             ),
             heads=[e.head for e in self.docs.values()],
+        )
+        snap = snapshot.Snapshot(
+            positions=dict(self.positions),
+            meta=meta,
             vectors=self.vectors,
             keywords=self.keywords,
             ann=self.ann.graph,
@@ -265,28 +268,14 @@ class ChunkIndex:
         if self.snapshot_path is None:
             return False
         started = time.perf_counter()
-        snap = await anyio.to_thread.run_sync(snapshot.load, self.snapshot_path, self._identity(), self.dim)
-        if snap is None:
+        loaded = await snapshot.load(self.snapshot_path, self._identity(), self.dim, self._tables)
+        if loaded is None:
             return False
+        snap, (chunks, docs, counts) = loaded
         if not await self.store.streams_cover(snap.positions):
             logger.warning("index snapshot is older than the trimmed change streams; rebuilding from Redis")
             return False
-
-        def tables() -> tuple[dict[int, ChunkRef], dict[str, DocEntry], Counter[str]]:
-            chunks = {
-                cid: ChunkRef(doc, o, a, b)
-                for cid, doc, (o, a, b) in zip(
-                    snap.ids.tolist(), snap.doc_of, snap.places.tolist(), strict=True
-                )
-            }
-            docs: dict[str, DocEntry] = {}
-            counts: Counter[str] = Counter()
-            for head in snap.heads:
-                docs[head.id] = entry = self._entry(head)
-                counts.update(entry.metadata.keys())
-            return chunks, docs, counts
-
-        self.chunks, self.docs, self.field_counts = await anyio.to_thread.run_sync(tables)
+        self.chunks, self.docs, self.field_counts = chunks, docs, counts
         self.vectors, self.keywords = snap.vectors, snap.keywords
         self.ann.restore(snap.ann)
         self.positions = dict(snap.positions)
@@ -301,9 +290,22 @@ class ChunkIndex:
             len(self.docs),
             len(self.chunks),
             self.rebuild_seconds,
-            "restored" if self.ann.graph is not None else "not saved",
+            "restored" if self.ann.graph is not None else "not restored",
         )
         return True
+
+    def _tables(self, meta: snapshot.Meta) -> tuple[dict[int, ChunkRef], dict[str, DocEntry], Counter[str]]:
+        """The chunk and document tables of a snapshot's ``meta`` section (a worker thread's job)."""
+        chunks = {
+            cid: ChunkRef(doc, o, a, b)
+            for cid, doc, (o, a, b) in zip(meta.ids.tolist(), meta.doc_of, meta.places.tolist(), strict=True)
+        }
+        docs: dict[str, DocEntry] = {}
+        counts: Counter[str] = Counter()
+        for head in meta.heads:
+            docs[head.id] = entry = self._entry(head)
+            counts.update(entry.metadata.keys())
+        return chunks, docs, counts
 
     async def _rebuild(self) -> None:
         if not self.ready and self._built_at == self._generation() and await self._load_snapshot():

@@ -24,10 +24,14 @@ import json
 import logging
 import os
 import secrets
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
@@ -42,15 +46,25 @@ FORMAT = 2
 SECTIONS = ("meta", "vectors", "keywords", "ann")  # in file order; "ann" may be absent
 
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Meta:
+    """The ``meta`` section: the chunks and documents the index's own tables are made of."""
+
+    ids: npt.NDArray[np.uint64]
+    doc_of: list[str]
+    places: npt.NDArray[np.int64]  # ordinal, start, end per chunk
+    heads: list[DocHead]
+
+
 @dataclass(slots=True)
 class Snapshot:
     """What a snapshot holds, ready to become a :class:`~mcp_gemma.rag.index.ChunkIndex`'s state."""
 
     positions: Positions
-    ids: npt.NDArray[np.uint64]
-    doc_of: list[str]
-    places: npt.NDArray[np.int64]  # ordinal, start, end per chunk
-    heads: list[DocHead]
+    meta: Meta
     vectors: native.VectorIndex
     keywords: native.BM25Index
     ann: native.HnswIndex | None
@@ -91,13 +105,13 @@ def _unpack(blob: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]) -> list
 def encode(snap: Snapshot) -> Encoded:
     """The sections of ``snap`` (a worker thread's job: the structures serialise with the GIL
     released; the caller keeps them from changing meanwhile)."""
-    docs, doc_lengths = _pack(snap.doc_of)
-    heads = json.dumps([[getattr(h, f) for f in DocHead.__slots__] for h in snap.heads]).encode()
+    docs, doc_lengths = _pack(snap.meta.doc_of)
+    heads = json.dumps([[getattr(h, f) for f in DocHead.__slots__] for h in snap.meta.heads]).encode()
     meta = io.BytesIO()
     np.savez(
         meta,
-        ids=snap.ids,
-        places=snap.places,
+        ids=snap.meta.ids,
+        places=snap.meta.places,
         doc_of=docs,
         doc_lengths=doc_lengths,
         heads=np.frombuffer(heads, dtype=np.uint8),
@@ -109,7 +123,7 @@ def encode(snap: Snapshot) -> Encoded:
     }
     if snap.ann is not None:
         sections["ann"] = snap.ann.to_bytes()
-    return Encoded(dict(snap.positions), len(snap.ids), sections)
+    return Encoded(dict(snap.positions), len(snap.meta.ids), sections)
 
 
 def write(path: Path, identity: dict[str, Any], enc: Encoded) -> int:
@@ -189,60 +203,117 @@ def _sections(header: dict[str, Any], start: int, total: int) -> dict[str, tuple
     return out
 
 
-def load(path: Path, identity: dict[str, Any], dim: int) -> Snapshot | None:
-    """The snapshot at ``path`` if it is whole and made for ``identity``; else ``None`` (and why, in
-    the log). The Rust structures read their sections in place, without copies."""
+def _read(path: Path) -> bytes | None:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         logger.warning("index snapshot %s unreadable (%s); rebuilding from Redis", path, exc)
+        return None
+
+
+def _meta(raw: bytes, start: int, stop: int) -> Meta:
+    with np.load(io.BytesIO(raw[start:stop]), allow_pickle=False) as arrays:
+        return Meta(
+            ids=arrays["ids"].astype(np.uint64),
+            doc_of=_unpack(arrays["doc_of"], arrays["doc_lengths"]),
+            places=arrays["places"].astype(np.int64),
+            heads=[DocHead(*row) for row in json.loads(bytes(arrays["heads"]))],
+        )
+
+
+def _structures(
+    raw: bytes, layout: dict[str, tuple[int, int]]
+) -> tuple[native.VectorIndex, native.BM25Index, native.HnswIndex | None]:
+    vectors = native.VectorIndex.from_bytes(raw, *layout["vectors"])
+    keywords = native.BM25Index.from_bytes(raw, *layout["keywords"])
+    ann = native.HnswIndex.from_bytes(raw, *layout["ann"]) if "ann" in layout else None
+    return vectors, keywords, ann
+
+
+DECODE_ERRORS = (McpGemmaError, ValueError, KeyError, TypeError, AttributeError, OSError, zipfile.BadZipFile)
+
+
+async def load(
+    path: Path, identity: dict[str, Any], dim: int, prepare: Callable[[Meta], T]
+) -> tuple[Snapshot, T] | None:
+    """The snapshot at ``path`` if it is whole and made for ``identity``, with what ``prepare``
+    (run in a worker thread) made of its chunks and documents; else ``None`` (and why, in the log).
+
+    The checksum, the Rust structures (read in place, without copies, the GIL released) and
+    ``prepare`` run at once in worker threads; nothing decoded is used unless the checksum matches,
+    and the Rust loaders validate what they read either way."""
+    raw = await anyio.to_thread.run_sync(_read, path)
+    if raw is None:
         return None
     found = _header(raw, identity)
     if isinstance(found, str):
         _discard(path, found)
         return None
     header, start = found
-    if hashlib.sha256(memoryview(raw)[start:]).hexdigest() != header.get("sha256"):
-        _discard(path, "checksum mismatch")
-        return None
     layout = _sections(header, start, len(raw))
     if isinstance(layout, str):
         _discard(path, layout)
         return None
+    digest: list[str] = []
+    structures: list[tuple[native.VectorIndex, native.BM25Index, native.HnswIndex | None]] = []
+    tables: list[tuple[Meta, T]] = []
+    errors: list[BaseException] = []
+
+    async def check() -> None:
+        digest.append(
+            await anyio.to_thread.run_sync(lambda: hashlib.sha256(memoryview(raw)[start:]).hexdigest())
+        )
+
+    async def decode() -> None:
+        try:
+            structures.append(await anyio.to_thread.run_sync(_structures, raw, layout))
+        except DECODE_ERRORS as exc:
+            errors.append(exc)
+
+    async def prepared() -> None:
+        try:
+            meta = await anyio.to_thread.run_sync(_meta, raw, *layout["meta"])
+            if len(meta.ids) != len(meta.doc_of) or meta.places.shape != (len(meta.ids), 3):
+                raise ValueError("chunk ids, documents and places of different lengths")
+            tables.append((meta, await anyio.to_thread.run_sync(prepare, meta)))
+        except DECODE_ERRORS as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(check)
+        tg.start_soon(decode)
+        tg.start_soon(prepared)
+    if digest != [header.get("sha256")]:
+        _discard(path, "checksum mismatch")
+        return None
+    if errors:
+        _discard(path, errors[0])
+        return None
+    (vectors, keywords, ann), (meta, made) = structures[0], tables[0]
     try:
-        a, b = layout["meta"]
-        with np.load(io.BytesIO(raw[a:b]), allow_pickle=False) as arrays:
-            ids = arrays["ids"].astype(np.uint64)
-            places = arrays["places"].astype(np.int64)
-            doc_of = _unpack(arrays["doc_of"], arrays["doc_lengths"])
-            heads = [DocHead(*row) for row in json.loads(bytes(arrays["heads"]))]
-        vectors = native.VectorIndex.from_bytes(raw, *layout["vectors"])
-        keywords = native.BM25Index.from_bytes(raw, *layout["keywords"])
-        ann = native.HnswIndex.from_bytes(raw, *layout["ann"]) if "ann" in layout else None
         positions = {int(g): str(p) for g, p in header["positions"].items()}
-    except (McpGemmaError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+    except DECODE_ERRORS as exc:
         _discard(path, exc)
         return None
-    snap = Snapshot(positions, ids, doc_of, places, heads, vectors, keywords, ann)
+    snap = Snapshot(positions, meta, vectors, keywords, ann)
     problem = _mismatch(snap, dim)
     if problem is not None:
         _discard(path, problem)
         return None
-    return snap
+    return snap, made
 
 
 def _mismatch(snap: Snapshot, dim: int) -> str | None:
     """What in a decoded snapshot disagrees with itself, if anything."""
-    n = len(snap.ids)
-    if snap.places.shape != (n, 3):
-        return f"chunk places of shape {snap.places.shape}"
-    if not (len(snap.doc_of) == len(snap.vectors) == len(snap.keywords) == n):
+    ids = snap.meta.ids
+    n = len(ids)
+    if not (len(snap.vectors) == len(snap.keywords) == n):
         return "inconsistent lengths"
     if snap.vectors.dim != dim or (snap.ann is not None and snap.ann.dim != dim):
         return "vectors of another dimension"
-    if not np.array_equal(np.sort(snap.ids), np.sort(snap.vectors.ids())):
+    if not np.array_equal(np.sort(ids), np.sort(snap.vectors.ids())):
         return "chunk ids differ from the vector index's"
     if snap.ann is not None and len(snap.ann) != n:
         return "the HNSW graph does not hold every chunk"

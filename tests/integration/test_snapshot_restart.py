@@ -40,12 +40,18 @@ async def knowledge_base(client: Client) -> dict[str, Any]:
 
 
 async def answers(client: Client) -> list[object]:
-    """Whole results (hits with ids and scores, fusion and BM25 share), less the time each took."""
+    """Ranked hits, BM25 scores and fused scores of keyword-weighted hybrid searches exactly, and the
+    cosines to 5 decimals: each process embeds the query anew, and MiniLM can differ in the last bits
+    from one load to the next (the BLAS threads at the time), so cosines may move by an ulp."""
     out: list[object] = []
     for q in QUERIES:
-        for tool in ("hybrid_search", "search_documents"):
-            result = await call(client, tool, query=q, limit=4)
+        for tool, args in (("hybrid_search", {"keyword_weight": 1.0}), ("search_documents", {})):
+            result = await call(client, tool, query=q, limit=4, **args)
             assert result.pop("took_ms") >= 0
+            for hit in result["hits"]:
+                hit["vector_score"] = round(hit["vector_score"], 5)
+                if tool == "search_documents":
+                    hit["score"] = round(hit["score"], 5)
             out.append(result)
     return out
 

@@ -122,24 +122,37 @@ impl Bm25Index {
                 return Err(bad("terms", format!("{term:?} appears twice")));
             }
         }
-        let mut doc_terms: Vec<Vec<u32>> = vec![Vec::new(); slots];
+        // first pass: check every entry and count each document's terms, so each term list is
+        // allocated once at its size (a million documents would otherwise grow theirs step by step)
+        let mut held = vec![0u32; slots];
         let mut tokens = vec![0u64; slots];
+        for pair in flat.chunks_exact(2) {
+            let (slot, tf) = (pair[0], pair[1]);
+            let s = slot as usize;
+            if !live.get(s).copied().unwrap_or(false) || tf == 0 {
+                return Err(bad("postings", format!("slot {slot}, tf {tf}")));
+            }
+            held[s] += 1;
+            tokens[s] += u64::from(tf);
+        }
+        let mut doc_terms: Vec<Vec<u32>> = held
+            .iter()
+            .map(|&n| Vec::with_capacity(n as usize))
+            .collect();
         let mut postings = Vec::with_capacity(n_terms);
-        let mut pairs = flat.chunks_exact(2);
+        let mut at = 0usize;
         for (t, &count) in counts.iter().enumerate() {
+            let pairs = &flat[at..at + 2 * count as usize];
+            at += pairs.len();
             let mut p = Vec::with_capacity(count as usize);
-            for pair in pairs.by_ref().take(count as usize) {
+            for pair in pairs.chunks_exact(2) {
                 let (slot, tf) = (pair[0], pair[1]);
-                let s = slot as usize;
-                if !live.get(s).copied().unwrap_or(false) || tf == 0 {
-                    return Err(bad("postings", format!("term {t}: slot {slot}, tf {tf}")));
-                }
+                let terms = &mut doc_terms[slot as usize];
                 // postings are read term by term, so a repeat shows as the same term last
-                if doc_terms[s].last() == Some(&(t as u32)) {
+                if terms.last() == Some(&(t as u32)) {
                     return Err(bad("postings", format!("term {t} lists slot {slot} twice")));
                 }
-                doc_terms[s].push(t as u32);
-                tokens[s] += u64::from(tf);
+                terms.push(t as u32);
                 p.push((slot, tf));
             }
             postings.push(p);
