@@ -296,10 +296,9 @@ class ChunkIndex:
 
     def _tables(self, meta: snapshot.Meta) -> tuple[dict[int, ChunkRef], dict[str, DocEntry], Counter[str]]:
         """The chunk and document tables of a snapshot's ``meta`` section (a worker thread's job)."""
-        chunks = {
-            cid: ChunkRef(doc, o, a, b)
-            for cid, doc, (o, a, b) in zip(meta.ids.tolist(), meta.doc_of, meta.places.tolist(), strict=True)
-        }
+        # columns, not rows: a million chunks in a fraction of the time a per-row unpacking takes
+        ordinals, starts, ends = meta.places.T.tolist()
+        chunks = dict(zip(meta.ids.tolist(), map(ChunkRef, meta.doc_of, ordinals, starts, ends), strict=True))
         docs: dict[str, DocEntry] = {}
         counts: Counter[str] = Counter()
         for head in meta.heads:
