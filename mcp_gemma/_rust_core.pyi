@@ -69,6 +69,16 @@ class VectorIndex:
     ) -> Self:
         """An empty index; ``quantize`` scans int8 codes, then re-ranks the best ``k * rerank`` in f32."""
 
+    def to_bytes(self) -> bytes:
+        """The whole index (ids, f32 rows, int8 codes) as versioned bytes (GIL released)."""
+
+    @staticmethod
+    def from_bytes(data: bytes, start: int = 0, stop: int | None = None) -> VectorIndex:
+        """An index saved by ``to_bytes``, read from ``data[start:stop]`` without a copy (GIL released).
+
+        Truncated, foreign, other-version or inconsistent bytes raise ``ValueError``.
+        """
+
     def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
         """Upsert rows (an existing id is replaced); cosine normalises them (zero rows rejected). Atomic."""
 
@@ -148,6 +158,16 @@ class HnswIndex:
 
         ``keep_rows=False`` stores int8 codes and the graph only (a quarter of the memory): ``search``
         then refuses, and ``candidates`` gives ids for the caller to re-rank on rows it keeps itself.
+        """
+
+    def to_bytes(self) -> bytes:
+        """The whole index (ids, tombstones, codes, rows if kept, neighbour lists) as versioned bytes."""
+
+    @staticmethod
+    def from_bytes(data: bytes, start: int = 0, stop: int | None = None) -> HnswIndex:
+        """An index saved by ``to_bytes``, read from ``data[start:stop]`` without a copy (GIL released).
+
+        Truncated, foreign, other-version or inconsistent bytes raise ``ValueError``.
         """
 
     def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
@@ -249,6 +269,16 @@ class BM25Index:
 
     def __new__(cls, k1: float = 1.2, b: float = 0.75, analyzer: str = "plain") -> Self:
         """An empty index with the usual BM25 parameters; ``analyzer`` is "plain" or "english"."""
+
+    def to_bytes(self) -> bytes:
+        """The whole index (parameters, vocabulary, postings, lengths) as versioned bytes."""
+
+    @staticmethod
+    def from_bytes(data: bytes, start: int = 0, stop: int | None = None) -> BM25Index:
+        """An index saved by ``to_bytes``, read from ``data[start:stop]`` without a copy (GIL released).
+
+        Truncated, foreign, other-version or inconsistent bytes raise ``ValueError``.
+        """
 
     def add(self, id: int, text: str) -> None:
         """Index ``text`` under ``id``, replacing an earlier text of that id."""

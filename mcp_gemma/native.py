@@ -112,6 +112,20 @@ class VectorIndex:
         self._inner = _rust_core.VectorIndex(dim, metric, quantize, rerank)
 
     @_mapped
+    def to_bytes(self) -> bytes:
+        """The whole index (ids, rows, int8 codes) as versioned bytes."""
+        return self._inner.to_bytes()
+
+    @classmethod
+    @_mapped
+    def from_bytes(cls, data: bytes, start: int = 0, stop: int | None = None) -> VectorIndex:
+        """The index saved in ``data[start:stop]`` by :meth:`to_bytes` (no copy); corrupt bytes raise
+        :class:`~mcp_gemma.errors.InvalidInputError`."""
+        out = cls.__new__(cls)
+        out._inner = _rust_core.VectorIndex.from_bytes(data, start, stop)
+        return out
+
+    @_mapped
     def add(self, ids: U64, vectors: F32) -> None:
         """Insert or replace rows."""
         self._inner.add(ids, vectors)
@@ -195,6 +209,20 @@ class HnswIndex:
         keep_rows: bool = True,
     ) -> None:
         self._inner = _rust_core.HnswIndex(dim, metric, m, ef_construction, seed, keep_rows)
+
+    @_mapped
+    def to_bytes(self) -> bytes:
+        """The whole index (graph, codes, tombstones) as versioned bytes."""
+        return self._inner.to_bytes()
+
+    @classmethod
+    @_mapped
+    def from_bytes(cls, data: bytes, start: int = 0, stop: int | None = None) -> HnswIndex:
+        """The index saved in ``data[start:stop]`` by :meth:`to_bytes` (no copy); corrupt bytes raise
+        :class:`~mcp_gemma.errors.InvalidInputError`."""
+        out = cls.__new__(cls)
+        out._inner = _rust_core.HnswIndex.from_bytes(data, start, stop)
+        return out
 
     @_mapped
     def add(self, ids: U64, vectors: F32) -> None:
@@ -312,6 +340,20 @@ class BM25Index:
     @_mapped
     def __init__(self, k1: float = 1.2, b: float = 0.75, analyzer: Analyzer = "plain") -> None:
         self._inner = _rust_core.BM25Index(k1, b, analyzer)
+
+    @_mapped
+    def to_bytes(self) -> bytes:
+        """The whole index (postings and document lengths) as versioned bytes."""
+        return self._inner.to_bytes()
+
+    @classmethod
+    @_mapped
+    def from_bytes(cls, data: bytes, start: int = 0, stop: int | None = None) -> BM25Index:
+        """The index saved in ``data[start:stop]`` by :meth:`to_bytes` (no copy); corrupt bytes raise
+        :class:`~mcp_gemma.errors.InvalidInputError`."""
+        out = cls.__new__(cls)
+        out._inner = _rust_core.BM25Index.from_bytes(data, start, stop)
+        return out
 
     @_mapped
     def add(self, id: int, text: str) -> None:

@@ -146,10 +146,25 @@ class AnnMirror:
         self._build = None
         self._thread = None
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop a build in progress and wait for its thread (up to ``timeout`` seconds)."""
-        thread = self._thread
+    def restore(self, graph: native.HnswIndex | None) -> None:
+        """Serve ``graph`` (one saved in an index snapshot, holding the same rows as the exact index)
+        instead of building one; a graph built with other ``ann_m`` / ``ann_ef_construction``
+        settings is dropped, and :meth:`maintain` builds a fresh one when wanted."""
         self.reset()
+        s = self.settings
+        if graph is not None and (graph.m, graph.ef_construction) != (s.ann_m, s.ann_ef_construction):
+            logger.info("saved HNSW graph was built with other settings: building a fresh one")
+            graph = None
+        self.graph = graph
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop a build in progress and wait for its thread (up to ``timeout`` seconds); a graph
+        that serves stays (the index snapshot saves it)."""
+        thread = self._thread
+        if self._build is not None:
+            self._build.stop.set()
+        self._build = None
+        self._thread = None
         if thread is not None:
             thread.join(timeout)
 

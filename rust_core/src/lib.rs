@@ -5,6 +5,7 @@
 pub mod ann;
 pub mod cache;
 pub mod chunk;
+pub mod codec;
 pub mod errors;
 pub mod fusion;
 pub mod keyword;

@@ -204,3 +204,34 @@ async def test_graph_results_match_the_exact_scan_on_a_small_corpus(ann_state: A
     ids, scores = index.vectors.search(query, 10, None)
     assert [i for i, _ in served] == ids.tolist()  # 60 rows: the graph walk is exhaustive
     assert [s for _, s in served] == pytest.approx(scores.tolist(), abs=1e-6)
+
+
+async def test_a_saved_graph_is_served_only_when_built_with_the_current_settings() -> None:
+    """AnnMirror.restore (an index snapshot's graph): served as it is when its m and ef_construction are
+    the settings', dropped otherwise, so maintain() builds one that follows them."""
+    exact = native.VectorIndex(DIM, "cosine")
+    exact.add(ids_of(0, 300), clustered(300, 4))
+    ids, rows = exact.snapshot()
+    settings = RagSettings(ann=True)
+    saved = native.HnswIndex(
+        DIM, "cosine", m=settings.ann_m, ef_construction=settings.ann_ef_construction, keep_rows=False
+    )
+    saved.add(ids, rows)
+    mirror = AnnMirror(DIM, settings)
+    mirror.restore(native.HnswIndex.from_bytes(saved.to_bytes()))
+    assert mirror.state == "ready" and mirror.builds == 0
+    await mirror.maintain(exact)
+    assert mirror.state == "ready" and mirror.builds == 0  # nothing to build
+    q = clustered(1, 9)[0]
+    served = mirror.search(q, 5, exact)
+    want = exact.search(q, 5, saved.candidates(q, 5, ef=max(settings.ann_ef_search, 5)))
+    assert served is not None
+    assert (served[0].tolist(), served[1].tolist()) == (want[0].tolist(), want[1].tolist())
+    other = native.HnswIndex(DIM, "cosine", m=settings.ann_m // 2, keep_rows=False)
+    other.add(ids, rows)
+    mirror.restore(other)
+    assert mirror.graph is None
+    await mirror.maintain(exact)
+    assert mirror.state == "building" and mirror.builds == 1
+    await settle(mirror, exact)
+    assert mirror.graph is not None and mirror.graph.m == settings.ann_m and len(mirror.graph) == 300

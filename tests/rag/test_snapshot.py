@@ -3,8 +3,16 @@ it replayed, and discarded (rebuilt from Redis) whenever it does not match."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import numpy as np
 import pytest
 
+from mcp_gemma.embeddings.service import content_hash
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag import snapshot
 from mcp_gemma.settings import Settings, load_settings
@@ -153,3 +161,118 @@ async def test_a_close_with_nothing_new_leaves_the_snapshot_as_it_is(settings: S
     finally:
         await state.close()
     assert path.stat().st_mtime_ns != written
+
+
+MORE = {
+    "volcano": "Volcanoes erupt molten rock, ash and gas when pressure in the magma chamber builds up.",
+    "coral": "Coral reefs are built by tiny animals that live in warm, shallow and clear sea water.",
+    "desert": "Deserts get less than 250 mm of rain a year; some are cold, like the Antarctic plateau.",
+    "storm": "Thunderstorms form when warm moist air rises fast and condenses into towering clouds.",
+    "moon": "The moon keeps the same face towards the earth because its rotation is tidally locked.",
+}
+QUERIES = ["moon and ocean tides", "molten rock", "sourdough yeast", "valleys of ice", "warm sea water"]
+
+
+async def answers(state: AppState) -> list[object]:
+    """Every kind of search, whole hits (ids, scores, texts), plus the graph's own candidates."""
+    index = state.rag.index
+    out: list[object] = []
+    for q in QUERIES:
+        out.append([h.model_dump() for h in (await state.rag.hybrid_search(q, limit=6)).hits])
+        out.append([h.model_dump() for h in (await state.rag.search(q, limit=6)).hits])
+        out.append(await index.keyword_search(q, 6, None))
+    graph = index.ann.graph
+    assert graph is not None
+    for cid in sorted(index.chunks)[:4]:
+        vec = index.vector_of(cid)
+        assert vec is not None
+        out.append(graph.candidates(vec, 5, ef=16).tolist())
+        out.append(await index.vector_search(vec, 5, None))
+    return out
+
+
+async def test_a_restart_from_the_snapshot_answers_exactly_as_before(settings: Settings) -> None:
+    """The BM25 postings, the vectors with their int8 codes and the HNSW graph come back from the file
+    (no graph build after the restart), and every search gives the same ids and scores."""
+    ann = settings.model_copy(update={"rag": settings.rag.model_copy(update={"ann": True, "quantize": True})})
+    state = await AppState.open(ann)
+    try:
+        for doc_id, text in {**DOCS, **MORE}.items():
+            await state.rag.ingest(text, doc_id=doc_id, metadata={"topic": doc_id})
+        with anyio.fail_after(120):
+            while state.rag.status()[0].detail["ann"] != "ready":
+                await state.rag.index.ann.wait_built(60)
+                await state.rag.index.sync()
+        before = await answers(state)
+        nbytes = state.rag.index.vectors.nbytes
+        queries = await state.embeddings.embed(QUERIES)
+    finally:
+        await state.close()
+
+    state = await AppState.open(ann)
+    try:
+        # The queries' vectors of the first run go into this one's embedding cache, so what is
+        # compared is the index alone: MiniLM loaded anew can differ in the last bits of a vector
+        # (the BLAS threads at the time), which would move every cosine by an ulp.
+        state.embeddings._remember([content_hash(q) for q in QUERIES], queries)
+        assert np.array_equal(await state.embeddings.embed(QUERIES), queries)
+        assert await built_from(state) == "snapshot"
+        detail = state.rag.status()[0].detail
+        assert (detail["ann"], detail["quantized"], detail["vector_bytes"]) == ("ready", True, nbytes)
+        assert state.rag.index.ann.builds == 0  # the graph was read, not built
+        assert await answers(state) == before
+    finally:
+        await state.close()
+
+
+def rewritten(good: bytes, change: Callable[[dict[str, Any], bytearray, int], None]) -> bytes:
+    """``good`` with its header and body changed by ``change`` and the checksum made to match again,
+    so only the check being tested can refuse it."""
+    end = good.index(b"\n", len(snapshot.MAGIC))
+    header = json.loads(good[len(snapshot.MAGIC) : end])
+    body = bytearray(good[end + 1 :])
+    change(header, body, sum(size for name, size in header["sections"] if name == "meta"))
+    header["sha256"] = hashlib.sha256(body).hexdigest()
+    return snapshot.MAGIC + json.dumps(header).encode() + b"\n" + bytes(body)
+
+
+def set_version_of_vectors(header: dict[str, Any], body: bytearray, at: int) -> None:
+    body[at + 8] = 9  # the VectorIndex section's own format version
+
+
+def cut_the_keywords(header: dict[str, Any], body: bytearray, at: int) -> None:
+    sizes = dict(header["sections"])
+    start = at + sizes["vectors"]
+    del body[start + sizes["keywords"] - 5 : start + sizes["keywords"]]
+    header["sections"] = [[n, s - 5 if n == "keywords" else s] for n, s in header["sections"]]
+
+
+def older_format(header: dict[str, Any], body: bytearray, at: int) -> None:
+    header["format"] = 1
+
+
+def sections_that_do_not_add_up(header: dict[str, Any], body: bytearray, at: int) -> None:
+    header["sections"][0][1] += 1
+
+
+@pytest.mark.parametrize(
+    "change", [set_version_of_vectors, cut_the_keywords, older_format, sections_that_do_not_add_up]
+)
+async def test_a_snapshot_whose_sections_do_not_read_back_is_rebuilt_from_redis(
+    settings: Settings, change: Callable[[dict[str, Any], bytearray, int], None]
+) -> None:
+    path = snapshot.path_for(settings.data_dir, settings.namespace)
+    state = await AppState.open(settings)
+    try:
+        for doc_id, text in DOCS.items():
+            await state.rag.ingest(text, doc_id=doc_id)
+        expected = await hits(state, "glaciers carve valleys")
+    finally:
+        await state.close()
+    path.write_bytes(rewritten(path.read_bytes(), change))
+    state = await AppState.open(settings)
+    try:
+        assert await built_from(state) == "redis"
+        assert await hits(state, "glaciers carve valleys") == expected
+    finally:
+        await state.close()

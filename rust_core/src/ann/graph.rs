@@ -108,6 +108,82 @@ impl Links {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Top layer of every node.
+    pub fn levels(&self) -> &[u8] {
+        &self.levels
+    }
+
+    /// The raw lists (count, then neighbours): layer 0 of every node, then the upper layers.
+    pub fn export(&self) -> (Vec<u32>, Vec<u32>) {
+        let load = |a: &AtomicU32| a.load(Ordering::Acquire);
+        (
+            self.base.iter().map(load).collect(),
+            self.upper.iter().map(load).collect(),
+        )
+    }
+
+    /// Lists from [`Links::export`] for nodes of `levels`. Checks the array lengths, that no count
+    /// exceeds its layer's capacity, and that every neighbour on a layer is a node (below
+    /// `levels.len()`) that reaches that layer, so a walk never reads outside the lists.
+    pub fn import(
+        m: usize,
+        levels: Vec<u8>,
+        base: Vec<u32>,
+        upper: Vec<u32>,
+    ) -> Result<Self, String> {
+        let mut links = Self::new(m);
+        let n = levels.len();
+        if base.len() != n * (links.m0 + 1) {
+            return Err(format!("layer 0 has {} slots for {n} nodes", base.len()));
+        }
+        let mut upper_at = Vec::with_capacity(n);
+        let mut at = 0usize;
+        for &level in &levels {
+            upper_at.push(at);
+            at += usize::from(level) * (m + 1);
+        }
+        if upper.len() != at {
+            return Err(format!(
+                "upper layers have {} slots, the levels need {at}",
+                upper.len()
+            ));
+        }
+        let check = |node: usize, layer: usize, list: &[u32], cap: usize| -> Result<(), String> {
+            let count = list[0] as usize;
+            if count > cap {
+                return Err(format!(
+                    "node {node} has {count} neighbours on layer {layer} (at most {cap})"
+                ));
+            }
+            for &nb in &list[1..=count] {
+                if levels
+                    .get(nb as usize)
+                    .is_none_or(|&l| usize::from(l) < layer)
+                {
+                    return Err(format!(
+                        "node {node} links to {nb} on layer {layer}, which is not there"
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for (node, list) in base.chunks_exact(links.m0 + 1).enumerate() {
+            check(node, 0, list, links.m0)?;
+        }
+        for (node, &level) in levels.iter().enumerate() {
+            for layer in 1..=usize::from(level) {
+                let from = upper_at[node] + (layer - 1) * (m + 1);
+                check(node, layer, &upper[from..from + m + 1], m)?;
+            }
+        }
+        links.base = base.into_iter().map(AtomicU32::new).collect();
+        links.upper = upper.into_iter().map(AtomicU32::new).collect();
+        links.upper_at = upper_at;
+        links.locks = (0..n).map(|_| Mutex::new(())).collect();
+        links.levels = levels;
+        Ok(links)
+    }
+
     /// Bytes held by the lists, offsets, levels and locks.
     pub fn nbytes(&self) -> usize {
         (self.base.len() + self.upper.len()) * 4

@@ -16,6 +16,8 @@ use crate::errors::{CoreError, CoreResult};
 use crate::vector::quant::quantize_into;
 use crate::vector::{check_finite, normalized, simd, storage, Metric};
 
+mod persist;
+
 /// Build parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswParams {

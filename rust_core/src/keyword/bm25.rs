@@ -9,6 +9,8 @@ use super::Analyzer;
 use crate::errors::{CoreError, CoreResult};
 use crate::vector::topk::TopK;
 
+mod persist;
+
 /// Lucene's BM25 IDF of a term in `df` of `n` documents (never negative).
 fn idf(n: f32, df: f32) -> f32 {
     (1.0 + (n - df + 0.5) / (df + 0.5)).ln()

@@ -5,8 +5,9 @@ use std::sync::RwLock;
 use numpy::ndarray::Ix2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
-use super::arrays::{id_list, ids_and_rows, query_row, readonly, slice};
+use super::arrays::{byte_section, id_list, ids_and_rows, query_row, readonly, slice};
 use super::{read, write};
 use crate::ann::{HnswIndex, HnswParams, MAX_M};
 use crate::errors::CoreError;
@@ -54,6 +55,26 @@ impl PyHnswIndex {
             keep_rows,
         };
         let index = HnswIndex::new(positive(dim, "dim")?, Metric::parse(metric)?, params)?;
+        Ok(Self {
+            inner: RwLock::new(index),
+        })
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| read(&self.inner).map(|g| g.to_bytes()))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (data, start = 0, stop = None))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        start: i64,
+        stop: Option<i64>,
+    ) -> PyResult<Self> {
+        let (data, range) = byte_section(data, start, stop)?;
+        let index = py.detach(|| HnswIndex::from_bytes(&data[range]))?;
         Ok(Self {
             inner: RwLock::new(index),
         })

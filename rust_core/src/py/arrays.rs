@@ -6,6 +6,8 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
 
 use crate::errors::CoreError;
 
@@ -114,4 +116,31 @@ fn type_label(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map_or_else(|_| "an unknown type".to_owned(), |n| n.to_string())
+}
+
+/// `data[start:stop]` of a `bytes` object, held without a copy and usable without the GIL (the
+/// saved-index loaders read a section of a larger file this way).
+pub fn byte_section(
+    data: &Bound<'_, PyAny>,
+    start: i64,
+    stop: Option<i64>,
+) -> PyResult<(PyBackedBytes, std::ops::Range<usize>)> {
+    let bytes = data
+        .cast::<PyBytes>()
+        .map_err(|_| CoreError::invalid(format!("data must be bytes, got {}", type_label(data))))?;
+    let len = bytes.as_bytes().len();
+    let stop = stop.unwrap_or(len as i64);
+    let (Ok(a), Ok(b)) = (usize::try_from(start), usize::try_from(stop)) else {
+        return Err(CoreError::invalid(format!(
+            "start and stop must be >= 0, got {start}, {stop}"
+        ))
+        .into());
+    };
+    if a > b || b > len {
+        return Err(CoreError::invalid(format!(
+            "section [{a}, {b}) is not within the {len} bytes given"
+        ))
+        .into());
+    }
+    Ok((PyBackedBytes::from(bytes.clone()), a..b))
 }

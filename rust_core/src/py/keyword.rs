@@ -5,9 +5,10 @@ use std::sync::RwLock;
 use numpy::ndarray::Ix1;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use rayon::prelude::*;
 
-use super::arrays::{readonly, slice};
+use super::arrays::{byte_section, readonly, slice};
 use super::{arg, read, write};
 use crate::errors::CoreError;
 use crate::keyword::{Analyzer, Bm25Index};
@@ -42,6 +43,26 @@ impl PyBm25Index {
         let analyzer = Analyzer::parse(analyzer)?;
         Ok(Self {
             inner: RwLock::new(Bm25Index::with_analyzer(k1, b, analyzer)?),
+        })
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| read(&self.inner).map(|g| g.to_bytes()))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (data, start = 0, stop = None))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        start: i64,
+        stop: Option<i64>,
+    ) -> PyResult<Self> {
+        let (data, range) = byte_section(data, start, stop)?;
+        let index = py.detach(|| Bm25Index::from_bytes(&data[range]))?;
+        Ok(Self {
+            inner: RwLock::new(index),
         })
     }
 

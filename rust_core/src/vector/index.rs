@@ -8,6 +8,8 @@ use super::topk::{Hit, TopK};
 use super::{check_finite, normalized, scan, simd, storage, Metric};
 use crate::errors::{CoreError, CoreResult};
 
+mod persist;
+
 /// Rows keyed by id. Cosine indexes store unit-length rows so a search is one inner product.
 #[derive(Debug, Clone)]
 pub struct VectorIndex {
