@@ -337,6 +337,7 @@ class BpeTokenizer:
         """Write the compact file atomically."""
         self._inner.save(path)
 
+    @_mapped
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text`` (the BOS first when ``add_special_tokens``)."""
         return self._inner.encode(text, add_special_tokens)

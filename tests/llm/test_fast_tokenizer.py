@@ -121,6 +121,11 @@ def test_edge_cases_exact_ids(fast: BpeTokenizer, reference: _JsonTokenizer) -> 
     assert fast.decode(byte_ids) == rare
     # A lone lead byte is not UTF-8: one replacement character, as ``tokenizers`` writes it.
     assert fast.decode(byte_ids[:1]) == reference.decode(byte_ids[:1]) == "\ufffd"
+    # Bad input is a clear error, not a crash.
+    with pytest.raises(InvalidInputError, match="surrogates not allowed"):
+        fast.encode("lone \ud800 surrogate")
+    with pytest.raises(InvalidInputError, match="token ids"):
+        fast.decode([2, -1])
     # Ids outside the vocabulary are dropped, as ``tokenizers`` does.
     assert fast.decode([2, 10_000_000, 105]) == reference.decode([2, 10_000_000, 105]) == ""
 
