@@ -4,6 +4,7 @@ Every function that scans releases the GIL. Arrays are read in place (never copi
 C-contiguous with the stated dtype; anything else raises ``ValueError`` naming the argument.
 """
 
+import os
 from collections.abc import Sequence
 from typing import Literal, Self, final
 
@@ -12,6 +13,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "BM25Index",
+    "BpeTokenizer",
     "HnswIndex",
     "Q8Matrix",
     "RustCoreError",
@@ -262,6 +264,47 @@ class Q8Matrix:
     @property
     def nbytes(self) -> int:
         """Bytes held by codes and scales."""
+
+@final
+class BpeTokenizer:
+    """Byte-fallback BPE with Hugging Face ``tokenizers``' results for Gemma's tokenizer (immutable).
+
+    Added tokens are split out first (leftmost-longest), spaces become ``▁``, each segment merges by
+    rank, characters outside the vocabulary become ``<0xNN>`` tokens, the BOS goes in front.
+    """
+
+    @staticmethod
+    def build(
+        vocab: Sequence[tuple[str, int]],
+        merges: Sequence[tuple[str, str]],
+        added: Sequence[tuple[int, str, bool]],
+        unk_token: str | None,
+        bos_token: str | None,
+    ) -> BpeTokenizer:
+        """From ``tokenizer.json``'s parts: (token, id) pairs, merges by rank, (id, text, special)."""
+
+    @staticmethod
+    def load(path: str | os.PathLike[str]) -> BpeTokenizer:
+        """Read a file written by :meth:`save`; a foreign, truncated or corrupt file is a ValueError."""
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the compact binary file (versioned, checksummed; atomically replaced)."""
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text``, the BOS first when ``add_special_tokens`` (GIL released when long)."""
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Text of ``ids``: unknown ids dropped, special tokens too when ``skip_special_tokens``."""
+
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a token's text, or None."""
+
+    def pieces(self) -> list[str | None]:
+        """Each id's text as decoding writes it alone; None for special tokens."""
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids run from 0 to this."""
 
 @final
 class BM25Index:

@@ -10,6 +10,7 @@ can let them propagate to the caller. The classes are thin wrappers holding the 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeAlias, TypeVar
@@ -21,6 +22,7 @@ from mcp_gemma.errors import InvalidInputError, McpGemmaError
 __all__ = [
     "Analyzer",
     "BM25Index",
+    "BpeTokenizer",
     "HnswIndex",
     "Metric",
     "Q8Matrix",
@@ -330,6 +332,59 @@ class Q8Matrix:
     @property
     def nbytes(self) -> int:
         return self._inner.nbytes
+
+
+class BpeTokenizer:
+    """Gemma's tokenizer (byte-fallback BPE, ``tokenizers``' results) from its compact file."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: _rust_core.BpeTokenizer) -> None:
+        self._inner = inner
+
+    @staticmethod
+    @_mapped
+    def build(
+        vocab: Sequence[tuple[str, int]],
+        merges: Sequence[tuple[str, str]],
+        added: Sequence[tuple[int, str, bool]],
+        unk_token: str | None,
+        bos_token: str | None,
+    ) -> BpeTokenizer:
+        """From ``tokenizer.json``'s parts: (token, id) pairs, merges by rank, (id, text, special)."""
+        return BpeTokenizer(_rust_core.BpeTokenizer.build(vocab, merges, added, unk_token, bos_token))
+
+    @staticmethod
+    @_mapped
+    def load(path: str | os.PathLike[str]) -> BpeTokenizer:
+        """Read a file written by :meth:`save` (a damaged or foreign one is InvalidInputError)."""
+        return BpeTokenizer(_rust_core.BpeTokenizer.load(path))
+
+    @_mapped
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the compact file atomically."""
+        self._inner.save(path)
+
+    @_mapped
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text`` (the BOS first when ``add_special_tokens``)."""
+        return self._inner.encode(text, add_special_tokens)
+
+    @_mapped
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Text of ``ids``."""
+        return self._inner.decode(ids, skip_special_tokens)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._inner.token_to_id(token)
+
+    def pieces(self) -> list[str | None]:
+        """Each id's text as decoding writes it alone; None for special tokens."""
+        return self._inner.pieces()
+
+    @property
+    def vocab_size(self) -> int:
+        return self._inner.vocab_size
 
 
 class BM25Index:

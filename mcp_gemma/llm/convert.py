@@ -121,6 +121,7 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: Progress | None = N
     Builds in a sibling temporary directory and renames it into place; if another process
     finished first, its result is kept.
     """
+    from mcp_gemma.llm.fast_tokenizer import write_fast_tokenizer
     from mcp_gemma.llm.gguf_tokenizer import ARRAYS, build_gemma_tokenizer
 
     say = progress or (lambda _msg: None)
@@ -141,6 +142,8 @@ def convert_gguf(gguf_path: Path, target: Path, *, progress: Progress | None = N
         )
         built = build_gemma_tokenizer(metadata)
         built.tokenizer.save(str(tmp / "tokenizer.json"))
+        # The same tokenizer as a compact binary file: a cached load reads it in milliseconds.
+        write_fast_tokenizer(tmp, json.loads(built.tokenizer.to_str()))
         (tmp / "tokenizer_config.json").write_text(json.dumps(built.config, indent=2), encoding="utf-8")
         if built.chat_template is not None:
             (tmp / "chat_template.jinja").write_text(built.chat_template, encoding="utf-8")

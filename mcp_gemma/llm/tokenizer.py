@@ -1,8 +1,10 @@
-"""A checkpoint's tokenizer on the ``tokenizers`` library alone (no transformers import).
+"""A checkpoint's tokenizer on the Rust core or the ``tokenizers`` library (no transformers import).
 
 ``transformers.AutoTokenizer`` wraps the same Rust tokenizer but importing transformers costs
 seconds and hundreds of MB; the int8 Gemma path needs only encode, decode, the special tokens and
 the chat template, which this class provides with the same results (``tests/llm`` compares them).
+A converted model cache also holds ``tokenizer.bin``, which the Rust core loads in a fraction of
+the time ``tokenizer.json`` takes to parse (``fast_tokenizer.py``).
 Chat templates render in jinja2's sandbox with the globals transformers gives them.
 :class:`HFTokenizer` offers the same operations over a transformers tokenizer (the float path).
 """
@@ -10,12 +12,15 @@ Chat templates render in jinja2's sandbox with the globals transformers gives th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
+from mcp_gemma.errors import InvalidInputError, McpGemmaError, ModelUnavailableError
+
+logger = logging.getLogger(__name__)
 
 
 def _token_text(value: Any) -> str | None:
@@ -26,15 +31,64 @@ def _token_text(value: Any) -> str | None:
     return None
 
 
+class _JsonTokenizer:
+    """``tokenizers.Tokenizer`` behind the operations :class:`~mcp_gemma.native.BpeTokenizer` has."""
+
+    def __init__(self, tok: Any) -> None:
+        self._tok = tok
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+
+    def token_to_id(self, token: str) -> int | None:
+        found = self._tok.token_to_id(token)
+        return None if found is None else int(found)
+
+    def pieces(self) -> list[str | None]:
+        special = {i for i, added in self._tok.get_added_tokens_decoder().items() if added.special}
+        texts = self._tok.decode_batch(
+            [[i] for i in range(self._tok.get_vocab_size())], skip_special_tokens=False
+        )
+        return [None if i in special else str(text) for i, text in enumerate(texts)]
+
+
+class _Backend(Protocol):
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]: ...
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str: ...
+    def token_to_id(self, token: str) -> int | None: ...
+    def pieces(self) -> list[str | None]: ...
+
+
+def _load_backend(checkpoint: Path) -> _Backend:
+    """``tokenizer.bin`` on the Rust core when it is there; else ``tokenizer.json`` on ``tokenizers``,
+    writing ``tokenizer.bin`` for next time in a converted model cache (an older one lacks it)."""
+    from mcp_gemma.llm.convert import MARKER
+    from mcp_gemma.llm.fast_tokenizer import load_fast_tokenizer, write_fast_tokenizer
+
+    fast = load_fast_tokenizer(checkpoint)
+    if fast is not None:
+        return fast
+    from tokenizers import Tokenizer
+
+    backend = _JsonTokenizer(Tokenizer.from_file(str(checkpoint / "tokenizer.json")))
+    if (checkpoint / MARKER).is_file():
+        try:
+            write_fast_tokenizer(checkpoint)
+        except (OSError, ValueError, McpGemmaError) as exc:
+            logger.warning("could not write the fast tokenizer file in %s: %s", checkpoint, exc)
+    return backend
+
+
 class CheckpointTokenizer:
-    """Encode / decode / chat template of a checkpoint directory."""
+    """Encode / decode / chat template of a checkpoint directory (``tokenizer.bin`` on the Rust
+    core where the model cache has it, ``tokenizer.json`` on ``tokenizers`` otherwise)."""
 
     def __init__(self, checkpoint: Path) -> None:
-        from tokenizers import Tokenizer
-
-        path = checkpoint / "tokenizer.json"
         try:
-            self._tok = Tokenizer.from_file(str(path))
+            self._tok = _load_backend(checkpoint)
             config_path = checkpoint / "tokenizer_config.json"
             config: dict[str, Any] = (
                 json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
@@ -58,19 +112,15 @@ class CheckpointTokenizer:
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text`` (with the post-processor's BOS when ``add_special_tokens``)."""
-        return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+        return self._tok.encode(text, add_special_tokens)
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         """Text of ``ids``."""
-        return str(self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens))
+        return self._tok.decode(ids, skip_special_tokens)
 
     def token_pieces(self) -> list[str | None]:
         """Each token id's text as decoding writes it; ``None`` for special tokens (constrained decoding)."""
-        special = {i for i, added in self._tok.get_added_tokens_decoder().items() if added.special}
-        texts = self._tok.decode_batch(
-            [[i] for i in range(self._tok.get_vocab_size())], skip_special_tokens=False
-        )
-        return [None if i in special else str(text) for i, text in enumerate(texts)]
+        return self._tok.pieces()
 
     def render_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """The chat template applied to ``messages`` (as transformers' ``apply_chat_template``)."""

@@ -3,6 +3,7 @@
 //! This file only declares modules and registers what Python sees.
 
 pub mod ann;
+pub mod bpe;
 pub mod cache;
 pub mod chunk;
 pub mod codec;
@@ -25,6 +26,8 @@ mod _rust_core {
     use crate::errors::RustCoreError;
     #[pymodule_export]
     use crate::py::ann::PyHnswIndex;
+    #[pymodule_export]
+    use crate::py::bpe::PyBpeTokenizer;
     #[pymodule_export]
     use crate::py::cache::PyTtlCache;
     #[pymodule_export]

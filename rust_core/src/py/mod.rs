@@ -3,6 +3,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod ann;
+pub mod bpe;
 pub mod cache;
 pub mod chunk;
 pub mod fusion;
