@@ -7,7 +7,8 @@ Standard library only, so any ``python3`` runs it against a server in a containe
 
 Checks: a request without the token gets 401; initialize; tools/list holds the knowledge-base tools;
 ingest_document stores one document (created, 1 chunk, its SHA-256); hybrid_search finds it as the top
-hit. ``--search-only`` does just the search (after a restart: the document came back from the volume).
+hit; reason answers with the local Gemma (its greedy answer). ``--search-only`` does just the search
+(after a restart: the document came back from the volume).
 Exits 0 when every check passes, 1 with the first failure otherwise.
 """
 
@@ -150,6 +151,16 @@ def main() -> int:
                 (DOC_ID, "created", 1, hashlib.sha256(DOC_TEXT.encode()).hexdigest()),
             )
         search(session)
+        if not args.search_only:
+            # The shipped Gemma 3 270M on the Rust core: its greedy answer (the same as outside a container).
+            answer = session.tool(
+                "reason", {"question": "What is the capital of France?", "max_new_tokens": 12}
+            )
+            expect(
+                "reason (local Gemma, greedy)",
+                (answer["answer"], answer["brain_used"], answer["finish_reason"], answer["model_id"]),
+                ("Paris", "local", "stop", "gemma3-270m-gguf"),
+            )
     except (CheckFailed, OSError, KeyError, IndexError, ValueError) as err:
         print(f"FAILED {type(err).__name__}: {err}", file=sys.stderr)
         return 1
