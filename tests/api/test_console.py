@@ -19,7 +19,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mcp_gemma.api.app import create_api
 from mcp_gemma.api.console import STATIC_DIR, console_paths
-from mcp_gemma.server.run import GuardedApp, build_http_app
+from mcp_gemma.server.guard import GuardedApp
+from mcp_gemma.server.run import build_http_app
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import SharedState
 
