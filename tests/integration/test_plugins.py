@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.shared.exceptions import MCPError
-from mcp_types import PromptReference
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import LoggingMessageNotificationParams, PromptReference
 from pydantic import ValidationError
 
 from mcp_gemma.errors import ConfigError
@@ -251,3 +252,23 @@ async def test_a_failing_register_is_a_clear_error_for_a_client(settings: Settin
             with pytest.raises(MCPError) as listed:
                 await c.list_tools()
     assert "server plugin 'tests.plugins.broken' failed to register" in str(listed.value)
+
+
+async def test_a_plugins_log_records_reach_the_client_that_asked(settings: Settings) -> None:
+    logs: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(f"{params.level} {params.logger}: {params.data}")
+        if params.logger == NOTES:
+            arrived.set()
+
+    with anyio.fail_after(60):
+        server = create_server(with_plugins(settings, NOTES))
+        async with Client(server, mode="legacy", logging_callback=on_log) as client:
+            with warnings.catch_warnings():  # logging/setLevel is deprecated in the 2026 protocol
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await client.set_logging_level("info")
+            await client.call_tool("notes_add", {"text": "logged"})
+            await arrived.wait()
+    assert [item for item in logs if NOTES in item] == [f"info {NOTES}: note 1 kept"]
