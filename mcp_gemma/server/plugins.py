@@ -14,8 +14,8 @@ A plugin tool **changes data** unless it is declared read-only with
 call it and it is not audited; otherwise it is refused to read-only principals and audited.
 
 A module that cannot be imported or has no ``register`` is a :class:`~mcp_gemma.errors.ConfigError`
-(``serve`` checks this before it starts a transport); a ``register`` that raises is a
-:class:`PluginError`, which stops an HTTP server before it serves and, on stdio, answers every
+(``serve`` checks this before it starts a transport); a ``register`` that raises, or registers a
+tool under a name the server already has, is a :class:`PluginError`, which stops an HTTP server before it serves and, on stdio, answers every
 request with the reason and makes ``serve`` exit non-zero.
 """
 
@@ -86,8 +86,12 @@ def register_plugins(server: MCPServer[AppState], settings: Settings) -> set[str
     """Run every plugin's ``register``; return the names of the plugin tools that change data
     (those not declared read-only)."""
     writes: set[str] = set()
+    # The SDK's tool table; a plugin registers into an empty one, so a name it shares with a tool
+    # already there (which the SDK would drop with a warning) is found and refused.
+    table = server._tool_manager._tools
     for plugin in load_plugins(settings.server.plugins):
-        before = {tool.name for tool in server._tool_manager.list_tools()}
+        existing = dict(table)
+        table.clear()
         try:
             plugin.register(server, settings)
         except Exception as exc:
@@ -95,7 +99,17 @@ def register_plugins(server: MCPServer[AppState], settings: Settings) -> set[str
             raise PluginError(
                 f"server plugin {plugin.name!r} failed to register: {type(exc).__name__}: {exc}"
             ) from exc
-        added = [tool for tool in server._tool_manager.list_tools() if tool.name not in before]
+        finally:
+            added = list(table.values())
+            table.clear()
+            table.update(existing)
+        taken = sorted(tool.name for tool in added if tool.name in existing)
+        if taken:
+            raise PluginError(
+                f"server plugin {plugin.name!r} registers tool(s) this server already has: "
+                f"{', '.join(taken)}; give them other names"
+            )
+        table.update((tool.name, tool) for tool in added)
         for tool in added:
             if tool.annotations is None or tool.annotations.read_only_hint is not True:
                 writes.add(tool.name)

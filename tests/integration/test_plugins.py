@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from mcp_gemma.errors import ConfigError
 from mcp_gemma.server.app import create_server
-from mcp_gemma.server.plugins import load_plugins
+from mcp_gemma.server.plugins import PluginError, load_plugins
 from mcp_gemma.settings import ServerSettings, Settings
 
 from .conftest import SpawnedServer, server_env, stdio_params
@@ -272,3 +272,12 @@ async def test_a_plugins_log_records_reach_the_client_that_asked(settings: Setti
             await client.call_tool("notes_add", {"text": "logged"})
             await arrived.wait()
     assert [item for item in logs if NOTES in item] == [f"info {NOTES}: note 1 kept"]
+
+
+async def test_a_plugin_tool_may_not_take_a_name_the_server_has(settings: Settings) -> None:
+    with pytest.raises(PluginError) as clash:
+        create_server(with_plugins(settings, "tests.plugins.clash"))
+    assert str(clash.value) == (
+        "server plugin 'tests.plugins.clash' registers tool(s) this server already has: health_check; "
+        "give them other names"
+    )
