@@ -15,8 +15,9 @@ call it and it is not audited; otherwise it is refused to read-only principals a
 
 A module that cannot be imported or has no ``register`` is a :class:`~mcp_gemma.errors.ConfigError`
 (``serve`` checks this before it starts a transport); a ``register`` that raises, or registers a
-tool under a name the server already has, is a :class:`PluginError`, which stops an HTTP server before it serves and, on stdio, answers every
-request with the reason and makes ``serve`` exit non-zero.
+tool under a name the server already has, is a :class:`PluginError`, which stops an HTTP server
+before it serves and, on stdio, answers every request with the reason and makes ``serve`` exit
+non-zero.
 """
 
 from __future__ import annotations
