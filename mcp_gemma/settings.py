@@ -11,7 +11,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -181,6 +181,21 @@ class HttpSettings(BaseModel):
     )
 
 
+PLUGIN_MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+
+class ServerSettings(BaseModel):
+    """The MCP server itself: what it adds to its own tools."""
+
+    plugins: list[Annotated[str, Field(max_length=200, pattern=PLUGIN_MODULE)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Importable modules whose register(server, settings) adds tools, resources, prompts "
+        "and completions at start-up, behind the same access rules, audit, limits and readiness as ours "
+        "(env MCP_GEMMA_SERVER__PLUGINS='[\"pkg.mod\"]'); see README, Extending.",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of mcp-gemma, validated once at start."""
 
@@ -236,6 +251,7 @@ class Settings(BaseSettings):
     embedded_redis: EmbeddedRedisSettings = Field(default_factory=EmbeddedRedisSettings)
     transport: Transport = Field("stdio", description="stdio, sse or streamable-http.")
     http: HttpSettings = Field(default_factory=HttpSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
     list_page_size: int = Field(
         100,

@@ -8,7 +8,7 @@ collections of the same names too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from mcp_gemma.errors import AccessDeniedError
@@ -57,8 +57,10 @@ AGENT_WRITE_TOOLS = frozenset({"write_file", "store_memory"})
 AGENT_MEMORY_TOOLS = frozenset({"recall_memory", "store_memory"})
 
 
-def writes(name: str, args: Mapping[str, Any]) -> bool:
-    if name in MUTATING_TOOLS:
+def writes(name: str, args: Mapping[str, Any], plugin_writes: Set[str] = frozenset()) -> bool:
+    """Whether this call changes data: a tool of :data:`MUTATING_TOOLS`, ``run_agent`` with tools that
+    write, or a server plugin's tool in ``plugin_writes`` (those not declared read-only)."""
+    if name in MUTATING_TOOLS or name in plugin_writes:
         return True
     if name == "run_agent":
         # No list = every tool the agent has, store_memory among them.
@@ -93,9 +95,11 @@ def collections_used(name: str, args: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def check_tool(principal: Principal, name: str, args: Mapping[str, Any]) -> None:
+def check_tool(
+    principal: Principal, name: str, args: Mapping[str, Any], plugin_writes: Set[str] = frozenset()
+) -> None:
     """Raise :class:`AccessDeniedError` when ``principal`` may not make this call."""
-    if writes(name, args):
+    if writes(name, args, plugin_writes):
         principal.require_write(name)
     if not principal.limited:
         return

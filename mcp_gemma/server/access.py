@@ -5,7 +5,8 @@ The HTTP guard (:mod:`mcp_gemma.server.guard`) puts the caller's
 (stdio and in-process sessions are :data:`~mcp_gemma.security.principals.LOCAL`, with every right)
 and, before a handler runs, refuses
 
-- a tool in :data:`MUTATING_TOOLS` (or ``run_agent`` given tools that write) to a read-only principal,
+- a tool in :data:`MUTATING_TOOLS` (or ``run_agent`` given tools that write, or a server plugin's
+  tool not declared read-only: see :mod:`mcp_gemma.server.plugins`) to a read-only principal,
 - a memory tool, memory resource or completion whose namespace (``agent_id``) is not the principal's,
 - a document tool, ``doc://`` resource, ``summarize_document`` prompt or completion whose collection
   (``collection``, default ``default``) is not one of the principal's namespaces,
@@ -13,18 +14,18 @@ and, before a handler runs, refuses
   every namespace), and the tools that recall namespace ``default`` implicitly (``research_query``
   with ``use_memory``, ``run_agent`` with memory tools) unless ``default`` is one of its namespaces.
 
-After a tool in :data:`MUTATING_TOOLS` it writes one audit record (principal, transport, tool, ids,
+After such a tool it writes one audit record (principal, transport, tool, ids,
 ``ok`` or ``error:<class>``) through :meth:`~mcp_gemma.state.AppState.record_audit`.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, CompleteResult, Completion, TextContent
 
@@ -104,7 +105,19 @@ def _refusal(exc: AccessDeniedError) -> CallToolResult:
     return CallToolResult(content=[TextContent(text=str(exc))], is_error=True)
 
 
-async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+def access_control(plugin_writes: Set[str]) -> ServerMiddleware[Any]:
+    """:func:`access_middleware` that also counts the tools in ``plugin_writes`` (a set the plugin
+    registration fills in later) as changing data."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        return await access_middleware(ctx, call_next, plugin_writes)
+
+    return middleware
+
+
+async def access_middleware(
+    ctx: ServerRequestContext[Any, Any], call_next: CallNext, plugin_writes: Set[str] = frozenset()
+) -> HandlerResult:
     """Refuse what the caller's principal may not do; audit the tools that change data."""
     params = ctx.params if isinstance(ctx.params, Mapping) else {}
     principal = principal_of(ctx)
@@ -113,11 +126,11 @@ async def access_middleware(ctx: ServerRequestContext[Any, Any], call_next: Call
         raw_args = params.get("arguments")
         args: Mapping[str, Any] = raw_args if isinstance(raw_args, Mapping) else {}
         try:
-            check_tool(principal, name, args)
+            check_tool(principal, name, args, plugin_writes)
         except AccessDeniedError as exc:
             _audit(ctx, principal, name, args, None, "error:AccessDeniedError")
             return _refusal(exc)
-        if not writes(name, args):
+        if not writes(name, args, plugin_writes):
             return await call_next(ctx)
         holder: list[str] = []
         token = _failure.set(holder)

@@ -25,7 +25,7 @@ from mcp_types import (
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server import completion, notify
-from mcp_gemma.server.access import access_middleware, note_failure
+from mcp_gemma.server.access import access_control, note_failure
 from mcp_gemma.server.arguments import strict_arguments
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
@@ -57,6 +57,10 @@ class GemmaServer(MCPServer[AppState]):
 
     list_page_size = 100
     """Items per page of the ``*/list`` answers (``create_server`` sets it from the settings)."""
+
+    plugin_writes: set[str]
+    """The server plugins' tools that change data (access control and audit read it; filled in when
+    the plugins register)."""
 
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[AppState], params: PaginatedRequestParams | None
@@ -128,12 +132,13 @@ def create_server(
     answered at once (see :mod:`mcp_gemma.server.ready`).
     """
     holder = shared or SharedState(settings)
+    plugin_writes: set[str] = set()
 
     @asynccontextmanager
     async def lifespan(app: MCPServer[AppState]) -> AsyncIterator[AppState]:
         gate = StateGate()
         register = (lambda: register_all(app, settings)) if defer_registration else None
-        forwarder.attach(settings.log_level)
+        forwarder.attach(settings.log_level, also=settings.server.plugins)
         async with anyio.create_task_group() as tg:
             tg.start_soon(gate.run, holder, register)
             try:
@@ -152,10 +157,16 @@ def create_server(
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        middleware=[readiness_middleware, compact_schemas_middleware, metrics_middleware, access_middleware],
+        middleware=[
+            readiness_middleware,
+            compact_schemas_middleware,
+            metrics_middleware,
+            access_control(plugin_writes),
+        ],
         request_state_security=shared_security(holder, SERVER_NAME),
     )
     server.list_page_size = settings.list_page_size
+    server.plugin_writes = plugin_writes
     install_key_gate(server)
     # Protocol handlers go on at once, deferred or not: initialize declares the capabilities they add.
     completion.register(server)
@@ -166,8 +177,10 @@ def create_server(
 
 
 def register_all(server: MCPServer[AppState], settings: Settings) -> None:
-    """Add every tool, resource and prompt to ``server`` (importing the service modules)."""
+    """Add every tool, resource and prompt to ``server`` (importing the service modules), then the
+    server plugins' (:mod:`mcp_gemma.server.plugins`)."""
     from mcp_gemma.server import prompts
+    from mcp_gemma.server.plugins import register_plugins
     from mcp_gemma.server.tools import agent, memory, ops, rag, reason
 
     ops.register(server)
@@ -176,4 +189,7 @@ def register_all(server: MCPServer[AppState], settings: Settings) -> None:
     rag.register(server)
     reason.register(server)
     agent.register(server, settings)
+    writes = register_plugins(server, settings)
+    if isinstance(server, GemmaServer):
+        server.plugin_writes.update(writes)
     strict_arguments(server)

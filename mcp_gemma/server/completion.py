@@ -4,12 +4,13 @@ Tier names, agent ids (memory scopes), memory ids of a tier, document ids by pre
 ``collection``), the open collections, tool names (the
 ``react_task`` prompt's ``tool``) and the ``stats://`` sections. Free-text arguments (a question, a
 task) get no suggestions; a prompt or template this server does not have is an invalid-params error.
+A server plugin adds the arguments of its own prompts and templates with :func:`add_completions`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
@@ -30,6 +31,12 @@ MAX_VALUES = 100  # the spec's cap on one completion response
 
 Context = Mapping[str, str]
 Source = Callable[[AppState, str, Context], Awaitable[list[str]]]
+"""What an argument completes from: ``(state, prefix, other arguments) -> candidates`` (the handler
+keeps those that start with the prefix)."""
+RefType = Literal["ref/prompt", "ref/resource"]
+Table = dict[tuple[str, str], dict[str, Source]]
+
+_TABLE_ATTR = "_mcp_gemma_completions"
 
 
 async def _tiers(state: AppState, prefix: str, context: Context) -> list[str]:
@@ -71,7 +78,7 @@ def _tool_names(server: MCPServer[AppState]) -> Source:
     return names
 
 
-def sources(server: MCPServer[AppState]) -> dict[tuple[str, str], dict[str, Source]]:
+def sources(server: MCPServer[AppState]) -> Table:
     """What each argument completes from, by (``ref/prompt`` | ``ref/resource``, name or template)."""
     memory_args: dict[str, Source] = {"tier": _tiers, "agent_id": _agents}
     return {
@@ -88,6 +95,7 @@ def sources(server: MCPServer[AppState]) -> dict[tuple[str, str], dict[str, Sour
 def register(server: MCPServer[AppState]) -> None:
     """Serve ``completion/complete`` on ``server`` (which declares the completions capability with it)."""
     table = sources(server)
+    setattr(server, _TABLE_ATTR, table)
 
     async def complete(
         ctx: ServerRequestContext[AppState, Any], params: CompleteRequestParams
@@ -113,3 +121,16 @@ def register(server: MCPServer[AppState]) -> None:
     # MCPServer.completion() hands its handler no request context, and these suggestions need the
     # state (document ids, agent ids), so the handler goes on the low-level server directly.
     server._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, complete)
+
+
+def add_completions(
+    server: MCPServer[AppState], ref: RefType, name: str, arguments: Mapping[str, Source]
+) -> None:
+    """Complete the ``arguments`` of the prompt (``ref/prompt``) or resource template (``ref/resource``,
+    its URI template) ``name``, a server plugin's own; those of this server's stay as they are."""
+    table: Table | None = getattr(server, _TABLE_ATTR, None)
+    if table is None:
+        raise McpGemmaError("completions are not served on this server: create it with create_server")
+    if (ref, name) in table:
+        raise McpGemmaError(f"the {ref} {name!r} already has completions; a plugin may only add its own")
+    table[(ref, name)] = dict(arguments)

@@ -5,7 +5,8 @@ Two protocol eras. A handshake-era client (before 2026-07-28) sends ``resources/
 asked for and notify it on its connection channel. A 2026-07-28 client listens with
 ``subscriptions/listen`` (resource updates go on the SDK's subscription bus) and opts in to log
 records per request in ``_meta``: the records logged while its request is served ride that request's
-stream. Log records are those of the ``mcp_gemma`` loggers, with credentials masked.
+stream. Log records are those of the ``mcp_gemma`` loggers and of the server plugins' modules, with
+credentials masked.
 """
 
 from __future__ import annotations
@@ -110,28 +111,33 @@ class LogForwarder(logging.Handler):
             weakref.WeakKeyDictionary()
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._previous_level = logging.NOTSET
+        self._previous_levels: dict[str, int] = {}
 
-    def attach(self, level: str) -> None:
-        """Start receiving the ``mcp_gemma`` records at ``level`` (the server's ``log_level``) and above.
+    def attach(self, level: str, also: Iterable[str] = ()) -> None:
+        """Start receiving the ``mcp_gemma`` records (and those of the loggers ``also`` names: the
+        server plugins' modules) at ``level`` (the server's ``log_level``) and above.
 
-        The ``mcp_gemma`` logger gets that level when it would otherwise inherit a stricter one (an
-        embedding application's root logger), so a client sees what the server's own log shows.
+        Each logger gets that level when it would otherwise inherit a stricter one (an embedding
+        application's root logger), so a client sees what the server's own log shows.
         """
-        root = logging.getLogger(ROOT_LOGGER)
-        if self in root.handlers:
-            return
-        self._previous_level = root.level
-        if root.getEffectiveLevel() > logging.getLevelName(level):
-            root.setLevel(level)
-        root.addHandler(self)
+        names = [ROOT_LOGGER, *(n for n in also if n != ROOT_LOGGER and not n.startswith(ROOT_LOGGER + "."))]
+        for name in dict.fromkeys(names):
+            target = logging.getLogger(name)
+            if self in target.handlers:
+                continue
+            self._previous_levels[name] = target.level
+            if target.getEffectiveLevel() > logging.getLevelName(level):
+                target.setLevel(level)
+            target.addHandler(self)
 
     def detach(self) -> None:
-        """Stop receiving records (and give the ``mcp_gemma`` logger back its level)."""
-        root = logging.getLogger(ROOT_LOGGER)
-        if self in root.handlers:
-            root.removeHandler(self)
-            root.setLevel(self._previous_level)
+        """Stop receiving records (and give the loggers back their levels)."""
+        for name, previous in self._previous_levels.items():
+            target = logging.getLogger(name)
+            if self in target.handlers:
+                target.removeHandler(self)
+                target.setLevel(previous)
+        self._previous_levels.clear()
 
     async def set_level(
         self, ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams

@@ -57,6 +57,9 @@ class StateGate:
         try:
             if register is not None:
                 await anyio.to_thread.run_sync(register)
+        except McpGemmaError as exc:  # a server plugin's register failed: its message says which
+            logger.error("registering the tools failed: %s", exc)
+            self.register_error = StartupFailedError(f"the server could not register its tools: {exc}")
         except Exception as exc:
             logger.exception("registering the tools failed")
             self.register_error = StartupFailedError(f"the server could not register its tools: {exc}")
@@ -64,6 +67,7 @@ class StateGate:
             self.registered.set()
         try:
             if self.register_error is not None:
+                holder.failure = self.register_error  # serve exits non-zero with it
                 return
             async with holder.hold() as state:
                 self.state = state

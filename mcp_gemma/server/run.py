@@ -215,6 +215,10 @@ def _quiet_signals_server(config: Any) -> Any:
 def serve(settings: Settings) -> None:
     """Run until stopped (Ctrl-C, SIGTERM, or end of stdin on stdio)."""
     configure_logging(settings.log_level)
+    # A plugin that cannot be imported stops start-up here, before any transport answers.
+    from mcp_gemma.server.plugins import load_plugins
+
+    load_plugins(settings.server.plugins)
     if settings.transport != "stdio":
         check_port_free(settings.http.host, settings.http.port)
     try:

@@ -1,0 +1,1 @@
+"""Small real server plugins the plugin tests load through ``server.plugins``."""

@@ -1,0 +1,3 @@
+"""A module named as a server plugin that has no ``register`` function."""
+
+VERSION = "1"
