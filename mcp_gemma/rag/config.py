@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class RagSettings(BaseModel):
@@ -47,6 +47,28 @@ class RagSettings(BaseModel):
         description="Most collections (separate knowledge bases, each with its own in-process index) one "
         "server opens, 'default' included: a call naming one more is refused, naming this setting.",
     )
+    one_slot_collections: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Collections whose keys all share one hash tag, so on Redis Cluster the whole "
+        "collection lives in one slot on one master (a small collection kept together); the others, "
+        "and 'default' always, spread over every master. Fixed once a collection holds data: a "
+        "change is refused at its first use, naming this setting.",
+    )
+
+    @field_validator("one_slot_collections")
+    @classmethod
+    def _one_slot_names(cls, value: list[str]) -> list[str]:
+        from mcp_gemma.security.principals import NAMESPACE_PATTERN
+
+        for name in value:
+            if name == "default" or not NAMESPACE_PATTERN.match(name):
+                raise ValueError(
+                    f"rag.one_slot_collections: {name[:80]!r} is not a collection that can be kept in one "
+                    "slot (a collection name other than 'default': 1 to 64 letters, digits, '_', '.', '-')"
+                )
+        return value
+
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Largest file read by batch_ingest.")
     max_results: int = Field(100, ge=1, le=10_000, description="Largest 'limit' a search accepts.")
     quantize: bool | Literal["auto"] = Field(

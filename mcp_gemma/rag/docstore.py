@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import redis.exceptions as rexc
 
+from mcp_gemma.errors import ConfigError
 from mcp_gemma.rag.chunking import Chunk
 from mcp_gemma.store.keys import SLOT_GROUPS, Keys, group_of
 from mcp_gemma.store.redis import AnyRedis
@@ -174,10 +175,39 @@ class DocStore:
         # the setting bounds the whole log: each of the SLOT_GROUPS streams keeps its share
         self.change_log_max = max(change_log_max // SLOT_GROUPS, 100)
         self._confirm = confirm  # waits for replicas (redis_min_replicas_ack) before a write counts
+        self._mode_checked = False
+
+    async def check_slot_mode(self) -> None:
+        """Refuse to use a collection whose keys were written in the other slot mode (one slot vs
+        spread, ``rag.one_slot_collections``): its data would be invisible and new writes would mix
+        with it. Records the mode on first use; later calls cost nothing."""
+        if self._mode_checked:
+            return
+        meta = self.keys.meta()
+        recorded = await self.client.hget(meta, "slots")
+        mode = self.keys.slot_mode
+        if recorded is None:
+            other = Keys(self.keys.ns, one_slot=not self.keys.one_slot)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for g in range(SLOT_GROUPS):
+                    pipe.exists(other.docs(g))
+                found = any(await pipe.execute())
+            if not found:
+                await self.client.hsetnx(meta, "slots", mode)
+            recorded = await self.client.hget(meta, "slots") or other.slot_mode.encode()
+        if recorded.decode() != mode:
+            listed = "lists" if self.keys.one_slot else "no longer lists"
+            raise ConfigError(
+                f"the documents of key namespace {self.keys.ns!r} were stored with slot mode "
+                f"{recorded.decode()!r}, but rag.one_slot_collections now {listed} it (mode {mode!r}): "
+                "restore the setting, or delete the collection's documents before changing it"
+            )
+        self._mode_checked = True
 
     async def reserve_chunk_ids(self, wanted: Sequence[tuple[str, int]]) -> list[list[int]]:
         """Fresh chunk ids for each ``(doc id, count)``, from the counter of the document's group (so
         every replica agrees, and each id names its group)."""
+        await self.check_slot_mode()
         per_group: dict[int, int] = {}
         for doc_id, n in wanted:
             g = group_of(doc_id)
@@ -330,6 +360,7 @@ class DocStore:
     async def write(self, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
         """Write ``docs`` (chunk ids already assigned), one WATCHed MULTI/EXEC per slot group,
         replacing old chunks; the outcomes come back in the order of ``docs``."""
+        await self.check_slot_mode()
         by_group: dict[int, list[int]] = {}
         for i, doc in enumerate(docs):
             by_group.setdefault(group_of(doc.id), []).append(i)

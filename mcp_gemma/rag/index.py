@@ -307,6 +307,7 @@ class ChunkIndex:
         return chunks, docs, counts
 
     async def _rebuild(self) -> None:
+        await self.store.check_slot_mode()
         if not self.ready and self._built_at == self._generation() and await self._load_snapshot():
             return
         self.loaded_from = "redis"

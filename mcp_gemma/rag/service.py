@@ -87,7 +87,8 @@ class RagService:
         self.allowed_roots: list[Path] = list(settings.allowed_roots)
         self.embeddings = embeddings
         namespace = collection_key_namespace(settings.namespace, collection)
-        keys = store.keys if namespace == store.keys.ns else Keys(namespace)
+        one_slot = collection != DEFAULT_COLLECTION and collection in self.settings.one_slot_collections
+        keys = store.keys if namespace == store.keys.ns else Keys(namespace, one_slot=one_slot)
         self.docstore = DocStore(store.client, keys, self.settings.change_log_max, store.confirm_replicated)
         self.index = ChunkIndex(
             self.docstore,

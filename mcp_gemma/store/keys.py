@@ -54,13 +54,29 @@ def group_tags(namespace: str) -> tuple[str, ...]:
     return tuple(tags)
 
 
-class Keys:
-    """Key builders for one namespace."""
+def one_slot_tags(namespace: str) -> tuple[str, ...]:
+    """Group tags that all hash to one slot (the namespace's own): ``{ns}g0`` … ``{ns}g63``."""
+    return tuple(f"{{{namespace}}}g{group}" for group in range(SLOT_GROUPS))
 
-    def __init__(self, namespace: str) -> None:
+
+class Keys:
+    """Key builders for one namespace.
+
+    ``one_slot`` keeps every key of the namespace in one Redis Cluster slot (the slot groups still
+    name separate keys and streams, but share the namespace's hash tag): a small collection a user
+    wants kept together on one master. The default spreads the groups over every slot range.
+    """
+
+    def __init__(self, namespace: str, *, one_slot: bool = False) -> None:
         self.ns = namespace
         self.prefix = f"{{{namespace}}}"
-        self.tags = group_tags(namespace)
+        self.one_slot = one_slot
+        self.tags = one_slot_tags(namespace) if one_slot else group_tags(namespace)
+
+    @property
+    def slot_mode(self) -> str:
+        """``one`` or ``spread``: recorded in :meth:`meta` when the namespace is first written."""
+        return "one" if self.one_slot else "spread"
 
     # ---- namespace-wide ------------------------------------------------------------------------
 

@@ -155,3 +155,67 @@ async def test_run_agent_and_reason_search_the_collection_they_are_given(setting
     assert [s["status"] for s in report["steps"]] == ["ok", "answer"]
     hits = json.loads(report["steps"][0]["observation"])["hits"]
     assert [(h["doc_id"], h["text"]) for h in hits] == [("code", "The team's door code is blue.")]
+
+
+async def test_a_one_slot_collection_keeps_every_key_in_one_slot(settings: Settings) -> None:
+    """``rag.one_slot_collections``: the listed collection's keys all hash to one cluster slot, another
+    collection's spread over many; flipping the setting for a collection with data is refused."""
+    from redis.crc import key_slot
+
+    from mcp_gemma.errors import ConfigError
+
+    docs = [(f"d{i}", f"Note number {i} about the harbour.") for i in range(12)]
+    one = settings.model_copy(
+        update={"rag": settings.rag.model_copy(update={"one_slot_collections": ["small"]})}
+    )
+    with anyio.fail_after(180):
+        state = await AppState.open(one)
+        try:
+            for name in ("small", "wide"):
+                for doc_id, text in docs:
+                    await state.collection(name).ingest(text, doc_id=doc_id)
+            client_ = state.store.client
+
+            async def slots(collection: str) -> set[int]:
+                pattern = f"{{{settings.namespace}#{collection}*"
+                found = {key async for key in client_.scan_iter(match=pattern, count=1000)}
+                assert len(found) > len(docs), collection  # documents, chunks, listings, streams …
+                return {key_slot(bytes(k)) for k in found}
+
+            assert len(await slots("small")) == 1
+            assert len(await slots("wide")) > 5
+            hits = await state.collection("small").hybrid_search("harbour note number 7", limit=1)
+            assert hits.hits[0].doc_id == "d7"
+        finally:
+            await state.close()
+
+        # The same data, the setting flipped both ways: refused, naming the setting, nothing lost.
+        flipped = settings.model_copy(
+            update={"rag": settings.rag.model_copy(update={"one_slot_collections": ["wide"]})}
+        )
+        state = await AppState.open(flipped)
+        try:
+            for name, stored in (("small", "one"), ("wide", "spread")):
+                with pytest.raises(ConfigError, match=r"rag\.one_slot_collections") as refused:
+                    await state.collection(name).list_documents()
+                assert f"slot mode {stored!r}" in str(refused.value)
+                with pytest.raises(ConfigError, match=r"rag\.one_slot_collections"):
+                    await state.collection(name).ingest("More.", doc_id="d99")
+        finally:
+            await state.close()
+
+        state = await AppState.open(one)
+        try:
+            listed = await state.collection("small").list_documents(limit=100)
+            assert sorted(d.id for d in listed.documents) == sorted(d for d, _ in docs)
+        finally:
+            await state.close()
+
+
+def test_one_slot_collections_refuses_default_and_bad_names() -> None:
+    from mcp_gemma.rag.config import RagSettings
+
+    for bad in ("default", "two words", ""):
+        with pytest.raises(ValueError, match=r"rag\.one_slot_collections"):
+            RagSettings(one_slot_collections=[bad])
+    assert RagSettings(one_slot_collections=["team-a"]).one_slot_collections == ["team-a"]
