@@ -146,14 +146,18 @@ async def access_middleware(
         finally:
             _failure.reset(token)
     if principal.limited and ctx.method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-        uri = str(params.get("uri", ""))
-        try:
-            for namespace in memory_namespaces(uri):
-                principal.require_namespace(namespace, ctx.method)
-            for collection in document_collections(uri):
-                principal.require_collection(collection, ctx.method)
-        except AccessDeniedError as exc:
-            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+        _require_uris(principal, [str(params.get("uri", ""))], ctx.method)
+    if principal.limited and ctx.method == "subscriptions/listen":
+        # The 2026 protocol's resource subscriptions ride the listen request: the same rule as
+        # resources/subscribe for every URI it names (an update tells which document changed).
+        wanted = params.get("notifications")
+        uris = (
+            wanted.get("resourceSubscriptions", wanted.get("resource_subscriptions"))
+            if isinstance(wanted, Mapping)
+            else None
+        )
+        if isinstance(uris, list):
+            _require_uris(principal, [str(u) for u in uris], ctx.method)
     if principal.limited and ctx.method == "prompts/get" and params.get("name") == "summarize_document":
         arguments = params.get("arguments")
         chosen = arguments.get("collection") if isinstance(arguments, Mapping) else None
@@ -164,6 +168,19 @@ async def access_middleware(
     if principal.limited and ctx.method == "completion/complete":
         return await _complete_limited(principal, params, ctx, call_next)
     return await call_next(ctx)
+
+
+def _require_uris(principal: Principal, uris: list[str], method: str) -> None:
+    """Refuse (``INVALID_PARAMS``) a URI whose memory namespace or document collection the principal
+    may not use."""
+    try:
+        for uri in uris:
+            for namespace in memory_namespaces(uri):
+                principal.require_namespace(namespace, method)
+            for collection in document_collections(uri):
+                principal.require_collection(collection, method)
+    except AccessDeniedError as exc:
+        raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
 
 def memory_namespaces(uri: str) -> list[str]:

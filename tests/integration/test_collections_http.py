@@ -150,6 +150,15 @@ async def test_each_principal_sees_only_its_collection_over_mcp(server: tuple[Sp
             await alice.read_resource("doc://doc1")
         with pytest.raises(Exception, match="may not use document collection 'bob'"):
             await alice.get_prompt("summarize_document", {"document_id": "doc1", "collection": "bob"})
+        for uri, refused_text in (
+            ("doc://doc1?collection=bob", "may not use document collection 'bob'"),
+            ("memory://semantic?agent_id=bob", "may not use memory namespace"),
+        ):
+            with pytest.raises(Exception, match=refused_text):  # the 2026 protocol's subscriptions
+                async with alice.listen(resource_subscriptions=["doc://doc1?collection=alice", uri]):
+                    pass
+        async with alice.listen(resource_subscriptions=["doc://doc1?collection=alice"]):
+            pass  # its own collection: acknowledged
         prompt = await alice.get_prompt("summarize_document", {"document_id": "doc1", "collection": "alice"})
         assert ALICE_TEXT in getattr(prompt.messages[0].content, "text", "")
         template = ResourceTemplateReference(uri="doc://{id}{?collection}")
