@@ -8,7 +8,8 @@ A real ``mcp-gemma serve --transport http`` subprocess on 127.0.0.1 with a priva
 new document and ``search_documents``, all sessions at once. Every call has ``CALL_TIMEOUT_S`` (60 s,
 the timeout of the issue-17 report): one that passes it counts as a timeout, a tool error as an
 error (``server busy`` refusals are counted apart). The peer, in the same run, is the same mix from
-one session alone: what a call costs without contention.
+one session alone: what a call costs without contention. The server's resident and peak memory after
+the run are reported too (`server_memory_mib`).
 """
 
 from __future__ import annotations
@@ -165,6 +166,17 @@ async def warm_up(url: str) -> None:
         await client.call_tool("search_documents", {"query": "warm-up"})
 
 
+def _memory_mib(pid: int) -> dict[str, float]:
+    """The server's resident and peak resident memory (VmRSS, VmHWM) after the run, in MiB."""
+    found: dict[str, float] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found["rss" if key == "VmRSS" else "peak"] = round(int(value.split()[0]) / 1024, 1)
+    return found
+
+
 def run(quick: bool = False, sessions: int | None = None, calls: int | None = None) -> dict[str, Any]:
     """The load bench (8 sessions x 5 calls with ``quick``, else 50 x 20; ``sessions``/``calls`` override)."""
     _common.require_release()
@@ -175,7 +187,9 @@ def run(quick: bool = False, sessions: int | None = None, calls: int | None = No
         port = free_port()
         proc = spawn(Path(tmp) / "data", port, Path(tmp) / "server.log")
         try:
-            return anyio.run(load, f"http://127.0.0.1:{port}/mcp", sessions, calls)
+            result = anyio.run(load, f"http://127.0.0.1:{port}/mcp", sessions, calls)
+            result["server_memory_mib"] = _memory_mib(proc.pid)
+            return result
         finally:
             proc.terminate()
             try:
