@@ -176,3 +176,26 @@ class _SseTransport:
 
 def http_get(url: str, **kwargs: Any) -> httpx.Response:
     return httpx.get(url, timeout=5, **kwargs)
+
+
+class BearerTransport:
+    """The SDK's Streamable HTTP client with a bearer token (over HTTPS with ``certfile`` pinned)."""
+
+    def __init__(self, url: str, token: str, certfile: Path | None = None) -> None:
+        self.url, self.token, self.certfile = url, token, certfile
+
+    async def __aenter__(self) -> Any:
+        import ssl
+
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        verify: Any = ssl.create_default_context(cafile=str(self.certfile)) if self.certfile else True
+        self._http = httpx2.AsyncClient(headers={"authorization": f"Bearer {self.token}"}, verify=verify)
+        await self._http.__aenter__()
+        self._cm = streamable_http_client(self.url, http_client=self._http)
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._cm.__aexit__(*exc)
+        await self._http.__aexit__(*exc)

@@ -21,7 +21,7 @@ import pytest
 from mcp import Client
 from mcp_types import ResourceTemplateReference
 
-from .conftest import SpawnedServer, server_env
+from .conftest import BearerTransport, SpawnedServer, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -58,30 +58,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SpawnedSe
     spawned.stop()
 
 
-class _Transport:
-    """The SDK's Streamable HTTP client with a bearer token."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-
-    async def __aenter__(self) -> Any:
-        import httpx2
-        from mcp.client.streamable_http import streamable_http_client
-
-        self._http = httpx2.AsyncClient(headers={"authorization": f"Bearer {self.token}"})
-        await self._http.__aenter__()
-        self._cm = streamable_http_client(self.url, http_client=self._http)
-        return await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._cm.__aexit__(*exc)
-        await self._http.__aexit__(*exc)
-
-
 @asynccontextmanager
 async def session(server: SpawnedServer, token: str) -> AsyncIterator[Client]:
     with anyio.fail_after(120):
-        async with Client(_Transport(server.url, token)) as client:
+        async with Client(BearerTransport(server.url, token)) as client:
             yield client
 
 

@@ -23,7 +23,7 @@ from mcp_gemma.server.app import create_server
 from mcp_gemma.server.plugins import PluginError, load_plugins
 from mcp_gemma.settings import ServerSettings, Settings
 
-from .conftest import SpawnedServer, server_env, stdio_params
+from .conftest import BearerTransport, SpawnedServer, server_env, stdio_params
 
 pytestmark = pytest.mark.anyio
 
@@ -112,32 +112,12 @@ def http_with_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawn
     server.stop()
 
 
-class _BearerTransport:
-    """The SDK's Streamable HTTP client with a bearer token."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-
-    async def __aenter__(self) -> Any:
-        import httpx2
-        from mcp.client.streamable_http import streamable_http_client
-
-        self._http = httpx2.AsyncClient(headers={"authorization": f"Bearer {self.token}"})
-        await self._http.__aenter__()
-        self._cm = streamable_http_client(self.url, http_client=self._http)
-        return await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._cm.__aexit__(*exc)
-        await self._http.__aexit__(*exc)
-
-
 async def test_plugin_tools_follow_the_principals_rights_over_http(http_with_plugin: SpawnedServer) -> None:
     with anyio.fail_after(90):
-        async with Client(_BearerTransport(http_with_plugin.url, READER)) as reader:
+        async with Client(BearerTransport(http_with_plugin.url, READER)) as reader:
             refused = await reader.call_tool("notes_add", {"text": "from the reader"})
             counted = await reader.call_tool("notes_count", {})
-        async with Client(_BearerTransport(http_with_plugin.url, WRITER)) as writer:
+        async with Client(BearerTransport(http_with_plugin.url, WRITER)) as writer:
             added = await writer.call_tool("notes_add", {"text": "from the writer"})
     assert refused.is_error
     assert text_of(refused) == (

@@ -27,7 +27,7 @@ from mcp import Client
 from mcp_types import ResourceTemplateReference
 
 from ..unit.test_jwt import AUDIENCE, EC_KEY, ISSUER, b64, sign
-from .conftest import SpawnedServer, server_env
+from .conftest import BearerTransport, SpawnedServer, server_env
 from .test_transports import INIT
 
 pytestmark = pytest.mark.anyio
@@ -120,28 +120,6 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Spawn
     server.stop()
 
 
-class _Transport:
-    """The SDK's Streamable HTTP client over HTTPS with the test certificate pinned and a token."""
-
-    def __init__(self, url: str, certfile: Path, token: str) -> None:
-        self.url, self.certfile, self.token = url, certfile, token
-        self._stack: Any = None
-
-    async def __aenter__(self) -> Any:
-        import httpx2
-        from mcp.client.streamable_http import streamable_http_client
-
-        context = ssl.create_default_context(cafile=str(self.certfile))
-        self._http = httpx2.AsyncClient(headers={"authorization": f"Bearer {self.token}"}, verify=context)
-        await self._http.__aenter__()
-        self._cm = streamable_http_client(self.url, http_client=self._http)
-        return await self._cm.__aenter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._cm.__aexit__(*exc)
-        await self._http.__aexit__(*exc)
-
-
 def https_url(server: SpawnedServer) -> str:
     return f"https://127.0.0.1:{server.port}/mcp"
 
@@ -149,7 +127,7 @@ def https_url(server: SpawnedServer) -> str:
 @asynccontextmanager
 async def session(server: SpawnedServer, certfile: Path, token: str) -> AsyncIterator[Client]:
     with anyio.fail_after(90):
-        async with Client(_Transport(https_url(server), certfile, token)) as client:
+        async with Client(BearerTransport(https_url(server), token, certfile)) as client:
             yield client
 
 

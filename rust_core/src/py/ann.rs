@@ -7,7 +7,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMetho
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::arrays::{byte_section, id_list, ids_and_rows, query_row, readonly, slice};
+use super::arrays::{decode_section, id_list, ids_and_rows, query_row, readonly, slice};
 use super::{read, write};
 use crate::ann::{HnswIndex, HnswParams, MAX_M};
 use crate::errors::CoreError;
@@ -73,8 +73,7 @@ impl PyHnswIndex {
         start: i64,
         stop: Option<i64>,
     ) -> PyResult<Self> {
-        let (data, range) = byte_section(data, start, stop)?;
-        let index = py.detach(|| HnswIndex::from_bytes(&data[range]))?;
+        let index = decode_section(py, data, start, stop, HnswIndex::from_bytes)?;
         Ok(Self {
             inner: RwLock::new(index),
         })

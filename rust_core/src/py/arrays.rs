@@ -144,3 +144,16 @@ pub fn byte_section(
     }
     Ok((PyBackedBytes::from(bytes.clone()), a..b))
 }
+
+/// `decode(data[start..stop])` with the GIL released: the `from_bytes` of every saved index, which
+/// reads its section of one large `bytes` object in place.
+pub fn decode_section<T: Send>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    start: i64,
+    stop: Option<i64>,
+    decode: impl FnOnce(&[u8]) -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let (data, range) = byte_section(data, start, stop)?;
+    Ok(py.detach(|| decode(&data[range]))?)
+}

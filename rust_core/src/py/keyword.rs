@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rayon::prelude::*;
 
-use super::arrays::{byte_section, readonly, slice};
+use super::arrays::{decode_section, readonly, slice};
 use super::{arg, read, write};
 use crate::errors::CoreError;
 use crate::keyword::{Analyzer, Bm25Index};
@@ -59,8 +59,7 @@ impl PyBm25Index {
         start: i64,
         stop: Option<i64>,
     ) -> PyResult<Self> {
-        let (data, range) = byte_section(data, start, stop)?;
-        let index = py.detach(|| Bm25Index::from_bytes(&data[range]))?;
+        let index = decode_section(py, data, start, stop, Bm25Index::from_bytes)?;
         Ok(Self {
             inner: RwLock::new(index),
         })
