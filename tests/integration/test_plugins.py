@@ -24,6 +24,7 @@ from mcp_gemma.server.plugins import PluginError, load_plugins
 from mcp_gemma.settings import ServerSettings, Settings
 
 from .conftest import BearerTransport, SpawnedServer, server_env, stdio_params
+from .test_transports import INIT
 
 pytestmark = pytest.mark.anyio
 
@@ -195,18 +196,8 @@ def test_a_failing_register_on_stdio_is_every_requests_error_and_the_exit_status
         text=True,
         encoding="utf-8",
     )
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
-    messages = [init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, listing]
+    messages = [INIT, {"jsonrpc": "2.0", "method": "notifications/initialized"}, listing]
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
     proc.stdin.flush()

@@ -11,15 +11,20 @@ from mcp_gemma.cli import app
 from mcp_gemma.settings import Settings
 
 
+def cli_args(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The options and environment that point the CLI at the test's Redis and namespace."""
+    assert settings.redis_url is not None
+    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
+    return common, {"MCP_GEMMA_NAMESPACE": settings.namespace}
+
+
 def test_ingest_then_search(settings: Settings, tmp_path: Path) -> None:
     kb = tmp_path / "kb"
     kb.mkdir()
     (kb / "tides.md").write_text("Tides are caused by the gravitational pull of the moon.", encoding="utf-8")
     (kb / "ice.txt").write_text("Glaciers are slow rivers of ice.", encoding="utf-8")
     (kb / "bad.txt").write_bytes(b"\xff\xfe")
-    assert settings.redis_url is not None
-    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
-    env = {"MCP_GEMMA_NAMESPACE": settings.namespace}
+    common, env = cli_args(settings)
     runner = CliRunner()
 
     done = runner.invoke(app, ["ingest", str(kb), *common], env=env)
@@ -44,9 +49,7 @@ def test_list_and_get_for_people_and_scripts(settings: Settings, tmp_path: Path)
     kb = tmp_path / "kb"
     kb.mkdir()
     (kb / "ice.txt").write_text("Glaciers are slow rivers of ice.", encoding="utf-8")
-    assert settings.redis_url is not None
-    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
-    env = {"MCP_GEMMA_NAMESPACE": settings.namespace}
+    common, env = cli_args(settings)
     runner = CliRunner()
     assert runner.invoke(app, ["ingest", str(kb), *common], env=env).exit_code == 0
 
@@ -77,9 +80,7 @@ def test_collection_option_uses_a_separate_knowledge_base(settings: Settings, tm
     kb = tmp_path / "kb"
     kb.mkdir()
     (kb / "ice.txt").write_text("Glaciers are slow rivers of ice.", encoding="utf-8")
-    assert settings.redis_url is not None
-    common = ["--data-dir", str(settings.data_dir), "--redis-url", settings.redis_url.get_secret_value()]
-    env = {"MCP_GEMMA_NAMESPACE": settings.namespace}
+    common, env = cli_args(settings)
     runner = CliRunner()
     done = runner.invoke(app, ["ingest", str(kb), "--collection", "team-a", *common], env=env)
     assert done.exit_code == 0, done.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -47,6 +48,19 @@ async def built_from(state: AppState) -> object:
     await state.rag.list_documents()
     (status,) = state.rag.status()
     return status.detail["built_from"]
+
+
+async def saved_snapshot(settings: Settings) -> tuple[Path, list[tuple[str, str]]]:
+    """Ingest :data:`DOCS`, search once, close (which writes the snapshot): its path and the hits."""
+    path = snapshot.path_for(settings.data_dir, settings.namespace)
+    state = await AppState.open(settings)
+    try:
+        for doc_id, text in DOCS.items():
+            await state.rag.ingest(text, doc_id=doc_id)
+        expected = await hits(state, "glaciers carve valleys")
+    finally:
+        await state.close()
+    return path, expected
 
 
 async def test_restart_loads_the_snapshot_and_replays_later_changes(settings: Settings) -> None:
@@ -93,14 +107,7 @@ async def test_restart_loads_the_snapshot_and_replays_later_changes(settings: Se
 
 
 async def test_a_snapshot_that_does_not_match_is_rebuilt_from_redis(settings: Settings) -> None:
-    path = snapshot.path_for(settings.data_dir, settings.namespace)
-    state = await AppState.open(settings)
-    try:
-        for doc_id, text in DOCS.items():
-            await state.rag.ingest(text, doc_id=doc_id)
-        expected = await hits(state, "glaciers carve valleys")
-    finally:
-        await state.close()
+    path, expected = await saved_snapshot(settings)
     good = path.read_bytes()
 
     for broken in (good[:-10] + b"0123456789", b"not a snapshot", good.replace(b'"dim": 384', b'"dim": 385')):
@@ -261,14 +268,7 @@ def sections_that_do_not_add_up(header: dict[str, Any], body: bytearray, at: int
 async def test_a_snapshot_whose_sections_do_not_read_back_is_rebuilt_from_redis(
     settings: Settings, change: Callable[[dict[str, Any], bytearray, int], None]
 ) -> None:
-    path = snapshot.path_for(settings.data_dir, settings.namespace)
-    state = await AppState.open(settings)
-    try:
-        for doc_id, text in DOCS.items():
-            await state.rag.ingest(text, doc_id=doc_id)
-        expected = await hits(state, "glaciers carve valleys")
-    finally:
-        await state.close()
+    path, expected = await saved_snapshot(settings)
     path.write_bytes(rewritten(path.read_bytes(), change))
     state = await AppState.open(settings)
     try:
