@@ -221,6 +221,16 @@ def start_cluster(root: Path) -> LocalCluster:
         )
         cluster.wait_healthy()
         poll(lambda: len(cluster.masters()) == 3, "3 masters")
+        # A replica's link can be up before CLUSTER NODES (gossip) shows it as its master's replica:
+        # a test that picks a master's replica reads that view, so wait for it too.
+        poll(
+            lambda: all(
+                len(e["replicas"]) == 1  # type: ignore[arg-type]
+                for e in cluster.topology().values()
+                if e["role"] == "master" and e["slots"]
+            ),
+            "every master's replica in the cluster's view",
+        )
     except BaseException:
         cluster.stop()
         raise
