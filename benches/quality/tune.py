@@ -10,6 +10,12 @@ its per-style means are printed (no per-query result).
 ``--long-docs`` scores on a long-document variant of two tuning corpora instead (each module's documents
 joined into one, relevance mapped to the module; see :func:`by_module`).
 
+The third round's rules (``dcover``, ``mcover``, ``didf``, ``docbm``, ``cpd``, ``acpd``, ``kacpd``,
+``samedoc``, ``agree``) look at document-level statistics the index knows without a query's answer:
+the IDF over documents, BM25 of a document as one field, chunks per document, how many of the top BM25
+chunks one document holds, and whether BM25's top document is among the vector's top k (results in
+``benches/README.md``, "The held-out keyword cell, third round").
+
 Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]
 [--long-docs]`` and ``python -m benches.quality.tune --held-out default RULE``. ``--list`` lists the
 rule names.
@@ -58,6 +64,65 @@ class Q:
     stop_words: int  # query terms the English analyzer drops
     doc_cover: dict[str, float]  # share of the query's IDF mass anywhere in the document
     n_chunks: int
+    # Third round: document-level statistics (all known to the index without the query's answer)
+    mult: F64  # each distinct query term's count in the query
+    tfn: F64  # candidates x distinct terms: BM25's tf part, tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl))
+    idf_chunk: F64  # each distinct term's IDF over chunks (0 for a term no chunk has)
+    idf_doc: F64  # the same over documents (a document holds a term if one of its chunks does)
+    cidf_chunk: F64  # coverage weights over chunks (a term nowhere weighs the highest IDF)
+    cidf_doc: F64  # the same over documents
+    best: int  # position in ids of the best BM25 chunk (-1: none)
+    vec_docs: list[str]  # documents in vector order (best chunk each)
+    bm_docs: list[str]  # documents in BM25 order
+    doc_chunks: dict[str, int]  # chunks of each candidate's document
+    avg_doc_chunks: float  # chunks per document in the collection
+    doc_tfn: dict[str, F64]  # per document as one field: the tf part over distinct terms
+
+
+@dataclass
+class DocStats:
+    """Per-collection counts for the document-level signals."""
+
+    chunk_tf: list[dict[str, int]]
+    chunk_len: list[int]
+    doc_tf: dict[str, dict[str, int]]
+    doc_len: dict[str, int]
+    doc_df: dict[str, int]
+    doc_chunks: dict[str, int]
+
+
+def doc_stats(built: Built) -> DocStats:
+    chunk_tf: list[dict[str, int]] = []
+    chunk_len: list[int] = []
+    doc_tf: dict[str, dict[str, int]] = {}
+    doc_len: dict[str, int] = {}
+    doc_chunks: dict[str, int] = {}
+    for d, text in zip(built.chunk_doc, built.chunk_text, strict=True):
+        toks = native.tokenize(text, ANALYZER)
+        tf: dict[str, int] = {}
+        for t in toks:
+            tf[t] = tf.get(t, 0) + 1
+        chunk_tf.append(tf)
+        chunk_len.append(len(toks))
+        acc = doc_tf.setdefault(d, {})
+        for t, v in tf.items():
+            acc[t] = acc.get(t, 0) + v
+        doc_len[d] = doc_len.get(d, 0) + len(toks)
+        doc_chunks[d] = doc_chunks.get(d, 0) + 1
+    doc_df: dict[str, int] = {}
+    for tf in doc_tf.values():
+        for t in tf:
+            doc_df[t] = doc_df.get(t, 0) + 1
+    return DocStats(chunk_tf, chunk_len, doc_tf, doc_len, doc_df, doc_chunks)
+
+
+def _idf(n: int, df: int) -> float:
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def _tf_part(tf: int, length: int, avg: float) -> float:
+    k1, b = RagSettings().bm25_k1, RagSettings().bm25_b
+    return tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg)) if tf else 0.0
 
 
 def query_features(
@@ -67,6 +132,7 @@ def query_features(
     style: str,
     relevant: tuple[str, ...],
     doc_terms: dict[str, set[str]],
+    stats: DocStats,
 ) -> Q:
     sims = built.matrix @ qvec
     vtop = np.argsort(-sims, kind="stable")[:DEPTH]
@@ -80,6 +146,13 @@ def query_features(
     mass = sum(idf.values()) or 1.0
     chunk_terms = built.terms[ANALYZER]
     docs = [built.chunk_doc[int(c)] for c in ids]
+    tokens = native.tokenize(text, ANALYZER)
+    uterms = list(dict.fromkeys(tokens))
+    n_docs = len(stats.doc_tf)
+    avg_chunk = sum(stats.chunk_len) / max(len(stats.chunk_len), 1)
+    avg_doc = sum(stats.doc_len.values()) / max(n_docs, 1)
+    vec_order = np.argsort(-sims, kind="stable")
+    pos = {int(c): i for i, c in enumerate(ids)}
     return Q(
         style=style,
         relevant=relevant,
@@ -94,6 +167,30 @@ def query_features(
         stop_words=sum(1 for t in terms if not native.tokenize(t, "english")),
         doc_cover={d: sum(v for t, v in idf.items() if t in doc_terms[d]) / mass for d in set(docs)},
         n_chunks=n,
+        mult=np.asarray([tokens.count(t) for t in uterms], dtype=np.float64),
+        tfn=np.asarray(
+            [
+                [
+                    _tf_part(stats.chunk_tf[int(c)].get(t, 0), stats.chunk_len[int(c)], avg_chunk)
+                    for t in uterms
+                ]
+                for c in ids
+            ],
+            dtype=np.float64,
+        ).reshape(len(ids), len(uterms)),
+        idf_chunk=np.asarray([_idf(n, df[t]) if df.get(t) else 0.0 for t in uterms]),
+        idf_doc=np.asarray([_idf(n_docs, stats.doc_df[t]) if stats.doc_df.get(t) else 0.0 for t in uterms]),
+        cidf_chunk=np.asarray([_idf(n, df.get(t, 0)) for t in uterms]),
+        cidf_doc=np.asarray([_idf(n_docs, stats.doc_df.get(t, 0)) for t in uterms]),
+        best=pos[int(kid[0])] if len(kid) else -1,
+        vec_docs=list(dict.fromkeys(built.chunk_doc[int(c)] for c in vec_order[:DEPTH])),
+        bm_docs=list(dict.fromkeys(built.chunk_doc[int(c)] for c in kid)),
+        doc_chunks={d: stats.doc_chunks[d] for d in set(docs)},
+        avg_doc_chunks=len(stats.chunk_len) / max(n_docs, 1),
+        doc_tfn={
+            d: np.asarray([_tf_part(stats.doc_tf[d].get(t, 0), stats.doc_len[d], avg_doc) for t in uterms])
+            for d in set(docs)
+        },
     )
 
 
@@ -139,10 +236,11 @@ def load(names: Sequence[str], chunk: int = 800, overlap: int = 100, long_docs: 
         for d, ts in zip(built.chunk_doc, built.terms[ANALYZER], strict=True):
             doc_terms.setdefault(d, set()).update(ts)
         qvecs = embed([q.text for q in corpus.queries])
+        stats = doc_stats(built)
         out[corpus.name] = (
             built,
             [
-                query_features(built, qvecs[i], q.text, q.style, q.relevant, doc_terms)
+                query_features(built, qvecs[i], q.text, q.style, q.relevant, doc_terms, stats)
                 for i, q in enumerate(corpus.queries)
             ],
         )
@@ -285,6 +383,94 @@ def weight_rules() -> dict[str, Weight]:
         for scale in (0.05, 0.1, 0.2):
             for alpha in (0.3, 0.5):
                 out[f"vconf:{k}:{scale}:{alpha}"] = _vector_confident(k, scale, alpha)
+    out.update(third_round_weights())
+    return out
+
+
+# Third round: document-level signals (the README's "The held-out keyword cell, third round").
+
+
+def idf_cover(q: Q, i: int, by_doc: bool) -> float:
+    """Share of the query's IDF mass (over chunks or over documents) that candidate ``i`` holds."""
+    if i < 0:
+        return 0.0
+    weights = q.cidf_doc if by_doc else q.cidf_chunk
+    total = float(weights.sum())
+    return float((q.tfn[i] > 0) @ weights) / total if total > 0 else 0.0
+
+
+def doc_weight(q: Q) -> float:
+    """Today's rule with the coverage's IDF counted over documents instead of chunks."""
+    return 0.0 if q.n_terms == 0 else idf_cover(q, q.best, True) * min(1.0, q.n_terms / 3)
+
+
+def top_doc_share(q: Q, k: int) -> float:
+    """Share of the best ``k`` BM25 chunks that belong to the best one's document."""
+    order = np.lexsort((q.ids, -q.bm))[:k]
+    top = q.docs[int(order[0])]
+    return sum(1 for i in order if q.docs[int(i)] == top) / len(order)
+
+
+def _mixed_cover(lam: float) -> Weight:
+    """Coverage with the IDF over chunks and over documents mixed (lam: the documents' part)."""
+    return lambda q: (
+        0.0
+        if q.n_terms == 0
+        else ((1 - lam) * q.best_cover + lam * idf_cover(q, q.best, True)) * min(1.0, q.n_terms / 3)
+    )
+
+
+def _doc_cover_power(p: float) -> Weight:
+    return lambda q: 0.0 if q.n_terms == 0 else idf_cover(q, q.best, True) ** p * min(1.0, q.n_terms / 3)
+
+
+def _agree(k: int, a: float, terms: int) -> Weight:
+    """The share x a unless the BM25 top document is among the vector's top k (queries of <= terms)."""
+
+    def w(q: Q) -> float:
+        agrees = bool(q.bm_docs) and q.bm_docs[0] in q.vec_docs[:k]
+        return base_weight(q) * (1.0 if q.n_terms > terms or agrees else a)
+
+    return w
+
+
+def _chunks_per_doc(a: float, terms: int, own: bool) -> Weight:
+    """The share x 1 / (1 + a (c - 1)) for queries of <= terms; c = the best BM25 chunk's document's
+    chunks (own) or the collection's chunks per document."""
+
+    def w(q: Q) -> float:
+        if q.n_terms > terms or q.best < 0:
+            return base_weight(q)
+        c = q.doc_chunks[q.docs[q.best]] if own else q.avg_doc_chunks
+        return base_weight(q) / (1.0 + a * (c - 1))
+
+    return w
+
+
+def _same_doc(k: int, a: float) -> Weight:
+    return lambda q: base_weight(q) * (1 - a * top_doc_share(q, k))
+
+
+def third_round_weights() -> dict[str, Weight]:
+    out: dict[str, Weight] = {"dcover": doc_weight}
+    for lam in (0.25, 0.5, 0.75):
+        out[f"mcover:{lam}"] = _mixed_cover(lam)
+    for p in (1.5, 2.0):
+        out[f"dcover:pow:{p}"] = _doc_cover_power(p)
+    # vector and BM25 agree: the BM25 top document among the vector's top k, else the share x a
+    for k in (1, 3, 5, 10):
+        for a in (0.25, 0.5, 0.75):
+            out[f"agree:{k}:{a}"] = _agree(k, a, 99)
+            out[f"agree4:{k}:{a}"] = _agree(k, a, 4)
+    # chunks per document: the best BM25 chunk's document's own count, or the collection's mean
+    for a in (0.02, 0.05, 0.1, 0.2):
+        for t in (4, 99):
+            out[f"cpd:{a}:{t}"] = _chunks_per_doc(a, t, own=True)
+            out[f"acpd:{a}:{t}"] = _chunks_per_doc(a, t, own=False)
+    # top-k BM25 chunks from one document: a keyword hit repeated across one document's chunks
+    for k in (5, 10):
+        for a in (0.3, 0.5):
+            out[f"samedoc:{k}:{a}"] = _same_doc(k, a)
     return out
 
 
@@ -305,7 +491,75 @@ def score_rules() -> dict[str, Score]:
 
         return score
 
-    return {f"covfuse:{lam}:{t}": covfuse(lam, t) for lam in (0.25, 0.5, 0.75, 1.0) for t in (4, 99)}
+    out = {f"covfuse:{lam}:{t}": covfuse(lam, t) for lam in (0.25, 0.5, 0.75, 1.0) for t in (4, 99)}
+    out.update(third_round_scores())
+    return out
+
+
+def bm25_with(q: Q, idf: F64) -> F64:
+    """BM25 / bound of every candidate with the given IDF per distinct term."""
+    w = idf * q.mult
+    bound = float(w.sum()) * (RagSettings().bm25_k1 + 1)
+    return q.tfn @ w / bound if bound > 0 else np.zeros(len(q.ids))
+
+
+def doc_bm25(q: Q, idf: F64) -> F64:
+    """Each candidate's document scored as one field (all its chunks), over document IDF, / bound."""
+    w = idf * q.mult
+    bound = float(w.sum()) * (RagSettings().bm25_k1 + 1)
+    per = {d: float(v @ w) / bound if bound > 0 else 0.0 for d, v in q.doc_tfn.items()}
+    return np.asarray([per[d] for d in q.docs])
+
+
+def third_round_scores() -> dict[str, Score]:
+    def make(idf_mix: float, weight: Weight, doc_mix: float = 0.0) -> Score:
+        def score(q: Q) -> F64:
+            idf = (1 - idf_mix) * q.idf_chunk + idf_mix * q.idf_doc
+            kw = bm25_with(q, idf)
+            if doc_mix:
+                kw = (1 - doc_mix) * kw + doc_mix * doc_bm25(q, q.idf_doc)
+            w = weight(q)
+            return (1 - w) * q.cos + w * kw
+
+        return score
+
+    out: dict[str, Score] = {}
+    for mix in (0.5, 1.0):
+        out[f"didf:{mix}"] = make(mix, base_weight)
+        out[f"didf:{mix}+dcover"] = make(mix, doc_weight)
+
+    # the share over long documents: x 1 / (1 + a (chunks per document - 1)) for queries of <= t terms
+    def per_doc(
+        weight: Weight, a: float, t: int, own: bool = False, keyword: bool = False, log: bool = False
+    ) -> Weight:
+        def w(q: Q) -> float:
+            if q.n_terms > t or (keyword and q.stop_words):
+                return weight(q)
+            cpd = q.doc_chunks[q.docs[q.best]] if own and q.best >= 0 else q.avg_doc_chunks
+            return weight(q) / (1.0 + a * (math.log(cpd) if log else cpd - 1))
+
+        return w
+
+    for a in (0.2, 0.3, 0.5, 1.0):
+        for t in (3, 4, 5):
+            out[f"acpd2:{a}:{t}"] = make(0.0, per_doc(base_weight, a, t))
+            out[f"acpd2:{a}:{t}+dcover"] = make(0.0, per_doc(doc_weight, a, t))
+            out[f"acpd2:{a}:{t}+didf:0.5+dcover"] = make(0.5, per_doc(doc_weight, a, t))
+            out[f"cpd2:{a}:{t}+dcover"] = make(0.0, per_doc(doc_weight, a, t, own=True))
+    # the same for keyword-style queries only (no stop word)
+    for a in (0.3, 0.5, 1.0, 2.0):
+        for t in (3, 4, 5, 99):
+            out[f"kacpd:{a}:{t}"] = make(0.0, per_doc(base_weight, a, t, keyword=True))
+            out[f"kacpd:{a}:{t}+dcover"] = make(0.0, per_doc(doc_weight, a, t, keyword=True))
+            out[f"kacpd:{a}:{t}+didf:0.5+dcover"] = make(0.5, per_doc(doc_weight, a, t, keyword=True))
+    for a in (0.5, 1.0, 1.5, 2.0, 3.0):
+        for t in (3, 4, 99):
+            out[f"kacpdlog:{a}:{t}"] = make(0.0, per_doc(base_weight, a, t, keyword=True, log=True))
+    for m in (0.25, 0.5):
+        out[f"docbm:{m}"] = make(0.0, base_weight, m)
+        out[f"docbm:{m}+dcover"] = make(0.0, doc_weight, m)
+        out[f"didf:1.0+docbm:{m}+dcover"] = make(1.0, doc_weight, m)
+    return out
 
 
 DocRule = Callable[[Q], dict[str, float]]
