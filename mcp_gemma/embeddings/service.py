@@ -82,7 +82,9 @@ class EmbeddingService:
         from mcp_gemma.embeddings.minilm import resolve_model_dir
 
         s = self.settings
-        if s.backend == "numpy" or (s.backend == "auto" and (self._on_cpu() or not self._has_torch())):
+        # An explicit device="cuda" without torch goes to the torch path, whose error names the extra.
+        lean = self._on_cpu() or (s.device == "auto" and not self._has_torch())
+        if s.backend == "numpy" or (s.backend == "auto" and lean):
             from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder, UnsupportedModel
 
             try:

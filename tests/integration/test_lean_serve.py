@@ -145,20 +145,28 @@ async def test_default_cpu_paths_serve_the_same_results_without_importing_torch(
     assert components["llm"]["detail"]["dtype"] == "q8_0"
 
 
-async def test_a_gpu_setting_without_torch_names_the_extra_it_needs(tmp_path: Path) -> None:
-    server, report = lean_server(tmp_path, HEAVY, MCP_GEMMA_GEMMA__DEVICE="cuda")
+async def test_gpu_settings_without_torch_name_the_extra_they_need(tmp_path: Path) -> None:
+    server, report = lean_server(
+        tmp_path, HEAVY, MCP_GEMMA_GEMMA__DEVICE="cuda", MCP_GEMMA_EMBEDDING__DEVICE="cuda"
+    )
     try:
         async with Client(server.url) as client:
             with anyio.fail_after(120):
-                refused = tool_error(
+                reason = tool_error(
                     await client.call_tool("reason", {"question": "Hi?", "max_new_tokens": 2})
                 )
+                search = tool_error(await client.call_tool("search_documents", {"query": "capital"}))
                 health = structured(await client.call_tool("health_check", {}))
     finally:
         imported = stopped(server, report)
-    assert refused == (
-        "Error executing tool reason: gemma.device='cuda' needs torch and transformers, which this "
-        f"install does not have (torch); install them with: {TORCH_EXTRA}"
+    missing = (
+        "needs torch and transformers, which this install does not have (torch); "
+        f"install them with: {TORCH_EXTRA}"
+    )
+    assert reason == f"Error executing tool reason: gemma.device='cuda' {missing}"
+    assert search == (
+        "Error executing tool search_documents: the torch embedder for 'all-MiniLM-L6-v2' "
+        f"(embedding.backend='torch', CUDA or non-BERT) {missing}"
     )
     assert health["status"] == "ok"  # the rest of the server serves on
     assert imported == []
