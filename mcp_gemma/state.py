@@ -72,6 +72,8 @@ class AppState:
             await store.close()
             raise
         embeddings = EmbeddingService(settings.embedding)
+        if missing := embeddings.missing_weights():
+            logger.warning("%s; until then every search, ingest and memory call fails", missing)
         if settings.embedding.preload:
             embeddings.start_preload()
         memory = MemoryService(settings.memory, store, embeddings)

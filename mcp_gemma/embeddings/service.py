@@ -40,6 +40,7 @@ class EmbeddingService:
         self._factory = factory or self._default_factory
         self._embedder: Embedder | None = None
         self._torch_installed: bool | None = None
+        self._weights_found = factory is not None  # a custom embedder needs no packaged weights
         self._bulk: Embedder | None = None  # torch, for large calls when the default is numpy
         self._bulk_state = threading.Lock()
         self._bulk_thread: threading.Thread | None = None
@@ -81,7 +82,9 @@ class EmbeddingService:
         from mcp_gemma.embeddings.minilm import resolve_model_dir
 
         s = self.settings
-        if s.backend == "numpy" or (s.backend == "auto" and (self._on_cpu() or not self._has_torch())):
+        # An explicit device="cuda" without torch goes to the torch path, whose error names the extra.
+        lean = self._on_cpu() or (s.device == "auto" and not self._has_torch())
+        if s.backend == "numpy" or (s.backend == "auto" and lean):
             from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder, UnsupportedModel
 
             try:
@@ -264,6 +267,17 @@ class EmbeddingService:
 
         threading.Thread(target=work, name="embedder-preload", daemon=True).start()
 
+    def missing_weights(self) -> str | None:
+        """What to install when the packaged model's weights are not installed, else ``None``
+        (looked up without importing anything; once found, not looked up again)."""
+        if self._weights_found:
+            return None
+        from mcp_gemma.embeddings.minilm import missing_weights
+
+        missing = missing_weights(self.settings.model)
+        self._weights_found = missing is None
+        return missing
+
     def status(self) -> ComponentStatus:
         """What health_check reports about the embedder."""
         e = self._embedder
@@ -283,4 +297,6 @@ class EmbeddingService:
             detail["load_seconds"] = round(float(getattr(e, "load_seconds", 0.0)), 3)
         if self._load_error:
             detail["error"] = self._load_error
+        elif e is None and (missing := self.missing_weights()):
+            detail["error"] = missing
         return ComponentStatus(name=self.settings.model, kind="embedder", loaded=e is not None, detail=detail)
