@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 TOKENS_PER_BATCH = 8_192  # padded tokens per forward pass (bounds the attention buffers)
 SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
-HALF_CALL_TOKENS = 16  # up to this many tokens the products read binary16 weights (see _HalfLayer)
+HALF_CALL_TOKENS = 16  # texts of up to this many tokens run on binary16 weights (see _HalfLayer)
 
 
 class UnsupportedModel(Exception):
@@ -61,7 +61,7 @@ class _Layer:
 
 @dataclass
 class _HalfLayer:
-    """A layer's four weight matrices in binary16 (``x @ w`` as ``m.matmul(x)``), for short calls.
+    """A layer's four weight matrices in binary16 (``x @ w`` as ``m.matmul(x)``), for short texts.
 
     A query of a dozen tokens does little arithmetic per weight, so its forward pass is bound by
     reading the weights (~42 MB in f32, more than a shared L3 keeps); binary16 halves that, while
@@ -105,10 +105,11 @@ def _gelu(x: F32) -> F32:
     return x
 
 
-def _linear(x: F32, w: F32, w16: F16Matrix, half: bool) -> F32:
-    """``x @ w``: on the binary16 copy on this thread when ``half``, else BLAS on the f32 weights."""
+def _linear(x: F32, w: F32, w16: F16Matrix, half: bool, threads: int | None) -> F32:
+    """``x @ w``: on the binary16 copy when ``half`` (``threads=1``: this thread), else BLAS on the
+    f32 weights."""
     if half:
-        return w16.matmul(np.ascontiguousarray(x), 1)
+        return w16.matmul(np.ascontiguousarray(x), threads)
     out: F32 = x @ w
     return out
 
@@ -222,18 +223,22 @@ class LeanBertEmbedder:
                 longest = len(encodings[order[min(n, start + self.batch_size) - 1]].ids)
                 size = max(1, min(self.batch_size, TOKENS_PER_BATCH // max(1, longest)))
                 idx = order[start : start + size]
+                # a short text always takes the binary16 path, alone or batched, so its vector
+                # does not depend on its batch-mates (sorted by length: the short ones lead)
+                half = len(encodings[idx[0]].ids) <= HALF_CALL_TOKENS
+                if half:
+                    idx = [i for i in idx if len(encodings[i].ids) <= HALF_CALL_TOKENS]
                 batch = [encodings[i].ids for i in idx]
-                padded = len(batch) * max(len(ids) for ids in batch)
-                out[idx] = self._forward(batch, half=padded <= HALF_CALL_TOKENS)
+                out[idx] = self._forward(batch, half=half, threads=1 if small else None)
                 start += len(idx)
                 done += len(idx)
                 if progress is not None:
                     progress(done, n)
         return out
 
-    def _forward(self, batch: list[list[int]], *, half: bool = False) -> F32:
+    def _forward(self, batch: list[list[int]], *, half: bool = False, threads: int | None = 1) -> F32:
         """Pooled unit vectors of token-id lists (padded here to the longest); ``half`` runs the
-        products on the binary16 weights, on this thread (short calls)."""
+        products on the binary16 weights (short texts), on ``threads`` (1: this thread)."""
         b, s = len(batch), max(len(ids) for ids in batch)
         ids = np.zeros((b, s), dtype=np.int64)
         mask = np.zeros((b, s), dtype=np.float32)
@@ -247,7 +252,7 @@ class LeanBertEmbedder:
         # padded keys get -inf-like scores (the reference adds float32's min)
         bias = ((1.0 - mask) * np.float32(np.finfo(np.float32).min))[:, None, None, :]
         for layer, h16 in zip(self.layers, self.half_layers, strict=True):
-            qkv = (_linear(h, layer.qkv_w, h16.qkv, half) + layer.qkv_b).reshape(b, s, 3, nh, hd)
+            qkv = (_linear(h, layer.qkv_w, h16.qkv, half, threads) + layer.qkv_b).reshape(b, s, 3, nh, hd)
             q = qkv[:, :, 0].transpose(0, 2, 1, 3) * scale  # [b, nh, s, hd]
             k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # [b, nh, hd, s]
             v = qkv[:, :, 2].transpose(0, 2, 1, 3)
@@ -256,11 +261,11 @@ class LeanBertEmbedder:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * s, self.dim)
-            out = _linear(ctx, layer.out_w, h16.out, half)
+            out = _linear(ctx, layer.out_w, h16.out, half, threads)
             h = _layer_norm(out + layer.out_b + h, layer.ln1, self.eps)
-            act = _gelu(_linear(h, layer.up_w, h16.up, half) + layer.up_b)
+            act = _gelu(_linear(h, layer.up_w, h16.up, half, threads) + layer.up_b)
             h = _layer_norm(
-                _linear(act, layer.down_w, h16.down, half) + layer.down_b + h, layer.ln2, self.eps
+                _linear(act, layer.down_w, h16.down, half, threads) + layer.down_b + h, layer.ln2, self.eps
             )
         hidden = h.reshape(b, s, self.dim)
         pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)

@@ -48,12 +48,9 @@ def test_vectors_match_the_torch_embedder(lean: LeanBertEmbedder, reference: Min
     assert ours.shape == want.shape == (len(TEXTS), 384) and ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert float((ours * want).sum(axis=1).min()) > 0.99999
-    # Padding inside a batch changes nothing: each text alone gives the same vector (on the f32
-    # weights; a short text alone takes the binary16 ones, held to the f32 path in the next test).
-    alone = np.stack([lean._forward([lean._tokenizer.encode(t).ids])[0] for t in TEXTS])
+    # Padding inside a batch changes nothing: each text alone gives the same vector.
+    alone = np.stack([lean.embed([t])[0] for t in TEXTS])
     np.testing.assert_allclose(alone, ours, atol=2e-6)
-    short = np.stack([lean.embed([t])[0] for t in TEXTS])
-    assert float((short * ours).sum(axis=1).min()) > 1 - 1e-6
 
 
 def real_short_texts() -> list[str]:
@@ -77,12 +74,15 @@ def test_short_texts_on_binary16_weights_keep_the_f32_vectors(lean: LeanBertEmbe
     # measured: 1 - cosine <= 3e-7 (binary16 weights, f32 arithmetic); the stored vectors' bound is 1e-3
     assert float(cosines.min()) > 1 - 1e-5
     np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
-    # embed() takes that path for a short call and the f32 one for a longer one (the paths differ by
-    # ~4e-5 per element; 1e-6 leaves room for BLAS's thread count in the attention products only)
-    np.testing.assert_allclose(lean.embed([texts[short[0]]])[0], half[short[0]], atol=1e-6)
-    longer = next(t for t, seq in zip(texts, ids, strict=True) if len(seq) > HALF_CALL_TOKENS)
-    longer_ids = lean._tokenizer.encode(longer).ids
-    np.testing.assert_allclose(lean.embed([longer])[0], lean._forward([longer_ids])[0], atol=1e-6)
+    # embed() takes that path for a short text, alone or batched with longer ones, and the f32 one
+    # for a longer text (the paths differ by ~4e-5 per element; padding moves a vector by < 2e-6)
+    longer = [i for i, seq in enumerate(ids) if len(seq) > HALF_CALL_TOKENS]
+    mixed = lean.embed(texts)
+    np.testing.assert_allclose(mixed[short], half[short], atol=2e-6)
+    np.testing.assert_allclose(mixed[longer], full[longer], atol=2e-6)
+    np.testing.assert_allclose(lean.embed([texts[short[0]]])[0], half[short[0]], atol=2e-6)
+    np.testing.assert_allclose(lean.embed([texts[longer[0]]])[0], full[longer[0]], atol=2e-6)
+    assert np.abs(half[short] - full[short]).max() > 1e-5  # the two paths are told apart
 
 
 def test_many_texts_keep_their_order_report_progress_and_cancel(lean: LeanBertEmbedder) -> None:

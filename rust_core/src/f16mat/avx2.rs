@@ -27,7 +27,8 @@ pub unsafe fn widen(src: &[u16], dst: &mut [f32]) {
     }
 }
 
-/// The dot products of `x` with the four rows of `w` (each `x.len()` long).
+/// The dot products of `x` with the four rows of `w` (each `x.len()` long), summed in the same
+/// order as [`dot4x3`], so a row's product does not depend on how many inputs came with it.
 ///
 /// # Safety
 /// AVX2 + FMA available; `w.len() >= 4 * x.len()`.
@@ -35,36 +36,23 @@ pub unsafe fn widen(src: &[u16], dst: &mut [f32]) {
 pub unsafe fn dot4(w: &[f32], x: &[f32]) -> [f32; TILE_ROWS] {
     let cols = x.len();
     debug_assert!(w.len() >= TILE_ROWS * cols);
-    let xp = x.as_ptr();
-    let wp = w.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); 2 * TILE_ROWS];
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); TILE_ROWS];
     let mut c = 0;
-    // SAFETY: c + 16 <= cols, so every load reads inside x and inside row j of w.
+    // SAFETY: c + 8 <= cols, so every load reads inside x and inside row j of w.
     unsafe {
-        while c + 16 <= cols {
-            let x0 = _mm256_loadu_ps(xp.add(c));
-            let x1 = _mm256_loadu_ps(xp.add(c + 8));
-            for j in 0..TILE_ROWS {
-                let row = wp.add(j * cols + c);
-                acc[2 * j] = _mm256_fmadd_ps(_mm256_loadu_ps(row), x0, acc[2 * j]);
-                acc[2 * j + 1] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(8)), x1, acc[2 * j + 1]);
-            }
-            c += 16;
-        }
-        if c + 8 <= cols {
-            let x0 = _mm256_loadu_ps(xp.add(c));
-            for j in 0..TILE_ROWS {
-                acc[2 * j] = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(j * cols + c)), x0, acc[2 * j]);
+        while c + 8 <= cols {
+            let xv = _mm256_loadu_ps(xp.add(c));
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(j * cols + c)), xv, *a);
             }
             c += 8;
         }
     }
     let mut out = [0f32; TILE_ROWS];
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = hsum(_mm256_add_ps(acc[2 * j], acc[2 * j + 1]));
-        for k in c..cols {
-            *o += w[j * cols + k] * x[k];
-        }
+    for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+        let wj = &w[j * cols..(j + 1) * cols];
+        *o = hsum(a) + (c..cols).map(|k| wj[k] * x[k]).sum::<f32>();
     }
     out
 }

@@ -112,3 +112,36 @@ fn bad_shapes_and_non_finite_weights_are_refused() {
     let mut empty: Vec<f32> = vec![];
     m.matmul(&[], 0, &mut empty, false).expect("no rows");
 }
+
+#[test]
+fn a_row_of_x_gives_the_same_bits_alone_or_with_others() {
+    // inexact values, so that a different summation order would show in the last bits
+    let (rows, cols, m) = (12usize, 389usize, 7usize);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i as f32) * 0.618_034).sin() * 0.1)
+        .collect();
+    let x: Vec<f32> = (0..m * cols)
+        .map(|i| ((i as f32) * 0.414_214).cos())
+        .collect();
+    let bits: Vec<u16> = w.iter().map(|&v| bits_of_rounded(v)).collect();
+    let mat = F16Matrix::from_bits(bits, rows, cols).expect("matrix");
+    let mut all = vec![0f32; m * rows];
+    mat.matmul(&x, m, &mut all, false).expect("all");
+    for t in 0..m {
+        let mut one = vec![0f32; rows];
+        mat.matmul(&x[t * cols..(t + 1) * cols], 1, &mut one, false)
+            .expect("one");
+        assert_eq!(one, all[t * rows..(t + 1) * rows], "row {t}");
+    }
+}
+
+/// Binary16 bits of `v` truncated toward zero (any binary16 value will do here).
+fn bits_of_rounded(v: f32) -> u16 {
+    let b = v.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    if exp <= 0 {
+        return sign;
+    }
+    sign | ((exp as u16) << 10) | ((b >> 13) & 0x3ff) as u16
+}
