@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 __all__ = [
     "BM25Index",
     "BpeTokenizer",
+    "F16Matrix",
     "HnswIndex",
     "Q8Matrix",
     "RustCoreError",
@@ -228,6 +229,29 @@ class HnswIndex:
     @property
     def tombstones(self) -> int:
         """Removed or replaced rows still kept in the graph."""
+
+@final
+class F16Matrix:
+    """Immutable IEEE binary16 weight matrix whose products run in float32 (FMA where available)."""
+
+    @staticmethod
+    def from_bits(bits: NDArray[np.uint16]) -> F16Matrix:
+        """From binary16 bit patterns, (rows, cols): ``w.astype(np.float16).view(np.uint16)``; finite."""
+
+    def matmul(self, x: NDArray[np.float32], threads: int | None = None) -> NDArray[np.float32]:
+        """``x · Wᵀ`` for x of shape (m, cols): (m, rows), every product and sum in float32.
+
+        ``threads=1`` runs on the calling thread; another number on a pool of that many workers;
+        ``None`` on the shared pool (small products stay on the calling thread either way).
+        """
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the weights."""
 
 @final
 class Q8Matrix:

@@ -23,6 +23,7 @@ __all__ = [
     "Analyzer",
     "BM25Index",
     "BpeTokenizer",
+    "F16Matrix",
     "HnswIndex",
     "Metric",
     "Q8Matrix",
@@ -287,6 +288,34 @@ class HnswIndex:
     @property
     def tombstones(self) -> int:
         return self._inner.tombstones
+
+
+class F16Matrix:
+    """A binary16 weight matrix whose products run in float32 (GIL released)."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: _rust_core.F16Matrix) -> None:
+        self._inner = inner
+
+    @staticmethod
+    @_mapped
+    def from_bits(bits: NDArray[np.uint16]) -> F16Matrix:
+        """From binary16 bit patterns (rows, cols): ``w.astype(np.float16).view(np.uint16)``."""
+        return F16Matrix(_rust_core.F16Matrix.from_bits(bits))
+
+    @_mapped
+    def matmul(self, x: F32, threads: int | None = None) -> F32:
+        """``x @ W.T`` for x of shape (n, cols)."""
+        return self._inner.matmul(x, threads)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._inner.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self._inner.nbytes
 
 
 class Q8Matrix:

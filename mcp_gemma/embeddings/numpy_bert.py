@@ -31,12 +31,14 @@ from mcp_gemma.compute import one_thread_blas
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
 from mcp_gemma.embeddings.minilm import token_limit
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
+from mcp_gemma.native import F16Matrix
 
 logger = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 TOKENS_PER_BATCH = 8_192  # padded tokens per forward pass (bounds the attention buffers)
 SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
+HALF_CALL_TOKENS = 16  # texts of up to this many tokens run on binary16 weights (see _HalfLayer)
 
 
 class UnsupportedModel(Exception):
@@ -55,6 +57,28 @@ class _Layer:
     down_w: F32
     down_b: F32
     ln2: tuple[F32, F32]
+
+
+@dataclass
+class _HalfLayer:
+    """A layer's four weight matrices in binary16 (``x @ w`` as ``m.matmul(x)``), for short texts.
+
+    A query of a dozen tokens does little arithmetic per weight, so its forward pass is bound by
+    reading the weights (~42 MB in f32, more than a shared L3 keeps); binary16 halves that, while
+    every product and sum stays f32, so vectors stay within ~1e-6 cosine of the f32 path's.
+    """
+
+    qkv: F16Matrix
+    out: F16Matrix
+    up: F16Matrix
+    down: F16Matrix
+
+    @staticmethod
+    def of(layer: _Layer) -> _HalfLayer:
+        def half(w: F32) -> F16Matrix:  # w is [in, out]; the Rust matrix is [out, in]
+            return F16Matrix.from_bits(np.ascontiguousarray(w.T).astype(np.float16).view(np.uint16))
+
+        return _HalfLayer(half(layer.qkv_w), half(layer.out_w), half(layer.up_w), half(layer.down_w))
 
 
 def _gelu(x: F32) -> F32:
@@ -79,6 +103,15 @@ def _gelu(x: F32) -> F32:
     np.maximum(x, np.float32(0.0), out=x)
     x -= poly
     return x
+
+
+def _linear(x: F32, w: F32, w16: F16Matrix, half: bool, threads: int | None) -> F32:
+    """``x @ w``: on the binary16 copy when ``half`` (``threads=1``: this thread), else BLAS on the
+    f32 weights."""
+    if half:
+        return w16.matmul(np.ascontiguousarray(x), threads)
+    out: F32 = x @ w
+    return out
 
 
 def _layer_norm(x: F32, wb: tuple[F32, F32], eps: float) -> F32:
@@ -157,6 +190,7 @@ class LeanBertEmbedder:
                 )
             )
         raw.clear()  # the layers hold their own (transposed, fused) copies
+        self.half_layers = [_HalfLayer.of(layer) for layer in self.layers]
         limit = token_limit(model_dir, min(max_seq_length, int(config.get("max_position_embeddings", 512))))
         self.max_seq_length = limit
         self._tokenizer.enable_truncation(max_length=limit)
@@ -189,15 +223,22 @@ class LeanBertEmbedder:
                 longest = len(encodings[order[min(n, start + self.batch_size) - 1]].ids)
                 size = max(1, min(self.batch_size, TOKENS_PER_BATCH // max(1, longest)))
                 idx = order[start : start + size]
-                out[idx] = self._forward([encodings[i].ids for i in idx])
+                # a short text always takes the binary16 path, alone or batched, so its vector
+                # does not depend on its batch-mates (sorted by length: the short ones lead)
+                half = len(encodings[idx[0]].ids) <= HALF_CALL_TOKENS
+                if half:
+                    idx = [i for i in idx if len(encodings[i].ids) <= HALF_CALL_TOKENS]
+                batch = [encodings[i].ids for i in idx]
+                out[idx] = self._forward(batch, half=half, threads=1 if small else None)
                 start += len(idx)
                 done += len(idx)
                 if progress is not None:
                     progress(done, n)
         return out
 
-    def _forward(self, batch: list[list[int]]) -> F32:
-        """Pooled unit vectors of token-id lists (padded here to the longest)."""
+    def _forward(self, batch: list[list[int]], *, half: bool = False, threads: int | None = 1) -> F32:
+        """Pooled unit vectors of token-id lists (padded here to the longest); ``half`` runs the
+        products on the binary16 weights (short texts), on ``threads`` (1: this thread)."""
         b, s = len(batch), max(len(ids) for ids in batch)
         ids = np.zeros((b, s), dtype=np.int64)
         mask = np.zeros((b, s), dtype=np.float32)
@@ -210,8 +251,8 @@ class LeanBertEmbedder:
         scale = np.float32(1.0 / math.sqrt(hd))
         # padded keys get -inf-like scores (the reference adds float32's min)
         bias = ((1.0 - mask) * np.float32(np.finfo(np.float32).min))[:, None, None, :]
-        for layer in self.layers:
-            qkv = (h @ layer.qkv_w + layer.qkv_b).reshape(b, s, 3, nh, hd)
+        for layer, h16 in zip(self.layers, self.half_layers, strict=True):
+            qkv = (_linear(h, layer.qkv_w, h16.qkv, half, threads) + layer.qkv_b).reshape(b, s, 3, nh, hd)
             q = qkv[:, :, 0].transpose(0, 2, 1, 3) * scale  # [b, nh, s, hd]
             k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # [b, nh, hd, s]
             v = qkv[:, :, 2].transpose(0, 2, 1, 3)
@@ -220,10 +261,12 @@ class LeanBertEmbedder:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * s, self.dim)
-            h = _layer_norm(ctx @ layer.out_w + layer.out_b + h, layer.ln1, self.eps)
-            up = h @ layer.up_w + layer.up_b
-            act = _gelu(up)
-            h = _layer_norm(act @ layer.down_w + layer.down_b + h, layer.ln2, self.eps)
+            out = _linear(ctx, layer.out_w, h16.out, half, threads)
+            h = _layer_norm(out + layer.out_b + h, layer.ln1, self.eps)
+            act = _gelu(_linear(h, layer.up_w, h16.up, half, threads) + layer.up_b)
+            h = _layer_norm(
+                _linear(act, layer.down_w, h16.down, half, threads) + layer.down_b + h, layer.ln2, self.eps
+            )
         hidden = h.reshape(b, s, self.dim)
         pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

@@ -1,4 +1,5 @@
-//! mcp-gemma's Rust core: pure kernels (`vector`, `keyword`, `chunk`, `cache`, `fusion`, `q8`) usable and
+//! mcp-gemma's Rust core: pure kernels (`vector`, `keyword`, `chunk`, `cache`, `fusion`, `q8`,
+//! `f16mat`) usable and
 //! tested without Python, and, behind the default `python` feature, the `mcp_gemma._rust_core` module.
 //! This file only declares modules and registers what Python sees.
 
@@ -8,6 +9,7 @@ pub mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod errors;
+pub mod f16mat;
 pub mod fusion;
 pub mod keyword;
 pub mod pool;
@@ -32,6 +34,8 @@ mod _rust_core {
     use crate::py::cache::PyTtlCache;
     #[pymodule_export]
     use crate::py::chunk::chunk_text;
+    #[pymodule_export]
+    use crate::py::f16mat::PyF16Matrix;
     #[pymodule_export]
     use crate::py::fusion::{fuse_rrf, fuse_weighted};
     #[pymodule_export]

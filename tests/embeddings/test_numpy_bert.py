@@ -16,7 +16,7 @@ import pytest
 
 from mcp_gemma.embeddings.config import EmbeddingSettings
 from mcp_gemma.embeddings.minilm import PACKAGED_MODEL, MiniLMEmbedder, resolve_model_dir
-from mcp_gemma.embeddings.numpy_bert import LeanBertEmbedder, UnsupportedModel
+from mcp_gemma.embeddings.numpy_bert import HALF_CALL_TOKENS, LeanBertEmbedder, UnsupportedModel
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import ModelUnavailableError, OperationCancelledError
 
@@ -51,6 +51,38 @@ def test_vectors_match_the_torch_embedder(lean: LeanBertEmbedder, reference: Min
     # Padding inside a batch changes nothing: each text alone gives the same vector.
     alone = np.stack([lean.embed([t])[0] for t in TEXTS])
     np.testing.assert_allclose(alone, ours, atol=2e-6)
+
+
+def real_short_texts() -> list[str]:
+    """Queries and notes of 1 to 12 words cut from this project's own docs (real English prose)."""
+    root = Path(__file__).resolve().parents[2]
+    words = " ".join(
+        (root / name).read_text(encoding="utf-8") for name in ("README.md", "docs/SCALING.md")
+    ).split()
+    return [" ".join(words[i : i + 1 + i % 12]) for i in range(0, 12 * 300, 12)]
+
+
+def test_short_texts_on_binary16_weights_keep_the_f32_vectors(lean: LeanBertEmbedder) -> None:
+    texts = real_short_texts()
+    ids = [lean._tokenizer.encode(t).ids for t in texts]
+    assert len(texts) == 300 and min(map(len, ids)) == 3
+    short = [i for i, seq in enumerate(ids) if len(seq) <= HALF_CALL_TOKENS]
+    assert len(short) > 150  # most of them take the binary16 path when embedded alone
+    full = np.concatenate([lean._forward([seq]) for seq in ids])
+    half = np.concatenate([lean._forward([seq], half=True) for seq in ids])
+    cosines = (full * half).sum(axis=1)
+    # measured: 1 - cosine <= 3e-7 (binary16 weights, f32 arithmetic); the stored vectors' bound is 1e-3
+    assert float(cosines.min()) > 1 - 1e-5
+    np.testing.assert_allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
+    # embed() takes that path for a short text, alone or batched with longer ones, and the f32 one
+    # for a longer text (the paths differ by ~4e-5 per element; padding moves a vector by < 2e-6)
+    longer = [i for i, seq in enumerate(ids) if len(seq) > HALF_CALL_TOKENS]
+    mixed = lean.embed(texts)
+    np.testing.assert_allclose(mixed[short], half[short], atol=2e-6)
+    np.testing.assert_allclose(mixed[longer], full[longer], atol=2e-6)
+    np.testing.assert_allclose(lean.embed([texts[short[0]]])[0], half[short[0]], atol=2e-6)
+    np.testing.assert_allclose(lean.embed([texts[longer[0]]])[0], full[longer[0]], atol=2e-6)
+    assert np.abs(half[short] - full[short]).max() > 1e-5  # the two paths are told apart
 
 
 def test_many_texts_keep_their_order_report_progress_and_cancel(lean: LeanBertEmbedder) -> None:

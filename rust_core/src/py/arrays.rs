@@ -108,6 +108,7 @@ fn numpy_name<T>() -> &'static str {
         "u64" => "uint64",
         "i64" => "int64",
         "i8" => "int8",
+        "u16" => "uint16",
         other => other,
     }
 }

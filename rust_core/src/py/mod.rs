@@ -6,6 +6,7 @@ pub mod ann;
 pub mod bpe;
 pub mod cache;
 pub mod chunk;
+pub mod f16mat;
 pub mod fusion;
 pub mod keyword;
 pub mod q8;

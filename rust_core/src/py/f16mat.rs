@@ -1,0 +1,74 @@
+//! `F16Matrix`: binary16 weights with f32 products, for the embedder's short inputs (see `crate::f16mat`).
+
+use numpy::ndarray::Ix2;
+use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use super::arrays::{readonly, slice};
+use crate::errors::CoreError;
+use crate::f16mat::F16Matrix;
+use crate::pool;
+
+/// Immutable binary16 matrix; see `_rust_core.pyi`.
+#[pyclass(name = "F16Matrix", module = "mcp_gemma._rust_core", frozen)]
+pub struct PyF16Matrix {
+    inner: F16Matrix,
+}
+
+#[pymethods]
+impl PyF16Matrix {
+    #[staticmethod]
+    fn from_bits(bits: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let b = readonly::<u16, Ix2>(bits, "bits", 2)?;
+        let (rows, cols) = (b.shape()[0], b.shape()[1]);
+        let inner = F16Matrix::from_bits(slice(&b, "bits")?.to_vec(), rows, cols)?;
+        Ok(Self { inner })
+    }
+
+    #[pyo3(signature = (x, threads=None))]
+    fn matmul<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let xa = readonly::<f32, Ix2>(x, "x", 2)?;
+        let (m, cols) = (xa.shape()[0], xa.shape()[1]);
+        if cols != self.inner.cols() {
+            return Err(CoreError::invalid(format!(
+                "x has {cols} columns but the matrix has {}",
+                self.inner.cols()
+            ))
+            .into());
+        }
+        let xs = slice(&xa, "x")?;
+        let rows = self.inner.rows();
+        let mut out = vec![0f32; m * rows];
+        if threads == Some(1) {
+            // one thread: this one, without a hand-off to a pool
+            py.detach(|| self.inner.matmul(xs, m, &mut out, false))?;
+        } else {
+            py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, &mut out, true)))??;
+        }
+        out.into_pyarray(py).reshape([m, rows])
+    }
+
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        (self.inner.rows(), self.inner.cols())
+    }
+
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "F16Matrix(shape=({}, {}), nbytes={})",
+            self.inner.rows(),
+            self.inner.cols(),
+            self.inner.nbytes()
+        )
+    }
+}
