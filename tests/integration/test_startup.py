@@ -220,3 +220,59 @@ def test_initialize_is_answered_while_the_state_cannot_open(tmp_path: Path) -> N
     assert "cannot connect to Redis" in by_id[2]["result"]["content"][0]["text"]
     assert proc.returncode == 1
     assert "Traceback" not in err and "cannot connect to Redis" in err
+
+
+def test_a_first_request_without_initialize_still_gets_the_tools(tmp_path: Path) -> None:
+    """The deferred registration starts after the first answer or at the first request that needs
+    the tools: a 2026-07-28 client that never sends ``initialize`` lists and calls them; the strict
+    argument model, built on a tool's first call, refuses an unknown argument."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+    }
+    calls = [
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": "agent_calculator",
+                "arguments": {"expression": "6*7", "limt": 1},
+                "_meta": meta,
+            },
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "agent_calculator", "arguments": {"expression": "6*7"}, "_meta": meta},
+        },
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_gemma", "serve"],
+        env=server_env(tmp_path / "data"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    answers = []
+    for call in calls:  # one at a time: the session ends at end of input
+        proc.stdin.write(json.dumps(call) + "\n")
+        proc.stdin.flush()
+        answers.append(json.loads(proc.stdout.readline()))
+    _, err = proc.communicate("", timeout=60)
+    assert [a["id"] for a in answers] == [1, 2, 3]
+    assert "agent_calculator" in {t["name"] for t in answers[0]["result"]["tools"]}
+    refused = answers[1]["result"]
+    assert refused["isError"] is True
+    assert (
+        "unknown argument(s) 'limt' for agent_calculator; it takes: expression"
+        in refused["content"][0]["text"]
+    )
+    assert answers[2]["result"]["structuredContent"] == {"expression": "6*7", "result": 42}
+    assert proc.returncode == 0, err
