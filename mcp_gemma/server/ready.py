@@ -3,17 +3,18 @@
 The lifespan yields a :class:`StateGate` at once, so the transport answers ``initialize`` (and
 ``ping``) without waiting for Redis, the index or the heavy imports. A background task then
 registers the tools (when that was deferred) and opens the shared :class:`AppState`.
-
-A deferred registration starts once the first request has been answered (or one arrives that needs
-the tools), and the state opens once the requests that waited for the registration alone (the
-``*/list`` ones) have been answered. Both run in a worker thread, and a worker thread busy importing
-holds the GIL for up to the switch interval (5 ms) each time the event loop wants it back: started
-earlier, they would hold back the ``initialize`` and ``tools/list`` answers (issue 18).
 :func:`readiness_middleware` makes every request that needs those wait for them, and hands the
 handlers the opened ``AppState`` as their lifespan context. When opening fails, a tool call gets a
 tool error with the reason (for example "cannot connect to Redis at …") and other requests a
 JSON-RPC error with it; the failure is also kept on the :class:`SharedState` so ``serve`` can exit
 non-zero once the session ends.
+
+A deferred registration starts once the handshake (``initialize`` or ``server/discover``) has been
+answered, or at once for any other request; the state opens once the requests that waited for the
+registration alone (the ``*/list`` ones) have been answered. Both run in a worker thread, and a
+worker thread busy importing holds the GIL for up to the switch interval (5 ms) each time the event
+loop wants it back: started earlier, they would hold back the ``initialize`` and ``tools/list``
+answers (issue 18).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Answered without waiting: the handshake, liveness and client notifications.
 _UNGATED = frozenset({"initialize", "ping", "server/discover", "logging/setLevel", "subscriptions/listen"})
+# Answered before the deferred registration starts (the rest of the ungated ones let it start at once).
+_HANDSHAKE = frozenset({"initialize", "server/discover"})
 # Need the opened state (everything else only waits for the tools to be registered).
 _NEEDS_STATE = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
 
@@ -140,6 +143,8 @@ async def readiness_middleware(ctx: ServerRequestContext[Any, Any], call_next: C
     if ctx.method in _UNGATED or ctx.method.startswith("notifications/"):
         if gate.state is not None:
             ctx = dataclasses.replace(ctx, lifespan_context=gate.state)
+        if ctx.method not in _HANDSHAKE:
+            gate.answered()  # e.g. subscriptions/listen, which lasts: the registration need not wait
         try:
             return await call_next(ctx)
         finally:
