@@ -1,10 +1,12 @@
-"""Start-up cost: spawn → ``initialize`` answer over stdio, and idle RSS, vs a one-tool server.
+"""Start-up cost: spawn → ``initialize`` and spawn → ``tools/list`` answers over stdio, and idle RSS,
+vs a one-tool server, interleaved in the same run.
 
-Idle RSS is read one second after ``tools/list`` was answered (ours registers its tools, importing
-the services, right after ``initialize``), so it covers everything loaded at start.
+Idle RSS is read one second after ``tools/list`` was answered (ours registers its tools right after
+``initialize``, then opens Redis and imports the services), so it covers everything loaded at start.
 
-Targets (issue 7): initialize ≤ 1.2× the one-tool server's time; idle RSS ≤ its RSS + 50 MB.
-Usage: ``python benches/bench_startup.py [--quick]``.
+Targets (issue 18): initialize ≤ 1.05× the one-tool server's time, ``tools/list`` answered ≤ 1.3×
+its time; idle RSS ≤ its RSS + 50 MB. The load average is printed beside the figures: on a shared
+machine they are loaded figures. Usage: ``python benches/bench_startup.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -101,14 +103,18 @@ def run(quick: bool = False) -> dict[str, Any]:
         "peer_idle_rss_mib": statistics.median(peer_rss),
     }
     result["time_ratio"] = result["initialize_s"] / result["peer_initialize_s"]
+    result["tools_listed_ratio"] = result["tools_listed_s"] / result["peer_tools_listed_s"]
     result["rss_delta_mib"] = result["idle_rss_mib"] - result["peer_idle_rss_mib"]
+    result["load_average"] = os.getloadavg()[0]
+    load = f"(load average {result['load_average']:.2f})"
     print(
         f"startup: initialize {result['initialize_s'] * 1000:.0f} ms vs one-tool MCPServer "
-        f"{result['peer_initialize_s'] * 1000:.0f} ms → {result['time_ratio']:.2f}× (target ≤ 1.2×)"
+        f"{result['peer_initialize_s'] * 1000:.0f} ms → {result['time_ratio']:.2f}× (target ≤ 1.05×) {load}"
     )
     print(
         f"startup: tools/list answered after {result['tools_listed_s'] * 1000:.0f} ms vs "
-        f"{result['peer_tools_listed_s'] * 1000:.0f} ms (ours registers its tools after initialize)"
+        f"{result['peer_tools_listed_s'] * 1000:.0f} ms → {result['tools_listed_ratio']:.2f}× "
+        f"(target ≤ 1.3×) {load}"
     )
     print(
         f"startup: idle RSS {result['idle_rss_mib']:.1f} MiB vs {result['peer_idle_rss_mib']:.1f} MiB "

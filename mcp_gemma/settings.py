@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import platformdirs
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -45,6 +43,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 def default_data_dir() -> Path:
     """The per-user data directory (XDG on Linux): ``~/.local/share/mcp-gemma``."""
+    import platformdirs  # only when no data_dir is set: it is not needed to start otherwise
+
     return Path(platformdirs.user_data_dir("mcp-gemma", appauthor=False))
 
 
@@ -125,8 +125,10 @@ class HttpSettings(BaseModel):
         None, description="PEM certificate (chain) to serve HTTPS; needs tls_keyfile too."
     )
     tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile.")
-    limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
-    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    # The nested settings' factories are lambdas, not the classes: pydantic reads a factory's
+    # signature, and a model class builds its own on first use (~1 ms each, 12 of them at start-up).
+    limits: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
+    oauth: OAuthSettings = Field(default_factory=lambda: OAuthSettings())
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpSettings:
@@ -248,10 +250,10 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Prefix of every Redis key, so several deployments can share one Redis.",
     )
-    embedded_redis: EmbeddedRedisSettings = Field(default_factory=EmbeddedRedisSettings)
+    embedded_redis: EmbeddedRedisSettings = Field(default_factory=lambda: EmbeddedRedisSettings())
     transport: Transport = Field("stdio", description="stdio, sse or streamable-http.")
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    server: ServerSettings = Field(default_factory=ServerSettings)
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings())
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings())
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
     list_page_size: int = Field(
         100,
@@ -268,13 +270,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("hf_token", "MCP_GEMMA_HF_TOKEN", "HF_TOKEN"),
         description="Hugging Face token for gated Hub models.",
     )
-    gemma: GemmaSettings = Field(default_factory=GemmaSettings)
-    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
-    rag: RagSettings = Field(default_factory=RagSettings)
-    memory: MemorySettings = Field(default_factory=MemorySettings)
-    agent: AgentSettings = Field(default_factory=AgentSettings)
-    audit: AuditSettings = Field(default_factory=AuditSettings)
-    chat: ChatSettings = Field(default_factory=ChatSettings)
+    gemma: GemmaSettings = Field(default_factory=lambda: GemmaSettings())
+    embedding: EmbeddingSettings = Field(default_factory=lambda: EmbeddingSettings())
+    rag: RagSettings = Field(default_factory=lambda: RagSettings())
+    memory: MemorySettings = Field(default_factory=lambda: MemorySettings())
+    agent: AgentSettings = Field(default_factory=lambda: AgentSettings())
+    audit: AuditSettings = Field(default_factory=lambda: AuditSettings())
+    chat: ChatSettings = Field(default_factory=lambda: ChatSettings())
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -350,6 +352,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         path = config_file.expanduser()
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist or is not a file")
+        import tomllib  # only with a config file
+
         try:
             tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 
 from mcp_gemma.embeddings.service import EmbeddingService
-from mcp_gemma.errors import InvalidInputError, QuotaExceededError
+from mcp_gemma.errors import QuotaExceededError
 from mcp_gemma.health import ComponentStatus
-from mcp_gemma.rag.service import DEFAULT_COLLECTION, RagService, collection_key_namespace
-from mcp_gemma.security.principals import NAMESPACE_PATTERN
+from mcp_gemma.rag.names import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION, check_collection
+from mcp_gemma.rag.service import RagService, collection_key_namespace
 from mcp_gemma.settings import Settings
 from mcp_gemma.store.redis import RedisStore
 
@@ -33,23 +33,6 @@ __all__ = [
     "check_collection",
     "collection_key_namespace",
 ]
-
-COLLECTION_PATTERN = NAMESPACE_PATTERN.pattern
-"""A collection name: a principal's namespace (``security/principals``), which governs it."""
-COLLECTION_HELP = (
-    "Knowledge base to use: 'default' (the server's) or another collection's name (letters, digits, "
-    "'_', '.', '-'; up to 64). A principal limited to some namespaces may use the collections of the "
-    "same names only."
-)
-
-
-def check_collection(name: str) -> str:
-    """``name`` when it is a valid collection name, else :class:`InvalidInputError`."""
-    if not NAMESPACE_PATTERN.match(name):
-        raise InvalidInputError(
-            f"collection {name[:80]!r} is not a valid name: use 1 to 64 letters, digits, '_', '.' or '-'"
-        )
-    return name
 
 
 class RagCollections:

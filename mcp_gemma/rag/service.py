@@ -37,6 +37,7 @@ from mcp_gemma.rag.models import (
     SearchResult,
     SemanticSearchResult,
 )
+from mcp_gemma.rag.names import DEFAULT_COLLECTION
 from mcp_gemma.rag.search import Searcher
 from mcp_gemma.rag.sniff import unpack_bytes
 from mcp_gemma.rag.validation import lookup_doc_ids, parse_filter, stored_metadata
@@ -47,7 +48,6 @@ from mcp_gemma.store.redis import RedisStore, redis_guard
 logger = logging.getLogger(__name__)
 
 MAX_LIST = 1_000
-DEFAULT_COLLECTION = "default"
 
 
 def collection_key_namespace(namespace: str, collection: str) -> str:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +141,8 @@ def load_tokens_file(path: Path) -> list[tuple[bytes, Principal]]:
         raise ConfigError(f"http.tokens_file {path}: cannot read it ({exc.strerror or exc})") from exc
     if path.stat().st_mode & 0o077:
         logger.warning("http.tokens_file %s is readable by other users; chmod 600 it", path)
+    import tomllib  # only with a tokens file
+
     try:
         text = raw.decode("utf-8")
         data: Any = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)

@@ -26,7 +26,7 @@ from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server import completion, notify
 from mcp_gemma.server.access import access_control, note_failure
-from mcp_gemma.server.arguments import strict_arguments
+from mcp_gemma.server.arguments import ensure_strict, strict_arguments
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
 from mcp_gemma.server.ready import StateGate, readiness_middleware
@@ -89,6 +89,9 @@ class GemmaServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            ensure_strict(tool)
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
@@ -192,4 +195,5 @@ def register_all(server: MCPServer[AppState], settings: Settings) -> None:
     writes = register_plugins(server, settings)
     if isinstance(server, GemmaServer):
         server.plugin_writes.update(writes)
-    strict_arguments(server)
+    # A GemmaServer builds each tool's strict argument model on its first call (see call_tool).
+    strict_arguments(server, build_models=not isinstance(server, GemmaServer))

@@ -14,7 +14,10 @@ import typing
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from pydantic import create_model, model_validator
+
+_STRICT = "strict_arguments"
 
 
 def _numeric(annotation: Any) -> bool:
@@ -44,20 +47,32 @@ def _checker(tool: str, known: frozenset[str], numeric: frozenset[str]) -> Any:
     return model_validator(mode="before")(check)
 
 
-def strict_arguments(server: MCPServer[Any]) -> None:
-    """Make every registered tool refuse unknown arguments and booleans for numbers."""
+def strict_arguments(server: MCPServer[Any], *, build_models: bool = True) -> None:
+    """Make every registered tool refuse unknown arguments and booleans for numbers.
+
+    Its input schema says so at once. With ``build_models=False`` each argument model is swapped
+    on the tool's first call instead (:func:`ensure_strict`, which the server's ``call_tool``
+    runs): building them all takes ~10 ms that ``tools/list`` would otherwise wait for.
+    """
     # The SDK has no public hook for the argument model; its tool manager holds the tools.
     for tool in server._tool_manager.list_tools():
-        metadata = tool.fn_metadata
-        base = metadata.arg_model
-        fields = base.model_fields
-        known = frozenset(field.alias or name for name, field in fields.items())
-        numeric = frozenset(
-            field.alias or name for name, field in fields.items() if _numeric(field.annotation)
-        )
-        metadata.arg_model = create_model(
-            base.__name__,
-            __base__=base,
-            __validators__={"strict_arguments": _checker(tool.name, known, numeric)},
-        )
         tool.parameters["additionalProperties"] = False
+        if build_models:
+            ensure_strict(tool)
+
+
+def ensure_strict(tool: Tool) -> None:
+    """Give ``tool`` (one :func:`strict_arguments` saw) its refusing argument model, once."""
+    metadata = tool.fn_metadata
+    base = metadata.arg_model
+    marked = tool.parameters.get("additionalProperties") is False
+    if not marked or _STRICT in base.__pydantic_decorators__.model_validators:
+        return
+    fields = base.model_fields
+    known = frozenset(field.alias or name for name, field in fields.items())
+    numeric = frozenset(field.alias or name for name, field in fields.items() if _numeric(field.annotation))
+    metadata.arg_model = create_model(
+        base.__name__,
+        __base__=base,
+        __validators__={_STRICT: _checker(tool.name, known, numeric)},
+    )

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
-from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
+from mcp_gemma.rag.names import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.state import AppState
 
 _MAX_DOC_CHARS = 60_000

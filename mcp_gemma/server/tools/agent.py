@@ -6,14 +6,13 @@ an allow-list, ``agent_web_search`` a search endpoint.
 """
 
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from mcp_gemma.agent import sandbox
-from mcp_gemma.agent.brain import Brain, ClientBrain, LocalBrain
 from mcp_gemma.agent.builtin_tools import (
     DateTimeResult,
     KnowledgeServices,
@@ -26,13 +25,14 @@ from mcp_gemma.agent.builtin_tools import (
 from mcp_gemma.agent.calculator import CalculatorResult, calculate
 from mcp_gemma.agent.config import BrainKind
 from mcp_gemma.agent.models import AgentCheckpoint, AgentReport, FetchResult, WebSearchResult
-from mcp_gemma.agent.react import ReactAgent, first_checkpoint
 from mcp_gemma.errors import InvalidInputError, ModelUnavailableError
 from mcp_gemma.llm.sampling import SamplingRequired
-from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
-from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling, sampled_reply
+from mcp_gemma.rag.names import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState
+
+if TYPE_CHECKING:
+    from mcp_gemma.agent.brain import Brain
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,11 @@ def register(server: MCPServer[AppState], settings: Settings) -> None:
         _register_run_agent(server, settings)
 
 
-def _pick_brain(ctx: Context[AppState], choice: BrainKind, *, resuming: bool) -> Brain:
+def _pick_brain(ctx: Context[AppState], choice: BrainKind, *, resuming: bool) -> "Brain":
     """The brain a run uses: the local Gemma or the client's model through sampling."""
+    from mcp_gemma.agent.brain import ClientBrain, LocalBrain
+    from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling, sampled_reply
+
     session = ctx.request_context.session
     sampling = client_supports_sampling(session)
     llm: Any = getattr(ctx.request_context.lifespan_context, "llm", None)
@@ -225,6 +228,9 @@ def _register_run_agent(server: MCPServer[AppState], settings: Settings) -> None
         Returns the final answer and the full trace; each step is also sent as a progress notification.
         With brain='client' on a 2026-07-28 connection every step is one input-required round, so allow
         your client at least max_steps + 1 rounds."""
+        # Imported on the first run, not at registration: they would delay ``tools/list``.
+        from mcp_gemma.agent.react import ReactAgent, first_checkpoint
+
         state = ctx.request_context.lifespan_context
         services = KnowledgeServices(state.collection(collection), state.memory)
         toolbox = build_toolbox(state.settings, services)

@@ -14,7 +14,6 @@ from pydantic import Field, StringConstraints
 
 from mcp_gemma.errors import McpGemmaError, NotFoundError
 from mcp_gemma.memory.config import TIER_NAMES, TierName
-from mcp_gemma.memory.consolidation import consolidate
 from mcp_gemma.memory.models import (
     ClearReport,
     ConsolidationReport,
@@ -25,7 +24,6 @@ from mcp_gemma.memory.models import (
 from mcp_gemma.memory.timeparse import epoch_seconds
 from mcp_gemma.server.notify import memory_scope_of, memory_uri, resources_updated
 from mcp_gemma.state import AppState
-from mcp_gemma.store.redis import redis_guard
 
 AGENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
@@ -214,6 +212,10 @@ def register(server: MCPServer[AppState]) -> None:
     ) -> ConsolidationReport:
         """Promote short_term items that earned it, merge near-duplicates (keeping provenance) and, when
         a Gemma model is loaded, summarise each session's episodic events into one semantic fact."""
+        # Imported here: with numpy and redis-py they would delay ``tools/list`` (see ``server.ready``).
+        from mcp_gemma.memory.consolidation import consolidate
+        from mcp_gemma.store.redis import redis_guard
+
         memory = ctx.request_context.lifespan_context.memory
         return await redis_guard(consolidate)(
             memory,

@@ -14,7 +14,6 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
-from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.rag.models import (
     BatchIngestReport,
     DeleteReport,
@@ -27,8 +26,7 @@ from mcp_gemma.rag.models import (
     SemanticSearchResult,
     SyncReport,
 )
-from mcp_gemma.rag.research import research
-from mcp_gemma.rag.sync import sync_folder as sync_folder_pass
+from mcp_gemma.rag.names import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.server.notify import doc_uri, resources_updated
 from mcp_gemma.state import AppState
 
@@ -289,6 +287,8 @@ def register(server: MCPServer[AppState]) -> None:
     ) -> ResearchReport:
         """Research a question: hybrid search, memory recall and allow-listed URLs, ranked as evidence; when a
         local model is loaded, also a short answer citing [chunk:ID]. Without a model it says so."""
+        from mcp_gemma.rag.research import research  # imports the services: not before a call
+
         state = _state(ctx)
         return await research(
             state.collection(collection),
@@ -365,6 +365,8 @@ def register(server: MCPServer[AppState]) -> None:
         """Bring the knowledge base in step with a folder: ingest new and changed files (by content hash,
         unchanged ones cost nothing), and remove the documents earlier syncs of this folder created
         whose files are gone. Idempotent; files not ingested are listed with a reason."""
+
+        from mcp_gemma.rag.sync import sync_folder as sync_folder_pass  # imports the services
 
         async def progress(done: int, total: int, message: str) -> None:
             await ctx.report_progress(done, total, message)

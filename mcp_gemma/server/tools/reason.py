@@ -22,7 +22,7 @@ from mcp_gemma.llm.reason import (
     grounding,
 )
 from mcp_gemma.llm.sampling import SamplingRequired
-from mcp_gemma.rag.collections import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
+from mcp_gemma.rag.names import COLLECTION_HELP, COLLECTION_PATTERN, DEFAULT_COLLECTION
 from mcp_gemma.server.sampling import ClientSampler, client_supports_sampling
 from mcp_gemma.state import AppState
 
