@@ -67,6 +67,22 @@ pub fn slice<'a, T: Element, D: Dimension>(
         .map_err(|_| CoreError::invalid(format!("{name} must be C-contiguous")).into())
 }
 
+/// The input rows `x` of a product with a `cols`-column weight matrix: a checked 2-d float32 view
+/// and its row count.
+pub fn input_rows<'py>(
+    x: &Bound<'py, PyAny>,
+    cols: usize,
+) -> PyResult<(PyReadonlyArray<'py, f32, Ix2>, usize)> {
+    let xa = readonly::<f32, Ix2>(x, "x", 2)?;
+    let (m, got) = (xa.shape()[0], xa.shape()[1]);
+    if got != cols {
+        return Err(
+            CoreError::invalid(format!("x has {got} columns but the matrix has {cols}")).into(),
+        );
+    }
+    Ok((xa, m))
+}
+
 /// Owned copies of `ids` (uint64, 1-d) and `vectors` (float32, `ids.len() × dim`): the upsert
 /// arguments of the index classes, checked before any lock is taken.
 pub fn ids_and_rows(

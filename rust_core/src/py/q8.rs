@@ -4,7 +4,7 @@ use numpy::ndarray::{Ix1, Ix2};
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{readonly, slice};
+use super::arrays::{input_rows, readonly, slice};
 use crate::errors::CoreError;
 use crate::pool;
 use crate::q8::{self, Q8Matrix};
@@ -55,15 +55,7 @@ impl PyQ8Matrix {
         x: &Bound<'py, PyAny>,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let xa = readonly::<f32, Ix2>(x, "x", 2)?;
-        let (m, cols) = (xa.shape()[0], xa.shape()[1]);
-        if cols != self.inner.cols() {
-            return Err(CoreError::invalid(format!(
-                "x has {cols} columns but the matrix has {}",
-                self.inner.cols()
-            ))
-            .into());
-        }
+        let (xa, m) = input_rows(x, self.inner.cols())?;
         let xs = slice(&xa, "x")?;
         let rows = self.inner.rows();
         let mut out = vec![0f32; m * rows];
