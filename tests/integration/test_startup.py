@@ -17,6 +17,7 @@ from mcp_gemma.server.app import create_server
 from mcp_gemma.settings import Settings, load_settings
 
 from .conftest import free_port, server_env
+from .test_transports import INIT
 
 pytestmark = pytest.mark.anyio
 
@@ -103,16 +104,7 @@ def _tools_list_line(tmp_path: Path, name: str, preamble: str) -> str:
     )
     env = server_env(tmp_path / name, MCP_GEMMA_ALLOWED_ROOTS=json.dumps([str(tmp_path)]), **ALL_TOOLS_ENV)
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
+        INIT,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     ]
@@ -192,23 +184,13 @@ def test_initialize_is_answered_while_the_state_cannot_open(tmp_path: Path) -> N
         text=True,
         encoding="utf-8",
     )
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
     call = {
         "jsonrpc": "2.0",
         "id": 2,
         "method": "tools/call",
         "params": {"name": "store_memory", "arguments": {"content": "x"}},
     }
-    messages = [init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call]
+    messages = [INIT, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call]
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
     proc.stdin.flush()
