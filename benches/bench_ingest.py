@@ -51,6 +51,23 @@ def documents(n: int, seed: int) -> list[str]:
     return docs
 
 
+def _summary(
+    n_docs: int, chunks: int, runs: int, ingest_s: list[float], embed_s: list[float], target: float
+) -> dict[str, Any]:
+    """Throughputs and the ratio against embedding alone (medians over the runs)."""
+    return {
+        "documents": n_docs,
+        "chunks_per_run": chunks,
+        "runs": runs,
+        "ingest_docs_per_s": round(n_docs / median(ingest_s), 1),
+        "embed_only_docs_per_s": round(n_docs / median(embed_s), 1),
+        "ingest_s": [round(x, 2) for x in ingest_s],
+        "embed_only_s": [round(x, 2) for x in embed_s],
+        "ratio_ingest_vs_embed_only": round(median(embed_s) / median(ingest_s), 3),
+        "target_ratio": target,
+    }
+
+
 async def _measure(redis_url: str, n_docs: int, runs: int) -> dict[str, Any]:
     from mcp_gemma.embeddings.config import EmbeddingSettings
     from mcp_gemma.embeddings.service import EmbeddingService
@@ -83,17 +100,7 @@ async def _measure(redis_url: str, n_docs: int, runs: int) -> dict[str, Any]:
             t = time.perf_counter()
             await embeddings.embed(pieces)
             embed_s.append(time.perf_counter() - t)
-        return {
-            "documents": n_docs,
-            "chunks_per_run": chunks,
-            "runs": runs,
-            "ingest_docs_per_s": round(n_docs / median(ingest_s), 1),
-            "embed_only_docs_per_s": round(n_docs / median(embed_s), 1),
-            "ingest_s": [round(x, 2) for x in ingest_s],
-            "embed_only_s": [round(x, 2) for x in embed_s],
-            "ratio_ingest_vs_embed_only": round(median(embed_s) / median(ingest_s), 3),
-            "target_ratio": TARGET,
-        }
+        return _summary(n_docs, chunks, runs, ingest_s, embed_s, TARGET)
     finally:
         await store.close()
 
@@ -144,15 +151,7 @@ async def _measure_per_document(
             embed_s.append(time.perf_counter() - t)
     return {
         "mode": f"ingest_document per document over stdio, {concurrency} in flight",
-        "documents": n_docs,
-        "chunks_per_run": chunks,
-        "runs": runs,
-        "ingest_docs_per_s": round(n_docs / median(ingest_s), 1),
-        "embed_only_docs_per_s": round(n_docs / median(embed_s), 1),
-        "ingest_s": [round(x, 2) for x in ingest_s],
-        "embed_only_s": [round(x, 2) for x in embed_s],
-        "ratio_ingest_vs_embed_only": round(median(embed_s) / median(ingest_s), 3),
-        "target_ratio": 0.9,
+        **_summary(n_docs, chunks, runs, ingest_s, embed_s, 0.9),
     }
 
 
