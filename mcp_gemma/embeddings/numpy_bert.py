@@ -38,7 +38,9 @@ logger = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 TOKENS_PER_BATCH = 8_192  # padded tokens per forward pass (bounds the attention buffers)
 SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
-HALF_CALL_TOKENS = 16  # texts of up to this many tokens run on binary16 weights (see _HalfLayer)
+# texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note;
+# past ~32 tokens a product does enough arithmetic per weight that BLAS on f32 is as fast
+HALF_CALL_TOKENS = 32
 
 
 class UnsupportedModel(Exception):
@@ -229,7 +231,9 @@ class LeanBertEmbedder:
                 if half:
                     idx = [i for i in idx if len(encodings[i].ids) <= HALF_CALL_TOKENS]
                 batch = [encodings[i].ids for i in idx]
-                out[idx] = self._forward(batch, half=half, threads=1 if small else None)
+                # threads=None: a binary16 product big enough to pay for the hand-off splits its weight
+                # rows over rayon's pool (same bits as on one thread); smaller ones stay on this one
+                out[idx] = self._forward(batch, half=half, threads=None)
                 start += len(idx)
                 done += len(idx)
                 if progress is not None:
