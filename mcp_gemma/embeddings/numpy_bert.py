@@ -117,9 +117,12 @@ def _linear(x: F32, w: F32, w16: F16Matrix, half: bool, threads: int | None) -> 
 
 
 def _layer_norm(x: F32, wb: tuple[F32, F32], eps: float) -> F32:
-    mean = x.mean(axis=-1, keepdims=True)
+    # sum / n is what x.mean computes (the same bits) without its Python-level counting, which on a
+    # query's few rows costs as much as the sum (26 means per forward pass)
+    n = np.float32(x.shape[-1])
+    mean: F32 = x.sum(axis=-1, keepdims=True) / n
     centred = x - mean
-    var = np.mean(centred * centred, axis=-1, keepdims=True)
+    var: F32 = (centred * centred).sum(axis=-1, keepdims=True) / n
     out: F32 = centred / np.sqrt(var + eps) * wb[0] + wb[1]
     return out
 
