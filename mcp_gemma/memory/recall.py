@@ -18,7 +18,7 @@ from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
 from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
 from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, key_to_id
-from mcp_gemma.memory.repository import MemoryRepository
+from mcp_gemma.memory.repository import MemoryRepository, overlapped
 from mcp_gemma.memory.timeparse import TimeRange, time_range
 from mcp_gemma.store.redis import redis_guard
 
@@ -99,9 +99,12 @@ async def recall(
     )
     scopes = [agent_id] + ([SHARED_AGENT] if include_shared and agent_id != SHARED_AGENT else [])
     now = time.time()
+    vector, indexes = await overlapped(
+        service.embeddings.embed_one(query), service.prepare_many(scopes, wanted, now)
+    )
     q = _Query(
         query,
-        await service.embeddings.embed_one(query),
+        vector,
         match,
         time_range(query, now) if time_aware else None,
         service.settings.time_match_boost,
@@ -109,7 +112,7 @@ async def recall(
     scored: list[tuple[float, RecallHit, MemoryRecord]] = []
     candidates = 0
     pools = []
-    for idx in await service.prepare_many(scopes, wanted, now):
+    for idx in indexes:
         allow = idx.allowed(flt)
         pool = len(idx) if allow is None else len(allow)
         candidates += pool

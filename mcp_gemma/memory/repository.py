@@ -19,8 +19,8 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio
 
@@ -50,6 +50,22 @@ from mcp_gemma.store.redis import RedisStore, current_call, redis_guard
 logger = logging.getLogger(__name__)
 
 LlmSource = Callable[[], Any]
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def overlapped(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results, ``second`` running while ``first`` is awaited (the scope's Redis reads while the
+    text is embedded in a worker thread: one round trip off the call). ``first``'s error wins, as if
+    they ran in turn; either failing cancels the other."""
+    task = asyncio.ensure_future(second)
+    try:
+        a = await first
+    except BaseException:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never logged
+        raise
+    return a, await task
 
 
 class MemoryRepository:
@@ -250,9 +266,11 @@ class MemoryRepository:
         if not 0.0 <= importance <= 1.0 or math.isnan(importance):
             raise InvalidInputError(f"importance must be between 0 and 1, got {importance}")
         scope = SHARED_AGENT if shared else agent_id
-        vectors = await self.embeddings.embed(list(contents))
         now = time.time()
-        idx = await self.prepare(scope, [tier_name], now)
+        vectors, idx = await overlapped(
+            self.embeddings.embed(list(contents)), self.prepare(scope, [tier_name], now)
+        )
+        now = time.time()  # the memories' times: after the embedding, as when the steps ran in turn
         ttl = self.settings.tier(tier_name).ttl_s
         expires = None if ttl is None else now + ttl
         clean_tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
