@@ -5,9 +5,11 @@ Each configuration runs in its own subprocess (clean peak RSS, no shared torch s
 cache; the int8 cache is built beforehand and its first build timed separately), prompt
 processing tok/s, decode tok/s (medians of ``runs``), resident and peak RSS; and the ratio
 of our decode speed to llama.cpp's in the same run. ``--quick`` uses fewer tokens and runs and skips the
-uncached (GGUF conversion) load.
+uncached (GGUF conversion) load; ``--prompt-words`` sets the prompt's length (96 words, ~108 tokens).
+The Rust kernels' levels (``simd``, and ``q8_kernel`` for the int8 products of a prompt's rows) are
+printed first and kept in the results.
 
-    .venv/bin/python benches/bench_generate.py [--quick] [--threads 2] [--json out.json]
+    .venv/bin/python benches/bench_generate.py [--quick] [--threads 2] [--prompt-words 96] [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PROMPT_WORDS = (
 
 
 def _prompt(n_words: int) -> str:
-    words = (PROMPT_WORDS * 40).split()
+    words = (PROMPT_WORDS * (n_words // 20 + 1)).split()  # the paragraph has > 20 words
     return " ".join(words[:n_words])
 
 
@@ -119,7 +121,7 @@ class _Llama:
         return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) >= 2 else float("nan")
 
 
-def worker(config: str, models: str, gguf: str, threads: int) -> None:
+def worker(config: str, models: str, gguf: str, threads: int, prompt_words: int = 96) -> None:
     """Serve timing requests for one loaded engine over stdin/stdout (one JSON line each)."""
     if config not in ("llama_cpp", "ours_q8"):
         import torch
@@ -137,7 +139,7 @@ def worker(config: str, models: str, gguf: str, threads: int) -> None:
         "load_rss_mib": _rss_mib(),
     }
     print(json.dumps(loaded), flush=True)
-    prompt = _prompt(96)
+    prompt = _prompt(prompt_words)
     for line in sys.stdin:
         command, *arg = line.split()
         if command == "prefill":
@@ -196,17 +198,31 @@ class _Worker:
 
 
 def run(
-    quick: bool, threads: int = 2, models_dir: Path | None = None, only: list[str] | None = None
+    quick: bool,
+    threads: int = 2,
+    models_dir: Path | None = None,
+    only: list[str] | None = None,
+    prompt_words: int = 96,
 ) -> dict[str, Any]:
     """Run every configuration; return the figures and the ratios against llama.cpp."""
+    from mcp_gemma import native
     from mcp_gemma.llm.models import ModelStore
+
+    kernels = {"simd": native.simd_level(), "q8_kernel": native.q8_kernel_level()}
+    print(f"Rust kernels: {kernels['simd']}; int8 prompt products: {kernels['q8_kernel']}", flush=True)
 
     decode_tokens, runs = (24, 3) if quick else (64, 5)
     with tempfile.TemporaryDirectory(prefix="bench-gemma-") as scratch:
         models = models_dir or Path(scratch) / "models"
         store = ModelStore(models)
         gguf = store.assemble_packaged()
-        results: dict[str, Any] = {"threads": threads, "decode_tokens": decode_tokens, "runs": runs}
+        results: dict[str, Any] = {
+            **kernels,
+            "threads": threads,
+            "decode_tokens": decode_tokens,
+            "runs": runs,
+            "prompt_words": prompt_words,
+        }
         if not quick:
             fresh = Path(scratch) / "fresh-models"
             fresh.mkdir()
@@ -236,7 +252,10 @@ def run(
             }
         # One process per engine (no two thread pools in a process), loaded once, their runs
         # interleaved so that load from other processes on the machine hits each alike.
-        workers = {n: _Worker(n, models=str(models), gguf=str(gguf), threads=threads) for n in configs}
+        workers = {
+            n: _Worker(n, models=str(models), gguf=str(gguf), threads=threads, prompt_words=prompt_words)
+            for n in configs
+        }
         samples: dict[str, dict[str, list[float]]] = {n: {"prefill": [], "decode": []} for n in configs}
         try:
             for _ in range(runs):
@@ -256,11 +275,13 @@ def run(
         finally:
             for w in workers.values():
                 w.close()
-    peer = results.get("llama_cpp", {}).get("decode_tok_s")
-    for key in ("ours_q8", "ours_bf16", "ours_fp32", "transformers_fp32"):
-        ours = results.get(key, {}).get("decode_tok_s")
-        if peer and ours:
-            results[key]["decode_vs_llama_cpp"] = round(ours / peer, 3)
+    for figure, ratio in (("decode_tok_s", "decode_vs_llama_cpp"), ("prompt_tok_s", "prompt_vs_llama_cpp")):
+        peer = results.get("llama_cpp", {}).get(figure)
+        for key in ("ours_q8", "ours_bf16", "ours_fp32", "transformers_fp32"):
+            ours = results.get(key, {}).get(figure)
+            if peer and ours:
+                results[key][ratio] = round(ours / peer, 3)
+    results["load_average"] = [round(v, 2) for v in os.getloadavg()]
     return results
 
 
@@ -268,6 +289,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompt-words", type=int, default=96, help="words in the timed prompt")
     parser.add_argument("--models-dir", type=Path, default=None, help="reuse a converted model cache")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
@@ -282,7 +304,9 @@ def main() -> None:
     if args.worker:
         worker(args.worker, **json.loads(args.worker_args))
         return
-    results = run(args.quick, args.threads, args.models_dir, args.only)
+    if args.prompt_words < 1:
+        parser.error("--prompt-words must be at least 1")
+    results = run(args.quick, args.threads, args.models_dir, args.only, args.prompt_words)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

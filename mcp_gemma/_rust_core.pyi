@@ -25,6 +25,8 @@ __all__ = [
     "chunk_text",
     "fuse_rrf",
     "fuse_weighted",
+    "q8_avx512_built",
+    "q8_kernel_level",
     "simd_level",
     "tokenize",
     "topk",
@@ -37,11 +39,19 @@ __version__: str
 build_profile: Literal["release", "debug"]
 """Cargo profile the extension was built with; benchmarks refuse "debug"."""
 
+q8_avx512_built: bool
+"""Whether the compiler that built this had the AVX-512 intrinsics (Rust 1.89+), so the int8 AVX-512
+VNNI kernel is in it (it runs only where the CPU has AVX-512 F/BW/VNNI)."""
+
 class RustCoreError(Exception):
     """An internal failure of the Rust core (a bug, not bad input)."""
 
 def simd_level() -> Literal["avx2", "neon", "scalar"]:
     """The instruction set the kernels use on this machine."""
+
+def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
+    """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;
+    ``MCP_GEMMA_NO_AVX512`` set in the environment keeps AVX2."""
 
 def topk(
     matrix: NDArray[np.float32],

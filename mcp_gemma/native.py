@@ -36,6 +36,7 @@ __all__ = [
     "fuse_rrf",
     "fuse_weighted",
     "native_errors",
+    "q8_kernel_level",
     "rust_core_version",
     "simd_level",
     "tokenize",
@@ -531,6 +532,11 @@ class TtlCache:
     @property
     def capacity(self) -> int:
         return self._inner.capacity
+
+
+def q8_kernel_level() -> str:
+    """The kernels of the int8 products of several rows here ("avx512_vnni", "avx2" or "portable")."""
+    return _rust_core.q8_kernel_level()
 
 
 def simd_level() -> str:

@@ -336,7 +336,8 @@ class GemmaModel:
 
         The int8 prefill runs in slices of ``PREFILL_SLICE`` tokens and stops early when
         ``interrupted`` says so (the loop then sees the same reason before sampling), so a long
-        prompt can be cancelled within a slice rather than after the whole prompt.
+        prompt can be cancelled within a slice rather than after the whole prompt; only the last
+        slice computes logits.
         """
         if self._q8 is not None:
             import numpy as np
@@ -353,12 +354,15 @@ class GemmaModel:
                     return decoder.forward(
                         np.asarray(token if isinstance(token, list) else [token], np.int64)
                     )
-                logits = decoder.forward(prompt[:PREFILL_SLICE])
-                for start in range(PREFILL_SLICE, len(prompt), PREFILL_SLICE):
-                    if interrupted() is not None:
-                        break
-                    logits = decoder.forward(prompt[start : start + PREFILL_SLICE])
-                return logits
+                # Only the last slice's logits are read: the others skip the output head.
+                last = max(0, len(prompt) - 1) // PREFILL_SLICE * PREFILL_SLICE
+                for start in range(0, last, PREFILL_SLICE):
+                    if start and interrupted() is not None:
+                        return None  # the caller sees the same reason and samples nothing
+                    decoder.advance(prompt[start : start + PREFILL_SLICE])
+                if last and interrupted() is not None:
+                    return None
+                return decoder.forward(prompt[last:])
 
             with one_thread_blas.held():
                 yield q8_step, lambda logits: sample_token_np(logits, temperature, top_p, rng)

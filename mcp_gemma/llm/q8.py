@@ -363,6 +363,17 @@ class Q8Decoder(Gemma3Shape):
 
     def forward(self, ids: NDArray[np.int64]) -> F32:
         """Run ``ids`` (1-D) from the current position; return the logits of the last one."""
+        last = self._rms(self._layers(ids)[-1:], self.w.final_norm)
+        logits: F32 = self.w.lm_head.matmul(last, self.w.threads)[0]
+        return logits
+
+    def advance(self, ids: NDArray[np.int64]) -> None:
+        """Run ``ids`` into the KV cache without logits: a prompt slice before the last skips the
+        output head (a 262,144-row product) that ``forward`` ends with."""
+        self._layers(ids)
+
+    def _layers(self, ids: NDArray[np.int64]) -> F32:
+        """Run ``ids`` through every layer from the current position; the hidden states."""
         import numpy as np
 
         n = int(ids.shape[0])
@@ -390,8 +401,9 @@ class Q8Decoder(Gemma3Shape):
                 allowed = k_pos <= q_pos
                 if layer.sliding:
                     allowed &= k_pos > q_pos - self.window
-                scores = scores.reshape(nkv, group, n, -1)
-                scores = np.where(allowed, scores, np.float32(-np.inf)).reshape(nkv, group * n, -1)
+                # In place: + 0 keeps a score's bits, + -inf masks it (as np.where did, one copy less).
+                mask = np.where(allowed, np.float32(0.0), np.float32(-np.inf))
+                scores.reshape(nkv, group, n, -1)[...] += mask
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
@@ -399,14 +411,29 @@ class Q8Decoder(Gemma3Shape):
             h = h + self._rms(layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1])
             gate_up = layer.gate_up.matmul(self._rms(h, layer.norms[2]), self.w.threads)
             gate, up = gate_up[:, : gate_up.shape[1] // 2], gate_up[:, gate_up.shape[1] // 2 :]
-            tanh = np.tanh(gate * (_GELU_A + _GELU_B * gate * gate))
-            act = np.asarray(gate * (tanh + 1.0) * 0.5 * up, dtype=np.float32)  # gelu (tanh form) · up
+            act = _gelu_times(gate, up)
             h = h + self._rms(layer.down.matmul(act, self.w.threads), layer.norms[3])
         self.pos = end
-        last = self._rms(h[-1:], self.w.final_norm)
-        logits: F32 = self.w.lm_head.matmul(last, self.w.threads)[0]
-        return logits
+        return h
 
 
 _GELU_A = math.sqrt(2.0 / math.pi)
 _GELU_B = _GELU_A * 0.044715
+
+
+def _gelu_times(gate: F32, up: F32) -> F32:
+    """``gelu(gate) · up`` (gelu's tanh form), in one scratch array: the same operations in the same
+    order as ``gate * (tanh(gate * (A + B * gate * gate)) + 1) * 0.5 * up``, so the same bits, without
+    the seven temporaries of a prompt's worth of rows."""
+    import numpy as np
+
+    t: F32 = np.multiply(gate, np.float32(_GELU_B))
+    t *= gate
+    t += np.float32(_GELU_A)
+    t *= gate
+    np.tanh(t, out=t)
+    t += np.float32(1.0)
+    t *= gate
+    t *= np.float32(0.5)
+    t *= up
+    return t

@@ -41,7 +41,7 @@ mod _rust_core {
     #[pymodule_export]
     use crate::py::keyword::{tokenize, PyBm25Index};
     #[pymodule_export]
-    use crate::py::q8::PyQ8Matrix;
+    use crate::py::q8::{q8_kernel_level, PyQ8Matrix};
     #[pymodule_export]
     use crate::py::vector::{simd_level, topk, topk_batch, PyVectorIndex};
 
@@ -56,6 +56,7 @@ mod _rust_core {
                 "release"
             },
         )?;
+        m.add("q8_avx512_built", cfg!(q8_avx512))?;
         Ok(())
     }
 }

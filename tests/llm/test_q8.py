@@ -102,7 +102,8 @@ def _with(weights: Q8Weights, *, window: int, dense: bool) -> Q8Weights:
 def _prefill_and_steps(weights: Q8Weights, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     at_once = Q8Decoder(weights, len(ids)).forward(ids)
     split = Q8Decoder(weights, len(ids))
-    split.forward(ids[:7])
+    split.advance(ids[:7])  # a prompt slice before the last: the cache only, no output head
+    assert split.pos == 7
     in_two = split.forward(ids[7:])
     stepwise = Q8Decoder(weights, len(ids))
     for token in ids:

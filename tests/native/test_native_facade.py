@@ -55,3 +55,50 @@ def test_dispatch_uses_the_best_kernels_the_cpu_has() -> None:
         assert native.simd_level() == "neon"
     else:
         assert native.simd_level() == "scalar"
+
+
+def _cpu_flags() -> set[str]:
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_int8_products_use_the_best_kernel_the_cpu_has() -> None:
+    """As above, for the int8 (Q8Matrix) products of several rows: AVX-512 VNNI where the CPU lists
+    AVX-512 F/BW/VNNI and the build has the kernel (Rust 1.89+), else AVX2, else portable."""
+    import os
+    import platform
+
+    from mcp_gemma import _rust_core
+
+    flags = _cpu_flags()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    vnni = {"avx512f", "avx512bw"} <= flags and bool({"avx512_vnni", "avx512vnni"} & flags)
+    level = native.q8_kernel_level()
+    if not x86 or os.environ.get("MCP_GEMMA_FORCE_SCALAR") is not None or not {"avx2", "fma"} <= flags:
+        assert level == "portable"
+    elif vnni and _rust_core.q8_avx512_built and os.environ.get("MCP_GEMMA_NO_AVX512") is None:
+        assert level == "avx512_vnni"
+    else:
+        assert level == "avx2"
+
+
+def test_no_avx512_switch_keeps_the_avx2_int8_kernels() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from mcp_gemma import native; print(native.q8_kernel_level())"
+    env = {**os.environ, "MCP_GEMMA_NO_AVX512": "1"}
+    env.pop("MCP_GEMMA_FORCE_SCALAR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    want = "avx2" if {"avx2", "fma"} <= _cpu_flags() and native.simd_level() == "avx2" else "portable"
+    assert result.stdout.strip() == want

@@ -9,6 +9,12 @@ use crate::errors::CoreError;
 use crate::pool;
 use crate::q8::{self, Q8Matrix};
 
+/// The kernels the int8 products of several rows run with here: "avx512_vnni", "avx2" or "portable".
+#[pyfunction]
+pub fn q8_kernel_level() -> &'static str {
+    q8::q8_level().name()
+}
+
 /// Immutable int8 matrix with one f32 scale per 32 columns; see `_rust_core.pyi`.
 #[pyclass(name = "Q8Matrix", module = "mcp_gemma._rust_core", frozen)]
 pub struct PyQ8Matrix {

@@ -132,3 +132,58 @@ pub unsafe fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> [f32; 4]
         [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }
 }
+
+/// [`super::quantize_blocks`] eight lanes at a time, with the same arithmetic (the block's largest
+/// magnitude, `x · (1 / d)`, rounding half away from zero, clamping), so the codes and scales are
+/// bit-for-bit those of the portable loop.
+///
+/// # Safety
+/// AVX2 + FMA available; `v` and `codes` hold `scales.len() * 32` values.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn quantize_blocks(v: &[f32], codes: &mut [i8], scales: &mut [f32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    // The largest f32 below 0.5: adding it (with x's sign) and truncating rounds half away from
+    // zero without the carry that adding 0.5 itself gives 0.49999997.
+    let below_half = _mm256_set1_ps(0.5 - f32::EPSILON / 4.0);
+    let (hi, lo) = (_mm256_set1_ps(super::QMAX), _mm256_set1_ps(-super::QMAX));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for ((block, out), scale) in v
+        .chunks_exact(BLOCK)
+        .zip(codes.chunks_exact_mut(BLOCK))
+        .zip(scales.iter_mut())
+    {
+        // SAFETY: every chunk holds 32 values (four vectors of eight).
+        let x = unsafe {
+            let p = block.as_ptr();
+            [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ]
+        };
+        let abs = x.map(|a| _mm256_andnot_ps(sign, a));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<0b01>(m, m));
+        let d = _mm_cvtss_f32(m) / super::QMAX;
+        *scale = d;
+        let inv = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let q = x.map(|a| {
+            let y = _mm256_mul_ps(a, inv);
+            let nudge = _mm256_or_ps(below_half, _mm256_and_ps(sign, y));
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_add_ps(
+                y, nudge,
+            ));
+            _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi))
+        });
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let packed = _mm256_permutevar8x32_epi32(packed, order);
+        // SAFETY: `out` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), packed) };
+    }
+}

@@ -7,6 +7,8 @@
 //! arithmetic (AVX2-only hosts) spend more time converting bf16 than multiplying. Rows are split
 //! across rayon's pool with the GIL released by the caller.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use crate::errors::{CoreError, CoreResult};
@@ -14,6 +16,8 @@ use crate::vector::simd::{simd_level, SimdLevel};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(all(target_arch = "x86_64", q8_avx512))]
+mod avx512;
 mod kernels;
 #[cfg(test)]
 mod tests;
@@ -27,6 +31,70 @@ pub const BLOCK: usize = 32;
 const QMAX: f32 = 127.0;
 /// Below this many multiply-adds a product runs on the calling thread (a pool hand-off costs more).
 const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// The kernels the int8 products of several input rows run with on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q8Level {
+    /// AVX-512 F/BW/VNNI 4×4 tiles (`vpdpbusd`), with the AVX2 kernels for the remainders.
+    Avx512Vnni,
+    /// AVX2 + FMA (`vpmaddubsw`) 2×4 tiles.
+    Avx2,
+    /// The portable kernel.
+    Portable,
+}
+
+impl Q8Level {
+    /// The name Python sees (`q8_kernel_level()`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512Vnni => "avx512_vnni",
+            Self::Avx2 => "avx2",
+            Self::Portable => "portable",
+        }
+    }
+}
+
+/// Whether this build has the AVX-512 VNNI kernel and this CPU can run it (ignoring the switch).
+pub fn avx512_vnni_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    {
+        simd_level() == SimdLevel::Avx2
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(all(target_arch = "x86_64", q8_avx512)))]
+    false
+}
+
+/// The level detected on this CPU (cached after the first call). `MCP_GEMMA_NO_AVX512` in the
+/// environment keeps the AVX2 kernels (so their path stays testable on AVX-512 hosts), and
+/// `MCP_GEMMA_FORCE_SCALAR` the portable one, as for every other kernel.
+pub fn q8_level() -> Q8Level {
+    static LEVEL: OnceLock<Q8Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if std::env::var_os("MCP_GEMMA_NO_AVX512").is_none() && avx512_vnni_available() {
+            Q8Level::Avx512Vnni
+        } else if simd_level() == SimdLevel::Avx2 {
+            Q8Level::Avx2
+        } else {
+            Q8Level::Portable
+        }
+    })
+}
+
+/// Quantise `v` into `codes` and `scales` with the fastest kernel that gives the same bits.
+fn quantize_rows(v: &[f32], codes: &mut [i8], scales: &mut [f32], level: Q8Level) {
+    #[cfg(target_arch = "x86_64")]
+    if level != Q8Level::Portable {
+        // SAFETY: AVX2 and FMA were detected (every level above portable implies them); the slices
+        // hold whole blocks, as `quantize_blocks` needs.
+        unsafe { avx2::quantize_blocks(v, codes, scales) };
+        return;
+    }
+    let _ = level;
+    quantize_blocks(v, codes, scales);
+}
 
 /// A row-major `rows × cols` matrix of int8 codes with one scale per block of 32 columns.
 #[derive(Debug, Clone)]
@@ -197,6 +265,18 @@ impl Q8Matrix {
     /// `out[t, r] = Σ_c x[t, c] · W[r, c]` for the `m` rows of `x` (`m × cols`); `out` is `m × rows`.
     /// Each input row is quantised in blocks of 32 first, so the inner products are integer.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) -> CoreResult<()> {
+        self.matmul_with(x, m, out, q8_level())
+    }
+
+    /// [`Q8Matrix::matmul`] with the kernels of `level` (which the CPU must support: the tests
+    /// compare the levels this machine has).
+    pub(crate) fn matmul_with(
+        &self,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+        level: Q8Level,
+    ) -> CoreResult<()> {
         if x.len() != m * self.cols {
             return Err(CoreError::invalid(format!(
                 "input has {} values; expected {m} rows of {} columns",
@@ -221,7 +301,7 @@ impl Q8Matrix {
         let mut xq = vec![0i8; m * self.cols];
         let mut xs = vec![0f32; m * nb];
         let quantize_rows =
-            |((row, c), s): ((&[f32], &mut [i8]), &mut [f32])| quantize_blocks(row, c, s);
+            |((row, c), s): ((&[f32], &mut [i8]), &mut [f32])| quantize_rows(row, c, s, level);
         let rows_in = x
             .par_chunks_exact(self.cols)
             .zip(xq.par_chunks_exact_mut(self.cols))
@@ -234,11 +314,12 @@ impl Q8Matrix {
                 .zip(xs.chunks_exact_mut(nb))
                 .for_each(quantize_rows);
         }
-        let avx2 = simd_level() == SimdLevel::Avx2;
+        let avx2 = level != Q8Level::Portable;
+        let vnni = Vnni::prepare(level, &xq, &xs, m);
         // Tasks own disjoint weight-row ranges; for several inputs each task writes the columns
         // [r0, r1) of every output row, through a raw pointer (the ranges never overlap).
         let chunk = chunk_rows(self.rows, self.cols * m)
-            .next_multiple_of(2)
+            .next_multiple_of(4)
             .min(self.rows);
         let dst = OutPtr(out.as_mut_ptr());
         let (rows, cols) = (self.rows, self.cols);
@@ -251,6 +332,30 @@ impl Q8Matrix {
                 unsafe { *dst.get().add(t * rows + r) = v }
             };
             let mut r = r0;
+            if let Some(v) = &vnni {
+                // Four weight rows by four inputs per pass; leftover inputs row by row.
+                while r + 4 <= r1 {
+                    let wc: [&[i8]; 4] = std::array::from_fn(|i| self.row_codes(r + i));
+                    let ws: [&[f32]; 4] = std::array::from_fn(|i| self.row_scales(r + i));
+                    let mut t = 0;
+                    while t + 4 <= m {
+                        for (i, sums) in v.tile(wc, ws, t, cols).into_iter().enumerate() {
+                            for (j, s) in sums.into_iter().enumerate() {
+                                put(t + j, r + i, s);
+                            }
+                        }
+                        t += 4;
+                    }
+                    for t in t..m {
+                        let qc = &xq[t * cols..(t + 1) * cols];
+                        let qs = &xs[t * nb..(t + 1) * nb];
+                        for i in 0..4 {
+                            put(t, r + i, row_dot(wc[i], ws[i], qc, qs, avx2));
+                        }
+                    }
+                    r += 4;
+                }
+            }
             // Two weight rows by four inputs per pass: each loaded block feeds eight products.
             while m >= 4 && r + 2 <= r1 {
                 let (w0, w1) = (self.row_codes(r), self.row_codes(r + 1));
@@ -306,6 +411,54 @@ impl Q8Matrix {
             (0..rows).into_par_iter().step_by(chunk).for_each(work);
         }
         Ok(())
+    }
+}
+
+/// The inputs of a product laid out for the AVX-512 VNNI tile: codes offset to unsigned and every
+/// block's scale repeated over its eight lanes. `None` where that kernel does not run.
+struct Vnni {
+    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    xu: Vec<u8>,
+    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    sx: Vec<f32>,
+}
+
+impl Vnni {
+    fn prepare(level: Q8Level, xq: &[i8], xs: &[f32], m: usize) -> Option<Self> {
+        #[cfg(all(target_arch = "x86_64", q8_avx512))]
+        if level == Q8Level::Avx512Vnni && m >= 4 {
+            let xu = xq.iter().map(|&q| (q as u8) ^ 0x80).collect();
+            let sx = xs
+                .iter()
+                .flat_map(|&s| [s; avx512::LANES_PER_BLOCK])
+                .collect();
+            return Some(Self { xu, sx });
+        }
+        let _ = (level, xq, xs, m);
+        None
+    }
+
+    /// Weight rows `wc` against inputs `t..t + 4`.
+    #[allow(unused_variables)]
+    fn tile(&self, wc: [&[i8]; 4], ws: [&[f32]; 4], t: usize, cols: usize) -> [[f32; 4]; 4] {
+        #[cfg(all(target_arch = "x86_64", q8_avx512))]
+        {
+            let lanes = cols / BLOCK * avx512::LANES_PER_BLOCK;
+            // SAFETY: `prepare` built this only where AVX-512 F/BW/VNNI were detected; the weight
+            // rows hold `cols` codes and `cols / 32` scales, and rows t..t + 4 lie inside the
+            // `m × cols` codes and `m × lanes` scales.
+            unsafe {
+                avx512::tile_4x4(
+                    wc,
+                    ws,
+                    &self.xu[t * cols..(t + 4) * cols],
+                    &self.sx[t * lanes..(t + 4) * lanes],
+                    cols,
+                )
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", q8_avx512)))]
+        unreachable!("the VNNI inputs are never prepared without the kernel")
     }
 }
 

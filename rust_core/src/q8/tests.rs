@@ -140,3 +140,138 @@ fn zero_blocks_stay_zero() {
     q.matmul(&[1.0; 32], 1, &mut out).expect("matmul");
     assert_eq!(out, vec![0.0, 0.0]);
 }
+
+/// Every level this machine runs, portable first (the reference).
+fn levels_here() -> Vec<Q8Level> {
+    let mut levels = vec![Q8Level::Portable];
+    if simd_level() == SimdLevel::Avx2 {
+        levels.push(Q8Level::Avx2);
+    }
+    if avx512_vnni_available() {
+        levels.push(Q8Level::Avx512Vnni);
+    }
+    levels
+}
+
+#[test]
+fn simd_quantisation_gives_the_portable_codes_and_scales_bit_for_bit() {
+    // Random values plus exact halves (k + 0.5 steps of the block's scale) and values just below
+    // them, where rounding half away from zero is easiest to get wrong.
+    let mut v = random(32 * 64, 11);
+    for (i, x) in v.iter_mut().enumerate().skip(32 * 32) {
+        let block_max = 127.0f32;
+        *x = match i % 4 {
+            0 => block_max,
+            1 => ((i % 250) as f32 - 125.0) + 0.5,
+            2 => f32::from_bits((((i % 250) as f32 - 125.0) + 0.5).to_bits() - 1),
+            _ => -(((i % 250) as f32) + 0.5),
+        };
+    }
+    let nb = v.len() / BLOCK;
+    let (mut c0, mut s0) = (vec![0i8; v.len()], vec![0f32; nb]);
+    quantize_blocks(&v, &mut c0, &mut s0);
+    for level in levels_here() {
+        let (mut c1, mut s1) = (vec![0i8; v.len()], vec![0f32; nb]);
+        quantize_rows(&v, &mut c1, &mut s1, level);
+        assert_eq!(c0, c1, "{level:?}");
+        assert_eq!(
+            s0.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+            s1.iter().map(|s| s.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn every_level_matches_the_portable_products() {
+    // Rows not a multiple of 4 (VNNI remainder rows), inputs not a multiple of 4, an odd number of
+    // blocks (the VNNI half-vector tail), serial and parallel sizes.
+    for (rows, cols, m) in [
+        (33, 96, 9),
+        (8, 64, 4),
+        (7, 32, 5),
+        (301, 640, 13),
+        (64, 2048, 8),
+    ] {
+        let w = random(rows * cols, 40 + rows as u64);
+        let x = random(m * cols, 50 + m as u64);
+        let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+        let mut want = vec![0.0; m * rows];
+        q.matmul_with(&x, m, &mut want, Q8Level::Portable)
+            .expect("matmul");
+        for level in levels_here() {
+            let mut got = vec![0.0; m * rows];
+            q.matmul_with(&x, m, &mut got, level).expect("matmul");
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                // Same integer sums, scaled and added in another order: f32 roundings apart (int8
+                // noise itself is ~1e-2 of these sums).
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{level:?} {rows}x{cols} m={m} at {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", q8_avx512))]
+#[test]
+fn vnni_integer_block_sums_equal_the_portable_ones_exactly() {
+    if !avx512_vnni_available() {
+        return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
+    }
+    let cols = 640;
+    let w = random(cols, 21);
+    let x = random(cols, 22);
+    let (mut wc, mut ws) = (vec![0i8; cols], vec![0f32; cols / BLOCK]);
+    let (mut xc, mut xs) = (vec![0i8; cols], vec![0f32; cols / BLOCK]);
+    quantize_blocks(&w, &mut wc, &mut ws);
+    quantize_blocks(&x, &mut xc, &mut xs);
+    // The extremes too: -127 · 127 in every position of one block, 127 · 127 in another.
+    wc[..32].fill(-127);
+    xc[..32].fill(127);
+    wc[32..64].fill(127);
+    xc[32..64].fill(127);
+    let xu: Vec<u8> = xc.iter().map(|&q| (q as u8) ^ 0x80).collect();
+    let want: Vec<i32> = wc
+        .chunks_exact(BLOCK)
+        .zip(xc.chunks_exact(BLOCK))
+        .map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(&p, &q)| i32::from(p) * i32::from(q))
+                .sum()
+        })
+        .collect();
+    // SAFETY: AVX-512 F/BW/VNNI detected above; 640 codes are 20 blocks (an even number).
+    let got = unsafe { avx512::block_sums(&wc, &xu) };
+    assert_eq!(got, want);
+    assert_eq!(got[0], -127 * 127 * 32);
+}
+
+#[test]
+fn the_best_int8_kernel_runs_where_the_cpu_has_it() {
+    // The comparisons above only prove something if the fast levels are really among those tested:
+    // where /proc/cpuinfo lists AVX-512 F/BW/VNNI and this build has the kernel, it must be detected.
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return;
+    };
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let has = |f: &str| flags.contains(&f);
+    let vnni = has("avx512_vnni") || has("avx512vnni");
+    if cfg!(all(target_arch = "x86_64", q8_avx512))
+        && has("avx512f")
+        && has("avx512bw")
+        && vnni
+        && simd_level() == SimdLevel::Avx2
+    {
+        assert!(avx512_vnni_available());
+        assert!(levels_here().contains(&Q8Level::Avx512Vnni));
+    }
+    if has("avx2") && has("fma") && std::env::var_os("MCP_GEMMA_FORCE_SCALAR").is_none() {
+        assert!(levels_here().contains(&Q8Level::Avx2));
+    }
+}
