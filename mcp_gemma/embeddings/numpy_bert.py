@@ -15,14 +15,18 @@ sentence-transformers' MiniLM / mpnet-free BERT checkpoints use; anything else i
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +40,14 @@ from mcp_gemma.native import F16Matrix
 logger = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
+T = TypeVar("T")
 TOKENS_PER_BATCH = 8_192  # padded tokens per forward pass (bounds the attention buffers)
 SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
 # texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note;
 # past ~32 tokens a product does enough arithmetic per weight that BLAS on f32 is as fast
 HALF_CALL_TOKENS = 32
+ROWS_PER_WORKER = 32  # a small call's tokens are shared out across threads, at least this many each
+MAX_WORKERS = 4  # threads for a small call's forward pass (a few hundred tokens gain little from more)
 
 
 class UnsupportedModel(Exception):
@@ -201,6 +208,8 @@ class LeanBertEmbedder:
         self._tokenizer.enable_truncation(max_length=limit)
         self._tokenizer.no_padding()
         self._lock = threading.Lock()  # numpy's BLAS already uses every core
+        self._cores = max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+        self._pool: ThreadPoolExecutor | None = None  # helpers of the packed forward pass, made on first use
         self.load_seconds = time.perf_counter() - started
         logger.info("embedder %s loaded in %.2f s (numpy, dim %d)", model_id, self.load_seconds, self.dim)
 
@@ -233,10 +242,14 @@ class LeanBertEmbedder:
                 half = len(encodings[idx[0]].ids) <= HALF_CALL_TOKENS
                 if half:
                     idx = [i for i in idx if len(encodings[i].ids) <= HALF_CALL_TOKENS]
-                batch = [encodings[i].ids for i in idx]
-                # threads=None: a binary16 product big enough to pay for the hand-off splits its weight
-                # rows over rayon's pool (same bits as on one thread); smaller ones stay on this one
-                out[idx] = self._forward(batch, half=half, threads=None)
+                    # threads=None: a binary16 product big enough to pay for the hand-off splits its
+                    # weight rows over rayon's pool (same bits as on one thread); smaller ones stay here
+                    out[idx] = self._forward([encodings[i].ids for i in idx], half=True, threads=None)
+                elif small:  # what is left of a small call, in one unpadded pass across the cores
+                    idx = order[start:]
+                    out[idx] = self._forward_packed([encodings[i].ids for i in idx])
+                else:
+                    out[idx] = self._forward([encodings[i].ids for i in idx], threads=None)
                 start += len(idx)
                 done += len(idx)
                 if progress is not None:
@@ -279,3 +292,80 @@ class LeanBertEmbedder:
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         result: F32 = (pooled / norms).astype(np.float32, copy=False)
         return result
+
+    def _forward_packed(self, seqs: list[list[int]]) -> F32:
+        """Pooled unit vectors of token-id lists, the same arithmetic as :meth:`_forward` without the
+        padding, shared out across threads (BLAS on one thread each; the caller holds it to one).
+
+        A small call (a document's few chunks) pays twice over in the padded pass: its texts differ in
+        length, so padding to the longest adds a third or more to the work, and BLAS on one thread
+        leaves the other cores idle, while numpy's own element-wise passes (GELU, layer norms, softmax)
+        never use them. Here the texts' token rows are stacked with no padding; every step that works
+        row by row (the four products, GELU, layer norms) splits the rows into contiguous runs, one per
+        thread, and attention, per text, splits the heads; two hand-offs per layer.
+        """
+        lengths = [len(seq) for seq in seqs]
+        total = sum(lengths)
+        starts = list(itertools.accumulate(lengths, initial=0))
+        spans = list(itertools.pairwise(starts))
+        workers = max(1, min(self._cores, total // ROWS_PER_WORKER))
+        cuts = [total * w // workers for w in range(workers + 1)]
+        rows = [slice(a, b) for a, b in itertools.pairwise(cuts)]
+        nh, hd, d = self.heads, self.dim // self.heads, self.dim
+        head_cuts = [nh * w // workers for w in range(workers + 1)]
+        heads = [(a, b) for a, b in itertools.pairwise(head_cuts) if b > a]
+        scale = np.float32(1.0 / math.sqrt(hd))
+
+        ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=total)
+        positions = np.concatenate([np.arange(n) for n in lengths])
+        h = self.word[ids] + self.position[positions] + self.token_type0  # [tokens, d]
+        h = _layer_norm(h, self.ln_embed, self.eps)
+        qkv = np.empty((total, 3 * d), dtype=np.float32)
+        ctx = np.empty((total, d), dtype=np.float32)
+        for layer in self.layers:
+
+            def project(r: slice, layer: _Layer = layer) -> None:
+                np.matmul(h[r], layer.qkv_w, out=qkv[r])
+                qkv[r] += layer.qkv_b
+
+            def attend(hs: tuple[int, int]) -> None:
+                lo, hi = hs
+                for a, b in spans:
+                    n = b - a
+                    part = qkv[a:b]
+                    q = part[:, :d].reshape(n, nh, hd)[:, lo:hi].transpose(1, 0, 2) * scale
+                    k = part[:, d : 2 * d].reshape(n, nh, hd)[:, lo:hi].transpose(1, 2, 0)
+                    v = part[:, 2 * d :].reshape(n, nh, hd)[:, lo:hi].transpose(1, 0, 2)
+                    scores = q @ k  # [heads, n, n]
+                    scores -= scores.max(axis=-1, keepdims=True)
+                    np.exp(scores, out=scores)
+                    scores /= scores.sum(axis=-1, keepdims=True)
+                    ctx[a:b, lo * hd : hi * hd] = (scores @ v).transpose(1, 0, 2).reshape(n, (hi - lo) * hd)
+
+            def feed_forward(r: slice, layer: _Layer = layer) -> None:
+                x = _layer_norm(ctx[r] @ layer.out_w + layer.out_b + h[r], layer.ln1, self.eps)
+                act = _gelu(x @ layer.up_w + layer.up_b)
+                h[r] = _layer_norm(act @ layer.down_w + layer.down_b + x, layer.ln2, self.eps)
+
+            self._each(project, rows)
+            self._each(attend, heads)
+            self._each(feed_forward, rows)
+        pooled = (
+            np.stack([h[a:b].sum(axis=0) for a, b in spans]) / np.asarray(lengths, dtype=np.float32)[:, None]
+        )
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        result: F32 = (pooled / norms).astype(np.float32, copy=False)
+        return result
+
+    def _each(self, fn: Callable[[T], None], parts: Sequence[T]) -> None:
+        """``fn`` over ``parts``: the first on this thread, the rest on the helper threads; returns
+        when all are done (the first error is raised)."""
+        if len(parts) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self._cores - 1, thread_name_prefix="embedder")
+        futures: list[Future[None]] = [self._pool.submit(fn, p) for p in parts[1:]] if self._pool else []
+        try:
+            fn(parts[0])
+        finally:
+            wait(futures)
+        for f in futures:
+            f.result()

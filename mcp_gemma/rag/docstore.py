@@ -106,6 +106,8 @@ class WriteOutcome:
     removed: list[int]
     group: int
     stream_id: str
+    epoch: int = 0
+    """The change counter as this write's bump left it (see :meth:`DocStore.write`)."""
 
 
 Positions = dict[int, str]
@@ -297,8 +299,8 @@ class DocStore:
         """The change counter (see :meth:`Keys.change_epoch`)."""
         return int(await self.client.get(self.keys.change_epoch()) or 0)
 
-    async def _bump_epoch(self) -> None:
-        await self.client.incr(self.keys.change_epoch())
+    async def _bump_epoch(self) -> int:
+        return int(await self.client.incr(self.keys.change_epoch()))
 
     async def last_change_ids(self) -> Positions:
         """Id of the newest entry of every group's stream (``0-0`` when there is none)."""
@@ -336,14 +338,18 @@ class DocStore:
             rows = await pipe.execute()
         return {g: bytes(r[0][0]).decode() if r else None for g, r in enumerate(rows)}
 
-    async def changes_after(self, positions: Positions, count: int = 1_000) -> list[Change]:
-        """Entries newer than ``positions``: up to ``count`` of each group, in each group's order."""
+    async def changes_after(
+        self, positions: Positions, count: int = 1_000, groups: Iterable[int] | None = None
+    ) -> list[Change]:
+        """Entries newer than ``positions``: up to ``count`` of each group (of ``groups``, default
+        all), in each group's order."""
+        wanted = range(SLOT_GROUPS) if groups is None else sorted(groups)
         async with self.client.pipeline(transaction=False) as pipe:
-            for g in range(SLOT_GROUPS):
+            for g in wanted:
                 pipe.xrange(self.keys.changes(g), min=f"({positions.get(g, '0-0')}", count=count)
             replies = await pipe.execute()
         out = []
-        for g, rows in enumerate(replies):
+        for g, rows in zip(wanted, replies, strict=True):
             for sid, data in rows:
                 out.append(
                     Change(
@@ -369,7 +375,9 @@ class DocStore:
             written = await self._write_group(g, [docs[i] for i in members])
             outcomes.update(zip(members, written, strict=True))
         if docs:
-            await self._bump_epoch()
+            epoch = await self._bump_epoch()
+            for outcome in outcomes.values():
+                outcome.epoch = epoch
         return [outcomes[i] for i in range(len(docs))]
 
     async def _write_group(self, group: int, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:

@@ -131,6 +131,7 @@ class ChunkIndex:
         self._local: dict[tuple[int, str], _LocalChange] = {}
         self._last_gap_check = time.monotonic()
         self._epoch = -1
+        self._own_epoch: int | None = None  # the change counter after this process's last noted write
 
     # ---- keeping up with Redis -------------------------------------------------------------
 
@@ -144,27 +145,41 @@ class ChunkIndex:
 
         The change counter is read first (one GET); when it has not moved and this process has no
         write of its own pending, the streams are not read, except once every ``GAP_CHECK_S`` (a
-        writer that died between its transaction and the counter bump is caught up then)."""
-        epoch = await self.store.change_epoch()
+        writer that died between its transaction and the counter bump is caught up then). Right
+        after a write of its own whose bump moved the counter by one from what this index has seen,
+        no other writer announced anything in between, so only the groups that write touched are
+        read (instead of every group's stream on every ingest call)."""
+        own, self._own_epoch = self._own_epoch, None
+        groups: set[int] | None = None
         full = False
-        if not self.ready or self._built_at != self._generation():
-            if self.ready:
-                logger.info("Redis was restarted; rebuilding the index from it")
-            await self._rebuild()
-        elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
-            self._last_gap_check = time.monotonic()
-            full = True
-            firsts = await self.store.first_change_ids()
-            for g, first in firsts.items():
-                seen = self.positions.get(g, "0-0")
-                if seen != "0-0" and (first is None or stream_key(first) > stream_key(seen)):
-                    # entries after the last one seen may have been trimmed (or the stream was deleted)
-                    logger.warning("fell behind change stream %d; rebuilding the index from Redis", g)
-                    await self._rebuild()
-                    break
+        if (
+            own is not None
+            and own == self._epoch + 1
+            and self.ready
+            and self._built_at == self._generation()
+            and time.monotonic() - self._last_gap_check <= GAP_CHECK_S
+        ):
+            epoch, groups = own, {g for g, _ in self._local}
+        else:
+            epoch = await self.store.change_epoch()
+            if not self.ready or self._built_at != self._generation():
+                if self.ready:
+                    logger.info("Redis was restarted; rebuilding the index from it")
+                await self._rebuild()
+            elif time.monotonic() - self._last_gap_check > GAP_CHECK_S:
+                self._last_gap_check = time.monotonic()
+                full = True
+                firsts = await self.store.first_change_ids()
+                for g, first in firsts.items():
+                    seen = self.positions.get(g, "0-0")
+                    if seen != "0-0" and (first is None or stream_key(first) > stream_key(seen)):
+                        # entries after the last one seen may have been trimmed (or the stream was deleted)
+                        logger.warning("fell behind change stream %d; rebuilding the index from Redis", g)
+                        await self._rebuild()
+                        break
         quiet = epoch == self._epoch and not full and not self._local
         while not quiet:
-            changes = await self.store.changes_after(self.positions, CHANGE_BATCH)
+            changes = await self.store.changes_after(self.positions, CHANGE_BATCH, groups)
             if not changes:
                 break
             await self._apply(changes)
@@ -206,6 +221,7 @@ class ChunkIndex:
                 for cid, ch, vec in zip(doc.chunk_ids, doc.chunks, doc.vectors, strict=True)
             ]
             self._local[o.group, o.stream_id] = _LocalChange(o.head, chunks)
+            self._own_epoch = o.epoch
 
     def note_delete(self, group: int, stream_id: str) -> None:
         """Remember this process's own delete."""

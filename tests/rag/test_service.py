@@ -12,7 +12,7 @@ from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.rag.models import DocumentInput
 from mcp_gemma.settings import Settings
 from mcp_gemma.state import AppState
-from mcp_gemma.store.keys import SLOT_GROUPS
+from mcp_gemma.store.keys import SLOT_GROUPS, group_of
 
 pytestmark = pytest.mark.anyio
 
@@ -96,6 +96,35 @@ async def test_index_follows_other_processes_and_reports_status(settings: Settin
             await b.rag.search("x", filter={"colour": "red"})
         (status,) = b.rag.status()
         assert status.loaded and status.detail["documents"] == 1 and status.detail["chunks"] == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_own_write_reads_only_its_groups_unless_another_writer_announced_one(
+    settings: Settings,
+) -> None:
+    a, b = await AppState.open(settings), await AppState.open(settings)
+    read: list[list[int] | None] = []
+    original = a.rag.docstore.changes_after
+
+    async def spy(positions, count=1_000, groups=None):  # type: ignore[no-untyped-def]
+        read.append(None if groups is None else sorted(groups))
+        return await original(positions, count, groups)
+
+    a.rag.docstore.changes_after = spy  # type: ignore[method-assign]
+    ids = [f"doc{i}" for i in range(2_000)]
+    one, two, three, four = (next(d for d in ids if group_of(d) == g) for g in (1, 2, 3, 4))
+    try:
+        await a.rag.ingest("A note about rivers.", doc_id=one)
+        read.clear()
+        await a.rag.ingest("A note about deserts.", doc_id=two)  # nothing else was announced
+        assert read == [[2]]
+        await b.rag.ingest("A note about glaciers.", doc_id=three)  # another writer, another group
+        read.clear()
+        await a.rag.ingest("A note about forests.", doc_id=four)
+        assert read[0] is None  # the counter moved by two: every group is read
+        assert sorted(a.rag.index.docs) == sorted([one, two, three, four])  # without another sync
     finally:
         await a.close()
         await b.close()
