@@ -24,8 +24,13 @@ from mcp_gemma.settings import Settings, load_settings
 pytestmark = pytest.mark.anyio
 
 LOCAL_TASKS = ["arith-01", "date-02", "doc-02", "file-02", "two-01"]
-LOCAL_SOLVED = {"arith-01", "date-02", "doc-02", "two-01"}
-"""What the shipped model solves among LOCAL_TASKS; the rest are known gaps (issue 14)."""
+LOCAL_SOLVED = {"arith-01", "date-02", "two-01"}
+"""What the shipped model solves among LOCAL_TASKS on every host measured; file-02 is a known gap
+(issue 14)."""
+HOST_DEPENDENT = {"doc-02"}
+"""Solved on the 2026-11-30 host (AVX-512), missed on the 2026-12-01 one (AVX2 only: it answers "blue"
+for the red roof it was shown), with the same code: numpy and OpenBLAS pick their SIMD kernels by CPU,
+so sums round differently in the last bits and a near-tied greedy step can go the other way."""
 
 
 def bench_settings(settings: Settings, root: Path) -> Settings:
@@ -71,6 +76,7 @@ async def test_local_brain_on_a_bounded_subset(
         summary = await run(settings, tmp_path, "local", LOCAL_TASKS, pinned)
     assert summary["tool_call_validity"] == 1.0  # every action decoded under the tools' grammar
     missed = {f["id"] for f in summary["failures"]}  # type: ignore[attr-defined]
-    assert set(LOCAL_TASKS) - missed == LOCAL_SOLVED, summary["failures"]  # file-02: a known gap
+    solved = set(LOCAL_TASKS) - missed
+    assert LOCAL_SOLVED <= solved <= LOCAL_SOLVED | HOST_DEPENDENT, summary["failures"]
     research = summary["research_query"]
     assert (research["questions"], research["cites_supporting_chunk"]) == (1, 1)  # type: ignore[index]
