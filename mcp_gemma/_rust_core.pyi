@@ -21,12 +21,15 @@ __all__ = [
     "TtlCache",
     "VectorIndex",
     "__version__",
+    "add_rms_norm",
     "build_profile",
     "chunk_text",
     "fuse_rrf",
     "fuse_weighted",
     "q8_avx512_built",
     "q8_kernel_level",
+    "qk_norm_rope",
+    "rms_norm",
     "simd_level",
     "tokenize",
     "topk",
@@ -48,6 +51,26 @@ class RustCoreError(Exception):
 
 def simd_level() -> Literal["avx2", "neon", "scalar"]:
     """The instruction set the kernels use on this machine."""
+
+def rms_norm(x: NDArray[np.float32], scale: NDArray[np.float32], eps: float) -> NDArray[np.float32]:
+    """``x / sqrt(mean(x², axis=-1) + eps) * scale`` for 2-d ``x``, with numpy's arithmetic
+    (pairwise sum of squares) so the same bits."""
+
+def add_rms_norm(
+    h: NDArray[np.float32], y: NDArray[np.float32], scale: NDArray[np.float32], eps: float
+) -> NDArray[np.float32]:
+    """``h + rms_norm(y, scale, eps)`` (a new array), the same bits as numpy."""
+
+def qk_norm_rope(
+    qkv: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    cos: NDArray[np.float32],
+    sin: NDArray[np.float32],
+    eps: float,
+) -> NDArray[np.float32]:
+    """The first ``heads`` heads of each ``qkv`` row (n, ≥ heads · head_dim), each RMS-normed with
+    its row of ``scale`` (heads, head_dim) then rotated, ``y · cos + swap_halves(y) · sin`` with
+    ``cos``/``sin`` (n, head_dim): (heads, n, head_dim)."""
 
 def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
     """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;

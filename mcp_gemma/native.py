@@ -30,6 +30,7 @@ __all__ = [
     "RustCoreError",
     "TtlCache",
     "VectorIndex",
+    "add_rms_norm",
     "auto_on",
     "build_profile",
     "chunk_text",
@@ -37,6 +38,8 @@ __all__ = [
     "fuse_weighted",
     "native_errors",
     "q8_kernel_level",
+    "qk_norm_rope",
+    "rms_norm",
     "rust_core_version",
     "simd_level",
     "tokenize",
@@ -532,6 +535,26 @@ class TtlCache:
     @property
     def capacity(self) -> int:
         return self._inner.capacity
+
+
+@_mapped
+def rms_norm(x: F32, scale: F32, eps: float) -> F32:
+    """``x / sqrt(mean(x², axis=-1) + eps) * scale`` for 2-d ``x``: numpy's arithmetic in Rust, the
+    same bits as the numpy expression (GIL released)."""
+    return _rust_core.rms_norm(x, scale, eps)
+
+
+@_mapped
+def add_rms_norm(h: F32, y: F32, scale: F32, eps: float) -> F32:
+    """``h + rms_norm(y, scale, eps)`` as a new array (a residual add after a norm), same bits as numpy."""
+    return _rust_core.add_rms_norm(h, y, scale, eps)
+
+
+@_mapped
+def qk_norm_rope(qkv: F32, scale: F32, cos: F32, sin: F32, eps: float) -> F32:
+    """The first ``len(scale)`` heads of each ``qkv`` row RMS-normed (row g of ``scale`` for head g)
+    and rotated (``y · cos + swap_halves(y) · sin``): shape (heads, n, head_dim)."""
+    return _rust_core.qk_norm_rope(qkv, scale, cos, sin, eps)
 
 
 def q8_kernel_level() -> str:

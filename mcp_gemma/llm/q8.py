@@ -340,30 +340,20 @@ class Q8Decoder(Gemma3Shape):
             self._rope[sliding] = (np.cos(emb).astype(np.float32), sin.astype(np.float32))
         # q and k heads are adjacent in the fused projection: one norm + one rotation serves both.
         self._qk_norm = [
-            np.concatenate([np.tile(layer.q_norm, (self.n_heads, 1)), np.tile(layer.k_norm, (self.n_kv, 1))])[
-                :, None, :
-            ]
+            np.ascontiguousarray(
+                np.concatenate(
+                    [np.tile(layer.q_norm, (self.n_heads, 1)), np.tile(layer.k_norm, (self.n_kv, 1))]
+                )
+            )
             for layer in weights.layers
         ]
         self.pos = 0
 
-    def _rms(self, x: F32, scale: F32) -> F32:
-        import numpy as np
-
-        var = np.mean(np.square(x), axis=-1, keepdims=True)
-        out: F32 = x / np.sqrt(var + self.eps) * scale
-        return out
-
-    def _rotate(self, x: F32, cos: F32, sin: F32) -> F32:
-        import numpy as np
-
-        half = self.head_dim // 2
-        out: F32 = x * cos + np.concatenate((x[..., half:], x[..., :half]), axis=-1) * sin
-        return out
-
     def forward(self, ids: NDArray[np.int64]) -> F32:
         """Run ``ids`` (1-D) from the current position; return the logits of the last one."""
-        last = self._rms(self._layers(ids)[-1:], self.w.final_norm)
+        from mcp_gemma.native import rms_norm
+
+        last = rms_norm(self._layers(ids)[-1:], self.w.final_norm, self.eps)
         logits: F32 = self.w.lm_head.matmul(last, self.w.threads)[0]
         return logits
 
@@ -376,6 +366,9 @@ class Q8Decoder(Gemma3Shape):
         """Run ``ids`` through every layer from the current position; the hidden states."""
         import numpy as np
 
+        from mcp_gemma.native import add_rms_norm, qk_norm_rope, rms_norm
+
+        eps = self.eps
         n = int(ids.shape[0])
         start, end = self.pos, self.pos + n
         h = self.w.embed.gather(ids) * self.embed_scale  # [n, hidden]
@@ -383,10 +376,10 @@ class Q8Decoder(Gemma3Shape):
         nq = nh * hd
         group = nh // nkv
         for i, layer in enumerate(self.w.layers):
-            qkv = layer.qkv.matmul(self._rms(h, layer.norms[0]), self.w.threads)
-            qk = qkv[:, : nq + nkv * hd].reshape(n, nh + nkv, hd).transpose(1, 0, 2)  # [H + KV, n, D]
+            qkv = layer.qkv.matmul(rms_norm(h, layer.norms[0], eps), self.w.threads)
             cos, sin = self._rope[layer.sliding]
-            qk = self._rotate(self._rms(qk, self._qk_norm[i]), cos[start:end], sin[start:end])
+            # q and k heads normed and rotated: [H + KV, n, D]
+            qk = qk_norm_rope(qkv, self._qk_norm[i], cos[start:end], sin[start:end], eps)
             q = qk[:nh]
             self._k[i][:, start:end] = qk[nh:]
             self._v[i][:, start:end] = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
@@ -408,11 +401,13 @@ class Q8Decoder(Gemma3Shape):
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             attn = np.matmul(scores, values).reshape(nh, n, hd).transpose(1, 0, 2).reshape(n, nq)
-            h = h + self._rms(layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1])
-            gate_up = layer.gate_up.matmul(self._rms(h, layer.norms[2]), self.w.threads)
+            h = add_rms_norm(
+                h, layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1], eps
+            )
+            gate_up = layer.gate_up.matmul(rms_norm(h, layer.norms[2], eps), self.w.threads)
             gate, up = gate_up[:, : gate_up.shape[1] // 2], gate_up[:, gate_up.shape[1] // 2 :]
             act = _gelu_times(gate, up)
-            h = h + self._rms(layer.down.matmul(act, self.w.threads), layer.norms[3])
+            h = add_rms_norm(h, layer.down.matmul(act, self.w.threads), layer.norms[3], eps)
         self.pos = end
         return h
 

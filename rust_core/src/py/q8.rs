@@ -1,13 +1,13 @@
 //! `Q8Matrix`: block-quantised int8 weights for the Gemma decoder (see `crate::q8`).
 
 use numpy::ndarray::{Ix1, Ix2};
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::arrays::{input_rows, readonly, slice};
 use crate::errors::CoreError;
 use crate::pool;
-use crate::q8::{self, Q8Matrix};
+use crate::q8::{self, layer, Q8Matrix};
 
 /// The kernels the int8 products of several rows run with here: "avx512_vnni", "avx2" or "portable".
 #[pyfunction]
@@ -122,4 +122,83 @@ impl PyQ8Matrix {
             self.inner.nbytes()
         )
     }
+}
+
+/// `x / sqrt(mean(x², axis=-1) + eps) * scale` for 2-d `x` (numpy's arithmetic, same bits).
+#[pyfunction]
+pub fn rms_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    scale: &Bound<'py, PyAny>,
+    eps: f32,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let (xa, n) = input_rows(x, vector_len(scale)?)?;
+    let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
+    let (xs, ss) = (slice(&xa, "x")?, slice(&sa, "scale")?);
+    let mut out = vec![0f32; xs.len()];
+    py.detach(|| layer::rms_norm(xs, ss, eps, &mut out))?;
+    out.into_pyarray(py).reshape([n, ss.len()])
+}
+
+/// `h + rms_norm(y, scale, eps)` for 2-d `h` and `y` of one shape (a new array).
+#[pyfunction]
+pub fn add_rms_norm<'py>(
+    py: Python<'py>,
+    h: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    scale: &Bound<'py, PyAny>,
+    eps: f32,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let dim = vector_len(scale)?;
+    let (ya, n) = input_rows(y, dim)?;
+    let ha = readonly::<f32, Ix2>(h, "h", 2)?;
+    if ha.shape() != ya.shape() {
+        return Err(CoreError::invalid(format!(
+            "h has shape {:?} but y has {:?}",
+            ha.shape(),
+            ya.shape()
+        ))
+        .into());
+    }
+    let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
+    let (ys, ss) = (slice(&ya, "y")?, slice(&sa, "scale")?);
+    let mut out = slice(&ha, "h")?.to_vec();
+    py.detach(|| layer::add_rms_norm(&mut out, ys, ss, eps))?;
+    out.into_pyarray(py).reshape([n, dim])
+}
+
+/// The q and k heads of the fused projection `qkv` (n, ≥ heads · head_dim), each RMS-normed with
+/// its row of `scale` (heads, head_dim) and rotated by `cos`/`sin` (n, head_dim): (heads, n, head_dim).
+#[pyfunction]
+pub fn qk_norm_rope<'py>(
+    py: Python<'py>,
+    qkv: &Bound<'py, PyAny>,
+    scale: &Bound<'py, PyAny>,
+    cos: &Bound<'py, PyAny>,
+    sin: &Bound<'py, PyAny>,
+    eps: f32,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let qa = readonly::<f32, Ix2>(qkv, "qkv", 2)?;
+    let sa = readonly::<f32, Ix2>(scale, "scale", 2)?;
+    let ca = readonly::<f32, Ix2>(cos, "cos", 2)?;
+    let na = readonly::<f32, Ix2>(sin, "sin", 2)?;
+    let (n, heads, head_dim) = (qa.shape()[0], sa.shape()[0], sa.shape()[1]);
+    if ca.shape() != [n, head_dim] || na.shape() != [n, head_dim] {
+        return Err(CoreError::invalid(format!(
+            "cos and sin must have shape ({n}, {head_dim}), got {:?} and {:?}",
+            ca.shape(),
+            na.shape()
+        ))
+        .into());
+    }
+    let shape = layer::QkShape { n, heads, head_dim };
+    let (qs, ss) = (slice(&qa, "qkv")?, slice(&sa, "scale")?);
+    let (cs, ns) = (slice(&ca, "cos")?, slice(&na, "sin")?);
+    let mut out = vec![0f32; heads * n * head_dim];
+    py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, &mut out))?;
+    out.into_pyarray(py).reshape([heads, n, head_dim])
+}
+
+fn vector_len(v: &Bound<'_, PyAny>) -> PyResult<usize> {
+    Ok(readonly::<f32, Ix1>(v, "scale", 1)?.len())
 }

@@ -19,6 +19,7 @@ mod avx2;
 #[cfg(all(target_arch = "x86_64", q8_avx512))]
 mod avx512;
 mod kernels;
+pub mod layer;
 #[cfg(test)]
 mod tests;
 

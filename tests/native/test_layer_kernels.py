@@ -1,0 +1,78 @@
+"""The fused layer kernels of the int8 decoder give the bits of the numpy expressions they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcp_gemma.errors import InvalidInputError
+from mcp_gemma.native import add_rms_norm, qk_norm_rope, rms_norm
+
+EPS = 1e-6
+
+
+def numpy_rms(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The decoder's former numpy RMS norm, verbatim."""
+    var = np.mean(np.square(x), axis=-1, keepdims=True)
+    return x / np.sqrt(var + EPS) * scale
+
+
+def numpy_rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    half = x.shape[-1] // 2
+    return x * cos + np.concatenate((x[..., half:], x[..., :half]), axis=-1) * sin
+
+
+def _rows(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # Magnitudes spread over decades, as residual streams are.
+    return (rng.standard_normal((n, dim)) * np.exp(rng.uniform(-3, 5, (n, 1)))).astype(np.float32)
+
+
+@pytest.mark.parametrize(("n", "dim"), [(1, 640), (7, 640), (108, 640), (3, 100), (2, 5), (4, 1152)])
+def test_rms_norm_is_bitwise_numpy(n: int, dim: int) -> None:
+    x = _rows(n, dim, dim + n)
+    scale = (1.0 + np.random.default_rng(1).standard_normal(dim) * 0.3).astype(np.float32)
+    got = rms_norm(x, scale, EPS)
+    assert got.shape == (n, dim) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, numpy_rms(x, scale))
+    h = _rows(n, dim, 99)
+    np.testing.assert_array_equal(add_rms_norm(h, x, scale, EPS), h + numpy_rms(x, scale))
+
+
+@pytest.mark.parametrize("n", [1, 5, 108])
+def test_qk_norm_rope_is_bitwise_numpy(n: int) -> None:
+    heads, kv, hd, start = 4, 1, 256, 37
+    rng = np.random.default_rng(n)
+    qkv = _rows(n, (heads + 2 * kv) * hd, n)
+    norm = np.concatenate(
+        [np.tile(rng.standard_normal(hd), (heads, 1)), np.tile(rng.standard_normal(hd), (kv, 1))]
+    )
+    norm = (1.0 + norm).astype(np.float32)
+    angles = np.outer(np.arange(start + n, dtype=np.float64), 1.0 / 10000 ** (np.arange(0, hd, 2) / hd))
+    emb = np.concatenate((angles, angles), axis=-1)
+    sin = np.sin(emb)
+    sin[:, : hd // 2] *= -1.0
+    cos32, sin32 = np.cos(emb).astype(np.float32), sin.astype(np.float32)
+    qk = qkv[:, : (heads + kv) * hd].reshape(n, heads + kv, hd).transpose(1, 0, 2)
+    want = numpy_rotate(numpy_rms(qk, norm[:, None, :]), cos32[start:], sin32[start:])
+    got = qk_norm_rope(qkv, norm, cos32[start:], sin32[start:], EPS)
+    assert got.shape == (heads + kv, n, hd)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_bad_shapes_are_clear_errors() -> None:
+    x = np.ones((2, 8), np.float32)
+    with pytest.raises(InvalidInputError, match="columns"):
+        rms_norm(x, np.ones(4, np.float32), EPS)
+    with pytest.raises(InvalidInputError, match="shape"):
+        add_rms_norm(np.ones((3, 8), np.float32), x, np.ones(8, np.float32), EPS)
+    with pytest.raises(InvalidInputError, match="dtype"):
+        rms_norm(x.astype(np.float64), np.ones(8, np.float32), EPS)
+    with pytest.raises(InvalidInputError, match="cos and sin"):
+        qk_norm_rope(
+            x, np.ones((1, 4), np.float32), np.ones((1, 4), np.float32), np.ones((2, 4), np.float32), EPS
+        )
+    with pytest.raises(InvalidInputError, match="even"):
+        qk_norm_rope(
+            x, np.ones((1, 3), np.float32), np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), EPS
+        )
