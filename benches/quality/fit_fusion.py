@@ -7,10 +7,11 @@ today's adaptive share, query term count, stop-word presence, the collection's c
 the number of documents that hold the whole query, and their products with the two scores. A linear
 model scores each candidate; a document scores its best chunk. It is fitted as a pairwise logistic
 ranker (the relevant document's best chunk against the best chunks of the top non-relevant documents;
-every corpus x style cell weighs the same) with a fixed L2 penalty, in numpy only, on the tuning corpora
-(reference, code, records), their long-document stand-in (``tune.py --long-docs``) and other chunkings.
-The penalty and feature set are chosen by leave-one-corpus-out cross-validation (a corpus and its
-long-document variant leave together, at every chunking).
+every corpus x style cell weighs the same) with a fixed L2 penalty toward today's rule, in numpy only,
+on the tuning corpora (reference, code, records) and their long-document stand-in (``tune.py
+--long-docs``) at 800/100 (``--chunkings`` adds others). ``--cv`` gives leave-one-corpus-out results
+(a corpus and its long-document variant leave together). Results, and why neither candidate became the
+default: ``benches/README.md``, "The held-out keyword cell, fourth round".
 
 The held-out prose corpus is loaded only by ``--held-out``, for candidates named before the check,
 and only per-style means are printed.
