@@ -23,6 +23,7 @@ coefficients and the tuning bar; ``--held-out NAME ...`` checks fitted candidate
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import pickle
 from collections.abc import Callable, Sequence
@@ -121,9 +122,12 @@ class Item:
 
 
 def load(chunking: str, long_docs: bool) -> dict[str, list[Q]]:
-    """The tuning corpora's per-query candidates (cached on disk: embedding is the slow part)."""
+    """The tuning corpora's per-query candidates (cached on disk, keyed by the code that builds them:
+    embedding is the slow part)."""
     size, overlap = (int(v) for v in chunking.split("/"))
-    path = CACHE / f"{'long' if long_docs else 'tune'}-{size}-{overlap}.pkl"
+    sources = [Path(tune.__file__), Path(tune.__file__).with_name("corpora.py")]
+    version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    path = CACHE / f"{'long' if long_docs else 'tune'}-{size}-{overlap}-{version}.pkl"
     if path.exists():
         with path.open("rb") as f:
             cached: dict[str, list[Q]] = pickle.load(f)
