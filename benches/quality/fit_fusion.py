@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benches.quality import tune
+from benches.quality.offline import metrics
 from benches.quality.tune import STYLES, Q
 
 F64 = npt.NDArray[np.float64]
@@ -164,7 +165,7 @@ def doc_order(q: Q, score: F64) -> list[str]:
 
 
 def rr(q: Q, score: F64) -> float:
-    return next((1.0 / (i + 1) for i, d in enumerate(doc_order(q, score)) if d in q.relevant), 0.0)
+    return metrics(doc_order(q, score), q.relevant)[0]
 
 
 Scorer = Callable[[Item], F64]

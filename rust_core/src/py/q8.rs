@@ -132,8 +132,8 @@ pub fn rms_norm<'py>(
     scale: &Bound<'py, PyAny>,
     eps: f32,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let (xa, n) = input_rows(x, vector_len(scale)?)?;
     let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
+    let (xa, n) = input_rows(x, sa.len())?;
     let (xs, ss) = (slice(&xa, "x")?, slice(&sa, "scale")?);
     let mut out = vec![0f32; xs.len()];
     py.detach(|| layer::rms_norm(xs, ss, eps, &mut out))?;
@@ -149,7 +149,8 @@ pub fn add_rms_norm<'py>(
     scale: &Bound<'py, PyAny>,
     eps: f32,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let dim = vector_len(scale)?;
+    let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
+    let dim = sa.len();
     let (ya, n) = input_rows(y, dim)?;
     let ha = readonly::<f32, Ix2>(h, "h", 2)?;
     if ha.shape() != ya.shape() {
@@ -160,7 +161,6 @@ pub fn add_rms_norm<'py>(
         ))
         .into());
     }
-    let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
     let (ys, ss) = (slice(&ya, "y")?, slice(&sa, "scale")?);
     let mut out = slice(&ha, "h")?.to_vec();
     py.detach(|| layer::add_rms_norm(&mut out, ys, ss, eps))?;
@@ -197,8 +197,4 @@ pub fn qk_norm_rope<'py>(
     let mut out = vec![0f32; heads * n * head_dim];
     py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, &mut out))?;
     out.into_pyarray(py).reshape([heads, n, head_dim])
-}
-
-fn vector_len(v: &Bound<'_, PyAny>) -> PyResult<usize> {
-    Ok(readonly::<f32, Ix1>(v, "scale", 1)?.len())
 }
