@@ -32,9 +32,12 @@ function memoryItem(item) {
   );
 }
 
-async function showTier(tier) {
+async function fetchTier(tier) {
   const page = await api("GET", `/v1/memory/tiers/${encodeURIComponent(tier)}`, { query: { agent_id: agent() } });
-  const items = page.items ?? page;
+  return page.items ?? page;
+}
+
+function renderTier(tier, items) {
   openTier = tier;
   const box = document.getElementById("memory-items");
   box.dataset.tier = tier;
@@ -43,6 +46,10 @@ async function showTier(tier) {
     ...(items.length ? items.map(memoryItem) : [h("li", { class: "muted" }, "empty")]),
   );
   box.hidden = false;
+}
+
+async function showTier(tier) {
+  renderTier(tier, await fetchTier(tier));
 }
 
 function tierRow(stats) {
@@ -77,9 +84,12 @@ function fillTierSelects(tiers) {
 
 async function load() {
   const stats = await api("GET", "/v1/memory/stats", { query: { agent_id: agent() } });
+  // Fetch the open tier's items before drawing anything, so the counts and the list change together.
+  const tier = openTier;
+  const items = tier ? await fetchTier(tier) : null;
   document.getElementById("memory-tiers").replaceChildren(...stats.tiers.map(tierRow));
   fillTierSelects(stats.tiers.map((t) => t.tier));
-  if (openTier) await showTier(openTier);
+  if (tier) renderTier(tier, items);
 }
 
 function result(...content) {
