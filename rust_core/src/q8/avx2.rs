@@ -66,6 +66,9 @@ fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
     out
 }
 
+/// Blocks per pass of [`tile_2x4`]: the scale products of a pass fit a 2 KiB table on the stack.
+const SCALE_PASS: usize = 64;
+
 /// # Safety
 /// AVX2 + FMA available; both rows of `wc` hold `cols` codes and of `ws` `nb = cols / 32`
 /// scales; `qc` holds 4 rows of `cols` codes and `qs` 4 rows of `nb` scales.
@@ -76,33 +79,79 @@ pub unsafe fn tile_2x4(wc: [&[i8]; 2], ws: [&[f32]; 2], qc: &[i8], qs: &[f32]) -
     let mut acc0 = [_mm256_setzero_ps(); 4];
     let mut acc1 = [_mm256_setzero_ps(); 4];
     let (w0, w1, q) = (wc[0].as_ptr(), wc[1].as_ptr(), qc.as_ptr());
-    // SAFETY: block b covers [32b, 32b + 32) of each weight row and of each input row j at
-    // offset j * cols, all inside their slices; scale indices stay below nb and 4 * nb.
-    unsafe {
-        for b in 0..nb {
-            let vw0 = _mm256_loadu_si256(w0.add(b * BLOCK).cast());
-            let vw1 = _mm256_loadu_si256(w1.add(b * BLOCK).cast());
-            // |w| once per weight block; the input takes w's signs (maddubs: u8 × i8).
-            let aw0 = _mm256_abs_epi8(vw0);
-            let aw1 = _mm256_abs_epi8(vw1);
-            let s0 = *ws[0].get_unchecked(b);
-            let s1 = *ws[1].get_unchecked(b);
-            for j in 0..4 {
-                let vq = _mm256_loadu_si256(q.add(j * cols + b * BLOCK).cast());
-                let sx = *qs.get_unchecked(j * nb + b);
-                let p0 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(aw0, _mm256_sign_epi8(vq, vw0)), ones);
-                let p1 =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(aw1, _mm256_sign_epi8(vq, vw1)), ones);
-                acc0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(s0 * sx), acc0[j]);
-                acc1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(s1 * sx), acc1[j]);
+    // The eight products `ws[i][b] · qs[j][b]` of a block, computed eight blocks per multiply
+    // ahead of the integer work (the same f32 products as one at a time), so the inner loop
+    // takes each one as a broadcast load instead of a scalar multiply and a register broadcast.
+    // Left uninitialised (zeroing it cost ~8% of a prefill product): every slot read below is
+    // written first.
+    let mut table = std::mem::MaybeUninit::<[f32; 8 * SCALE_PASS]>::uninit();
+    let d = table.as_mut_ptr().cast::<f32>();
+    let mut b0 = 0;
+    while b0 < nb {
+        let n = SCALE_PASS.min(nb - b0);
+        // Lanes past the pass's last block load as zero (masked), and land in table slots the
+        // inner loop never reads: the table row holds SCALE_PASS slots and b + 8 <= SCALE_PASS.
+        for k in 0..8 {
+            // SAFETY: row k of the table starts k * SCALE_PASS slots in.
+            let row = unsafe { d.add(k * SCALE_PASS) };
+            let sw = ws[k / 4][b0..b0 + n].as_ptr();
+            let sx = qs[(k % 4) * nb + b0..(k % 4) * nb + b0 + n].as_ptr();
+            let mut b = 0;
+            // SAFETY: full loads stay below n; the last, partial one is masked to lanes below n.
+            unsafe {
+                while b < n {
+                    let (x, y) = if b + 8 <= n {
+                        (_mm256_loadu_ps(sw.add(b)), _mm256_loadu_ps(sx.add(b)))
+                    } else {
+                        let mask = _mm256_cmpgt_epi32(
+                            _mm256_set1_epi32((n - b) as i32),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                        );
+                        (
+                            _mm256_maskload_ps(sw.add(b), mask),
+                            _mm256_maskload_ps(sx.add(b), mask),
+                        )
+                    };
+                    _mm256_storeu_ps(row.add(b), _mm256_mul_ps(x, y));
+                    b += 8;
+                }
             }
         }
-        [
-            hsum4(acc0[0], acc0[1], acc0[2], acc0[3]),
-            hsum4(acc1[0], acc1[1], acc1[2], acc1[3]),
-        ]
+        let dp = d.cast_const();
+        // SAFETY: block b0 + b covers [32(b0 + b), 32(b0 + b) + 32) of each weight row and of
+        // each input row j at offset j * cols, all inside their slices; b < n <= SCALE_PASS
+        // indexes each of the eight rows of `d`.
+        unsafe {
+            for b in 0..n {
+                let at = (b0 + b) * BLOCK;
+                let vw0 = _mm256_loadu_si256(w0.add(at).cast());
+                let vw1 = _mm256_loadu_si256(w1.add(at).cast());
+                // |w| once per weight block; the input takes w's signs (maddubs: u8 × i8).
+                let aw0 = _mm256_abs_epi8(vw0);
+                let aw1 = _mm256_abs_epi8(vw1);
+                for j in 0..4 {
+                    let vq = _mm256_loadu_si256(q.add(j * cols + at).cast());
+                    let p0 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw0, _mm256_sign_epi8(vq, vw0)),
+                        ones,
+                    );
+                    let p1 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw1, _mm256_sign_epi8(vq, vw1)),
+                        ones,
+                    );
+                    let d0 = _mm256_broadcast_ss(&*dp.add(j * SCALE_PASS + b));
+                    let d1 = _mm256_broadcast_ss(&*dp.add((4 + j) * SCALE_PASS + b));
+                    acc0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), d0, acc0[j]);
+                    acc1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), d1, acc1[j]);
+                }
+            }
+        }
+        b0 += n;
     }
+    [
+        hsum4(acc0[0], acc0[1], acc0[2], acc0[3]),
+        hsum4(acc1[0], acc1[1], acc1[2], acc1[3]),
+    ]
 }
 
 /// # Safety

@@ -191,6 +191,7 @@ fn every_level_matches_the_portable_products() {
         (7, 32, 5),
         (301, 640, 13),
         (64, 2048, 8),
+        (6, 2240, 5),
     ] {
         let w = random(rows * cols, 40 + rows as u64);
         let x = random(m * cols, 50 + m as u64);
@@ -208,6 +209,56 @@ fn every_level_matches_the_portable_products() {
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
                     "{level:?} {rows}x{cols} m={m} at {i}: {a} vs {b}"
                 );
+            }
+        }
+    }
+}
+
+/// What the AVX2 2×4 tile computes for one weight row and one input, in its order: eight lanes,
+/// each the fused multiply-add of its four-code integer sum by the block's scale product, then
+/// added in pairs as its horizontal sum does.
+fn avx2_tile_lanes(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (b, (sw, sx)) in ws.iter().zip(qs).enumerate() {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let at = b * BLOCK + 4 * l;
+            let p: i32 = (at..at + 4)
+                .map(|c| i32::from(wc[c]) * i32::from(qc[c]))
+                .sum();
+            *lane = (p as f32).mul_add(sw * sx, *lane);
+        }
+    }
+    let l = lanes;
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+}
+
+#[test]
+fn the_avx2_tile_is_its_lane_model_bit_for_bit() {
+    if simd_level() != SimdLevel::Avx2 {
+        return;
+    }
+    // 20 blocks (a masked tail of the scale table), 64 (one full pass) and 70 (a second pass).
+    for nb in [1, 20, 64, 70] {
+        let cols = nb * BLOCK;
+        let w = Q8Matrix::quantize(&random(2 * cols, nb as u64), 2, cols).expect("quantise");
+        let x = Q8Matrix::quantize(&random(4 * cols, 7 + nb as u64), 4, cols).expect("quantise");
+        let (wc, ws) = (w.codes(), w.scales());
+        let got = tile_2x4(
+            [&wc[..cols], &wc[cols..]],
+            [&ws[..nb], &ws[nb..]],
+            x.codes(),
+            x.scales(),
+            true,
+        );
+        for (i, row) in got.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let want = avx2_tile_lanes(
+                    &wc[i * cols..(i + 1) * cols],
+                    &ws[i * nb..(i + 1) * nb],
+                    &x.codes()[j * cols..(j + 1) * cols],
+                    &x.scales()[j * nb..(j + 1) * nb],
+                );
+                assert_eq!(v.to_bits(), want.to_bits(), "nb={nb} row {i} input {j}");
             }
         }
     }
