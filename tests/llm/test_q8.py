@@ -111,6 +111,18 @@ def _prefill_and_steps(weights: Q8Weights, ids: np.ndarray) -> tuple[np.ndarray,
     return at_once, in_two, one_by_one
 
 
+def test_the_packaged_embedding_keeps_its_scales_in_half_the_bytes(gemma: GemmaModel) -> None:
+    # The GGUF's own embedding scales are binary16 values, so the int8 table stores them in two
+    # bytes each (the output head reads ~10 MB less per token); the layers' re-quantised scales are
+    # not, and stay f32. Products are the same bits either way (rust_core q8 tests).
+    weights = _q8(gemma)
+    rows, cols = weights.embed.shape
+    assert weights.embed.nbytes == rows * cols + rows * cols // 32 * 2
+    qkv = weights.layers[0].qkv
+    r, c = qkv.shape
+    assert qkv.nbytes == r * c + r * c // 32 * 4
+
+
 def test_prefill_equals_one_token_at_a_time_with_a_sliding_window(gemma: GemmaModel) -> None:
     ids = np.asarray(gemma.render(TEXT), dtype=np.int64)
     assert len(ids) > 16  # longer than the window below, so the sliding mask matters

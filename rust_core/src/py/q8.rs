@@ -99,7 +99,6 @@ impl PyQ8Matrix {
     fn scales<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         self.inner
             .scales()
-            .to_vec()
             .into_pyarray(py)
             .reshape([self.inner.rows(), self.inner.cols() / q8::BLOCK])
     }

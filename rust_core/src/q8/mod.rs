@@ -103,7 +103,74 @@ pub struct Q8Matrix {
     rows: usize,
     cols: usize,
     codes: Vec<i8>,
-    scales: Vec<f32>,
+    scales: Scales,
+}
+
+/// The block scales: f32, or binary16 where every scale converts to it and back bit for bit
+/// (a GGUF model's own f16 scales do). Half the bytes for the same products: the tied output head
+/// of Gemma 3 270M reads ~10 MB less per token.
+#[derive(Debug, Clone)]
+enum Scales {
+    F32(Vec<f32>),
+    /// Each value is zero or a positive normal binary16 number (see [`to_f16`]).
+    F16(Vec<u16>),
+}
+
+/// `s` as binary16 bits where that is exact: +0.0 or a positive normal number with at most 10
+/// mantissa bits. Subnormal, negative and out-of-range values give `None`.
+fn to_f16(s: f32) -> Option<u16> {
+    let bits = s.to_bits();
+    if bits == 0 {
+        return Some(0);
+    }
+    let exponent = bits >> 23; // the sign bit is zero for the values accepted here
+    if !(113..=142).contains(&exponent) || bits & 0x1fff != 0 {
+        return None;
+    }
+    Some(((bits - 0x3800_0000) >> 13) as u16)
+}
+
+/// The f32 value of bits made by [`to_f16`] (rebias the exponent, widen the mantissa).
+#[inline]
+fn from_f16(h: u16) -> f32 {
+    let bits = (u32::from(h) << 13) + 0x3800_0000;
+    f32::from_bits(if h == 0 { 0 } else { bits })
+}
+
+impl Scales {
+    /// binary16 where every value converts exactly, else the f32 values as given.
+    fn compact(values: Vec<f32>) -> Self {
+        match values
+            .iter()
+            .map(|&s| to_f16(s))
+            .collect::<Option<Vec<u16>>>()
+        {
+            Some(half) => Self::F16(half),
+            None => Self::F32(values),
+        }
+    }
+
+    fn nbytes(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len() * std::mem::size_of::<f32>(),
+            Self::F16(v) => v.len() * std::mem::size_of::<u16>(),
+        }
+    }
+
+    /// Scales `[start, start + buf.len())` as f32: borrowed, or converted into `buf`.
+    #[inline]
+    fn range<'a>(&'a self, start: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let end = start + buf.len();
+        match self {
+            Self::F32(v) => &v[start..end],
+            Self::F16(v) => {
+                for (o, &h) in buf.iter_mut().zip(&v[start..end]) {
+                    *o = from_f16(h);
+                }
+                buf
+            }
+        }
+    }
 }
 
 /// Quantise `v` (a multiple of [`BLOCK`] long) into `codes` and one scale per block.
@@ -167,7 +234,7 @@ impl Q8Matrix {
             rows,
             cols,
             codes,
-            scales,
+            scales: Scales::compact(scales),
         })
     }
 
@@ -197,7 +264,7 @@ impl Q8Matrix {
             rows,
             cols,
             codes,
-            scales,
+            scales: Scales::compact(scales),
         })
     }
 
@@ -216,23 +283,32 @@ impl Q8Matrix {
         &self.codes
     }
 
-    /// One scale per block of 32 codes, row-major (`rows × cols / 32`).
-    pub fn scales(&self) -> &[f32] {
-        &self.scales
+    /// One scale per block of 32 codes, row-major (`rows × cols / 32`), as f32 whatever the
+    /// storage.
+    pub fn scales(&self) -> Vec<f32> {
+        match &self.scales {
+            Scales::F32(v) => v.clone(),
+            Scales::F16(v) => v.iter().map(|&h| from_f16(h)).collect(),
+        }
+    }
+
+    /// Whether the scales are held as binary16 (every one converted exactly).
+    pub fn half_scales(&self) -> bool {
+        matches!(self.scales, Scales::F16(_))
     }
 
     fn row_codes(&self, r: usize) -> &[i8] {
         &self.codes[r * self.cols..(r + 1) * self.cols]
     }
 
-    fn row_scales(&self, r: usize) -> &[f32] {
-        let nb = self.cols / BLOCK;
-        &self.scales[r * nb..(r + 1) * nb]
+    /// Row `r`'s scales as f32 (`buf`: `cols / 32` long, filled where they are binary16).
+    fn row_scales<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        self.scales.range(r * buf.len(), buf)
     }
 
     /// Bytes held by codes and scales.
     pub fn nbytes(&self) -> usize {
-        self.codes.len() + self.scales.len() * std::mem::size_of::<f32>()
+        self.codes.len() + self.scales.nbytes()
     }
 
     /// Dequantised copies of rows `ids` into `out` (`ids.len() × cols`).
@@ -240,7 +316,7 @@ impl Q8Matrix {
         if out.len() != ids.len() * self.cols {
             return Err(CoreError::internal("gather output has the wrong length"));
         }
-        let nb = self.cols / BLOCK;
+        let mut buf = vec![0f32; self.cols / BLOCK];
         for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
             if id >= self.rows {
                 return Err(CoreError::invalid(format!(
@@ -249,7 +325,7 @@ impl Q8Matrix {
                 )));
             }
             let codes = &self.codes[id * self.cols..(id + 1) * self.cols];
-            let scales = &self.scales[id * nb..(id + 1) * nb];
+            let scales = self.row_scales(id, &mut buf);
             for ((d, c), s) in dst
                 .chunks_exact_mut(BLOCK)
                 .zip(codes.chunks_exact(BLOCK))
@@ -326,6 +402,8 @@ impl Q8Matrix {
         let (rows, cols) = (self.rows, self.cols);
         let work = |r0: usize| {
             let r1 = (r0 + chunk).min(rows);
+            // Room for up to four rows' scales where they are held as binary16.
+            let mut bufs: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0f32; nb]);
             let put = |t: usize, r: usize, v: f32| {
                 debug_assert!(t < m && r < rows);
                 // SAFETY: t < m and r < rows index inside `out` (m × rows); each (t, r) is written
@@ -337,7 +415,13 @@ impl Q8Matrix {
                 // Four weight rows by four inputs per pass; leftover inputs row by row.
                 while r + 4 <= r1 {
                     let wc: [&[i8]; 4] = std::array::from_fn(|i| self.row_codes(r + i));
-                    let ws: [&[f32]; 4] = std::array::from_fn(|i| self.row_scales(r + i));
+                    let [b0, b1, b2, b3] = &mut bufs;
+                    let ws: [&[f32]; 4] = [
+                        self.row_scales(r, b0),
+                        self.row_scales(r + 1, b1),
+                        self.row_scales(r + 2, b2),
+                        self.row_scales(r + 3, b3),
+                    ];
                     let mut t = 0;
                     while t + 4 <= m {
                         for (i, sums) in v.tile(wc, ws, t, cols).into_iter().enumerate() {
@@ -360,7 +444,8 @@ impl Q8Matrix {
             // Two weight rows by four inputs per pass: each loaded block feeds eight products.
             while m >= 4 && r + 2 <= r1 {
                 let (w0, w1) = (self.row_codes(r), self.row_codes(r + 1));
-                let (s0, s1) = (self.row_scales(r), self.row_scales(r + 1));
+                let [b0, b1, ..] = &mut bufs;
+                let (s0, s1) = (self.row_scales(r, b0), self.row_scales(r + 1, b1));
                 let mut t = 0;
                 while t + 4 <= m {
                     let qc = &xq[t * cols..(t + 4) * cols];
@@ -381,7 +466,7 @@ impl Q8Matrix {
                 r += 2;
             }
             for r in r..r1 {
-                let (wc, ws) = (self.row_codes(r), self.row_scales(r));
+                let (wc, ws) = (self.row_codes(r), self.row_scales(r, &mut bufs[0]));
                 let mut t = 0;
                 while t + 4 <= m {
                     let qc = &xq[t * cols..(t + 4) * cols];

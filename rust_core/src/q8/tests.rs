@@ -60,13 +60,14 @@ fn avx2_and_portable_kernels_agree_exactly_on_integer_sums() {
     let xm = Q8Matrix::quantize(&x, 1, cols).expect("quantise input");
     for r in 0..rows {
         let wc = &q.codes()[r * cols..(r + 1) * cols];
-        let ws = &q.scales()[r * 3..(r + 1) * 3];
-        let a = portable_row_dot(wc, ws, xm.codes(), xm.scales());
+        let (q_scales, x_scales) = (q.scales(), xm.scales());
+        let ws = &q_scales[r * 3..(r + 1) * 3];
+        let a = portable_row_dot(wc, ws, xm.codes(), &x_scales);
         let b = row_dot(
             wc,
             ws,
             xm.codes(),
-            xm.scales(),
+            &x_scales,
             simd_level() == SimdLevel::Avx2,
         );
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
@@ -247,7 +248,7 @@ fn the_avx2_tile_is_its_lane_model_bit_for_bit() {
             [&wc[..cols], &wc[cols..]],
             [&ws[..nb], &ws[nb..]],
             x.codes(),
-            x.scales(),
+            &x.scales(),
             true,
         );
         for (i, row) in got.iter().enumerate() {
@@ -325,4 +326,67 @@ fn the_best_int8_kernel_runs_where_the_cpu_has_it() {
     if has("avx2") && has("fma") && std::env::var_os("MCP_GEMMA_FORCE_SCALAR").is_none() {
         assert!(levels_here().contains(&Q8Level::Avx2));
     }
+}
+
+#[test]
+fn binary16_scales_convert_exactly_or_not_at_all() {
+    // Every positive normal binary16 value, and zero, round-trips; the value is 2^(e-15)·(1+m/1024).
+    assert_eq!(to_f16(0.0), Some(0));
+    for h in 0x0400u16..0x7c00 {
+        let (e, m) = (i32::from(h >> 10), f64::from(h & 0x3ff));
+        let want = 2f64.powi(e - 15) * (1.0 + m / 1024.0);
+        assert_eq!(f64::from(from_f16(h)), want, "{h:#06x}");
+        assert_eq!(to_f16(from_f16(h)), Some(h), "{h:#06x}");
+    }
+    // Not exact: an 11th mantissa bit, subnormal, too large, negative zero and negative values.
+    for s in [
+        1.0 + 2f32.powi(-11),
+        2f32.powi(-15),
+        65536.0,
+        -0.0,
+        -1.0,
+        1e-30,
+    ] {
+        assert_eq!(to_f16(s), None, "{s}");
+    }
+}
+
+#[test]
+fn half_scales_give_the_same_products_and_rows_bit_for_bit() {
+    // Scales that binary16 holds exactly (as a GGUF model's own are) are stored at half the size;
+    // every product and row look-up equals the same matrix with f32 scales.
+    let (rows, cols) = (37, 96);
+    let q = Q8Matrix::quantize(&random(rows * cols, 21), rows, cols).expect("quantise");
+    let mut scales: Vec<f32> = (0..rows * cols / BLOCK)
+        .map(|i| from_f16(0x1c00 + (i as u16 * 37) % 0x1000))
+        .collect();
+    scales[5] = 0.0;
+    let half = Q8Matrix::from_parts(q.codes().to_vec(), scales.clone(), rows, cols).expect("parts");
+    assert!(half.half_scales());
+    assert_eq!(half.scales(), scales);
+    let full = Q8Matrix {
+        rows,
+        cols,
+        codes: q.codes().to_vec(),
+        scales: Scales::F32(scales.clone()),
+    };
+    assert_eq!(full.nbytes() - half.nbytes(), scales.len() * 2);
+    for m in [1, 3, 4, 9] {
+        let x = random(m * cols, 50 + m as u64);
+        for level in levels_here() {
+            let (mut a, mut b) = (vec![0.0; m * rows], vec![0.0; m * rows]);
+            half.matmul_with(&x, m, &mut a, level).expect("matmul");
+            full.matmul_with(&x, m, &mut b, level).expect("matmul");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "m={m}, {level:?}");
+        }
+    }
+    let (mut a, mut b) = (vec![0.0; 3 * cols], vec![0.0; 3 * cols]);
+    half.gather(&[0, 36, 5], &mut a).expect("gather");
+    full.gather(&[0, 36, 5], &mut b).expect("gather");
+    assert_eq!(a, b);
+    // One scale binary16 cannot hold keeps the whole matrix in f32.
+    scales[7] = 0.1;
+    let kept = Q8Matrix::from_parts(q.codes().to_vec(), scales, rows, cols).expect("parts");
+    assert!(!kept.half_scales());
 }
