@@ -85,6 +85,8 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         bert_attention(qkv, [2, 3], 3)
     with pytest.raises(InvalidInputError, match="columns"):
         bert_attention(qkv, [4], 7)
+    with pytest.raises(InvalidInputError, match="lengths must be a sequence of non-negative ints"):
+        bert_attention(qkv, [5, -1], 3)
     with pytest.raises(InvalidInputError, match="float32"):
         bias_gelu(np.zeros((2, 3)), np.zeros(3, np.float32))
     with pytest.raises(InvalidInputError, match="columns"):

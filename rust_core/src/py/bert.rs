@@ -4,6 +4,7 @@ use numpy::ndarray::{Ix1, Ix2};
 use numpy::{PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+use super::arg;
 use super::arrays::{readonly, slice};
 use crate::bert::{self, HeadShape, NormParams};
 use crate::errors::CoreError;
@@ -92,9 +93,10 @@ pub fn add_layer_norm(
 pub fn bert_attention<'py>(
     py: Python<'py>,
     qkv: &Bound<'py, PyAny>,
-    lengths: Vec<usize>,
+    lengths: &Bound<'py, PyAny>,
     heads: usize,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let lengths: Vec<usize> = arg(lengths, "lengths", "a sequence of non-negative ints")?;
     let qa = readonly::<f32, Ix2>(qkv, "qkv", 2)?;
     let (tokens, width) = (qa.shape()[0], qa.shape()[1]);
     if heads == 0 || width % (3 * heads) != 0 {
