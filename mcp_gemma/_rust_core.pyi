@@ -21,7 +21,10 @@ __all__ = [
     "TtlCache",
     "VectorIndex",
     "__version__",
+    "add_layer_norm",
     "add_rms_norm",
+    "bert_attention",
+    "bias_gelu",
     "build_profile",
     "chunk_text",
     "fuse_rrf",
@@ -51,6 +54,23 @@ class RustCoreError(Exception):
 
 def simd_level() -> Literal["avx2", "neon", "scalar"]:
     """The instruction set the kernels use on this machine."""
+
+def bias_gelu(x: NDArray[np.float32], bias: NDArray[np.float32]) -> None:
+    """``x = gelu(x + bias)`` in place (exact erf GELU), ``x`` 2-d with ``len(bias)`` columns."""
+
+def add_layer_norm(
+    x: NDArray[np.float32],
+    bias: NDArray[np.float32],
+    residual: NDArray[np.float32],
+    weight: NDArray[np.float32],
+    shift: NDArray[np.float32],
+    eps: float,
+) -> None:
+    """``x = layer_norm(x + bias + residual) * weight + shift`` in place, row by row."""
+
+def bert_attention(qkv: NDArray[np.float32], lengths: Sequence[int], heads: int) -> NDArray[np.float32]:
+    """Multi-head self-attention of packed texts: ``qkv`` (tokens, 3·hidden), the texts consecutive
+    runs of ``lengths`` rows, each attending to itself only; returns (tokens, hidden)."""
 
 def rms_norm(x: NDArray[np.float32], scale: NDArray[np.float32], eps: float) -> NDArray[np.float32]:
     """``x / sqrt(mean(x², axis=-1) + eps) * scale`` for 2-d ``x``, with numpy's arithmetic

@@ -30,8 +30,11 @@ __all__ = [
     "RustCoreError",
     "TtlCache",
     "VectorIndex",
+    "add_layer_norm",
     "add_rms_norm",
     "auto_on",
+    "bert_attention",
+    "bias_gelu",
     "build_profile",
     "chunk_text",
     "fuse_rrf",
@@ -535,6 +538,28 @@ class TtlCache:
     @property
     def capacity(self) -> int:
         return self._inner.capacity
+
+
+@_mapped
+def bias_gelu(x: F32, bias: F32) -> None:
+    """``x = gelu(x + bias)`` in place: exact (erf) GELU, erf to ~1.5e-7, on rayon's threads when
+    ``x`` is large (a BERT layer's feed-forward activation)."""
+    _rust_core.bias_gelu(x, bias)
+
+
+@_mapped
+def add_layer_norm(x: F32, bias: F32, residual: F32, weight: F32, shift: F32, eps: float) -> None:
+    """``x = layer_norm(x + bias + residual) * weight + shift`` in place, row by row (a BERT
+    layer's residual add and norm after a product)."""
+    _rust_core.add_layer_norm(x, bias, residual, weight, shift, eps)
+
+
+@_mapped
+def bert_attention(qkv: F32, lengths: Sequence[int], heads: int) -> F32:
+    """Multi-head self-attention of packed texts, no padding: ``qkv`` is (tokens, 3·hidden), each row
+    its q, k, v (heads in order within each); the texts are consecutive runs of ``lengths`` rows and
+    attend to themselves only. Returns softmax(q·kᵀ/√head_dim)·v, (tokens, hidden)."""
+    return _rust_core.bert_attention(qkv, lengths, heads)
 
 
 @_mapped

@@ -4,8 +4,9 @@ L2 norm, reading the same ``model.safetensors`` and ``tokenizer.json`` as the to
 Why: the embedder's most frequent call is one short query, where torch spends its time dispatching
 a few hundred small operators (measured ~18 ms for an 8-token query here), and loading it means
 ``import torch`` (~2.5 s, ~500 MiB resident). The same arithmetic in float32 numpy, fused where it
-helps (one QKV product, heads batched in one matmul), answers a query in a couple of milliseconds and
-loads in a fraction of a second; the tests hold it to the torch embedder's vectors.
+helps (one QKV product; bias + GELU, bias + residual + layer norm and attention in the Rust core, over
+packed rows with no padding), answers a query in a couple of milliseconds and loads in a fraction of a
+second; the tests hold it to the torch embedder's vectors.
 
 Supported: BERT encoders with absolute positions and exact (erf) GELU, which is what
 sentence-transformers' MiniLM / mpnet-free BERT checkpoints use; anything else is refused with
@@ -15,10 +16,10 @@ sentence-transformers' MiniLM / mpnet-free BERT checkpoints use; anything else i
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -31,6 +32,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from mcp_gemma import native
 from mcp_gemma.compute import one_thread_blas
 from mcp_gemma.embeddings.base import ProgressFn, Vectors
 from mcp_gemma.embeddings.minilm import token_limit
@@ -88,30 +90,6 @@ class _HalfLayer:
             return F16Matrix.from_bits(np.ascontiguousarray(w.T).astype(np.float16).view(np.uint16))
 
         return _HalfLayer(half(layer.qkv_w), half(layer.out_w), half(layer.up_w), half(layer.down_w))
-
-
-def _gelu(x: F32) -> F32:
-    """Exact (erf) GELU, in place. erf to ~1.5e-7 (Abramowitz & Stegun 7.1.26), enough for float32;
-    written with ``out=`` buffers: on a batch's [tokens, 1536] activations the temporaries of the plain
-    expression cost more than the arithmetic."""
-    z = np.abs(x) * np.float32(1.0 / math.sqrt(2.0))  # |x| / sqrt(2)
-    t = z * np.float32(0.3275911)
-    t += 1.0
-    np.reciprocal(t, out=t)
-    poly = t * np.float32(1.061405429)
-    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-        poly += np.float32(c)
-        poly *= t
-    np.square(z, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    poly *= z  # 1 - erf(|x| / sqrt(2))
-    # gelu(x) = x * (1 + erf(x / sqrt 2)) / 2 = max(x, 0) - |x| * (1 - erf(|x| / sqrt 2)) / 2
-    poly *= np.abs(x)
-    poly *= np.float32(0.5)
-    np.maximum(x, np.float32(0.0), out=x)
-    x -= poly
-    return x
 
 
 def _linear(x: F32, w: F32, w16: F16Matrix, half: bool, threads: int | None) -> F32:
@@ -205,6 +183,7 @@ class LeanBertEmbedder:
         self.half_layers = [_HalfLayer.of(layer) for layer in self.layers]
         limit = token_limit(model_dir, min(max_seq_length, int(config.get("max_position_embeddings", 512))))
         self.max_seq_length = limit
+        self._arange = np.arange(limit, dtype=np.intp)
         self._tokenizer.enable_truncation(max_length=limit)
         self._tokenizer.no_padding()
         self._lock = threading.Lock()  # numpy's BLAS already uses every core
@@ -257,105 +236,79 @@ class LeanBertEmbedder:
         return out
 
     def _forward(self, batch: list[list[int]], *, half: bool = False, threads: int | None = 1) -> F32:
-        """Pooled unit vectors of token-id lists (padded here to the longest); ``half`` runs the
-        products on the binary16 weights (short texts), on ``threads`` (1: this thread)."""
-        b, s = len(batch), max(len(ids) for ids in batch)
-        ids = np.zeros((b, s), dtype=np.int64)
-        mask = np.zeros((b, s), dtype=np.float32)
-        for row, seq in enumerate(batch):
-            ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1.0
-        h = self.word[ids] + self.position[:s] + self.token_type0  # [b, s, d]
-        h = _layer_norm(h, self.ln_embed, self.eps).reshape(b * s, self.dim)
-        nh, hd = self.heads, self.dim // self.heads
-        scale = np.float32(1.0 / math.sqrt(hd))
-        # padded keys get -inf-like scores (the reference adds float32's min)
-        bias = ((1.0 - mask) * np.float32(np.finfo(np.float32).min))[:, None, None, :]
+        """Pooled unit vectors of token-id lists; ``half`` runs the products on the binary16 weights
+        (short texts), on ``threads`` (1: this thread).
+
+        The texts' token rows are packed with no padding: the products see only real tokens, and
+        what numpy did slowly between them (bias + exact GELU, bias + residual + layer norm, and
+        attention, which works text by text) runs in the Rust core, one pass each, on rayon's
+        threads once a batch is big enough to pay for the hand-off.
+        """
+        lengths = [len(seq) for seq in batch]
+        total = sum(lengths)
+        ids = np.fromiter(itertools.chain.from_iterable(batch), dtype=np.int64, count=total)
+        positions = np.concatenate([self._arange[:n] for n in lengths])
+        h = self.word[ids] + self.position[positions] + self.token_type0  # [tokens, d]
+        h = _layer_norm(h, self.ln_embed, self.eps)
         for layer, h16 in zip(self.layers, self.half_layers, strict=True):
-            qkv = (_linear(h, layer.qkv_w, h16.qkv, half, threads) + layer.qkv_b).reshape(b, s, 3, nh, hd)
-            q = qkv[:, :, 0].transpose(0, 2, 1, 3) * scale  # [b, nh, s, hd]
-            k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # [b, nh, hd, s]
-            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
-            scores = q @ k + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * s, self.dim)
-            out = _linear(ctx, layer.out_w, h16.out, half, threads)
-            h = _layer_norm(out + layer.out_b + h, layer.ln1, self.eps)
-            act = _gelu(_linear(h, layer.up_w, h16.up, half, threads) + layer.up_b)
-            h = _layer_norm(
-                _linear(act, layer.down_w, h16.down, half, threads) + layer.down_b + h, layer.ln2, self.eps
-            )
-        hidden = h.reshape(b, s, self.dim)
-        pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+            qkv = _linear(h, layer.qkv_w, h16.qkv, half, threads)
+            qkv += layer.qkv_b
+            x = _linear(native.bert_attention(qkv, lengths, self.heads), layer.out_w, h16.out, half, threads)
+            native.add_layer_norm(x, layer.out_b, h, *layer.ln1, self.eps)
+            act = _linear(x, layer.up_w, h16.up, half, threads)
+            native.bias_gelu(act, layer.up_b)
+            h = _linear(act, layer.down_w, h16.down, half, threads)
+            native.add_layer_norm(h, layer.down_b, x, *layer.ln2, self.eps)
+        return self._pool_rows(h, lengths)
+
+    def _pool_rows(self, h: F32, lengths: list[int]) -> F32:
+        """Mean of each text's run of rows of ``h``, L2-normalised."""
+        starts = np.fromiter(itertools.accumulate(lengths[:-1], initial=0), dtype=np.intp, count=len(lengths))
+        pooled = np.add.reduceat(h, starts, axis=0) / np.asarray(lengths, dtype=np.float32)[:, None]
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         result: F32 = (pooled / norms).astype(np.float32, copy=False)
         return result
 
     def _forward_packed(self, seqs: list[list[int]]) -> F32:
-        """Pooled unit vectors of token-id lists, the same arithmetic as :meth:`_forward` without the
-        padding, shared out across threads (BLAS on one thread each; the caller holds it to one).
+        """Pooled unit vectors of token-id lists, the same arithmetic as :meth:`_forward`, with the
+        products shared out across threads (BLAS on one thread each; the caller holds it to one).
 
-        A small call (a document's few chunks) pays twice over in the padded pass: its texts differ in
-        length, so padding to the longest adds a third or more to the work, and BLAS on one thread
-        leaves the other cores idle, while numpy's own element-wise passes (GELU, layer norms, softmax)
-        never use them. Here the texts' token rows are stacked with no padding; every step that works
-        row by row (the four products, GELU, layer norms) splits the rows into contiguous runs, one per
-        thread, and attention, per text, splits the heads; two hand-offs per layer.
+        A small call (a document's few chunks) has too few rows for BLAS to split well, so here
+        every step that works row by row (the four products, GELU, layer norms) splits the packed
+        rows into contiguous runs, one per thread (the Rust kernels release the GIL); attention is
+        one Rust call that shares the texts out itself. Two hand-offs per layer.
         """
         lengths = [len(seq) for seq in seqs]
         total = sum(lengths)
-        starts = list(itertools.accumulate(lengths, initial=0))
-        spans = list(itertools.pairwise(starts))
         workers = max(1, min(self._cores, total // ROWS_PER_WORKER))
         cuts = [total * w // workers for w in range(workers + 1)]
         rows = [slice(a, b) for a, b in itertools.pairwise(cuts)]
-        nh, hd, d = self.heads, self.dim // self.heads, self.dim
-        head_cuts = [nh * w // workers for w in range(workers + 1)]
-        heads = [(a, b) for a, b in itertools.pairwise(head_cuts) if b > a]
-        scale = np.float32(1.0 / math.sqrt(hd))
+        d = self.dim
 
         ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=total)
-        positions = np.concatenate([np.arange(n) for n in lengths])
+        positions = np.concatenate([self._arange[:n] for n in lengths])
         h = self.word[ids] + self.position[positions] + self.token_type0  # [tokens, d]
         h = _layer_norm(h, self.ln_embed, self.eps)
         qkv = np.empty((total, 3 * d), dtype=np.float32)
-        ctx = np.empty((total, d), dtype=np.float32)
         for layer in self.layers:
 
             def project(r: slice, layer: _Layer = layer) -> None:
                 np.matmul(h[r], layer.qkv_w, out=qkv[r])
                 qkv[r] += layer.qkv_b
 
-            def attend(hs: tuple[int, int]) -> None:
-                lo, hi = hs
-                for a, b in spans:
-                    n = b - a
-                    part = qkv[a:b]
-                    q = part[:, :d].reshape(n, nh, hd)[:, lo:hi].transpose(1, 0, 2) * scale
-                    k = part[:, d : 2 * d].reshape(n, nh, hd)[:, lo:hi].transpose(1, 2, 0)
-                    v = part[:, 2 * d :].reshape(n, nh, hd)[:, lo:hi].transpose(1, 0, 2)
-                    scores = q @ k  # [heads, n, n]
-                    scores -= scores.max(axis=-1, keepdims=True)
-                    np.exp(scores, out=scores)
-                    scores /= scores.sum(axis=-1, keepdims=True)
-                    ctx[a:b, lo * hd : hi * hd] = (scores @ v).transpose(1, 0, 2).reshape(n, (hi - lo) * hd)
-
-            def feed_forward(r: slice, layer: _Layer = layer) -> None:
-                x = _layer_norm(ctx[r] @ layer.out_w + layer.out_b + h[r], layer.ln1, self.eps)
-                act = _gelu(x @ layer.up_w + layer.up_b)
-                h[r] = _layer_norm(act @ layer.down_w + layer.down_b + x, layer.ln2, self.eps)
+            def feed_forward(r: slice, ctx: F32, layer: _Layer = layer) -> None:
+                x: F32 = ctx[r] @ layer.out_w
+                native.add_layer_norm(x, layer.out_b, h[r], *layer.ln1, self.eps)
+                act: F32 = x @ layer.up_w
+                native.bias_gelu(act, layer.up_b)
+                y: F32 = act @ layer.down_w
+                native.add_layer_norm(y, layer.down_b, x, *layer.ln2, self.eps)
+                h[r] = y
 
             self._each(project, rows)
-            self._each(attend, heads)
-            self._each(feed_forward, rows)
-        pooled = (
-            np.stack([h[a:b].sum(axis=0) for a, b in spans]) / np.asarray(lengths, dtype=np.float32)[:, None]
-        )
-        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        result: F32 = (pooled / norms).astype(np.float32, copy=False)
-        return result
+            ctx = native.bert_attention(qkv, lengths, self.heads)
+            self._each(functools.partial(feed_forward, ctx=ctx), rows)
+        return self._pool_rows(h, lengths)
 
     def _each(self, fn: Callable[[T], None], parts: Sequence[T]) -> None:
         """``fn`` over ``parts``: the first on this thread, the rest on the helper threads; returns

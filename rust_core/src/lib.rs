@@ -1,9 +1,10 @@
 //! mcp-gemma's Rust core: pure kernels (`vector`, `keyword`, `chunk`, `cache`, `fusion`, `q8`,
-//! `f16mat`) usable and
+//! `f16mat`, `bert`) usable and
 //! tested without Python, and, behind the default `python` feature, the `mcp_gemma._rust_core` module.
 //! This file only declares modules and registers what Python sees.
 
 pub mod ann;
+pub mod bert;
 pub mod bpe;
 pub mod cache;
 pub mod chunk;
@@ -28,6 +29,8 @@ mod _rust_core {
     use crate::errors::RustCoreError;
     #[pymodule_export]
     use crate::py::ann::PyHnswIndex;
+    #[pymodule_export]
+    use crate::py::bert::{add_layer_norm, bert_attention, bias_gelu};
     #[pymodule_export]
     use crate::py::bpe::PyBpeTokenizer;
     #[pymodule_export]

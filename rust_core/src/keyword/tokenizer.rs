@@ -55,7 +55,24 @@ impl Analyzer {
             Self::English => english(text),
         }
     }
+
+    /// The terms of each of `texts`, in order: on rayon's threads once they hold
+    /// [`PARALLEL_ANALYZE_BYTES`] or more, else on this one (a hand-off costs more than analysing a
+    /// few short texts); the same terms either way.
+    pub fn analyze_all<S: AsRef<str> + Sync>(self, texts: &[S]) -> Vec<Vec<String>> {
+        let bytes: usize = texts.iter().map(|t| t.as_ref().len()).sum();
+        if texts.len() > 1 && bytes >= PARALLEL_ANALYZE_BYTES {
+            use rayon::prelude::*;
+            texts.par_iter().map(|t| self.analyze(t.as_ref())).collect()
+        } else {
+            texts.iter().map(|t| self.analyze(t.as_ref())).collect()
+        }
+    }
 }
+
+/// Text bytes at or above which [`Analyzer::analyze_all`] shares the texts out over rayon's pool
+/// (~16 KiB: a few hundred microseconds of analysis, well past a hand-off's cost).
+pub const PARALLEL_ANALYZE_BYTES: usize = 16 * 1024;
 
 /// Short, frequent English function words (Lucene's English list plus a few pronouns and auxiliaries).
 const STOP_WORDS: &[&str] = &[
@@ -136,6 +153,25 @@ fn english(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn analyze_all_gives_the_same_terms_below_and_above_the_threshold() {
+        let text = "Running tests quickly, the parsers' HTTPServer handled 3.5 GHz östlich. ";
+        let few: Vec<String> = (0..3).map(|i| format!("{text} {i}")).collect();
+        let many: Vec<String> = (0..(PARALLEL_ANALYZE_BYTES / text.len() + 2))
+            .map(|i| format!("{text} {i}"))
+            .collect();
+        assert!(few.iter().map(String::len).sum::<usize>() < PARALLEL_ANALYZE_BYTES);
+        assert!(many.iter().map(String::len).sum::<usize>() >= PARALLEL_ANALYZE_BYTES);
+        for analyzer in [Analyzer::Plain, Analyzer::English] {
+            for texts in [&few, &many] {
+                let one_by_one: Vec<Vec<String>> =
+                    texts.iter().map(|t| analyzer.analyze(t)).collect();
+                assert_eq!(analyzer.analyze_all(texts), one_by_one);
+            }
+        }
+        assert!(Analyzer::Plain.analyze_all::<&str>(&[]).is_empty());
+    }
 
     #[test]
     fn words_are_lowercased_and_punctuation_dropped() {

@@ -6,7 +6,6 @@ use numpy::ndarray::Ix1;
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rayon::prelude::*;
 
 use super::arrays::{decode_section, readonly, slice};
 use super::{arg, read, write};
@@ -95,7 +94,7 @@ impl PyBm25Index {
         let analyzer = self.analyzer_of()?;
         py.detach(|| {
             // Tokenise outside the lock so readers are not held up.
-            let tokens: Vec<Vec<String>> = texts.par_iter().map(|t| analyzer.analyze(t)).collect();
+            let tokens = analyzer.analyze_all(&texts);
             let mut g = write(&self.inner)?;
             for (id, toks) in ids.into_iter().zip(tokens) {
                 g.add_tokens(id, toks);

@@ -3,6 +3,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod ann;
+pub mod bert;
 pub mod bpe;
 pub mod cache;
 pub mod chunk;
