@@ -330,6 +330,7 @@ def readmes_docs() -> list[Doc]:
     from importlib import metadata
 
     by_name: dict[str, str] = {}
+    summaries: dict[str, str] = {}
     for dist in metadata.distributions():
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(dist.metadata.get("Name") or "")).lower()
         body = dist.metadata.get_payload()  # type: ignore[attr-defined]
@@ -337,6 +338,7 @@ def readmes_docs() -> list[Doc]:
         text = text.strip() or str(dist.metadata.get("Description") or "").strip()
         if name and len(text) >= LONG_MIN_CHARS and name not in by_name:
             by_name[name] = _cut(text.replace("\r\n", "\n"), LONG_MAX_CHARS)
+            summaries[name] = _collapse(str(dist.metadata.get("Summary") or ""))
     docs: list[Doc] = []
     seen: set[str] = set()
     for name in sorted(by_name):
@@ -345,7 +347,11 @@ def readmes_docs() -> list[Doc]:
             continue
         seen.add(head)
         docs.append(
-            Doc(id=f"readme:{name}", text=by_name[name], metadata={"title": name, "source": "METADATA"})
+            Doc(
+                id=f"readme:{name}",
+                text=by_name[name],
+                metadata={"title": name, "source": "METADATA", "summary": summaries[name]},
+            )
         )
     return docs
 
@@ -369,8 +375,14 @@ def npdocs_docs() -> list[Doc]:
             seen.append(obj)
             qual = f"{name}.{attr}"
             text = _cut(_clean(doc), LONG_MAX_CHARS)
+            paras = [_collapse(p) for p in re.split(r"\n\s*\n", text) if p.strip()]
+            summary = next((p for p in paras if not p.startswith((f"{attr}(", qual))), "")
             docs.append(
-                Doc(id=f"npdoc:{qual}", text=text, metadata={"title": qual, "source": "numpy docstring"})
+                Doc(
+                    id=f"npdoc:{qual}",
+                    text=text,
+                    metadata={"title": qual, "source": "numpy docstring", "summary": summary},
+                )
             )
     return docs
 
@@ -500,15 +512,30 @@ def generated_queries(name: str, docs: Sequence[Doc]) -> tuple[list[Query], list
 KEYWORD_MIN_TF = 2
 
 
-def generated_keywords(name: str, docs: Sequence[Doc]) -> list[Query]:
-    """``keyword`` queries by rule, for the corpora without hand-written ones (fixed before any search
-    was run on them; the rule, not a result, picks every term).
+def _content_words(text: str, title: str) -> list[str]:
+    """Distinct content words of ``text`` in order: letters only, 3+ characters, not an English stop
+    word, not part of ``title``."""
+    from mcp_gemma import native
 
-    For a seeded sample of documents: the document's content words (letters only, 3+ characters, not
+    words = [t for t in native.tokenize(text, "plain") if len(t) >= 3 and t.isalpha() and t not in title]
+    return [t for t in dict.fromkeys(words) if native.tokenize(t, "english")]
+
+
+def generated_keywords(name: str, docs: Sequence[Doc], rule: str = "summary") -> list[Query]:
+    """``keyword`` queries by rule, for the corpora without hand-written ones (each rule fixed before
+    any search was run with it; the rule, not a result, picks every term). Relevant: the target
+    document only (the query names its topic, as a hand-written one does).
+
+    ``summary`` (the corpora's keyword queries): the first k content words, k = 2, 3, 4 in turn, of
+    the document's one-line description written by its authors, apart from the text searched (a
+    distribution's METADATA ``Summary``; a numpy docstring's first paragraph that is not a signature;
+    fewer if the description has fewer, at least 2), for the same seeded sample of documents.
+
+    ``body`` (the first rule tried; BM25 finds these, see benches/README.md, fifth round): for a seeded
+    sample of documents: the document's content words (letters only, 3+ characters, not
     an English stop word, not part of the document's title) that occur at least twice in it and in at
     least one other document (a keyword a reader would use, not a name only this document has), ranked
-    by count in the document x IDF over documents; the top k, k = 2, 3, 4 in turn, in rank order.
-    Relevant: the target document only (the query names its topic, as a hand-written one does)."""
+    by count in the document x IDF over documents; the top k, k = 2, 3, 4 in turn, in rank order."""
     from mcp_gemma import native
 
     rng = random.Random(SEEDS[name] + 1)
@@ -527,6 +554,12 @@ def generated_keywords(name: str, docs: Sequence[Doc]) -> list[Query]:
     for i, j in enumerate(order):
         doc, tf = docs[j], tfs[j]
         title = str(doc.metadata.get("title", doc.id)).lower()
+        k = 2 + i % 3
+        if rule == "summary":
+            described = _content_words(str(doc.metadata.get("summary", "")), title)[:k]
+            if len(described) >= 2:
+                queries.append(Query(text=" ".join(described), relevant=(doc.id,), style="keyword"))
+            continue
         words = [
             t
             for t, c in tf.items()
@@ -538,7 +571,6 @@ def generated_keywords(name: str, docs: Sequence[Doc]) -> list[Query]:
             and native.tokenize(t, "english")
         ]
         words.sort(key=lambda t: (-tf[t] * math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)), t))
-        k = 2 + i % 3
         if len(words) >= k:
             queries.append(Query(text=" ".join(words[:k]), relevant=(doc.id,), style="keyword"))
     return queries

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from benches.quality.corpora import Corpus, Doc, Query, load_corpora
+from benches.quality.corpora import LONG_CORPUS_NAMES, Corpus, Doc, Query, load_corpora
 from benches.quality.offline import Built, build, doc_ranking, embedder, metrics
 from mcp_gemma import native
 from mcp_gemma.rag.config import RagSettings
@@ -627,7 +627,8 @@ def cells(data: Data, name: str) -> Cells:
     for corpus, (built, qs) in data.items():
         for style in STYLES:
             rr = [metrics(ranking(built, q, name), q.relevant)[0] for q in qs if q.style == style]
-            out[(corpus, style)] = sum(rr) / len(rr)
+            if rr:  # the long tuning corpora have no paraphrase style
+                out[(corpus, style)] = sum(rr) / len(rr)
     return out
 
 
@@ -646,7 +647,8 @@ def summarise(data: Data, names: Sequence[str]) -> dict[str, Summary]:
     best = {c: max(got["vector"][c], got["bm25"][c]) for c in got["vector"]}
 
     def corpus_mean(cell: Cells, corpus: str) -> float:
-        return sum(cell[(corpus, s)] for s in STYLES) / len(STYLES)
+        got = [cell[(corpus, s)] for s in STYLES if (corpus, s) in cell]
+        return sum(got) / len(got)
 
     out = {}
     for name, cell in got.items():
@@ -675,6 +677,11 @@ def main() -> None:
     ap.add_argument(
         "--long-docs", action="store_true", help="score on the by-module variants of reference and code"
     )
+    ap.add_argument(
+        "--long-corpora",
+        action="store_true",
+        help="score on the long-document tuning corpora (readmes, npdocs; fifth round)",
+    )
     args = ap.parse_args()
     if args.list:
         print("\n".join(rule_names()))
@@ -683,7 +690,15 @@ def main() -> None:
     unknown = [n for n in names if n not in rule_names()]
     if unknown:
         sys.exit(f"unknown rules: {', '.join(unknown)} (see --list)")
-    corpora = HELD_OUT if args.held_out else LONG_DOCS if args.long_docs else TUNING
+    corpora = (
+        HELD_OUT
+        if args.held_out
+        else LONG_DOCS
+        if args.long_docs
+        else LONG_CORPUS_NAMES
+        if args.long_corpora
+        else TUNING
+    )
     long_docs = args.long_docs and not args.held_out
     per_chunking = []
     for spec in args.chunkings:
