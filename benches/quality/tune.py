@@ -16,6 +16,11 @@ the IDF over documents, BM25 of a document as one field, chunks per document, ho
 chunks one document holds, and whether BM25's top document is among the vector's top k (results in
 ``benches/README.md``, "The held-out keyword cell, third round").
 
+Fifth round (``--long-corpora``: the long tuning corpora ``readmes`` and ``npdocs`` of
+``corpora.py``): the two candidates fixed before prose was checked are ``covfuse:0.5:99`` and
+``covfuse:0.75:99`` (keyword evidence = that share of the chunk's IDF coverage plus the rest of BM25 /
+bound, for every query; today's weight).
+
 Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]
 [--long-docs]`` and ``python -m benches.quality.tune --held-out default RULE``. ``--list`` lists the
 rule names.
