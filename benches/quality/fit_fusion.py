@@ -16,6 +16,9 @@ default: ``benches/README.md``, "The held-out keyword cell, fourth round".
 The held-out prose corpus is loaded only by ``--held-out``, for candidates named before the check,
 and only per-style means are printed.
 
+``--long-corpora`` adds the fifth round's long tuning corpora (``readmes``, ``npdocs``) to the training
+data and the bar (README, "fifth round": refitted, the candidates lose on every set).
+
 Usage: ``python -m benches.quality.fit_fusion [--chunkings 800/100 600/100] [--cv]`` prints the fitted
 coefficients and the tuning bar; ``--held-out NAME ...`` checks fitted candidates on prose.
 """
