@@ -327,18 +327,21 @@ def readmes_docs() -> list[Doc]:
     """The long descriptions (README text) in the installed distributions' METADATA, one document each
     (3,000 characters or more, cut to the first 10,000 at a paragraph; a text shared by several
     distributions is kept once, under the first name in sorted order)."""
+    from email.message import Message
     from importlib import metadata
+    from typing import cast
 
     by_name: dict[str, str] = {}
     summaries: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(dist.metadata.get("Name") or "")).lower()
-        body = dist.metadata.get_payload()  # type: ignore[attr-defined]
+        meta = cast(Message, dist.metadata)  # an email.message.Message at run time
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(meta.get("Name") or "")).lower()
+        body = meta.get_payload()
         text = body if isinstance(body, str) else ""
-        text = text.strip() or str(dist.metadata.get("Description") or "").strip()
+        text = text.strip() or str(meta.get("Description") or "").strip()
         if name and len(text) >= LONG_MIN_CHARS and name not in by_name:
             by_name[name] = _cut(text.replace("\r\n", "\n"), LONG_MAX_CHARS)
-            summaries[name] = _collapse(str(dist.metadata.get("Summary") or ""))
+            summaries[name] = _collapse(str(meta.get("Summary") or ""))
     docs: list[Doc] = []
     seen: set[str] = set()
     for name in sorted(by_name):
@@ -621,7 +624,7 @@ def build_corpus(name: str, per_style: int | None = None) -> Corpus:
         raise ValueError(f"corpus {name}: duplicate doc ids")
     verbatim, rare = generated_queries(name, docs)
     if name in LONG_CORPUS_NAMES:
-        keyword, paraphrase = generated_keywords(name, docs), []
+        keyword, paraphrase = generated_keywords(name, docs), list[Query]()
     else:
         keyword, paraphrase = hand_written_queries(name, set(ids))
     queries: list[Query] = []

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benches.quality import tune
+from benches.quality.corpora import LONG_CORPUS_NAMES
 from benches.quality.offline import metrics
 from benches.quality.tune import STYLES, Q
 
@@ -139,7 +140,7 @@ def load(chunking: str, long_docs: bool | str) -> dict[str, list[Q]]:
         with path.open("rb") as f:
             cached: dict[str, list[Q]] = pickle.load(f)
             return cached
-    names = tune.LONG_CORPUS_NAMES if kind == "corpora" else tune.LONG_DOCS if long_docs else tune.TUNING
+    names = LONG_CORPUS_NAMES if kind == "corpora" else tune.LONG_DOCS if long_docs else tune.TUNING
     data = {c: qs for c, (_, qs) in tune.load(names, size, overlap, long_docs=kind == "long").items()}
     CACHE.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
@@ -349,7 +350,7 @@ def bar(its: Sequence[Item], scorer: Scorer, chunking: str) -> Bar:
     sel = [it for it in its if it.corpus.endswith("@" + chunking)]
     got = cell_means(sel, scorer)
     vec, bm, df = (cell_means(sel, BASELINES[n]) for n in ("vector", "bm25", "default"))
-    new = [c for c in got if c[0].split("@")[0] in tune.LONG_CORPUS_NAMES]
+    new = [c for c in got if c[0].split("@")[0] in LONG_CORPUS_NAMES]
     ordinary = [c for c in got if "_by_module" not in c[0] and c not in new]
     long = [c for c in got if "_by_module" in c[0]]
     margin = {c: got[c] - max(vec[c], bm[c]) for c in got}
