@@ -16,6 +16,9 @@ default: ``benches/README.md``, "The held-out keyword cell, fourth round".
 The held-out prose corpus is loaded only by ``--held-out``, for candidates named before the check,
 and only per-style means are printed.
 
+``--long-corpora`` adds the fifth round's long tuning corpora (``readmes``, ``npdocs``) to the training
+data and the bar (README, "fifth round": refitted, the candidates lose on every set).
+
 Usage: ``python -m benches.quality.fit_fusion [--chunkings 800/100 600/100] [--cv]`` prints the fitted
 coefficients and the tuning bar; ``--held-out NAME ...`` checks fitted candidates on prose.
 """
@@ -34,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benches.quality import tune
+from benches.quality.corpora import LONG_CORPUS_NAMES
 from benches.quality.offline import metrics
 from benches.quality.tune import STYLES, Q
 
@@ -45,6 +49,8 @@ GROUP = {
     "code": "code",
     "code_by_module": "code",
     "records": "records",
+    "readmes": "readmes",
+    "npdocs": "npdocs",
 }
 
 # --------------------------------------------------------------------------------------------
@@ -122,29 +128,34 @@ class Item:
     x: F64
 
 
-def load(chunking: str, long_docs: bool) -> dict[str, list[Q]]:
+def load(chunking: str, long_docs: bool | str) -> dict[str, list[Q]]:
     """The tuning corpora's per-query candidates (cached on disk, keyed by the code that builds them:
     embedding is the slow part)."""
     size, overlap = (int(v) for v in chunking.split("/"))
     sources = [Path(tune.__file__), Path(tune.__file__).with_name("corpora.py")]
     version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    path = CACHE / f"{'long' if long_docs else 'tune'}-{size}-{overlap}-{version}.pkl"
+    kind = "corpora" if long_docs == "corpora" else "long" if long_docs else "tune"
+    path = CACHE / f"{kind}-{size}-{overlap}-{version}.pkl"
     if path.exists():
         with path.open("rb") as f:
             cached: dict[str, list[Q]] = pickle.load(f)
             return cached
-    names = tune.LONG_DOCS if long_docs else tune.TUNING
-    data = {c: qs for c, (_, qs) in tune.load(names, size, overlap, long_docs=long_docs).items()}
+    names = LONG_CORPUS_NAMES if kind == "corpora" else tune.LONG_DOCS if long_docs else tune.TUNING
+    data = {c: qs for c, (_, qs) in tune.load(names, size, overlap, long_docs=kind == "long").items()}
     CACHE.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         pickle.dump(data, f)
     return data
 
 
+LONG_CORPORA = False  # --long-corpora: train and judge on the fifth round's long tuning corpora too
+
+
 def items(chunkings: Sequence[str]) -> list[Item]:
     out = []
+    kinds: tuple[bool | str, ...] = (False, True, "corpora") if LONG_CORPORA else (False, True)
     for ch in chunkings:
-        for long_docs in (False, True):
+        for long_docs in kinds:
             for corpus, qs in load(ch, long_docs).items():
                 out += [Item(f"{corpus}@{ch}", GROUP[corpus], q, features(q)) for q in qs]
     return out
@@ -305,6 +316,12 @@ class Bar:
     long_kw: tuple[float, float]  # long-docs reference, code keyword margins
     long_vs_default: float
     long_mean: float
+    # fifth round: the long tuning corpora (readmes, npdocs), when loaded: keyword margins, worst cell
+    # margin, worst change against the default, mean
+    new_kw: tuple[float, ...] = ()
+    new_worst: float = 0.0
+    new_vs_default: float = 0.0
+    new_mean: float = 0.0
 
     def passes(self, default_mean: float) -> bool:
         return (
@@ -312,21 +329,29 @@ class Bar:
             and self.mean >= default_mean
             and min(self.long_kw) >= -0.01
             and self.long_vs_default >= -0.01
+            and self.new_worst >= -0.01
         )
 
     def __str__(self) -> str:
-        return (
+        out = (
             f"tuning {self.mean:.4f} / {self.worst:+.3f} / {self.vs_default:+.3f}   long-docs kw "
             f"{self.long_kw[0]:+.3f} / {self.long_kw[1]:+.3f} / {self.long_vs_default:+.3f} / "
             f"{self.long_mean:.4f}"
         )
+        if self.new_kw:
+            out += (
+                f"   long corpora kw {' / '.join(f'{v:+.3f}' for v in self.new_kw)} worst "
+                f"{self.new_worst:+.3f} / {self.new_vs_default:+.3f} / {self.new_mean:.4f}"
+            )
+        return out
 
 
 def bar(its: Sequence[Item], scorer: Scorer, chunking: str) -> Bar:
     sel = [it for it in its if it.corpus.endswith("@" + chunking)]
     got = cell_means(sel, scorer)
     vec, bm, df = (cell_means(sel, BASELINES[n]) for n in ("vector", "bm25", "default"))
-    ordinary = [c for c in got if "_by_module" not in c[0]]
+    new = [c for c in got if c[0].split("@")[0] in LONG_CORPUS_NAMES]
+    ordinary = [c for c in got if "_by_module" not in c[0] and c not in new]
     long = [c for c in got if "_by_module" in c[0]]
     margin = {c: got[c] - max(vec[c], bm[c]) for c in got}
     return Bar(
@@ -339,6 +364,10 @@ def bar(its: Sequence[Item], scorer: Scorer, chunking: str) -> Bar:
         ),
         long_vs_default=min(got[c] - df[c] for c in long),
         long_mean=float(np.mean([got[c] for c in long])),
+        new_kw=tuple(margin[c] for c in new if c[1] == "keyword"),
+        new_worst=min((margin[c] for c in new), default=0.0),
+        new_vs_default=min((got[c] - df[c] for c in new), default=0.0),
+        new_mean=float(np.mean([got[c] for c in new])) if new else 0.0,
     )
 
 
@@ -425,9 +454,15 @@ def main() -> None:
     ap.add_argument("--candidates", action="store_true", help="the fixed candidates (with --cv: LOCO)")
     ap.add_argument("--lambda-weights", action="store_true", help="LambdaRank pair weights")
     ap.add_argument("--held-out", nargs="*", default=None, help="candidates to check on prose")
+    ap.add_argument(
+        "--long-corpora", action="store_true", help="fit on the long tuning corpora too (fifth round)"
+    )
     args = ap.parse_args()
     globals().update(
-        NEGATIVES=args.negatives, TEMPERATURE=args.temperature, LAMBDA_WEIGHTS=args.lambda_weights
+        NEGATIVES=args.negatives,
+        TEMPERATURE=args.temperature,
+        LAMBDA_WEIGHTS=args.lambda_weights,
+        LONG_CORPORA=args.long_corpora,
     )
     its = items(args.chunkings)
     if args.held_out:
