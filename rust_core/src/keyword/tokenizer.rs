@@ -8,10 +8,10 @@
 
 use std::sync::OnceLock;
 
-use rust_stemmers::{Algorithm, Stemmer};
 use rustc_hash::FxHashSet as HashSet;
 use unicode_segmentation::UnicodeSegmentation;
 
+use super::stem::stem;
 use crate::errors::{CoreError, CoreResult};
 
 /// Lower-cased Unicode words of `text`.
@@ -89,11 +89,6 @@ fn stop_words() -> &'static HashSet<&'static str> {
     SET.get_or_init(|| STOP_WORDS.iter().copied().collect())
 }
 
-fn stemmer() -> &'static Stemmer {
-    static STEMMER: OnceLock<Stemmer> = OnceLock::new();
-    STEMMER.get_or_init(|| Stemmer::create(Algorithm::English))
-}
-
 /// Parts of an identifier-like word: split at `_`, `.`, `-`, `'`-free boundaries, lower→upper case
 /// changes (`parseHTTPResponse` → parse, http, response) and letter↔digit changes.
 fn parts(word: &str) -> Vec<&str> {
@@ -132,7 +127,7 @@ fn push_term(out: &mut Vec<String>, lower: &str) {
     if lower.is_empty() || stop_words().contains(lower) {
         return;
     }
-    out.push(stemmer().stem(lower).into_owned());
+    out.push(stem(lower));
 }
 
 fn english(text: &str) -> Vec<String> {
