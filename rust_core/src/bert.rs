@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::errors::{CoreError, CoreResult};
+use crate::errors::{whole_rows, CoreError, CoreResult};
 
 /// Values at or above which a kernel splits its rows over rayon's pool.
 pub const PARALLEL_VALUES: usize = 1 << 16;
@@ -175,15 +175,6 @@ pub struct NormParams<'a> {
     pub eps: f32,
 }
 
-fn rows_of(len: usize, dim: usize, what: &str) -> CoreResult<usize> {
-    if dim == 0 || len % dim != 0 {
-        return Err(CoreError::invalid(format!(
-            "{what} has {len} values, not a whole number of rows of {dim}"
-        )));
-    }
-    Ok(len / dim)
-}
-
 /// Rows per parallel piece: about `PARALLEL_VALUES / 4` values each, at least one row.
 fn piece_rows(dim: usize) -> usize {
     (PARALLEL_VALUES / 4 / dim.max(1)).max(1)
@@ -192,7 +183,7 @@ fn piece_rows(dim: usize) -> usize {
 /// `x = gelu(x + bias)` row by row (rows of `bias.len()` values), exact (erf) GELU.
 pub fn bias_gelu(x: &mut [f32], bias: &[f32]) -> CoreResult<()> {
     let dim = bias.len();
-    rows_of(x.len(), dim, "x")?;
+    whole_rows(x.len(), dim, "x")?;
     if x.len() >= PARALLEL_VALUES {
         x.par_chunks_mut(piece_rows(dim) * dim)
             .for_each(|part| bias_gelu_rows(part, bias));
@@ -206,7 +197,7 @@ pub fn bias_gelu(x: &mut [f32], bias: &[f32]) -> CoreResult<()> {
 /// `residual` has `x`'s shape, `weight` and `shift` one row's).
 pub fn add_layer_norm(x: &mut [f32], residual: &[f32], p: NormParams<'_>) -> CoreResult<()> {
     let dim = p.bias.len();
-    rows_of(x.len(), dim, "x")?;
+    whole_rows(x.len(), dim, "x")?;
     if residual.len() != x.len() {
         return Err(CoreError::invalid(format!(
             "residual has {} values but x has {}",
@@ -375,7 +366,7 @@ pub fn attention(
     if hidden == 0 {
         return Err(CoreError::invalid("heads and head_dim must be positive"));
     }
-    let tokens = rows_of(qkv.len(), 3 * hidden, "qkv")?;
+    let tokens = whole_rows(qkv.len(), 3 * hidden, "qkv")?;
     if lengths.iter().sum::<usize>() != tokens {
         return Err(CoreError::invalid(format!(
             "lengths add up to {} but qkv has {tokens} rows",

@@ -62,3 +62,13 @@ mod python {
 
 #[cfg(feature = "python")]
 pub use python::RustCoreError;
+
+/// Rows in `len` values of rows of `dim` (`what` names the input in the error).
+pub fn whole_rows(len: usize, dim: usize, what: &str) -> CoreResult<usize> {
+    if dim == 0 || len % dim != 0 {
+        return Err(CoreError::invalid(format!(
+            "{what} has {len} values, not a whole number of rows of {dim}"
+        )));
+    }
+    Ok(len / dim)
+}

@@ -7,7 +7,7 @@
 //! `x / r * scale`, and the rotation `x · cos + swap(x) · sin` without fused multiply-adds — so
 //! the results are bit-for-bit those of the numpy code they replace, and greedy answers keep.
 
-use crate::errors::{CoreError, CoreResult};
+use crate::errors::{whole_rows, CoreError, CoreResult};
 
 /// numpy's pairwise summation of `a` (`pairwise_sum` in its `loops_utils.h`): eight running sums
 /// over blocks of at most 128 values, halves split on multiples of eight above that.
@@ -47,19 +47,10 @@ fn rms_root(x: &[f32], squares: &mut [f32], eps: f32) -> f32 {
     (mean + eps).sqrt()
 }
 
-fn check_rows(len: usize, dim: usize, what: &str) -> CoreResult<usize> {
-    if dim == 0 || len % dim != 0 {
-        return Err(CoreError::invalid(format!(
-            "{what} has {len} values, not a whole number of rows of {dim}"
-        )));
-    }
-    Ok(len / dim)
-}
-
 /// `out = x / sqrt(mean(x²) + eps) · scale` per row of `dim = scale.len()` values.
 pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32, out: &mut [f32]) -> CoreResult<()> {
     let dim = scale.len();
-    check_rows(x.len(), dim, "x")?;
+    whole_rows(x.len(), dim, "x")?;
     if out.len() != x.len() {
         return Err(CoreError::internal("rms_norm output has the wrong length"));
     }
@@ -77,7 +68,7 @@ pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32, out: &mut [f32]) -> CoreResu
 /// numpy's rounding: the normed value is rounded to f32 before the add.
 pub fn add_rms_norm(h: &mut [f32], y: &[f32], scale: &[f32], eps: f32) -> CoreResult<()> {
     let dim = scale.len();
-    check_rows(y.len(), dim, "y")?;
+    whole_rows(y.len(), dim, "y")?;
     if h.len() != y.len() {
         return Err(CoreError::invalid(format!(
             "h has {} values but y has {}",
