@@ -157,18 +157,27 @@ impl Scales {
         }
     }
 
-    /// Scales `[start, start + buf.len())` as f32: borrowed, or converted into `buf`.
+    /// Scales `[start, start + len)` as f32: borrowed, or converted into `buf` (which is only
+    /// touched, and only needs room, where they are binary16).
     #[inline]
-    fn range<'a>(&'a self, start: usize, buf: &'a mut [f32]) -> &'a [f32] {
-        let end = start + buf.len();
+    fn range<'a>(&'a self, start: usize, len: usize, buf: &'a mut [f32]) -> &'a [f32] {
         match self {
-            Self::F32(v) => &v[start..end],
+            Self::F32(v) => &v[start..start + len],
             Self::F16(v) => {
-                for (o, &h) in buf.iter_mut().zip(&v[start..end]) {
+                let out = &mut buf[..len];
+                for (o, &h) in out.iter_mut().zip(&v[start..start + len]) {
                     *o = from_f16(h);
                 }
-                buf
+                out
             }
+        }
+    }
+
+    /// Room [`Scales::range`] needs for `len` scales: none for f32 (no allocation).
+    fn scratch(&self, len: usize) -> Vec<f32> {
+        match self {
+            Self::F32(_) => Vec::new(),
+            Self::F16(_) => vec![0f32; len],
         }
     }
 }
@@ -301,9 +310,10 @@ impl Q8Matrix {
         &self.codes[r * self.cols..(r + 1) * self.cols]
     }
 
-    /// Row `r`'s scales as f32 (`buf`: `cols / 32` long, filled where they are binary16).
+    /// Row `r`'s scales as f32 (`buf`: from [`Scales::scratch`], filled where they are binary16).
     fn row_scales<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32] {
-        self.scales.range(r * buf.len(), buf)
+        let nb = self.cols / BLOCK;
+        self.scales.range(r * nb, nb, buf)
     }
 
     /// Bytes held by codes and scales.
@@ -316,7 +326,7 @@ impl Q8Matrix {
         if out.len() != ids.len() * self.cols {
             return Err(CoreError::internal("gather output has the wrong length"));
         }
-        let mut buf = vec![0f32; self.cols / BLOCK];
+        let mut buf = self.scales.scratch(self.cols / BLOCK);
         for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
             if id >= self.rows {
                 return Err(CoreError::invalid(format!(
@@ -403,7 +413,7 @@ impl Q8Matrix {
         let work = |r0: usize| {
             let r1 = (r0 + chunk).min(rows);
             // Room for up to four rows' scales where they are held as binary16.
-            let mut bufs: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0f32; nb]);
+            let mut bufs: [Vec<f32>; 4] = std::array::from_fn(|_| self.scales.scratch(nb));
             let put = |t: usize, r: usize, v: f32| {
                 debug_assert!(t < m && r < rows);
                 // SAFETY: t < m and r < rows index inside `out` (m × rows); each (t, r) is written
