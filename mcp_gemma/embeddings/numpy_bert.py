@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 T = TypeVar("T")
-TOKENS_PER_BATCH = 8_192  # padded tokens per forward pass (bounds the attention buffers)
+TOKENS_PER_BATCH = 8_192  # tokens per forward pass, each text counted at the longest one's length
 SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
 # texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note;
 # past ~32 tokens a product does enough arithmetic per weight that BLAS on f32 is as fast
