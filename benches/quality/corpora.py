@@ -610,6 +610,20 @@ def hand_written_queries(name: str, doc_ids: set[str]) -> tuple[list[Query], lis
     return keyword, paraphrase
 
 
+HAND_KEYWORD_STYLE = "keyword_hand"
+HAND_KEYWORD_TARGETS = 40
+
+
+def hand_keyword_targets(doc_ids: Sequence[str], n: int = HAND_KEYWORD_TARGETS) -> list[str]:
+    """The documents the hand-written ``keyword_hand`` queries of a long corpus are written for, by a
+    rule fixed before any query was written: the ids in sorted order at positions floor(i * N / n),
+    i = 0 .. n - 1 (N documents; evenly spaced over the whole list, all of them when N <= n)."""
+    ids = sorted(doc_ids)
+    if len(ids) <= n:
+        return ids
+    return [ids[i * len(ids) // n] for i in range(n)]
+
+
 def build_corpus(name: str, per_style: int | None = None) -> Corpus:
     if name not in _BUILDERS:
         names = ", ".join((*CORPUS_NAMES, *LONG_CORPUS_NAMES))
