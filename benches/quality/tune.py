@@ -21,6 +21,9 @@ Fifth round (``--long-corpora``: the long tuning corpora ``readmes`` and ``npdoc
 ``covfuse:0.75:99`` (keyword evidence = that share of the chunk's IDF coverage plus the rest of BM25 /
 bound, for every query; today's weight).
 
+Sixth round: the long tuning corpora also carry ``keyword_hand``, hand-written keyword queries (a
+fifth style, scored as its own cell; ``corpora.py``, :func:`~benches.quality.corpora.hand_keyword_queries`).
+
 Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]
 [--long-docs]`` and ``python -m benches.quality.tune --held-out default RULE``. ``--list`` lists the
 rule names.
@@ -46,7 +49,7 @@ from mcp_gemma.rag.config import RagSettings
 
 TUNING = ("reference", "code", "records")
 HELD_OUT = ("prose",)
-STYLES = ("verbatim", "rare_removed", "keyword", "paraphrase")
+STYLES = ("verbatim", "rare_removed", "keyword", "paraphrase", "keyword_hand")  # the last: long corpora only
 ANALYZER: Literal["plain", "english"] = "plain"  # rag.bm25_analyzer's default
 DEPTH = 250  # what hybrid_search ranks per side for limit 10 with group_by_document
 F64 = npt.NDArray[np.float64]
