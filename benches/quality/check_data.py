@@ -1,16 +1,47 @@
 """Self-check of the quality benchmark data: ``python -m benches.quality.check_data`` from the repo root.
 
 Loads every corpus and the dialogues (which validates all labels), checks that the generated
-queries are the same on a second build, and prints the counts.
+queries are the same on a second build, and prints the counts. For the long tuning corpora it checks the
+hand-written ``keyword_hand`` files (:func:`hand_keyword_long_corpora`).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 
-from benches.quality.corpora import STYLES, load_corpora
+from benches.quality.corpora import (
+    HAND_KEYWORD_STYLE,
+    LONG_CORPUS_NAMES,
+    STYLES,
+    hand_keyword_path,
+    hand_keyword_problems,
+    hand_keyword_targets,
+    load_corpora,
+)
 from benches.quality.dialogues import KINDS, load_dialogues
+
+
+def hand_keyword_long_corpora() -> list[str]:
+    """The long corpora's ``keyword_hand`` files: every entry well formed with known doc ids, 2-4 terms, no
+    duplicate, and one query per document of :func:`hand_keyword_targets` (its first doc id) and no other."""
+    problems: list[str] = []
+    for corpus in load_corpora(list(LONG_CORPUS_NAMES)):
+        path = hand_keyword_path(corpus.name)
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        ids = {d.id for d in corpus.docs}
+        problems += [f"{path.name}: {p}" for p in hand_keyword_problems(entries, ids)]
+        hand = [q for q in corpus.queries if q.style == HAND_KEYWORD_STYLE]
+        targets = hand_keyword_targets(sorted(ids))
+        firsts = [q.relevant[0] for q in hand]
+        if sorted(firsts) != sorted(targets):
+            problems.append(f"{path.name}: the queries' first documents are not hand_keyword_targets")
+        print(
+            f"{corpus.name}: {len(hand)} {HAND_KEYWORD_STYLE} queries for {len(targets)} target documents, "
+            f"{sum(len(q.relevant) > 1 for q in hand)} with several relevant documents"
+        )
+    return problems
 
 
 def main() -> int:
@@ -45,6 +76,9 @@ def main() -> int:
         over = [s for s, n in Counter(q.style for q in corpus.queries).items() if n > 5]
         if over:
             problems.append(f"{corpus.name}: per_style=5 left more for {over}")
+
+    print()
+    problems += hand_keyword_long_corpora()
 
     turns, questions = load_dialogues()
     by_dialogue = Counter(t.dialogue for t in turns)

@@ -11,6 +11,11 @@ Each corpus has four query styles. ``verbatim`` and ``rare_removed`` are generat
 fixed seed per corpus; ``keyword`` and ``paraphrase`` are hand-written in
 ``benches/data/quality_<corpus>.json`` (written from the documents' text, never from a search run).
 
+The two long tuning corpora (``readmes``, ``npdocs``) have generated ``keyword`` queries and a fifth
+style, ``keyword_hand``: hand-written keyword queries of 2-4 terms in
+``benches/data/quality_<corpus>_keyword_hand.json``, one for each document that
+:func:`hand_keyword_targets` picks (written from the documents' text, never from a search run).
+
 The records corpus reflects the platform's errno and signal tables (Linux when measured).
 """
 
@@ -610,6 +615,84 @@ def hand_written_queries(name: str, doc_ids: set[str]) -> tuple[list[Query], lis
     return keyword, paraphrase
 
 
+HAND_KEYWORD_STYLE = "keyword_hand"
+HAND_KEYWORD_TARGETS = 40
+
+
+def hand_keyword_targets(doc_ids: Sequence[str], n: int = HAND_KEYWORD_TARGETS) -> list[str]:
+    """The documents the hand-written ``keyword_hand`` queries of a long corpus are written for, by a
+    rule fixed before any query was written: the ids in sorted order at positions floor(i * N / n),
+    i = 0 .. n - 1 (N documents; evenly spaced over the whole list, all of them when N <= n)."""
+    ids = sorted(doc_ids)
+    if len(ids) <= n:
+        return ids
+    return [ids[i * len(ids) // n] for i in range(n)]
+
+
+HAND_KEYWORD_MIN_TERMS = 2
+HAND_KEYWORD_MAX_TERMS = 4
+
+
+def hand_keyword_path(name: str) -> Path:
+    return DATA_DIR / f"quality_{name}_keyword_hand.json"
+
+
+def hand_keyword_problems(entries: object, doc_ids: set[str] | None) -> list[str]:
+    """What is wrong with a ``keyword_hand`` file's entries (empty: nothing): a list of objects, each
+    with ``doc`` (an id or a non-empty list of distinct ids, each in ``doc_ids`` unless that is None) and
+    ``keyword`` (2-4 whitespace-separated terms); no query twice (ignoring case and spacing)."""
+    if not isinstance(entries, list):
+        return ["expected a list of objects"]
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"doc", "keyword"}:
+            problems.append(f"entry {i}: expected exactly the keys doc and keyword")
+            continue
+        raw, text = entry["doc"], entry["keyword"]
+        relevant = [raw] if isinstance(raw, str) else raw
+        if not isinstance(relevant, list) or not relevant:
+            problems.append(f"entry {i}: doc must be an id or a non-empty list of ids")
+        else:
+            for doc_id in relevant:
+                if not isinstance(doc_id, str) or not _DOC_ID.match(doc_id):
+                    problems.append(f"entry {i}: bad doc id {doc_id!r}")
+                elif doc_ids is not None and doc_id not in doc_ids:
+                    problems.append(f"entry {i}: unknown doc id {doc_id!r}")
+            if len(set(map(str, relevant))) != len(relevant):
+                problems.append(f"entry {i}: a doc id is named twice")
+        if not isinstance(text, str):
+            problems.append(f"entry {i}: keyword must be a string")
+            continue
+        terms = text.split()
+        if not HAND_KEYWORD_MIN_TERMS <= len(terms) <= HAND_KEYWORD_MAX_TERMS:
+            problems.append(f"entry {i}: {len(terms)} terms in {text!r} (expected 2-4)")
+        key = " ".join(terms).lower()
+        if key in seen:
+            problems.append(f"entry {i}: duplicate query {text!r} (entry {seen[key]})")
+        else:
+            seen[key] = i
+    return problems
+
+
+def hand_keyword_queries(name: str, doc_ids: set[str]) -> list[Query]:
+    """The ``keyword_hand`` queries of a long corpus, from ``hand_keyword_path(name)``; a file with any
+    problem (:func:`hand_keyword_problems`) is refused with all of them listed."""
+    path = hand_keyword_path(name)
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    problems = hand_keyword_problems(entries, doc_ids)
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    return [
+        Query(
+            text=" ".join(entry["keyword"].split()),
+            relevant=(entry["doc"],) if isinstance(entry["doc"], str) else tuple(entry["doc"]),
+            style=HAND_KEYWORD_STYLE,
+        )
+        for entry in entries
+    ]
+
+
 def build_corpus(name: str, per_style: int | None = None) -> Corpus:
     if name not in _BUILDERS:
         names = ", ".join((*CORPUS_NAMES, *LONG_CORPUS_NAMES))
@@ -623,12 +706,14 @@ def build_corpus(name: str, per_style: int | None = None) -> Corpus:
     if len(set(ids)) != len(ids):
         raise ValueError(f"corpus {name}: duplicate doc ids")
     verbatim, rare = generated_queries(name, docs)
+    hand: list[Query] = []
     if name in LONG_CORPUS_NAMES:
         keyword, paraphrase = generated_keywords(name, docs), list[Query]()
+        hand = hand_keyword_queries(name, set(ids))
     else:
         keyword, paraphrase = hand_written_queries(name, set(ids))
     queries: list[Query] = []
-    for group in (verbatim, rare, keyword, paraphrase):
+    for group in (verbatim, rare, keyword, paraphrase, hand):
         queries.extend(group if per_style is None else group[:per_style])
     return Corpus(name=name, kind=kind, held_out=held_out, docs=tuple(docs), queries=tuple(queries))
 

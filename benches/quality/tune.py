@@ -21,6 +21,9 @@ Fifth round (``--long-corpora``: the long tuning corpora ``readmes`` and ``npdoc
 ``covfuse:0.75:99`` (keyword evidence = that share of the chunk's IDF coverage plus the rest of BM25 /
 bound, for every query; today's weight).
 
+Sixth round: the long tuning corpora also carry ``keyword_hand``, hand-written keyword queries (a
+fifth style, scored as its own cell; ``corpora.py``, :func:`~benches.quality.corpora.hand_keyword_queries`).
+
 Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]
 [--long-docs]`` and ``python -m benches.quality.tune --held-out default RULE``. ``--list`` lists the
 rule names.
@@ -46,7 +49,7 @@ from mcp_gemma.rag.config import RagSettings
 
 TUNING = ("reference", "code", "records")
 HELD_OUT = ("prose",)
-STYLES = ("verbatim", "rare_removed", "keyword", "paraphrase")
+STYLES = ("verbatim", "rare_removed", "keyword", "paraphrase", "keyword_hand")  # the last: long corpora only
 ANALYZER: Literal["plain", "english"] = "plain"  # rag.bm25_analyzer's default
 DEPTH = 250  # what hybrid_search ranks per side for limit 10 with group_by_document
 F64 = npt.NDArray[np.float64]
@@ -637,6 +640,17 @@ def cells(data: Data, name: str) -> Cells:
     return out
 
 
+def style_metrics(data: Data, name: str, style: str) -> dict[str, tuple[float, float]]:
+    """Mean MRR@10 and recall@10 of one rule on each corpus's queries of one style (corpora without it
+    are left out)."""
+    out: dict[str, tuple[float, float]] = {}
+    for corpus, (built, qs) in data.items():
+        got = [metrics(ranking(built, q, name), q.relevant)[:2] for q in qs if q.style == style]
+        if got:
+            out[corpus] = (sum(m[0] for m in got) / len(got), sum(m[1] for m in got) / len(got))
+    return out
+
+
 @dataclass
 class Summary:
     mean: float
@@ -687,6 +701,11 @@ def main() -> None:
         action="store_true",
         help="score on the long-document tuning corpora (readmes, npdocs; fifth round)",
     )
+    ap.add_argument(
+        "--style",
+        default=None,
+        help="also print each rule's MRR@10 / recall@10 per corpus on this style's queries (first chunking)",
+    )
     args = ap.parse_args()
     if args.list:
         print("\n".join(rule_names()))
@@ -706,9 +725,13 @@ def main() -> None:
     )
     long_docs = args.long_docs and not args.held_out
     per_chunking = []
+    by_style: dict[str, dict[str, tuple[float, float]]] = {}
     for spec in args.chunkings:
         size, overlap = (int(x) for x in spec.split("/"))
-        per_chunking.append(summarise(load(corpora, size, overlap, long_docs), names))
+        data = load(corpora, size, overlap, long_docs)
+        per_chunking.append(summarise(data, names))
+        if args.style and not by_style:
+            by_style = {n: style_metrics(data, n, args.style) for n in dict.fromkeys(names)}
     print(f"{'rule':<26}" + "".join(f"{c + ': mean/worst/vs default':>36}" for c in args.chunkings))
     first = per_chunking[0]
     for name in sorted(first, key=lambda n: (first[n].worst < -0.01, -first[n].mean)):
@@ -721,6 +744,23 @@ def main() -> None:
         if args.cells:
             line += "  " + " ".join(f"{v:.3f}" for v in first[name].cells.values())
         print(line)
+    if by_style:
+        print_style(by_style, args.style, args.chunkings[0])
+
+
+def print_style(got: dict[str, dict[str, tuple[float, float]]], style: str, chunking: str) -> None:
+    """The ``--style`` table: rules by mean MRR@10 over the corpora, best first."""
+    corpora = list(next(iter(got.values())))
+    print(f"\n{style} queries at {chunking}: MRR@10 / recall@10")
+    print(f"{'rule':<26}" + "".join(f"{c:>20}" for c in corpora) + f"{'mean MRR@10':>14}")
+    mean = {n: sum(v[0] for v in cells.values()) / len(cells) for n, cells in got.items()}
+    for name in sorted(got, key=lambda n: (-mean[n], n)):
+        cells = got[name]
+        print(
+            f"{name:<26}"
+            + "".join(f"{cells[c][0]:>12.3f} / {cells[c][1]:.3f}" for c in corpora)
+            + f"{mean[name]:>14.4f}"
+        )
 
 
 if __name__ == "__main__":
