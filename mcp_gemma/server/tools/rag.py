@@ -232,10 +232,11 @@ def register(server: MCPServer[AppState]) -> None:
             ),
         ] = None,
         fusion: Annotated[
-            Literal["adaptive", "weighted", "rrf"] | None,
+            Literal["coverage", "adaptive", "weighted", "rrf"] | None,
             Field(
-                description="'adaptive' (BM25 share chosen per query), 'weighted' (keyword_weight) or 'rrf' "
-                "(reciprocal rank); default rag.fusion ('adaptive')."
+                description="'coverage' (BM25 share chosen per query; keyword evidence = half BM25, half the "
+                "share of the query's rare words the chunk holds), 'adaptive' (the same share, BM25 alone), "
+                "'weighted' (keyword_weight) or 'rrf' (reciprocal rank); default rag.fusion ('coverage')."
             ),
         ] = None,
         filter: Filter = None,
