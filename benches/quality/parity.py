@@ -1,6 +1,6 @@
 """Parity of the product path with the offline tuning harness: every query's reciprocal rank through a
-real MCP session (``hybrid_search``, default fusion and ``fusion="adaptive"``) against ``tune.py``'s
-offline rules (``covfuse:0.5:99`` and ``default``) on the same corpora and chunking.
+real MCP session (``hybrid_search``, ``fusion="coverage"`` and the default, "adaptive") against
+``tune.py``'s offline rules (``covfuse:0.5:99`` and ``default``) on the same corpora and chunking.
 
 Prints, per corpus x style, both MRR@10 values to 12 digits, their difference and the queries whose
 reciprocal rank differs; exits 1 if any does. Usage: ``python -m benches.quality.parity [--corpora
@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 
 # mcp session mode -> tune.py rule
-PAIRS = {"default": "covfuse:0.5:99", "adaptive": "default"}
+PAIRS = {"coverage": "covfuse:0.5:99", "default": "default"}
 
 
 async def _mcp(names: list[str]) -> dict[str, dict[str, dict[str, list[float]]]]:

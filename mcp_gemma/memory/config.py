@@ -52,7 +52,7 @@ class MemorySettings(BaseModel):
         "adaptive",
         description="How recall fuses cosine and BM25 (match='hybrid'; see rag.fusion): 'adaptive' (BM25 / "
         "its bound as keyword evidence) or 'coverage' (half that, half the share of the query's IDF mass "
-        "the memory holds; hybrid_search's default). Recall stays on 'adaptive': on the conversations of "
+        "the memory holds; as rag.fusion). Recall stays on 'adaptive': on the conversations of "
         "benches/README.md 'coverage' ties it on the tuning dialogues (recall@10 0.765) and loses "
         "held out (0.713 against 0.730).",
     )

@@ -82,8 +82,8 @@ async def recall(
     A recall counts as an access (count, TTL, hit statistics, promotion); ``touch=False`` reads only,
     for callers such as research_query that promise to change nothing.
 
-    ``similarity`` fuses cosine and BM25 as ``memory.fusion`` says (``match="hybrid"``; "adaptive",
-    hybrid document search's rule before "coverage", measured better here), or is
+    ``similarity`` fuses cosine and BM25 as ``memory.fusion`` says (``match="hybrid"``; "adaptive"
+    by default, measured better here than "coverage"), or is
     one of them alone; with ``time_aware`` a time the query names ("in March") adds
     ``memory.time_match_boost`` to memories that happened then (``occurred_at``, else ``created_at``).
     """

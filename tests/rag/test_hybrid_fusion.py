@@ -76,15 +76,15 @@ async def test_hybrid_reports_fusion_and_weight(settings: Settings) -> None:
     async with Client(create_server(settings)) as client:
         await _ok(client, "batch_ingest", documents=DOCS)
         res = await _ok(client, "hybrid_search", query="Sorted sets keep members ordered by score", limit=2)
-        assert res["fusion"] == "coverage"
+        assert res["fusion"] == "adaptive"
         assert res["keyword_weight"] == 1.0  # the whole query is in the 'sets' document
         assert res["hits"][0]["doc_id"] == "sets"
         top = res["hits"][0]
         assert top["vector_score"] is not None and top["keyword_score"] is not None
-        old = await _ok(
-            client, "hybrid_search", query="Sorted sets keep members ordered by score", fusion="adaptive"
+        cov = await _ok(
+            client, "hybrid_search", query="Sorted sets keep members ordered by score", fusion="coverage"
         )
-        assert (old["fusion"], old["keyword_weight"]) == ("adaptive", 1.0)
+        assert (cov["fusion"], cov["keyword_weight"]) == ("coverage", 1.0)
         fixed = await _ok(client, "hybrid_search", query="leaderboards", keyword_weight=0.25, limit=1)
         assert (fixed["fusion"], fixed["keyword_weight"]) == ("weighted", 0.25)
         rrf = await _ok(client, "hybrid_search", query="leaderboards", fusion="rrf", limit=1)
@@ -97,8 +97,8 @@ async def test_hybrid_reports_fusion_and_weight(settings: Settings) -> None:
 
 
 async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: Settings) -> None:
-    """The default fused score, recomputed by hand from a BM25 index over the same texts (one chunk
-    per document): ``(1 - w) · cosine + w · (coverage / 2 + bm25 / bound / 2)``."""
+    """The fused score of fusion="coverage", recomputed by hand from a BM25 index over the same texts (one
+    chunk per document): ``(1 - w) · cosine + w · (coverage / 2 + bm25 / bound / 2)``."""
     query = "sorted lists of strings"
     rag = settings.rag
     ref = native.BM25Index(rag.bm25_k1, rag.bm25_b, rag.bm25_analyzer)
@@ -117,7 +117,7 @@ async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: 
     w = cover["lists"] * min(1.0, 4 / 3)  # the best BM25 hit is 'lists'
     async with Client(create_server(settings)) as client:
         await _ok(client, "batch_ingest", documents=DOCS)
-        res = await _ok(client, "hybrid_search", query=query, limit=3)
+        res = await _ok(client, "hybrid_search", query=query, limit=3, fusion="coverage")
     assert res["fusion"] == "coverage"
     assert res["keyword_weight"] == pytest.approx(w, abs=1e-4)  # rounded to 4 places in the result
     assert res["hits"][0]["doc_id"] == "lists"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_gemma.fusion import COVERAGE_SHARE, DEFAULT_FUSION, SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
+from mcp_gemma.fusion import COVERAGE_SHARE, SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
 
 
 def test_adaptive_weight_follows_coverage_and_shrinks_for_short_queries() -> None:
@@ -28,7 +28,6 @@ def test_fuse_scores_uses_the_bound_and_breaks_ties_by_id() -> None:
 
 
 def test_coverage_fusion_blends_each_candidates_coverage_into_the_keyword_side() -> None:
-    assert DEFAULT_FUSION == "coverage"
     assert COVERAGE_SHARE == 0.5
     # keyword = 0.5 coverage + 0.5 bm25 / bound; fused = (1 - w) cos + w keyword, w = 0.6
     got = fuse_scores([4, 9, 2], [0.3, 0.5, 0.4], [6.0, 2.0, 0.0], 8.0, 0.6, coverage=[0.5, 1.0, 0.0])

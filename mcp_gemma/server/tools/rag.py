@@ -232,11 +232,11 @@ def register(server: MCPServer[AppState]) -> None:
             ),
         ] = None,
         fusion: Annotated[
-            Literal["coverage", "adaptive", "weighted", "rrf"] | None,
+            Literal["adaptive", "coverage", "weighted", "rrf"] | None,
             Field(
-                description="'coverage' (BM25 share chosen per query; keyword evidence = half BM25, half the "
-                "share of the query's rare words the chunk holds), 'adaptive' (the same share, BM25 alone), "
-                "'weighted' (keyword_weight) or 'rrf' (reciprocal rank); default rag.fusion ('coverage')."
+                description="'adaptive' (BM25 share chosen per query), 'coverage' (the same share; keyword "
+                "evidence = half BM25, half the share of the query's rare words the chunk holds), 'weighted' "
+                "(keyword_weight) or 'rrf' (reciprocal rank); default rag.fusion ('adaptive')."
             ),
         ] = None,
         filter: Filter = None,
