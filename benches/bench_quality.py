@@ -8,8 +8,9 @@ docstrings), code (stdlib function sources, docstrings stripped) and records (er
 signal, MIME lines). Four query styles on each: a sentence copied from inside the document, the same
 with its three rarest words removed, 2-4 keywords and a paraphrase (the last two hand-written).
 Each query is asked through ``search_documents`` (vector), ``hybrid_search`` with all weight on BM25,
-RRF, fixed-weight and default (adaptive) fusion, and ``semantic_search`` (MMR 0.3 and 0), all with
-``group_by_document`` and limit 10, and scored by distinct document: MRR@10, recall@10, nDCG@10.
+RRF, fixed-weight, coverage and default (adaptive) fusion, and ``semantic_search``
+(MMR 0.1, the default, and 0), all with ``group_by_document`` and limit 10, and scored by distinct
+document: MRR@10, recall@10, nDCG@10.
 Quality numbers are deterministic: ``--quick`` asks fewer queries, not different ones.
 """
 
@@ -28,7 +29,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import _common  # noqa: E402 - clears OPENBLAS_* before numpy loads
 
-MODES = ["vector", "bm25", "rrf", "weighted", "default", "semantic", "semantic_d0"]
+MODES = ["vector", "bm25", "rrf", "weighted", "coverage", "default", "semantic", "semantic_d0"]
 MEMORY_MODES = ["vector", "bm25", "no_time", "default"]
 
 

@@ -420,6 +420,10 @@ class BM25Index:
     def coverage(self, query: str, id: int) -> float:
         """Share of the query's IDF mass (unknown terms at the top IDF) that document ``id`` holds."""
 
+    def coverage_many(self, query: str, ids: NDArray[np.uint64]) -> NDArray[np.float64]:
+        """``coverage`` of each of ``ids`` in order, in float64 (GIL released); 0.0 for an id that is
+        not indexed. Distinct query terms weigh BM25's IDF; a term no document has, the top IDF."""
+
     def max_score(self, query: str) -> float:
         """Upper bound of any score for ``query``: sum of idf * (k1 + 1) over its indexed terms."""
 

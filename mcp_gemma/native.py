@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
     U64: TypeAlias = NDArray[np.uint64]
     F32: TypeAlias = NDArray[np.float32]
+    F64: TypeAlias = NDArray[np.float64]
 
 rust_core_version: str = _rust_core.__version__
 build_profile: str = _rust_core.build_profile
@@ -477,6 +478,13 @@ class BM25Index:
     def coverage(self, query: str, id: int) -> float:
         """Share of the query's IDF mass that document ``id`` holds."""
         return self._inner.coverage(query, id)
+
+    @_mapped
+    def coverage_many(self, query: str, ids: U64) -> F64:
+        """Share of the query's IDF mass that each of ``ids`` holds, in order (0.0 for an id that is
+        not indexed): each distinct query term weighs its BM25 IDF, a term no document has the
+        highest IDF there is. The chunk-level keyword evidence of ``fusion="coverage"``."""
+        return self._inner.coverage_many(query, ids)
 
     @property
     def analyzer(self) -> Analyzer:

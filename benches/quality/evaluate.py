@@ -25,6 +25,7 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "bm25": ("hybrid_search", {"keyword_weight": 1.0}),
     "rrf": ("hybrid_search", {"fusion": "rrf"}),
     "weighted": ("hybrid_search", {"fusion": "weighted"}),
+    "coverage": ("hybrid_search", {"fusion": "coverage"}),
     "default": ("hybrid_search", {}),
     "semantic": ("semantic_search", {}),
     "semantic_d0": ("semantic_search", {"diversity": 0.0}),

@@ -19,7 +19,9 @@ chunks one document holds, and whether BM25's top document is among the vector's
 Fifth round (``--long-corpora``: the long tuning corpora ``readmes`` and ``npdocs`` of
 ``corpora.py``): the two candidates fixed before prose was checked are ``covfuse:0.5:99`` and
 ``covfuse:0.75:99`` (keyword evidence = that share of the chunk's IDF coverage plus the rest of BM25 /
-bound, for every query; today's weight).
+bound, for every query; today's weight). ``covfuse:0.5:99`` is ``hybrid_search``'s
+``fusion="coverage"`` and ``default`` its default, ``fusion="adaptive"`` (``benches/quality/parity.py``
+checks that the server ranks as these rules do).
 
 Sixth round: the long tuning corpora also carry ``keyword_hand``, hand-written keyword queries (a
 fifth style, scored as its own cell; ``corpora.py``, :func:`~benches.quality.corpora.hand_keyword_queries`).

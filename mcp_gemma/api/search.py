@@ -58,8 +58,8 @@ class SearchRequest(BaseModel):
     keyword_weight: float | None = Field(
         None, ge=0.0, le=1.0, description="hybrid: fix the BM25 share (implies fusion 'weighted')."
     )
-    fusion: Literal["adaptive", "weighted", "rrf"] | None = Field(
-        None, description="hybrid: adaptive, weighted or rrf (default rag.fusion)."
+    fusion: Literal["adaptive", "coverage", "weighted", "rrf"] | None = Field(
+        None, description="hybrid: adaptive, coverage, weighted or rrf (default rag.fusion)."
     )
     collection: str = CollectionField
 

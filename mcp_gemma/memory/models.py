@@ -69,12 +69,15 @@ class RecallHit(BaseModel):
     item: MemoryItem
     score: float = Field(description="similarity × importance × recency.")
     similarity: float = Field(
-        description="How well it matches the query: cosine and BM25 fused as in hybrid_search (plus "
+        description="How well it matches the query: cosine and BM25 fused as memory.fusion says (plus "
         "memory.time_match_boost when it happened in a time the query names)."
     )
     cosine: float | None = Field(None, description="Cosine similarity of the embeddings.")
     keyword_score: float | None = Field(
-        None, description="BM25 score over the query's bound (0..1); absent when no query word matches."
+        None,
+        description="Keyword evidence (0..1): BM25 score over the query's bound (memory.fusion 'adaptive'), "
+        "or its mean with the memory's share of the query's IDF mass ('coverage'); absent when no query "
+        "word matches.",
     )
     time_match: bool = Field(False, description="It happened within the time the query names.")
     recency: float

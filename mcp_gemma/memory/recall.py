@@ -12,7 +12,7 @@ import numpy as np
 
 from mcp_gemma import native
 from mcp_gemma.errors import InvalidInputError
-from mcp_gemma.fusion import adaptive_weight
+from mcp_gemma.fusion import COVERAGE_SHARE, adaptive_weight
 from mcp_gemma.memory.config import TIER_NAMES, TierName
 from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
@@ -35,6 +35,7 @@ class _Query:
     match: Match
     when: TimeRange | None
     time_boost: float
+    chunk_coverage: bool  # memory.fusion == "coverage": each memory's own coverage is keyword evidence
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ async def recall(
     A recall counts as an access (count, TTL, hit statistics, promotion); ``touch=False`` reads only,
     for callers such as research_query that promise to change nothing.
 
-    ``similarity`` fuses cosine and BM25 as hybrid document search does (``match="hybrid"``), or is
+    ``similarity`` fuses cosine and BM25 as ``memory.fusion`` says (``match="hybrid"``; "adaptive"
+    by default, measured better here than "coverage"), or is
     one of them alone; with ``time_aware`` a time the query names ("in March") adds
     ``memory.time_match_boost`` to memories that happened then (``occurred_at``, else ``created_at``).
     """
@@ -108,6 +110,7 @@ async def recall(
         match,
         time_range(query, now) if time_aware else None,
         service.settings.time_match_boost,
+        service.settings.fusion == "coverage",
     )
     scored: list[tuple[float, RecallHit, MemoryRecord]] = []
     candidates = 0
@@ -190,20 +193,28 @@ def _relevance(
     """Fused similarity of every candidate of both rankings, the BM25 weight and the BM25 bound."""
     ips = dict(vec)
     keys = list(dict.fromkeys([key for key, _ in vec] + [key for key, _ in kw]))
-    bm = idx.keywords.scores(q.text, np.asarray(keys, dtype=np.uint64)).tolist()
+    arr = np.asarray(keys, dtype=np.uint64)
+    bm = idx.keywords.scores(q.text, arr).tolist()
     bound = idx.keywords.max_score(q.text)
-    if q.match == "hybrid":
+    covers: list[float] | None = None
+    if q.match == "hybrid" and q.chunk_coverage:
+        covers = idx.keywords.coverage_many(q.text, arr).tolist()
+        cover = covers[keys.index(kw[0][0])] if kw else 0.0
+    elif q.match == "hybrid":
         cover = idx.keywords.coverage(q.text, kw[0][0]) if kw else 0.0
+    if q.match == "hybrid":
         weight = adaptive_weight(cover, len(set(native.tokenize(q.text, idx.analyzer))))
     else:
         weight = 1.0 if q.match == "keyword" else 0.0
     out: dict[int, _Relevance] = {}
-    for key, raw in zip(keys, bm, strict=True):
+    for i, (key, raw) in enumerate(zip(keys, bm, strict=True)):
         meta = idx.meta.get(key)
         if meta is None:
             continue
         cos = ips[key] / meta.scale if key in ips else idx.similarity(q.vector, key)
         scaled = float(raw) / bound if bound > 0 else 0.0
+        if covers is not None:
+            scaled = COVERAGE_SHARE * covers[i] + (1 - COVERAGE_SHARE) * scaled
         sim = (1.0 - weight) * max(cos, 0.0) + weight * scaled
         at = meta.occurred if meta.occurred is not None else meta.created
         in_time = q.when is not None and q.when.contains(at)
@@ -232,8 +243,9 @@ async def _shortlist(
     BM25 by its score. An item neither side listed has ``cosine × scale`` at most the vector side's
     last value and a BM25 score at most the keyword side's last one, so (scale and recency being at
     most 1) its estimated score is at most ``(1 - w) · ip_floor + w · bm_floor / bound`` plus the
-    time boost. Once the k-th estimate reaches that, no unseen item can beat it; until then the
-    shortlist widens (in memory, no Redis round trip).
+    time boost (with ``memory.fusion = "coverage"`` the keyword term is at most ``w · (1/2 + 1/2 ·
+    bm_floor / bound)``: an unseen item may hold every query term). Once the k-th estimate reaches
+    that, no unseen item can beat it; until then the shortlist widens (in memory, no Redis round trip).
     """
     half_life = service.settings.recency_half_life_s
     want = min(pool, max(4 * k, 32))
@@ -263,6 +275,10 @@ async def _shortlist(
         )
         ip_floor = vec[-1][1] if len(vec) >= want else 0.0
         bm_floor = kw[-1][1] / bound if len(kw) >= want and bound > 0 else 0.0
+        if q.chunk_coverage and q.match == "hybrid":
+            # An unseen memory may hold every query term (coverage 1) whenever BM25 listed a full
+            # `want`; when it listed fewer, every memory sharing a term was listed.
+            bm_floor = COVERAGE_SHARE * (1.0 if len(kw) >= want else 0.0) + (1 - COVERAGE_SHARE) * bm_floor
         unseen = (1.0 - weight) * max(ip_floor, 0.0) + weight * bm_floor
         if q.when is not None and (ip_floor > 0 or bm_floor > 0):
             unseen += q.time_boost

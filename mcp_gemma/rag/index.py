@@ -77,6 +77,7 @@ class KeywordEvidence:
     bound: float
     coverage: float
     terms: int
+    chunk_coverage: list[float] | None = None
 
 
 @dataclass(slots=True)
@@ -506,14 +507,22 @@ class ChunkIndex:
         ids, scores = await anyio.to_thread.run_sync(scan) if rows > THREAD_SCAN_ROWS else scan()
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
 
-    def keyword_evidence(self, query: str, ids: Sequence[int], best: int | None) -> KeywordEvidence:
+    def keyword_evidence(
+        self, query: str, ids: Sequence[int], best: int | None, *, chunk_coverage: bool = False
+    ) -> KeywordEvidence:
         """What hybrid fusion needs of the keyword side for candidates ``ids``: their BM25 scores, the
         query's score bound, how much of the query the best keyword hit ``best`` covers, and the
-        query's number of distinct terms."""
-        scores = self.keywords.scores(query, np.asarray(ids, dtype=np.uint64))
+        query's number of distinct terms; with ``chunk_coverage`` also each candidate's own coverage
+        (``fusion="coverage"``; ``best`` must then be one of ``ids``)."""
+        keys = np.asarray(ids, dtype=np.uint64)
+        scores = self.keywords.scores(query, keys)
         bound = self.keywords.max_score(query)
-        coverage = self.keywords.coverage(query, best) if best is not None else 0.0
         terms = len(set(native.tokenize(query, self.settings.bm25_analyzer)))
+        if chunk_coverage:
+            covers = [float(c) for c in self.keywords.coverage_many(query, keys)]
+            coverage = covers[list(ids).index(best)] if best is not None else 0.0
+            return KeywordEvidence([float(s) for s in scores], float(bound), coverage, terms, covers)
+        coverage = self.keywords.coverage(query, best) if best is not None else 0.0
         return KeywordEvidence([float(s) for s in scores], float(bound), float(coverage), terms)
 
     def cosines(self, query: Vectors, ids: Sequence[int]) -> list[float]:

@@ -97,9 +97,11 @@ class SearchResult(BaseModel):
     hits: list[SearchHit]
     searched_chunks: int = Field(description="Chunks the filter allowed (all chunks without a filter).")
     took_ms: float
-    fusion: str | None = Field(None, description="Hybrid only: the fusion used (adaptive, weighted, rrf).")
+    fusion: str | None = Field(
+        None, description="Hybrid only: the fusion used (adaptive, coverage, weighted, rrf)."
+    )
     keyword_weight: float | None = Field(
-        None, description="Hybrid only: the BM25 share used (adaptive: chosen for this query)."
+        None, description="Hybrid only: the BM25 share used (adaptive, coverage: chosen for this query)."
     )
 
 

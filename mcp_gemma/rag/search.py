@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from mcp_gemma import native
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
-from mcp_gemma.fusion import adaptive_weight, fuse_scores
+from mcp_gemma.fusion import Fusion, adaptive_weight, fuse_scores
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocStore, StoredChunk
 from mcp_gemma.rag.index import ChunkIndex, Ids
@@ -59,9 +59,6 @@ def stitch(pieces: Sequence[StoredChunk]) -> tuple[str, int, int]:
             text += " " + piece.text
         end = max(end, piece.end)
     return text, ordered[0].start, end
-
-
-Fusion = Literal["adaptive", "weighted", "rrf"]
 
 
 class Searcher:
@@ -215,13 +212,15 @@ class Searcher:
         vs = dict(vec)
         missing = [c for c in ids if c not in vs]
         vs.update(zip(missing, self.index.cosines(qvec, missing), strict=True))
-        evidence = self.index.keyword_evidence(query, ids, kw[0][0] if kw else None)
+        evidence = self.index.keyword_evidence(
+            query, ids, kw[0][0] if kw else None, chunk_coverage=how == "coverage"
+        )
         if how == "weighted":
             weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
         else:
             weight = adaptive_weight(evidence.coverage, evidence.terms)
         cos = [vs[c] for c in ids]
-        ranked = fuse_scores(ids, cos, evidence.scores, evidence.bound, weight)
+        ranked = fuse_scores(ids, cos, evidence.scores, evidence.bound, weight, evidence.chunk_coverage)
         scores = dict(zip(ids, zip(cos, evidence.scores, strict=True), strict=True))
         return ranked, {c: (scores[c][0], scores[c][1] or None) for c, _ in ranked}, how, round(weight, 4)
 
@@ -240,7 +239,7 @@ class Searcher:
         started = time.perf_counter()
         if keyword_weight is not None and not 0.0 <= keyword_weight <= 1.0:
             raise InvalidInputError(f"keyword_weight must be between 0 and 1, got {keyword_weight}")
-        if keyword_weight is not None and fusion in ("adaptive", "rrf"):
+        if keyword_weight is not None and fusion not in (None, "weighted"):
             raise InvalidInputError(
                 f"keyword_weight applies to fusion='weighted' only; drop it or use fusion='weighted' "
                 f"(got fusion={fusion!r})"

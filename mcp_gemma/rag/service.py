@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -18,6 +18,7 @@ import redis.exceptions as rexc
 
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, NotFoundError
+from mcp_gemma.fusion import Fusion
 from mcp_gemma.health import ComponentStatus
 from mcp_gemma.rag import snapshot
 from mcp_gemma.rag.config import RagSettings
@@ -200,7 +201,7 @@ class RagService:
         limit: int = 5,
         filter: Mapping[str, Any] | None = None,
         keyword_weight: float | None = None,
-        fusion: Literal["adaptive", "weighted", "rrf"] | None = None,
+        fusion: Fusion | None = None,
         group_by_document: bool = False,
     ) -> SearchResult:
         """BM25 + vector search, fused (defaults: rag.fusion, rag.keyword_weight)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+
+from mcp_gemma import native
 
 from .conftest import MakeSettings, OpenClient, contents, fails, ok
 
@@ -91,3 +94,31 @@ async def test_occurred_filters(make_settings: MakeSettings, open_client: OpenCl
             occurred_before="2026-04-30T23:59:59Z",
         )
         assert sorted(got) == sorted([TURNS[2][0], TURNS[3][0]])
+
+
+@pytest.mark.parametrize("fusion", ["adaptive", "coverage"])
+async def test_memory_fusion_setting_sets_the_keyword_evidence(
+    make_settings: MakeSettings, open_client: OpenClient, fusion: str
+) -> None:
+    """keyword_score is BM25 / bound ('adaptive') or its mean with the memory's share of the query's
+    IDF mass ('coverage'), recomputed from a BM25 index over the same five turns."""
+    query = "Maya boiler landlord plumber"
+    ref = native.BM25Index(analyzer="english")
+    ref.add_many(list(range(len(TURNS))), [t for t, _ in TURNS])
+    keys = np.arange(len(TURNS), dtype=np.uint64)
+    scaled = ref.scores(query, keys) / ref.max_score(query)
+    cover = ref.coverage_many(query, keys)
+    want = {TURNS[i][0]: (cover[i] + scaled[i]) / 2 if fusion == "coverage" else scaled[i] for i in range(5)}
+    async with open_client(make_settings(fusion=fusion)) as client:
+        await _store(client)
+        res = await ok(client, "recall_memory", query=query, agent_id="chat", limit=5)
+    hits = res["hits"]
+    assert hits[0]["item"]["content"] == TURNS[2][0]  # every term: coverage 1, so the BM25 share is 1
+    assert cover[2] == 1.0 and 0.0 < cover[0] < 1.0
+    for hit in hits:
+        expected = want[hit["item"]["content"]]
+        if expected == 0.0:
+            assert hit["keyword_score"] is None
+            continue
+        assert hit["keyword_score"] == pytest.approx(expected, abs=2e-6)
+        assert hit["similarity"] == pytest.approx(expected, abs=2e-6)  # weight 1: keywords only

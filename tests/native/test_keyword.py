@@ -107,3 +107,27 @@ def test_scores_bound_and_coverage() -> None:
     assert index.coverage("sat unheard", 2) == pytest.approx(idf[1] / (idf[1] + unknown), rel=1e-6)
     assert index.coverage("cat", 99) == 0.0
     assert index.coverage("cat", -1) == 0.0
+
+
+def test_coverage_many_is_each_ids_share_of_the_query_idf_mass() -> None:
+    index = rc.BM25Index()
+    index.add_many([1, 2, 3, 4], ["the cat sat on the mat", "the dog sat", "cats and dogs", "cat"])
+    index.remove(4)
+    # N = 3 live documents: df(cat) = 1 (id 4 is gone), df(sat) = 2, df(the) = 2, df(unheard) = 0.
+    # By hand: idf(1) = ln(1 + 2.5/1.5) = 0.98082925, idf(2) = ln(1 + 1.5/2.5) = 0.47000363,
+    # idf(0) = ln(1 + 3.5/0.5) = 2.07944154; "the" and "sat" repeated count once.
+    cat, two, unheard = 0.9808292530117263, 0.47000362924573563, 2.0794415416798357
+    total = cat + two + two + unheard
+    query = "The cat sat the sat unheard"
+    got = index.coverage_many(query, np.array([2, 1, 99, 3, 4, 1], dtype=np.uint64))
+    assert got.dtype == np.float64
+    want = [(two + two) / total, (cat + two + two) / total, 0.0, 0.0, 0.0, (cat + two + two) / total]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0)
+    assert got[1] == pytest.approx(0.48017575, rel=1e-7)
+    assert index.coverage(query, 1) == pytest.approx(got[1], rel=1e-6)  # the same share, in f32
+    assert index.coverage_many("cat", np.array([1], dtype=np.uint64)).tolist() == [1.0]
+    assert index.coverage_many("", np.array([1, 2], dtype=np.uint64)).tolist() == [0.0, 0.0]
+    assert index.coverage_many("cat", np.array([], dtype=np.uint64)).tolist() == []
+    assert rc.BM25Index().coverage_many("cat", np.array([1], dtype=np.uint64)).tolist() == [0.0]
+    with pytest.raises(ValueError, match="ids"):
+        index.coverage_many("cat", np.array([[1]], dtype=np.uint64))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from mcp import Client
 
+from mcp_gemma import native
 from mcp_gemma.server.app import create_server
 from mcp_gemma.settings import Settings, load_settings
 
@@ -78,10 +81,47 @@ async def test_hybrid_reports_fusion_and_weight(settings: Settings) -> None:
         assert res["hits"][0]["doc_id"] == "sets"
         top = res["hits"][0]
         assert top["vector_score"] is not None and top["keyword_score"] is not None
+        cov = await _ok(
+            client, "hybrid_search", query="Sorted sets keep members ordered by score", fusion="coverage"
+        )
+        assert (cov["fusion"], cov["keyword_weight"]) == ("coverage", 1.0)
         fixed = await _ok(client, "hybrid_search", query="leaderboards", keyword_weight=0.25, limit=1)
         assert (fixed["fusion"], fixed["keyword_weight"]) == ("weighted", 0.25)
         rrf = await _ok(client, "hybrid_search", query="leaderboards", fusion="rrf", limit=1)
         assert (rrf["fusion"], rrf["keyword_weight"]) == ("rrf", None)
-        bad = await client.call_tool("hybrid_search", {"query": "x", "keyword_weight": 0.5, "fusion": "rrf"})
-        assert bad.is_error is True
-        assert "keyword_weight applies to fusion='weighted' only" in str(bad.content[0].text)  # type: ignore[union-attr]
+        for other in ("rrf", "coverage", "adaptive"):
+            args = {"query": "x", "keyword_weight": 0.5, "fusion": other}
+            bad = await client.call_tool("hybrid_search", args)
+            assert bad.is_error is True
+            assert "keyword_weight applies to fusion='weighted' only" in str(bad.content[0].text)  # type: ignore[union-attr]
+
+
+async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: Settings) -> None:
+    """The fused score of fusion="coverage", recomputed by hand from a BM25 index over the same texts (one
+    chunk per document): ``(1 - w) · cosine + w · (coverage / 2 + bm25 / bound / 2)``."""
+    query = "sorted lists of strings"
+    rag = settings.rag
+    ref = native.BM25Index(rag.bm25_k1, rag.bm25_b, rag.bm25_analyzer)
+    ref.add_many([0, 1, 2], [d["text"] for d in DOCS])
+    bound = ref.max_score(query)
+    # terms sorted, lists, of, strings; N = 3: 'sets' holds sorted (df 1), 'lists' holds the other three
+    df = {"sorted": 1, "lists": 1, "of": 2, "strings": 1}
+    idf = {t: math.log(1 + (3 - n + 0.5) / (n + 0.5)) for t, n in df.items()}
+    mass = sum(idf.values())
+    cover = {"sets": idf["sorted"] / mass, "lists": 1 - idf["sorted"] / mass, "streams": idf["of"] / mass}
+    np.testing.assert_allclose(
+        ref.coverage_many(query, np.array([1, 2, 0], dtype=np.uint64)),
+        [cover["sets"], cover["lists"], cover["streams"]],
+        rtol=1e-12,
+    )
+    w = cover["lists"] * min(1.0, 4 / 3)  # the best BM25 hit is 'lists'
+    async with Client(create_server(settings)) as client:
+        await _ok(client, "batch_ingest", documents=DOCS)
+        res = await _ok(client, "hybrid_search", query=query, limit=3, fusion="coverage")
+    assert res["fusion"] == "coverage"
+    assert res["keyword_weight"] == pytest.approx(w, abs=1e-4)  # rounded to 4 places in the result
+    assert res["hits"][0]["doc_id"] == "lists"
+    for hit in res["hits"]:
+        bm = hit["keyword_score"] or 0.0
+        want = (1 - w) * hit["vector_score"] + w * (cover[hit["doc_id"]] / 2 + bm / bound / 2)
+        assert hit["score"] == pytest.approx(want, abs=1e-5), hit

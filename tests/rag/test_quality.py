@@ -6,7 +6,8 @@ the 50 queries, and its mean reciprocal rank must be within 0.01 of vector searc
 of benches/bench_quality.py: hybrid never loses to its best part).
 
 Measured (MiniLM-L6-v2, chunk 800/100): vector top-3 49/50, MRR 0.955; hybrid with the default
-adaptive fusion top-3 50/50, MRR 0.947; RRF (k=60) top-3 48/50, MRR 0.928. The previous default
+adaptive fusion top-3 50/50, MRR 0.947; RRF (k=60) top-3 48/50, MRR 0.918; ``fusion="coverage"``
+top-3 50/50, MRR 0.937 (below the bar, so not the default; benches/README.md). The previous default
 (min-max weighted, keyword_weight 0.3) was tuned on this set alone (MRR 0.957) and lost to BM25 by
 up to 0.23 on copied sentences; the defaults are now chosen on benches/bench_quality.py's corpora.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_gemma.fusion import SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
+from mcp_gemma.fusion import COVERAGE_SHARE, SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
 
 
 def test_adaptive_weight_follows_coverage_and_shrinks_for_short_queries() -> None:
@@ -25,3 +25,24 @@ def test_fuse_scores_uses_the_bound_and_breaks_ties_by_id() -> None:
     assert got[2][1] == pytest.approx(0.45)
     assert fuse_scores([1, 2], [0.2, 0.1], [0.0, 3.0], 0.0, 0.7)[0][0] == 1  # no bound: cosine only
     assert fuse_scores([], [], [], 1.0, 0.5) == []
+
+
+def test_coverage_fusion_blends_each_candidates_coverage_into_the_keyword_side() -> None:
+    assert COVERAGE_SHARE == 0.5
+    # keyword = 0.5 coverage + 0.5 bm25 / bound; fused = (1 - w) cos + w keyword, w = 0.6
+    got = fuse_scores([4, 9, 2], [0.3, 0.5, 0.4], [6.0, 2.0, 0.0], 8.0, 0.6, coverage=[0.5, 1.0, 0.0])
+    want = {
+        4: 0.4 * 0.3 + 0.6 * (0.5 * 0.5 + 0.5 * 0.75),  # 0.495
+        9: 0.4 * 0.5 + 0.6 * (0.5 * 1.0 + 0.5 * 0.25),  # 0.575
+        2: 0.4 * 0.4,  # 0.16
+    }
+    assert [i for i, _ in got] == [9, 4, 2]
+    for i, score in got:
+        assert score == pytest.approx(want[i], abs=1e-12)
+    # without coverage the short chunk with the higher BM25 wins: the coverage half is what turns it
+    assert [i for i, _ in fuse_scores([4, 9, 2], [0.3, 0.5, 0.4], [6.0, 2.0, 0.0], 8.0, 0.6)] == [4, 9, 2]
+    # no bound (no query term indexed): coverage still counts, BM25 not
+    alone = fuse_scores([1], [0.2], [0.0], 0.0, 0.5, coverage=[0.4])
+    assert alone[0][1] == pytest.approx(0.5 * 0.2 + 0.5 * 0.2)
+    with pytest.raises(ValueError, match="2 coverages for 3 candidates"):
+        fuse_scores([1, 2, 3], [0.1] * 3, [0.0] * 3, 1.0, 0.5, coverage=[0.1, 0.2])

@@ -232,10 +232,11 @@ def register(server: MCPServer[AppState]) -> None:
             ),
         ] = None,
         fusion: Annotated[
-            Literal["adaptive", "weighted", "rrf"] | None,
+            Literal["adaptive", "coverage", "weighted", "rrf"] | None,
             Field(
-                description="'adaptive' (BM25 share chosen per query), 'weighted' (keyword_weight) or 'rrf' "
-                "(reciprocal rank); default rag.fusion ('adaptive')."
+                description="'adaptive' (BM25 share chosen per query), 'coverage' (the same share; keyword "
+                "evidence = half BM25, half the share of the query's rare words the chunk holds), 'weighted' "
+                "(keyword_weight) or 'rrf' (reciprocal rank); default rag.fusion ('adaptive')."
             ),
         ] = None,
         filter: Filter = None,

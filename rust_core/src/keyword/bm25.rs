@@ -272,38 +272,71 @@ impl Bm25Index {
         out
     }
 
+    /// The distinct terms of `query` with their coverage weight: the term id where a document holds
+    /// it, and its IDF in f64 (a term no document has weighs the highest IDF there is, `idf(n, 0)`).
+    fn coverage_terms(&self, query: &str) -> Vec<(Option<u32>, f64)> {
+        let n = self.len() as f64;
+        let idf64 = |df: f64| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        let mut seen: HashSet<String> = HashSet::default();
+        let mut out = Vec::new();
+        for tok in self.analyzer.analyze(query) {
+            if seen.contains(&tok) {
+                continue;
+            }
+            let held = self
+                .term_ids
+                .get(&tok)
+                .copied()
+                .filter(|&t| !self.postings[t as usize].is_empty());
+            let df = held.map_or(0.0, |t| self.postings[t as usize].len() as f64);
+            out.push((held, idf64(df)));
+            seen.insert(tok);
+        }
+        out
+    }
+
     /// The share of `query`'s IDF mass that document `id` contains: each distinct query term weighs
     /// its IDF (a term no document has weighs the highest IDF there is), and the terms `id` holds are
     /// summed over all. 1.0 when it has every term, 0.0 when it has none (or is not indexed, or the
     /// query has no term). Says how much of a query the best keyword hit explains.
     pub fn coverage(&self, query: &str, id: u64) -> f32 {
-        let Some(&slot) = self.slot_of.get(&id) else {
-            return 0.0;
-        };
-        let n = self.len() as f32;
-        let held: HashSet<u32> = self.doc_terms[slot as usize].iter().copied().collect();
-        let mut seen: HashSet<String> = HashSet::default();
-        let (mut total, mut found) = (0.0f32, 0.0f32);
-        for tok in self.analyzer.analyze(query) {
-            if !seen.insert(tok.clone()) {
-                continue;
+        self.coverage_many(query, &[id])[0] as f32
+    }
+
+    /// [`Bm25Index::coverage`] of each of `ids`, in the order given, computed in f64 (the IDF is
+    /// BM25's, `ln(1 + (N - df + 0.5) / (df + 0.5))`, over the same analyzer). An id that is not
+    /// indexed gets 0.0, as in [`Bm25Index::scores`]: a candidate deleted since another ranking found
+    /// it holds none of the query. One pass over the query terms' postings, as `scores` makes.
+    pub fn coverage_many(&self, query: &str, ids: &[u64]) -> Vec<f64> {
+        let mut out = vec![0.0f64; ids.len()];
+        if self.is_empty() || ids.is_empty() {
+            return out;
+        }
+        let terms = self.coverage_terms(query);
+        let total: f64 = terms.iter().map(|&(_, w)| w).sum();
+        if total <= 0.0 {
+            return out;
+        }
+        let mut pos_of: HashMap<u32, Vec<usize>> = HashMap::default();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(&slot) = self.slot_of.get(id) {
+                pos_of.entry(slot).or_default().push(i);
             }
-            match self.term_ids.get(&tok) {
-                Some(&t) if !self.postings[t as usize].is_empty() => {
-                    let w = idf(n, self.postings[t as usize].len() as f32);
-                    total += w;
-                    if held.contains(&t) {
-                        found += w;
+        }
+        for (t, w) in terms {
+            let Some(t) = t else { continue };
+            for &(slot, _) in &self.postings[t as usize] {
+                if let Some(positions) = pos_of.get(&slot) {
+                    for &i in positions {
+                        out[i] += w;
                     }
                 }
-                _ => total += idf(n, 0.0),
             }
         }
-        if total > 0.0 {
-            found / total
-        } else {
-            0.0
+        for v in &mut out {
+            *v /= total;
         }
+        out
     }
 
     /// An upper bound of any document's score for `query`: `Σ idf · (k1 + 1)` over its indexed terms
@@ -400,6 +433,43 @@ mod tests {
         assert!((idx.coverage("common unheard", 3) - unknown).abs() < 1e-6);
         assert_eq!(idx.coverage("rare", 9), 0.0);
         assert_eq!(idx.coverage("", 1), 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn coverage_many_is_the_idf_share_of_each_id() -> CoreResult<()> {
+        let mut idx = Bm25Index::new(1.2, 0.75)?;
+        idx.add(1, "rare common");
+        idx.add(2, "common");
+        idx.add(3, "common other other");
+        idx.add(4, "rare");
+        idx.remove(4);
+        // N = 3; df(common) = 3, df(rare) = 1 (the removed id no longer counts), df(unheard) = 0.
+        let idf = |df: f64| (1.0 + (3.0 - df + 0.5) / (df + 0.5)).ln();
+        let (common, rare, unheard) = (idf(3.0), idf(1.0), idf(0.0));
+        let total = common + rare + unheard;
+        // Repeated query terms count once; unknown and removed ids get 0.
+        let got = idx.coverage_many("rare common unheard rare", &[3, 1, 9, 2, 4, 1]);
+        let want = [
+            common / total,
+            (rare + common) / total,
+            0.0,
+            common / total,
+            0.0,
+            (rare + common) / total,
+        ];
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{g} != {w}");
+        }
+        // By hand: ln(1 + 0.5/3.5) = 0.133531, ln(1 + 2.5/1.5) = 0.980829, ln(1 + 3.5/0.5) = 2.079442.
+        assert!((got[1] - (0.980829 + 0.133531) / (0.980829 + 0.133531 + 2.079442)).abs() < 1e-6);
+        assert_eq!(idx.coverage("rare common unheard", 1), got[1] as f32);
+        assert_eq!(idx.coverage_many("", &[1, 2]), [0.0, 0.0]);
+        assert!(idx.coverage_many("rare", &[]).is_empty());
+        assert_eq!(idx.coverage_many("rare", &[1])[0], 1.0);
+        let empty = Bm25Index::new(1.2, 0.75)?;
+        assert_eq!(empty.coverage_many("rare", &[1]), [0.0]);
         Ok(())
     }
 

@@ -156,6 +156,19 @@ impl PyBm25Index {
         Ok(py.detach(|| read(&self.inner).map(|g| g.coverage(&query, id)))?)
     }
 
+    fn coverage_many<'py>(
+        &self,
+        py: Python<'py>,
+        query: &str,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
+        let ids = slice(&arr, "ids")?.to_vec();
+        let query = query.to_owned();
+        let out = py.detach(|| read(&self.inner).map(|g| g.coverage_many(&query, &ids)))?;
+        Ok(out.into_pyarray(py))
+    }
+
     fn max_score(&self, py: Python<'_>, query: &str) -> PyResult<f32> {
         let query = query.to_owned();
         Ok(py.detach(|| read(&self.inner).map(|g| g.max_score(&query)))?)
