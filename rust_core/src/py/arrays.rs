@@ -29,15 +29,18 @@ pub trait Element: pyo3::buffer::Element + Send + Sync + 'static {
     const NAME: &'static str;
     /// The `struct` format characters numpy exports this dtype as, in native byte order.
     const FORMATS: &'static [u8];
+    /// The character after `=` (standard size) numpy exports it as when the data is not aligned.
+    const STANDARD: u8;
     /// The numpy dtype object (looked up once).
     fn dtype(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>>;
 }
 
 macro_rules! element {
-    ($t:ty, $name:literal, $formats:expr) => {
+    ($t:ty, $name:literal, $formats:expr, $standard:expr) => {
         impl Element for $t {
             const NAME: &'static str = $name;
             const FORMATS: &'static [u8] = $formats;
+            const STANDARD: u8 = $standard;
             fn dtype(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
                 static DTYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
                 DTYPE
@@ -53,11 +56,11 @@ macro_rules! element {
 // numpy exports int64 as `l` and uint64 as `L` (a C long is 8 bytes on every 64-bit platform it
 // builds for but Windows, where it exports `q`/`Q`); both spellings of each are accepted, and the
 // item size is checked as well.
-element!(f32, "float32", b"f");
-element!(u64, "uint64", b"LQ");
-element!(i64, "int64", b"lq");
-element!(i8, "int8", b"b");
-element!(u16, "uint16", b"H");
+element!(f32, "float32", b"f", b'f');
+element!(u64, "uint64", b"LQ", b'Q');
+element!(i64, "int64", b"lq", b'q');
+element!(i8, "int8", b"b", b'b');
+element!(u16, "uint16", b"H", b'H');
 
 fn numpy_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("numpy")?.getattr(name)
@@ -68,11 +71,13 @@ fn ndarray_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     NDARRAY.import(py, "numpy", "ndarray")
 }
 
-/// Whether numpy's buffer `format` is `T` in native byte order (`f`, or `@f`; numpy writes `>f`
-/// for a big-endian float32 on a little-endian machine, which must not read as f32).
+/// Whether numpy's buffer `format` is `T` in native byte order: `f` (or `@f`), or `=f` for data
+/// that is not aligned. numpy writes `>f` for a big-endian float32 on a little-endian machine,
+/// which must not read as f32 (PyO3's own `Element::is_compatible_format` would take it).
 fn is_format_of<T: Element>(format: &[u8]) -> bool {
     match format {
         [c] | [b'@', c] => T::FORMATS.contains(c),
+        [b'=', c] => *c == T::STANDARD,
         _ => false,
     }
 }
@@ -81,16 +86,8 @@ fn is_format_of<T: Element>(format: &[u8]) -> bool {
 /// `numpy` crate did (type, dimensions, dtype, layout, then borrows), with the same messages.
 pub struct Array<T: Element> {
     buf: PyUntypedBuffer,
-    data: Data<T>,
+    ptr: *const T,
     _borrow: Borrow,
-}
-
-enum Data<T> {
-    /// The array's own memory (aligned for `T`).
-    InPlace(*const T, usize),
-    /// An aligned copy of an array whose data is not aligned for `T` (a `frombuffer` view at an
-    /// odd offset): a `&[T]` over it would be undefined behaviour.
-    Copied(Vec<T>),
 }
 
 impl<T: Element> Array<T> {
@@ -106,16 +103,16 @@ impl<T: Element> Array<T> {
 
     /// The elements in C order.
     pub fn as_slice(&self) -> &[T] {
-        match &self.data {
-            Data::Copied(v) => v,
-            Data::InPlace(_, 0) => &[],
-            // SAFETY: `ptr` is the start of the buffer's `len` elements of `T`, aligned and
-            // C-contiguous (checked in `readonly`); the export in `self.buf` keeps that memory alive
-            // and the array unresizable for as long as `self` lives, and the read borrow in
-            // `self._borrow` keeps every writer in this module off it. Writes from other Python code
-            // while the GIL is released are the caller's contract, as with numpy's own loops.
-            Data::InPlace(ptr, len) => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        let len = self.buf.item_count();
+        if len == 0 {
+            return &[];
         }
+        // SAFETY: `ptr` is the start of the buffer's `len` elements of `T`, aligned and
+        // C-contiguous (checked in `checked_buffer`); the export in `self.buf` keeps that memory
+        // alive and the array unresizable for as long as `self` lives, and the read borrow in
+        // `self._borrow` keeps every writer in this module off it. Writes from other Python code
+        // while the GIL is released are the caller's contract, as with numpy's own loops.
+        unsafe { std::slice::from_raw_parts(self.ptr, len) }
     }
 }
 
@@ -189,6 +186,14 @@ fn checked_buffer<T: Element>(
         ))
         .into());
     }
+    if !buf.buf_ptr().cast::<T>().is_aligned() {
+        // (a `frombuffer` view at an odd offset; the numpy crate said "must be C-contiguous")
+        return Err(CoreError::invalid(format!(
+            "{name} must be C-contiguous and aligned for {}; pass {name}.copy()",
+            T::NAME
+        ))
+        .into());
+    }
     Ok(buf)
 }
 
@@ -224,37 +229,21 @@ fn wrong_dtype<T: Element>(obj: &Bound<'_, PyAny>, name: &str) -> PyErr {
 /// A read-only, C-contiguous view of a numpy array with element type `T` and `ndim` dimensions.
 pub fn readonly<T: Element>(obj: &Bound<'_, PyAny>, name: &str, ndim: usize) -> PyResult<Array<T>> {
     let buf = checked_buffer::<T>(obj, name, ndim)?;
-    let _borrow = Borrow::new(byte_range(&buf), false)
-        .map_err(|e| CoreError::invalid(format!("{name} is being written elsewhere ({e})")))?;
-    let len = buf.item_count();
+    let _borrow = read_borrow(&buf, name)?;
     let ptr = buf.buf_ptr().cast::<T>().cast_const();
-    let data = if ptr.is_aligned() {
-        Data::InPlace(ptr, len)
-    } else {
-        Data::Copied(copy_unaligned(&buf, len))
-    };
-    Ok(Array { buf, data, _borrow })
+    Ok(Array { buf, ptr, _borrow })
 }
 
-/// An aligned copy of the `len` elements of a C-contiguous buffer that is not aligned for `T`.
-fn copy_unaligned<T: Element>(buf: &PyUntypedBuffer, len: usize) -> Vec<T> {
-    let src = buf.buf_ptr().cast::<T>().cast_const();
-    (0..len)
-        // SAFETY: the buffer holds `len` contiguous elements of `T` (its format, item size and
-        // layout were checked), alive while `buf` is; `read_unaligned` reads each without
-        // requiring alignment.
-        .map(|i| unsafe { src.add(i).read_unaligned() })
-        .collect()
-}
-
-/// A writable, C-contiguous 2-d view of `obj` (checked like [`readonly`], then for being writable
-/// and not in use by another view).
+/// A writable, C-contiguous view of `obj` (checked like [`readonly`], then for being writable and
+/// not in use by another view).
 pub fn writable<T: Element>(
     obj: &Bound<'_, PyAny>,
     name: &str,
     ndim: usize,
 ) -> PyResult<ArrayMut<T>> {
     let buf = checked_buffer::<T>(obj, name, ndim)?;
+    // The checks of `readonly` first, its read borrow included, as the numpy crate version did.
+    drop(read_borrow(&buf, name)?);
     let in_use = |e: BorrowError| -> PyErr {
         CoreError::invalid(format!(
             "{name} must be writable and not in use elsewhere ({e})"
@@ -266,14 +255,12 @@ pub fn writable<T: Element>(
     }
     let _borrow = Borrow::new(byte_range(&buf), true).map_err(in_use)?;
     let ptr = buf.buf_ptr().cast::<T>();
-    if !ptr.is_aligned() {
-        return Err(CoreError::invalid(format!(
-            "{name} is not aligned for {}; pass {name}.copy()",
-            T::NAME
-        ))
-        .into());
-    }
     Ok(ArrayMut { buf, ptr, _borrow })
+}
+
+fn read_borrow(buf: &PyUntypedBuffer, name: &str) -> PyResult<Borrow> {
+    Borrow::new(byte_range(buf), false)
+        .map_err(|e| CoreError::invalid(format!("{name} is being written elsewhere ({e})")).into())
 }
 
 fn byte_range(buf: &PyUntypedBuffer) -> Range<usize> {
