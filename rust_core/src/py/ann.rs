@@ -2,19 +2,19 @@
 
 use std::sync::RwLock;
 
-use numpy::ndarray::Ix2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::arrays::{decode_section, id_list, ids_and_rows, query_row, readonly, slice};
+use super::arrays::{
+    array1, array_from, decode_section, id_list, ids_and_rows, query_row, readonly,
+};
 use super::{read, write};
 use crate::ann::{HnswIndex, HnswParams, MAX_M};
 use crate::errors::CoreError;
 use crate::vector::{check_k, Metric};
 
-type Pair1<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>);
-type Pair2<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
+/// (ids, scores): two numpy arrays of one shape.
+type Pair<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// HNSW graph over int8 codes with an exact f32 re-rank; see `_rust_core.pyi`.
 #[pyclass(name = "HnswIndex", module = "mcp_gemma._rust_core", frozen)]
@@ -103,13 +103,13 @@ impl PyHnswIndex {
         query: &Bound<'py, PyAny>,
         k: i64,
         ef: i64,
-    ) -> PyResult<Pair1<'py>> {
+    ) -> PyResult<Pair<'py>> {
         let k = check_k(k)?;
         let ef = positive(ef, "ef")?;
         let q = query_row(query)?;
         let hits = py.detach(|| read(&self.inner)?.search(&q, k, ef))?;
         let (ids, scores): (Vec<u64>, Vec<f32>) = hits.into_iter().unzip();
-        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        Ok((array1(py, &ids)?, array1(py, &scores)?))
     }
 
     #[pyo3(signature = (query, want, ef = 64))]
@@ -119,12 +119,12 @@ impl PyHnswIndex {
         query: &Bound<'py, PyAny>,
         want: i64,
         ef: i64,
-    ) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let want = check_k(want)?;
         let ef = positive(ef, "ef")?;
         let q = query_row(query)?;
         let ids = py.detach(|| read(&self.inner)?.candidates(&q, want, ef))?;
-        Ok(ids.into_pyarray(py))
+        array1(py, &ids)
     }
 
     #[pyo3(signature = (queries, k, ef = 64))]
@@ -134,10 +134,10 @@ impl PyHnswIndex {
         queries: &Bound<'py, PyAny>,
         k: i64,
         ef: i64,
-    ) -> PyResult<Pair2<'py>> {
+    ) -> PyResult<Pair<'py>> {
         let k = check_k(k)?;
         let ef = positive(ef, "ef")?;
-        let q_arr = readonly::<f32, Ix2>(queries, "queries", 2)?;
+        let q_arr = readonly::<f32>(queries, "queries", 2)?;
         let (m, d) = (q_arr.shape()[0], q_arr.shape()[1]);
         let dim = read(&self.inner)?.dim();
         if d != dim {
@@ -146,7 +146,7 @@ impl PyHnswIndex {
             ))
             .into());
         }
-        let q = slice(&q_arr, "queries")?.to_vec();
+        let q = q_arr.as_slice().to_vec();
         let per_query = py.detach(|| read(&self.inner)?.search_batch(&q, k, ef))?;
         // Every query returns min(k, len) hits (search widens past tombstones until it has them).
         let kk = per_query.first().map_or(0, Vec::len);
@@ -162,8 +162,8 @@ impl PyHnswIndex {
             }
         }
         Ok((
-            ids.into_pyarray(py).reshape([m, kk])?,
-            scores.into_pyarray(py).reshape([m, kk])?,
+            array_from(py, &ids, &[m, kk])?,
+            array_from(py, &scores, &[m, kk])?,
         ))
     }
 

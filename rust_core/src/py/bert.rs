@@ -1,36 +1,17 @@
 //! The BERT layer kernels of the numpy sentence embedder (see `crate::bert`), in place on numpy rows.
 
-use numpy::ndarray::{Ix1, Ix2};
-use numpy::{PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::arg;
-use super::arrays::{readonly, slice};
+use super::arrays::{readonly, writable, NewArray};
 use crate::bert::{self, HeadShape, NormParams};
 use crate::errors::CoreError;
-
-/// A writable, C-contiguous 2-d float32 view of `obj` (checked like [`readonly`]).
-fn rows_mut<'py>(
-    obj: &Bound<'py, PyAny>,
-    name: &str,
-) -> PyResult<numpy::PyReadwriteArray<'py, f32, Ix2>> {
-    readonly::<f32, Ix2>(obj, name, 2)?; // dtype, dimensions and layout, with its messages
-    let arr = obj
-        .cast::<PyArray2<f32>>()
-        .map_err(|_| CoreError::invalid(format!("{name} must be a 2-d array of float32")))?;
-    arr.try_readwrite().map_err(|e| {
-        CoreError::invalid(format!(
-            "{name} must be writable and not in use elsewhere ({e})"
-        ))
-        .into()
-    })
-}
 
 /// `x = gelu(x + bias)` in place (exact erf GELU), `x` 2-d float32 with `len(bias)` columns.
 #[pyfunction]
 pub fn bias_gelu(py: Python<'_>, x: &Bound<'_, PyAny>, bias: &Bound<'_, PyAny>) -> PyResult<()> {
-    let ba = readonly::<f32, Ix1>(bias, "bias", 1)?;
-    let mut xa = rows_mut(x, "x")?;
+    let ba = readonly::<f32>(bias, "bias", 1)?;
+    let mut xa = writable::<f32>(x, "x", 2)?;
     if xa.shape()[1] != ba.len() {
         return Err(CoreError::invalid(format!(
             "x has {} columns but bias has {} values",
@@ -39,10 +20,8 @@ pub fn bias_gelu(py: Python<'_>, x: &Bound<'_, PyAny>, bias: &Bound<'_, PyAny>) 
         ))
         .into());
     }
-    let bs = slice(&ba, "bias")?;
-    let xs = xa
-        .as_slice_mut()
-        .map_err(|_| CoreError::invalid("x must be C-contiguous"))?;
+    let bs = ba.as_slice();
+    let xs = xa.as_mut_slice();
     py.detach(|| bert::bias_gelu(xs, bs))?;
     Ok(())
 }
@@ -59,11 +38,11 @@ pub fn add_layer_norm(
     shift: &Bound<'_, PyAny>,
     eps: f32,
 ) -> PyResult<()> {
-    let ba = readonly::<f32, Ix1>(bias, "bias", 1)?;
-    let wa = readonly::<f32, Ix1>(weight, "weight", 1)?;
-    let sa = readonly::<f32, Ix1>(shift, "shift", 1)?;
-    let ra = readonly::<f32, Ix2>(residual, "residual", 2)?;
-    let mut xa = rows_mut(x, "x")?;
+    let ba = readonly::<f32>(bias, "bias", 1)?;
+    let wa = readonly::<f32>(weight, "weight", 1)?;
+    let sa = readonly::<f32>(shift, "shift", 1)?;
+    let ra = readonly::<f32>(residual, "residual", 2)?;
+    let mut xa = writable::<f32>(x, "x", 2)?;
     if xa.shape() != ra.shape() || xa.shape()[1] != ba.len() {
         return Err(CoreError::invalid(format!(
             "x {:?} and residual {:?} must have one shape with {} columns (len(bias))",
@@ -74,15 +53,13 @@ pub fn add_layer_norm(
         .into());
     }
     let p = NormParams {
-        bias: slice(&ba, "bias")?,
-        weight: slice(&wa, "weight")?,
-        shift: slice(&sa, "shift")?,
+        bias: ba.as_slice(),
+        weight: wa.as_slice(),
+        shift: sa.as_slice(),
         eps,
     };
-    let rs = slice(&ra, "residual")?;
-    let xs = xa
-        .as_slice_mut()
-        .map_err(|_| CoreError::invalid("x must be C-contiguous"))?;
+    let rs = ra.as_slice();
+    let xs = xa.as_mut_slice();
     py.detach(|| bert::add_layer_norm(xs, rs, p))?;
     Ok(())
 }
@@ -95,9 +72,9 @@ pub fn bert_attention<'py>(
     qkv: &Bound<'py, PyAny>,
     lengths: &Bound<'py, PyAny>,
     heads: usize,
-) -> PyResult<Bound<'py, PyArray2<f32>>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let lengths: Vec<usize> = arg(lengths, "lengths", "a sequence of non-negative ints")?;
-    let qa = readonly::<f32, Ix2>(qkv, "qkv", 2)?;
+    let qa = readonly::<f32>(qkv, "qkv", 2)?;
     let (tokens, width) = (qa.shape()[0], qa.shape()[1]);
     if heads == 0 || width % (3 * heads) != 0 {
         return Err(CoreError::invalid(format!(
@@ -110,16 +87,9 @@ pub fn bert_attention<'py>(
         heads,
         head_dim: hidden / heads,
     };
-    let qs = slice(&qa, "qkv")?;
-    let out = PyArray2::<f32>::zeros(py, [tokens, hidden], false);
-    {
-        let mut oa = out
-            .try_readwrite()
-            .map_err(|e| CoreError::internal(format!("{e}")))?;
-        let os = oa
-            .as_slice_mut()
-            .map_err(|_| CoreError::internal("new array not contiguous"))?;
-        py.detach(|| bert::attention(qs, &lengths, shape, os))?;
-    }
-    Ok(out)
+    let qs = qa.as_slice();
+    let mut out = NewArray::<f32>::new(py, &[tokens, hidden], true)?;
+    let os = out.as_mut_slice();
+    py.detach(|| bert::attention(qs, &lengths, shape, os))?;
+    Ok(out.finish())
 }

@@ -1,10 +1,8 @@
 //! `F16Matrix`: binary16 weights with f32 products, for the embedder's short inputs (see `crate::f16mat`).
 
-use numpy::ndarray::Ix2;
-use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{input_rows, readonly, slice};
+use super::arrays::{input_rows, readonly, NewArray};
 use crate::f16mat::F16Matrix;
 use crate::pool;
 
@@ -18,9 +16,9 @@ pub struct PyF16Matrix {
 impl PyF16Matrix {
     #[staticmethod]
     fn from_bits(bits: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let b = readonly::<u16, Ix2>(bits, "bits", 2)?;
+        let b = readonly::<u16>(bits, "bits", 2)?;
         let (rows, cols) = (b.shape()[0], b.shape()[1]);
-        let inner = F16Matrix::from_bits(slice(&b, "bits")?.to_vec(), rows, cols)?;
+        let inner = F16Matrix::from_bits(b.as_slice().to_vec(), rows, cols)?;
         Ok(Self { inner })
     }
 
@@ -30,18 +28,19 @@ impl PyF16Matrix {
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (xa, m) = input_rows(x, self.inner.cols())?;
-        let xs = slice(&xa, "x")?;
+        let xs = xa.as_slice();
         let rows = self.inner.rows();
-        let mut out = vec![0f32; m * rows];
+        let mut out = NewArray::<f32>::new(py, &[m, rows], true)?;
+        let os = out.as_mut_slice();
         if threads == Some(1) {
             // one thread: this one, without a hand-off to a pool
-            py.detach(|| self.inner.matmul(xs, m, &mut out, false))?;
+            py.detach(|| self.inner.matmul(xs, m, os, false))?;
         } else {
-            py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, &mut out, true)))??;
+            py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, os, true)))??;
         }
-        out.into_pyarray(py).reshape([m, rows])
+        Ok(out.finish())
     }
 
     #[getter]

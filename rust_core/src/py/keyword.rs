@@ -2,12 +2,10 @@
 
 use std::sync::RwLock;
 
-use numpy::ndarray::Ix1;
-use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::arrays::{decode_section, readonly, slice};
+use super::arrays::{array1, decode_section, readonly};
 use super::{arg, read, write};
 use crate::errors::CoreError;
 use crate::keyword::{Analyzer, Bm25Index};
@@ -112,27 +110,26 @@ impl PyBm25Index {
     }
 
     #[pyo3(signature = (query, k, allow = None))]
-    #[allow(clippy::type_complexity)]
     fn search<'py>(
         &self,
         py: Python<'py>,
         query: &str,
         k: i64,
         allow: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<f32>>)> {
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let k = check_k(k)?;
         let query = query.to_owned();
         let allow = match allow {
             None => None,
             Some(a) => {
-                let arr = readonly::<u64, Ix1>(a, "allow", 1)?;
-                Some(slice(&arr, "allow")?.to_vec())
+                let arr = readonly::<u64>(a, "allow", 1)?;
+                Some(arr.as_slice().to_vec())
             }
         };
         let hits =
             py.detach(|| read(&self.inner).map(|g| g.search(&query, k, allow.as_deref())))?;
         let (ids, scores): (Vec<u64>, Vec<f32>) = hits.into_iter().unzip();
-        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        Ok((array1(py, &ids)?, array1(py, &scores)?))
     }
 
     fn scores<'py>(
@@ -140,12 +137,12 @@ impl PyBm25Index {
         py: Python<'py>,
         query: &str,
         ids: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-        let arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
-        let ids = slice(&arr, "ids")?.to_vec();
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let arr = readonly::<u64>(ids, "ids", 1)?;
+        let ids = arr.as_slice().to_vec();
         let query = query.to_owned();
         let out = py.detach(|| read(&self.inner).map(|g| g.scores(&query, &ids)))?;
-        Ok(out.into_pyarray(py))
+        array1(py, &out)
     }
 
     fn coverage(&self, py: Python<'_>, query: &str, id: &Bound<'_, PyAny>) -> PyResult<f32> {

@@ -1,10 +1,8 @@
 //! `Q8Matrix`: block-quantised int8 weights for the Gemma decoder (see `crate::q8`).
 
-use numpy::ndarray::{Ix1, Ix2};
-use numpy::{IntoPyArray, PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::arrays::{input_rows, readonly, slice};
+use super::arrays::{array_from, input_rows, readonly, NewArray};
 use crate::errors::CoreError;
 use crate::pool;
 use crate::q8::{self, layer, Q8Matrix};
@@ -25,17 +23,17 @@ pub struct PyQ8Matrix {
 impl PyQ8Matrix {
     #[staticmethod]
     fn quantize(py: Python<'_>, weights: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let w = readonly::<f32, Ix2>(weights, "weights", 2)?;
+        let w = readonly::<f32>(weights, "weights", 2)?;
         let (rows, cols) = (w.shape()[0], w.shape()[1]);
-        let data = slice(&w, "weights")?;
+        let data = w.as_slice();
         let inner = py.detach(|| Q8Matrix::quantize(data, rows, cols))?;
         Ok(Self { inner })
     }
 
     #[staticmethod]
     fn from_parts(codes: &Bound<'_, PyAny>, scales: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let c = readonly::<i8, Ix2>(codes, "codes", 2)?;
-        let s = readonly::<f32, Ix2>(scales, "scales", 2)?;
+        let c = readonly::<i8>(codes, "codes", 2)?;
+        let s = readonly::<f32>(scales, "scales", 2)?;
         let (rows, cols) = (c.shape()[0], c.shape()[1]);
         if s.shape()[0] != rows || s.shape()[1] * q8::BLOCK != cols {
             return Err(CoreError::invalid(format!(
@@ -45,12 +43,7 @@ impl PyQ8Matrix {
             ))
             .into());
         }
-        let inner = Q8Matrix::from_parts(
-            slice(&c, "codes")?.to_vec(),
-            slice(&s, "scales")?.to_vec(),
-            rows,
-            cols,
-        )?;
+        let inner = Q8Matrix::from_parts(c.as_slice().to_vec(), s.as_slice().to_vec(), rows, cols)?;
         Ok(Self { inner })
     }
 
@@ -60,22 +53,20 @@ impl PyQ8Matrix {
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
         threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (xa, m) = input_rows(x, self.inner.cols())?;
-        let xs = slice(&xa, "x")?;
+        let xs = xa.as_slice();
         let rows = self.inner.rows();
-        let mut out = vec![0f32; m * rows];
-        py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, &mut out)))??;
-        out.into_pyarray(py).reshape([m, rows])
+        let mut out = NewArray::<f32>::new(py, &[m, rows], true)?;
+        let os = out.as_mut_slice();
+        py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, os)))??;
+        Ok(out.finish())
     }
 
-    fn gather<'py>(
-        &self,
-        py: Python<'py>,
-        ids: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let ia = readonly::<i64, Ix1>(ids, "ids", 1)?;
-        let ids: Vec<usize> = slice(&ia, "ids")?
+    fn gather<'py>(&self, py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let ia = readonly::<i64>(ids, "ids", 1)?;
+        let ids: Vec<usize> = ia
+            .as_slice()
             .iter()
             .map(|&i| {
                 usize::try_from(i)
@@ -83,24 +74,24 @@ impl PyQ8Matrix {
             })
             .collect::<Result<_, _>>()?;
         let cols = self.inner.cols();
-        let mut out = vec![0f32; ids.len() * cols];
-        self.inner.gather(&ids, &mut out)?;
-        out.into_pyarray(py).reshape([ids.len(), cols])
+        let mut out = NewArray::<f32>::new(py, &[ids.len(), cols], true)?;
+        self.inner.gather(&ids, out.as_mut_slice())?;
+        Ok(out.finish())
     }
 
-    fn codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i8>>> {
-        self.inner
-            .codes()
-            .to_vec()
-            .into_pyarray(py)
-            .reshape([self.inner.rows(), self.inner.cols()])
+    fn codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        array_from(
+            py,
+            self.inner.codes(),
+            &[self.inner.rows(), self.inner.cols()],
+        )
     }
 
-    fn scales<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        self.inner
-            .scales()
-            .into_pyarray(py)
-            .reshape([self.inner.rows(), self.inner.cols() / q8::BLOCK])
+    fn scales<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let shape = [self.inner.rows(), self.inner.cols() / q8::BLOCK];
+        let mut out = NewArray::<f32>::new(py, &shape, false)?;
+        self.inner.scales_into(out.as_mut_slice())?;
+        Ok(out.finish())
     }
 
     #[getter]
@@ -130,13 +121,14 @@ pub fn rms_norm<'py>(
     x: &Bound<'py, PyAny>,
     scale: &Bound<'py, PyAny>,
     eps: f32,
-) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
+) -> PyResult<Bound<'py, PyAny>> {
+    let sa = readonly::<f32>(scale, "scale", 1)?;
     let (xa, n) = input_rows(x, sa.len())?;
-    let (xs, ss) = (slice(&xa, "x")?, slice(&sa, "scale")?);
-    let mut out = vec![0f32; xs.len()];
-    py.detach(|| layer::rms_norm(xs, ss, eps, &mut out))?;
-    out.into_pyarray(py).reshape([n, ss.len()])
+    let (xs, ss) = (xa.as_slice(), sa.as_slice());
+    let mut out = NewArray::<f32>::new(py, &[n, ss.len()], true)?;
+    let os = out.as_mut_slice();
+    py.detach(|| layer::rms_norm(xs, ss, eps, os))?;
+    Ok(out.finish())
 }
 
 /// `h + rms_norm(y, scale, eps)` for 2-d `h` and `y` of one shape (a new array).
@@ -147,11 +139,11 @@ pub fn add_rms_norm<'py>(
     y: &Bound<'py, PyAny>,
     scale: &Bound<'py, PyAny>,
     eps: f32,
-) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
+) -> PyResult<Bound<'py, PyAny>> {
+    let sa = readonly::<f32>(scale, "scale", 1)?;
     let dim = sa.len();
     let (ya, n) = input_rows(y, dim)?;
-    let ha = readonly::<f32, Ix2>(h, "h", 2)?;
+    let ha = readonly::<f32>(h, "h", 2)?;
     if ha.shape() != ya.shape() {
         return Err(CoreError::invalid(format!(
             "h has shape {:?} but y has {:?}",
@@ -160,10 +152,12 @@ pub fn add_rms_norm<'py>(
         ))
         .into());
     }
-    let (ys, ss) = (slice(&ya, "y")?, slice(&sa, "scale")?);
-    let mut out = slice(&ha, "h")?.to_vec();
-    py.detach(|| layer::add_rms_norm(&mut out, ys, ss, eps))?;
-    out.into_pyarray(py).reshape([n, dim])
+    let (ys, ss) = (ya.as_slice(), sa.as_slice());
+    let mut out = NewArray::<f32>::new(py, &[n, dim], false)?;
+    let os = out.as_mut_slice();
+    os.copy_from_slice(ha.as_slice());
+    py.detach(|| layer::add_rms_norm(os, ys, ss, eps))?;
+    Ok(out.finish())
 }
 
 /// The q and k heads of the fused projection `qkv` (n, ≥ heads · head_dim), each RMS-normed with
@@ -176,11 +170,11 @@ pub fn qk_norm_rope<'py>(
     cos: &Bound<'py, PyAny>,
     sin: &Bound<'py, PyAny>,
     eps: f32,
-) -> PyResult<Bound<'py, PyArray3<f32>>> {
-    let qa = readonly::<f32, Ix2>(qkv, "qkv", 2)?;
-    let sa = readonly::<f32, Ix2>(scale, "scale", 2)?;
-    let ca = readonly::<f32, Ix2>(cos, "cos", 2)?;
-    let na = readonly::<f32, Ix2>(sin, "sin", 2)?;
+) -> PyResult<Bound<'py, PyAny>> {
+    let qa = readonly::<f32>(qkv, "qkv", 2)?;
+    let sa = readonly::<f32>(scale, "scale", 2)?;
+    let ca = readonly::<f32>(cos, "cos", 2)?;
+    let na = readonly::<f32>(sin, "sin", 2)?;
     let (n, heads, head_dim) = (qa.shape()[0], sa.shape()[0], sa.shape()[1]);
     if ca.shape() != [n, head_dim] || na.shape() != [n, head_dim] {
         return Err(CoreError::invalid(format!(
@@ -191,9 +185,10 @@ pub fn qk_norm_rope<'py>(
         .into());
     }
     let shape = layer::QkShape { n, heads, head_dim };
-    let (qs, ss) = (slice(&qa, "qkv")?, slice(&sa, "scale")?);
-    let (cs, ns) = (slice(&ca, "cos")?, slice(&na, "sin")?);
-    let mut out = vec![0f32; heads * n * head_dim];
-    py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, &mut out))?;
-    out.into_pyarray(py).reshape([heads, n, head_dim])
+    let (qs, ss) = (qa.as_slice(), sa.as_slice());
+    let (cs, ns) = (ca.as_slice(), na.as_slice());
+    let mut out = NewArray::<f32>::new(py, &[heads, n, head_dim], true)?;
+    let os = out.as_mut_slice();
+    py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, os))?;
+    Ok(out.finish())
 }

@@ -2,19 +2,18 @@
 
 use std::sync::RwLock;
 
-use numpy::ndarray::{Ix1, Ix2};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::arrays::{decode_section, id_list, ids_and_rows, query_row, readonly, slice};
+use super::arrays::{
+    array1, array_from, decode_section, id_list, ids_and_rows, query_row, readonly, NewArray,
+};
 use super::{read, write};
 use crate::errors::CoreError;
 use crate::vector::{self, check_k, Hit, Metric, VectorIndex};
 
-type Ids<'py, T> = Bound<'py, PyArray1<T>>;
-type Pair1<'py, T> = (Ids<'py, T>, Bound<'py, PyArray1<f32>>);
-type Pair2<'py, T> = (Bound<'py, PyArray2<T>>, Bound<'py, PyArray2<f32>>);
+/// (ids or positions, scores): two numpy arrays of one shape.
+type Pair<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>);
 
 /// The instruction set the kernels use on this machine: "avx2", "neon" or "scalar".
 #[pyfunction]
@@ -25,15 +24,6 @@ pub fn simd_level() -> &'static str {
 fn split_hits(hits: &[Hit]) -> (Vec<i64>, Vec<f32>) {
     // Positions are < n <= isize::MAX, so they always fit an i64.
     hits.iter().map(|h| (h.pos as i64, h.score)).unzip()
-}
-
-fn reshape<'py, T: numpy::Element>(
-    py: Python<'py>,
-    v: Vec<T>,
-    m: usize,
-    k: usize,
-) -> PyResult<Bound<'py, PyArray2<T>>> {
-    v.into_pyarray(py).reshape([m, k])
 }
 
 /// Exact top-k rows of `matrix` for `query`: (indices, scores), best first.
@@ -50,11 +40,11 @@ pub fn topk<'py>(
     query: &Bound<'py, PyAny>,
     k: i64,
     metric: &str,
-) -> PyResult<Pair1<'py, i64>> {
+) -> PyResult<Pair<'py>> {
     let metric = Metric::parse(metric)?;
     let k = check_k(k)?;
-    let m = readonly::<f32, Ix2>(matrix, "matrix", 2)?;
-    let q = readonly::<f32, Ix1>(query, "query", 1)?;
+    let m = readonly::<f32>(matrix, "matrix", 2)?;
+    let q = readonly::<f32>(query, "query", 1)?;
     let dim = m.shape()[1];
     if q.len() != dim {
         return Err(CoreError::invalid(format!(
@@ -66,11 +56,11 @@ pub fn topk<'py>(
     if dim == 0 {
         return Err(CoreError::invalid("matrix must have at least one column").into());
     }
-    let q = slice(&q, "query")?.to_vec();
-    let rows = slice(&m, "matrix")?;
+    let q = q.as_slice().to_vec();
+    let rows = m.as_slice();
     let hits = py.detach(|| vector::topk(rows, dim, &q, k, metric))?;
     let (idx, scores) = split_hits(&hits);
-    Ok((idx.into_pyarray(py), scores.into_pyarray(py)))
+    Ok((array1(py, &idx)?, array1(py, &scores)?))
 }
 
 /// Exact top-k for each row of `queries`: (indices, scores) of shape (m, min(k, n)).
@@ -83,11 +73,11 @@ pub fn topk_batch<'py>(
     queries: &Bound<'py, PyAny>,
     k: i64,
     metric: &str,
-) -> PyResult<Pair2<'py, i64>> {
+) -> PyResult<Pair<'py>> {
     let metric = Metric::parse(metric)?;
     let k = check_k(k)?;
-    let m = readonly::<f32, Ix2>(matrix, "matrix", 2)?;
-    let qs = readonly::<f32, Ix2>(queries, "queries", 2)?;
+    let m = readonly::<f32>(matrix, "matrix", 2)?;
+    let qs = readonly::<f32>(queries, "queries", 2)?;
     let (n, dim) = (m.shape()[0], m.shape()[1]);
     let nq = qs.shape()[0];
     if qs.shape()[1] != dim {
@@ -100,8 +90,8 @@ pub fn topk_batch<'py>(
     if dim == 0 {
         return Err(CoreError::invalid("matrix must have at least one column").into());
     }
-    let qv = slice(&qs, "queries")?.to_vec();
-    let rows = slice(&m, "matrix")?;
+    let qv = qs.as_slice().to_vec();
+    let rows = m.as_slice();
     let per_query = py.detach(|| vector::topk_batch(rows, dim, &qv, k, metric))?;
     let kk = k.min(n);
     let mut idx = Vec::with_capacity(nq * kk);
@@ -111,7 +101,10 @@ pub fn topk_batch<'py>(
         idx.extend(i);
         scores.extend(s);
     }
-    Ok((reshape(py, idx, nq, kk)?, reshape(py, scores, nq, kk)?))
+    Ok((
+        array_from(py, &idx, &[nq, kk])?,
+        array_from(py, &scores, &[nq, kk])?,
+    ))
 }
 
 /// Rust-owned vectors keyed by u64 ids; see `_rust_core.pyi`.
@@ -179,19 +172,19 @@ impl PyVectorIndex {
         query: &Bound<'py, PyAny>,
         k: i64,
         allow: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Pair1<'py, u64>> {
+    ) -> PyResult<Pair<'py>> {
         let k = check_k(k)?;
         let q = query_row(query)?;
         let allow = match allow {
             None => None,
             Some(a) => {
-                let a_arr = readonly::<u64, Ix1>(a, "allow", 1)?;
-                Some(slice(&a_arr, "allow")?.to_vec())
+                let a_arr = readonly::<u64>(a, "allow", 1)?;
+                Some(a_arr.as_slice().to_vec())
             }
         };
         let hits = py.detach(|| read(&self.inner)?.search(&q, k, allow.as_deref()))?;
         let (ids, scores): (Vec<u64>, Vec<f32>) = hits.into_iter().unzip();
-        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        Ok((array1(py, &ids)?, array1(py, &scores)?))
     }
 
     fn search_batch<'py>(
@@ -199,9 +192,9 @@ impl PyVectorIndex {
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
         k: i64,
-    ) -> PyResult<Pair2<'py, u64>> {
+    ) -> PyResult<Pair<'py>> {
         let k = check_k(k)?;
-        let q_arr = readonly::<f32, Ix2>(queries, "queries", 2)?;
+        let q_arr = readonly::<f32>(queries, "queries", 2)?;
         let (m, d) = (q_arr.shape()[0], q_arr.shape()[1]);
         let dim = read(&self.inner)?.dim();
         if d != dim {
@@ -210,7 +203,7 @@ impl PyVectorIndex {
             ))
             .into());
         }
-        let q = slice(&q_arr, "queries")?.to_vec();
+        let q = q_arr.as_slice().to_vec();
         let per_query = py.detach(|| read(&self.inner)?.search_batch(&q, k))?;
         let kk = per_query.first().map_or(0, Vec::len);
         let mut ids = Vec::with_capacity(m * kk);
@@ -221,46 +214,45 @@ impl PyVectorIndex {
                 scores.push(s);
             }
         }
-        Ok((reshape(py, ids, m, kk)?, reshape(py, scores, m, kk)?))
+        Ok((
+            array_from(py, &ids, &[m, kk])?,
+            array_from(py, &scores, &[m, kk])?,
+        ))
     }
 
     fn get<'py>(
         &self,
         py: Python<'py>,
         id: &Bound<'py, PyAny>,
-    ) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Ok(id) = id.extract::<u64>() else {
             return Ok(None);
         };
-        Ok(read(&self.inner)?
+        read(&self.inner)?
             .get(id)
-            .map(|row| PyArray1::from_slice(py, row)))
+            .map(|row| array1(py, row))
+            .transpose()
     }
 
-    fn snapshot<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(Ids<'py, u64>, Bound<'py, PyArray2<f32>>)> {
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Pair<'py>> {
         // One read lock for both: ids and rows describe the same moment.
         let g = read(&self.inner)?;
         let dim = g.dim();
-        let (ids, rows) = py.detach(|| {
-            let ids = g.ids().to_vec();
-            let mut rows = Vec::with_capacity(ids.len() * dim);
-            for &id in &ids {
+        let ids = array1(py, g.ids())?;
+        let n = g.len();
+        let mut rows = NewArray::<f32>::new(py, &[n, dim], false)?;
+        let out = rows.as_mut_slice();
+        py.detach(|| {
+            for (&id, dst) in g.ids().iter().zip(out.chunks_exact_mut(dim)) {
                 let row = g
                     .get(id)
                     .ok_or_else(|| CoreError::internal(format!("id {id} listed but not stored")))?;
-                rows.extend_from_slice(row);
+                dst.copy_from_slice(row);
             }
-            Ok::<_, CoreError>((ids, rows))
+            Ok::<_, CoreError>(())
         })?;
         drop(g);
-        let n = ids.len();
-        Ok((
-            ids.into_pyarray(py),
-            rows.into_pyarray(py).reshape([n, dim])?,
-        ))
+        Ok((ids, rows.finish()))
     }
 
     fn contains(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -274,8 +266,8 @@ impl PyVectorIndex {
         self.contains(id)
     }
 
-    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u64>>> {
-        Ok(PyArray1::from_slice(py, read(&self.inner)?.ids()))
+    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        array1(py, read(&self.inner)?.ids())
     }
 
     fn set_quantized(&self, py: Python<'_>, on: bool) -> PyResult<()> {

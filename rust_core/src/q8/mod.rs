@@ -295,9 +295,28 @@ impl Q8Matrix {
     /// One scale per block of 32 codes, row-major (`rows × cols / 32`), as f32 whatever the
     /// storage.
     pub fn scales(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols / BLOCK];
+        self.fill_scales(&mut out);
+        out
+    }
+
+    /// [`Q8Matrix::scales`] written into `out` (`rows × cols / 32` values).
+    pub fn scales_into(&self, out: &mut [f32]) -> CoreResult<()> {
+        if out.len() != self.rows * self.cols / BLOCK {
+            return Err(CoreError::internal("scales output has the wrong length"));
+        }
+        self.fill_scales(out);
+        Ok(())
+    }
+
+    fn fill_scales(&self, out: &mut [f32]) {
         match &self.scales {
-            Scales::F32(v) => v.clone(),
-            Scales::F16(v) => v.iter().map(|&h| from_f16(h)).collect(),
+            Scales::F32(v) => out.copy_from_slice(v),
+            Scales::F16(v) => {
+                for (o, &h) in out.iter_mut().zip(v) {
+                    *o = from_f16(h);
+                }
+            }
         }
     }
 
