@@ -57,6 +57,7 @@ macro_rules! element {
 // builds for but Windows, where it exports `q`/`Q`); both spellings of each are accepted, and the
 // item size is checked as well.
 element!(f32, "float32", b"f", b'f');
+element!(f64, "float64", b"d", b'd');
 element!(u64, "uint64", b"LQ", b'Q');
 element!(i64, "int64", b"lq", b'q');
 element!(i8, "int8", b"b", b'b');

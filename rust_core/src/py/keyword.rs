@@ -158,12 +158,12 @@ impl PyBm25Index {
         py: Python<'py>,
         query: &str,
         ids: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let arr = readonly::<u64, Ix1>(ids, "ids", 1)?;
-        let ids = slice(&arr, "ids")?.to_vec();
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let arr = readonly::<u64>(ids, "ids", 1)?;
+        let ids = arr.as_slice().to_vec();
         let query = query.to_owned();
         let out = py.detach(|| read(&self.inner).map(|g| g.coverage_many(&query, &ids)))?;
-        Ok(out.into_pyarray(py))
+        array1(py, &out)
     }
 
     fn max_score(&self, py: Python<'_>, query: &str) -> PyResult<f32> {
