@@ -353,17 +353,35 @@ class Q8Decoder(Gemma3Shape):
         """Run ``ids`` (1-D) from the current position; return the logits of the last one."""
         from mcp_gemma.native import rms_norm
 
-        last = rms_norm(self._layers(ids)[-1:], self.w.final_norm, self.eps)
+        last = rms_norm(self._layers(ids, _LAST)[-1:], self.w.final_norm, self.eps)
         logits: F32 = self.w.lm_head.matmul(last, self.w.threads)[0]
         return logits
 
     def advance(self, ids: NDArray[np.int64]) -> None:
         """Run ``ids`` into the KV cache without logits: a prompt slice before the last skips the
-        output head (a 262,144-row product) that ``forward`` ends with."""
-        self._layers(ids)
+        output head (a 262,144-row product) that ``forward`` ends with, and the last layer's
+        attention output and MLP (only its keys and values are kept)."""
+        self._layers(ids, _NONE)
 
-    def _layers(self, ids: NDArray[np.int64]) -> F32:
-        """Run ``ids`` through every layer from the current position; the hidden states."""
+    def hidden_states(self, ids: NDArray[np.int64]) -> F32:
+        """Run ``ids`` from the current position; every row's last hidden state (before the final
+        norm). ``forward`` computes the last layer for the last row alone, with the same bits."""
+        return self._layers(ids, _ALL)
+
+    def _layers(self, ids: NDArray[np.int64], rows: int) -> F32:
+        """Run ``ids`` through every layer from the current position; the hidden states of the
+        rows ``rows`` names (``_ALL``, ``_LAST``: one or more copies of the last, ``_NONE``).
+
+        Only the keys and values of the last layer outlive the call, so the rows nobody reads skip
+        its attention output and MLP products: 4.6% of a prompt's multiply-adds (three of the
+        last layer's four products, 1/18 of the model). The last row's value is the one the full
+        pass gives, bit for bit: every step after attention is row by row, and a product's row
+        takes the kernel it took in the full pass. The Rust products run four inputs at a time
+        (``tile_2x4``) and the inputs left over one at a time (``row_dot``, another summation
+        order); a whole-tile prompt's last row ran in a tile, so it runs as four copies (one
+        tile, the same per-input arithmetic whatever its place in the tile), and otherwise
+        alone.
+        """
         import numpy as np
 
         from mcp_gemma.native import add_rms_norm, qk_norm_rope, rms_norm
@@ -375,6 +393,7 @@ class Q8Decoder(Gemma3Shape):
         hd, nh, nkv = self.head_dim, self.n_heads, self.n_kv
         nq = nh * hd
         group = nh // nkv
+        final = len(self.w.layers) - 1
         for i, layer in enumerate(self.w.layers):
             qkv = layer.qkv.matmul(rms_norm(h, layer.norms[0], eps), self.w.threads)
             cos, sin = self._rope[layer.sliding]
@@ -383,6 +402,8 @@ class Q8Decoder(Gemma3Shape):
             q = qk[:nh]
             self._k[i][:, start:end] = qk[nh:]
             self._v[i][:, start:end] = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
+            if i == final and rows == _NONE:
+                break  # the keys and values are all that outlives the call
             lo = max(0, start + 1 - self.window) if layer.sliding else 0  # oldest key any query sees
             keys, values = self._k[i][:, lo:end], self._v[i][:, lo:end]  # [KV, S, D]
             # [KV, group * n, D] @ [KV, D, S]: each KV head serves its group of query heads.
@@ -401,6 +422,9 @@ class Q8Decoder(Gemma3Shape):
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             attn = np.matmul(scores, values).reshape(nh, n, hd).transpose(1, 0, 2).reshape(n, nq)
+            if i == final and rows == _LAST:
+                copies = 4 if n % 4 == 0 else 1  # the kernel the last row took in the full pass
+                attn, h = np.repeat(attn[-1:], copies, axis=0), np.repeat(h[-1:], copies, axis=0)
             h = add_rms_norm(
                 h, layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1], eps
             )
@@ -411,6 +435,9 @@ class Q8Decoder(Gemma3Shape):
         self.pos = end
         return h
 
+
+# The hidden-state rows ``Q8Decoder._layers`` returns.
+_ALL, _LAST, _NONE = 0, 1, 2
 
 _GELU_A = math.sqrt(2.0 / math.pi)
 _GELU_B = _GELU_A * 0.044715
