@@ -29,6 +29,7 @@ __all__ = [
     "chunk_text",
     "fuse_rrf",
     "fuse_weighted",
+    "gelu_times",
     "q8_avx512_built",
     "q8_kernel_level",
     "qk_norm_rope",
@@ -91,6 +92,10 @@ def qk_norm_rope(
     """The first ``heads`` heads of each ``qkv`` row (n, ≥ heads · head_dim), each RMS-normed with
     its row of ``scale`` (heads, head_dim) then rotated, ``y · cos + swap_halves(y) · sin`` with
     ``cos``/``sin`` (n, head_dim): (heads, n, head_dim)."""
+
+def gelu_times(gate_up: NDArray[np.float32], threads: int | None = None) -> NDArray[np.float32]:
+    """``gelu(gate) · up`` (gelu's tanh form, within a few ulp) for the rows of a fused ``gate | up``
+    projection (n, 2 · half): (n, half), rows split across the pool of ``threads``."""
 
 def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
     """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;

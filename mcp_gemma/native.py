@@ -39,6 +39,7 @@ __all__ = [
     "chunk_text",
     "fuse_rrf",
     "fuse_weighted",
+    "gelu_times",
     "native_errors",
     "q8_kernel_level",
     "qk_norm_rope",
@@ -580,6 +581,14 @@ def qk_norm_rope(qkv: F32, scale: F32, cos: F32, sin: F32, eps: float) -> F32:
     """The first ``len(scale)`` heads of each ``qkv`` row RMS-normed (row g of ``scale`` for head g)
     and rotated (``y · cos + swap_halves(y) · sin``): shape (heads, n, head_dim)."""
     return _rust_core.qk_norm_rope(qkv, scale, cos, sin, eps)
+
+
+@_mapped
+def gelu_times(gate_up: F32, threads: int | None = None) -> F32:
+    """``gelu(gate) · up`` (gelu's tanh form) for the rows of a fused ``gate | up`` projection
+    (n, 2 · half): (n, half), in one pass over rows split across ``threads`` (GIL released).
+    Within a few ulp of the exact value; not numpy's ``tanh`` bits."""
+    return _rust_core.gelu_times(gate_up, threads)
 
 
 def q8_kernel_level() -> str:

@@ -197,3 +197,26 @@ pub fn qk_norm_rope<'py>(
     py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, &mut out))?;
     out.into_pyarray(py).reshape([heads, n, head_dim])
 }
+
+/// `gelu(gate) · up` (gelu's tanh form) for the rows of a fused `gate | up` projection
+/// (n, 2 · half): (n, half), rows split across the pool of `threads` (rayon's global one for None).
+#[pyfunction]
+#[pyo3(signature = (gate_up, threads=None))]
+pub fn gelu_times<'py>(
+    py: Python<'py>,
+    gate_up: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let ga = readonly::<f32, Ix2>(gate_up, "gate_up", 2)?;
+    let (n, width) = (ga.shape()[0], ga.shape()[1]);
+    if width == 0 || width % 2 != 0 {
+        return Err(CoreError::invalid(format!(
+            "gate_up rows must hold an even, positive number of values, got {width}"
+        ))
+        .into());
+    }
+    let gs = slice(&ga, "gate_up")?;
+    let mut out = vec![0f32; n * width / 2];
+    py.detach(|| pool::run_in(threads, || layer::gelu_times(gs, width / 2, &mut out)))??;
+    out.into_pyarray(py).reshape([n, width / 2])
+}
