@@ -73,12 +73,18 @@ def bert_attention(qkv: NDArray[np.float32], lengths: Sequence[int], heads: int)
     """Multi-head self-attention of packed texts: ``qkv`` (tokens, 3·hidden), the texts consecutive
     runs of ``lengths`` rows, each attending to itself only; returns (tokens, hidden)."""
 
-def rms_norm(x: NDArray[np.float32], scale: NDArray[np.float32], eps: float) -> NDArray[np.float32]:
+def rms_norm(
+    x: NDArray[np.float32], scale: NDArray[np.float32], eps: float, threads: int | None = None
+) -> NDArray[np.float32]:
     """``x / sqrt(mean(x², axis=-1) + eps) * scale`` for 2-d ``x``, with numpy's arithmetic
-    (pairwise sum of squares) so the same bits."""
+    (pairwise sum of squares) so the same bits; rows split across the pool of ``threads``."""
 
 def add_rms_norm(
-    h: NDArray[np.float32], y: NDArray[np.float32], scale: NDArray[np.float32], eps: float
+    h: NDArray[np.float32],
+    y: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    eps: float,
+    threads: int | None = None,
 ) -> NDArray[np.float32]:
     """``h + rms_norm(y, scale, eps)`` (a new array), the same bits as numpy."""
 
@@ -88,6 +94,7 @@ def qk_norm_rope(
     cos: NDArray[np.float32],
     sin: NDArray[np.float32],
     eps: float,
+    threads: int | None = None,
 ) -> NDArray[np.float32]:
     """The first ``heads`` heads of each ``qkv`` row (n, ≥ heads · head_dim), each RMS-normed with
     its row of ``scale`` (heads, head_dim) then rotated, ``y · cos + swap_halves(y) · sin`` with

@@ -386,7 +386,7 @@ class Q8Decoder(Gemma3Shape):
 
         from mcp_gemma.native import add_rms_norm, gelu_times, qk_norm_rope, rms_norm
 
-        eps = self.eps
+        eps, threads = self.eps, self.w.threads
         n = int(ids.shape[0])
         start, end = self.pos, self.pos + n
         h = self.w.embed.gather(ids) * self.embed_scale  # [n, hidden]
@@ -395,10 +395,10 @@ class Q8Decoder(Gemma3Shape):
         group = nh // nkv
         final = len(self.w.layers) - 1
         for i, layer in enumerate(self.w.layers):
-            qkv = layer.qkv.matmul(rms_norm(h, layer.norms[0], eps), self.w.threads)
+            qkv = layer.qkv.matmul(rms_norm(h, layer.norms[0], eps, threads), threads)
             cos, sin = self._rope[layer.sliding]
             # q and k heads normed and rotated: [H + KV, n, D]
-            qk = qk_norm_rope(qkv, self._qk_norm[i], cos[start:end], sin[start:end], eps)
+            qk = qk_norm_rope(qkv, self._qk_norm[i], cos[start:end], sin[start:end], eps, threads)
             q = qk[:nh]
             self._k[i][:, start:end] = qk[nh:]
             self._v[i][:, start:end] = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
@@ -425,12 +425,11 @@ class Q8Decoder(Gemma3Shape):
             if i == final and rows == _LAST:
                 copies = 4 if n % 4 == 0 else 1  # the kernel the last row took in the full pass
                 attn, h = np.repeat(attn[-1:], copies, axis=0), np.repeat(h[-1:], copies, axis=0)
-            h = add_rms_norm(
-                h, layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1], eps
-            )
-            gate_up = layer.gate_up.matmul(rms_norm(h, layer.norms[2], eps), self.w.threads)
-            act = gelu_times(gate_up, self.w.threads)
-            h = add_rms_norm(h, layer.down.matmul(act, self.w.threads), layer.norms[3], eps)
+            o = layer.o.matmul(np.ascontiguousarray(attn), threads)
+            h = add_rms_norm(h, o, layer.norms[1], eps, threads)
+            gate_up = layer.gate_up.matmul(rms_norm(h, layer.norms[2], eps, threads), threads)
+            act = gelu_times(gate_up, threads)
+            h = add_rms_norm(h, layer.down.matmul(act, threads), layer.norms[3], eps, threads)
         self.pos = end
         return h
 

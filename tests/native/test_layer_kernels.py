@@ -33,11 +33,12 @@ def _rows(n: int, dim: int, seed: int) -> np.ndarray:
 def test_rms_norm_is_bitwise_numpy(n: int, dim: int) -> None:
     x = _rows(n, dim, dim + n)
     scale = (1.0 + np.random.default_rng(1).standard_normal(dim) * 0.3).astype(np.float32)
-    got = rms_norm(x, scale, EPS)
-    assert got.shape == (n, dim) and got.dtype == np.float32
-    np.testing.assert_array_equal(got, numpy_rms(x, scale))
     h = _rows(n, dim, 99)
-    np.testing.assert_array_equal(add_rms_norm(h, x, scale, EPS), h + numpy_rms(x, scale))
+    for threads in (None, 1, 2):  # 108 rows split across the pool: the same bits
+        got = rms_norm(x, scale, EPS, threads)
+        assert got.shape == (n, dim) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, numpy_rms(x, scale))
+        np.testing.assert_array_equal(add_rms_norm(h, x, scale, EPS, threads), h + numpy_rms(x, scale))
 
 
 @pytest.mark.parametrize("n", [1, 5, 108])
@@ -56,9 +57,10 @@ def test_qk_norm_rope_is_bitwise_numpy(n: int) -> None:
     cos32, sin32 = np.cos(emb).astype(np.float32), sin.astype(np.float32)
     qk = qkv[:, : (heads + kv) * hd].reshape(n, heads + kv, hd).transpose(1, 0, 2)
     want = numpy_rotate(numpy_rms(qk, norm[:, None, :]), cos32[start:], sin32[start:])
-    got = qk_norm_rope(qkv, norm, cos32[start:], sin32[start:], EPS)
-    assert got.shape == (heads + kv, n, hd)
-    np.testing.assert_array_equal(got, want)
+    for threads in (None, 1, 2):  # 108 tokens split across the pool: the same bits
+        got = qk_norm_rope(qkv, norm, cos32[start:], sin32[start:], EPS, threads)
+        assert got.shape == (heads + kv, n, hd)
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(("n", "half", "threads"), [(1, 2048, None), (108, 2048, 2), (3, 13, 1)])

@@ -123,30 +123,36 @@ impl PyQ8Matrix {
     }
 }
 
-/// `x / sqrt(mean(x², axis=-1) + eps) * scale` for 2-d `x` (numpy's arithmetic, same bits).
+/// `x / sqrt(mean(x², axis=-1) + eps) * scale` for 2-d `x` (numpy's arithmetic, same bits), rows
+/// split across the pool of `threads` (rayon's global one for None) when there are enough.
 #[pyfunction]
+#[pyo3(signature = (x, scale, eps, threads=None))]
 pub fn rms_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     scale: &Bound<'py, PyAny>,
     eps: f32,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
     let (xa, n) = input_rows(x, sa.len())?;
     let (xs, ss) = (slice(&xa, "x")?, slice(&sa, "scale")?);
     let mut out = vec![0f32; xs.len()];
-    py.detach(|| layer::rms_norm(xs, ss, eps, &mut out))?;
+    py.detach(|| pool::run_in(threads, || layer::rms_norm(xs, ss, eps, &mut out)))??;
     out.into_pyarray(py).reshape([n, ss.len()])
 }
 
-/// `h + rms_norm(y, scale, eps)` for 2-d `h` and `y` of one shape (a new array).
+/// `h + rms_norm(y, scale, eps)` for 2-d `h` and `y` of one shape (a new array), rows split
+/// across the pool of `threads` as for [`rms_norm`].
 #[pyfunction]
+#[pyo3(signature = (h, y, scale, eps, threads=None))]
 pub fn add_rms_norm<'py>(
     py: Python<'py>,
     h: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
     scale: &Bound<'py, PyAny>,
     eps: f32,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let sa = readonly::<f32, Ix1>(scale, "scale", 1)?;
     let dim = sa.len();
@@ -162,13 +168,16 @@ pub fn add_rms_norm<'py>(
     }
     let (ys, ss) = (slice(&ya, "y")?, slice(&sa, "scale")?);
     let mut out = slice(&ha, "h")?.to_vec();
-    py.detach(|| layer::add_rms_norm(&mut out, ys, ss, eps))?;
+    py.detach(|| pool::run_in(threads, || layer::add_rms_norm(&mut out, ys, ss, eps)))??;
     out.into_pyarray(py).reshape([n, dim])
 }
 
 /// The q and k heads of the fused projection `qkv` (n, ≥ heads · head_dim), each RMS-normed with
-/// its row of `scale` (heads, head_dim) and rotated by `cos`/`sin` (n, head_dim): (heads, n, head_dim).
+/// its row of `scale` (heads, head_dim) and rotated by `cos`/`sin` (n, head_dim): (heads, n, head_dim),
+/// split across the pool of `threads` as for [`rms_norm`].
 #[pyfunction]
+#[pyo3(signature = (qkv, scale, cos, sin, eps, threads=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn qk_norm_rope<'py>(
     py: Python<'py>,
     qkv: &Bound<'py, PyAny>,
@@ -176,6 +185,7 @@ pub fn qk_norm_rope<'py>(
     cos: &Bound<'py, PyAny>,
     sin: &Bound<'py, PyAny>,
     eps: f32,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray3<f32>>> {
     let qa = readonly::<f32, Ix2>(qkv, "qkv", 2)?;
     let sa = readonly::<f32, Ix2>(scale, "scale", 2)?;
@@ -194,7 +204,11 @@ pub fn qk_norm_rope<'py>(
     let (qs, ss) = (slice(&qa, "qkv")?, slice(&sa, "scale")?);
     let (cs, ns) = (slice(&ca, "cos")?, slice(&na, "sin")?);
     let mut out = vec![0f32; heads * n * head_dim];
-    py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, &mut out))?;
+    py.detach(|| {
+        pool::run_in(threads, || {
+            layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, &mut out)
+        })
+    })??;
     out.into_pyarray(py).reshape([heads, n, head_dim])
 }
 

@@ -10,6 +10,8 @@
 //! The exception is [`gelu_times`] (the MLP's activation): numpy's `tanh` is its own SIMD
 //! approximation, so this one is accurate to a few ulp instead of equal (its doc says why).
 
+use rayon::prelude::*;
+
 use crate::errors::{whole_rows, CoreError, CoreResult};
 
 /// numpy's pairwise summation of `a` (`pairwise_sum` in its `loops_utils.h`): eight running sums
@@ -57,15 +59,29 @@ pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32, out: &mut [f32]) -> CoreResu
     if out.len() != x.len() {
         return Err(CoreError::internal("rms_norm output has the wrong length"));
     }
-    let mut squares = vec![0f32; dim];
-    for (row, o) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-        let r = rms_root(row, &mut squares, eps);
+    let norm = |squares: &mut Vec<f32>, (row, o): (&[f32], &mut [f32])| {
+        let r = rms_root(row, squares, eps);
         for ((o, &v), &s) in o.iter_mut().zip(row).zip(scale) {
             *o = v / r * s;
         }
+    };
+    if x.len() >= ROWS_PARALLEL_MIN {
+        x.par_chunks_exact(dim)
+            .zip(out.par_chunks_exact_mut(dim))
+            .for_each_init(|| vec![0f32; dim], norm);
+    } else {
+        let mut squares = vec![0f32; dim];
+        x.chunks_exact(dim)
+            .zip(out.chunks_exact_mut(dim))
+            .for_each(|pair| norm(&mut squares, pair));
     }
     Ok(())
 }
+
+/// From this many values up, the row-by-row kernels split their rows across the current rayon
+/// pool (a prompt's rows; a decode step's single row stays on the calling thread). Each row is
+/// computed alone either way, so the bits do not depend on the split.
+const ROWS_PARALLEL_MIN: usize = 1 << 15;
 
 /// `h += rms_norm(y, scale)` row by row (the residual add after a block's output norm), with
 /// numpy's rounding: the normed value is rounded to f32 before the add.
@@ -79,12 +95,21 @@ pub fn add_rms_norm(h: &mut [f32], y: &[f32], scale: &[f32], eps: f32) -> CoreRe
             y.len()
         )));
     }
-    let mut squares = vec![0f32; dim];
-    for (row, hr) in y.chunks_exact(dim).zip(h.chunks_exact_mut(dim)) {
-        let r = rms_root(row, &mut squares, eps);
+    let norm = |squares: &mut Vec<f32>, (row, hr): (&[f32], &mut [f32])| {
+        let r = rms_root(row, squares, eps);
         for ((hv, &v), &s) in hr.iter_mut().zip(row).zip(scale) {
             *hv += v / r * s;
         }
+    };
+    if y.len() >= ROWS_PARALLEL_MIN {
+        y.par_chunks_exact(dim)
+            .zip(h.par_chunks_exact_mut(dim))
+            .for_each_init(|| vec![0f32; dim], norm);
+    } else {
+        let mut squares = vec![0f32; dim];
+        y.chunks_exact(dim)
+            .zip(h.chunks_exact_mut(dim))
+            .for_each(|pair| norm(&mut squares, pair));
     }
     Ok(())
 }
@@ -137,26 +162,41 @@ pub fn qk_norm_rope(
     }
     let cols = qkv.len() / n;
     let half = head_dim / 2;
-    let mut squares = vec![0f32; head_dim];
-    let mut y = vec![0f32; head_dim];
-    for g in 0..heads {
+    // Output row g · n + t is head g of token t.
+    let head = |(squares, y): &mut (Vec<f32>, Vec<f32>), (i, o): (usize, &mut [f32])| {
+        let (g, t) = (i / n, i % n);
         let sc = &scale[g * head_dim..(g + 1) * head_dim];
-        for t in 0..n {
-            let x = &qkv[t * cols + g * head_dim..t * cols + (g + 1) * head_dim];
-            let r = rms_root(x, &mut squares, eps);
-            for ((yv, &v), &s) in y.iter_mut().zip(x).zip(sc) {
-                *yv = v / r * s;
-            }
-            let (c, s) = (
-                &cos[t * head_dim..(t + 1) * head_dim],
-                &sin[t * head_dim..(t + 1) * head_dim],
-            );
-            let o = &mut out[(g * n + t) * head_dim..(g * n + t + 1) * head_dim];
-            for d in 0..head_dim {
-                let swapped = y[(d + half) % head_dim];
-                o[d] = y[d] * c[d] + swapped * s[d];
-            }
+        let x = &qkv[t * cols + g * head_dim..t * cols + (g + 1) * head_dim];
+        let r = rms_root(x, squares, eps);
+        for ((yv, &v), &s) in y.iter_mut().zip(x).zip(sc) {
+            *yv = v / r * s;
         }
+        let (c, s) = (
+            &cos[t * head_dim..(t + 1) * head_dim],
+            &sin[t * head_dim..(t + 1) * head_dim],
+        );
+        // o = y · cos + swap_halves(y) · sin, one half at a time (no index arithmetic per value,
+        // so the loops vectorise).
+        let (y0, y1) = y.split_at(half);
+        let (o0, o1) = o.split_at_mut(half);
+        for (((o, &a), &b), (&c, &s)) in o0.iter_mut().zip(y0).zip(y1).zip(c.iter().zip(s)) {
+            *o = a * c + b * s;
+        }
+        let (c1, s1) = (&c[half..], &s[half..]);
+        for (((o, &a), &b), (&c, &s)) in o1.iter_mut().zip(y1).zip(y0).zip(c1.iter().zip(s1)) {
+            *o = a * c + b * s;
+        }
+    };
+    let scratch = || (vec![0f32; head_dim], vec![0f32; head_dim]);
+    if out.len() >= ROWS_PARALLEL_MIN {
+        out.par_chunks_exact_mut(head_dim)
+            .enumerate()
+            .for_each_init(scratch, head);
+    } else {
+        let mut s = scratch();
+        out.chunks_exact_mut(head_dim)
+            .enumerate()
+            .for_each(|pair| head(&mut s, pair));
     }
     Ok(())
 }
@@ -235,8 +275,7 @@ pub fn gelu_times(gate_up: &[f32], half: usize, out: &mut [f32]) -> CoreResult<(
         }
         gelu_times_portable(g, u, dst);
     };
-    use rayon::prelude::*;
-    if gate_up.len() >= GELU_PARALLEL_MIN {
+    if gate_up.len() >= ROWS_PARALLEL_MIN {
         gate_up
             .par_chunks_exact(2 * half)
             .zip(out.par_chunks_exact_mut(half))
@@ -249,9 +288,6 @@ pub fn gelu_times(gate_up: &[f32], half: usize, out: &mut [f32]) -> CoreResult<(
     }
     Ok(())
 }
-
-/// Below this many inputs a call stays on one thread (a decode step's 4096).
-const GELU_PARALLEL_MIN: usize = 1 << 15;
 
 /// [`gelu_times`] for one row, value by value (the reference the AVX2 kernel matches).
 pub fn gelu_times_portable(g: &[f32], u: &[f32], out: &mut [f32]) {
