@@ -29,6 +29,7 @@ __all__ = [
     "chunk_text",
     "fuse_rrf",
     "fuse_weighted",
+    "gelu_times",
     "q8_avx512_built",
     "q8_kernel_level",
     "qk_norm_rope",
@@ -72,12 +73,18 @@ def bert_attention(qkv: NDArray[np.float32], lengths: Sequence[int], heads: int)
     """Multi-head self-attention of packed texts: ``qkv`` (tokens, 3·hidden), the texts consecutive
     runs of ``lengths`` rows, each attending to itself only; returns (tokens, hidden)."""
 
-def rms_norm(x: NDArray[np.float32], scale: NDArray[np.float32], eps: float) -> NDArray[np.float32]:
+def rms_norm(
+    x: NDArray[np.float32], scale: NDArray[np.float32], eps: float, threads: int | None = None
+) -> NDArray[np.float32]:
     """``x / sqrt(mean(x², axis=-1) + eps) * scale`` for 2-d ``x``, with numpy's arithmetic
-    (pairwise sum of squares) so the same bits."""
+    (pairwise sum of squares) so the same bits; rows split across the pool of ``threads``."""
 
 def add_rms_norm(
-    h: NDArray[np.float32], y: NDArray[np.float32], scale: NDArray[np.float32], eps: float
+    h: NDArray[np.float32],
+    y: NDArray[np.float32],
+    scale: NDArray[np.float32],
+    eps: float,
+    threads: int | None = None,
 ) -> NDArray[np.float32]:
     """``h + rms_norm(y, scale, eps)`` (a new array), the same bits as numpy."""
 
@@ -87,10 +94,15 @@ def qk_norm_rope(
     cos: NDArray[np.float32],
     sin: NDArray[np.float32],
     eps: float,
+    threads: int | None = None,
 ) -> NDArray[np.float32]:
     """The first ``heads`` heads of each ``qkv`` row (n, ≥ heads · head_dim), each RMS-normed with
     its row of ``scale`` (heads, head_dim) then rotated, ``y · cos + swap_halves(y) · sin`` with
     ``cos``/``sin`` (n, head_dim): (heads, n, head_dim)."""
+
+def gelu_times(gate_up: NDArray[np.float32], threads: int | None = None) -> NDArray[np.float32]:
+    """``gelu(gate) · up`` (gelu's tanh form, within a few ulp) for the rows of a fused ``gate | up``
+    projection (n, 2 · half): (n, half), rows split across the pool of ``threads``."""
 
 def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
     """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;

@@ -39,6 +39,7 @@ __all__ = [
     "chunk_text",
     "fuse_rrf",
     "fuse_weighted",
+    "gelu_times",
     "native_errors",
     "q8_kernel_level",
     "qk_norm_rope",
@@ -571,23 +572,31 @@ def bert_attention(qkv: F32, lengths: Sequence[int], heads: int) -> F32:
 
 
 @_mapped
-def rms_norm(x: F32, scale: F32, eps: float) -> F32:
+def rms_norm(x: F32, scale: F32, eps: float, threads: int | None = None) -> F32:
     """``x / sqrt(mean(x², axis=-1) + eps) * scale`` for 2-d ``x``: numpy's arithmetic in Rust, the
-    same bits as the numpy expression (GIL released)."""
-    return _rust_core.rms_norm(x, scale, eps)
+    same bits as the numpy expression (GIL released; a prompt's rows split across ``threads``)."""
+    return _rust_core.rms_norm(x, scale, eps, threads)
 
 
 @_mapped
-def add_rms_norm(h: F32, y: F32, scale: F32, eps: float) -> F32:
+def add_rms_norm(h: F32, y: F32, scale: F32, eps: float, threads: int | None = None) -> F32:
     """``h + rms_norm(y, scale, eps)`` as a new array (a residual add after a norm), same bits as numpy."""
-    return _rust_core.add_rms_norm(h, y, scale, eps)
+    return _rust_core.add_rms_norm(h, y, scale, eps, threads)
 
 
 @_mapped
-def qk_norm_rope(qkv: F32, scale: F32, cos: F32, sin: F32, eps: float) -> F32:
+def qk_norm_rope(qkv: F32, scale: F32, cos: F32, sin: F32, eps: float, threads: int | None = None) -> F32:
     """The first ``len(scale)`` heads of each ``qkv`` row RMS-normed (row g of ``scale`` for head g)
     and rotated (``y · cos + swap_halves(y) · sin``): shape (heads, n, head_dim)."""
-    return _rust_core.qk_norm_rope(qkv, scale, cos, sin, eps)
+    return _rust_core.qk_norm_rope(qkv, scale, cos, sin, eps, threads)
+
+
+@_mapped
+def gelu_times(gate_up: F32, threads: int | None = None) -> F32:
+    """``gelu(gate) · up`` (gelu's tanh form) for the rows of a fused ``gate | up`` projection
+    (n, 2 · half): (n, half), in one pass over rows split across ``threads`` (GIL released).
+    Within a few ulp of the exact value; not numpy's ``tanh`` bits."""
+    return _rust_core.gelu_times(gate_up, threads)
 
 
 def q8_kernel_level() -> str:

@@ -353,36 +353,57 @@ class Q8Decoder(Gemma3Shape):
         """Run ``ids`` (1-D) from the current position; return the logits of the last one."""
         from mcp_gemma.native import rms_norm
 
-        last = rms_norm(self._layers(ids)[-1:], self.w.final_norm, self.eps)
+        last = rms_norm(self._layers(ids, _LAST)[-1:], self.w.final_norm, self.eps)
         logits: F32 = self.w.lm_head.matmul(last, self.w.threads)[0]
         return logits
 
     def advance(self, ids: NDArray[np.int64]) -> None:
         """Run ``ids`` into the KV cache without logits: a prompt slice before the last skips the
-        output head (a 262,144-row product) that ``forward`` ends with."""
-        self._layers(ids)
+        output head (a 262,144-row product) that ``forward`` ends with, and the last layer's
+        attention output and MLP (only its keys and values are kept)."""
+        self._layers(ids, _NONE)
 
-    def _layers(self, ids: NDArray[np.int64]) -> F32:
-        """Run ``ids`` through every layer from the current position; the hidden states."""
+    def hidden_states(self, ids: NDArray[np.int64]) -> F32:
+        """Run ``ids`` from the current position; every row's last hidden state (before the final
+        norm). ``forward`` computes the last layer for the last row alone, with the same bits."""
+        return self._layers(ids, _ALL)
+
+    def _layers(self, ids: NDArray[np.int64], rows: int) -> F32:
+        """Run ``ids`` through every layer from the current position; the hidden states of the
+        rows ``rows`` names (``_ALL``, ``_LAST``: one or more copies of the last, ``_NONE``).
+
+        Only the keys and values of the last layer outlive the call, so the rows nobody reads skip
+        its attention output and MLP products: 4.6% of a prompt's multiply-adds (three of the
+        last layer's four products, 1/18 of the model). The last row's value is the one the full
+        pass gives, bit for bit: every step after attention is row by row, and a product's row
+        takes the kernel it took in the full pass. The Rust products run four inputs at a time
+        (``tile_2x4``) and the inputs left over one at a time (``row_dot``, another summation
+        order); a whole-tile prompt's last row ran in a tile, so it runs as four copies (one
+        tile, the same per-input arithmetic whatever its place in the tile), and otherwise
+        alone.
+        """
         import numpy as np
 
-        from mcp_gemma.native import add_rms_norm, qk_norm_rope, rms_norm
+        from mcp_gemma.native import add_rms_norm, gelu_times, qk_norm_rope, rms_norm
 
-        eps = self.eps
+        eps, threads = self.eps, self.w.threads
         n = int(ids.shape[0])
         start, end = self.pos, self.pos + n
         h = self.w.embed.gather(ids) * self.embed_scale  # [n, hidden]
         hd, nh, nkv = self.head_dim, self.n_heads, self.n_kv
         nq = nh * hd
         group = nh // nkv
+        final = len(self.w.layers) - 1
         for i, layer in enumerate(self.w.layers):
-            qkv = layer.qkv.matmul(rms_norm(h, layer.norms[0], eps), self.w.threads)
+            qkv = layer.qkv.matmul(rms_norm(h, layer.norms[0], eps, threads), threads)
             cos, sin = self._rope[layer.sliding]
             # q and k heads normed and rotated: [H + KV, n, D]
-            qk = qk_norm_rope(qkv, self._qk_norm[i], cos[start:end], sin[start:end], eps)
+            qk = qk_norm_rope(qkv, self._qk_norm[i], cos[start:end], sin[start:end], eps, threads)
             q = qk[:nh]
             self._k[i][:, start:end] = qk[nh:]
             self._v[i][:, start:end] = qkv[:, nq + nkv * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
+            if i == final and rows == _NONE:
+                break  # the keys and values are all that outlives the call
             lo = max(0, start + 1 - self.window) if layer.sliding else 0  # oldest key any query sees
             keys, values = self._k[i][:, lo:end], self._v[i][:, lo:end]  # [KV, S, D]
             # [KV, group * n, D] @ [KV, D, S]: each KV head serves its group of query heads.
@@ -401,34 +422,17 @@ class Q8Decoder(Gemma3Shape):
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             attn = np.matmul(scores, values).reshape(nh, n, hd).transpose(1, 0, 2).reshape(n, nq)
-            h = add_rms_norm(
-                h, layer.o.matmul(np.ascontiguousarray(attn), self.w.threads), layer.norms[1], eps
-            )
-            gate_up = layer.gate_up.matmul(rms_norm(h, layer.norms[2], eps), self.w.threads)
-            gate, up = gate_up[:, : gate_up.shape[1] // 2], gate_up[:, gate_up.shape[1] // 2 :]
-            act = _gelu_times(gate, up)
-            h = add_rms_norm(h, layer.down.matmul(act, self.w.threads), layer.norms[3], eps)
+            if i == final and rows == _LAST:
+                copies = 4 if n % 4 == 0 else 1  # the kernel the last row took in the full pass
+                attn, h = np.repeat(attn[-1:], copies, axis=0), np.repeat(h[-1:], copies, axis=0)
+            o = layer.o.matmul(np.ascontiguousarray(attn), threads)
+            h = add_rms_norm(h, o, layer.norms[1], eps, threads)
+            gate_up = layer.gate_up.matmul(rms_norm(h, layer.norms[2], eps, threads), threads)
+            act = gelu_times(gate_up, threads)
+            h = add_rms_norm(h, layer.down.matmul(act, threads), layer.norms[3], eps, threads)
         self.pos = end
         return h
 
 
-_GELU_A = math.sqrt(2.0 / math.pi)
-_GELU_B = _GELU_A * 0.044715
-
-
-def _gelu_times(gate: F32, up: F32) -> F32:
-    """``gelu(gate) · up`` (gelu's tanh form), in one scratch array: the same operations in the same
-    order as ``gate * (tanh(gate * (A + B * gate * gate)) + 1) * 0.5 * up``, so the same bits, without
-    the seven temporaries of a prompt's worth of rows."""
-    import numpy as np
-
-    t: F32 = np.multiply(gate, np.float32(_GELU_B))
-    t *= gate
-    t += np.float32(_GELU_A)
-    t *= gate
-    np.tanh(t, out=t)
-    t += np.float32(1.0)
-    t *= gate
-    t *= np.float32(0.5)
-    t *= up
-    return t
+# The hidden-state rows ``Q8Decoder._layers`` returns.
+_ALL, _LAST, _NONE = 0, 1, 2

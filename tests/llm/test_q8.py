@@ -111,6 +111,42 @@ def _prefill_and_steps(weights: Q8Weights, ids: np.ndarray) -> tuple[np.ndarray,
     return at_once, in_two, one_by_one
 
 
+def test_the_last_layer_for_the_last_row_alone_gives_the_full_pass_bits(gemma: GemmaModel) -> None:
+    # forward runs the last layer's attention output and MLP for the last row only, and advance
+    # not at all; the logits and the cache a later call reads must be those of every row's pass,
+    # bit for bit, whether the prompt fills whole four-input tiles (16 tokens) or not (15, 3).
+    from mcp_gemma.native import rms_norm
+
+    weights = _q8(gemma)
+    ids = np.asarray(gemma.render(TEXT), dtype=np.int64)
+    assert len(ids) > 20
+
+    def logits(hidden: np.ndarray, eps: float) -> np.ndarray:
+        last = rms_norm(np.ascontiguousarray(hidden[-1:]), weights.final_norm, eps)
+        return np.asarray(weights.lm_head.matmul(last, weights.threads)[0])
+
+    for n in (16, 15, 3):
+        full = Q8Decoder(weights, n + 5)
+        want = logits(full.hidden_states(ids[:n]), full.eps)
+        pruned = Q8Decoder(weights, n + 5)
+        np.testing.assert_array_equal(pruned.forward(ids[:n]), want)
+        # Cached keys and values: a later step sees the same past.
+        np.testing.assert_array_equal(
+            pruned.forward(ids[n : n + 5]), logits(full.hidden_states(ids[n : n + 5]), full.eps)
+        )
+        skipped = Q8Decoder(weights, n + 5)
+        skipped.advance(ids[:n])
+        assert skipped.pos == n
+        np.testing.assert_array_equal(skipped.forward(ids[n : n + 5]), pruned_again(weights, ids, n))
+
+
+def pruned_again(weights: Q8Weights, ids: np.ndarray, n: int) -> np.ndarray:
+    """Logits of ``ids[n : n + 5]`` after a full-rows pass over ``ids[:n]``."""
+    decoder = Q8Decoder(weights, n + 5)
+    decoder.hidden_states(ids[:n])
+    return decoder.forward(ids[n : n + 5])
+
+
 def test_the_packaged_embedding_keeps_its_scales_in_half_the_bytes(gemma: GemmaModel) -> None:
     # The GGUF's own embedding scales are binary16 values, so the int8 table stores them in two
     # bytes each (the output head reads ~10 MB less per token); the layers' re-quantised scales are

@@ -1,4 +1,5 @@
-"""The fused layer kernels of the int8 decoder give the bits of the numpy expressions they replace."""
+"""The fused layer kernels of the int8 decoder give the bits of the numpy expressions they replace
+(the norms and the rotation), or values within a few ulp of the exact ones (gelu)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from mcp_gemma.errors import InvalidInputError
-from mcp_gemma.native import add_rms_norm, qk_norm_rope, rms_norm
+from mcp_gemma.native import add_rms_norm, gelu_times, qk_norm_rope, rms_norm
 
 EPS = 1e-6
 
@@ -32,11 +33,12 @@ def _rows(n: int, dim: int, seed: int) -> np.ndarray:
 def test_rms_norm_is_bitwise_numpy(n: int, dim: int) -> None:
     x = _rows(n, dim, dim + n)
     scale = (1.0 + np.random.default_rng(1).standard_normal(dim) * 0.3).astype(np.float32)
-    got = rms_norm(x, scale, EPS)
-    assert got.shape == (n, dim) and got.dtype == np.float32
-    np.testing.assert_array_equal(got, numpy_rms(x, scale))
     h = _rows(n, dim, 99)
-    np.testing.assert_array_equal(add_rms_norm(h, x, scale, EPS), h + numpy_rms(x, scale))
+    for threads in (None, 1, 2):  # 108 rows split across the pool: the same bits
+        got = rms_norm(x, scale, EPS, threads)
+        assert got.shape == (n, dim) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, numpy_rms(x, scale))
+        np.testing.assert_array_equal(add_rms_norm(h, x, scale, EPS, threads), h + numpy_rms(x, scale))
 
 
 @pytest.mark.parametrize("n", [1, 5, 108])
@@ -55,9 +57,23 @@ def test_qk_norm_rope_is_bitwise_numpy(n: int) -> None:
     cos32, sin32 = np.cos(emb).astype(np.float32), sin.astype(np.float32)
     qk = qkv[:, : (heads + kv) * hd].reshape(n, heads + kv, hd).transpose(1, 0, 2)
     want = numpy_rotate(numpy_rms(qk, norm[:, None, :]), cos32[start:], sin32[start:])
-    got = qk_norm_rope(qkv, norm, cos32[start:], sin32[start:], EPS)
-    assert got.shape == (heads + kv, n, hd)
-    np.testing.assert_array_equal(got, want)
+    for threads in (None, 1, 2):  # 108 tokens split across the pool: the same bits
+        got = qk_norm_rope(qkv, norm, cos32[start:], sin32[start:], EPS, threads)
+        assert got.shape == (heads + kv, n, hd)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("n", "half", "threads"), [(1, 2048, None), (108, 2048, 2), (3, 13, 1)])
+def test_gelu_times_is_the_exact_value_within_a_few_ulp(n: int, half: int, threads: int | None) -> None:
+    rng = np.random.default_rng(n)
+    gate_up = (rng.standard_normal((n, 2 * half)) * 3).astype(np.float32)
+    got = gelu_times(gate_up, threads)
+    assert got.shape == (n, half) and got.dtype == np.float32
+    g, u = gate_up[:, :half].astype(np.float64), gate_up[:, half:].astype(np.float64)
+    exact = g * 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g**3))) * u
+    # numpy's own float32 tanh form lands as far from the exact value: a few ulp of |g · u|.
+    np.testing.assert_allclose(got, exact, rtol=0, atol=1e-6 * float(np.abs(g * u).max()))
+    np.testing.assert_array_equal(gelu_times(gate_up, 1), got)  # one thread or several: same bits
 
 
 def test_bad_shapes_are_clear_errors() -> None:
@@ -72,6 +88,10 @@ def test_bad_shapes_are_clear_errors() -> None:
         qk_norm_rope(
             x, np.ones((1, 4), np.float32), np.ones((1, 4), np.float32), np.ones((2, 4), np.float32), EPS
         )
+    with pytest.raises(InvalidInputError, match="even"):
+        gelu_times(np.ones((2, 7), np.float32))
+    with pytest.raises(InvalidInputError, match="dtype"):
+        gelu_times(np.ones((2, 8), np.float64))
     with pytest.raises(InvalidInputError, match="even"):
         qk_norm_rope(
             x, np.ones((1, 3), np.float32), np.ones((2, 3), np.float32), np.ones((2, 3), np.float32), EPS

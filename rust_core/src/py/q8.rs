@@ -114,31 +114,37 @@ impl PyQ8Matrix {
     }
 }
 
-/// `x / sqrt(mean(x², axis=-1) + eps) * scale` for 2-d `x` (numpy's arithmetic, same bits).
+/// `x / sqrt(mean(x², axis=-1) + eps) * scale` for 2-d `x` (numpy's arithmetic, same bits), rows
+/// split across the pool of `threads` (rayon's global one for None) when there are enough.
 #[pyfunction]
+#[pyo3(signature = (x, scale, eps, threads=None))]
 pub fn rms_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     scale: &Bound<'py, PyAny>,
     eps: f32,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let sa = readonly::<f32>(scale, "scale", 1)?;
     let (xa, n) = input_rows(x, sa.len())?;
     let (xs, ss) = (xa.as_slice(), sa.as_slice());
     let mut out = NewArray::<f32>::new(py, &[n, ss.len()], true)?;
     let os = out.as_mut_slice();
-    py.detach(|| layer::rms_norm(xs, ss, eps, os))?;
+    py.detach(|| pool::run_in(threads, || layer::rms_norm(xs, ss, eps, os)))??;
     Ok(out.finish())
 }
 
-/// `h + rms_norm(y, scale, eps)` for 2-d `h` and `y` of one shape (a new array).
+/// `h + rms_norm(y, scale, eps)` for 2-d `h` and `y` of one shape (a new array), rows split
+/// across the pool of `threads` as for [`rms_norm`].
 #[pyfunction]
+#[pyo3(signature = (h, y, scale, eps, threads=None))]
 pub fn add_rms_norm<'py>(
     py: Python<'py>,
     h: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
     scale: &Bound<'py, PyAny>,
     eps: f32,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let sa = readonly::<f32>(scale, "scale", 1)?;
     let dim = sa.len();
@@ -156,13 +162,16 @@ pub fn add_rms_norm<'py>(
     let mut out = NewArray::<f32>::new(py, &[n, dim], false)?;
     let os = out.as_mut_slice();
     os.copy_from_slice(ha.as_slice());
-    py.detach(|| layer::add_rms_norm(os, ys, ss, eps))?;
+    py.detach(|| pool::run_in(threads, || layer::add_rms_norm(os, ys, ss, eps)))??;
     Ok(out.finish())
 }
 
 /// The q and k heads of the fused projection `qkv` (n, ≥ heads · head_dim), each RMS-normed with
-/// its row of `scale` (heads, head_dim) and rotated by `cos`/`sin` (n, head_dim): (heads, n, head_dim).
+/// its row of `scale` (heads, head_dim) and rotated by `cos`/`sin` (n, head_dim): (heads, n, head_dim),
+/// split across the pool of `threads` as for [`rms_norm`].
 #[pyfunction]
+#[pyo3(signature = (qkv, scale, cos, sin, eps, threads=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn qk_norm_rope<'py>(
     py: Python<'py>,
     qkv: &Bound<'py, PyAny>,
@@ -170,6 +179,7 @@ pub fn qk_norm_rope<'py>(
     cos: &Bound<'py, PyAny>,
     sin: &Bound<'py, PyAny>,
     eps: f32,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let qa = readonly::<f32>(qkv, "qkv", 2)?;
     let sa = readonly::<f32>(scale, "scale", 2)?;
@@ -189,6 +199,34 @@ pub fn qk_norm_rope<'py>(
     let (cs, ns) = (ca.as_slice(), na.as_slice());
     let mut out = NewArray::<f32>::new(py, &[heads, n, head_dim], true)?;
     let os = out.as_mut_slice();
-    py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, os))?;
+    py.detach(|| {
+        pool::run_in(threads, || {
+            layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, os)
+        })
+    })??;
+    Ok(out.finish())
+}
+
+/// `gelu(gate) · up` (gelu's tanh form) for the rows of a fused `gate | up` projection
+/// (n, 2 · half): (n, half), rows split across the pool of `threads` (rayon's global one for None).
+#[pyfunction]
+#[pyo3(signature = (gate_up, threads=None))]
+pub fn gelu_times<'py>(
+    py: Python<'py>,
+    gate_up: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let ga = readonly::<f32>(gate_up, "gate_up", 2)?;
+    let (n, width) = (ga.shape()[0], ga.shape()[1]);
+    if width == 0 || width % 2 != 0 {
+        return Err(CoreError::invalid(format!(
+            "gate_up rows must hold an even, positive number of values, got {width}"
+        ))
+        .into());
+    }
+    let gs = ga.as_slice();
+    let mut out = NewArray::<f32>::new(py, &[n, width / 2], false)?;
+    let os = out.as_mut_slice();
+    py.detach(|| pool::run_in(threads, || layer::gelu_times(gs, width / 2, os)))??;
     Ok(out.finish())
 }
