@@ -83,6 +83,24 @@ pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32, out: &mut [f32]) -> CoreResu
 /// computed alone either way, so the bits do not depend on the split.
 const ROWS_PARALLEL_MIN: usize = 1 << 15;
 
+/// Run a row-by-row kernel `f` over `values` values on the pool of `threads` workers when it will
+/// split its rows there, else on the calling thread: entering a pool costs ~14 µs here (measured
+/// 17.5 against 4.0 µs for a 640-value `rms_norm`), more than a decode step's row takes, and a
+/// decode step makes five such calls per layer. `threads` is checked either way.
+pub fn run_rows<T: Send>(
+    values: usize,
+    threads: Option<usize>,
+    f: impl FnOnce() -> T + Send,
+) -> CoreResult<T> {
+    if values >= ROWS_PARALLEL_MIN {
+        return crate::pool::run_in(threads, f);
+    }
+    if let Some(n) = threads {
+        crate::pool::pool_for(n)?;
+    }
+    Ok(f())
+}
+
 /// `h += rms_norm(y, scale)` row by row (the residual add after a block's output norm), with
 /// numpy's rounding: the normed value is rounded to f32 before the add.
 pub fn add_rms_norm(h: &mut [f32], y: &[f32], scale: &[f32], eps: f32) -> CoreResult<()> {
