@@ -130,7 +130,7 @@ pub fn rms_norm<'py>(
     let (xs, ss) = (xa.as_slice(), sa.as_slice());
     let mut out = NewArray::<f32>::new(py, &[n, ss.len()], true)?;
     let os = out.as_mut_slice();
-    py.detach(|| layer::run_rows(xs.len(), threads, || layer::rms_norm(xs, ss, eps, os)))??;
+    py.detach(|| layer::rms_norm(xs, ss, eps, os, threads))?;
     Ok(out.finish())
 }
 
@@ -162,7 +162,7 @@ pub fn add_rms_norm<'py>(
     let mut out = NewArray::<f32>::new(py, &[n, dim], false)?;
     let os = out.as_mut_slice();
     os.copy_from_slice(ha.as_slice());
-    py.detach(|| layer::run_rows(ys.len(), threads, || layer::add_rms_norm(os, ys, ss, eps)))??;
+    py.detach(|| layer::add_rms_norm(os, ys, ss, eps, threads))?;
     Ok(out.finish())
 }
 
@@ -199,12 +199,7 @@ pub fn qk_norm_rope<'py>(
     let (cs, ns) = (ca.as_slice(), na.as_slice());
     let mut out = NewArray::<f32>::new(py, &[heads, n, head_dim], true)?;
     let os = out.as_mut_slice();
-    let values = os.len();
-    py.detach(|| {
-        layer::run_rows(values, threads, || {
-            layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, os)
-        })
-    })??;
+    py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, os, threads))?;
     Ok(out.finish())
 }
 
@@ -228,6 +223,6 @@ pub fn gelu_times<'py>(
     let gs = ga.as_slice();
     let mut out = NewArray::<f32>::new(py, &[n, width / 2], false)?;
     let os = out.as_mut_slice();
-    py.detach(|| layer::run_rows(gs.len(), threads, || layer::gelu_times(gs, width / 2, os)))??;
+    py.detach(|| layer::gelu_times(gs, width / 2, os, threads))?;
     Ok(out.finish())
 }

@@ -52,58 +52,76 @@ fn rms_root(x: &[f32], squares: &mut [f32], eps: f32) -> f32 {
     (mean + eps).sqrt()
 }
 
-/// `out = x / sqrt(mean(x²) + eps) · scale` per row of `dim = scale.len()` values.
-pub fn rms_norm(x: &[f32], scale: &[f32], eps: f32, out: &mut [f32]) -> CoreResult<()> {
+/// `out = x / sqrt(mean(x²) + eps) · scale` per row of `dim = scale.len()` values, rows split
+/// across the pool of `threads` as [`each_row`] says.
+pub fn rms_norm(
+    x: &[f32],
+    scale: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    threads: Option<usize>,
+) -> CoreResult<()> {
     let dim = scale.len();
     whole_rows(x.len(), dim, "x")?;
     if out.len() != x.len() {
         return Err(CoreError::internal("rms_norm output has the wrong length"));
     }
-    let norm = |squares: &mut Vec<f32>, (row, o): (&[f32], &mut [f32])| {
+    let scratch = || vec![0f32; dim];
+    each_row(out, dim, x.len(), threads, scratch, |squares, i, o| {
+        let row = &x[i * dim..(i + 1) * dim];
         let r = rms_root(row, squares, eps);
         for ((o, &v), &s) in o.iter_mut().zip(row).zip(scale) {
             *o = v / r * s;
         }
-    };
-    if x.len() >= ROWS_PARALLEL_MIN {
-        x.par_chunks_exact(dim)
-            .zip(out.par_chunks_exact_mut(dim))
-            .for_each_init(|| vec![0f32; dim], norm);
-    } else {
-        let mut squares = vec![0f32; dim];
-        x.chunks_exact(dim)
-            .zip(out.chunks_exact_mut(dim))
-            .for_each(|pair| norm(&mut squares, pair));
-    }
-    Ok(())
+    })
 }
 
-/// From this many values up, the row-by-row kernels split their rows across the current rayon
-/// pool (a prompt's rows; a decode step's single row stays on the calling thread). Each row is
-/// computed alone either way, so the bits do not depend on the split.
+/// From this many values up, the row-by-row kernels split their rows across a rayon pool (a
+/// prompt's rows; a decode step's single row stays on the calling thread). Each row is computed
+/// alone either way, so the bits do not depend on the split.
 const ROWS_PARALLEL_MIN: usize = 1 << 15;
 
-/// Run a row-by-row kernel `f` over `values` values on the pool of `threads` workers when it will
-/// split its rows there, else on the calling thread: entering a pool costs ~14 µs here (measured
-/// 17.5 against 4.0 µs for a 640-value `rms_norm`), more than a decode step's row takes, and a
-/// decode step makes five such calls per layer. `threads` is checked either way.
-pub fn run_rows<T: Send>(
+/// `f(scratch, i, row)` for every `width`-value row `i` of `out`, where the kernel reads and writes
+/// `values` values in all: from [`ROWS_PARALLEL_MIN`] up, the rows are split across the pool of
+/// `threads` workers (rayon's global one for None), each worker with its own `scratch()`; below it,
+/// on the calling thread without entering a pool at all, since entering one costs ~14 µs here
+/// (measured 17.5 against 4.0 µs for a 640-value `rms_norm`), more than a decode step's row takes,
+/// and a decode step makes five such calls per layer. `threads` is checked either way.
+fn each_row<S>(
+    out: &mut [f32],
+    width: usize,
     values: usize,
     threads: Option<usize>,
-    f: impl FnOnce() -> T + Send,
-) -> CoreResult<T> {
+    scratch: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> CoreResult<()> {
     if values >= ROWS_PARALLEL_MIN {
-        return crate::pool::run_in(threads, f);
+        return crate::pool::run_in(threads, || {
+            out.par_chunks_exact_mut(width)
+                .enumerate()
+                .for_each_init(&scratch, |s, (i, row)| f(s, i, row));
+        });
     }
     if let Some(n) = threads {
         crate::pool::pool_for(n)?;
     }
-    Ok(f())
+    let mut s = scratch();
+    for (i, row) in out.chunks_exact_mut(width).enumerate() {
+        f(&mut s, i, row);
+    }
+    Ok(())
 }
 
 /// `h += rms_norm(y, scale)` row by row (the residual add after a block's output norm), with
-/// numpy's rounding: the normed value is rounded to f32 before the add.
-pub fn add_rms_norm(h: &mut [f32], y: &[f32], scale: &[f32], eps: f32) -> CoreResult<()> {
+/// numpy's rounding: the normed value is rounded to f32 before the add. Rows split as for
+/// [`rms_norm`].
+pub fn add_rms_norm(
+    h: &mut [f32],
+    y: &[f32],
+    scale: &[f32],
+    eps: f32,
+    threads: Option<usize>,
+) -> CoreResult<()> {
     let dim = scale.len();
     whole_rows(y.len(), dim, "y")?;
     if h.len() != y.len() {
@@ -113,23 +131,14 @@ pub fn add_rms_norm(h: &mut [f32], y: &[f32], scale: &[f32], eps: f32) -> CoreRe
             y.len()
         )));
     }
-    let norm = |squares: &mut Vec<f32>, (row, hr): (&[f32], &mut [f32])| {
+    let scratch = || vec![0f32; dim];
+    each_row(h, dim, y.len(), threads, scratch, |squares, i, hr| {
+        let row = &y[i * dim..(i + 1) * dim];
         let r = rms_root(row, squares, eps);
         for ((hv, &v), &s) in hr.iter_mut().zip(row).zip(scale) {
             *hv += v / r * s;
         }
-    };
-    if y.len() >= ROWS_PARALLEL_MIN {
-        y.par_chunks_exact(dim)
-            .zip(h.par_chunks_exact_mut(dim))
-            .for_each_init(|| vec![0f32; dim], norm);
-    } else {
-        let mut squares = vec![0f32; dim];
-        y.chunks_exact(dim)
-            .zip(h.chunks_exact_mut(dim))
-            .for_each(|pair| norm(&mut squares, pair));
-    }
-    Ok(())
+    })
 }
 
 /// The shapes of [`qk_norm_rope`]: `n` tokens, `heads` q and k heads of `head_dim` values.
@@ -145,7 +154,8 @@ pub struct QkShape {
 
 /// The q and k heads of `qkv` (`n` rows, the q then k heads first in each), each RMS-normed with
 /// its row of `scale` (`heads × head_dim`) and rotated by `cos`/`sin` (`n × head_dim`, `sin`'s first
-/// half negated: `rotate_half(x) · sin == swap_halves(x) · that`), into `out` (`heads × n × head_dim`).
+/// half negated: `rotate_half(x) · sin == swap_halves(x) · that`), into `out` (`heads × n × head_dim`), rows split as for [`rms_norm`].
+#[allow(clippy::too_many_arguments)]
 pub fn qk_norm_rope(
     qkv: &[f32],
     shape: QkShape,
@@ -154,6 +164,7 @@ pub fn qk_norm_rope(
     sin: &[f32],
     eps: f32,
     out: &mut [f32],
+    threads: Option<usize>,
 ) -> CoreResult<()> {
     let QkShape { n, heads, head_dim } = shape;
     if head_dim == 0 || head_dim % 2 != 0 {
@@ -181,7 +192,7 @@ pub fn qk_norm_rope(
     let cols = qkv.len() / n;
     let half = head_dim / 2;
     // Output row g · n + t is head g of token t.
-    let head = |(squares, y): &mut (Vec<f32>, Vec<f32>), (i, o): (usize, &mut [f32])| {
+    let head = |(squares, y): &mut (Vec<f32>, Vec<f32>), i: usize, o: &mut [f32]| {
         let (g, t) = (i / n, i % n);
         let sc = &scale[g * head_dim..(g + 1) * head_dim];
         let x = &qkv[t * cols + g * head_dim..t * cols + (g + 1) * head_dim];
@@ -206,17 +217,8 @@ pub fn qk_norm_rope(
         }
     };
     let scratch = || (vec![0f32; head_dim], vec![0f32; head_dim]);
-    if out.len() >= ROWS_PARALLEL_MIN {
-        out.par_chunks_exact_mut(head_dim)
-            .enumerate()
-            .for_each_init(scratch, head);
-    } else {
-        let mut s = scratch();
-        out.chunks_exact_mut(head_dim)
-            .enumerate()
-            .for_each(|pair| head(&mut s, pair));
-    }
-    Ok(())
+    let values = out.len();
+    each_row(out, head_dim, values, threads, scratch, head)
 }
 
 /// `√(2/π)` and `√(2/π) · 0.044715`, the constants of gelu's tanh form, rounded to f32.
@@ -265,15 +267,20 @@ pub(super) fn gelu_times_one(g: f32, u: f32) -> f32 {
 }
 
 /// `gelu(gate) · up` for the rows of a fused `gate | up` projection (`n` rows of `2 · half`
-/// values: the gate half, then the up half) into `out` (`n × half`), rows split across the
-/// current rayon pool when there are enough of them.
+/// values: the gate half, then the up half) into `out` (`n × half`), rows split as for
+/// [`rms_norm`].
 ///
 /// Why: numpy spent nine passes over a prompt's `n × 2048` values per layer, eight-tenths of it in
 /// its `tanh`, on one core — ~9% of a quiet 108-token prefill. Not numpy's bits: its `tanh` is its
 /// own SIMD approximation; this one is within a few ulp of the exact value (see the tests), the
 /// size of the difference between two correct `tanh`s, far below the int8 rounding that the
 /// down product applies to these values next.
-pub fn gelu_times(gate_up: &[f32], half: usize, out: &mut [f32]) -> CoreResult<()> {
+pub fn gelu_times(
+    gate_up: &[f32],
+    half: usize,
+    out: &mut [f32],
+    threads: Option<usize>,
+) -> CoreResult<()> {
     if half == 0 {
         return Err(CoreError::invalid("gate | up rows must not be empty"));
     }
@@ -283,28 +290,23 @@ pub fn gelu_times(gate_up: &[f32], half: usize, out: &mut [f32]) -> CoreResult<(
             "gelu_times output has the wrong length",
         ));
     }
-    let row = |(src, dst): (&[f32], &mut [f32])| {
-        let (g, u) = src.split_at(half);
-        #[cfg(target_arch = "x86_64")]
-        if crate::vector::simd::simd_level() == crate::vector::simd::SimdLevel::Avx2 {
-            // SAFETY: AVX2 and FMA were detected; g, u and dst hold `half` values each.
-            unsafe { super::avx2::gelu_times(g, u, dst) };
-            return;
-        }
-        gelu_times_portable(g, u, dst);
-    };
-    if gate_up.len() >= ROWS_PARALLEL_MIN {
-        gate_up
-            .par_chunks_exact(2 * half)
-            .zip(out.par_chunks_exact_mut(half))
-            .for_each(row);
-    } else {
-        gate_up
-            .chunks_exact(2 * half)
-            .zip(out.chunks_exact_mut(half))
-            .for_each(row);
-    }
-    Ok(())
+    each_row(
+        out,
+        half,
+        gate_up.len(),
+        threads,
+        || (),
+        |_, i, dst| {
+            let (g, u) = gate_up[2 * i * half..2 * (i + 1) * half].split_at(half);
+            #[cfg(target_arch = "x86_64")]
+            if crate::vector::simd::simd_level() == crate::vector::simd::SimdLevel::Avx2 {
+                // SAFETY: AVX2 and FMA were detected; g, u and dst hold `half` values each.
+                unsafe { super::avx2::gelu_times(g, u, dst) };
+                return;
+            }
+            gelu_times_portable(g, u, dst);
+        },
+    )
 }
 
 /// [`gelu_times`] for one row, value by value (the reference the AVX2 kernel matches).
@@ -376,7 +378,7 @@ mod tests {
         let x = values(dim * rows, 1);
         let scale: Vec<f32> = values(dim, 2).iter().map(|v| 1.0 + v / 8.0).collect();
         let mut out = vec![0f32; dim * rows];
-        rms_norm(&x, &scale, 1e-6, &mut out).unwrap();
+        rms_norm(&x, &scale, 1e-6, &mut out, None).unwrap();
         for (row, o) in x.chunks(dim).zip(out.chunks(dim)) {
             for (a, b) in o.iter().zip(reference_rms(row, &scale, 1e-6)) {
                 assert!(close(*a, b), "{a} vs {b}");
@@ -384,13 +386,13 @@ mod tests {
         }
         let mut h = values(dim * rows, 3);
         let h0 = h.clone();
-        add_rms_norm(&mut h, &x, &scale, 1e-6).unwrap();
+        add_rms_norm(&mut h, &x, &scale, 1e-6, None).unwrap();
         for i in 0..dim * rows {
             assert_eq!(h[i], h0[i] + out[i]);
         }
         // A zero row stays zero (eps keeps the root positive).
         let mut z = vec![1f32; dim];
-        rms_norm(&vec![0f32; dim], &scale, 1e-6, &mut z).unwrap();
+        rms_norm(&vec![0f32; dim], &scale, 1e-6, &mut z, None).unwrap();
         assert!(z.iter().all(|&v| v == 0.0));
     }
 
@@ -408,7 +410,7 @@ mod tests {
         // Far tails (the clamp, and a logistic that rounds to 0 or 1), zero, tiny values.
         gate_up[..8].copy_from_slice(&[-100.0, 100.0, -12.0, 12.0, 0.0, -0.0, 1e-20, -3e-8]);
         let mut out = vec![0f32; half * 3];
-        gelu_times(&gate_up, half, &mut out).unwrap();
+        gelu_times(&gate_up, half, &mut out, None).unwrap();
         for (r, o) in out.chunks(half).enumerate() {
             let row = &gate_up[r * 2 * half..(r + 1) * 2 * half];
             for (i, &v) in o.iter().enumerate() {
@@ -434,7 +436,7 @@ mod tests {
         for (n, half) in [(20, 2048), (3, 13), (1, 7)] {
             let gate_up = values(n * 2 * half, half as u64);
             let mut got = vec![0f32; n * half];
-            gelu_times(&gate_up, half, &mut got).unwrap();
+            gelu_times(&gate_up, half, &mut got, Some(2)).unwrap();
             let mut want = vec![0f32; n * half];
             for (src, dst) in gate_up.chunks(2 * half).zip(want.chunks_mut(half)) {
                 gelu_times_portable(&src[..half], &src[half..], dst);
@@ -443,16 +445,16 @@ mod tests {
             assert_eq!(bits(&got), bits(&want), "n={n} half={half}");
         }
         let mut out = vec![0f32; 3];
-        assert!(gelu_times(&[0f32; 7], 3, &mut out).is_err());
-        assert!(gelu_times(&[], 0, &mut []).is_err());
+        assert!(gelu_times(&[0f32; 7], 3, &mut out, None).is_err());
+        assert!(gelu_times(&[], 0, &mut [], None).is_err());
     }
 
     #[test]
     fn rms_norm_rejects_ragged_rows() {
         let mut out = vec![0f32; 10];
-        assert!(rms_norm(&[0f32; 10], &[1f32; 4], 1e-6, &mut out).is_err());
+        assert!(rms_norm(&[0f32; 10], &[1f32; 4], 1e-6, &mut out, None).is_err());
         let mut h = vec![0f32; 8];
-        assert!(add_rms_norm(&mut h, &[0f32; 4], &[1f32; 4], 1e-6).is_err());
+        assert!(add_rms_norm(&mut h, &[0f32; 4], &[1f32; 4], 1e-6, None).is_err());
     }
 
     #[test]
@@ -474,7 +476,7 @@ mod tests {
             heads,
             head_dim: d,
         };
-        qk_norm_rope(&qkv, shape, &scale, &cos, &sin, 1e-6, &mut out).unwrap();
+        qk_norm_rope(&qkv, shape, &scale, &cos, &sin, 1e-6, &mut out, None).unwrap();
         for g in 0..heads {
             for t in 0..n {
                 let x = &qkv[t * cols + g * d..t * cols + (g + 1) * d];
@@ -503,8 +505,36 @@ mod tests {
             &cos,
             &sin,
             1e-6,
-            &mut out
+            &mut out,
+            None
         )
         .is_err());
+    }
+
+    #[test]
+    fn rows_give_the_same_bits_on_any_pool_and_below_the_split() {
+        // 64 rows of 640 values: past the parallel threshold; then a single decode-like row.
+        let dim = 640;
+        let scale = values(dim, 11);
+        for n in [64, 1] {
+            let x = values(n * dim, 12);
+            let mut want = vec![0f32; n * dim];
+            let mut squares = vec![0f32; dim];
+            for (row, o) in x.chunks(dim).zip(want.chunks_mut(dim)) {
+                let r = rms_root(row, &mut squares, 1e-6);
+                for ((o, &v), &s) in o.iter_mut().zip(row).zip(&scale) {
+                    *o = v / r * s;
+                }
+            }
+            for threads in [None, Some(1), Some(2), Some(3)] {
+                let mut got = vec![0f32; n * dim];
+                rms_norm(&x, &scale, 1e-6, &mut got, threads).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "n={n} threads={threads:?}");
+            }
+            // A bad pool size is refused on either side of the split.
+            let mut got = vec![0f32; n * dim];
+            assert!(rms_norm(&x, &scale, 1e-6, &mut got, Some(0)).is_err());
+        }
     }
 }
