@@ -5,7 +5,7 @@ use std::sync::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::arrays::{array1, decode_section, readonly};
+use super::arrays::{array1, decode_section, readonly, Element};
 use super::{arg, read, write};
 use crate::errors::CoreError;
 use crate::keyword::{Analyzer, Bm25Index};
@@ -29,6 +29,22 @@ pub struct PyBm25Index {
 impl PyBm25Index {
     fn analyzer_of(&self) -> PyResult<Analyzer> {
         Ok(read(&self.inner)?.analyzer())
+    }
+
+    /// `each(index, query, ids)` for a 1-d uint64 `ids` array, run without the GIL: one value
+    /// per id, as a new 1-d array (the shape of `scores` and `coverage_many`).
+    fn per_id<'py, T: Element>(
+        &self,
+        py: Python<'py>,
+        query: &str,
+        ids: &Bound<'py, PyAny>,
+        each: impl Fn(&Bm25Index, &str, &[u64]) -> Vec<T> + Send + Sync,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let arr = readonly::<u64>(ids, "ids", 1)?;
+        let ids = arr.as_slice().to_vec();
+        let query = query.to_owned();
+        let out = py.detach(|| read(&self.inner).map(|g| each(&g, &query, &ids)))?;
+        array1(py, &out)
     }
 }
 
@@ -138,11 +154,7 @@ impl PyBm25Index {
         query: &str,
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let arr = readonly::<u64>(ids, "ids", 1)?;
-        let ids = arr.as_slice().to_vec();
-        let query = query.to_owned();
-        let out = py.detach(|| read(&self.inner).map(|g| g.scores(&query, &ids)))?;
-        array1(py, &out)
+        self.per_id(py, query, ids, Bm25Index::scores)
     }
 
     fn coverage(&self, py: Python<'_>, query: &str, id: &Bound<'_, PyAny>) -> PyResult<f32> {
@@ -159,11 +171,7 @@ impl PyBm25Index {
         query: &str,
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let arr = readonly::<u64>(ids, "ids", 1)?;
-        let ids = arr.as_slice().to_vec();
-        let query = query.to_owned();
-        let out = py.detach(|| read(&self.inner).map(|g| g.coverage_many(&query, &ids)))?;
-        array1(py, &out)
+        self.per_id(py, query, ids, Bm25Index::coverage_many)
     }
 
     fn max_score(&self, py: Python<'_>, query: &str) -> PyResult<f32> {
