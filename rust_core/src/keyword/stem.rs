@@ -356,12 +356,28 @@ mod tests {
 
     /// Lower-cased words (letters, digits, apostrophes) of the repository's prose, data and code.
     fn repository_words() -> BTreeSet<String> {
+        // A file or folder that vanishes between listing and reading (a tool's temporary file) is
+        // skipped, and so is `benches/results.json` (git-ignored output that `run_all.py` may be
+        // half-way through writing): neither is the repository's text.
+        fn gone(e: &std::io::Error) -> bool {
+            e.kind() == std::io::ErrorKind::NotFound
+        }
         fn walk(path: &Path, texts: &mut Vec<String>) {
             if path.is_dir() {
-                let mut entries: Vec<_> = std::fs::read_dir(path)
-                    .expect("readable directory")
-                    .map(|e| e.expect("directory entry").path())
-                    .collect();
+                let mut entries = Vec::new();
+                match std::fs::read_dir(path) {
+                    Ok(dir) => {
+                        for e in dir {
+                            match e {
+                                Ok(e) => entries.push(e.path()),
+                                Err(e) if gone(&e) => {}
+                                Err(e) => panic!("listing {}: {e}", path.display()),
+                            }
+                        }
+                    }
+                    Err(e) if gone(&e) => return,
+                    Err(e) => panic!("listing {}: {e}", path.display()),
+                }
                 entries.sort();
                 for entry in entries {
                     walk(&entry, texts);
@@ -369,8 +385,13 @@ mod tests {
             } else if path
                 .extension()
                 .is_some_and(|e| e == "md" || e == "json" || e == "py")
+                && !path.ends_with("benches/results.json")
             {
-                texts.push(std::fs::read_to_string(path).expect("UTF-8 text file"));
+                match std::fs::read_to_string(path) {
+                    Ok(text) => texts.push(text),
+                    Err(e) if gone(&e) => {}
+                    Err(e) => panic!("reading {}: {e}", path.display()),
+                }
             }
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
