@@ -62,6 +62,10 @@ def gpu_driver_present() -> bool:
 # OpenBLAS's threads cost more than they give, and keep spinning after each call, taking the cores the
 # Rust kernels or the next call need. Measured on two cores: a 242-token Gemma prompt + 64 new tokens
 # took 4.61 s with OpenBLAS's threads and 3.45 s without.
+#
+# It also fixes the bits: OpenBLAS's products differ in the last bits between one thread and its
+# pool, and the int8 decoder's greedy answers follow them (the packaged Gemma's ' blue' or ' orange'
+# for the console test's question), so the hold must take effect on whichever thread runs the model.
 
 
 class _OneThreadBlas:
@@ -81,6 +85,7 @@ class _OneThreadBlas:
 
                 if self._controller is None:
                     self._controller = ThreadpoolController()  # inspects the loaded libraries once
+                _release_blas_claim()
                 self._limiter = self._controller.limit(limits=1, user_api="blas")
             self._users += 1
         try:
@@ -89,8 +94,29 @@ class _OneThreadBlas:
             with self._lock:
                 self._users -= 1
                 if self._users == 0 and self._limiter is not None:
+                    _release_blas_claim()
                     self._limiter.restore_original_limits()
+                    _release_blas_claim()
                     self._limiter = None
+
+
+def _release_blas_claim() -> None:
+    """Let this thread set OpenBLAS's thread count.
+
+    threadpoolctl (3.8 here; older releases have no such rule) lets only one thread change a
+    pthreads OpenBLAS's process-wide count: the first to set it, for as long as that thread lives;
+    other threads' calls silently do nothing. Holders here come and go on worker threads, and the
+    limit is set by the first and restored by the last, so each change is made with that claim
+    released (``_OneThreadBlas``'s lock serialises them). Without this, a generation on another
+    worker thread than the one that first set a limit (an embedding's, say) ran its attention
+    products on OpenBLAS's full pool, whose sums differ in the last bits from one thread's, and
+    the packaged Gemma's greedy answer depended on which requests the server had served before.
+    """
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)  # absent in older releases
+    if clear is not None:
+        clear(force=True)
 
 
 one_thread_blas = _OneThreadBlas()

@@ -384,7 +384,7 @@ class Q8Decoder(Gemma3Shape):
         """
         import numpy as np
 
-        from mcp_gemma.native import add_rms_norm, qk_norm_rope, rms_norm
+        from mcp_gemma.native import add_rms_norm, gelu_times, qk_norm_rope, rms_norm
 
         eps, threads = self.eps, self.w.threads
         n = int(ids.shape[0])
@@ -428,35 +428,10 @@ class Q8Decoder(Gemma3Shape):
             o = layer.o.matmul(np.ascontiguousarray(attn), threads)
             h = add_rms_norm(h, o, layer.norms[1], eps, threads)
             gate_up = layer.gate_up.matmul(rms_norm(h, layer.norms[2], eps, threads), threads)
-            half = gate_up.shape[1] // 2
-            # numpy's tanh, not native.gelu_times: the Rust pass differs from it by a few ulp, which
-            # flipped the packaged model's greedy answer in a full CI run (tests/browser chat test)
-            act = _gelu_times(gate_up[:, :half], gate_up[:, half:])
+            act = gelu_times(gate_up, threads)
             h = add_rms_norm(h, layer.down.matmul(act, threads), layer.norms[3], eps, threads)
         self.pos = end
         return h
-
-
-_GELU_A = math.sqrt(2.0 / math.pi)
-_GELU_B = _GELU_A * 0.044715
-
-
-def _gelu_times(gate: F32, up: F32) -> F32:
-    """``gelu(gate) · up`` (gelu's tanh form), in one scratch array: the same operations in the same
-    order as ``gate * (tanh(gate * (A + B * gate * gate)) + 1) * 0.5 * up``, so the same bits, without
-    the seven temporaries of a prompt's worth of rows."""
-    import numpy as np
-
-    t: F32 = np.multiply(gate, np.float32(_GELU_B))
-    t *= gate
-    t += np.float32(_GELU_A)
-    t *= gate
-    np.tanh(t, out=t)
-    t += np.float32(1.0)
-    t *= gate
-    t *= np.float32(0.5)
-    t *= up
-    return t
 
 
 # The hidden-state rows ``Q8Decoder._layers`` returns.

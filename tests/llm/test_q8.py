@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -365,19 +367,20 @@ def test_gemma_threads_sizes_the_int8_pool(gemma: GemmaModel, models_dir: Path) 
     assert _q8(gemma).threads is None
 
 
+def blas_threads() -> list[int]:
+    """Threads of numpy's own BLAS (other BLAS copies, e.g. scipy's, are not what numpy calls)."""
+    from threadpoolctl import threadpool_info
+
+    return [
+        int(i["num_threads"])
+        for i in threadpool_info()
+        if i["user_api"] == "blas" and "numpy" in Path(i["filepath"]).parent.name
+    ]
+
+
 def test_numpy_blas_runs_on_one_thread_during_int8_generation_only(
     gemma: GemmaModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from threadpoolctl import threadpool_info
-
-    def blas_threads() -> list[int]:
-        """Threads of numpy's own BLAS (other BLAS copies, e.g. scipy's, are not what numpy calls)."""
-        return [
-            int(i["num_threads"])
-            for i in threadpool_info()
-            if i["user_api"] == "blas" and "numpy" in Path(i["filepath"]).parent.name
-        ]
-
     before = blas_threads()
     assert len(before) == 1, "numpy links one BLAS"
     seen: list[list[int]] = []
@@ -391,3 +394,45 @@ def test_numpy_blas_runs_on_one_thread_during_int8_generation_only(
     assert gemma.generate("The capital of France is", max_new_tokens=2).tokens_out == 2
     assert seen and all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+
+
+def test_int8_logits_keep_their_bits_on_another_worker_thread(
+    gemma: GemmaModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server runs each generation on whichever worker thread is free, after other holders of the
+    one-thread BLAS (the embedder) on other threads that live on; the attention products' bits, and
+    so greedy answers, differ between one OpenBLAS thread and its pool, so the hold must take
+    effect there too (it silently did not: the console test's answer turned ' blue' to ' orange')."""
+    from mcp_gemma.compute import one_thread_blas
+
+    seen: list[tuple[list[int], str]] = []
+    forward = Q8Decoder.forward
+
+    def spy(self: Q8Decoder, ids: Any) -> Any:
+        logits = forward(self, ids)
+        seen.append((blas_threads(), hashlib.sha256(logits.tobytes()).hexdigest()))
+        return logits
+
+    monkeypatch.setattr(Q8Decoder, "forward", spy)
+    prompt = "What are the three primary colours?"
+    assert gemma.generate(prompt, max_new_tokens=2).tokens_out == 2
+    here, seen[:] = list(seen), []
+    held, finish = threading.Event(), threading.Event()
+
+    def earlier_holder() -> None:
+        with one_thread_blas.held():
+            held.set()
+        finish.wait(60)
+
+    holder = threading.Thread(target=earlier_holder)
+    holder.start()
+    try:
+        assert held.wait(60)
+        worker = threading.Thread(target=gemma.generate, args=(prompt,), kwargs={"max_new_tokens": 2})
+        worker.start()
+        worker.join(120)
+    finally:
+        finish.set()
+        holder.join(60)
+    assert [threads for threads, _ in here] == [[1], [1]]
+    assert seen == here
