@@ -15,7 +15,6 @@ sentence-transformers' MiniLM / mpnet-free BERT checkpoints use; anything else i
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import json
@@ -44,12 +43,12 @@ logger = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 T = TypeVar("T")
 TOKENS_PER_BATCH = 8_192  # tokens per forward pass, each text counted at the longest one's length
-SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note) BLAS runs on one thread
+SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note): one forward pass, unbatched
 # texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note;
 # past ~32 tokens a product does enough arithmetic per weight that BLAS on f32 is as fast
 HALF_CALL_TOKENS = 32
-ROWS_PER_WORKER = 32  # a small call's tokens are shared out across threads, at least this many each
-MAX_WORKERS = 4  # threads for a small call's forward pass (a few hundred tokens gain little from more)
+ROWS_PER_WORKER = 32  # a forward pass's tokens are shared out across threads, at least this many each
+MAX_WORKERS = 4  # threads for a forward pass (BLAS on one thread in each)
 
 
 class UnsupportedModel(Exception):
@@ -186,7 +185,7 @@ class LeanBertEmbedder:
         self._arange = np.arange(limit, dtype=np.intp)
         self._tokenizer.enable_truncation(max_length=limit)
         self._tokenizer.no_padding()
-        self._lock = threading.Lock()  # numpy's BLAS already uses every core
+        self._lock = threading.Lock()  # a forward pass already uses every core
         self._cores = max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
         self._pool: ThreadPoolExecutor | None = None  # helpers of the packed forward pass, made on first use
         self.load_seconds = time.perf_counter() - started
@@ -208,7 +207,7 @@ class LeanBertEmbedder:
         order = sorted(range(n), key=lambda i: len(encodings[i].ids))
         done = 0
         small = sum(len(e.ids) for e in encodings) <= SMALL_CALL_TOKENS
-        with self._lock, one_thread_blas.held() if small else contextlib.nullcontext():
+        with self._lock, one_thread_blas.held():
             start = 0
             while start < n:
                 if cancel is not None and cancel.is_set():
@@ -224,11 +223,10 @@ class LeanBertEmbedder:
                     # threads=None: a binary16 product big enough to pay for the hand-off splits its
                     # weight rows over rayon's pool (same bits as on one thread); smaller ones stay here
                     out[idx] = self._forward([encodings[i].ids for i in idx], half=True, threads=None)
-                elif small:  # what is left of a small call, in one unpadded pass across the cores
-                    idx = order[start:]
-                    out[idx] = self._forward_packed([encodings[i].ids for i in idx])
                 else:
-                    out[idx] = self._forward([encodings[i].ids for i in idx], threads=None)
+                    if small:  # what is left of a small call, in one pass across the cores
+                        idx = order[start:]
+                    out[idx] = self._forward_packed([encodings[i].ids for i in idx])
                 start += len(idx)
                 done += len(idx)
                 if progress is not None:
@@ -273,7 +271,9 @@ class LeanBertEmbedder:
         """Pooled unit vectors of token-id lists, the same arithmetic as :meth:`_forward`, with the
         products shared out across threads (BLAS on one thread each; the caller holds it to one).
 
-        A small call (a document's few chunks) has too few rows for BLAS to split well, so here
+        Every f32 pass runs this way, small or batched: a small call (a document's few chunks) has
+        too few rows for BLAS to split well, and on a batch BLAS's own threads (which spin after each
+        product) took the cores from the Rust kernels between the products, while here
         every step that works row by row (the four products, GELU, layer norms) splits the packed
         rows into contiguous runs, one per thread (the Rust kernels release the GIL); attention is
         one Rust call that shares the texts out itself. Two hand-offs per layer.
