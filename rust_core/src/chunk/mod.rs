@@ -189,6 +189,27 @@ mod tests {
     }
 
     #[test]
+    fn sentence_mode_takes_the_largest_units_that_fit() -> CoreResult<()> {
+        let text = "Some text\n\nfrom a\ndocument";
+        // The paragraph break and the line break are sections of their own; the last line is one
+        // sentence. With an overlap of 3 the fourth chunk starts at the line break (1 code point).
+        assert_eq!(
+            chunk_text(text, 10, 0, ChunkMode::Sentence)?,
+            [(0, 9), (9, 11), (11, 18), (18, 26)]
+        );
+        assert_eq!(
+            chunk_text(text, 10, 3, ChunkMode::Sentence)?,
+            [(0, 9), (9, 11), (11, 18), (17, 26)]
+        );
+        // Code-point offsets, not bytes: "é" is two bytes.
+        assert_eq!(
+            chunk_text("Été là. Oui.", 8, 0, ChunkMode::Sentence)?,
+            [(0, 8), (8, 12)]
+        );
+        Ok(())
+    }
+
+    #[test]
     fn rejects_bad_sizes() {
         assert!(chunk_text("abc", 0, 0, ChunkMode::Chars).is_err());
         assert!(chunk_text("abc", 3, 3, ChunkMode::Sentence).is_err());
