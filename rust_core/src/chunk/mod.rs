@@ -1,10 +1,10 @@
 //! Text chunking with offsets in code points (what Python's `str` indexes), so `text[s:e]` is a chunk.
 //!
-//! Sentence mode uses the `text-splitter` crate (Unicode sentence / word / grapheme levels, so it
-//! prefers paragraph and sentence boundaries and never splits a code point) with trimming off, so the
-//! chunks tile the text. Chars mode cuts fixed windows of code points.
+//! Sentence mode (`semantic`) prefers line-break runs, then Unicode sentence, word and grapheme
+//! boundaries, never splits a code point, and trims nothing, so the chunks tile the text. Chars mode
+//! cuts fixed windows of code points.
 
-use text_splitter::{ChunkConfig, TextSplitter};
+mod semantic;
 
 use crate::errors::{CoreError, CoreResult};
 
@@ -51,7 +51,7 @@ pub fn chunk_text(
     }
     match mode {
         ChunkMode::Chars => Ok(fixed_windows(text.chars().count(), max_chars, overlap)),
-        ChunkMode::Sentence => semantic(text, max_chars, overlap),
+        ChunkMode::Sentence => Ok(sentence_chunks(text, max_chars, overlap)),
     }
 }
 
@@ -88,12 +88,7 @@ impl CharCursor<'_> {
     }
 }
 
-fn semantic(text: &str, max_chars: usize, overlap: usize) -> CoreResult<Vec<(usize, usize)>> {
-    let config = ChunkConfig::new(max_chars)
-        .with_overlap(overlap)
-        .map_err(|e| CoreError::invalid(e.to_string()))?
-        .with_trim(false);
-    let splitter = TextSplitter::new(config);
+fn sentence_chunks(text: &str, max_chars: usize, overlap: usize) -> Vec<(usize, usize)> {
     let mut starts = CharCursor {
         text,
         byte: 0,
@@ -105,9 +100,9 @@ fn semantic(text: &str, max_chars: usize, overlap: usize) -> CoreResult<Vec<(usi
         chars: 0,
     };
     let mut out: Vec<(usize, usize)> = Vec::new();
-    for (byte_start, chunk) in splitter.chunk_indices(text) {
+    for (byte_start, byte_end) in semantic::chunk_bytes(text, max_chars, overlap) {
         let s = starts.char_offset(byte_start);
-        let e = ends.char_offset(byte_start + chunk.len());
+        let e = ends.char_offset(byte_end);
         // A grapheme longer than max_chars (e.g. a long emoji ZWJ sequence) comes back whole; cut it
         // at code points so the size bound always holds.
         let mut a = s;
@@ -117,7 +112,7 @@ fn semantic(text: &str, max_chars: usize, overlap: usize) -> CoreResult<Vec<(usi
         }
         out.push((a, e));
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -190,6 +185,27 @@ mod tests {
         let chunks = chunk_text(text, 40, 0, ChunkMode::Sentence)?;
         let first: String = text.chars().take(chunks[0].1).collect();
         assert!(first.trim_end().ends_with('.'), "{first:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn sentence_mode_takes_the_largest_units_that_fit() -> CoreResult<()> {
+        let text = "Some text\n\nfrom a\ndocument";
+        // The paragraph break and the line break are sections of their own; the last line is one
+        // sentence. With an overlap of 3 the fourth chunk starts at the line break (1 code point).
+        assert_eq!(
+            chunk_text(text, 10, 0, ChunkMode::Sentence)?,
+            [(0, 9), (9, 11), (11, 18), (18, 26)]
+        );
+        assert_eq!(
+            chunk_text(text, 10, 3, ChunkMode::Sentence)?,
+            [(0, 9), (9, 11), (11, 18), (17, 26)]
+        );
+        // Code-point offsets, not bytes: "é" is two bytes.
+        assert_eq!(
+            chunk_text("Été là. Oui.", 8, 0, ChunkMode::Sentence)?,
+            [(0, 8), (8, 12)]
+        );
         Ok(())
     }
 
