@@ -30,6 +30,7 @@ __all__ = [
     "fuse_rrf",
     "fuse_weighted",
     "gelu_times",
+    "gqa_attention",
     "q8_avx512_built",
     "q8_kernel_level",
     "qk_norm_rope",
@@ -103,6 +104,19 @@ def qk_norm_rope(
 def gelu_times(gate_up: NDArray[np.float32], threads: int | None = None) -> NDArray[np.float32]:
     """``gelu(gate) · up`` (gelu's tanh form, within a few ulp) for the rows of a fused ``gate | up``
     projection (n, 2 · half): (n, half), rows split across the pool of ``threads``."""
+
+def gqa_attention(
+    q: NDArray[np.float32],
+    keys: NDArray[np.float32],
+    values: NDArray[np.float32],
+    start: int,
+    window: int | None,
+    scale: float,
+    threads: int | None = None,
+) -> NDArray[np.float32]:
+    """Causal grouped-query attention of ``q`` (heads, n, head_dim) at positions ``start..start + n``
+    against the caches ``keys``/``values`` (kv_heads, capacity, head_dim), each query seeing the last
+    ``window`` keys up to itself (all for None), scores ``scale · q·k``: (n, heads · head_dim)."""
 
 def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
     """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;

@@ -40,6 +40,7 @@ __all__ = [
     "fuse_rrf",
     "fuse_weighted",
     "gelu_times",
+    "gqa_attention",
     "native_errors",
     "q8_kernel_level",
     "qk_norm_rope",
@@ -597,6 +598,18 @@ def gelu_times(gate_up: F32, threads: int | None = None) -> F32:
     (n, 2 · half): (n, half), in one pass over rows split across ``threads`` (GIL released).
     Within a few ulp of the exact value; not numpy's ``tanh`` bits."""
     return _rust_core.gelu_times(gate_up, threads)
+
+
+@_mapped
+def gqa_attention(
+    q: F32, keys: F32, values: F32, start: int, window: int | None, scale: float, threads: int | None = None
+) -> F32:
+    """Causal grouped-query attention of ``q`` (heads, n, head_dim), the rows at positions
+    ``start..start + n``, against the KV caches (kv_heads, capacity, head_dim): each query sees the
+    last ``window`` keys up to itself (all for None), softmax(scale · q·kᵀ)·v, (n, heads · head_dim).
+    f32 with a fixed summation order (GIL released; query-row blocks split across ``threads``);
+    within ~1e-6 of numpy's BLAS products, not their bits."""
+    return _rust_core.gqa_attention(q, keys, values, start, window, scale, threads)
 
 
 def q8_kernel_level() -> str:

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use super::arrays::{array_from, input_rows, readonly, NewArray};
 use crate::errors::CoreError;
 use crate::pool;
-use crate::q8::{self, layer, Q8Matrix};
+use crate::q8::{self, attention, layer, Q8Matrix};
 
 /// The kernels the int8 products of several rows run with here: "avx512_vnni", "avx2" or "portable".
 #[pyfunction]
@@ -224,5 +224,77 @@ pub fn gelu_times<'py>(
     let mut out = NewArray::<f32>::new(py, &[n, width / 2], false)?;
     let os = out.as_mut_slice();
     py.detach(|| layer::gelu_times(gs, width / 2, os, threads))?;
+    Ok(out.finish())
+}
+
+/// Causal grouped-query attention of the query rows `q` (heads, n, head_dim) at positions
+/// `start..start + n` against the key and value caches (kv_heads, capacity, head_dim), each query
+/// seeing the last `window` keys up to itself (all for None), scores scaled by `scale`:
+/// (n, heads · head_dim). Query-row blocks split across the pool of `threads` when large enough.
+#[pyfunction]
+#[pyo3(signature = (q, keys, values, start, window, scale, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn gqa_attention<'py>(
+    py: Python<'py>,
+    q: &Bound<'py, PyAny>,
+    keys: &Bound<'py, PyAny>,
+    values: &Bound<'py, PyAny>,
+    start: i64,
+    window: Option<i64>,
+    scale: f32,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let start = usize::try_from(start)
+        .map_err(|_| CoreError::invalid(format!("start must be >= 0, got {start}")))?;
+    let window = window
+        .map(|w| {
+            usize::try_from(w)
+                .map_err(|_| CoreError::invalid(format!("window must be positive, got {w}")))
+        })
+        .transpose()?;
+    let qa = readonly::<f32>(q, "q", 3)?;
+    let ka = readonly::<f32>(keys, "keys", 3)?;
+    let va = readonly::<f32>(values, "values", 3)?;
+    if ka.shape() != va.shape() {
+        return Err(CoreError::invalid(format!(
+            "keys have shape {:?} but values {:?}",
+            ka.shape(),
+            va.shape()
+        ))
+        .into());
+    }
+    let (heads, n, head_dim) = (qa.shape()[0], qa.shape()[1], qa.shape()[2]);
+    if ka.shape()[2] != head_dim {
+        return Err(CoreError::invalid(format!(
+            "q has head_dim {head_dim} but keys have {}",
+            ka.shape()[2]
+        ))
+        .into());
+    }
+    let shape = attention::AttentionShape {
+        heads,
+        kv_heads: ka.shape()[0],
+        head_dim,
+        n,
+        capacity: ka.shape()[1],
+        start,
+        window,
+    };
+    shape.check()?;
+    let (qs, ks, vs) = (qa.as_slice(), ka.as_slice(), va.as_slice());
+    let mut out = NewArray::<f32>::new(py, &[n, heads * head_dim], false)?;
+    let os = out.as_mut_slice();
+    let mut run = move || attention::attention(qs, ks, vs, shape, scale, os);
+    py.detach(|| {
+        if shape.parallel() {
+            pool::run_in(threads, run)
+        } else {
+            // a decode step: the pool hand-off would cost more than the work
+            if let Some(t) = threads {
+                pool::pool_for(t)?;
+            }
+            Ok(run())
+        }
+    })??;
     Ok(out.finish())
 }

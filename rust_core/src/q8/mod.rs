@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::errors::{CoreError, CoreResult};
 use crate::vector::simd::{simd_level, SimdLevel};
 
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(all(target_arch = "x86_64", q8_avx512))]
