@@ -114,6 +114,17 @@ impl PyQ8Matrix {
     }
 }
 
+/// Refuses two arrays (named `a_name` and `b_name`) whose shapes differ.
+fn same_shape(a_name: &str, a: &[usize], b_name: &str, b: &[usize]) -> PyResult<()> {
+    if a == b {
+        return Ok(());
+    }
+    Err(CoreError::invalid(format!(
+        "{a_name} and {b_name} must have one shape, got {a:?} and {b:?}"
+    ))
+    .into())
+}
+
 /// `x / sqrt(mean(x², axis=-1) + eps) * scale` for 2-d `x` (numpy's arithmetic, same bits), rows
 /// split across the pool of `threads` (rayon's global one for None) when there are enough.
 #[pyfunction]
@@ -150,14 +161,7 @@ pub fn add_rms_norm<'py>(
     let dim = sa.len();
     let (ya, n) = input_rows(y, dim)?;
     let ha = readonly::<f32>(h, "h", 2)?;
-    if ha.shape() != ya.shape() {
-        return Err(CoreError::invalid(format!(
-            "h has shape {:?} but y has {:?}",
-            ha.shape(),
-            ya.shape()
-        ))
-        .into());
-    }
+    same_shape("h", ha.shape(), "y", ya.shape())?;
     let (ys, ss) = (ya.as_slice(), sa.as_slice());
     let mut out = NewArray::<f32>::new(py, &[n, dim], false)?;
     let os = out.as_mut_slice();
@@ -255,14 +259,7 @@ pub fn gqa_attention<'py>(
     let qa = readonly::<f32>(q, "q", 3)?;
     let ka = readonly::<f32>(keys, "keys", 3)?;
     let va = readonly::<f32>(values, "values", 3)?;
-    if ka.shape() != va.shape() {
-        return Err(CoreError::invalid(format!(
-            "keys have shape {:?} but values {:?}",
-            ka.shape(),
-            va.shape()
-        ))
-        .into());
-    }
+    same_shape("keys", ka.shape(), "values", va.shape())?;
     let (heads, n, head_dim) = (qa.shape()[0], qa.shape()[1], qa.shape()[2]);
     if ka.shape()[2] != head_dim {
         return Err(CoreError::invalid(format!(
