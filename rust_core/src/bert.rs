@@ -391,6 +391,44 @@ mod avx2 {
     use super::{LANES, QB};
     use std::arch::x86_64::*;
 
+    /// `out[r] = Σ_j a[r · a_stride + j] · b[j · b_stride .. + 8]` for `r < QB`, `j < len`, in
+    /// ascending `j`, a multiply then an add per step (no fused multiply-add: the portable loops'
+    /// bits). Both blocks of the attention are this shape.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn broadcast_sums(
+        a: &[f32],
+        a_stride: usize,
+        b: &[f32],
+        b_stride: usize,
+        len: usize,
+    ) -> [[f32; LANES]; QB] {
+        assert!(
+            len == 0
+                || (a.len() >= (QB - 1) * a_stride + len
+                    && b.len() >= (len - 1) * b_stride + LANES)
+        );
+        let mut acc = [_mm256_setzero_ps(); QB];
+        for j in 0..len {
+            // SAFETY: j * b_stride + 8 <= b.len() and r * a_stride + j < a.len() (asserted above).
+            unsafe {
+                let v = _mm256_loadu_ps(b.as_ptr().add(j * b_stride));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(*a.get_unchecked(r * a_stride + j));
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(x, v));
+                }
+            }
+        }
+        let mut out = [[0f32; LANES]; QB];
+        for (o, acc) in out.iter_mut().zip(acc) {
+            // SAFETY: o is 8 floats.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), acc) };
+        }
+        out
+    }
+
+    /// Scores of `QB` query rows (`hd` values each) against 8 keys stored column-major
+    /// (`keys[c · n_pad + lane]`).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) fn score_block(
@@ -399,26 +437,11 @@ mod avx2 {
         n_pad: usize,
         hd: usize,
     ) -> [[f32; LANES]; QB] {
-        assert!(queries.len() >= QB * hd && (hd == 0 || keys.len() >= (hd - 1) * n_pad + LANES));
-        let mut acc = [_mm256_setzero_ps(); QB];
-        for c in 0..hd {
-            // SAFETY: c * n_pad + 8 <= keys.len() and r * hd + c < queries.len() (asserted above).
-            unsafe {
-                let k = _mm256_loadu_ps(keys.as_ptr().add(c * n_pad));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let q = _mm256_set1_ps(*queries.get_unchecked(r * hd + c));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(q, k));
-                }
-            }
-        }
-        let mut out = [[0f32; LANES]; QB];
-        for (o, a) in out.iter_mut().zip(acc) {
-            // SAFETY: o is 8 floats.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
-        }
-        out
+        broadcast_sums(queries, hd, keys, n_pad, hd)
     }
 
+    /// 8 context values of `QB` rows: scores (rows of `n_pad`, the first `n` used) times value
+    /// rows of `hd_pad`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(super) fn context_block(
@@ -428,25 +451,8 @@ mod avx2 {
         hd_pad: usize,
         n: usize,
     ) -> [[f32; LANES]; QB] {
-        assert!(n <= n_pad && scores.len() >= (QB - 1) * n_pad + n);
-        assert!(n == 0 || values.len() >= (n - 1) * hd_pad + LANES);
-        let mut acc = [_mm256_setzero_ps(); QB];
-        for j in 0..n {
-            // SAFETY: j * hd_pad + 8 <= values.len() and r * n_pad + j < scores.len() (asserted).
-            unsafe {
-                let v = _mm256_loadu_ps(values.as_ptr().add(j * hd_pad));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let p = _mm256_set1_ps(*scores.get_unchecked(r * n_pad + j));
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(p, v));
-                }
-            }
-        }
-        let mut out = [[0f32; LANES]; QB];
-        for (o, a) in out.iter_mut().zip(acc) {
-            // SAFETY: o is 8 floats.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
-        }
-        out
+        assert!(n <= n_pad);
+        broadcast_sums(scores, n_pad, values, hd_pad, n)
     }
 }
 
@@ -540,6 +546,31 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn avx2_blocks_give_the_portable_bits() {
+        if crate::vector::simd::simd_level() != crate::vector::simd::SimdLevel::Avx2 {
+            return; // the AVX2 kernels cannot run here; tests/native checks the level the CPU has
+        }
+        let mut seed = 7u64;
+        let (hd, n_pad, hd_pad) = (32, 24, 40);
+        let queries: Vec<f32> = (0..QB * hd).map(|_| lcg(&mut seed)).collect();
+        let keys: Vec<f32> = (0..hd * n_pad).map(|_| lcg(&mut seed)).collect();
+        let scores: Vec<f32> = (0..QB * n_pad).map(|_| lcg(&mut seed)).collect();
+        let values: Vec<f32> = (0..n_pad * hd_pad).map(|_| lcg(&mut seed)).collect();
+        let bits = |b: [[f32; LANES]; QB]| b.map(|row| row.map(f32::to_bits));
+        assert_eq!(
+            bits(score_block(true, &queries, &keys, n_pad, hd)),
+            bits(score_block(false, &queries, &keys, n_pad, hd))
+        );
+        for n in [0, 1, 17, n_pad] {
+            assert_eq!(
+                bits(context_block(true, &scores, &values, n_pad, hd_pad, n)),
+                bits(context_block(false, &scores, &values, n_pad, hd_pad, n)),
+                "n={n}"
+            );
+        }
     }
 
     #[test]
