@@ -325,9 +325,40 @@ fn attend_text_body(
         }
     }
 }
-/// `QB × 8` scores of one query block against keys `keys[c * n_pad ..][..8]` (`c < hd`), each a sum
-/// over `c` in order of `q · k` (a product then a sum, no fused multiply-add: the two versions give
-/// the same bits).
+/// `out[r] = Σ_j a[r · a_stride + j] · b[j · b_stride ..][..8]` for `r < QB`, `j < len`, in
+/// ascending `j`, a product then a sum per step (no fused multiply-add, so the AVX2 and portable
+/// versions give the same bits). Both blocks of the attention are this shape.
+#[inline(always)]
+fn broadcast_sums(
+    wide: bool,
+    a: &[f32],
+    a_stride: usize,
+    b: &[f32],
+    b_stride: usize,
+    len: usize,
+) -> [[f32; LANES]; QB] {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is only true in attend_text's AVX2 build (and the tests' AVX2 check), on a
+        // CPU that has AVX2.
+        return unsafe { avx2::broadcast_sums(a, a_stride, b, b_stride, len) };
+    }
+    let _ = wide;
+    let mut acc = [[0f32; LANES]; QB];
+    for j in 0..len {
+        let v = &b[j * b_stride..][..LANES];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = a[r * a_stride + j];
+            for (o, &vv) in acc.iter_mut().zip(v) {
+                *o += x * vv;
+            }
+        }
+    }
+    acc
+}
+
+/// `QB × 8` scores of one query block (rows of `hd`) against keys `keys[c * n_pad ..][..8]`
+/// (`c < hd`), each a sum over `c` in order of `q · k`.
 #[inline(always)]
 fn score_block(
     wide: bool,
@@ -336,23 +367,7 @@ fn score_block(
     n_pad: usize,
     hd: usize,
 ) -> [[f32; LANES]; QB] {
-    #[cfg(target_arch = "x86_64")]
-    if wide {
-        // SAFETY: `wide` is only true in attend_text's AVX2 build, on a CPU that has AVX2.
-        return unsafe { avx2::score_block(queries, keys, n_pad, hd) };
-    }
-    let _ = wide;
-    let mut acc = [[0f32; LANES]; QB];
-    for c in 0..hd {
-        let k = &keys[c * n_pad..][..LANES];
-        for (r, a) in acc.iter_mut().enumerate() {
-            let qv = queries[r * hd + c];
-            for (x, &kv) in a.iter_mut().zip(k) {
-                *x += qv * kv;
-            }
-        }
-    }
-    acc
+    broadcast_sums(wide, queries, hd, keys, n_pad, hd)
 }
 
 /// `QB × 8` context values: for each of the block's score rows (`scores[r * n_pad ..]`), the sum over
@@ -366,23 +381,8 @@ fn context_block(
     hd_pad: usize,
     n: usize,
 ) -> [[f32; LANES]; QB] {
-    #[cfg(target_arch = "x86_64")]
-    if wide {
-        // SAFETY: as in score_block.
-        return unsafe { avx2::context_block(scores, values, n_pad, hd_pad, n) };
-    }
-    let _ = wide;
-    let mut acc = [[0f32; LANES]; QB];
-    for j in 0..n {
-        let v = &values[j * hd_pad..][..LANES];
-        for (r, a) in acc.iter_mut().enumerate() {
-            let p = scores[r * n_pad + j];
-            for (x, &vv) in a.iter_mut().zip(v) {
-                *x += p * vv;
-            }
-        }
-    }
-    acc
+    assert!(n <= n_pad);
+    broadcast_sums(wide, scores, n_pad, values, hd_pad, n)
 }
 
 /// The attention blocks in AVX2 registers: LLVM left the portable loops scalar (a spill per lane).
@@ -391,12 +391,10 @@ mod avx2 {
     use super::{LANES, QB};
     use std::arch::x86_64::*;
 
-    /// `out[r] = Σ_j a[r · a_stride + j] · b[j · b_stride .. + 8]` for `r < QB`, `j < len`, in
-    /// ascending `j`, a multiply then an add per step (no fused multiply-add: the portable loops'
-    /// bits). Both blocks of the attention are this shape.
+    /// [`super::broadcast_sums`] in AVX2 registers, with the same operations in the same order.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn broadcast_sums(
+    pub(super) fn broadcast_sums(
         a: &[f32],
         a_stride: usize,
         b: &[f32],
@@ -425,34 +423,6 @@ mod avx2 {
             unsafe { _mm256_storeu_ps(o.as_mut_ptr(), acc) };
         }
         out
-    }
-
-    /// Scores of `QB` query rows (`hd` values each) against 8 keys stored column-major
-    /// (`keys[c · n_pad + lane]`).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) fn score_block(
-        queries: &[f32],
-        keys: &[f32],
-        n_pad: usize,
-        hd: usize,
-    ) -> [[f32; LANES]; QB] {
-        broadcast_sums(queries, hd, keys, n_pad, hd)
-    }
-
-    /// 8 context values of `QB` rows: scores (rows of `n_pad`, the first `n` used) times value
-    /// rows of `hd_pad`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(super) fn context_block(
-        scores: &[f32],
-        values: &[f32],
-        n_pad: usize,
-        hd_pad: usize,
-        n: usize,
-    ) -> [[f32; LANES]; QB] {
-        assert!(n <= n_pad);
-        broadcast_sums(scores, n_pad, values, hd_pad, n)
     }
 }
 
