@@ -1,8 +1,15 @@
 """Run every benchmark, print each figure beside its peer, write ``benches/results.json``.
 
-Usage: ``python benches/run_all.py [--quick] [--only NAME ...] [--out PATH]``. ``--quick`` is the CI
-smoke (small sizes, few runs; its numbers are not the ones to quote): it writes to the temporary
-directory unless ``--out`` is given, so it never replaces a full run's ``benches/results.json``.
+Usage: ``python benches/run_all.py [--quick] [--only NAME ...] [--skip NAME ...] [--quiet LOAD]
+[--out PATH]``. ``--quick`` is the CI smoke (small sizes, few runs; its numbers are not the ones to
+quote): it writes to the temporary directory unless ``--out`` is given, so it never replaces a full
+run's ``benches/results.json``.
+
+Every bench's entry records the load averages (1, 5, 15 min) at its start and end and its wall time.
+``--quiet 0.5`` waits before each bench until the 1-minute load average is below 0.5 (up to
+``--quiet-wait`` seconds; a bench that starts without it is marked ``"quiet": false``): figures are
+quoted only from quiet runs, and a full run takes long enough that other work on the machine starts
+and stops during it.
 Refuses a debug build of the Rust core. Exits 1 only when a bench raises (timings never fail it); a
 bench whose peer is not installed is skipped with the reason printed, but an import error inside
 ``mcp_gemma`` or the benches themselves counts as a failure.
@@ -84,10 +91,47 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages (``[]`` where the platform has none)."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def wait_for_quiet(below: float, limit_s: float, *, poll_s: float = 5.0) -> bool:
+    """Wait until the 1-minute load average is below ``below``; False if ``limit_s`` passed first."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        load = load_average()
+        if not load or load[0] < below:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CI smoke: small sizes, few runs")
     parser.add_argument("--only", nargs="*", default=None, help="bench module names to run")
+    parser.add_argument("--skip", nargs="*", default=[], help="bench module names to leave out")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=None,
+        metavar="LOAD",
+        help="before each bench, wait until the 1-minute load average is below LOAD",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="longest wait for --quiet per bench (default 600); then the bench runs, marked not quiet",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -119,11 +163,17 @@ def main() -> int:
     }
     print(f"Rust kernels: {results['simd']} ({native.build_profile} build); every figure below uses them")
     failed = []
-    for name in args.only or BENCHES:
+    unknown = sorted((set(args.only or []) | set(args.skip)) - set(BENCHES))
+    if unknown:
+        print(f"unknown bench names: {', '.join(unknown)} (known: {', '.join(BENCHES)})")
+        return 2
+    for name in [n for n in args.only or BENCHES if n not in args.skip]:
         if not (HERE / f"{name}.py").exists():
             print(f"== {name}: not present, skipped")
             continue
-        print(f"== {name}")
+        quiet = None if args.quiet is None else wait_for_quiet(args.quiet, args.quiet_wait)
+        load_start = load_average()
+        print(f"== {name} (load average {' / '.join(map(str, load_start)) or 'unknown'})")
         start = time.perf_counter()
         try:
             module = importlib.import_module(name)
@@ -141,7 +191,16 @@ def main() -> int:
             traceback.print_exc()
             failed.append(name)
             results["benches"][name] = {"error": traceback.format_exc(limit=3)}
-        print(f"   ({time.perf_counter() - start:.1f} s)")
+        wall = time.perf_counter() - start
+        entry = results["benches"][name]
+        if isinstance(entry, dict):
+            entry["run"] = {
+                "load_start": load_start,
+                "load_end": load_average(),
+                "wall_s": round(wall, 1),
+                **({} if quiet is None else {"quiet": quiet}),
+            }
+        print(f"   ({wall:.1f} s)")
     args.out.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     print(f"wrote {args.out}")
     if failed:
