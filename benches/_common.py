@@ -61,6 +61,26 @@ def time_median(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
     return median(samples) * 1e3
 
 
+def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time (ms) of each of ``fns`` over ``runs`` rounds, every round running each once.
+
+    Ours and the peer take turns, and the order rotates every round, so load that comes and goes
+    during the run (and caches warmed by the one before) falls on both alike: a ratio of two
+    ``time_median`` series taken one after the other is not a same-run ratio.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            samples[name].append(time.perf_counter() - t0)
+    return {name: median(v) * 1e3 for name, v in samples.items()}
+
+
 def machine() -> dict[str, Any]:
     """CPU facts worth printing next to the numbers."""
     from mcp_gemma import _rust_core

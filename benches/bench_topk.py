@@ -54,10 +54,21 @@ def run(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "dim": d, "k": k, "batch": batch, "runs": runs, **_common.machine()}
 
     np.testing.assert_array_equal(rc.topk(m, q, k)[0], _numpy_topk(m, q, k))
-    out["ours_single_ms"] = _common.time_median(lambda: rc.topk(m, q, k), runs)
-    out["numpy_single_ms"] = _common.time_median(lambda: _numpy_topk(m, q, k), runs)
-    out["ours_batch_ms"] = _common.time_median(lambda: rc.topk_batch(m, queries, k), max(runs // 3, 2))
-    out["numpy_batch_ms"] = _common.time_median(lambda: _numpy_topk_batch(m, queries, k), max(runs // 3, 2))
+    ids = np.arange(n, dtype=np.uint64)
+    exact = rc.VectorIndex(d, "ip")
+    exact.add(ids, m)
+    quant = rc.VectorIndex(d, "ip", quantize=True, rerank=4)
+    quant.add(ids, m)
+    single: dict[str, Any] = {
+        "ours": lambda: rc.topk(m, q, k),
+        "index_f32": lambda: exact.search(q, k),
+        "index_int8": lambda: quant.search(q, k),
+        "numpy": lambda: _numpy_topk(m, q, k),
+    }
+    batched: dict[str, Any] = {
+        "ours": lambda: rc.topk_batch(m, queries, k),
+        "numpy": lambda: _numpy_topk_batch(m, queries, k),
+    }
     try:
         import faiss
     except ImportError:
@@ -66,16 +77,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         flat = faiss.IndexFlatIP(d)
         flat.add(m)
         out["faiss_threads"] = faiss.omp_get_max_threads()
-        out["faiss_single_ms"] = _common.time_median(lambda: flat.search(q[None, :], k), runs)
-        out["faiss_batch_ms"] = _common.time_median(lambda: flat.search(queries, k), max(runs // 3, 2))
+        single["faiss"] = lambda: flat.search(q[None, :], k)
+        batched["faiss"] = lambda: flat.search(queries, k)
+    # every path takes its turn in each round (see _common.time_interleaved)
+    for name, ms in _common.time_interleaved(single, runs).items():
+        out[f"{name}_single_ms"] = ms
+    for name, ms in _common.time_interleaved(batched, max(runs // 3, 2)).items():
+        out[f"{name}_batch_ms"] = ms
 
-    ids = np.arange(n, dtype=np.uint64)
-    exact = rc.VectorIndex(d, "ip")
-    exact.add(ids, m)
-    quant = rc.VectorIndex(d, "ip", quantize=True, rerank=4)
-    quant.add(ids, m)
-    out["index_f32_single_ms"] = _common.time_median(lambda: exact.search(q, k), runs)
-    out["index_int8_single_ms"] = _common.time_median(lambda: quant.search(q, k), runs)
     hits = 0
     for qq in queries:
         hits += len(set(exact.search(qq, k)[0].tolist()) & set(quant.search(qq, k)[0].tolist()))
@@ -93,9 +102,11 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["int8_recall_at_10_uniform_random"] = u_hits / (k * len(uq))
 
     out["single_vs_numpy"] = _common.ratio(out["numpy_single_ms"], out["ours_single_ms"])
+    out["index_f32_vs_numpy"] = _common.ratio(out["numpy_single_ms"], out["index_f32_single_ms"])
     out["batch_vs_numpy"] = _common.ratio(out["numpy_batch_ms"], out["ours_batch_ms"])
     if "faiss_single_ms" in out:
         out["single_vs_faiss"] = _common.ratio(out["faiss_single_ms"], out["ours_single_ms"])
+        out["index_f32_vs_faiss"] = _common.ratio(out["faiss_single_ms"], out["index_f32_single_ms"])
         out["batch_vs_faiss"] = _common.ratio(out["faiss_batch_ms"], out["ours_batch_ms"])
     out["int8_vs_f32_index"] = _common.ratio(out["index_f32_single_ms"], out["index_int8_single_ms"])
     return out
@@ -128,7 +139,9 @@ def main() -> None:
         )
     )
     print(
-        f"index: f32 {res['index_f32_single_ms']:.2f} ms, int8 {res['index_int8_single_ms']:.2f} ms "
+        f"index: f32 {res['index_f32_single_ms']:.2f} ms (x{res['index_f32_vs_numpy']:.2f} numpy"
+        + (f", x{res['index_f32_vs_faiss']:.2f} faiss" if "index_f32_vs_faiss" in res else "")
+        + f"), int8 {res['index_int8_single_ms']:.2f} ms "
         f"(x{res['int8_vs_f32_index']:.2f}), recall@10 {res['int8_recall_at_10']:.4f} "
         f"(uniform random data: {res['int8_recall_at_10_uniform_random']:.4f})"
     )
