@@ -8,8 +8,9 @@ dimension, which is what makes graph search hard (at ef=64 both libraries miss ~
 top-10 at 100k). Queries are held-out points of the same mixture. 100k rows (20k with ``--quick``).
 
 Both indexes are built with the same thread count (all cores) and queried on one thread, sweeping
-``ef``: ours one query per call; hnswlib both one query per call and as one single-threaded batch
-call, and the faster of the two is its latency (ours still pays the Python call per query). The
+``ef``, the two taking turns at each ``ef``: ours one query per call; hnswlib both one query per call
+and as one single-threaded batch call, and the faster of the two is its latency (ours still pays the
+Python call per query). The
 headline is our recall at hnswlib's latency for ef=64 (our curve interpolated), and the speed-up at
 hnswlib's recall.
 """
@@ -24,7 +25,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,33 +56,46 @@ def _recall(found: list[NDArray[Any]], truth: NDArray[np.int64]) -> float:
     return hits / truth.size
 
 
+class Searcher:
+    """One library's query paths for the sweep: one query per call, its ef setter, and optionally
+    one batch call for all queries."""
+
+    def __init__(
+        self,
+        search: Callable[[NDArray[np.float32], int], NDArray[Any]],
+        set_ef: Callable[[int], None],
+        batch: Callable[[NDArray[np.float32]], object] | None = None,
+    ) -> None:
+        self.search, self.set_ef, self.batch = search, set_ef, batch
+
+
 def _sweep(
-    search: Callable[[NDArray[np.float32], int], NDArray[Any]],
-    set_ef: Callable[[int], None],
+    searchers: dict[str, Searcher],
     queries: NDArray[np.float32],
     truth: NDArray[np.int64],
     runs: int,
-    batch: Callable[[NDArray[np.float32]], object] | None = None,
-) -> list[dict[str, float]]:
-    """Recall@10 and median per-query latency (ms) at each ef, one query per call. With ``batch``,
+) -> dict[str, list[dict[str, float]]]:
+    """Recall@10 and median per-query latency (ms) of each library at each ef, one query per call,
+    the libraries taking turns in every round (``_common.time_interleaved``). With a batch call,
     also the per-query share of one single-threaded batch call (``batch_ms``), and ``ms`` becomes
     the faster of the two, so the peer is never charged for Python call overhead it can avoid."""
-    points = []
+    points: dict[str, list[dict[str, float]]] = {name: [] for name in searchers}
     for ef in EFS:
-        set_ef(ef)
-        found = [search(q, ef) for q in queries]
-        samples = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            for q in queries:
-                search(q, ef)
-            samples.append((time.perf_counter() - t0) / len(queries))
-        point = {"ef": ef, "recall": _recall(found, truth), "ms": median(samples) * 1e3}
-        if batch is not None:
-            per_query = _common.time_median(lambda b=batch: b(queries), runs) / len(queries)
-            point["call_ms"], point["batch_ms"] = point["ms"], per_query
-            point["ms"] = min(point["ms"], per_query)
-        points.append(point)
+        paths: dict[str, Callable[[], object]] = {}
+        found: dict[str, list[NDArray[Any]]] = {}
+        for name, s in searchers.items():
+            s.set_ef(ef)
+            found[name] = [s.search(q, ef) for q in queries]
+            paths[name] = lambda s=s, ef=ef: [s.search(q, ef) for q in queries]
+            if s.batch is not None:
+                paths[f"{name} batch"] = lambda b=s.batch: b(queries)
+        ms = {key: t / len(queries) for key, t in _common.time_interleaved(paths, runs).items()}
+        for name in searchers:
+            point = {"ef": ef, "recall": _recall(found[name], truth), "ms": ms[name]}
+            if f"{name} batch" in ms:
+                point["call_ms"], point["batch_ms"] = ms[name], ms[f"{name} batch"]
+                point["ms"] = min(ms[name], ms[f"{name} batch"])
+            points[name].append(point)
     return points
 
 
@@ -146,12 +159,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     ours.add(ids, data)
     out["ours_build_s"] = time.perf_counter() - t0
     out["ours_nbytes"] = ours.nbytes
-    out["ours"] = _sweep(lambda q, ef: ours.search(q, K, ef)[0], lambda ef: None, queries, truth, runs)
-
+    searchers = {"ours": Searcher(lambda q, ef: ours.search(q, K, ef)[0], lambda ef: None)}
     try:
         import hnswlib
     except ImportError:
         out["hnswlib"] = "not installed (pip install hnswlib)"
+        out.update(_sweep(searchers, queries, truth, runs))
         return out
     t0 = time.perf_counter()
     peer = hnswlib.Index(space="cosine", dim=d)
@@ -160,14 +173,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     peer.add_items(data, ids)
     out["hnswlib_build_s"] = time.perf_counter() - t0
     peer.set_num_threads(1)
-    out["hnswlib"] = _sweep(
+    searchers["hnswlib"] = Searcher(
         lambda q, ef: peer.knn_query(q, K)[0][0],
         peer.set_ef,
-        queries,
-        truth,
-        runs,
         batch=lambda qs: peer.knn_query(qs, K, num_threads=1),
     )
+    out.update(_sweep(searchers, queries, truth, runs))
 
     ref = next(p for p in out["hnswlib"] if p["ef"] == REFERENCE_EF)
     ours_recall = _recall_at_latency(out["ours"], ref["ms"])
