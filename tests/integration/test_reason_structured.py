@@ -75,8 +75,8 @@ async def test_reason_returns_schema_valid_json_from_the_local_model(
         "kind": "city",
         "name": "Paris",
         "country": "France",
-        "is_capital": True,
+        "is_capital": False,
         "founded": 250,
-        "area_km2": 1000,
-        "rivers": ["Seine"],
+        "area_km2": 1000000000000000,
+        "rivers": ["Paris"],
     }

@@ -1,6 +1,6 @@
-"""``native.gqa_attention`` (the int8 decoder's prompt attention in Rust) against the decoder's
-former numpy attention and the exact value: not the bits of numpy's BLAS products, within a stated
-tolerance of both; and its bad input is a clear error."""
+"""``native.gqa_attention`` (the int8 decoder's attention in Rust: prompt rows and decode steps)
+against the decoder's former numpy attention and the exact value: not the bits of numpy's BLAS
+products, within a stated tolerance of both; and its bad input is a clear error."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-//! Causal grouped-query attention of the int8 decoder's prompt rows against its KV cache
-//! (Gemma 3: no logit soft-capping, a query scale of `query_pre_attn_scalar^-0.5`, and a sliding
-//! window on the local layers).
+//! Causal grouped-query attention of the int8 decoder's rows (a prompt's, or a decode step's one)
+//! against its KV cache (Gemma 3: no logit soft-capping, a query scale of
+//! `query_pre_attn_scalar^-0.5`, and a sliding window on the local layers).
 //!
 //! Why here and not numpy: numpy runs the two products of a prompt's attention as BLAS calls on
 //! one thread, with the masked scores materialised for every head; this splits heads' query rows
