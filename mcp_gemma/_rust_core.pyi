@@ -33,6 +33,7 @@ __all__ = [
     "gqa_attention",
     "q8_avx512_built",
     "q8_kernel_level",
+    "q8_matmul_stacked",
     "qk_norm_rope",
     "rms_norm",
     "simd_level",
@@ -117,6 +118,12 @@ def gqa_attention(
     """Causal grouped-query attention of ``q`` (heads, n, head_dim) at positions ``start..start + n``
     against the caches ``keys``/``values`` (kv_heads, capacity, head_dim), each query seeing the last
     ``window`` keys up to itself (all for None), scores ``scale · q·k``: (n, heads · head_dim)."""
+
+def q8_matmul_stacked(
+    mats: Sequence[Q8Matrix], x: NDArray[np.float32], threads: int | None = None
+) -> NDArray[np.float32]:
+    """``x @ vstack(mats).T`` for matrices of one column count stacked by rows: (n, Σ rows), in one
+    pass over the pool of ``threads``; each row's value is its own matrix's ``matmul``'s, bit for bit."""
 
 def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
     """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;

@@ -43,6 +43,7 @@ __all__ = [
     "gqa_attention",
     "native_errors",
     "q8_kernel_level",
+    "q8_matmul_stacked",
     "qk_norm_rope",
     "rms_norm",
     "rust_core_version",
@@ -610,6 +611,15 @@ def gqa_attention(
     f32 with a fixed summation order (GIL released; query-row blocks split across ``threads``);
     within ~1e-6 of numpy's BLAS products, not their bits."""
     return _rust_core.gqa_attention(q, keys, values, start, window, scale, threads)
+
+
+@_mapped
+def q8_matmul_stacked(mats: Sequence[Q8Matrix], x: F32, threads: int | None = None) -> F32:
+    """``x @ vstack(mats).T`` for int8 matrices of one column count stacked by rows (a tall matrix
+    held in blocks, as the output head is): (n, Σ rows), in one pass over the pool (GIL released)
+    and one output array; each row's value is its own matrix's :meth:`Q8Matrix.matmul`'s, bit for
+    bit."""
+    return _rust_core.q8_matmul_stacked([m._inner for m in mats], x, threads)
 
 
 def q8_kernel_level() -> str:

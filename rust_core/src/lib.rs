@@ -45,8 +45,8 @@ mod _rust_core {
     use crate::py::keyword::{tokenize, PyBm25Index};
     #[pymodule_export]
     use crate::py::q8::{
-        add_rms_norm, gelu_times, gqa_attention, q8_kernel_level, qk_norm_rope, rms_norm,
-        PyQ8Matrix,
+        add_rms_norm, gelu_times, gqa_attention, q8_kernel_level, q8_matmul_stacked, qk_norm_rope,
+        rms_norm, PyQ8Matrix,
     };
     #[pymodule_export]
     use crate::py::vector::{simd_level, topk, topk_batch, PyVectorIndex};

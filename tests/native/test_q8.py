@@ -109,3 +109,36 @@ def test_bad_input_gets_a_clear_error(weights: np.ndarray) -> None:
     codes[0, 0] = -128
     with pytest.raises(ValueError, match=r"\[-127, 127\]"):
         Q8Matrix.from_parts(codes, q.scales())
+
+
+@pytest.mark.parametrize("m", [1, 4, 5])
+def test_a_stacked_product_is_the_blocks_products_side_by_side(weights: np.ndarray, m: int) -> None:
+    # The output head is held as blocks of rows; one stacked pass must give each block's bits.
+    from mcp_gemma import native
+
+    blocks = [
+        native.Q8Matrix.quantize(np.ascontiguousarray(weights[a:b]))
+        for a, b in ((0, 37), (37, 38), (38, 200))
+    ]
+    big = native.Q8Matrix.quantize(np.tile(weights, (40, 1)))  # 8000 rows: split across the pool
+    x = np.random.default_rng(10 + m).standard_normal((m, 96), dtype=np.float32)
+    for mats in (blocks, [*blocks, big]):
+        got = native.q8_matmul_stacked(mats, x, 2)
+        want = np.concatenate([b.matmul(x, 2) for b in mats], axis=1)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_a_stacked_product_refuses_what_it_cannot_stack(weights: np.ndarray) -> None:
+    from mcp_gemma import native
+    from mcp_gemma.errors import InvalidInputError
+
+    q = native.Q8Matrix.quantize(weights)
+    narrow = native.Q8Matrix.quantize(weights[:, :64].copy())
+    x = np.ones((1, 96), dtype=np.float32)
+    with pytest.raises(InvalidInputError, match="at least one matrix"):
+        native.q8_matmul_stacked([], x)
+    with pytest.raises(InvalidInputError, match="one column count"):
+        native.q8_matmul_stacked([q, narrow], x)
+    with pytest.raises(InvalidInputError, match="96"):
+        native.q8_matmul_stacked([q], np.ones((1, 64), dtype=np.float32))

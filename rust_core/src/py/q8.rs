@@ -114,6 +114,30 @@ impl PyQ8Matrix {
     }
 }
 
+/// `x @ vstack(mats).T` for 2-d `x`: the product with matrices of one column count stacked by rows
+/// (a tall matrix held in blocks), in one pass over the pool of `threads` (rayon's global one for
+/// None) and one output array; each row's value is its own matrix's `matmul`'s, bit for bit.
+#[pyfunction]
+#[pyo3(signature = (mats, x, threads=None))]
+pub fn q8_matmul_stacked<'py>(
+    py: Python<'py>,
+    mats: Vec<Bound<'py, PyQ8Matrix>>,
+    x: &Bound<'py, PyAny>,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let inner: Vec<&Q8Matrix> = mats.iter().map(|w| &w.get().inner).collect();
+    let Some(first) = inner.first() else {
+        return Err(CoreError::invalid("q8_matmul_stacked needs at least one matrix").into());
+    };
+    let (xa, m) = input_rows(x, first.cols())?;
+    let xs = xa.as_slice();
+    let rows: usize = inner.iter().map(|w| w.rows()).sum();
+    let mut out = NewArray::<f32>::new(py, &[m, rows], true)?;
+    let os = out.as_mut_slice();
+    py.detach(|| pool::run_in(threads, || q8::matmul_stacked(&inner, xs, m, os)))??;
+    Ok(out.finish())
+}
+
 /// Refuses two arrays (named `a_name` and `b_name`) whose shapes differ.
 fn same_shape(a_name: &str, a: &[usize], b_name: &str, b: &[usize]) -> PyResult<()> {
     if a == b {

@@ -17,6 +17,7 @@ pub unsafe fn row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
     // SAFETY: block b covers bytes [32b, 32b + 32) of both rows, inside their length.
     unsafe {
         while b + 2 <= nb {
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(b * BLOCK + PREFETCH).cast());
             let vw0 = _mm256_loadu_si256(w.add(b * BLOCK).cast());
             let vq0 = _mm256_loadu_si256(q.add(b * BLOCK).cast());
             let vw1 = _mm256_loadu_si256(w.add((b + 1) * BLOCK).cast());
@@ -48,6 +49,14 @@ pub unsafe fn row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
         hsum(_mm256_add_ps(acc0, acc1))
     }
 }
+
+/// How far ahead of the block in hand [`row_dot`] asks for weight bytes (`prefetcht0`). A decode
+/// step's products are one input row against every weight row, a stream of short rows (640 bytes
+/// in the output head) each ending in a horizontal sum; the hardware prefetcher alone left the
+/// 168 MB head product ~1.3x the time of a plain f32 scan of the same bytes, and asking 4 KiB
+/// ahead made it ~9% faster (alternated runs, load ~1.5; 2 KiB within noise of it). A prefetch
+/// past the end of the codes is harmless: it never faults.
+const PREFETCH: usize = 4096;
 
 /// The four lane sums of `a`, `b`, `c`, `d` as one vector.
 #[inline]
@@ -289,5 +298,28 @@ pub unsafe fn gelu_times(g: &[f32], u: &[f32], out: &mut [f32]) {
     }
     for j in whole..n {
         out[j] = gelu_times_one(g[j], u[j]);
+    }
+}
+
+/// binary16 bits to f32 eight at a time (`vcvtph2ps`). For the values [`super::to_f16`] makes
+/// (zero and positive normal numbers) this is exactly [`super::from_f16`].
+///
+/// # Safety
+/// AVX2 and F16C available; `src` and `dst` have one length.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = dst.len();
+    let whole = n - n % 8;
+    let mut i = 0;
+    while i < whole {
+        // SAFETY: i + 8 <= whole <= n, the length of both slices.
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+        i += 8;
+    }
+    for j in whole..n {
+        dst[j] = super::from_f16(src[j]);
     }
 }

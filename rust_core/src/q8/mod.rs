@@ -131,6 +131,35 @@ fn to_f16(s: f32) -> Option<u16> {
     Some(((bits - 0x3800_0000) >> 13) as u16)
 }
 
+/// Whether binary16 scales convert with F16C here (not under `MCP_GEMMA_FORCE_SCALAR`).
+fn f16c() -> bool {
+    static F16C: OnceLock<bool> = OnceLock::new();
+    *F16C.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            q8_level() != Q8Level::Portable && std::arch::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// [`from_f16`] of each of `src` into `dst` (one length): F16C eight at a time where the CPU has
+/// it (a row of the output head's scales is 20 of them, converted for every token), the same
+/// values either way.
+fn half_to_f32(src: &[u16], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if f16c() {
+        // SAFETY: F16C and AVX2 were detected (every level above portable implies AVX2); the
+        // callers pass slices of one length.
+        unsafe { avx2::f16_to_f32(src, dst) };
+        return;
+    }
+    for (o, &h) in dst.iter_mut().zip(src) {
+        *o = from_f16(h);
+    }
+}
+
 /// The f32 value of bits made by [`to_f16`] (rebias the exponent, widen the mantissa).
 #[inline]
 fn from_f16(h: u16) -> f32 {
@@ -166,9 +195,7 @@ impl Scales {
             Self::F32(v) => &v[start..start + len],
             Self::F16(v) => {
                 let out = &mut buf[..len];
-                for (o, &h) in out.iter_mut().zip(&v[start..start + len]) {
-                    *o = from_f16(h);
-                }
+                half_to_f32(&v[start..start + len], out);
                 out
             }
         }
@@ -313,11 +340,7 @@ impl Q8Matrix {
     fn fill_scales(&self, out: &mut [f32]) {
         match &self.scales {
             Scales::F32(v) => out.copy_from_slice(v),
-            Scales::F16(v) => {
-                for (o, &h) in out.iter_mut().zip(v) {
-                    *o = from_f16(h);
-                }
-            }
+            Scales::F16(v) => half_to_f32(v, out),
         }
     }
 
@@ -384,150 +407,220 @@ impl Q8Matrix {
         out: &mut [f32],
         level: Q8Level,
     ) -> CoreResult<()> {
-        if x.len() != m * self.cols {
-            return Err(CoreError::invalid(format!(
-                "input has {} values; expected {m} rows of {} columns",
-                x.len(),
-                self.cols
-            )));
-        }
-        if out.len() != m * self.rows {
-            return Err(CoreError::internal("matmul output has the wrong length"));
-        }
-        if m == 0 {
-            return Ok(());
-        }
-        if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::invalid(format!(
-                "input value at row {}, column {} is not finite",
-                pos / self.cols,
-                pos % self.cols
-            )));
-        }
-        let nb = self.cols / BLOCK;
-        let mut xq = vec![0i8; m * self.cols];
-        let mut xs = vec![0f32; m * nb];
-        let quantize_rows =
-            |((row, c), s): ((&[f32], &mut [i8]), &mut [f32])| quantize_rows(row, c, s, level);
-        let rows_in = x
-            .par_chunks_exact(self.cols)
-            .zip(xq.par_chunks_exact_mut(self.cols))
-            .zip(xs.par_chunks_exact_mut(nb));
-        if m >= 16 {
-            rows_in.for_each(quantize_rows);
-        } else {
-            x.chunks_exact(self.cols)
-                .zip(xq.chunks_exact_mut(self.cols))
-                .zip(xs.chunks_exact_mut(nb))
-                .for_each(quantize_rows);
-        }
-        let avx2 = level != Q8Level::Portable;
-        let vnni = Vnni::prepare(level, &xq, &xs, m);
-        // Tasks own disjoint weight-row ranges; for several inputs each task writes the columns
-        // [r0, r1) of every output row, through a raw pointer (the ranges never overlap).
-        let chunk = chunk_rows(self.rows, self.cols * m)
-            .next_multiple_of(4)
-            .min(self.rows);
-        let dst = OutPtr(out.as_mut_ptr());
-        let (rows, cols) = (self.rows, self.cols);
-        let work = |r0: usize| {
-            let r1 = (r0 + chunk).min(rows);
-            // Room for up to four rows' scales where they are held as binary16.
-            let mut bufs: [Vec<f32>; 4] = std::array::from_fn(|_| self.scales.scratch(nb));
-            let put = |t: usize, r: usize, v: f32| {
-                debug_assert!(t < m && r < rows);
-                // SAFETY: t < m and r < rows index inside `out` (m × rows); each (t, r) is written
-                // by exactly one task, the one owning row r.
-                unsafe { *dst.get().add(t * rows + r) = v }
-            };
-            let mut r = r0;
-            if let Some(v) = &vnni {
-                // Four weight rows by four inputs per pass; leftover inputs row by row.
-                while r + 4 <= r1 {
-                    let wc: [&[i8]; 4] = std::array::from_fn(|i| self.row_codes(r + i));
-                    let [b0, b1, b2, b3] = &mut bufs;
-                    let ws: [&[f32]; 4] = [
-                        self.row_scales(r, b0),
-                        self.row_scales(r + 1, b1),
-                        self.row_scales(r + 2, b2),
-                        self.row_scales(r + 3, b3),
-                    ];
-                    let mut t = 0;
-                    while t + 4 <= m {
-                        for (i, sums) in v.tile(wc, ws, t, cols).into_iter().enumerate() {
-                            for (j, s) in sums.into_iter().enumerate() {
-                                put(t + j, r + i, s);
-                            }
-                        }
-                        t += 4;
-                    }
-                    for t in t..m {
-                        let qc = &xq[t * cols..(t + 1) * cols];
-                        let qs = &xs[t * nb..(t + 1) * nb];
-                        for i in 0..4 {
-                            put(t, r + i, row_dot(wc[i], ws[i], qc, qs, avx2));
-                        }
-                    }
-                    r += 4;
-                }
-            }
-            // Two weight rows by four inputs per pass: each loaded block feeds eight products.
-            while m >= 4 && r + 2 <= r1 {
-                let (w0, w1) = (self.row_codes(r), self.row_codes(r + 1));
-                let [b0, b1, ..] = &mut bufs;
-                let (s0, s1) = (self.row_scales(r, b0), self.row_scales(r + 1, b1));
+        matmul_stacked_with(&[self], x, m, out, level)
+    }
+
+    /// Rows `[r0, r1)` of this matrix against the quantised inputs: `out[t · stride + offset + r]`
+    /// for each input t. The kernel a row takes depends only on `m` and on `r - r0`'s place in
+    /// the range (pairs from `r0`), so callers that cut the same ranges get the same bits.
+    fn rows_into(
+        &self,
+        inp: &Inputs,
+        r0: usize,
+        r1: usize,
+        dst: OutPtr,
+        stride: usize,
+        offset: usize,
+    ) {
+        let (m, cols, rows) = (inp.m, self.cols, self.rows);
+        let nb = cols / BLOCK;
+        let (xq, xs, avx2) = (&inp.xq, &inp.xs, inp.level != Q8Level::Portable);
+        // Room for up to four rows' scales where they are held as binary16.
+        let mut bufs: [Vec<f32>; 4] = std::array::from_fn(|_| self.scales.scratch(nb));
+        let put = |t: usize, r: usize, v: f32| {
+            debug_assert!(t < m && r < rows);
+            // SAFETY: t < m and r < rows index inside `out` (m rows of `stride` values, this
+            // matrix's rows at `offset`); each (t, r) is written by exactly one task, the one
+            // owning row r.
+            unsafe { *dst.get().add(t * stride + offset + r) = v }
+        };
+        let mut r = r0;
+        if let Some(v) = &inp.vnni {
+            // Four weight rows by four inputs per pass; leftover inputs row by row.
+            while r + 4 <= r1 {
+                let wc: [&[i8]; 4] = std::array::from_fn(|i| self.row_codes(r + i));
+                let [b0, b1, b2, b3] = &mut bufs;
+                let ws: [&[f32]; 4] = [
+                    self.row_scales(r, b0),
+                    self.row_scales(r + 1, b1),
+                    self.row_scales(r + 2, b2),
+                    self.row_scales(r + 3, b3),
+                ];
                 let mut t = 0;
                 while t + 4 <= m {
-                    let qc = &xq[t * cols..(t + 4) * cols];
-                    let qs = &xs[t * nb..(t + 4) * nb];
-                    let [a, b] = tile_2x4([w0, w1], [s0, s1], qc, qs, avx2);
-                    for j in 0..4 {
-                        put(t + j, r, a[j]);
-                        put(t + j, r + 1, b[j]);
+                    for (i, sums) in v.tile(wc, ws, t, cols).into_iter().enumerate() {
+                        for (j, s) in sums.into_iter().enumerate() {
+                            put(t + j, r + i, s);
+                        }
                     }
                     t += 4;
                 }
                 for t in t..m {
                     let qc = &xq[t * cols..(t + 1) * cols];
                     let qs = &xs[t * nb..(t + 1) * nb];
-                    put(t, r, row_dot(w0, s0, qc, qs, avx2));
-                    put(t, r + 1, row_dot(w1, s1, qc, qs, avx2));
-                }
-                r += 2;
-            }
-            for r in r..r1 {
-                let (wc, ws) = (self.row_codes(r), self.row_scales(r, &mut bufs[0]));
-                let mut t = 0;
-                while t + 4 <= m {
-                    let qc = &xq[t * cols..(t + 4) * cols];
-                    let qs = &xs[t * nb..(t + 4) * nb];
-                    for (j, v) in row_dot4(wc, ws, qc, qs, avx2).into_iter().enumerate() {
-                        put(t + j, r, v);
+                    for i in 0..4 {
+                        put(t, r + i, row_dot(wc[i], ws[i], qc, qs, avx2));
                     }
-                    t += 4;
                 }
-                for t in t..m {
-                    put(
-                        t,
-                        r,
-                        row_dot(
-                            wc,
-                            ws,
-                            &xq[t * cols..(t + 1) * cols],
-                            &xs[t * nb..(t + 1) * nb],
-                            avx2,
-                        ),
-                    );
-                }
+                r += 4;
             }
-        };
-        if rows * cols * m < PARALLEL_MIN_WORK {
-            (0..rows).step_by(chunk).for_each(work);
-        } else {
-            (0..rows).into_par_iter().step_by(chunk).for_each(work);
         }
-        Ok(())
+        // Two weight rows by four inputs per pass: each loaded block feeds eight products.
+        while m >= 4 && r + 2 <= r1 {
+            let (w0, w1) = (self.row_codes(r), self.row_codes(r + 1));
+            let [b0, b1, ..] = &mut bufs;
+            let (s0, s1) = (self.row_scales(r, b0), self.row_scales(r + 1, b1));
+            let mut t = 0;
+            while t + 4 <= m {
+                let qc = &xq[t * cols..(t + 4) * cols];
+                let qs = &xs[t * nb..(t + 4) * nb];
+                let [a, b] = tile_2x4([w0, w1], [s0, s1], qc, qs, avx2);
+                for j in 0..4 {
+                    put(t + j, r, a[j]);
+                    put(t + j, r + 1, b[j]);
+                }
+                t += 4;
+            }
+            for t in t..m {
+                let qc = &xq[t * cols..(t + 1) * cols];
+                let qs = &xs[t * nb..(t + 1) * nb];
+                put(t, r, row_dot(w0, s0, qc, qs, avx2));
+                put(t, r + 1, row_dot(w1, s1, qc, qs, avx2));
+            }
+            r += 2;
+        }
+        for r in r..r1 {
+            let (wc, ws) = (self.row_codes(r), self.row_scales(r, &mut bufs[0]));
+            let mut t = 0;
+            while t + 4 <= m {
+                let qc = &xq[t * cols..(t + 4) * cols];
+                let qs = &xs[t * nb..(t + 4) * nb];
+                for (j, v) in row_dot4(wc, ws, qc, qs, avx2).into_iter().enumerate() {
+                    put(t + j, r, v);
+                }
+                t += 4;
+            }
+            for t in t..m {
+                put(
+                    t,
+                    r,
+                    row_dot(
+                        wc,
+                        ws,
+                        &xq[t * cols..(t + 1) * cols],
+                        &xs[t * nb..(t + 1) * nb],
+                        avx2,
+                    ),
+                );
+            }
+        }
     }
+}
+
+/// `x · [W₀; W₁; …]ᵀ`: the product of `m` input rows with matrices of one column count stacked by
+/// rows (a tall matrix held in blocks, as the tied output head is), into `out` (`m × Σ rows`).
+/// One parallel section for all of them, each input quantised once; every row's value is the one
+/// its own matrix's [`Q8Matrix::matmul`] gives, bit for bit (the same kernel on the same ranges).
+pub fn matmul_stacked(mats: &[&Q8Matrix], x: &[f32], m: usize, out: &mut [f32]) -> CoreResult<()> {
+    matmul_stacked_with(mats, x, m, out, q8_level())
+}
+
+/// The quantised inputs of one product.
+struct Inputs {
+    m: usize,
+    xq: Vec<i8>,
+    xs: Vec<f32>,
+    vnni: Option<Vnni>,
+    level: Q8Level,
+}
+
+fn matmul_stacked_with(
+    mats: &[&Q8Matrix],
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    level: Q8Level,
+) -> CoreResult<()> {
+    let Some(first) = mats.first() else {
+        return Err(CoreError::invalid(
+            "a stacked product needs at least one matrix",
+        ));
+    };
+    let cols = first.cols;
+    if let Some(other) = mats.iter().find(|w| w.cols != cols) {
+        return Err(CoreError::invalid(format!(
+            "stacked matrices must have one column count, got {cols} and {}",
+            other.cols
+        )));
+    }
+    if x.len() != m * cols {
+        return Err(CoreError::invalid(format!(
+            "input has {} values; expected {m} rows of {cols} columns",
+            x.len()
+        )));
+    }
+    let total: usize = mats.iter().map(|w| w.rows).sum();
+    if out.len() != m * total {
+        return Err(CoreError::internal("matmul output has the wrong length"));
+    }
+    if m == 0 {
+        return Ok(());
+    }
+    if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
+        return Err(CoreError::invalid(format!(
+            "input value at row {}, column {} is not finite",
+            pos / cols,
+            pos % cols
+        )));
+    }
+    let nb = cols / BLOCK;
+    let mut xq = vec![0i8; m * cols];
+    let mut xs = vec![0f32; m * nb];
+    let quantize_rows =
+        |((row, c), s): ((&[f32], &mut [i8]), &mut [f32])| quantize_rows(row, c, s, level);
+    if m >= 16 {
+        x.par_chunks_exact(cols)
+            .zip(xq.par_chunks_exact_mut(cols))
+            .zip(xs.par_chunks_exact_mut(nb))
+            .for_each(quantize_rows);
+    } else {
+        x.chunks_exact(cols)
+            .zip(xq.chunks_exact_mut(cols))
+            .zip(xs.chunks_exact_mut(nb))
+            .for_each(quantize_rows);
+    }
+    let vnni = Vnni::prepare(level, &xq, &xs, m);
+    let inp = Inputs {
+        m,
+        xq,
+        xs,
+        vnni,
+        level,
+    };
+    // Tasks own disjoint weight-row ranges of one matrix; for several inputs each task writes
+    // those columns of every output row, through a raw pointer (the ranges never overlap).
+    // Each matrix is cut as its own product would cut it.
+    let mut tasks = Vec::new();
+    let mut offset = 0;
+    for (i, w) in mats.iter().enumerate() {
+        let chunk = chunk_rows(w.rows, cols * m).next_multiple_of(4).min(w.rows);
+        tasks.extend(
+            (0..w.rows)
+                .step_by(chunk)
+                .map(|r0| (i, r0, (r0 + chunk).min(w.rows), offset)),
+        );
+        offset += w.rows;
+    }
+    let dst = OutPtr(out.as_mut_ptr());
+    let work = |&(i, r0, r1, offset): &(usize, usize, usize, usize)| {
+        mats[i].rows_into(&inp, r0, r1, dst, total, offset);
+    };
+    if total * cols * m < PARALLEL_MIN_WORK {
+        tasks.iter().for_each(work);
+    } else {
+        tasks.par_iter().for_each(work);
+    }
+    Ok(())
 }
 
 /// The inputs of a product laid out for the AVX-512 VNNI tile: codes offset to unsigned and every

@@ -390,3 +390,83 @@ fn half_scales_give_the_same_products_and_rows_bit_for_bit() {
     let kept = Q8Matrix::from_parts(q.codes().to_vec(), scales, rows, cols).expect("parts");
     assert!(!kept.half_scales());
 }
+
+#[test]
+fn f16c_conversion_is_the_portable_one_for_every_stored_value() {
+    // Zero and every positive normal binary16 value (all `to_f16` ever stores), at every length
+    // remainder of the eight-wide loop.
+    let values: Vec<u16> = std::iter::once(0).chain(0x0400u16..0x7c00).collect();
+    for len in [0, 1, 7, 8, 9, 17, values.len()] {
+        let mut got = vec![f32::NAN; len];
+        half_to_f32(&values[..len], &mut got);
+        for (h, g) in values[..len].iter().zip(&got) {
+            assert_eq!(g.to_bits(), from_f16(*h).to_bits(), "{h:#06x}");
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn a_stacked_product_is_each_matrix_product_side_by_side_bit_for_bit() {
+    // Blocks of uneven heights (not multiples of the tiles' 2 or 4 rows), binary16 and f32 scales,
+    // one and several inputs, small (one thread) and large (split across the pool) products.
+    let cols = 96;
+    let half_scales = |rows: usize| -> Vec<f32> {
+        (0..rows * cols / BLOCK)
+            .map(|i| from_f16(0x1c00 + (i as u16 * 37) % 0x1000))
+            .collect()
+    };
+    let mut mats = Vec::new();
+    for (i, rows) in [37usize, 64, 5, 3001].into_iter().enumerate() {
+        let q =
+            Q8Matrix::quantize(&random(rows * cols, 70 + i as u64), rows, cols).expect("quantise");
+        let w = if i % 2 == 0 {
+            Q8Matrix::from_parts(q.codes().to_vec(), half_scales(rows), rows, cols).expect("parts")
+        } else {
+            q
+        };
+        mats.push(w);
+    }
+    assert!(mats[0].half_scales() && !mats[1].half_scales());
+    let refs: Vec<&Q8Matrix> = mats.iter().collect();
+    let total: usize = mats.iter().map(Q8Matrix::rows).sum();
+    for m in [1, 2, 4, 5, 9] {
+        let x = random(m * cols, 90 + m as u64);
+        for level in levels_here() {
+            let mut got = vec![f32::NAN; m * total];
+            matmul_stacked_with(&refs, &x, m, &mut got, level).expect("stacked");
+            let mut want = vec![0.0; m * total];
+            let mut offset = 0;
+            for w in &mats {
+                let mut one = vec![0.0; m * w.rows()];
+                w.matmul_with(&x, m, &mut one, level).expect("matmul");
+                for t in 0..m {
+                    want[t * total + offset..t * total + offset + w.rows()]
+                        .copy_from_slice(&one[t * w.rows()..(t + 1) * w.rows()]);
+                }
+                offset += w.rows();
+            }
+            assert_eq!(bits(&got), bits(&want), "m={m}, {level:?}");
+        }
+    }
+    // Bad calls are refused with what to fix.
+    let x = random(cols, 1);
+    let mut out = vec![0.0; total];
+    let err = matmul_stacked(&[], &x, 1, &mut out).expect_err("no matrices");
+    assert!(err.to_string().contains("at least one matrix"), "{err}");
+    let narrow = Q8Matrix::quantize(&random(2 * 64, 3), 2, 64).expect("quantise");
+    let err = matmul_stacked(&[&mats[0], &narrow], &x, 1, &mut [0.0; 39]).expect_err("cols");
+    assert!(err.to_string().contains("one column count"), "{err}");
+    let err = matmul_stacked(&refs, &x[..cols - 32], 1, &mut out).expect_err("short input");
+    assert!(
+        err.to_string().contains("expected 1 rows of 96 columns"),
+        "{err}"
+    );
+    let mut nan = x.clone();
+    nan[40] = f32::NAN;
+    let err = matmul_stacked(&refs, &nan, 1, &mut out).expect_err("nan");
+    assert!(err.to_string().contains("not finite"), "{err}");
+}
