@@ -10,10 +10,11 @@ texts, so neither side gets free work. Runs alternate; medians are reported.
 
 Target (issue 7): ingest throughput ≥ 0.8× the embedding-only throughput.
 
-``--per-document`` measures the common client pattern instead (issue 18: ≥ 0.9×): a real
-``mcp-gemma serve --transport stdio`` subprocess gets one ``ingest_document`` call per document
-through an MCP client session, ``--concurrency`` calls in flight (1: one after another), against
-``EmbeddingService.embed`` of the same chunk texts in this process (cache off, fresh texts).
+Then (``--per-document`` alone, ``--batch`` to leave it out) the common client pattern (issue 18:
+≥ 0.9×): a real ``mcp-gemma serve --transport stdio`` subprocess gets one ``ingest_document`` call
+per document through an MCP client session, ``--concurrency`` calls in flight (1: one after
+another), against ``EmbeddingService.embed`` of the same chunk texts in this process (cache off,
+fresh texts).
 """
 
 from __future__ import annotations
@@ -159,9 +160,12 @@ def run(
     quick: bool = False,
     docs: int | None = None,
     runs: int | None = None,
-    per_document: bool = False,
+    per_document: bool | None = None,
     concurrency: int = 1,
 ) -> dict[str, Any]:
+    """``per_document``: True for the per-document pattern alone, False for ``ingest_documents``
+    alone, None (what ``run_all.py`` asks) for both, the per-document figures under
+    ``"per_document"``."""
     _common.require_release()
     from mcp_gemma.store.embedded import EmbeddedRedis
 
@@ -175,6 +179,10 @@ def run(
                 ours = anyio.run(_measure_per_document, server.url, Path(tmp), n_docs, runs, concurrency)
             else:
                 ours = anyio.run(_measure, server.url, n_docs, runs)
+                if per_document is None:
+                    ours["per_document"] = anyio.run(
+                        _measure_per_document, server.url, Path(tmp), n_docs, runs, concurrency
+                    )
         finally:
             server.release()
     return {"machine": _common.machine(), **ours}
@@ -187,11 +195,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 documents, one run (CI smoke)")
     parser.add_argument("--docs", type=int, default=None, help="documents per run (default 1,000)")
     parser.add_argument("--runs", type=int, default=None, help="runs (default 3)")
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--per-document",
         action="store_true",
-        help="one ingest_document call per document through a stdio MCP session",
+        help="only one ingest_document call per document through a stdio MCP session",
     )
+    mode.add_argument("--batch", action="store_true", help="only RagService.ingest_documents")
     parser.add_argument(
         "--concurrency", type=int, default=1, help="calls in flight with --per-document (default 1)"
     )
@@ -200,7 +210,7 @@ def main() -> None:
         quick=args.quick,
         docs=args.docs,
         runs=args.runs,
-        per_document=args.per_document,
+        per_document=True if args.per_document else False if args.batch else None,
         concurrency=args.concurrency,
     )
     print(json.dumps(result, indent=2))
