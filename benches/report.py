@@ -47,24 +47,31 @@ def _generate(b: dict[str, Any]) -> Iterator[Row]:
     has_peer = "decode_tok_s" in peer
     runs = " / ".join(_f(x, 1) for x in ours.get("decode_runs", []))
     peer_runs = " / ".join(_f(x, 1) for x in peer.get("decode_runs", []))
-    decode = _ratio(ours.get("decode_tok_s"), peer.get("decode_tok_s")) if has_peer else None
-    yield (
-        f"Gemma 3 270M decode, int8, {b.get('threads')} threads (median of the runs: {runs})",
-        f"{_f(ours.get('decode_tok_s'), 1)} tok/s",
-        f"llama.cpp {_f(peer.get('decode_tok_s'), 1)} tok/s ({peer_runs})" if has_peer else "not installed",
-        _x(decode),
-        "≥ 1.8×",
-        _met(None if decode is None else decode >= 1.8),
-    )
-    prompt = _ratio(ours.get("prompt_tok_s"), peer.get("prompt_tok_s")) if has_peer else None
-    yield (
-        f"Gemma prompt processing ({b.get('prompt_words')}-word prompt, q8 kernel {b.get('q8_kernel')})",
-        f"{_f(ours.get('prompt_tok_s'), 0)} tok/s",
-        f"llama.cpp {_f(peer.get('prompt_tok_s'), 0)} tok/s" if has_peer else "not installed",
-        _x(prompt),
-        "≥ 1.5×",
-        _met(None if prompt is None else prompt >= 1.5),
-    )
+    for key, what, digits, peer_extra, target in (
+        (
+            "decode_tok_s",
+            f"Gemma 3 270M decode, int8, {b.get('threads')} threads (median of the runs: {runs})",
+            1,
+            f" ({peer_runs})",
+            1.8,
+        ),
+        (
+            "prompt_tok_s",
+            f"Gemma prompt processing ({b.get('prompt_words')}-word prompt, q8 kernel {b.get('q8_kernel')})",
+            0,
+            "",
+            1.5,
+        ),
+    ):
+        r = _ratio(ours.get(key), peer.get(key)) if has_peer else None
+        yield (
+            what,
+            f"{_f(ours.get(key), digits)} tok/s",
+            f"llama.cpp {_f(peer.get(key), digits)} tok/s{peer_extra}" if has_peer else "not installed",
+            _x(r),
+            f"≥ {target}×",
+            _met(None if r is None else r >= target),
+        )
     load = _ratio(peer.get("load_s"), ours.get("load_s")) if has_peer else None
     yield (
         "Gemma cached load / peak RSS while loading ÷ resident",
