@@ -15,7 +15,7 @@ from importlib import metadata
 from pydantic import BaseModel, Field
 
 from mcp_gemma import __version__
-from mcp_gemma.errors import McpGemmaError
+from mcp_gemma.errors import McpGemmaError, StoreUnavailableError
 from mcp_gemma.health import ComponentStatus
 from mcp_gemma.state import AppState
 
@@ -95,6 +95,11 @@ async def health_report(
     store = state.store
     try:
         latency = await store.ping_ms()
+        restarting = store.restarting_for_s()
+        if restarting is not None:  # it may answer already; the restart is not counted yet
+            raise StoreUnavailableError(
+                f"the embedded Redis stopped answering {restarting:.1f} s ago and is being restarted"
+            )
         redis = RedisHealth(
             ok=True,
             kind=store.kind,

@@ -186,6 +186,12 @@ class RedisStore:
         """Changes when the embedded server was restarted: in-process indexes built before reload."""
         return self.embedded.restarts if self.embedded is not None else 0
 
+    def restarting_for_s(self) -> float | None:
+        """Seconds since the embedded server's watcher found it gone, while it is restarting it
+        (``None`` otherwise): the new server can answer before the restart is counted."""
+        since = self.embedded.down_since if self.embedded is not None else None
+        return None if since is None else time.monotonic() - since
+
     @classmethod
     async def open(cls, settings: Settings) -> RedisStore:
         """Connect (starting the embedded server when no URL is set) and check the server answers."""
