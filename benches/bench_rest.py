@@ -169,7 +169,7 @@ async def measure(data_dir: Path, docs: int, runs: int) -> dict[str, Any]:
     out["rest_layer_p50_ms"] = layer
     out["rest_layer_under_1ms_p50"] = layer < 1.0
     out["rest_vs_mcp_p50_ms"] = round(out["rest_http"]["p50_ms"] - out["mcp_http"]["p50_ms"], 3)
-    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    out["load_average"] = _common.load_average()
     return out
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _common  # noqa: E402, F401 - clears OPENBLAS_* before numpy loads
+import _common  # noqa: E402 - first: it clears OPENBLAS_* before numpy loads
 
 BENCHES = [
     "bench_startup",
@@ -91,21 +91,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def load_average() -> list[float]:
-    """The 1, 5 and 15-minute load averages (``[]`` where the platform has none)."""
-    import os
-
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def wait_for_quiet(below: float, limit_s: float, *, poll_s: float = 5.0) -> bool:
     """Wait until the 1-minute load average is below ``below``; False if ``limit_s`` passed first."""
     deadline = time.monotonic() + limit_s
     while True:
-        load = load_average()
+        load = _common.load_average()
         if not load or load[0] < below:
             return True
         if time.monotonic() >= deadline:
@@ -172,7 +162,7 @@ def main() -> int:
             print(f"== {name}: not present, skipped")
             continue
         quiet = None if args.quiet is None else wait_for_quiet(args.quiet, args.quiet_wait)
-        load_start = load_average()
+        load_start = _common.load_average()
         print(f"== {name} (load average {' / '.join(map(str, load_start)) or 'unknown'})")
         start = time.perf_counter()
         try:
@@ -196,7 +186,7 @@ def main() -> int:
         if isinstance(entry, dict):
             entry["run"] = {
                 "load_start": load_start,
-                "load_end": load_average(),
+                "load_end": _common.load_average(),
                 "wall_s": round(wall, 1),
                 **({} if quiet is None else {"quiet": quiet}),
             }
