@@ -126,11 +126,9 @@ pub fn q8_matmul_stacked<'py>(
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let inner: Vec<&Q8Matrix> = mats.iter().map(|w| &w.get().inner).collect();
-    let Some(first) = inner.first() else {
-        return Err(CoreError::invalid("q8_matmul_stacked needs at least one matrix").into());
-    };
-    let (xa, m) = input_rows(x, first.cols())?;
-    let xs = xa.as_slice();
+    // The stacking rules (at least one matrix, one column count, x's width) are the core's.
+    let xa = readonly::<f32>(x, "x", 2)?;
+    let (m, xs) = (xa.shape()[0], xa.as_slice());
     let rows: usize = inner.iter().map(|w| w.rows()).sum();
     let mut out = NewArray::<f32>::new(py, &[m, rows], true)?;
     let os = out.as_mut_slice();
