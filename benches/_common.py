@@ -78,12 +78,30 @@ def sentence_transformers_model() -> Any:
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 
+# Seconds to wait when the timed code changes hands. A library's worker threads keep spinning on
+# the cores for a while after a call returns (OpenBLAS ~2^28 cycles, about 0.1 s here; torch's and
+# faiss's OpenMP threads; rayon's briefly), so whoever runs next in the same process, or in a server
+# process on the same two cores, runs beside a spinning thread. Timed back to back, ours after numpy
+# and a search right after sentence-transformers paid for the other's threads (2026-12-02, load ~3:
+# one MiniLM query 13.0 ms alone, 19.0 ms straight after a sentence-transformers call, 14.5 ms
+# 0.1 s after it).
+SETTLE_S = 0.2
+
+
+def settle() -> None:
+    """Let the previous contender's worker threads park before the next one is timed."""
+    time.sleep(SETTLE_S)
+
+
 def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1) -> dict[str, float]:
     """Median wall time (ms) of each of ``fns`` over ``runs`` rounds, every round running each once.
 
     Ours and the peer take turns, and the order rotates every round, so load that comes and goes
     during the run (and caches warmed by the one before) falls on both alike: a ratio of two
-    ``time_median`` series taken one after the other is not a same-run ratio.
+    ``time_median`` series taken one after the other is not a same-run ratio. Each turn first lets
+    the previous contender's threads park (:func:`settle`), then makes one untimed call (its own
+    threads awake, as in a loop of queries) and times the next: each is timed warm, never beside
+    another library's spinning threads.
     """
     names = list(fns)
     for _ in range(warmup):
@@ -92,6 +110,8 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int =
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(runs):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            settle()
+            fns[name]()
             t0 = time.perf_counter()
             fns[name]()
             samples[name].append(time.perf_counter() - t0)

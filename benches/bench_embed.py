@@ -116,6 +116,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         texts = sentences(n, 100 + r)  # fresh texts each run: no cache anywhere
         queries = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) for _ in range(20)]
         for name, fn in paths:
+            _common.settle()  # the previous path's threads (torch's OpenMP, BLAS) park first
             t = time.perf_counter()
             fn(texts)
             times[name].append(time.perf_counter() - t)

@@ -18,7 +18,9 @@ unknown tool over the same stdio session (the protocol floor of any tool call: r
 error reply), a redis-py HSET +
 HGETALL round trip of one 1.5 kB hash on the same Redis (the floor of any Redis-backed memory op),
 numpy brute-force top-5 cosine over the same number of 384-d rows, and one never-seen text embedded
-by sentence-transformers (``_common.peer_embed_one``) in this process, in turn with the calls.
+by sentence-transformers (``_common.peer_embed_one``) in this process, in turn with the calls, with
+a pause on each side of it (``_common.settle``) so neither is timed beside the other's spinning
+threads.
 """
 
 from __future__ import annotations
@@ -101,9 +103,11 @@ async def _measure(redis_url: str, data_dir: Path, n_memories: int, n_ops: int) 
         peer_name, peer_embed = _common.peer_embed_one()
         out["peer_embed"] = peer_name
         for i in range(n_ops):
+            _common.settle()  # the server's threads park before the peer is timed
             t = time.perf_counter()
             peer_embed(sentence(rng, 30_000_000 + i))  # in turn with the calls, in this process
             samples["peer_embed_new"].append(time.perf_counter() - t)
+            _common.settle()  # and the peer's (torch's OpenMP threads spin after a call) before ours
             t = time.perf_counter()
             floor = await client.call_tool("no_such_tool", {})  # dispatch and reply, no Redis, no model
             samples["peer_mcp_call_floor"].append(time.perf_counter() - t)

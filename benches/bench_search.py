@@ -16,7 +16,9 @@ Targets (issue 7): p50 < 10 ms and p99 < 30 ms at 10k chunks (p50 < 20 ms at 100
 in the same run: a ``health_check`` round trip on the same server (protocol + a Redis PING and INFO:
 a floor no tool call over this transport beats), numpy
 brute-force top-10 over the same number of rows, and one never-seen query embedded by
-sentence-transformers (``_common.peer_embed_one``) in this process, in turn with the calls.
+sentence-transformers (``_common.peer_embed_one``) in this process, in turn with the calls, with
+a pause on each side of it (``_common.settle``) so neither is timed beside the other's spinning
+threads.
 """
 
 from __future__ import annotations
@@ -145,9 +147,11 @@ async def _measure(
         out["peer_embed"] = peer_name
         for i in range(n_ops):
             query = f"{_text(rng, 6)} {i}"
+            _common.settle()  # the server's threads park before the peer is timed
             t = time.perf_counter()
             peer_embed(f"{_text(rng, 6)} peer {i}")  # in turn with the calls, in this process
             samples["peer_embed_new"].append(time.perf_counter() - t)
+            _common.settle()  # and the peer's (torch's OpenMP threads spin after a call) before ours
             for name, tool, args in (
                 ("search_new", "search_documents", {"query": query, "limit": 10}),
                 ("search_cached", "search_documents", {"query": query, "limit": 10}),
