@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+
 PROMPT_WORDS = (
     "The history of the city begins with a small settlement on the river, where traders met to exchange "
     "grain, salt and cloth. Over the centuries the town grew into a regional capital with a cathedral, "
@@ -260,6 +263,7 @@ def run(
         try:
             for _ in range(runs):
                 for name, w in workers.items():
+                    _common.settle()  # the previous engine's threads (ggml's poll, rayon) park first
                     samples[name]["prefill"].append(float(w.ask("prefill")))
                     samples[name]["decode"].append(float(w.ask(f"decode {decode_tokens}")))
             for name, w in workers.items():
