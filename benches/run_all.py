@@ -191,6 +191,8 @@ def main() -> int:
                 **({} if quiet is None else {"quiet": quiet}),
             }
         print(f"   ({wall:.1f} s)")
+        # after every bench: a run cut short (a long quiet window ending) keeps what it measured
+        args.out.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     args.out.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     print(f"wrote {args.out}")
     if failed:
