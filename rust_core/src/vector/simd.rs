@@ -222,7 +222,16 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// How far ahead of the four rows being scored [`dot4`] asks for rows. A single-query scan of
+    /// 100k x 384 rows (154 MB) is bound by memory; asking 8-64 KiB ahead made it 8-10% faster, the
+    /// same across that range, than leaving the stream to the hardware prefetcher (2 KiB: no gain;
+    /// 200 alternated rounds per setting in one process, old vs new, load 1.8-5.8).
+    const PREFETCH: usize = 16 << 10;
+
     /// One query against four rows starting at `r` (stride `dim`); the query is loaded once per step.
+    /// Each step also prefetches two cache lines `PREFETCH` bytes ahead: the four rows are one
+    /// contiguous run of `4 * dim` floats, and `dim / 8` steps of 128 bytes cover it, so consecutive
+    /// calls prefetch the rows that follow without gaps.
     ///
     /// # Safety
     /// `q` points to `dim` floats, `r` to `4 * dim` floats; the CPU supports AVX2 and FMA.
@@ -231,9 +240,14 @@ pub(crate) mod avx2 {
     unsafe fn dot4(q: *const f32, r: *const f32, dim: usize) -> [f32; 4] {
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
+        // A prefetch past the end of the rows is harmless: it never faults, hence `wrapping_add`.
+        let mut ahead = r.cast::<u8>().wrapping_add(PREFETCH);
         // SAFETY: offsets stay below dim within each of the four rows.
         unsafe {
             while i + 8 <= dim {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64).cast());
+                ahead = ahead.wrapping_add(128);
                 let vq = _mm256_loadu_ps(q.add(i));
                 for (j, a) in acc.iter_mut().enumerate() {
                     *a = _mm256_fmadd_ps(vq, _mm256_loadu_ps(r.add(j * dim + i)), *a);
@@ -456,6 +470,28 @@ mod tests {
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() < 1e-4, "dim {dim}: {x} vs {y}");
             }
+        }
+    }
+
+    #[test]
+    fn long_block_with_prefetch_matches_portable() {
+        // 303 rows: the prefetch stream runs 16 KiB past the end of the slice in the last rows,
+        // and 303 % 4 != 0 leaves rows for the one-row kernel.
+        let mut s = 13;
+        for dim in [384, 385, 8, 7] {
+            let n = 303;
+            let q: Vec<f32> = (0..dim).map(|_| lcg(&mut s)).collect();
+            let rows: Vec<f32> = (0..n * dim).map(|_| lcg(&mut s)).collect();
+            let mut a = vec![0.0; n];
+            dot_rows(&q, &rows, dim, &mut a);
+            for (r, x) in a.iter().enumerate() {
+                let want = portable::dot(&q, &rows[r * dim..(r + 1) * dim]);
+                assert!((x - want).abs() < 1e-4, "dim {dim} row {r}: {x} vs {want}");
+            }
+            // A row's score does not depend on where it sits in the block (same kernel, same order).
+            let mut tail = vec![0.0; 4];
+            dot_rows(&q, &rows[(n - 7) * dim..(n - 3) * dim], dim, &mut tail);
+            assert_eq!(tail[..], a[n - 7..n - 3]);
         }
     }
 
