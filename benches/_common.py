@@ -79,13 +79,13 @@ def sentence_transformers_model() -> Any:
 
 
 # Seconds to wait when the timed code changes hands. A library's worker threads keep spinning on
-# the cores for a while after a call returns (OpenBLAS ~2^28 cycles, about 0.1 s here; torch's and
-# faiss's OpenMP threads; rayon's briefly), so whoever runs next in the same process, or in a server
-# process on the same two cores, runs beside a spinning thread. Timed back to back, ours after numpy
-# and a search right after sentence-transformers paid for the other's threads (2026-12-02, load ~3:
-# one MiniLM query 13.0 ms alone, 19.0 ms straight after a sentence-transformers call, 14.5 ms
-# 0.1 s after it).
-SETTLE_S = 0.2
+# the cores for a while after a call returns, so whoever runs next in the same process, or in a
+# server process on the same two cores, runs beside a spinning thread: numpy's OpenBLAS worker took
+# 100% of a core in the 100 ms after a call, 20% at 100-200 ms, none after 200 ms (its thread's CPU
+# time); torch's and faiss's OpenMP threads and rayon's spin for less. Timed back to back, ours run
+# right after numpy was 30-50% slower than after a pause, and one MiniLM query 19.0 ms right after a
+# sentence-transformers call against 13.0 ms alone (2026-12-02, load ~3).
+SETTLE_S = 0.3
 
 
 def settle() -> None:
