@@ -23,6 +23,7 @@ from mcp_gemma.memory.timeparse import TimeRange, time_range
 from mcp_gemma.store.redis import redis_guard
 
 SEARCH_IN_THREAD_ABOVE = 20_000  # rows: below this a scan takes well under a millisecond
+FETCH_SPARE = 8  # candidates past 2k sent to the fetch-and-touch script (see _fetch_and_touch)
 Match = Literal["hybrid", "vector", "keyword"]
 
 
@@ -338,12 +339,17 @@ async def _fetch_and_touch(
     scopes: Sequence[str],
     now: float,
 ) -> list[RecallHit]:
-    """Read the first k live candidates and count the access on them in one script call."""
+    """Read the first k live candidates and count the access on them in one script call.
+
+    The script gets the head of the ranking (``2k + FETCH_SPARE`` candidates: packing and sending
+    every shortlisted key and id cost more than the rest of the recall); only when fewer than k of
+    those are still live does it change nothing, and the whole ranking is sent."""
     keys_ = service.keys
     s = service.settings
     scope = idx.scope
     keys: list[str] = []
     own_stats = len(tiers) if scope in scopes else 0
+    head = ranked[: 2 * k + FETCH_SPARE]
     args: list[str | float | int] = [k, repr(now), LN2 / s.recency_half_life_s, own_stats]
     for t in TIER_NAMES:
         ttl = s.tier(t).ttl_s
@@ -353,11 +359,18 @@ async def _fetch_and_touch(
         for tier in tiers:
             keys.append(keys_.memory_stats(scope, tier))
             args.append(tier)
-    for _, key, _ in ranked:
-        keys.append(keys_.memory(scope, key_to_id(key)))
-        args.append(key_to_id(key))
-    args += META_FIELDS
-    res = await service.fetch_touch_script(keys=keys, args=args)  # the scope's keys: one slot
+
+    async def run(part: list[tuple[float, int, _Relevance]]) -> Any:
+        ids = [key_to_id(key) for _, key, _ in part]
+        more = "1" if len(part) < len(ranked) else "0"
+        return await service.fetch_touch_script(  # the scope's keys: one slot
+            keys=[*keys, *(keys_.memory(scope, i) for i in ids)],
+            args=[*args[:4], more, *args[4:], *ids, *META_FIELDS],
+        )
+
+    res = await run(head)
+    if res is None:  # fewer than k of the head are live (nothing was changed): send them all
+        res = await run(ranked)
     others = [sc for sc in scopes if sc != scope]
     if others:  # every candidate came from ``scope``: the other scopes' tiers count a miss
         async with service.redis.client.pipeline(transaction=False) as pipe:

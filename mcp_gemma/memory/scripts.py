@@ -85,9 +85,13 @@ return counts
 # share one round trip (this was a pipeline of HMGETs, then TOUCH_RECALLED).
 # KEYS: per tier (5, in TIER_NAMES order) the scope's rank and expiry zsets, then the stats hashes to
 # count in, then the candidates' memory hashes in ranked order.
-# ARGV: k, now, ln2 / half_life, number of stats hashes, per tier its name and ttl seconds ('' =
-# none), per stats hash the tier it counts a hit for ('' = always a miss), per candidate its id, then
-# the hash fields to read (META_FIELDS; the first two must be content and tier).
+# ARGV: k, now, ln2 / half_life, number of stats hashes, '1' when more candidates follow the ones
+# given (a head of the ranking) else '0', per tier its name and ttl seconds ('' = none), per stats
+# hash the tier it counts a hit for ('' = always a miss), per candidate its id, then the hash fields
+# to read (META_FIELDS; the first two must be content and tier).
+# When fewer than k of the given candidates are live and more follow, it changes nothing and returns
+# nil: the caller sends the whole ranking (a recall then costs what it did when every candidate was
+# sent; a head of ~2k holds the k winners unless memories expired or were deleted meanwhile).
 # Per winner (a hash with content and a known tier): its fields as they were before this access, then
 # the same bookkeeping as TOUCH_RECALLED. Returns {candidate index, field..., new count} per winner.
 FETCH_AND_TOUCH = (
@@ -97,32 +101,38 @@ local k = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local decay = tonumber(ARGV[3])
 local n_stats = tonumber(ARGV[4])
+local more = ARGV[5] == '1'
 local tier_at, ttl_of = {}, {}
 for t = 1, 5 do
-  tier_at[ARGV[3 + 2 * t]] = t
-  ttl_of[ARGV[3 + 2 * t]] = ARGV[4 + 2 * t]
+  tier_at[ARGV[4 + 2 * t]] = t
+  ttl_of[ARGV[4 + 2 * t]] = ARGV[5 + 2 * t]
 end
-local first_stat = 15
+local first_stat = 16
 local first_id = first_stat + n_stats
 local n_cand = #KEYS - 10 - n_stats
 local fields = {}
 for j = first_id + n_cand, #ARGV do fields[#fields + 1] = ARGV[j] end
-local out, hit, found = {}, {}, 0
+local picked, rows = {}, {}
 for i = 1, n_cand do
-  if found >= k then break end
-  local h = KEYS[10 + n_stats + i]
-  local row = redis.call('HMGET', h, unpack(fields))
-  local tier = row[2]
-  if row[1] and tier and tier_at[tier] then
-    found = found + 1
-    hit[tier] = true
-    local id = ARGV[first_id + i - 1]
-    local t = tier_at[tier]
-    local count = touch(h, id, KEYS[2 * t - 1], KEYS[2 * t], ttl_of[tier], now, decay, ARGV[2])
-    out[#out + 1] = i
-    for f = 1, #fields do out[#out + 1] = row[f] end
-    out[#out + 1] = count
+  if #picked >= k then break end
+  local row = redis.call('HMGET', KEYS[10 + n_stats + i], unpack(fields))
+  if row[1] and row[2] and tier_at[row[2]] then
+    picked[#picked + 1] = i
+    rows[#rows + 1] = row
   end
+end
+if #picked < k and more then return false end
+local out, hit = {}, {}
+for p = 1, #picked do
+  local i, row = picked[p], rows[p]
+  local tier = row[2]
+  hit[tier] = true
+  local t = tier_at[tier]
+  local count = touch(KEYS[10 + n_stats + i], ARGV[first_id + i - 1], KEYS[2 * t - 1], KEYS[2 * t],
+    ttl_of[tier], now, decay, ARGV[2])
+  out[#out + 1] = i
+  for f = 1, #fields do out[#out + 1] = row[f] end
+  out[#out + 1] = count
 end
 for j = 1, n_stats do
   local t = ARGV[first_stat + j - 1]

@@ -533,3 +533,47 @@ async def test_one_scope_recall_reads_and_touches_in_one_script(
             stats = await ok(client, "get_memory_stats", agent_id="fast")
             assert tier_stats(stats, "long_term")["hits"] == 3
             assert tier_stats(stats, "semantic")["misses"] == 3
+
+
+async def test_fast_recall_past_a_head_of_gone_candidates_sends_the_whole_ranking(
+    make_settings: MakeSettings, open_client: OpenClient, redis_url: str
+) -> None:
+    """The fast path sends the script a head of the ranking; when every memory of that head is gone
+    from Redis, the whole ranking is sent, and the access is counted once (hits, counts)."""
+    import redis.asyncio as aioredis
+
+    from mcp_gemma.memory.recall import FETCH_SPARE
+
+    settings = make_settings()
+    head = 2 * 1 + FETCH_SPARE  # what a limit=1 recall sends first
+    texts = [f"The cat sleeps on sofa number {i}" for i in range(head + 2)]
+    with anyio.fail_after(120):
+        async with open_client(settings) as client:
+            await ok(client, "store_memory", content=texts, tier="long_term", agent_id="deep")
+            query = "The cat sleeps on sofa"
+            first = await ok(
+                client, "recall_memory", query=query, limit=len(texts), agent_id="deep", include_shared=False
+            )
+            order = [h["item"]["id"] for h in first["hits"]]
+            assert len(order) == len(texts)
+            r = aioredis.from_url(redis_url)
+            try:
+                gone = [key for mid in order[:head] async for key in r.scan_iter(match=f"*mem:{mid}")]
+                assert len(gone) == head
+                await r.delete(*gone)  # still in this process's index: the whole head is stale
+            finally:
+                await r.aclose()
+            deep = await ok(
+                client, "recall_memory", query=query, limit=1, agent_id="deep", include_shared=False
+            )
+            assert [h["item"]["id"] for h in deep["hits"]] == [order[head]]
+            assert deep["hits"][0]["item"]["access_count"] == 3  # stored, first recall, this one
+            stats = await ok(client, "get_memory_stats", agent_id="deep")
+            assert tier_stats(stats, "long_term")["hits"] == 2
+            assert tier_stats(stats, "long_term")["misses"] == 0  # the refused head counted nothing
+            assert tier_stats(stats, "semantic")["misses"] == 2
+            again = await ok(
+                client, "recall_memory", query=query, limit=2, agent_id="deep", include_shared=False
+            )
+            assert [h["item"]["id"] for h in again["hits"]] == order[head:]
+            assert [h["item"]["access_count"] for h in again["hits"]] == [4, 3]
