@@ -90,7 +90,13 @@ class RagService:
         namespace = collection_key_namespace(settings.namespace, collection)
         one_slot = collection != DEFAULT_COLLECTION and collection in self.settings.one_slot_collections
         keys = store.keys if namespace == store.keys.ns else Keys(namespace, one_slot=one_slot)
-        self.docstore = DocStore(store.client, keys, self.settings.change_log_max, store.confirm_replicated)
+        self.docstore = DocStore(
+            store.client,
+            keys,
+            self.settings.change_log_max,
+            store.confirm_replicated,
+            one_node=store.kind != "cluster" or keys.one_slot,
+        )
         self.index = ChunkIndex(
             self.docstore,
             self.settings,

@@ -5,8 +5,9 @@ with ``jsonschema``, on every call). pydantic emits nested models as ``$ref`` in
 optional fields as ``anyOf: [{type: T}, {type: null}]``; resolving a reference and trying each
 ``anyOf`` branch are the costly steps there. Measured (2026-11-25, ``SearchResult`` with 10 hits,
 best of 7): 2.38 ms per validation as emitted, 1.29 ms after :func:`compact_schema`. The rewrite
-inlines non-recursive local references and turns a nullable branch into a type list, which JSON
-Schema defines to accept exactly the same instances.
+inlines non-recursive local references and turns a nullable branch, or a union of plain types (a
+``dict[str, str | int | float | bool | None]`` value, as in health_check's component details), into a
+type list, which JSON Schema defines to accept exactly the same instances.
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ def _nullable_to_type_list(node: Any) -> Any:
         return node
     node = {k: _nullable_to_type_list(v) for k, v in node.items()}
     branches = node.get("anyOf")
+    if (
+        isinstance(branches, list)
+        and len(branches) > 1
+        and all(isinstance(b, dict) and set(b) == {"type"} and isinstance(b["type"], str) for b in branches)
+        and "type" not in node
+    ):  # a union of plain types (``str | int | float | bool | None``): one type list
+        outer = {k: v for k, v in node.items() if k != "anyOf"}
+        return {**outer, "type": list(dict.fromkeys(b["type"] for b in branches))}
     if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
         return node
     other = branches[0] if branches[1] == {"type": "null"} else branches[1]

@@ -73,3 +73,29 @@ def test_input_is_not_mutated() -> None:
     before = repr(schema)
     compact_schema(schema)
     assert repr(schema) == before
+
+
+class Detailed(BaseModel):
+    detail: dict[str, str | int | float | bool | None] = {}
+    pick: int | str = 0
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        {"detail": {"a": "x", "b": 1, "c": 1.5, "d": True, "e": None}, "pick": "s"},
+        {"detail": {"a": [1]}},
+        {"detail": {"a": {"b": 1}}},
+        {"pick": 1.5},
+        {"pick": None},
+        {"detail": []},
+    ],
+)
+def test_a_union_of_plain_types_becomes_one_type_list(instance: dict[str, Any]) -> None:
+    original = Detailed.model_json_schema()
+    compact = compact_schema(original)
+    assert compact["properties"]["detail"]["additionalProperties"] == {
+        "type": ["string", "integer", "number", "boolean", "null"]
+    }
+    assert compact["properties"]["pick"]["type"] == ["integer", "string"]
+    assert _valid(compact, instance) == _valid(original, instance)
