@@ -14,7 +14,8 @@ Then (``--per-document`` alone, ``--batch`` to leave it out) the common client p
 ≥ 0.9×): a real ``mcp-gemma serve --transport stdio`` subprocess gets one ``ingest_document`` call
 per document through an MCP client session, ``--concurrency`` calls in flight (1: one after
 another), against ``EmbeddingService.embed`` of the same chunk texts in this process (cache off,
-fresh texts).
+fresh texts) in one call, and, to show what the server adds, one call per document (the forward
+passes the server itself must make when the calls come one at a time).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ async def _measure_per_document(
     embeddings = EmbeddingService(EmbeddingSettings(cache_size=0))
     await embeddings.embed(documents(8, 0))  # load the model
     params = _common.stdio_server(redis_url, data_dir, f"bench{random.randrange(1 << 30)}")
-    ingest_s, embed_s, chunks = [], [], 0
+    ingest_s, embed_s, embed_each_s, chunks = [], [], [], 0
     async with Client(params) as client:
 
         async def ingest(text: str) -> int:
@@ -146,13 +147,22 @@ async def _measure_per_document(
             chunks = sum(counts)
 
             other = documents(n_docs, 1001 + 2 * r)
-            pieces = [c.text for x in other for c in split(x, settings.rag)]
+            per_doc = [[c.text for c in split(x, settings.rag)] for x in other]
             t = time.perf_counter()
-            await embeddings.embed(pieces)
+            await embeddings.embed([p for doc in per_doc for p in doc])
             embed_s.append(time.perf_counter() - t)
+            # the same forward passes the server makes: one call per document, one after another
+            t = time.perf_counter()
+            for doc in per_doc:
+                await embeddings.embed(doc)
+            embed_each_s.append(time.perf_counter() - t)
     return {
         "mode": f"ingest_document per document over stdio, {concurrency} in flight",
         **_summary(n_docs, chunks, runs, ingest_s, embed_s, 0.9),
+        # what the server adds over the embedding its calls must do anyway
+        "embed_each_document_docs_per_s": round(n_docs / median(embed_each_s), 1),
+        "embed_each_document_s": [round(x, 2) for x in embed_each_s],
+        "ratio_ingest_vs_embed_each_document": round(median(embed_each_s) / median(ingest_s), 3),
     }
 
 

@@ -282,6 +282,15 @@ def _ingest(b: dict[str, Any]) -> Iterator[Row]:
             f"≥ {target}×",
             _met(None if r is None else r >= target),
         )
+    if isinstance(per_doc, dict) and "embed_each_document_docs_per_s" in per_doc:
+        yield (
+            "same, against embedding each document's chunks in its own call (the passes the calls make)",
+            f"{_f(per_doc.get('ingest_docs_per_s'), 1)} docs/s",
+            f"embedding one call per document {_f(per_doc.get('embed_each_document_docs_per_s'), 1)} docs/s",
+            _x(per_doc.get("ratio_ingest_vs_embed_each_document")),
+            "",
+            "",
+        )
 
 
 def _startup(b: dict[str, Any]) -> Iterator[Row]:
