@@ -350,22 +350,23 @@ async def _fetch_and_touch(
     keys: list[str] = []
     own_stats = len(tiers) if scope in scopes else 0
     head = ranked[: 2 * k + FETCH_SPARE]
-    args: list[str | float | int] = [k, repr(now), LN2 / s.recency_half_life_s, own_stats]
+    lead: list[str | float | int] = [k, repr(now), LN2 / s.recency_half_life_s, own_stats]
+    per_tier: list[str] = []  # ARGV after the head-or-whole flag: tiers and ttls, then stats tiers
     for t in TIER_NAMES:
         ttl = s.tier(t).ttl_s
         keys += [keys_.memory_rank(scope, t), keys_.memory_expiry(scope, t)]
-        args += [t, "" if ttl is None else repr(ttl)]
+        per_tier += [t, "" if ttl is None else repr(ttl)]
     if own_stats:
         for tier in tiers:
             keys.append(keys_.memory_stats(scope, tier))
-            args.append(tier)
+            per_tier.append(tier)
 
     async def run(part: list[tuple[float, int, _Relevance]]) -> Any:
         ids = [key_to_id(key) for _, key, _ in part]
         more = "1" if len(part) < len(ranked) else "0"
         return await service.fetch_touch_script(  # the scope's keys: one slot
             keys=[*keys, *(keys_.memory(scope, i) for i in ids)],
-            args=[*args[:4], more, *args[4:], *ids, *META_FIELDS],
+            args=[*lead, more, *per_tier, *ids, *META_FIELDS],
         )
 
     res = await run(head)
