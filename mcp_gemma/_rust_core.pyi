@@ -337,7 +337,7 @@ class F16Matrix:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the weights."""
+        """Bytes held by the weights (stored in panels of 16 rows, the last one zero-padded)."""
 
 @final
 class Q8Matrix:

@@ -1,96 +1,61 @@
 //! The AVX2 + FMA + F16C kernels of the binary16 products (x86-64; chosen at run time).
 
-use super::TILE_ROWS;
-use crate::vector::simd::avx2::hsum;
+use super::NR;
 use std::arch::x86_64::*;
 
-/// `dst[i] = f32(src[i])`.
+/// How far ahead of the column in hand the kernel asks for panel weights (`prefetcht0`, in binary16
+/// values: 4 KiB, one line per two columns). A query's forward pass reads MiniLM's 21 MB of binary16
+/// weights once, mostly from memory; alternated in one process (2026-12-02, 10 × 20 queries each,
+/// quiet but noisy host) a query's forward pass took a median 6.7 ms with it and 7.5 ms without
+/// when the weights were partly cached, and the same (9.4–9.5 ms) after a 64 MB sweep evicted them.
+const PREFETCH: usize = 2048;
+
+/// `out[t][j] = Σ_k x[t, k] · panel[k, j]` for the `R` rows of `x` (each `cols` long) and the
+/// `NR` outputs of one packed panel (`cols × NR` binary16 values, output-minor).
+///
+/// Each output is one lane of one accumulator, summed over `k` in order with FMA, so its bits do
+/// not depend on `R` or on the other rows; [`super::portable_panel`] computes the same bits. Per `k`
+/// two weight vectors are widened straight from memory and each feeds `R` FMAs; with `R = 6`
+/// twelve accumulators keep both FMA pipes busy and no horizontal sum is needed.
 ///
 /// # Safety
-/// AVX2 and F16C available; `src.len() == dst.len()`.
+/// AVX2, FMA and F16C available; `panel.len() >= cols * NR`, `x.len() >= R * cols`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn widen(src: &[u16], dst: &mut [f32]) {
-    debug_assert_eq!(src.len(), dst.len());
-    let n = src.len();
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    let mut i = 0;
-    // SAFETY: i + 8 <= n, inside both slices.
+pub unsafe fn panel<const R: usize>(panel: &[u16], x: &[f32], cols: usize) -> [[f32; NR]; R] {
+    debug_assert!(panel.len() >= cols * NR && x.len() >= R * cols);
+    let (wp, xp) = (panel.as_ptr(), x.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    // SAFETY: k < cols, so the loads read inside the panel (k · NR + 16 <= cols · NR) and inside
+    // row t of x (t < R).
     unsafe {
-        while i + 8 <= n {
-            let h = _mm_loadu_si128(s.add(i).cast());
-            _mm256_storeu_ps(d.add(i), _mm256_cvtph_ps(h));
-            i += 8;
-        }
-    }
-    for j in i..n {
-        dst[j] = super::f16_to_f32(src[j]);
-    }
-}
-
-/// The dot products of `x` with the four rows of `w` (each `x.len()` long), summed in the same
-/// order as [`dot4x3`], so a row's product does not depend on how many inputs came with it.
-///
-/// # Safety
-/// AVX2 + FMA available; `w.len() >= 4 * x.len()`.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot4(w: &[f32], x: &[f32]) -> [f32; TILE_ROWS] {
-    let cols = x.len();
-    debug_assert!(w.len() >= TILE_ROWS * cols);
-    let (wp, xp) = (w.as_ptr(), x.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); TILE_ROWS];
-    let mut c = 0;
-    // SAFETY: c + 8 <= cols, so every load reads inside x and inside row j of w.
-    unsafe {
-        while c + 8 <= cols {
-            let xv = _mm256_loadu_ps(xp.add(c));
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(wp.add(j * cols + c)), xv, *a);
+        let step = |k: usize, acc: &mut [[__m256; 2]; R]| {
+            let w0 = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(k * NR).cast()));
+            let w1 = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(k * NR + 8).cast()));
+            for (t, a) in acc.iter_mut().enumerate() {
+                let xb = _mm256_set1_ps(*xp.add(t * cols + k));
+                a[0] = _mm256_fmadd_ps(w0, xb, a[0]);
+                a[1] = _mm256_fmadd_ps(w1, xb, a[1]);
             }
-            c += 8;
+        };
+        let mut k = 0;
+        while k + 2 <= cols {
+            // past the end of the panel this asks for the next one (a task's panels are
+            // contiguous) or for nothing: a prefetch never faults, hence `wrapping_add`
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(k * NR + PREFETCH).cast());
+            step(k, &mut acc);
+            step(k + 1, &mut acc);
+            k += 2;
+        }
+        if k < cols {
+            step(k, &mut acc);
         }
     }
-    let mut out = [0f32; TILE_ROWS];
-    for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-        let wj = &w[j * cols..(j + 1) * cols];
-        *o = hsum(a) + (c..cols).map(|k| wj[k] * x[k]).sum::<f32>();
-    }
-    out
-}
-
-/// The dot products of three inputs with the four rows of `w` (each `cols` long): `out[t][j]`.
-/// Each loaded weight vector feeds three FMAs and each input vector four.
-///
-/// # Safety
-/// AVX2 + FMA available; `w.len() >= 4 * cols`, `x.len() >= 3 * cols`.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot4x3(w: &[f32], x: &[f32], cols: usize) -> [[f32; TILE_ROWS]; 3] {
-    debug_assert!(w.len() >= TILE_ROWS * cols && x.len() >= 3 * cols);
-    let (wp, xp) = (w.as_ptr(), x.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 3]; TILE_ROWS]; // acc[j][t]
-    let mut c = 0;
-    // SAFETY: c + 8 <= cols, so every load reads inside row j of w and row t of x.
-    unsafe {
-        while c + 8 <= cols {
-            let xs = [
-                _mm256_loadu_ps(xp.add(c)),
-                _mm256_loadu_ps(xp.add(cols + c)),
-                _mm256_loadu_ps(xp.add(2 * cols + c)),
-            ];
-            for (j, row_acc) in acc.iter_mut().enumerate() {
-                let wv = _mm256_loadu_ps(wp.add(j * cols + c));
-                for (a, xv) in row_acc.iter_mut().zip(xs) {
-                    *a = _mm256_fmadd_ps(wv, xv, *a);
-                }
-            }
-            c += 8;
-        }
-    }
-    let mut out = [[0f32; TILE_ROWS]; 3];
-    for (j, row_acc) in acc.iter().enumerate() {
-        let wj = &w[j * cols..(j + 1) * cols];
-        for (t, a) in row_acc.iter().enumerate() {
-            let xt = &x[t * cols..(t + 1) * cols];
-            out[t][j] = hsum(*a) + (c..cols).map(|k| wj[k] * xt[k]).sum::<f32>();
+    let mut out = [[0f32; NR]; R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: each row of `out` holds NR = 16 floats, two unaligned stores of eight.
+        unsafe {
+            _mm256_storeu_ps(o.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(o.as_mut_ptr().add(8), a[1]);
         }
     }
     out

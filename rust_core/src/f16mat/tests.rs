@@ -24,13 +24,15 @@ fn widening_is_exact_for_every_finite_pattern() {
     assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
     assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
     assert!(f16_to_f32(0x7c00).is_infinite());
-    // the F16C path agrees with the portable one on all 65,536 patterns
+    // the kernel's F16C widening agrees with the portable one on every finite pattern: one column
+    // times 1.0 is each weight exactly (+0 + w · 1 is w; for w = -0 it is +0, equal as a float)
     let all: Vec<u16> = (0..=u16::MAX).filter(|b| b & 0x7c00 != 0x7c00).collect();
     let mut simd = vec![0f32; all.len()];
-    let m = F16Matrix::from_bits(all.clone(), 1, all.len()).expect("finite");
-    m.widen(0, 1, &mut simd, use_avx2());
+    let m = F16Matrix::from_bits(all.clone(), all.len(), 1).expect("finite");
+    m.matmul(&[1.0], 1, &mut simd, false).expect("product");
     for (b, v) in all.iter().zip(&simd) {
-        assert_eq!(v.to_bits(), f16_to_f32(*b).to_bits(), "pattern {b:#06x}");
+        // `==` on finite non-zero floats is equality of bits
+        assert_eq!(*v, f16_to_f32(*b), "pattern {b:#06x}");
     }
 }
 
@@ -144,4 +146,45 @@ fn bits_of_rounded(v: f32) -> u16 {
         return sign;
     }
     sign | ((exp as u16) << 10) | ((b >> 13) & 0x3ff) as u16
+}
+
+#[test]
+fn the_dispatched_kernel_gives_the_portable_kernels_bits() {
+    // inexact values, so any difference in the order or the rounding of the sums would show
+    let cols = 389usize;
+    let panel: Vec<u16> = (0..cols * NR)
+        .map(|i| bits_of_rounded(((i as f32) * 0.618_034).sin() * 0.1))
+        .collect();
+    let x: Vec<f32> = (0..MR * cols)
+        .map(|i| ((i as f32) * 0.414_214).cos())
+        .collect();
+    let want = portable_panel::<MR>(&panel, &x, cols);
+    let mut got = [[0f32; NR]; MR];
+    panel_rows::<MR>(&panel, &x, cols, use_avx2(), &mut |i, row| got[i] = *row);
+    assert_eq!(got, want);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        // this test compares the SIMD kernel, not the portable one with itself
+        assert!(
+            use_avx2(),
+            "the CPU has AVX2, FMA and F16C but the portable kernel was chosen"
+        );
+    }
+}
+
+#[test]
+fn panels_pack_every_row_and_pad_the_last() {
+    let (rows, cols) = (NR + 3, 5usize);
+    let bits: Vec<u16> = (0..rows * cols).map(|i| bits_of(i as f32)).collect();
+    let mat = F16Matrix::from_bits(bits, rows, cols).expect("matrix");
+    assert_eq!(mat.nbytes(), 2 * NR * cols * 2);
+    let mut out = vec![0f32; rows];
+    let x: Vec<f32> = (0..cols).map(|c| if c == 2 { 1.0 } else { 0.0 }).collect();
+    mat.matmul(&x, 1, &mut out, false).expect("product");
+    // x picks column 2 of every row
+    let want: Vec<f32> = (0..rows).map(|r| (r * cols + 2) as f32).collect();
+    assert_eq!(out, want);
 }
