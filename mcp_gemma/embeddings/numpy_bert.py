@@ -47,7 +47,11 @@ SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note): one f
 # texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note;
 # past ~32 tokens a product does enough arithmetic per weight that BLAS on f32 is as fast
 HALF_CALL_TOKENS = 32
-ROWS_PER_WORKER = 32  # a forward pass's tokens are shared out across threads, at least this many each
+# a forward pass's tokens are shared out across threads, at least this many each: at 32 a text of
+# 33-63 tokens (past the binary16 path) ran on one thread; at 16 on two, alternated in one process
+# (2026-12-02, medians of 8 x 8): 41 tokens 27.8 -> 24.8 ms, 54 tokens 35.9 -> 28.3, 59 tokens
+# 37.3 -> 29.0, 92 tokens unchanged (43-44 ms)
+ROWS_PER_WORKER = 16
 MAX_WORKERS = 4  # threads for a forward pass (BLAS on one thread in each)
 
 
