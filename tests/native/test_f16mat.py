@@ -12,7 +12,10 @@ def halve(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w).astype(np.float16).view(np.uint16)
 
 
-@pytest.mark.parametrize(("m", "rows", "cols"), [(1, 384, 384), (3, 1152, 384), (7, 13, 45), (16, 384, 1536)])
+# the last: more inputs than one sweep of the kernel takes (48), a part-filled last panel, odd columns
+@pytest.mark.parametrize(
+    ("m", "rows", "cols"), [(1, 384, 384), (3, 1152, 384), (7, 13, 45), (16, 384, 1536), (100, 1000, 389)]
+)
 def test_matmul_is_numpy_on_the_rounded_weights(m: int, rows: int, cols: int) -> None:
     rng = np.random.default_rng(m)
     w = rng.standard_normal((rows, cols), dtype=np.float32) * 0.05
