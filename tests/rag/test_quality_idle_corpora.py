@@ -1,0 +1,77 @@
+"""The held-out corpora of the retrieval-quality benchmark since its seventh round
+(``benches/quality/corpora.py``): IDLE's manual and change log, read from the ``idlelib`` that ships with
+this Python (3.11.7 here and in CI), and their hand-written query files. No search runs; fast."""
+
+from __future__ import annotations
+
+import json
+
+from benches.quality.check_data import idle_news_targets
+from benches.quality.corpora import (
+    DATA_DIR,
+    hand_keyword_targets,
+    idle_help_docs,
+    idle_news_docs,
+    load_corpora,
+)
+
+
+def test_idle_help_is_one_document_per_section_with_its_own_text() -> None:
+    docs = {d.id: d for d in idle_help_docs()}
+    calltips = docs["idle:calltips"]
+    assert calltips.metadata == {"title": "Calltips", "source": "idlelib/help.html"}
+    assert calltips.text.startswith(
+        "Calltips\n\nA calltip is shown automatically when one types ( after the name of an accessible "
+        "function. A function name expression may include dots and subscripts."
+    )
+    # a <pre> block stays code: indented lines, one per line (query generation skips indented blocks)
+    usage = docs["idle:command-line-usage"].text
+    assert (
+        "\n\n    idle.py [-c command] [-d] [-e] [-h] [-i] [-r file] [-s] [-t title] [-] [arg] ...\n" in usage
+    )
+    assert "\n    -c command  run command in the shell window\n" in usage
+    # a section's subsections are documents of their own; headings without text of their own are left out
+    assert "A calltip is shown" not in docs["idle:completions"].text
+    assert "idle:editing-and-navigation" not in docs and "idle:help-and-preferences" not in docs
+    # the page's navigation and the headings' pilcrows are not part of any document
+    for doc in docs.values():
+        assert "Previous topic" not in doc.text and "\u00b6" not in doc.text, doc.id
+        assert len(doc.text) >= 100 + len(doc.metadata["title"])
+
+
+def test_idle_news_is_one_document_per_issue_with_its_release() -> None:
+    docs = idle_news_docs()
+    first = docs[0]
+    assert first.id == "news:gh-104719"
+    assert first.text == (
+        "gh-104719: Remove IDLE's modification of tokenize.tabsize and test other uses of tokenize data and "
+        "methods."
+    )
+    assert first.metadata == {"title": "gh-104719", "release": "3.11.z", "source": "idlelib/NEWS.txt"}
+    ids = [d.id for d in docs]
+    assert len(ids) == len(set(ids))
+    # entries written "Issue #N" (older releases) are bpo-N like the rest
+    old = next(d for d in docs if d.id == "news:bpo-28572")
+    assert old.text.startswith("Issue #28572: Add 10% to coverage of IDLE's test_configdialog.")
+    assert old.metadata["release"] == "3.7.0"
+
+
+def test_the_held_out_query_files_cover_their_documents() -> None:
+    help_ids = [d.id for d in idle_help_docs()]
+    entries = json.loads((DATA_DIR / "quality_idle_help.json").read_text(encoding="utf-8"))
+    assert sorted(e["doc"] for e in entries) == sorted(help_ids)  # one entry per section
+    news_ids = sorted(d.id for d in idle_news_docs())
+    entries = json.loads((DATA_DIR / "quality_idle_news.json").read_text(encoding="utf-8"))
+    firsts = [e["doc"] if isinstance(e["doc"], str) else e["doc"][0] for e in entries]
+    assert firsts == hand_keyword_targets(news_ids)
+    corpora = load_corpora(["idle_help", "idle_news", "prose"])
+    assert [c.held_out for c in corpora] == [True, True, False]
+    assert idle_news_targets(corpora) == []
+    for corpus in corpora[:2]:
+        styles = [q.style for q in corpus.queries]
+        assert (
+            styles.count("keyword")
+            == styles.count("paraphrase")
+            == len(entries if corpus.name == "idle_news" else help_ids)
+        )
+        assert styles.count("verbatim") > 0 and styles.count("rare_removed") > 0
