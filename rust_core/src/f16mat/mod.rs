@@ -202,17 +202,19 @@ fn panel_rows<const R: usize>(
     put: &mut impl FnMut(usize, &[f32; NR]),
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
+    let tile = if avx2 {
         // SAFETY: `use_avx2` checked AVX2, FMA and F16C; the panel holds cols × NR weights and
         // `xs` holds R rows of `cols`.
-        let tile = unsafe { avx2::panel::<R>(panel, xs, cols) };
-        for (i, row) in tile.iter().enumerate() {
-            put(i, row);
-        }
-        return;
-    }
-    let _ = avx2;
-    for (i, row) in portable_panel::<R>(panel, xs, cols).iter().enumerate() {
+        unsafe { avx2::panel::<R>(panel, xs, cols) }
+    } else {
+        portable_panel::<R>(panel, xs, cols)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let tile = {
+        let _ = avx2;
+        portable_panel::<R>(panel, xs, cols)
+    };
+    for (i, row) in tile.iter().enumerate() {
         put(i, row);
     }
 }
