@@ -44,8 +44,10 @@ F32 = npt.NDArray[np.float32]
 T = TypeVar("T")
 TOKENS_PER_BATCH = 8_192  # tokens per forward pass, each text counted at the longest one's length
 SMALL_CALL_TOKENS = 512  # up to this many tokens (a query, a short note): one forward pass, unbatched
-# texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note;
-# past ~32 tokens a product does enough arithmetic per weight that BLAS on f32 is as fast
+# texts of up to this many tokens run on binary16 weights (see _HalfLayer): a query, a short note.
+# One text alone would gain further (40 tokens 13.4 ms against 19.5 on f32, 2026-12-02), but batches
+# of longer texts lose (44-token sentences 84 -> 66 sentences/s at a 64-token limit), and a text's
+# vector must not depend on its batch-mates, so the limit is one for both
 HALF_CALL_TOKENS = 32
 # a forward pass's tokens are shared out across threads, at least this many each: at 32 a text of
 # 33-63 tokens (past the binary16 path) ran on one thread; at 16 on two, alternated in one process
