@@ -13,8 +13,8 @@ on the tuning corpora (reference, code, records) and their long-document stand-i
 (a corpus and its long-document variant leave together). Results, and why neither candidate became the
 default: ``benches/README.md``, "The held-out keyword cell, fourth round".
 
-The held-out prose corpus is loaded only by ``--held-out``, for candidates named before the check,
-and only per-style means are printed.
+The prose corpus (held out through the sixth round, a tuning corpus since) is loaded only by
+``--held-out``, for candidates named before the check, and only per-style means are printed.
 
 ``--long-corpora`` adds the fifth round's long tuning corpora (``readmes``, ``npdocs``) to the training
 data and the bar (README, "fifth round": refitted, the candidates lose on every set).

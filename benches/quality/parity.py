@@ -1,10 +1,11 @@
 """Parity of the product path with the offline tuning harness: every query's reciprocal rank through a
 real MCP session (``hybrid_search``, ``fusion="coverage"`` and the default, "adaptive") against
-``tune.py``'s offline rules (``covfuse:0.5:99`` and ``default``) on the same corpora and chunking.
+``tune.py``'s offline rules (``covfuse:0.5:99+acpd:0.05:4`` and ``acpd:0.05:4``, the seventh round's
+default) on the same corpora and chunking.
 
 Prints, per corpus x style, both MRR@10 values to 12 digits, their difference and the queries whose
 reciprocal rank differs; exits 1 if any does. Usage: ``python -m benches.quality.parity [--corpora
-NAME ...]`` (default: the four benchmark corpora; prose included, as the rules are fixed).
+NAME ...]`` (default: the six benchmark corpora; the held-out ones included, as the rules are fixed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import anyio
 
 # mcp session mode -> tune.py rule
-PAIRS = {"coverage": "covfuse:0.5:99", "default": "default"}
+PAIRS = {"coverage": "covfuse:0.5:99+acpd:0.05:4", "default": "acpd:0.05:4"}
 
 
 async def _mcp(names: list[str]) -> dict[str, dict[str, dict[str, list[float]]]]:
@@ -68,7 +69,9 @@ def _offline(names: list[str]) -> dict[str, dict[str, dict[str, list[float]]]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpora", nargs="*", default=["reference", "code", "records", "prose"])
+    ap.add_argument(
+        "--corpora", nargs="*", default=["reference", "code", "records", "prose", "idle_help", "idle_news"]
+    )
     args = ap.parse_args()
     online = anyio.run(_mcp, args.corpora)
     offline = _offline(args.corpora)

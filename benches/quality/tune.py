@@ -502,9 +502,9 @@ def score_rules() -> dict[str, Score]:
     """Candidates that change the keyword evidence itself: for queries of at most T terms, a blend of
     BM25 / bound and the chunk's coverage (term frequency and length ignored), today's weight."""
 
-    def covfuse(lam: float, t: int) -> Score:
+    def covfuse(lam: float, t: int, weight: Weight = base_weight) -> Score:
         def score(q: Q) -> F64:
-            w = base_weight(q)
+            w = weight(q)
             nb = q.bm / q.bound if q.bound > 0 else np.zeros_like(q.bm)
             kw = lam * q.cover + (1 - lam) * nb if q.n_terms <= t else nb
             return (1 - w) * q.cos + w * kw
@@ -512,6 +512,8 @@ def score_rules() -> dict[str, Score]:
         return score
 
     out = {f"covfuse:{lam}:{t}": covfuse(lam, t) for lam in (0.25, 0.5, 0.75, 1.0) for t in (4, 99)}
+    # seventh round: hybrid_search's fusion="coverage" with the default's long-document factor
+    out["covfuse:0.5:99+acpd:0.05:4"] = covfuse(0.5, 99, _chunks_per_doc(0.05, 4, own=False))
     out.update(third_round_scores())
     return out
 

@@ -115,7 +115,8 @@ class RagSettings(BaseModel):
     fusion: Literal["adaptive", "coverage", "weighted", "rrf"] = Field(
         "adaptive",
         description="Default hybrid fusion: 'adaptive' (the BM25 share follows how much of the query the "
-        "best keyword hit covers; the keyword evidence is BM25 / its bound), 'coverage' (the same share; "
+        "best keyword hit covers, and is lower for a query of up to 4 terms over long documents; the "
+        "keyword evidence is BM25 / its bound), 'coverage' (the same share; "
         "the keyword evidence is half BM25 / its bound, half the share of the query's IDF mass the chunk "
         "holds), 'weighted' (a fixed keyword_weight) or 'rrf' (reciprocal rank). All but 'rrf' score "
         "every candidate of both rankings. Measured in benches/README.md: 'coverage' has the better "

@@ -218,7 +218,8 @@ class Searcher:
         if how == "weighted":
             weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
         else:
-            weight = adaptive_weight(evidence.coverage, evidence.terms)
+            per_doc = len(self.index.chunks) / max(1, len(self.index.docs))
+            weight = adaptive_weight(evidence.coverage, evidence.terms, per_doc)
         cos = [vs[c] for c in ids]
         ranked = fuse_scores(ids, cos, evidence.scores, evidence.bound, weight, evidence.chunk_coverage)
         scores = dict(zip(ids, zip(cos, evidence.scores, strict=True), strict=True))

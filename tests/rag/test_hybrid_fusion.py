@@ -125,3 +125,18 @@ async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: 
         bm = hit["keyword_score"] or 0.0
         want = (1 - w) * hit["vector_score"] + w * (cover[hit["doc_id"]] / 2 + bm / bound / 2)
         assert hit["score"] == pytest.approx(want, abs=1e-5), hit
+
+
+async def test_short_queries_get_less_keyword_share_over_long_documents(small_chunks: Settings) -> None:
+    """The adaptive BM25 share of a query of at most 4 terms is divided by 1 + 0.05 (chunks per document
+    - 1) of the collection searched (mcp_gemma.fusion); longer queries keep it."""
+    async with Client(create_server(small_chunks)) as client:
+        await _ok(client, "batch_ingest", documents=DOCS)  # 4 + 1 + 1 chunks over 3 documents
+        short = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
+        assert short["keyword_weight"] == round(1.0 / (1 + 0.05 * (6 / 3 - 1)), 4)  # 0.9524
+        assert short["hits"][0]["doc_id"] == "sets"
+        longer = await _ok(client, "hybrid_search", query="sorted sets keep members ordered", limit=1)
+        assert longer["keyword_weight"] == 1.0
+        await _ok(client, "delete_document", id="streams")  # one chunk per document left
+        again = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
+        assert again["keyword_weight"] == 1.0

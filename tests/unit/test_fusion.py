@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_gemma.fusion import COVERAGE_SHARE, SHORT_QUERY_TERMS, adaptive_weight, fuse_scores
+from mcp_gemma.fusion import (
+    COVERAGE_SHARE,
+    LONG_DOCUMENT_DAMPING,
+    LONG_DOCUMENT_QUERY_TERMS,
+    SHORT_QUERY_TERMS,
+    adaptive_weight,
+    fuse_scores,
+)
 
 
 def test_adaptive_weight_follows_coverage_and_shrinks_for_short_queries() -> None:
@@ -16,6 +23,19 @@ def test_adaptive_weight_follows_coverage_and_shrinks_for_short_queries() -> Non
     assert adaptive_weight(1.5, 5) == 1.0  # clipped
     assert adaptive_weight(-0.2, 5) == 0.0
     assert adaptive_weight(0.7, 0) == 0.0  # no term at all: meaning only
+
+
+def test_adaptive_weight_gives_short_queries_less_keyword_share_over_long_documents() -> None:
+    assert (LONG_DOCUMENT_QUERY_TERMS, LONG_DOCUMENT_DAMPING) == (4, 0.05)
+    # 10 chunks per document: a query of at most 4 terms gets the share / (1 + 0.05 * 9)
+    assert adaptive_weight(1.0, 3, 10.0) == pytest.approx(1.0 / 1.45)
+    assert adaptive_weight(0.9, 2, 10.0) == pytest.approx(0.6 / 1.45)
+    assert adaptive_weight(1.0, 4, 3.0) == pytest.approx(1.0 / 1.1)
+    # longer queries, one chunk per document (memories) and fewer than one are unchanged
+    assert adaptive_weight(1.0, 5, 10.0) == 1.0
+    assert adaptive_weight(1.0, 3, 1.0) == 1.0
+    assert adaptive_weight(0.5, 3, 0.5) == 0.5
+    assert adaptive_weight(1.0, 3) == 1.0
 
 
 def test_fuse_scores_uses_the_bound_and_breaks_ties_by_id() -> None:
