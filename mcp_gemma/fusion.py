@@ -23,10 +23,10 @@ from a document is fully covered by the chunk it came from, so keywords lead; a 
 rare words with any chunk, so meaning leads. Over long documents a short query's terms meet in chunks
 of many documents by chance, so a full keyword match proves less: for a query of at most
 :data:`LONG_DOCUMENT_QUERY_TERMS` terms the share is divided by ``1 + LONG_DOCUMENT_DAMPING · (c - 1)``,
-``c`` the chunks per document of the collection searched (``tune.py``'s ``acpd:0.05:4``, the seventh
-round in ``benches/README.md``: prose keyword queries 0.877 -> 0.908 MRR@10 against vector search's
-0.911, no tuning cell lower at any of four chunkings; memories are one unit each, so recall is
-unchanged).
+``c`` the chunks per document of the whole index, also when a filter narrows the search (``tune.py``'s
+``acpd:0.05:4``, the seventh round in ``benches/README.md``: prose keyword queries 0.877 -> 0.908
+MRR@10 against vector search's 0.911 offline, no tuning cell lower at any of four chunkings; memories
+are one unit each, so recall is unchanged).
 
 Why ``"adaptive"`` stays the default (``benches/README.md``, "Adopted?"): ``"coverage"`` is
 ``benches/quality/tune.py``'s ``covfuse:0.5:99``, fixed before the held-out prose corpus was checked,
@@ -48,7 +48,7 @@ SHORT_QUERY_TERMS = 3
 LONG_DOCUMENT_QUERY_TERMS = 4
 LONG_DOCUMENT_DAMPING = 0.05
 """For a query of at most ``LONG_DOCUMENT_QUERY_TERMS`` distinct terms the BM25 share is divided by
-``1 + LONG_DOCUMENT_DAMPING · (chunks per document - 1)`` over the collection searched."""
+``1 + LONG_DOCUMENT_DAMPING · (chunks per document - 1)``, counted over the whole index."""
 COVERAGE_SHARE = 0.5
 """Share of the chunk's coverage in the keyword evidence of ``fusion="coverage"`` (BM25 / bound: the rest)."""
 

@@ -433,19 +433,17 @@ class _SectionText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.sections: list[tuple[str, str, str]] = []
-        self._stack: list[tuple[str, list[str], list[str]]] = []  # (id, title parts, text parts)
-        self._depth: list[int] = []  # element depth at which each open section began
-        self._level = 0
+        # open sections, innermost last: (id, title parts, text parts); a section without an id is
+        # kept ("") so that its closing tag closes it, and is not reported
+        self._stack: list[tuple[str, list[str], list[str]]] = []
         self._in_title = False
         self._pre = 0
         self._skip = 0  # inside a headerlink anchor (the pilcrow)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._level += 1
         values = dict(attrs)
-        if tag == "section" and values.get("id"):
-            self._stack.append((str(values["id"]), [], []))
-            self._depth.append(self._level)
+        if tag == "section":  # sections nest properly, whatever other tags leave unclosed
+            self._stack.append((str(values.get("id") or ""), [], []))
         elif tag == "a" and "headerlink" in (values.get("class") or ""):
             self._skip += 1
         if not self._stack:
@@ -456,6 +454,8 @@ class _SectionText(HTMLParser):
             self._pre += 1
         if tag in self._BLOCKS:
             self._stack[-1][2].append("\n\n")
+        elif tag == "br":
+            self._stack[-1][2].append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("h1", "h2", "h3", "h4"):
@@ -466,11 +466,10 @@ class _SectionText(HTMLParser):
             self._skip -= 1
         if self._stack and tag in self._BLOCKS:
             self._stack[-1][2].append("\n\n")
-        if tag == "section" and self._depth and self._depth[-1] == self._level:
-            self._depth.pop()
+        if tag == "section" and self._stack:
             sec_id, title, parts = self._stack.pop()
-            self.sections.append((sec_id, _collapse("".join(title)), "".join(parts)))
-        self._level -= 1
+            if sec_id:
+                self.sections.append((sec_id, _collapse("".join(title)), "".join(parts)))
 
     def handle_data(self, data: str) -> None:
         if not self._stack or self._skip:

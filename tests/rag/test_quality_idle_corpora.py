@@ -75,3 +75,26 @@ def test_the_held_out_query_files_cover_their_documents() -> None:
             == len(entries if corpus.name == "idle_news" else help_ids)
         )
         assert styles.count("verbatim") > 0 and styles.count("rare_removed") > 0
+
+
+def test_the_section_reader_nests_sections_whatever_else_is_left_open() -> None:
+    """help.html's reader on a made-up page: unclosed void tags (<br>, <img>) inside a section and a section
+    without an id do not shift which text belongs to which section."""
+    from benches.quality.corpora import _SectionText
+
+    reader = _SectionText()
+    reader.feed(
+        '<div>nav</div><section id="outer"><h2>Outer<a class="headerlink" href="#outer">\u00b6</a></h2>'
+        "<p>First line<br>still outer <img src=x></p>"
+        '<section id="inner"><h3>Inner</h3><pre>code()\nmore()</pre><p>Inner text.</p></section>'
+        "<section><p>no id</p></section>"
+        "<p>Outer again.</p></section><footer>foot</footer>"
+    )
+    reader.close()
+    got = {sec_id: (title, " ".join(text.split())) for sec_id, title, text in reader.sections}
+    assert got == {
+        "inner": ("Inner", "code() more() Inner text."),
+        "outer": ("Outer", "First line still outer Outer again."),
+    }
+    inner = next(text for sec_id, _, text in reader.sections if sec_id == "inner")
+    assert "    code()\n    more()" in inner
