@@ -561,9 +561,10 @@ def idle_news_docs() -> list[Doc]:
         if not line.strip() or _HEADING_RULE.match(line.strip()):
             flush()
             continue
-        if _NEWS_ENTRY.match(line):
+        starts = _NEWS_ENTRY.match(line) is not None
+        if starts:
             flush()
-        if block or _NEWS_ENTRY.match(line):
+        if block or starts:  # lines before the first entry of a release (its dates) are skipped
             block.append(line.strip())
     flush()
     return docs

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import anyio
 
+from benches.quality.corpora import CORPUS_NAMES
+
 # mcp session mode -> tune.py rule
 PAIRS = {"coverage": "covfuse:0.5:99+acpd:0.05:4", "default": "acpd:0.05:4"}
 
@@ -69,9 +71,7 @@ def _offline(names: list[str]) -> dict[str, dict[str, dict[str, list[float]]]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--corpora", nargs="*", default=["reference", "code", "records", "prose", "idle_help", "idle_news"]
-    )
+    ap.add_argument("--corpora", nargs="*", default=list(CORPUS_NAMES))
     args = ap.parse_args()
     online = anyio.run(_mcp, args.corpora)
     offline = _offline(args.corpora)

@@ -129,7 +129,7 @@ async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: 
 
 async def test_short_queries_get_less_keyword_share_over_long_documents(small_chunks: Settings) -> None:
     """The adaptive BM25 share of a query of at most 4 terms is divided by 1 + 0.05 (chunks per document
-    - 1) of the collection searched (mcp_gemma.fusion); longer queries keep it."""
+    - 1) of the whole index (mcp_gemma.fusion); longer queries keep it."""
     async with Client(create_server(small_chunks)) as client:
         await _ok(client, "batch_ingest", documents=DOCS)  # 4 + 1 + 1 chunks over 3 documents
         short = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)

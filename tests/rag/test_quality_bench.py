@@ -23,7 +23,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from benches.quality.corpora import load_corpora
+from benches.quality.corpora import CORPUS_NAMES, load_corpora
 from benches.quality.dialogues import load_dialogues
 from benches.quality.evaluate import evaluate, ingest
 from benches.quality.memory_eval import evaluate_memory, store_dialogues
@@ -37,7 +37,7 @@ KNOWN_GAPS = {("idle_news", "keyword"): 0.04}  # held out: how far behind its be
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", ["prose", "reference", "code", "records", "idle_help", "idle_news"])
+@pytest.mark.parametrize("name", CORPUS_NAMES)
 async def test_default_hybrid_never_loses_to_its_parts(settings: Settings, name: str) -> None:
     (corpus,) = load_corpora([name])
     with anyio.fail_after(800):
