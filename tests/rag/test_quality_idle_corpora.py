@@ -1,18 +1,22 @@
-"""The held-out corpora of the retrieval-quality benchmark since its seventh round
-(``benches/quality/corpora.py``): IDLE's manual and change log, read from the ``idlelib`` that ships with
-this Python (3.11.7 here and in CI), and their hand-written query files. No search runs; fast."""
+"""The corpora of the retrieval-quality benchmark added in its seventh and eighth rounds
+(``benches/quality/corpora.py``): IDLE's manual and change logs, read from the ``idlelib`` that ships with
+this Python (3.11.7 here and in CI), the ``os`` module's functions, and their hand-written query files.
+No search runs; fast."""
 
 from __future__ import annotations
 
 import json
 
-from benches.quality.check_data import idle_news_targets
+from benches.quality.check_data import TARGETED_CORPORA, targeted_entries
 from benches.quality.corpora import (
     DATA_DIR,
+    Doc,
     hand_keyword_targets,
     idle_help_docs,
+    idle_history_docs,
     idle_news_docs,
     load_corpora,
+    os_calls_docs,
 )
 
 
@@ -56,24 +60,69 @@ def test_idle_news_is_one_document_per_issue_with_its_release() -> None:
     assert old.metadata["release"] == "3.7.0"
 
 
+def test_idle_history_is_one_document_per_entry_of_the_old_change_log() -> None:
+    docs = idle_history_docs()
+    assert docs[0] == Doc(
+        id="old:IDLE-2.7:01",
+        text=(
+            "idle.py modified and simplified to better support developing experimental versions of IDLE "
+            "which are not installed in the standard location."
+        ),
+        metadata={"title": "IDLE 2.7", "release": "IDLE 2.7", "source": "idlelib/NEWS2x.txt"},
+    )
+    by_id = {d.id: d for d in docs}
+    assert len(by_id) == len(docs) == 203
+    # a release heading with a trailing note keeps its name only; an entry spans its wrapped lines
+    assert by_id["old:IDLE-2.6:01"].text == (
+        "Issue #2665: On Windows, an IDLE installation upgraded from an old version would not start if a "
+        "custom theme was defined."
+    )
+    last = docs[-1]
+    assert last.id == "old:IDLEfork-0.9-Alpha-1:07"
+    assert last.text.endswith("Files removed: ExecBinding.py, loader.py, protocol.py, Remote.py, spawn.py")
+    assert {d.metadata["release"] for d in docs} == {
+        "IDLE 2.7", "IDLE 2.6", "IDLE 1.2", "IDLE 1.1", "IDLE 1.0", "IDLEfork 0.9b1",
+        "IDLEfork 0.9 Alpha 2", "IDLEfork 0.9 Alpha 1",
+    }  # fmt: skip
+
+
+def test_os_calls_is_one_document_per_public_function_with_its_docstring() -> None:
+    docs = {d.id: d for d in os_calls_docs()}
+    assert docs["os:chown"].text.startswith(
+        "os.chown(path, uid, gid, *, dir_fd=None, follow_symlinks=True)\n\n"
+        "Change the owner and group id of path to the numeric uid and gid."
+    )
+    assert docs["os:chown"].metadata == {"title": "os.chown", "source": "os"}
+    assert docs["os:makedirs"].text.startswith("os.makedirs(name, mode=511, exist_ok=False)\n\n")
+    # classes (os.stat_result, os.DirEntry) and private names are not functions of the module
+    assert "os:stat_result" not in docs and "os:DirEntry" not in docs
+    assert not any(i.startswith("os:_") for i in docs)
+    assert all(len(d.text.split("\n\n", 1)[1]) >= 60 for d in docs.values())
+
+
 def test_the_held_out_query_files_cover_their_documents() -> None:
     help_ids = [d.id for d in idle_help_docs()]
     entries = json.loads((DATA_DIR / "quality_idle_help.json").read_text(encoding="utf-8"))
     assert sorted(e["doc"] for e in entries) == sorted(help_ids)  # one entry per section
-    news_ids = sorted(d.id for d in idle_news_docs())
-    entries = json.loads((DATA_DIR / "quality_idle_news.json").read_text(encoding="utf-8"))
-    firsts = [e["doc"] if isinstance(e["doc"], str) else e["doc"][0] for e in entries]
-    assert firsts == hand_keyword_targets(news_ids)
-    corpora = load_corpora(["idle_help", "idle_news", "prose"])
-    assert [c.held_out for c in corpora] == [True, True, False]
-    assert idle_news_targets(corpora) == []
-    for corpus in corpora[:2]:
+    targeted = {
+        "idle_news": idle_news_docs(),
+        "idle_history": idle_history_docs(),
+        "os_calls": os_calls_docs(),
+    }
+    assert tuple(targeted) == TARGETED_CORPORA
+    for name, docs in targeted.items():
+        entries = json.loads((DATA_DIR / f"quality_{name}.json").read_text(encoding="utf-8"))
+        firsts = [e["doc"] if isinstance(e["doc"], str) else e["doc"][0] for e in entries]
+        assert firsts == hand_keyword_targets(sorted(d.id for d in docs)), name
+        assert all(2 <= len(e["keyword"].split()) <= 4 for e in entries), name
+    names = ["idle_help", "idle_news", "idle_history", "os_calls", "prose"]
+    corpora = load_corpora(names)
+    assert [c.held_out for c in corpora] == [True, False, True, True, False]
+    assert targeted_entries(corpora) == []
+    for corpus in corpora[:4]:
         styles = [q.style for q in corpus.queries]
-        assert (
-            styles.count("keyword")
-            == styles.count("paraphrase")
-            == len(entries if corpus.name == "idle_news" else help_ids)
-        )
+        expected = len(help_ids) if corpus.name == "idle_help" else 40
+        assert styles.count("keyword") == styles.count("paraphrase") == expected, corpus.name
         assert styles.count("verbatim") > 0 and styles.count("rare_removed") > 0
 
 
