@@ -468,6 +468,20 @@ def _chunks_per_doc(a: float, terms: int, own: bool) -> Weight:
     return w
 
 
+def _agree_long(k: int, a: float, terms: int, per_chunk: bool = False) -> Weight:
+    """``acpd:0.05:4`` (the seventh round's default) x a unless the BM25 top document is among the
+    vector's top k (queries of at most ``terms`` terms); ``per_chunk``: x 1 - (1 - a) / c instead, c the
+    collection's chunks per document (the full factor for one chunk per document, less over long ones)."""
+    long_doc = _chunks_per_doc(0.05, 4, own=False)
+
+    def w(q: Q) -> float:
+        agrees = bool(q.bm_docs) and q.bm_docs[0] in q.vec_docs[:k]
+        factor = 1 - (1 - a) / max(q.avg_doc_chunks, 1.0) if per_chunk else a
+        return long_doc(q) * (1.0 if q.n_terms > terms or agrees else factor)
+
+    return w
+
+
 def _same_doc(k: int, a: float) -> Weight:
     return lambda q: base_weight(q) * (1 - a * top_doc_share(q, k))
 
@@ -488,6 +502,13 @@ def third_round_weights() -> dict[str, Weight]:
         for t in (4, 99):
             out[f"cpd:{a}:{t}"] = _chunks_per_doc(a, t, own=True)
             out[f"acpd:{a}:{t}"] = _chunks_per_doc(a, t, own=False)
+    # eighth round: the default's long-document factor, and the share x a when the BM25 top document is
+    # not among the vector's top k (queries of at most t terms)
+    for k in (1, 2, 3):
+        for a in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+            for t in (3, 4):
+                out[f"agacpd:{k}:{a}:{t}"] = _agree_long(k, a, t)
+                out[f"agacpdc:{k}:{a}:{t}"] = _agree_long(k, a, t, per_chunk=True)
     # top-k BM25 chunks from one document: a keyword hit repeated across one document's chunks
     for k in (5, 10):
         for a in (0.3, 0.5):
