@@ -79,7 +79,7 @@ async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any
     result = await client.call_tool(tool, args)
     if result.is_error or result.structured_content is None:
         raise RuntimeError(f"{tool}({args}) failed: {result.content}")
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 async def ingest(client: Client, corpus: Corpus, batch: int = 200) -> int:

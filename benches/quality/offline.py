@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,8 @@ def embedder() -> Callable[[Sequence[str]], Vec]:
         key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
         path = CACHE / f"{key}.npy"
         if path.exists():
-            return np.load(path)
+            loaded: Vec = np.load(path)
+            return loaded
         out = model.embed(list(texts))
         np.save(path, out)
         return out
@@ -97,7 +97,7 @@ def build(
         idx = native.BM25Index(rag.bm25_k1, rag.bm25_b, analyzer=analyzer)
         idx.add_many(list(range(len(chunk_text))), keyword_text)
         bm25[analyzer] = idx
-        terms[analyzer] = [set(native.tokenize(t, analyzer)) for t in keyword_text]  # type: ignore[arg-type]
+        terms[analyzer] = [set(native.tokenize(t, analyzer)) for t in keyword_text]
         df: dict[str, int] = {}
         for ts in terms[analyzer]:
             for t in ts:
@@ -314,4 +314,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
