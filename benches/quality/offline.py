@@ -21,6 +21,7 @@ from benches.quality.corpora import Corpus, load_corpora
 from mcp_gemma import native
 from mcp_gemma.rag.chunking import split
 from mcp_gemma.rag.config import RagSettings
+from mcp_gemma.store.keys import SLOT_GROUPS, group_of
 
 Vec = npt.NDArray[np.float32]
 CACHE = Path("/tmp/mcpg-quality-cache")
@@ -60,6 +61,9 @@ class Built:
     bm25: dict[str, native.BM25Index]
     terms: dict[str, list[set[str]]]
     df: dict[str, dict[str, int]]
+    # the id the server gives each chunk when the corpus is ingested in order (a per-slot-group
+    # sequence, ``seq * SLOT_GROUPS + group``): ties between equal scores break by it, as on the server
+    server_id: npt.NDArray[np.int64]
 
     def coverage(self, analyzer: str, query: str, chunk: int) -> float:
         """Share of the query's IDF mass (unknown terms at the highest IDF) found in ``chunk``."""
@@ -103,7 +107,19 @@ def build(
             for t in ts:
                 df[t] = df.get(t, 0) + 1
         dfs[analyzer] = df
-    return Built(corpus, chunk_doc, chunk_text, matrix, bm25, terms, dfs)
+    return Built(corpus, chunk_doc, chunk_text, matrix, bm25, terms, dfs, server_ids(chunk_doc))
+
+
+def server_ids(chunk_doc: Sequence[str]) -> npt.NDArray[np.int64]:
+    """The chunk ids the server hands out (``DocStore.reserve_chunk_ids``) when documents are ingested in
+    order into an empty store: each group's sequence counts from 1."""
+    seq: dict[int, int] = {}
+    out = np.empty(len(chunk_doc), dtype=np.int64)
+    for i, doc_id in enumerate(chunk_doc):
+        g = group_of(doc_id)
+        seq[g] = seq.get(g, 0) + 1
+        out[i] = seq[g] * SLOT_GROUPS + g
+    return out
 
 
 def doc_ranking(built: Built, chunk_ids: Sequence[int], n: int = 10) -> list[str]:

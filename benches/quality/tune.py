@@ -657,7 +657,7 @@ def ranking(built: Built, q: Q, name: str) -> list[str]:
     weights, scores = weight_rules(), score_rules()
     if name in weights or name in scores:
         score = linear(q, weights[name](q)) if name in weights else scores[name](q)
-        order = np.lexsort((q.ids, -score))
+        order = np.lexsort((built.server_id[q.ids], -score))  # ties: by the server's chunk id
         return doc_ranking(built, [int(q.ids[i]) for i in order])
     docs = doc_rules()[name](q)
     return sorted(docs, key=lambda d: (-docs[d], d))[:10]

@@ -140,3 +140,25 @@ async def test_short_queries_get_less_keyword_share_over_long_documents(small_ch
         await _ok(client, "delete_document", id="streams")  # one chunk per document left
         again = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
         assert again["keyword_weight"] == 1.0
+
+
+async def test_the_quality_harness_predicts_the_servers_chunk_ids(small_chunks: Settings) -> None:
+    """benches/quality/offline.py breaks ties between equal scores by the chunk id the server hands out
+    when a corpus is ingested in order (offline.server_ids), so that tune.py ranks exactly as
+    hybrid_search does; the ids read back through get_document are those."""
+    from benches.quality.offline import server_ids
+
+    docs = [*DOCS, {"id": "hashes", "text": LONG + " Hashes map fields to values."}]
+    async with Client(create_server(small_chunks)) as client:
+        report = await _ok(client, "batch_ingest", documents=docs[:2])
+        assert report["failed"] == []
+        await _ok(client, "batch_ingest", documents=docs[2:])  # a second batch continues the counters
+        chunk_doc: list[str] = []
+        got: list[int] = []
+        for doc in docs:
+            record = await _ok(client, "get_document", id=doc["id"], include_text=False, include_chunks=True)
+            chunks = sorted(record["chunk_list"], key=lambda c: c["ordinal"])
+            chunk_doc += [doc["id"]] * len(chunks)
+            got += [c["chunk_id"] for c in chunks]
+    assert len(got) > len(docs)  # some documents have several chunks
+    assert server_ids(chunk_doc).tolist() == got
