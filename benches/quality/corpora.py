@@ -1,6 +1,6 @@
 """Labelled retrieval corpora built from text that ships with Python 3.11's standard library.
 
-Eight corpora, all built at run time from the interpreter's own files (nothing is downloaded):
+Nine corpora, all built at run time from the interpreter's own files (nothing is downloaded):
 
 * ``prose``: the language reference topics of ``pydoc_data.topics`` (held out until the seventh
   tuning round, a tuning corpus since).
@@ -12,15 +12,17 @@ Eight corpora, all built at run time from the interpreter's own files (nothing i
   round, a tuning corpus since).
 * ``idle_history`` (held out): the entries of IDLE's older change log, ``idlelib/NEWS2x.txt``.
 * ``os_calls`` (held out): the public functions of ``os``, each its name, signature and docstring.
+* ``tk_calls`` (held out): the public methods of six ``tkinter`` classes, the same way.
 
 The held-out corpora take no part in choosing any default: their queries were written by reading the
 documents, before any search over them (``idle_help`` after the sixth round; ``idle_history`` and
-``os_calls`` after the seventh), and they are scored only for rules fixed before they are loaded.
+``os_calls`` after the seventh; ``tk_calls`` during the eighth, after its first candidates failed
+``os_calls``), and they are scored only for rules fixed before they are loaded.
 
 Each corpus has four query styles. ``verbatim`` and ``rare_removed`` are generated here with a
 fixed seed per corpus; ``keyword`` and ``paraphrase`` are hand-written in
 ``benches/data/quality_<corpus>.json`` (written from the documents' text, never from a search run;
-for ``idle_news``, ``idle_history`` and ``os_calls``, one entry for each of the 40 documents
+for ``idle_news``, ``idle_history``, ``os_calls`` and ``tk_calls``, one entry for each of the 40 documents
 :func:`hand_keyword_targets` picks).
 
 The two long tuning corpora (``readmes``, ``npdocs``) have generated ``keyword`` queries and a fifth
@@ -59,7 +61,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 STYLES: tuple[str, ...] = ("verbatim", "rare_removed", "keyword", "paraphrase")
 CORPUS_NAMES: tuple[str, ...] = (
-    "prose", "reference", "code", "records", "idle_help", "idle_news", "idle_history", "os_calls",
+    "prose", "reference", "code", "records", "idle_help", "idle_news", "idle_history", "os_calls", "tk_calls",
 )  # fmt: skip
 # Tuning-only corpora of long documents (fifth round of the held-out keyword cell): not part of the
 # benchmark's default run, built from text the installed packages ship; their keyword queries are
@@ -69,6 +71,7 @@ GENERATED_PER_STYLE = 40
 SEEDS: dict[str, int] = {
     "prose": 1101, "reference": 2202, "code": 3303, "records": 4404, "readmes": 5505, "npdocs": 6606,
     "idle_help": 7707, "idle_news": 8808, "idle_history": 9909, "os_calls": 10010,
+    "tk_calls": 11111,
 }  # fmt: skip
 LONG_MIN_CHARS = 3000
 LONG_MAX_CHARS = 10000
@@ -650,6 +653,35 @@ def os_calls_docs() -> list[Doc]:
     return docs
 
 
+TK_CLASSES: tuple[str, ...] = ("Misc", "Wm", "Text", "Canvas", "Listbox", "Entry")
+
+
+def tk_calls_docs() -> list[Doc]:
+    """The public methods of six ``tkinter`` classes (``Misc``, ``Wm``, ``Text``, ``Canvas``,
+    ``Listbox``, ``Entry``), one document each: the method's name and signature, then its docstring (at
+    least 60 characters; a docstring already taken by an earlier method is left out)."""
+    tkinter = importlib.import_module("tkinter")
+    docs: list[Doc] = []
+    seen: set[str] = set()
+    for cls_name in TK_CLASSES:
+        cls = getattr(tkinter, cls_name)
+        for name, obj in sorted(vars(cls).items()):
+            if name.startswith("_") or not callable(obj):
+                continue
+            doc = _own_doc(obj)
+            if len(doc) < OS_MIN_CHARS or doc in seen:
+                continue
+            seen.add(doc)
+            docs.append(
+                Doc(
+                    id=f"tk:{cls_name}.{name}",
+                    text=f"tkinter.{cls_name}.{name}{_signature(obj)}\n\n{doc}",
+                    metadata={"title": f"tkinter.{cls_name}.{name}", "source": "tkinter"},
+                )
+            )
+    return docs
+
+
 _BUILDERS: dict[str, tuple[str, bool, Callable[[], list[Doc]]]] = {
     "prose": ("Python language reference topics (pydoc_data.topics)", False, prose_docs),
     "reference": ("stdlib module docstrings and public function/class docstrings", False, reference_docs),
@@ -661,6 +693,11 @@ _BUILDERS: dict[str, tuple[str, bool, Callable[[], list[Doc]]]] = {
     "idle_news": ("the entries of IDLE's change log (idlelib/NEWS.txt)", False, idle_news_docs),
     "idle_history": ("the entries of IDLE's older change log (idlelib/NEWS2x.txt)", True, idle_history_docs),
     "os_calls": ("the public functions of the os module, name, signature and docstring", True, os_calls_docs),
+    "tk_calls": (
+        "the public methods of six tkinter classes, name, signature and docstring",
+        True,
+        tk_calls_docs,
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from benches.quality.corpora import (
     idle_news_docs,
     load_corpora,
     os_calls_docs,
+    tk_calls_docs,
 )
 
 
@@ -100,6 +101,21 @@ def test_os_calls_is_one_document_per_public_function_with_its_docstring() -> No
     assert all(len(d.text.split("\n\n", 1)[1]) >= 60 for d in docs.values())
 
 
+def test_tk_calls_is_one_document_per_method_with_its_docstring() -> None:
+    docs = tk_calls_docs()
+    by_id = {d.id: d for d in docs}
+    assert len(by_id) == len(docs) == 173
+    after = by_id["tk:Misc.after"]
+    assert after.text.startswith(
+        "tkinter.Misc.after(self, ms, func=None, *args)\n\nCall function once after given time."
+    )
+    assert after.metadata == {"title": "tkinter.Misc.after", "source": "tkinter"}
+    # classes in order, methods sorted; a docstring an earlier method already has is left out
+    assert [d.id.split(".")[0] for d in docs[:1]] == ["tk:Misc"]
+    bodies = [d.text.split("\n\n", 1)[1] for d in docs]
+    assert len(set(bodies)) == len(bodies) and all(len(b) >= 60 for b in bodies)
+
+
 def test_the_held_out_query_files_cover_their_documents() -> None:
     help_ids = [d.id for d in idle_help_docs()]
     entries = json.loads((DATA_DIR / "quality_idle_help.json").read_text(encoding="utf-8"))
@@ -108,6 +124,7 @@ def test_the_held_out_query_files_cover_their_documents() -> None:
         "idle_news": idle_news_docs(),
         "idle_history": idle_history_docs(),
         "os_calls": os_calls_docs(),
+        "tk_calls": tk_calls_docs(),
     }
     assert tuple(targeted) == TARGETED_CORPORA
     for name, docs in targeted.items():
@@ -115,11 +132,11 @@ def test_the_held_out_query_files_cover_their_documents() -> None:
         firsts = [e["doc"] if isinstance(e["doc"], str) else e["doc"][0] for e in entries]
         assert firsts == hand_keyword_targets(sorted(d.id for d in docs)), name
         assert all(2 <= len(e["keyword"].split()) <= 4 for e in entries), name
-    names = ["idle_help", "idle_news", "idle_history", "os_calls", "prose"]
+    names = ["idle_help", "idle_news", "idle_history", "os_calls", "tk_calls", "prose"]
     corpora = load_corpora(names)
-    assert [c.held_out for c in corpora] == [True, False, True, True, False]
+    assert [c.held_out for c in corpora] == [True, False, True, True, True, False]
     assert targeted_entries(corpora) == []
-    for corpus in corpora[:4]:
+    for corpus in corpora[:5]:
         styles = [q.style for q in corpus.queries]
         expected = len(help_ids) if corpus.name == "idle_help" else 40
         assert styles.count("keyword") == styles.count("paraphrase") == expected, corpus.name
