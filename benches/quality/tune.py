@@ -69,7 +69,7 @@ from mcp_gemma.rag.config import RagSettings
 # change log (written for that purpose, corpora.py) are held out. From the eighth the change log is tuned
 # on and IDLE's older change log and the os module's functions (written before that round) are held out.
 TUNING = ("reference", "code", "records", "prose", "idle_news")
-HELD_OUT = ("idle_help", "idle_history", "os_calls")
+HELD_OUT = ("idle_help", "idle_history", "os_calls", "tk_calls")
 STYLES = ("verbatim", "rare_removed", "keyword", "paraphrase", "keyword_hand")  # the last: long corpora only
 ANALYZER: Literal["plain", "english"] = "plain"  # rag.bm25_analyzer's default
 DEPTH = 250  # what hybrid_search ranks per side for limit 10 with group_by_document
@@ -106,6 +106,9 @@ class Q:
     doc_chunks: dict[str, int]  # chunks of each candidate's document
     avg_doc_chunks: float  # chunks per document in the collection
     doc_tfn: dict[str, F64]  # per document as one field: the tf part over distinct terms
+    # Eighth round: the query's tokens and the best BM25 chunk's, in order (is the query a piece of it?)
+    q_tokens: list[str]
+    best_tokens: list[str]
 
 
 @dataclass
@@ -220,6 +223,8 @@ def query_features(
             d: np.asarray([_tf_part(stats.doc_tf[d].get(t, 0), stats.doc_len[d], avg_doc) for t in uterms])
             for d in set(docs)
         },
+        q_tokens=tokens,
+        best_tokens=native.tokenize(built.chunk_text[int(kid[0])], ANALYZER) if len(kid) else [],
     )
 
 
@@ -490,6 +495,42 @@ def _agree_long(k: int, a: float, terms: int, per_chunk: bool = False) -> Weight
     return w
 
 
+def in_order(q: Q, gap: int) -> bool:
+    """Whether every query token occurs in the best BM25 chunk in the query's order, each within ``gap``
+    positions of the one before: a piece of the text (a copied sentence, with words left out), not
+    words about it."""
+    if not q.q_tokens or not q.best_tokens:
+        return False
+    where: dict[str, list[int]] = {}
+    for i, t in enumerate(q.best_tokens):
+        where.setdefault(t, []).append(i)
+    for start in where.get(q.q_tokens[0], []):
+        at, ok = start, True
+        for t in q.q_tokens[1:]:
+            nxt = next((i for i in where.get(t, []) if at < i <= at + gap), None)
+            if nxt is None:
+                ok = False
+                break
+            at = nxt
+        if ok:
+            return True
+    return False
+
+
+def _fragment(a: float, gap: int, terms: int, per_chunk: bool) -> Weight:
+    """The default's share (``acpd:0.05:4``) x a for a query of at most ``terms`` terms that is not a
+    piece of its best BM25 chunk (:func:`in_order`); ``per_chunk``: x 1 - (1 - a) / c instead."""
+    long_doc = _chunks_per_doc(0.05, 4, own=False)
+
+    def w(q: Q) -> float:
+        if q.n_terms > terms or in_order(q, gap):
+            return long_doc(q)
+        factor = 1 - (1 - a) / max(q.avg_doc_chunks, 1.0) if per_chunk else a
+        return long_doc(q) * factor
+
+    return w
+
+
 def _same_doc(k: int, a: float) -> Weight:
     return lambda q: base_weight(q) * (1 - a * top_doc_share(q, k))
 
@@ -517,6 +558,12 @@ def third_round_weights() -> dict[str, Weight]:
             for t in (3, 4):
                 out[f"agacpd:{k}:{a}:{t}"] = _agree_long(k, a, t)
                 out[f"agacpdc:{k}:{a}:{t}"] = _agree_long(k, a, t, per_chunk=True)
+    # eighth round, second signal: the query is not a piece of its best BM25 chunk (in_order)
+    for a in (0.5, 0.6, 0.7, 0.8, 0.9):
+        for gap in (1, 2, 3, 5):
+            for t in (3, 4):
+                out[f"frag:{a}:{gap}:{t}"] = _fragment(a, gap, t, per_chunk=False)
+                out[f"fragc:{a}:{gap}:{t}"] = _fragment(a, gap, t, per_chunk=True)
     # top-k BM25 chunks from one document: a keyword hit repeated across one document's chunks
     for k in (5, 10):
         for a in (0.3, 0.5):
