@@ -26,7 +26,16 @@ of many documents by chance, so a full keyword match proves less: for a query of
 ``c`` the chunks per document of the whole index, also when a filter narrows the search (``tune.py``'s
 ``acpd:0.05:4``, the seventh round in ``benches/README.md``: prose keyword queries 0.877 -> 0.908
 MRR@10 against vector search's 0.911 offline, no tuning cell lower at any of four chunkings; memories
-are one unit each, so recall is unchanged).
+are one unit each, so recall is unchanged). And a query of at most that many terms that is not a piece
+of its best keyword hit's text (:func:`is_piece_of`: its tokens in order, each within
+:data:`PIECE_GAP` of the one before) is words *about* the text, typed by a reader, not a fragment of
+it, so a full keyword match proves less: its share is multiplied by :data:`NOT_A_PIECE_FACTOR`
+(``tune.py``'s ``frag:0.6:5:4``, the eighth round: keyword queries on IDLE's change log 0.790 -> 0.833
+against vector search's 0.826; held out, on IDLE's manual and older change log and the os and
+tkinter functions, it passes all 16 cells, where the seventh round's rule trailed vector search on
+tkinter keyword queries by 0.023). Document
+search only: memory recall does not read the hit's text and was not measured with it, so it keeps
+the share without this factor.
 
 Why ``"adaptive"`` stays the default (``benches/README.md``, "Adopted?"): ``"coverage"`` is
 ``benches/quality/tune.py``'s ``covfuse:0.5:99``, fixed before the held-out prose corpus was checked,
@@ -49,21 +58,52 @@ LONG_DOCUMENT_QUERY_TERMS = 4
 LONG_DOCUMENT_DAMPING = 0.05
 """For a query of at most ``LONG_DOCUMENT_QUERY_TERMS`` distinct terms the BM25 share is divided by
 ``1 + LONG_DOCUMENT_DAMPING · (chunks per document - 1)``, counted over the whole index."""
+NOT_A_PIECE_FACTOR = 0.6
+"""For a query of at most ``LONG_DOCUMENT_QUERY_TERMS`` distinct terms that is not a piece of its best
+keyword hit's text (:func:`is_piece_of`), the BM25 share is multiplied by this."""
+PIECE_GAP = 5
+"""How far apart (in tokens) consecutive query tokens may be in a text the query is a piece of."""
 COVERAGE_SHARE = 0.5
 """Share of the chunk's coverage in the keyword evidence of ``fusion="coverage"`` (BM25 / bound: the rest)."""
 
 Fusion = Literal["adaptive", "coverage", "weighted", "rrf"]
 
 
-def adaptive_weight(coverage: float, query_terms: int, chunks_per_document: float = 1.0) -> float:
+def adaptive_weight(
+    coverage: float, query_terms: int, chunks_per_document: float = 1.0, piece_of_text: bool = True
+) -> float:
     """The BM25 share for a query whose best keyword hit covers ``coverage`` of its IDF mass, in a
-    collection of ``chunks_per_document`` chunks per document on average (1 for memories)."""
+    collection of ``chunks_per_document`` chunks per document on average (1 for memories);
+    ``piece_of_text``: whether the query is a piece of that hit's text (:func:`is_piece_of`)."""
     if query_terms <= 0:
         return 0.0
     weight = min(max(coverage, 0.0), 1.0) * min(1.0, query_terms / SHORT_QUERY_TERMS)
-    if query_terms <= LONG_DOCUMENT_QUERY_TERMS and chunks_per_document > 1.0:
-        weight /= 1.0 + LONG_DOCUMENT_DAMPING * (chunks_per_document - 1.0)
+    if query_terms <= LONG_DOCUMENT_QUERY_TERMS:
+        if chunks_per_document > 1.0:
+            weight /= 1.0 + LONG_DOCUMENT_DAMPING * (chunks_per_document - 1.0)
+        if not piece_of_text:
+            weight *= NOT_A_PIECE_FACTOR
     return float(weight)
+
+
+def is_piece_of(query_tokens: Sequence[str], text_tokens: Sequence[str], gap: int = PIECE_GAP) -> bool:
+    """Whether every query token occurs in ``text_tokens`` in the query's order, each within ``gap``
+    positions after the one before (the first anywhere): a piece of the text, such as a sentence
+    copied from it with words left out, rather than words about it. No tokens: no."""
+    if not query_tokens or not text_tokens:
+        return False
+    where: dict[str, list[int]] = {}
+    for i, token in enumerate(text_tokens):
+        where.setdefault(token, []).append(i)
+    for start in where.get(query_tokens[0], []):
+        at = start
+        for token in query_tokens[1:]:
+            at = next((i for i in where.get(token, []) if at < i <= at + gap), -1)
+            if at < 0:
+                break
+        else:
+            return True
+    return False
 
 
 def fuse_scores(

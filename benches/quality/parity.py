@@ -1,6 +1,6 @@
 """Parity of the product path with the offline tuning harness: every query's reciprocal rank through a
 real MCP session (``hybrid_search``, ``fusion="coverage"`` and the default, "adaptive") against
-``tune.py``'s offline rules (``covfuse:0.5:99+acpd:0.05:4`` and ``acpd:0.05:4``, the seventh round's
+``tune.py``'s offline rules (``covfuse:0.5:99+frag:0.6:5:4`` and ``frag:0.6:5:4``, the eighth round's
 default) on the same corpora and chunking.
 
 Prints, per corpus x style, both MRR@10 values to 12 digits, their difference and the queries whose
@@ -20,7 +20,7 @@ import anyio
 from benches.quality.corpora import CORPUS_NAMES
 
 # mcp session mode -> tune.py rule
-PAIRS = {"coverage": "covfuse:0.5:99+acpd:0.05:4", "default": "acpd:0.05:4"}
+PAIRS = {"coverage": "covfuse:0.5:99+frag:0.6:5:4", "default": "frag:0.6:5:4"}
 
 
 async def _mcp(names: list[str]) -> dict[str, dict[str, dict[str, list[float]]]]:

@@ -591,6 +591,8 @@ def score_rules() -> dict[str, Score]:
     out = {f"covfuse:{lam}:{t}": covfuse(lam, t) for lam in (0.25, 0.5, 0.75, 1.0) for t in (4, 99)}
     # seventh round: hybrid_search's fusion="coverage" with the default's long-document factor
     out["covfuse:0.5:99+acpd:0.05:4"] = covfuse(0.5, 99, _chunks_per_doc(0.05, 4, own=False))
+    # eighth round: hybrid_search's fusion="coverage" with the default's share (frag:0.6:5:4)
+    out["covfuse:0.5:99+frag:0.6:5:4"] = covfuse(0.5, 99, _fragment(0.6, 5, 4, per_chunk=False))
     out.update(third_round_scores())
     return out
 

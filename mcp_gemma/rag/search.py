@@ -11,7 +11,7 @@ import numpy as np
 from mcp_gemma import native
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
-from mcp_gemma.fusion import Fusion, adaptive_weight, fuse_scores
+from mcp_gemma.fusion import LONG_DOCUMENT_QUERY_TERMS, Fusion, adaptive_weight, fuse_scores, is_piece_of
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocStore, StoredChunk
 from mcp_gemma.rag.index import ChunkIndex, Ids
@@ -219,11 +219,24 @@ class Searcher:
             weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
         else:
             per_doc = len(self.index.chunks) / max(1, len(self.index.docs))
-            weight = adaptive_weight(evidence.coverage, evidence.terms, per_doc)
+            piece = await self._piece_of_best(query, kw[0][0] if kw else None, evidence.terms)
+            weight = adaptive_weight(evidence.coverage, evidence.terms, per_doc, piece)
         cos = [vs[c] for c in ids]
         ranked = fuse_scores(ids, cos, evidence.scores, evidence.bound, weight, evidence.chunk_coverage)
         scores = dict(zip(ids, zip(cos, evidence.scores, strict=True), strict=True))
         return ranked, {c: (scores[c][0], scores[c][1] or None) for c, _ in ranked}, how, round(weight, 4)
+
+    async def _piece_of_best(self, query: str, best: int | None, terms: int) -> bool:
+        """Whether a short query is a piece of its best keyword hit's text (:func:`is_piece_of`; the
+        adaptive share needs it for queries of at most ``LONG_DOCUMENT_QUERY_TERMS`` terms only, so
+        longer ones, and queries without a keyword hit, read nothing)."""
+        if best is None or not 0 < terms <= LONG_DOCUMENT_QUERY_TERMS:
+            return True
+        (chunk,) = await self.store.chunks([best], None)
+        if chunk is None:  # deleted by another process a moment ago
+            return True
+        analyzer = self.settings.bm25_analyzer
+        return is_piece_of(native.tokenize(query, analyzer), native.tokenize(chunk.text, analyzer))
 
     async def hybrid(
         self,

@@ -114,7 +114,9 @@ async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: 
         [cover["sets"], cover["lists"], cover["streams"]],
         rtol=1e-12,
     )
-    w = cover["lists"] * min(1.0, 4 / 3)  # the best BM25 hit is 'lists'
+    # the best BM25 hit is 'lists'; a query of 4 terms that is not a piece of its text ('sorted' is not
+    # in it) gets 0.6 of the share
+    w = cover["lists"] * min(1.0, 4 / 3) * 0.6
     async with Client(create_server(settings)) as client:
         await _ok(client, "batch_ingest", documents=DOCS)
         res = await _ok(client, "hybrid_search", query=query, limit=3, fusion="coverage")
@@ -129,16 +131,24 @@ async def test_coverage_fusion_scores_half_coverage_half_bounded_bm25(settings: 
 
 async def test_short_queries_get_less_keyword_share_over_long_documents(small_chunks: Settings) -> None:
     """The adaptive BM25 share of a query of at most 4 terms is divided by 1 + 0.05 (chunks per document
-    - 1) of the whole index (mcp_gemma.fusion); longer queries keep it."""
+    - 1) of the whole index, and multiplied by 0.6 when the query is not a piece of its best keyword
+    hit's text (mcp_gemma.fusion); longer queries keep it."""
     async with Client(create_server(small_chunks)) as client:
         await _ok(client, "batch_ingest", documents=DOCS)  # 4 + 1 + 1 chunks over 3 documents
-        short = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
-        assert short["keyword_weight"] == round(1.0 / (1 + 0.05 * (6 / 3 - 1)), 4)  # 0.9524
-        assert short["hits"][0]["doc_id"] == "sets"
+        # "leaderboards" is 7 tokens after "sets" in "Sorted sets keep members ordered by score for
+        # leaderboards.": words about the text, not a piece of it
+        words = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
+        assert words["keyword_weight"] == round(0.6 / (1 + 0.05 * (6 / 3 - 1)), 4)  # 0.5714
+        assert words["hits"][0]["doc_id"] == "sets"
+        piece = await _ok(client, "hybrid_search", query="members ordered by score", limit=1)
+        assert piece["keyword_weight"] == round(1.0 / (1 + 0.05 * (6 / 3 - 1)), 4)  # 0.9524
+        assert piece["hits"][0]["doc_id"] == "sets"
         longer = await _ok(client, "hybrid_search", query="sorted sets keep members ordered", limit=1)
         assert longer["keyword_weight"] == 1.0
         await _ok(client, "delete_document", id="streams")  # one chunk per document left
         again = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
+        assert again["keyword_weight"] == 0.6
+        again = await _ok(client, "hybrid_search", query="members ordered by score", limit=1)
         assert again["keyword_weight"] == 1.0
 
 

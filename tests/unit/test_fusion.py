@@ -8,9 +8,12 @@ from mcp_gemma.fusion import (
     COVERAGE_SHARE,
     LONG_DOCUMENT_DAMPING,
     LONG_DOCUMENT_QUERY_TERMS,
+    NOT_A_PIECE_FACTOR,
+    PIECE_GAP,
     SHORT_QUERY_TERMS,
     adaptive_weight,
     fuse_scores,
+    is_piece_of,
 )
 
 
@@ -36,6 +39,31 @@ def test_adaptive_weight_gives_short_queries_less_keyword_share_over_long_docume
     assert adaptive_weight(1.0, 3, 1.0) == 1.0
     assert adaptive_weight(0.5, 3, 0.5) == 0.5
     assert adaptive_weight(1.0, 3) == 1.0
+
+
+def test_adaptive_weight_gives_short_queries_that_are_not_a_piece_of_the_hit_less_keyword_share() -> None:
+    assert (NOT_A_PIECE_FACTOR, PIECE_GAP) == (0.6, 5)
+    assert adaptive_weight(1.0, 3, 1.0, piece_of_text=False) == pytest.approx(0.6)
+    assert adaptive_weight(0.5, 4, 1.0, piece_of_text=False) == pytest.approx(0.3)
+    # with the long-document factor: both
+    assert adaptive_weight(1.0, 3, 10.0, piece_of_text=False) == pytest.approx(0.6 / 1.45)
+    # longer queries keep their share; no term: none
+    assert adaptive_weight(1.0, 5, 1.0, piece_of_text=False) == 1.0
+    assert adaptive_weight(1.0, 0, 1.0, piece_of_text=False) == 0.0
+    assert adaptive_weight(1.0, 3, 1.0, piece_of_text=True) == 1.0
+
+
+def test_is_piece_of_wants_every_query_token_in_order_within_the_gap() -> None:
+    text = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    assert is_piece_of(["quick", "fox", "lazy"], text)  # gaps 2 and 4
+    assert is_piece_of(["the", "lazy", "dog"], text)  # the second "the" starts it
+    assert not is_piece_of(["fox", "quick"], text)  # out of order
+    assert not is_piece_of(["quick", "cat"], text)  # a token the text lacks
+    assert not is_piece_of(["quick", "dog"], text)  # 7 apart
+    assert is_piece_of(["quick", "dog"], text, gap=7)
+    assert is_piece_of(["fox"], text)
+    assert not is_piece_of([], text) and not is_piece_of(["fox"], [])
+    assert is_piece_of(["a", "a"], ["a", "b", "a"]) and not is_piece_of(["a", "a"], ["a"])
 
 
 def test_fuse_scores_uses_the_bound_and_breaks_ties_by_id() -> None:
