@@ -2,13 +2,13 @@
 
 Usage: ``python benches/bench_quality.py [--quick] [--corpora NAME ...]``.
 
-Eight corpora built from text that Python ships (``benches/quality/corpora.py``): prose (the language
+Nine corpora built from text that Python ships (``benches/quality/corpora.py``): prose (the language
 reference topics; held out through the sixth tuning round, tuned on since), reference (module and function
 docstrings), code (stdlib function sources, docstrings stripped), records (errno, HTTP status,
 signal, MIME lines), idle_news (IDLE's change-log entries; held out in the seventh round, tuned on since),
 and, **held out** (never used to choose a default), idle_help (IDLE's manual sections, since the seventh
-round), idle_history (IDLE's older change-log entries) and os_calls (the ``os`` module's functions), both
-since the eighth. Four query styles on each: a
+round), idle_history (IDLE's older change-log entries), os_calls (the ``os`` module's functions) and
+tk_calls (six ``tkinter`` classes' methods), all three since the eighth. Four query styles on each: a
 sentence copied from inside the document, the same with its three rarest words removed, 2-4 keywords and
 a paraphrase (the last two hand-written).
 Each query is asked through ``search_documents`` (vector), ``hybrid_search`` with all weight on BM25,

@@ -5,7 +5,7 @@ default) on the same corpora and chunking.
 
 Prints, per corpus x style, both MRR@10 values to 12 digits, their difference and the queries whose
 reciprocal rank differs; exits 1 if any does. Usage: ``python -m benches.quality.parity [--corpora
-NAME ...]`` (default: the eight benchmark corpora; the held-out ones included, as the rules are fixed).
+NAME ...]`` (default: the nine benchmark corpora; the held-out ones included, as the rules are fixed).
 """
 
 from __future__ import annotations

@@ -35,12 +35,13 @@ never below the old default on any tuning cell at 400/50, 600/100, 800/100 or 12
 (the best tuning mean with no cell below the better single retriever at 800/100).
 
 Eighth round: ``idle_news`` joins the tuning corpora (its keyword cell was the one the bar failed, -0.036)
-and two new sets, written before this round's first run, are held out with ``idle_help``:
-``idle_history`` and ``os_calls``. The rules ``agacpd`` / ``agacpdc`` multiply the default's share by a
-factor when BM25's top document is not among the vector's top k (``agacpdc``: a factor that fades with
-chunks per document). Fixed before the held-out sets were loaded: ``agacpdc:1:0.8:4`` and
-``agacpdc:1:0.7:4`` (tuning worst cell -0.010 / -0.009 against -0.036); held out both fail os_calls
-rare_removed (0.843 / 0.842 against BM25's 0.862) where the default passes, so neither was adopted.
+and new sets, written before they were first ranked, are held out with ``idle_help``: ``idle_history``,
+``os_calls`` and (after the first candidates) ``tk_calls``. First signal: ``agacpd`` / ``agacpdc`` multiply
+the default's share by a factor when BM25's top document is not among the vector's top k; the candidates
+``agacpdc:1:0.8:4`` and ``agacpdc:1:0.7:4`` failed os_calls rare_removed held out. Second signal:
+``frag`` / ``fragc`` multiply it when a short query is not a piece of its best BM25 chunk
+(:func:`in_order`); of the candidates ``frag:0.6:5:4`` and ``fragc:0.6:1:4``, fixed before the held-out
+sets were loaded, ``frag:0.6:5:4`` passes all 16 held-out cells and is the default since.
 
 Usage: ``python -m benches.quality.tune [--rules RULE ...] [--cells] [--chunkings 800/100 400/50 ...]
 [--long-docs]`` and ``python -m benches.quality.tune --held-out default RULE``. ``--list`` lists the
