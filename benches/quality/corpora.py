@@ -641,16 +641,18 @@ def os_calls_docs() -> list[Doc]:
         if name.startswith("_") or not callable(obj) or inspect.isclass(obj):
             continue
         doc = _own_doc(obj)
-        if len(doc) < OS_MIN_CHARS:
-            continue
-        docs.append(
-            Doc(
-                id=f"os:{name}",
-                text=f"os.{name}{_signature(obj)}\n\n{doc}",
-                metadata={"title": f"os.{name}", "source": "os"},
-            )
-        )
+        if len(doc) >= OS_MIN_CHARS:
+            docs.append(_call_doc(f"os:{name}", f"os.{name}", obj, doc, "os"))
     return docs
+
+
+def _call_doc(doc_id: str, qualname: str, obj: object, doc: str, source: str) -> Doc:
+    """A function's document: its qualified name and signature, a blank line, its docstring."""
+    return Doc(
+        id=doc_id,
+        text=f"{qualname}{_signature(obj)}\n\n{doc}",
+        metadata={"title": qualname, "source": source},
+    )
 
 
 TK_CLASSES: tuple[str, ...] = ("Misc", "Wm", "Text", "Canvas", "Listbox", "Entry")
@@ -672,13 +674,7 @@ def tk_calls_docs() -> list[Doc]:
             if len(doc) < OS_MIN_CHARS or doc in seen:
                 continue
             seen.add(doc)
-            docs.append(
-                Doc(
-                    id=f"tk:{cls_name}.{name}",
-                    text=f"tkinter.{cls_name}.{name}{_signature(obj)}\n\n{doc}",
-                    metadata={"title": f"tkinter.{cls_name}.{name}", "source": "tkinter"},
-                )
-            )
+            docs.append(_call_doc(f"tk:{cls_name}.{name}", f"tkinter.{cls_name}.{name}", obj, doc, "tkinter"))
     return docs
 
 
