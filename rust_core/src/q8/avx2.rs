@@ -61,7 +61,7 @@ const PREFETCH: usize = 4096;
 /// The four lane sums of `a`, `b`, `c`, `d` as one vector.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+pub(super) fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
     let ab = _mm256_hadd_ps(a, b);
     let cd = _mm256_hadd_ps(c, d);
     let abcd = _mm256_hadd_ps(ab, cd);

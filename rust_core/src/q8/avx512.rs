@@ -5,13 +5,16 @@
 //! (unsigned) and the weights stay signed: `Σ (x + 128)·w = Σ x·w + 128 Σ w`. The accumulator of
 //! each weight row starts at `-128 Σ w` (per 4-byte group, itself a `vpdpbusd` of 128s by `w`), so
 //! every lane holds an exact integer partial sum of `x · w`; a block's eight lanes are then scaled by
-//! `s_w · s_x` in f32. Built only where the compiler has these intrinsics as stable API (see
-//! `build.rs`), run only where the CPU reports AVX-512 F, BW and VNNI.
+//! `s_w · s_x` in f32 and added into eight-lane accumulators one block after the other, and summed
+//! across lanes, exactly as the AVX2 2×4 tile does: the products are the AVX2 kernels' bits, so a
+//! greedy decode takes the same path on either kind of CPU. Built only where the compiler has these
+//! intrinsics as stable API (see `build.rs`), run only where the CPU reports AVX-512 F, BW and VNNI.
 
 // These intrinsics are stable from Rust 1.89, above the crate's rust-version: `build.rs` compiles
 // this module only with such a compiler.
 #![allow(clippy::incompatible_msrv)]
 
+use super::avx2::hsum4;
 use super::BLOCK;
 use std::arch::x86_64::*;
 
@@ -34,13 +37,29 @@ fn correction(w: __m512i) -> __m512i {
     _mm512_sub_epi32(_mm512_setzero_si512(), sums)
 }
 
-/// Four weight rows by four input rows: `out[i][j] = Σ_b s_w[i][b] · s_x[j][b] · Σ x_j · w_i`.
+/// The lower eight lanes of `v` (the first block of a pair).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn low(v: __m512) -> __m256 {
+    _mm512_castps512_ps256(v)
+}
+
+/// The upper eight lanes of `v` (the second block of a pair).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn high(v: __m512) -> __m256 {
+    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+}
+
+/// Four weight rows by four input rows: `out[i][j] = Σ_b s_w[i][b] · s_x[j][b] · Σ x_j · w_i`, in
+/// the AVX2 2×4 tile's order (per lane `fma(partial sum, s_w · s_x, acc)` block by block, then its
+/// horizontal sum), so the results are its bits.
 ///
 /// # Safety
 /// AVX-512 F, BW and VNNI available; each `wc[i]` holds `cols` codes and each `ws[i]` `cols / 32`
 /// scales; `xu` holds 4 rows of `cols` offset codes; `sx` holds 4 rows of `cols / 4` scales (each
 /// block's scale repeated over its 8 lanes, see [`LANES_PER_BLOCK`]).
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
 #[allow(clippy::needless_range_loop)] // i and j index several arrays of the tile at once
 pub unsafe fn tile_4x4(
     wc: [&[i8]; 4],
@@ -53,7 +72,7 @@ pub unsafe fn tile_4x4(
     let lanes = nb * LANES_PER_BLOCK;
     debug_assert!(wc.iter().all(|w| w.len() == cols) && ws.iter().all(|s| s.len() == nb));
     debug_assert!(xu.len() == 4 * cols && sx.len() == 4 * lanes);
-    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let mut acc = [[_mm256_setzero_ps(); 4]; 4];
     let w = wc.map(<[i8]>::as_ptr);
     let s = ws.map(<[f32]>::as_ptr);
     let (x, sxp) = (xu.as_ptr(), sx.as_ptr());
@@ -80,7 +99,9 @@ pub unsafe fn tile_4x4(
                 let sxv = _mm512_loadu_ps(sxp.add(j * lanes + b * LANES_PER_BLOCK));
                 for i in 0..4 {
                     let d = _mm512_cvtepi32_ps(pair_dots(neg[i], xv, wv[i]));
-                    acc[i][j] = _mm512_fmadd_ps(d, _mm512_mul_ps(swv[i], sxv), acc[i][j]);
+                    let scale = _mm512_mul_ps(swv[i], sxv);
+                    acc[i][j] = _mm256_fmadd_ps(low(d), low(scale), acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(high(d), high(scale), acc[i][j]);
                 }
             }
             b += 2;
@@ -96,12 +117,13 @@ pub unsafe fn tile_4x4(
                     let xv = _mm512_maskz_loadu_epi8(bytes, x.add(j * cols + b * BLOCK).cast());
                     let sxv = _mm512_maskz_loadu_ps(half, sxp.add(j * lanes + b * LANES_PER_BLOCK));
                     let d = _mm512_cvtepi32_ps(pair_dots(neg, xv, wv));
-                    acc[i][j] = _mm512_fmadd_ps(d, _mm512_mul_ps(swv, sxv), acc[i][j]);
+                    let scale = _mm512_mul_ps(swv, sxv);
+                    acc[i][j] = _mm256_fmadd_ps(low(d), low(scale), acc[i][j]);
                 }
             }
         }
     }
-    acc.map(|row| row.map(|a| _mm512_reduce_add_ps(a)))
+    acc.map(|[a, b, c, d]| hsum4(a, b, c, d))
 }
 
 /// The integer sum of `x · w` of every block, computed the way [`tile_4x4`] does (offset input,

@@ -267,6 +267,66 @@ fn the_avx2_tile_is_its_lane_model_bit_for_bit() {
 
 #[cfg(all(target_arch = "x86_64", q8_avx512))]
 #[test]
+fn the_vnni_tile_is_the_avx2_tiles_lane_model_bit_for_bit() {
+    if !avx512_vnni_available() {
+        return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
+    }
+    // Odd block counts (the half-vector tail) and even ones, one block to a long row.
+    for nb in [1, 2, 3, 20, 21, 70] {
+        let cols = nb * BLOCK;
+        let w = Q8Matrix::quantize(&random(4 * cols, 60 + nb as u64), 4, cols).expect("quantise");
+        let x = Q8Matrix::quantize(&random(4 * cols, 70 + nb as u64), 4, cols).expect("quantise");
+        let (wc, ws, xc, xs) = (w.codes(), w.scales(), x.codes(), x.scales());
+        let vnni = Vnni::prepare(Q8Level::Avx512Vnni, xc, &xs, 4).expect("VNNI inputs");
+        let got = vnni.tile(
+            std::array::from_fn(|i| &wc[i * cols..(i + 1) * cols]),
+            std::array::from_fn(|i| &ws[i * nb..(i + 1) * nb]),
+            0,
+            cols,
+        );
+        for (i, row) in got.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let want = avx2_tile_lanes(
+                    &wc[i * cols..(i + 1) * cols],
+                    &ws[i * nb..(i + 1) * nb],
+                    &xc[j * cols..(j + 1) * cols],
+                    &xs[j * nb..(j + 1) * nb],
+                );
+                assert_eq!(v.to_bits(), want.to_bits(), "nb={nb} row {i} input {j}");
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", q8_avx512))]
+#[test]
+fn vnni_and_avx2_products_are_the_same_bits_for_every_shape() {
+    if !avx512_vnni_available() {
+        return;
+    }
+    // A greedy decode must not take another path on an AVX-512 CPU: every product, prompt-sized or
+    // not, with remainder rows and inputs, serial and parallel, gives the AVX2 kernels' bits.
+    for (rows, cols, m) in [
+        (33, 96, 9),
+        (8, 64, 4),
+        (7, 32, 5),
+        (301, 640, 13),
+        (64, 2048, 8),
+        (6, 2240, 5),
+    ] {
+        let q = Q8Matrix::quantize(&random(rows * cols, 80 + rows as u64), rows, cols)
+            .expect("quantise");
+        let x = random(m * cols, 90 + m as u64);
+        let (mut a, mut b) = (vec![0.0; m * rows], vec![0.0; m * rows]);
+        q.matmul_with(&x, m, &mut a, Q8Level::Avx2).expect("matmul");
+        q.matmul_with(&x, m, &mut b, Q8Level::Avx512Vnni)
+            .expect("matmul");
+        assert_eq!(bits(&a), bits(&b), "{rows}x{cols} m={m}");
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", q8_avx512))]
+#[test]
 fn vnni_integer_block_sums_equal_the_portable_ones_exactly() {
     if !avx512_vnni_available() {
         return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
