@@ -64,6 +64,7 @@ import numpy.typing as npt
 from benches.quality.corpora import LONG_CORPUS_NAMES, Corpus, Doc, Query, load_corpora
 from benches.quality.offline import Built, build, doc_ranking, embedder, metrics
 from mcp_gemma import native
+from mcp_gemma.fusion import is_piece_of
 from mcp_gemma.rag.config import RagSettings
 
 # Prose was held out through the sixth round; from the seventh it is tuned on and IDLE's manual and
@@ -482,54 +483,35 @@ def _chunks_per_doc(a: float, terms: int, own: bool) -> Weight:
     return w
 
 
-def _agree_long(k: int, a: float, terms: int, per_chunk: bool = False) -> Weight:
-    """``acpd:0.05:4`` (the seventh round's default) x a unless the BM25 top document is among the
-    vector's top k (queries of at most ``terms`` terms); ``per_chunk``: x 1 - (1 - a) / c instead, c the
-    collection's chunks per document (the full factor for one chunk per document, less over long ones)."""
+def _long_doc_unless(keeps: Callable[[Q], bool], a: float, terms: int, per_chunk: bool) -> Weight:
+    """``acpd:0.05:4`` (the seventh round's default) x a for a query of at most ``terms`` terms unless
+    ``keeps(q)``; ``per_chunk``: x 1 - (1 - a) / c instead, c the collection's chunks per document (the
+    full factor for one chunk per document, less over long ones)."""
     long_doc = _chunks_per_doc(0.05, 4, own=False)
 
     def w(q: Q) -> float:
-        agrees = bool(q.bm_docs) and q.bm_docs[0] in q.vec_docs[:k]
-        factor = 1 - (1 - a) / max(q.avg_doc_chunks, 1.0) if per_chunk else a
-        return long_doc(q) * (1.0 if q.n_terms > terms or agrees else factor)
+        if q.n_terms > terms or keeps(q):
+            return long_doc(q)
+        return long_doc(q) * (1 - (1 - a) / max(q.avg_doc_chunks, 1.0) if per_chunk else a)
 
     return w
+
+
+def _agree_long(k: int, a: float, terms: int, per_chunk: bool = False) -> Weight:
+    """The share x a unless the BM25 top document is among the vector's top k (:func:`_long_doc_unless`)."""
+    return _long_doc_unless(lambda q: bool(q.bm_docs) and q.bm_docs[0] in q.vec_docs[:k], a, terms, per_chunk)
 
 
 def in_order(q: Q, gap: int) -> bool:
-    """Whether every query token occurs in the best BM25 chunk in the query's order, each within ``gap``
-    positions of the one before: a piece of the text (a copied sentence, with words left out), not
-    words about it."""
-    if not q.q_tokens or not q.best_tokens:
-        return False
-    where: dict[str, list[int]] = {}
-    for i, t in enumerate(q.best_tokens):
-        where.setdefault(t, []).append(i)
-    for start in where.get(q.q_tokens[0], []):
-        at, ok = start, True
-        for t in q.q_tokens[1:]:
-            nxt = next((i for i in where.get(t, []) if at < i <= at + gap), None)
-            if nxt is None:
-                ok = False
-                break
-            at = nxt
-        if ok:
-            return True
-    return False
+    """Whether the query is a piece of its best BM25 chunk (the server's own test,
+    :func:`mcp_gemma.fusion.is_piece_of`)."""
+    return is_piece_of(q.q_tokens, q.best_tokens, gap)
 
 
 def _fragment(a: float, gap: int, terms: int, per_chunk: bool) -> Weight:
-    """The default's share (``acpd:0.05:4``) x a for a query of at most ``terms`` terms that is not a
-    piece of its best BM25 chunk (:func:`in_order`); ``per_chunk``: x 1 - (1 - a) / c instead."""
-    long_doc = _chunks_per_doc(0.05, 4, own=False)
-
-    def w(q: Q) -> float:
-        if q.n_terms > terms or in_order(q, gap):
-            return long_doc(q)
-        factor = 1 - (1 - a) / max(q.avg_doc_chunks, 1.0) if per_chunk else a
-        return long_doc(q) * factor
-
-    return w
+    """The share x a for a query that is not a piece of its best BM25 chunk (:func:`in_order`,
+    :func:`_long_doc_unless`)."""
+    return _long_doc_unless(lambda q: in_order(q, gap), a, terms, per_chunk)
 
 
 def _same_doc(k: int, a: float) -> Weight:

@@ -182,18 +182,20 @@ fn simd_quantisation_gives_the_portable_codes_and_scales_bit_for_bit() {
     }
 }
 
+/// Product shapes `(rows, cols, m)`: rows not a multiple of 4 (VNNI remainder rows), inputs not a
+/// multiple of 4, an odd number of blocks (the VNNI half-vector tail), serial and parallel sizes.
+const SHAPES: [(usize, usize, usize); 6] = [
+    (33, 96, 9),
+    (8, 64, 4),
+    (7, 32, 5),
+    (301, 640, 13),
+    (64, 2048, 8),
+    (6, 2240, 5),
+];
+
 #[test]
 fn every_level_matches_the_portable_products() {
-    // Rows not a multiple of 4 (VNNI remainder rows), inputs not a multiple of 4, an odd number of
-    // blocks (the VNNI half-vector tail), serial and parallel sizes.
-    for (rows, cols, m) in [
-        (33, 96, 9),
-        (8, 64, 4),
-        (7, 32, 5),
-        (301, 640, 13),
-        (64, 2048, 8),
-        (6, 2240, 5),
-    ] {
+    for (rows, cols, m) in SHAPES {
         let w = random(rows * cols, 40 + rows as u64);
         let x = random(m * cols, 50 + m as u64);
         let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
@@ -233,6 +235,29 @@ fn avx2_tile_lanes(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
     ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 }
 
+/// Every result of a tile (weight row i by input j) is [`avx2_tile_lanes`] of those rows, bit for bit.
+fn assert_tile_is_lane_model<const R: usize>(
+    got: &[[f32; 4]; R],
+    wc: &[i8],
+    ws: &[f32],
+    xc: &[i8],
+    xs: &[f32],
+    nb: usize,
+) {
+    let cols = nb * BLOCK;
+    for (i, row) in got.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            let want = avx2_tile_lanes(
+                &wc[i * cols..(i + 1) * cols],
+                &ws[i * nb..(i + 1) * nb],
+                &xc[j * cols..(j + 1) * cols],
+                &xs[j * nb..(j + 1) * nb],
+            );
+            assert_eq!(v.to_bits(), want.to_bits(), "nb={nb} row {i} input {j}");
+        }
+    }
+}
+
 #[test]
 fn the_avx2_tile_is_its_lane_model_bit_for_bit() {
     if simd_level() != SimdLevel::Avx2 {
@@ -251,17 +276,7 @@ fn the_avx2_tile_is_its_lane_model_bit_for_bit() {
             &x.scales(),
             true,
         );
-        for (i, row) in got.iter().enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                let want = avx2_tile_lanes(
-                    &wc[i * cols..(i + 1) * cols],
-                    &ws[i * nb..(i + 1) * nb],
-                    &x.codes()[j * cols..(j + 1) * cols],
-                    &x.scales()[j * nb..(j + 1) * nb],
-                );
-                assert_eq!(v.to_bits(), want.to_bits(), "nb={nb} row {i} input {j}");
-            }
-        }
+        assert_tile_is_lane_model(&got, wc, &ws, x.codes(), &x.scales(), nb);
     }
 }
 
@@ -284,17 +299,7 @@ fn the_vnni_tile_is_the_avx2_tiles_lane_model_bit_for_bit() {
             0,
             cols,
         );
-        for (i, row) in got.iter().enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                let want = avx2_tile_lanes(
-                    &wc[i * cols..(i + 1) * cols],
-                    &ws[i * nb..(i + 1) * nb],
-                    &xc[j * cols..(j + 1) * cols],
-                    &xs[j * nb..(j + 1) * nb],
-                );
-                assert_eq!(v.to_bits(), want.to_bits(), "nb={nb} row {i} input {j}");
-            }
-        }
+        assert_tile_is_lane_model(&got, wc, &ws, xc, &xs, nb);
     }
 }
 
@@ -306,14 +311,7 @@ fn vnni_and_avx2_products_are_the_same_bits_for_every_shape() {
     }
     // A greedy decode must not take another path on an AVX-512 CPU: every product, prompt-sized or
     // not, with remainder rows and inputs, serial and parallel, gives the AVX2 kernels' bits.
-    for (rows, cols, m) in [
-        (33, 96, 9),
-        (8, 64, 4),
-        (7, 32, 5),
-        (301, 640, 13),
-        (64, 2048, 8),
-        (6, 2240, 5),
-    ] {
+    for (rows, cols, m) in SHAPES {
         let q = Q8Matrix::quantize(&random(rows * cols, 80 + rows as u64), rows, cols)
             .expect("quantise");
         let x = random(m * cols, 90 + m as u64);
