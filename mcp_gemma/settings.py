@@ -1,31 +1,35 @@
 """One settings object: defaults < TOML config file < environment < CLI flags.
 
 Environment variables use the prefix ``MCP_GEMMA_`` and ``__`` for nesting
-(``MCP_GEMMA_GEMMA__DEVICE=cuda``); ``REDIS_URL`` and ``HF_TOKEN`` are accepted as well.
+(``MCP_GEMMA_GEMMA__DEVICE=cuda``), in any case; a setting that holds a list, a table or a
+group of settings takes JSON (``MCP_GEMMA_ALLOWED_ROOTS='["/data"]'``), and nested names are
+merged into it. ``REDIS_URL`` and ``HF_TOKEN`` are accepted as well. The sources are merged
+table by table, so an environment variable changes one key of a TOML table and keeps the rest.
 There is no module-level instance: call :func:`load_settings`.
+
+The loader is ours rather than ``pydantic-settings``' (same rules for everything above): that
+package's import, with its cloud and CLI sources, cost more start-up time than all of ours.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from mcp_gemma.agent.config import AgentSettings
@@ -198,16 +202,10 @@ class ServerSettings(BaseModel):
     )
 
 
-class Settings(BaseSettings):
-    """Every setting of mcp-gemma, validated once at start."""
+class Settings(BaseModel):
+    """Every setting of mcp-gemma, validated once at start (build it with :func:`load_settings`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MCP_GEMMA_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-        populate_by_name=True,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -297,21 +295,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = settings_cls.model_config.get("toml_file")
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
-
     def masked(self) -> dict[str, Any]:
         """The effective settings as JSON-ready data, secrets masked."""
         data: dict[str, Any] = self.model_dump(mode="json")
@@ -337,6 +320,110 @@ def _format_validation_error(exc: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
+ENV_PREFIX = "MCP_GEMMA_"
+ENV_NESTED = "__"
+_CONTAINERS = (list, dict, set, frozenset, tuple)
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether an environment value for this type is JSON: a model, a container, or a union with one."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _is_complex(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(_is_complex(a) for a in get_args(annotation) if a is not type(None))
+    if origin in _CONTAINERS or annotation in _CONTAINERS:
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _env_names(name: str, info: Any) -> list[str]:
+    """A top-level field's variable names, lower case: its aliases, or the prefixed name."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [choice.lower() for choice in alias.choices if isinstance(choice, str)]
+    if isinstance(alias, str):
+        return [alias.lower()]
+    return [(ENV_PREFIX + name).lower()]
+
+
+def _child(annotation: Any, key: str) -> Any:
+    """The type found under ``key`` in a model or a dict type, or None when there is none."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _child(get_args(annotation)[0], key)
+    if origin is dict:
+        return get_args(annotation)[1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(key)
+        return None if field is None else field.annotation
+    return None
+
+
+def _decode(var: str, annotation: Any, raw: str) -> Any:
+    if not raw or not _is_complex(annotation):
+        return raw  # an empty value reaches the model, which says what the setting expects
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        example = '["a", "b"]' if get_origin(annotation) in (list, set, frozenset, tuple) else '{"key": 1}'
+        raise ConfigError(
+            f"invalid settings (environment): {var} takes JSON, e.g. {var}='{example}' ({exc.msg})"
+        ) from exc
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, table by table (a non-table value replaces whatever was there)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = dict(value) if isinstance(value, Mapping) else value
+    return merged
+
+
+def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings found in ``environ`` (names in any case), as the nested data the model validates.
+
+    A variable names a field (``MCP_GEMMA_NAMESPACE``) or, with ``__``, a key inside one
+    (``MCP_GEMMA_HTTP__LIMITS__ENABLED``, ``MCP_GEMMA_MEMORY__TIERS__WORKING__TTL_S``); the nested
+    names win over the field's own JSON value. Variables that name no setting are left alone.
+    """
+    env = {key.lower(): (key, value) for key, value in environ.items()}
+    values: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        names = _env_names(name, info)
+        found = next((n for n in names if n in env), None)
+        value: Any = None
+        if found is not None:
+            var, raw = env[found]
+            value = _decode(var, info.annotation, raw)
+        prefixes = [n + ENV_NESTED for n in names]
+        nested: dict[str, Any] = {}
+        for key in sorted(env):
+            prefix = next((p for p in prefixes if key.startswith(p) and len(key) > len(p)), None)
+            if prefix is None:
+                continue
+            var, raw = env[key]
+            *path, last = key[len(prefix) :].split(ENV_NESTED)
+            annotation: Any = info.annotation
+            node = nested
+            for part in path:
+                annotation = _child(annotation, part)
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):  # a shorter name gave this key a plain value
+                    raise ConfigError(f"invalid settings (environment): {var} conflicts with a shorter name")
+                node = child
+            target = _child(annotation, last)
+            node[last] = raw if target is None else _decode(var, target, raw)
+        if nested:
+            value = _deep_merge(value, nested) if isinstance(value, dict) else nested
+        if value is not None or found is not None:
+            values[name] = value
+    return values
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build and validate settings; raise :class:`ConfigError` naming the bad setting.
 
@@ -346,7 +433,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     config_file = config_file or (
         Path(os.environ["MCP_GEMMA_CONFIG"]) if os.environ.get("MCP_GEMMA_CONFIG") else None
     )
-    cls: type[Settings] = Settings
+    data: dict[str, Any] = {}
     origin = "environment and defaults"
     if config_file is not None:
         path = config_file.expanduser()
@@ -355,19 +442,17 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         import tomllib  # only with a config file
 
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        cls = type(
-            "FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
-        )
         origin = f"{path}, environment and defaults"
+    data = _deep_merge(data, env_values(os.environ))
     clean = {k: v for k, v in overrides.items() if v is not None}
     token = os.environ.get("MCP_GEMMA_AUTH_TOKEN")
     if token and "auth_token" not in (clean.get("http") or {}):
         # The short, well-known name for the nested http.auth_token (like REDIS_URL for redis_url).
         clean["http"] = {**(clean.get("http") or {}), "auth_token": token}
     try:
-        return cls(**clean)
+        return Settings.model_validate(_deep_merge(data, clean))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin)) from exc

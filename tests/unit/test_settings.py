@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from mcp_gemma.errors import ConfigError
 from mcp_gemma.settings import Settings, load_settings, mask_url
@@ -111,3 +112,81 @@ def test_removed_setting_is_ignored_with_a_warning(
     with caplog.at_level("WARNING", logger="mcp_gemma.embeddings.config"):
         assert load_settings().embedding.batch_size == 32
     assert len(caplog.records) == 1 and "bulk_min_texts" in caplog.records[0].getMessage()
+
+
+def test_environment_names_any_case_and_nested_keys_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("mcp_gemma_namespace", "lower")
+    monkeypatch.setenv("MCP_GEMMA_HTTP", '{"port": 2223, "host": "127.0.0.2"}')
+    monkeypatch.setenv("Mcp_Gemma_Http__Port", "2224")  # the nested name wins over the JSON's key
+    monkeypatch.setenv("MCP_GEMMA_HTTP__LIMITS__TRUSTED_PROXIES", '["10.0.0.1"]')
+    monkeypatch.setenv("MCP_GEMMA_MEMORY__TIERS__WORKING__TTL_S", "61")
+    monkeypatch.setenv("MCP_GEMMA_ALLOWED_ROOTS", '["/tmp"]')
+    monkeypatch.setenv("MCP_GEMMA_NO_SUCH_SETTING", "1")  # other programs' and our own non-settings
+    s = load_settings()
+    assert (s.namespace, s.http.host, s.http.port) == ("lower", "127.0.0.2", 2224)
+    assert s.http.limits.trusted_proxies == ["10.0.0.1"]
+    assert s.memory.tiers["working"].ttl_s == 61.0
+    assert s.memory.tiers["working"].capacity == Settings().memory.tiers["working"].capacity
+    assert s.allowed_roots == [Path("/tmp").resolve()]
+
+
+def test_environment_changes_one_key_of_a_file_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[memory.tiers.working]\nttl_s = 5\ncapacity = 7\n[http]\nport = 1111\n", encoding="utf-8")
+    monkeypatch.setenv("MCP_GEMMA_MEMORY__TIERS__WORKING__TTL_S", "9")
+    s = load_settings(cfg, http={"host": "127.0.0.9"})
+    assert (s.memory.tiers["working"].ttl_s, s.memory.tiers["working"].capacity) == (9.0, 7)
+    assert (s.http.port, s.http.host) == (1111, "127.0.0.9")
+
+
+def test_redis_url_alias_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_GEMMA_REDIS_URL", "redis://prefixed:1/0")
+    assert load_settings().redis_url == SecretStr("redis://prefixed:1/0")
+    monkeypatch.setenv("REDIS_URL", "redis://plain:1/0")  # the well-known name comes first, as before
+    assert load_settings().redis_url == SecretStr("redis://plain:1/0")
+    assert load_settings(redis_url="redis://flag:1/0").redis_url == SecretStr("redis://flag:1/0")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "example"),
+    [
+        ("MCP_GEMMA_ALLOWED_ROOTS", "/data", """MCP_GEMMA_ALLOWED_ROOTS='["a", "b"]'"""),
+        ("MCP_GEMMA_SERVER__PLUGINS", "pkg.mod", """MCP_GEMMA_SERVER__PLUGINS='["a", "b"]'"""),
+        ("MCP_GEMMA_HTTP", "port=1", """MCP_GEMMA_HTTP='{"key": 1}'"""),
+    ],
+)
+def test_json_setting_that_is_not_json_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, example: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(err.value).startswith(f"invalid settings (environment): {name} takes JSON, e.g. {example} (")
+
+
+def test_empty_or_wrong_environment_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_GEMMA_MEMORY__CONSOLIDATION_INTERVAL_S", "")
+    with pytest.raises(ConfigError, match=r"memory\.consolidation_interval_s: Input should be a valid num"):
+        load_settings()
+
+
+def test_serve_with_a_bad_environment_value_says_what_to_fix(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_GEMMA_")}
+    env |= {"MCP_GEMMA_ALLOWED_ROOTS": "/data", "MCP_GEMMA_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mcp_gemma", "serve"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (2, "")  # stdout carries protocol only: nothing here
+    assert done.stderr.splitlines() == [
+        "mcp-gemma: error: invalid settings (environment): MCP_GEMMA_ALLOWED_ROOTS takes JSON, e.g. "
+        """MCP_GEMMA_ALLOWED_ROOTS='["a", "b"]' (Expecting value)"""
+    ]
