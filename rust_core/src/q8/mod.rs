@@ -618,7 +618,10 @@ fn matmul_stacked_with(
     if total * cols * m < PARALLEL_MIN_WORK {
         tasks.iter().for_each(work);
     } else {
-        tasks.par_iter().for_each(work);
+        // The caller takes its share (see `pool::share`): after a pause its woken workers may
+        // share one CPU, and a decode step's first products waited on them.
+        let helpers = rayon::current_num_threads();
+        crate::pool::share(tasks.len(), helpers, || (), |_, t| work(&tasks[t]));
     }
     Ok(())
 }
