@@ -61,7 +61,9 @@ pub fn run_in<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> 
 /// caller starts at once on its own CPU, a helper that is late finds less (or nothing) left, and the
 /// work takes at most about what the caller alone would take.
 ///
-/// Each participant claims tasks in increasing order.
+/// Each participant claims tasks in increasing order. On a pool of one thread the caller works
+/// alone, as the pool's one thread would have: a thread limit (`RAYON_NUM_THREADS=1`, a pool from
+/// [`pool_for`]) still bounds the threads at work.
 pub fn share<S: Send>(
     tasks: usize,
     helpers: usize,
@@ -79,7 +81,11 @@ pub fn share<S: Send>(
             work(&mut own, task);
         }
     };
-    let helpers = helpers.min(tasks.saturating_sub(1));
+    let helpers = if rayon::current_num_threads() < 2 {
+        0
+    } else {
+        helpers.min(tasks.saturating_sub(1))
+    };
     if helpers == 0 {
         return vec![run()];
     }
@@ -123,6 +129,9 @@ mod tests {
                     })
                 });
                 assert!(!seen.is_empty() && seen.len() <= helpers.min(tasks.max(1) - 1) + 1);
+                if threads == 1 {
+                    assert_eq!(seen.len(), 1, "a one-thread pool: the caller alone");
+                }
                 for own in &seen {
                     assert!(own.windows(2).all(|w| w[0] < w[1]), "{own:?}");
                 }

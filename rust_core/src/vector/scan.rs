@@ -32,14 +32,27 @@ impl<F: Fn(usize, &mut [f32]) + Sync> BlockScorer for F {
     }
 }
 
-/// Pool workers that join the caller in a shared scan of `n` rows (0: the caller scans alone).
+/// Pool workers that join the caller in a shared scan of `n` rows (0: the caller scans alone;
+/// [`crate::pool::share`] also keeps it alone on a one-thread pool).
 fn helpers(n: usize, work_per_row: usize) -> usize {
-    let threads = rayon::current_num_threads();
-    if threads < 2 || n.saturating_mul(work_per_row) < PARALLEL_MIN_WORK {
+    if n.saturating_mul(work_per_row) < PARALLEL_MIN_WORK {
         0
     } else {
-        threads
+        rayon::current_num_threads()
     }
+}
+
+/// [`crate::pool::share`] over `n` rows in claims of `CLAIM_ROWS`: `scan(state, lo, hi)` scores
+/// rows `lo..hi`; returns each participant's state.
+fn share_rows<S: Send>(
+    n: usize,
+    helpers: usize,
+    state: impl Fn() -> S + Sync,
+    scan: impl Fn(&mut S, usize, usize) + Sync,
+) -> Vec<S> {
+    crate::pool::share(n.div_ceil(CLAIM_ROWS), helpers, state, |s, claim| {
+        scan(s, claim * CLAIM_ROWS, ((claim + 1) * CLAIM_ROWS).min(n))
+    })
 }
 
 /// Scores rows `lo..hi` a block at a time into `heap`.
@@ -60,19 +73,11 @@ fn scan_range(scorer: &impl BlockScorer, lo: usize, hi: usize, heap: &mut TopK) 
 /// order and keeps the exact best `k` of its rows (ties to the lower position); merging those gives
 /// the same hits as one sequential scan, whoever claimed what.
 pub fn scan_topk(n: usize, k: usize, work_per_row: usize, scorer: &impl BlockScorer) -> Vec<Hit> {
-    let runs = n.div_ceil(CLAIM_ROWS);
-    let heaps = crate::pool::share(
-        runs,
+    let heaps = share_rows(
+        n,
         helpers(n, work_per_row),
         || TopK::new(k),
-        |heap, run| {
-            scan_range(
-                scorer,
-                run * CLAIM_ROWS,
-                ((run + 1) * CLAIM_ROWS).min(n),
-                heap,
-            )
-        },
+        |heap, lo, hi| scan_range(scorer, lo, hi, heap),
     );
     let mut all = TopK::new(k);
     for h in heaps {
@@ -164,14 +169,14 @@ pub fn topk_batch(
             start += len;
         }
     };
-    let per_part = crate::pool::share(
-        n.div_ceil(CLAIM_ROWS),
+    let per_part = share_rows(
+        n,
         helpers(n, dim * m.max(1)),
         || {
             let heaps: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
             (heaps, vec![0.0f32; m * BATCH_BLOCK_ROWS])
         },
-        |state, run| scan(state, run * CLAIM_ROWS, ((run + 1) * CLAIM_ROWS).min(n)),
+        scan,
     );
     let mut merged: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
     for (heaps, _) in per_part {
@@ -250,10 +255,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .expect("pool");
-            assert_eq!(
-                pool.install(|| helpers(n, dim)),
-                if threads < 2 { 0 } else { threads }
-            );
+            assert_eq!(pool.install(|| helpers(n, dim)), threads);
             for _ in 0..5 {
                 assert_eq!(
                     pool.install(|| topk_ip(&rows, dim, &q, k)),
