@@ -419,7 +419,7 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
             node[last] = raw if target is None else _decode(var, target, raw)
         if nested:
             value = _deep_merge(value, nested) if isinstance(value, dict) else nested
-        if value is not None or found is not None:
+        if found is not None or nested:
             values[name] = value
     return values
 
