@@ -133,8 +133,9 @@ class Searcher:
         ranked: Sequence[tuple[int, float]],
         extra: Mapping[int, tuple[float | None, float | None]] | None = None,
         matches: Mapping[int, int] | None = None,
+        known: Mapping[int, StoredChunk] | None = None,
     ) -> list[SearchHit]:
-        stored = await self.store.chunks([cid for cid, _ in ranked], None)
+        stored = await self._chunks([cid for cid, _ in ranked], known)
         hits = []
         for (cid, score), chunk in zip(ranked, stored, strict=True):
             if chunk is None:  # deleted by another process a moment ago
@@ -158,6 +159,16 @@ class Searcher:
                 )
             )
         return hits
+
+    async def _chunks(
+        self, ids: Sequence[int], known: Mapping[int, StoredChunk] | None
+    ) -> list[StoredChunk | None]:
+        """The stored chunks ``ids`` (None where gone), taking those this call has read already from
+        ``known`` and reading only the rest."""
+        known = known or {}
+        wanted = [c for c in ids if c not in known]
+        read = dict(zip(wanted, await self.store.chunks(wanted, None), strict=True)) if wanted else {}
+        return [known[c] if c in known else read[c] for c in ids]
 
     def _depth(self, limit: int, group_by_document: bool) -> int:
         """Candidates to rank per side: enough for ``limit`` chunks, or for ``limit`` documents."""
@@ -199,15 +210,22 @@ class Searcher:
         *,
         keyword_weight: float | None = None,
         fusion: Fusion | None = None,
-    ) -> tuple[list[tuple[int, float]], dict[int, tuple[float | None, float | None]], str, float | None]:
-        """Both rankings fused: ``(ranked, {chunk: (cosine, bm25)}, fusion used, BM25 weight used)``."""
+    ) -> tuple[
+        list[tuple[int, float]],
+        dict[int, tuple[float | None, float | None]],
+        str,
+        float | None,
+        dict[int, StoredChunk],
+    ]:
+        """Both rankings fused: ``(ranked, {chunk: (cosine, bm25)}, fusion used, BM25 weight used,
+        {chunk: stored chunk} read on the way)``; the last saves the caller reading them again."""
         how = fusion or ("weighted" if keyword_weight is not None else self.settings.fusion)
         vec = await self.index.vector_search(qvec, depth, allow)
         kw = await self.index.keyword_search(query, depth, allow)
         if how == "rrf":
             ranked = native.fuse_rrf([[c for c, _ in vec], [c for c, _ in kw]], self.settings.rrf_k)
             vs, ks = dict(vec), dict(kw)
-            return ranked, {c: (vs.get(c), ks.get(c)) for c, _ in ranked}, how, None
+            return ranked, {c: (vs.get(c), ks.get(c)) for c, _ in ranked}, how, None, {}
         ids = list(dict.fromkeys([c for c, _ in vec] + [c for c, _ in kw]))
         vs = dict(vec)
         missing = [c for c in ids if c not in vs]
@@ -215,26 +233,34 @@ class Searcher:
         evidence = self.index.keyword_evidence(
             query, ids, kw[0][0] if kw else None, chunk_coverage=how == "coverage"
         )
+        read: dict[int, StoredChunk] = {}
         if how == "weighted":
             weight = self.settings.keyword_weight if keyword_weight is None else keyword_weight
         else:
             per_doc = len(self.index.chunks) / max(1, len(self.index.docs))
-            piece = await self._piece_of_best(query, kw[0][0] if kw else None, evidence.terms)
+            piece = await self._piece_of_best(query, kw[0][0] if kw else None, evidence.terms, read)
             weight = adaptive_weight(evidence.coverage, evidence.terms, per_doc, piece)
         cos = [vs[c] for c in ids]
         ranked = fuse_scores(ids, cos, evidence.scores, evidence.bound, weight, evidence.chunk_coverage)
         scores = dict(zip(ids, zip(cos, evidence.scores, strict=True), strict=True))
-        return ranked, {c: (scores[c][0], scores[c][1] or None) for c, _ in ranked}, how, round(weight, 4)
+        fused: dict[int, tuple[float | None, float | None]] = {
+            c: (scores[c][0], scores[c][1] or None) for c, _ in ranked
+        }
+        return ranked, fused, how, round(weight, 4), read
 
-    async def _piece_of_best(self, query: str, best: int | None, terms: int) -> bool:
+    async def _piece_of_best(
+        self, query: str, best: int | None, terms: int, read: dict[int, StoredChunk]
+    ) -> bool:
         """Whether a short query is a piece of its best keyword hit's text (:func:`is_piece_of`; the
         adaptive share needs it for queries of at most ``LONG_DOCUMENT_QUERY_TERMS`` terms only, so
-        longer ones, and queries without a keyword hit, read nothing)."""
+        longer ones, and queries without a keyword hit, read nothing). The chunk read goes into
+        ``read``."""
         if best is None or not 0 < terms <= LONG_DOCUMENT_QUERY_TERMS:
             return True
         (chunk,) = await self.store.chunks([best], None)
         if chunk is None:  # deleted by another process a moment ago
             return True
+        read[best] = chunk
         analyzer = self.settings.bm25_analyzer
         return is_piece_of(native.tokenize(query, analyzer), native.tokenize(chunk.text, analyzer))
 
@@ -260,11 +286,11 @@ class Searcher:
             )
         qvec, allow, searched = await self._prepare(query, limit, filter)
         depth = self._depth(limit, group_by_document)
-        ranked, scores, how, weight = await self.fused(
+        ranked, scores, how, weight, read = await self.fused(
             query, qvec, depth, allow, keyword_weight=keyword_weight, fusion=fusion
         )
         top, matches = await self._ranked(ranked, limit, group_by_document)
-        hits = await self._hits(top, scores, matches)
+        hits = await self._hits(top, scores, matches, read)
         return SearchResult(
             query=query,
             mode="hybrid",
@@ -294,10 +320,11 @@ class Searcher:
         qvec, allow, searched = await self._prepare(query, limit, filter)
         depth = self._depth(limit, group_by_document)
         if self.settings.semantic_candidates == "hybrid":
-            ranked, scores, _, _ = await self.fused(query, qvec, depth, allow)
+            ranked, scores, _, _, read = await self.fused(query, qvec, depth, allow)
             if min_score is not None:
                 ranked = [(c, s) for c, s in ranked if (scores[c][0] or 0.0) >= min_score]
         else:
+            read = {}
             ranked = await self.index.vector_search(qvec, depth, allow)
             if min_score is not None:
                 ranked = [(c, s) for c, s in ranked if s >= min_score]
@@ -321,7 +348,7 @@ class Searcher:
             lo, hi = max(0, pos - context_chunks), min(len(order), pos + context_chunks + 1)
             windows.append((cid, score, ref.doc_id, order[lo:hi] or [cid]))
         wanted = sorted({c for *_, ids in windows for c in ids})
-        texts = {c.chunk_id: c for c in await self.store.chunks(wanted, None) if c is not None}
+        texts = {c.chunk_id: c for c in await self._chunks(wanted, read) if c is not None}
         passages = []
         for cid, score, doc_id, ids in windows:
             pieces = [texts[c] for c in ids if c in texts]

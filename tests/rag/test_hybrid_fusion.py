@@ -172,3 +172,35 @@ async def test_the_quality_harness_predicts_the_servers_chunk_ids(small_chunks: 
             got += [c["chunk_id"] for c in chunks]
     assert len(got) > len(docs)  # some documents have several chunks
     assert server_ids(chunk_doc).tolist() == got
+
+
+async def test_hybrid_reads_its_best_keyword_chunk_once(small_chunks: Settings) -> None:
+    """A short query's piece test reads its best keyword hit's chunk; when that chunk is also a hit,
+    the hits reuse it instead of reading it again (Redis's own HMGET count, around one MCP call)."""
+    import redis.asyncio as aioredis
+
+    assert small_chunks.redis_url is not None
+    redis = aioredis.from_url(small_chunks.redis_url.get_secret_value())
+
+    async def hmgets() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+    try:
+        async with Client(create_server(small_chunks)) as client:
+            await _ok(client, "batch_ingest", documents=DOCS)
+            await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)  # warm
+            before = await hmgets()
+            res = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=1)
+            assert await hmgets() - before == 1  # the piece test's read, reused by the one hit
+            assert res["hits"][0]["doc_id"] == "sets"
+            assert res["hits"][0]["text"] == DOCS[1]["text"]
+            before = await hmgets()
+            res = await _ok(client, "hybrid_search", query="sorted sets leaderboards", limit=3)
+            assert await hmgets() - before == 3  # the best chunk once, the two other hits once each
+            assert len(res["hits"]) == 3 and res["hits"][0]["doc_id"] == "sets"
+            before = await hmgets()
+            await _ok(client, "semantic_search", query="sorted sets leaderboards", limit=1, context_chunks=0)
+            assert await hmgets() - before == 1
+    finally:
+        await redis.aclose()
