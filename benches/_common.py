@@ -148,7 +148,13 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "simd": _rust_core.simd_level(), "blas": blas_report()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "simd": _rust_core.simd_level(),
+        "int8": _rust_core.q8_kernel_level(),  # the int8 products' and the int8 scan's kernels
+        "blas": blas_report(),
+    }
 
 
 def ratio(peer_ms: float, ours_ms: float) -> float:

@@ -126,8 +126,8 @@ def q8_matmul_stacked(
     pass over the pool of ``threads``; each row's value is its own matrix's ``matmul``'s, bit for bit."""
 
 def q8_kernel_level() -> Literal["avx512_vnni", "avx2", "portable"]:
-    """The kernels the int8 (``Q8Matrix``) products of several rows use on this machine;
-    ``MCP_GEMMA_NO_AVX512`` set in the environment keeps AVX2."""
+    """The kernels the int8 (``Q8Matrix``) products of several rows and the int8 index scan use on
+    this machine; ``MCP_GEMMA_NO_AVX512`` set in the environment keeps AVX2."""
 
 def topk(
     matrix: NDArray[np.float32],

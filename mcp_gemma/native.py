@@ -623,7 +623,8 @@ def q8_matmul_stacked(mats: Sequence[Q8Matrix], x: F32, threads: int | None = No
 
 
 def q8_kernel_level() -> str:
-    """The kernels of the int8 products of several rows here ("avx512_vnni", "avx2" or "portable")."""
+    """The kernels of the int8 products of several rows and of the int8 index scan here
+    ("avx512_vnni", "avx2" or "portable")."""
     return _rust_core.q8_kernel_level()
 
 

@@ -196,3 +196,46 @@ def test_snapshot_lists_every_live_row_once() -> None:
     assert dict(zip(ids.tolist(), rows.tolist(), strict=True)) == {5: [1, 0, 0], 7: [0, 0, 1]}
     empty_ids, empty_rows = rc.VectorIndex(4).snapshot()
     assert empty_ids.shape == (0,) and empty_rows.shape == (0, 4)
+
+
+_INT8_FIRST_PASS = """
+import hashlib
+import numpy as np
+from mcp_gemma import _rust_core as rc
+rng = np.random.default_rng(3)
+digest = hashlib.sha256()
+for dim in (37, 64, 384):
+    m = rng.standard_normal((5003, dim), dtype=np.float32)
+    qs = rng.standard_normal((20, dim), dtype=np.float32)
+    index = rc.VectorIndex(dim, "ip", quantize=True, rerank=1)  # the hits are the int8 pass's picks
+    index.add(np.arange(5003, dtype=np.uint64), m)
+    allow = np.arange(0, 5003, 3, dtype=np.uint64)
+    for q in qs:
+        for ids, scores in (index.search(q, 10), index.search(q, 10, allow)):
+            digest.update(ids.tobytes())
+            digest.update(scores.tobytes())
+print(rc.q8_kernel_level(), digest.hexdigest())
+"""
+
+
+def test_int8_scan_picks_the_same_rows_on_every_kernel() -> None:
+    # The int8 dot products are exact integers on every kernel (AVX-512 VNNI where the CPU has it,
+    # AVX2 with MCP_GEMMA_NO_AVX512), so the first pass keeps the same rows, whole scan or filtered.
+    outputs = []
+    switches = ("MCP_GEMMA_NO_AVX512", "MCP_GEMMA_FORCE_SCALAR")
+    env = {k: v for k, v in os.environ.items() if k not in switches}
+    for extra in ({}, {"MCP_GEMMA_NO_AVX512": "1"}):
+        result = subprocess.run(
+            [sys.executable, "-c", _INT8_FIRST_PASS],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.split())
+    (level, first), (other, second) = outputs
+    assert other in {"avx2", "portable"} and level in {"avx512_vnni", other}
+    assert first == second

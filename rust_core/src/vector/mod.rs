@@ -1,6 +1,8 @@
 //! Exact f32 top-k over contiguous rows (inner product or cosine), the int8-quantised variant, and
 //! the Rust-owned [`VectorIndex`] keyed by u64 ids.
 
+#[cfg(all(target_arch = "x86_64", q8_avx512))]
+mod avx512;
 pub mod index;
 pub mod quant;
 pub mod scan;

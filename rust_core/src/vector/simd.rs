@@ -103,8 +103,16 @@ pub fn dot_block(queries: &[f32], rows: &[f32], dim: usize, out: &mut [f32]) {
 
 /// `out[r] = <query, codes[r]>` over int8 rows (exact integer arithmetic).
 pub fn dot_rows_i8(query: &[i8], codes: &[i8], dim: usize, out: &mut [i32]) {
-    debug_assert_eq!(query.len(), dim);
-    debug_assert_eq!(codes.len(), out.len() * dim);
+    // checked in release builds too: the SIMD kernels read through raw pointers
+    assert_eq!(query.len(), dim, "query length");
+    assert_eq!(codes.len(), out.len() * dim, "codes length");
+    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    if crate::q8::q8_level() == crate::q8::Q8Level::Avx512Vnni {
+        // SAFETY: the CPU reports AVX-512 F, BW and VNNI (q8_level checked them); slice lengths
+        // are checked above.
+        unsafe { super::avx512::dot_rows_i8(query, codes, dim, out) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if simd_level() == SimdLevel::Avx2 {
         // SAFETY: AVX2 was detected on this CPU; slice lengths are checked above.
@@ -525,6 +533,14 @@ mod tests {
             let mut b = vec![0; n];
             portable::dot_rows_i8(&q, &codes, dim, &mut b);
             assert_eq!(a, b, "dim {dim}");
+            // the AVX2 kernel too, where the dispatch above took the AVX-512 one
+            #[cfg(target_arch = "x86_64")]
+            if simd_level() == SimdLevel::Avx2 {
+                let mut c = vec![0; n];
+                // SAFETY: AVX2 detected; the lengths match.
+                unsafe { avx2::dot_rows_i8(&q, &codes, dim, &mut c) };
+                assert_eq!(c, b, "dim {dim} (AVX2)");
+            }
         }
     }
 }
