@@ -415,7 +415,7 @@ def main() -> int:
     quick = " · quick run: not figures to quote" if results.get("quick") else ""
     print(
         f"{results.get('date')} · {machine.get('cpu')}, {machine.get('cores')} cores, "
-        f"kernels {results.get('simd')}{quick}\n"
+        f"kernels {results.get('simd')}, int8 {results.get('int8', 'not recorded')}{quick}\n"
     )
     print(render(results))
     return 0

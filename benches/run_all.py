@@ -149,9 +149,13 @@ def main() -> int:
         "quick": args.quick,
         "machine": machine(),
         "simd": native.simd_level(),
+        "int8": native.q8_kernel_level(),
         "benches": {},
     }
-    print(f"Rust kernels: {results['simd']} ({native.build_profile} build); every figure below uses them")
+    print(
+        f"Rust kernels: {results['simd']}, int8 {results['int8']} ({native.build_profile} build); "
+        "every figure below uses them"
+    )
     failed = []
     unknown = sorted((set(args.only or []) | set(args.skip)) - set(BENCHES))
     if unknown:
