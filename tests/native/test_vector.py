@@ -170,11 +170,10 @@ assert len(set(index.search(qs[0], 9)[0].tolist()) & set(ref[0].tolist())) >= 8
 """
 
 
-def test_portable_kernels_match_numpy() -> None:
-    # MCP_GEMMA_FORCE_SCALAR makes the dispatcher skip AVX2, as on CPUs without it.
-    env = {**os.environ, "MCP_GEMMA_FORCE_SCALAR": "1"}
+def _run_python(code: str, env: dict[str, str]) -> str:
+    """``code`` run by this interpreter in a fresh process with ``env``; it must exit 0. Its stdout."""
     result = subprocess.run(
-        [sys.executable, "-c", _PORTABLE_CHECK],
+        [sys.executable, "-c", code],
         env=env,
         capture_output=True,
         text=True,
@@ -183,6 +182,12 @@ def test_portable_kernels_match_numpy() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_portable_kernels_match_numpy() -> None:
+    # MCP_GEMMA_FORCE_SCALAR makes the dispatcher skip AVX2, as on CPUs without it.
+    _run_python(_PORTABLE_CHECK, {**os.environ, "MCP_GEMMA_FORCE_SCALAR": "1"})
 
 
 def test_snapshot_lists_every_live_row_once() -> None:
@@ -225,17 +230,7 @@ def test_int8_scan_picks_the_same_rows_on_every_kernel() -> None:
     switches = ("MCP_GEMMA_NO_AVX512", "MCP_GEMMA_FORCE_SCALAR")
     env = {k: v for k, v in os.environ.items() if k not in switches}
     for extra in ({}, {"MCP_GEMMA_NO_AVX512": "1"}):
-        result = subprocess.run(
-            [sys.executable, "-c", _INT8_FIRST_PASS],
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout.split())
+        outputs.append(_run_python(_INT8_FIRST_PASS, {**env, **extra}).split())
     (level, first), (other, second) = outputs
     assert other in {"avx2", "portable"} and level in {"avx512_vnni", other}
     assert first == second

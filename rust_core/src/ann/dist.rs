@@ -139,17 +139,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn codes(seed: &mut u64, n: usize) -> Vec<i8> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (((*seed >> 33) % 255) as i32 - 127) as i8
-            })
-            .collect()
-    }
+    use crate::vector::quant::random_codes as codes;
 
     #[test]
     fn kernels_match_the_portable_dot() {

@@ -86,19 +86,8 @@ pub unsafe fn dot_rows_i8(query: &[i8], codes: &[i8], dim: usize, out: &mut [i32
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vector::quant::random_codes as codes;
     use crate::vector::simd::portable;
-
-    fn codes(seed: &mut u64, n: usize) -> Vec<i8> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((*seed >> 33) % 255) as i8 // -127..=127, both ends included
-            })
-            .map(|c| if c == i8::MIN { 127 } else { c })
-            .collect()
-    }
 
     #[test]
     fn gives_the_portable_kernels_integers() {

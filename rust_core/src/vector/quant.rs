@@ -112,6 +112,20 @@ impl QuantStore {
     }
 }
 
+/// `n` pseudo-random int8 codes in -127..=127 (both ends included), from an LCG on `seed`: the int8
+/// kernels' tests compare kernels on them.
+#[cfg(test)]
+pub(crate) fn random_codes(seed: &mut u64, n: usize) -> Vec<i8> {
+    (0..n)
+        .map(|_| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (((*seed >> 33) % 255) as i32 - 127) as i8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
