@@ -226,14 +226,6 @@ class ScopeIndex:
         ids, scores = self.keywords.search(query, k, allow)
         return [(int(i), float(s)) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
 
-    def similarity(self, query: npt.NDArray[np.float32], key: int) -> float:
-        """Cosine of ``query`` with one memory (0.0 when it is gone)."""
-        vec = self.vectors.get(key)
-        meta = self.meta.get(key)
-        if vec is None or meta is None:
-            return 0.0
-        return float(np.dot(vec, query)) / meta.scale
-
     def search(
         self, query: npt.NDArray[np.float32], k: int, allow: KeyArray | None
     ) -> list[tuple[int, float]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 import numpy as np
@@ -39,9 +39,11 @@ class _Query:
     chunk_coverage: bool  # memory.fusion == "coverage": each memory's own coverage is keyword evidence
 
 
-@dataclass(frozen=True)
-class _Relevance:
-    """How one candidate matches: the fused similarity and its parts (for ``why``)."""
+class _Relevance(NamedTuple):
+    """How one candidate matches: the fused similarity and its parts (for ``why``).
+
+    A tuple, not a frozen dataclass: one is made per shortlisted candidate (hundreds per recall),
+    and a frozen dataclass's ``__init__`` cost ~1 µs each of that."""
 
     similarity: float
     cosine: float
@@ -207,20 +209,29 @@ def _relevance(
         weight = adaptive_weight(cover, len(set(native.tokenize(q.text, idx.analyzer))))
     else:
         weight = 1.0 if q.match == "keyword" else 0.0
+    missing = [key for key in keys if key not in ips]
+    if missing:
+        # the keyword side's candidates the vector side did not list: their inner products in one
+        # scan restricted to them (the same kernel as the vector side's), not one lookup and dot each
+        ips.update(idx.search(q.vector, len(missing), np.asarray(missing, dtype=np.uint64)))
+    meta_of = idx.meta.get
+    when = q.when
     out: dict[int, _Relevance] = {}
     for i, (key, raw) in enumerate(zip(keys, bm, strict=True)):
-        meta = idx.meta.get(key)
+        meta = meta_of(key)
         if meta is None:
             continue
-        cos = ips[key] / meta.scale if key in ips else idx.similarity(q.vector, key)
+        ip = ips.get(key)
+        cos = ip / meta.scale if ip is not None else 0.0
         scaled = float(raw) / bound if bound > 0 else 0.0
         if covers is not None:
             scaled = COVERAGE_SHARE * covers[i] + (1 - COVERAGE_SHARE) * scaled
         sim = (1.0 - weight) * max(cos, 0.0) + weight * scaled
-        at = meta.occurred if meta.occurred is not None else meta.created
-        in_time = q.when is not None and q.when.contains(at)
-        if in_time:
-            sim += q.time_boost
+        in_time = False
+        if when is not None:
+            in_time = when.contains(meta.occurred if meta.occurred is not None else meta.created)
+            if in_time:
+                sim += q.time_boost
         out[key] = _Relevance(sim, cos, scaled if raw > 0 else None, weight, in_time)
     return out, weight, bound
 
