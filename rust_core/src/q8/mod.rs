@@ -37,7 +37,7 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 /// The kernels the int8 products of several input rows run with on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Q8Level {
-    /// AVX-512 F/BW/VNNI 4×4 tiles (`vpdpbusd`), with the AVX2 kernels for the remainders.
+    /// AVX-512 F/BW/VL/VNNI 4×4 tiles (`vpdpbusd`), with the AVX2 kernels for the remainders.
     Avx512Vnni,
     /// AVX2 + FMA (`vpmaddubsw`) 2×4 tiles.
     Avx2,
@@ -63,6 +63,7 @@ pub fn avx512_vnni_available() -> bool {
         simd_level() == SimdLevel::Avx2
             && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(all(target_arch = "x86_64", q8_avx512)))]
@@ -436,9 +437,12 @@ impl Q8Matrix {
         };
         let mut r = r0;
         if let Some(v) = &inp.vnni {
-            // Four weight rows by four inputs per pass; leftover inputs row by row.
+            // Four weight rows by four inputs per pass; leftover inputs row by row. The weight
+            // rows' corrections are computed once for all the inputs.
+            let mut neg = vec![0i32; cols];
             while r + 4 <= r1 {
                 let wc: [&[i8]; 4] = std::array::from_fn(|i| self.row_codes(r + i));
+                let neg = v.corrections(wc, &mut neg);
                 let [b0, b1, b2, b3] = &mut bufs;
                 let ws: [&[f32]; 4] = [
                     self.row_scales(r, b0),
@@ -448,7 +452,7 @@ impl Q8Matrix {
                 ];
                 let mut t = 0;
                 while t + 4 <= m {
-                    for (i, sums) in v.tile(wc, ws, t, cols).into_iter().enumerate() {
+                    for (i, sums) in v.tile(wc, neg, ws, xs, t, cols).into_iter().enumerate() {
                         for (j, s) in sums.into_iter().enumerate() {
                             put(t + j, r + i, s);
                         }
@@ -589,7 +593,7 @@ fn matmul_stacked_with(
             .zip(xs.chunks_exact_mut(nb))
             .for_each(quantize_rows);
     }
-    let vnni = Vnni::prepare(level, &xq, &xs, m);
+    let vnni = Vnni::prepare(level, &xq, m);
     let inp = Inputs {
         m,
         xq,
@@ -626,45 +630,64 @@ fn matmul_stacked_with(
     Ok(())
 }
 
-/// The inputs of a product laid out for the AVX-512 VNNI tile: codes offset to unsigned and every
-/// block's scale repeated over its eight lanes. `None` where that kernel does not run.
+/// The inputs of a product laid out for the AVX-512 VNNI tile: codes offset to unsigned. `None`
+/// where that kernel does not run.
 struct Vnni {
     #[cfg(all(target_arch = "x86_64", q8_avx512))]
     xu: Vec<u8>,
-    #[cfg(all(target_arch = "x86_64", q8_avx512))]
-    sx: Vec<f32>,
 }
 
 impl Vnni {
-    fn prepare(level: Q8Level, xq: &[i8], xs: &[f32], m: usize) -> Option<Self> {
+    fn prepare(level: Q8Level, xq: &[i8], m: usize) -> Option<Self> {
         #[cfg(all(target_arch = "x86_64", q8_avx512))]
         if level == Q8Level::Avx512Vnni && m >= 4 {
             let xu = xq.iter().map(|&q| (q as u8) ^ 0x80).collect();
-            let sx = xs
-                .iter()
-                .flat_map(|&s| [s; avx512::LANES_PER_BLOCK])
-                .collect();
-            return Some(Self { xu, sx });
+            return Some(Self { xu });
         }
-        let _ = (level, xq, xs, m);
+        let _ = (level, xq, m);
         None
     }
 
-    /// Weight rows `wc` against inputs `t..t + 4`.
+    /// The corrections of weight rows `wc` (see `avx512::corrections`) in `buf` (`4 × cols / 4`
+    /// lanes), one slice per row.
     #[allow(unused_variables)]
-    fn tile(&self, wc: [&[i8]; 4], ws: [&[f32]; 4], t: usize, cols: usize) -> [[f32; 4]; 4] {
+    fn corrections<'a>(&self, wc: [&[i8]; 4], buf: &'a mut [i32]) -> [&'a [i32]; 4] {
+        let lanes = buf.len() / 4;
+        #[cfg(all(target_arch = "x86_64", q8_avx512))]
+        for (w, out) in wc.iter().zip(buf.chunks_exact_mut(lanes)) {
+            // SAFETY: `prepare` built this only where AVX-512 F/BW/VL/VNNI were detected; each
+            // row holds `4 × lanes` codes (whole blocks).
+            unsafe { avx512::corrections(w, out) };
+        }
+        let buf: &'a [i32] = buf;
+        std::array::from_fn(|i| &buf[i * lanes..(i + 1) * lanes])
+    }
+
+    /// Weight rows `wc` (with their corrections `neg` and scales `ws`) against inputs `t..t + 4`
+    /// (scales `xs`, `m × cols / 32`).
+    #[allow(unused_variables)]
+    fn tile(
+        &self,
+        wc: [&[i8]; 4],
+        neg: [&[i32]; 4],
+        ws: [&[f32]; 4],
+        xs: &[f32],
+        t: usize,
+        cols: usize,
+    ) -> [[f32; 4]; 4] {
         #[cfg(all(target_arch = "x86_64", q8_avx512))]
         {
-            let lanes = cols / BLOCK * avx512::LANES_PER_BLOCK;
-            // SAFETY: `prepare` built this only where AVX-512 F/BW/VNNI were detected; the weight
-            // rows hold `cols` codes and `cols / 32` scales, and rows t..t + 4 lie inside the
-            // `m × cols` codes and `m × lanes` scales.
+            let nb = cols / BLOCK;
+            // SAFETY: `prepare` built this only where AVX-512 F/BW/VL/VNNI were detected; the
+            // weight rows hold `cols` codes, `cols / 4` corrections and `cols / 32` scales, and
+            // rows t..t + 4 lie inside the `m × cols` codes and `m × nb` scales.
             unsafe {
                 avx512::tile_4x4(
                     wc,
+                    neg,
                     ws,
                     &self.xu[t * cols..(t + 4) * cols],
-                    &self.sx[t * lanes..(t + 4) * lanes],
+                    &xs[t * nb..(t + 4) * nb],
                     cols,
                 )
             }

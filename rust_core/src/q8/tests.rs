@@ -287,15 +287,20 @@ fn the_vnni_tile_is_the_avx2_tiles_lane_model_bit_for_bit() {
         return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
     }
     // Odd block counts (the half-vector tail) and even ones, one block to a long row.
-    for nb in [1, 2, 3, 20, 21, 70] {
+    for nb in [1, 2, 3, 16, 17, 20, 21, 64, 70] {
         let cols = nb * BLOCK;
         let w = Q8Matrix::quantize(&random(4 * cols, 60 + nb as u64), 4, cols).expect("quantise");
         let x = Q8Matrix::quantize(&random(4 * cols, 70 + nb as u64), 4, cols).expect("quantise");
         let (wc, ws, xc, xs) = (w.codes(), w.scales(), x.codes(), x.scales());
-        let vnni = Vnni::prepare(Q8Level::Avx512Vnni, xc, &xs, 4).expect("VNNI inputs");
+        let vnni = Vnni::prepare(Q8Level::Avx512Vnni, xc, 4).expect("VNNI inputs");
+        let rows: [&[i8]; 4] = std::array::from_fn(|i| &wc[i * cols..(i + 1) * cols]);
+        let mut neg = vec![0i32; cols];
+        let neg = vnni.corrections(rows, &mut neg);
         let got = vnni.tile(
-            std::array::from_fn(|i| &wc[i * cols..(i + 1) * cols]),
+            rows,
+            neg,
             std::array::from_fn(|i| &ws[i * nb..(i + 1) * nb]),
+            &xs,
             0,
             cols,
         );
@@ -352,7 +357,7 @@ fn vnni_integer_block_sums_equal_the_portable_ones_exactly() {
                 .sum()
         })
         .collect();
-    // SAFETY: AVX-512 F/BW/VNNI detected above; 640 codes are 20 blocks (an even number).
+    // SAFETY: AVX-512 F/BW/VL/VNNI detected above; 640 codes are 20 whole blocks.
     let got = unsafe { avx512::block_sums(&wc, &xu) };
     assert_eq!(got, want);
     assert_eq!(got[0], -127 * 127 * 32);
