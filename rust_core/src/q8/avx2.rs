@@ -323,3 +323,100 @@ pub unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
         dst[j] = super::from_f16(src[j]);
     }
 }
+
+/// numpy's pairwise sum of the squares of `a` ([`super::layer::pairwise_sum`] of `v · v`), its
+/// eight running sums in one vector: each square rounded, then added, in numpy's order, so the
+/// same bits as squaring into a buffer and summing that.
+///
+/// # Safety
+/// AVX2 available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn pairwise_sum_squares(a: &[f32]) -> f32 {
+    let n = a.len();
+    if n < 8 {
+        return a.iter().fold(-0.0f32, |r, &v| r + v * v);
+    }
+    if n <= 128 {
+        let p = a.as_ptr();
+        let whole = n - n % 8;
+        // SAFETY: every load covers values [i, i + 8) with i + 8 <= whole <= n.
+        let lanes = unsafe {
+            let first = _mm256_loadu_ps(p);
+            let mut r = _mm256_mul_ps(first, first);
+            let mut i = 8;
+            while i < whole {
+                let v = _mm256_loadu_ps(p.add(i));
+                r = _mm256_add_ps(r, _mm256_mul_ps(v, v));
+                i += 8;
+            }
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), r);
+            lanes
+        };
+        let r = lanes;
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[whole..] {
+            res += v * v;
+        }
+        return res;
+    }
+    let mut half = n / 2;
+    half -= half % 8;
+    // SAFETY: the caller's AVX2.
+    unsafe { pairwise_sum_squares(&a[..half]) + pairwise_sum_squares(&a[half..]) }
+}
+
+/// `out = x / r · scale` value by value (divide, round, multiply), eight at a time.
+///
+/// # Safety
+/// AVX2 available; `x`, `scale` and `out` have one length.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn div_scale(x: &[f32], r: f32, scale: &[f32], out: &mut [f32]) {
+    let n = x.len();
+    debug_assert!(scale.len() == n && out.len() == n);
+    let rv = _mm256_set1_ps(r);
+    let whole = n - n % 8;
+    let (xp, sp, op) = (x.as_ptr(), scale.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY: values [i, i + 8) with i + 8 <= whole <= n of three slices of length n.
+    unsafe {
+        while i < whole {
+            let v = _mm256_div_ps(_mm256_loadu_ps(xp.add(i)), rv);
+            _mm256_storeu_ps(op.add(i), _mm256_mul_ps(v, _mm256_loadu_ps(sp.add(i))));
+            i += 8;
+        }
+    }
+    for ((o, &v), &s) in out[whole..]
+        .iter_mut()
+        .zip(&x[whole..])
+        .zip(&scale[whole..])
+    {
+        *o = v / r * s;
+    }
+}
+
+/// `h += x / r · scale` value by value (the normed value rounded before the add), eight at a time.
+///
+/// # Safety
+/// AVX2 available; `h`, `x` and `scale` have one length.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn add_div_scale(h: &mut [f32], x: &[f32], r: f32, scale: &[f32]) {
+    let n = x.len();
+    debug_assert!(scale.len() == n && h.len() == n);
+    let rv = _mm256_set1_ps(r);
+    let whole = n - n % 8;
+    let (xp, sp, hp) = (x.as_ptr(), scale.as_ptr(), h.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY: values [i, i + 8) with i + 8 <= whole <= n of three slices of length n.
+    unsafe {
+        while i < whole {
+            let v = _mm256_div_ps(_mm256_loadu_ps(xp.add(i)), rv);
+            let y = _mm256_mul_ps(v, _mm256_loadu_ps(sp.add(i)));
+            _mm256_storeu_ps(hp.add(i), _mm256_add_ps(_mm256_loadu_ps(hp.add(i)), y));
+            i += 8;
+        }
+    }
+    for ((hv, &v), &s) in h[whole..].iter_mut().zip(&x[whole..]).zip(&scale[whole..]) {
+        *hv += v / r * s;
+    }
+}

@@ -43,13 +43,62 @@ pub fn pairwise_sum(a: &[f32]) -> f32 {
 }
 
 /// `1 / sqrt(mean(x²) + eps)`'s denominator, `sqrt(mean(x²) + eps)`, as numpy computes it in f32
-/// (`np.mean(np.square(x))`: the identity 0 plus the pairwise sum, divided by the count).
-fn rms_root(x: &[f32], squares: &mut [f32], eps: f32) -> f32 {
+/// (`np.mean(np.square(x))`: the identity 0 plus the pairwise sum, divided by the count). With
+/// `avx2`, the squares are summed eight lanes at a time in the same order (the same bits) and
+/// `squares` is not touched.
+fn rms_root(x: &[f32], squares: &mut [f32], eps: f32, avx2: bool) -> f32 {
+    let sum = sum_squares(x, squares, avx2);
+    let mean = (0.0f32 + sum) / x.len() as f32;
+    (mean + eps).sqrt()
+}
+
+/// numpy's pairwise sum of the squares of `x` (see [`rms_root`]).
+fn sum_squares(x: &[f32], squares: &mut [f32], avx2: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller detected AVX2 (see [`avx2_rows`]).
+        return unsafe { super::avx2::pairwise_sum_squares(x) };
+    }
+    let _ = avx2;
     for (s, &v) in squares.iter_mut().zip(x) {
         *s = v * v;
     }
-    let mean = (0.0f32 + pairwise_sum(squares)) / x.len() as f32;
-    (mean + eps).sqrt()
+    pairwise_sum(squares)
+}
+
+/// Whether the row kernels run their AVX2 forms (the same bits as the portable ones): where the
+/// CPU has AVX2 and FMA and `MCP_GEMMA_FORCE_SCALAR` is not set.
+fn avx2_rows() -> bool {
+    cfg!(target_arch = "x86_64")
+        && crate::vector::simd::simd_level() == crate::vector::simd::SimdLevel::Avx2
+}
+
+/// `out = x / r · scale` value by value.
+fn div_scale(x: &[f32], r: f32, scale: &[f32], out: &mut [f32], avx2: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller detected AVX2; the three slices have one length (a row).
+        unsafe { super::avx2::div_scale(x, r, scale, out) };
+        return;
+    }
+    let _ = avx2;
+    for ((o, &v), &s) in out.iter_mut().zip(x).zip(scale) {
+        *o = v / r * s;
+    }
+}
+
+/// `h += x / r · scale` value by value (the normed value rounded before the add).
+fn add_div_scale(h: &mut [f32], x: &[f32], r: f32, scale: &[f32], avx2: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller detected AVX2; the three slices have one length (a row).
+        unsafe { super::avx2::add_div_scale(h, x, r, scale) };
+        return;
+    }
+    let _ = avx2;
+    for ((hv, &v), &s) in h.iter_mut().zip(x).zip(scale) {
+        *hv += v / r * s;
+    }
 }
 
 /// `out = x / sqrt(mean(x²) + eps) · scale` per row of `dim = scale.len()` values, rows split
@@ -66,13 +115,12 @@ pub fn rms_norm(
     if out.len() != x.len() {
         return Err(CoreError::internal("rms_norm output has the wrong length"));
     }
-    let scratch = || vec![0f32; dim];
+    let avx2 = avx2_rows();
+    let scratch = || vec![0f32; if avx2 { 0 } else { dim }];
     each_row(out, dim, x.len(), threads, scratch, |squares, i, o| {
         let row = &x[i * dim..(i + 1) * dim];
-        let r = rms_root(row, squares, eps);
-        for ((o, &v), &s) in o.iter_mut().zip(row).zip(scale) {
-            *o = v / r * s;
-        }
+        let r = rms_root(row, squares, eps, avx2);
+        div_scale(row, r, scale, o, avx2);
     })
 }
 
@@ -131,13 +179,12 @@ pub fn add_rms_norm(
             y.len()
         )));
     }
-    let scratch = || vec![0f32; dim];
+    let avx2 = avx2_rows();
+    let scratch = || vec![0f32; if avx2 { 0 } else { dim }];
     each_row(h, dim, y.len(), threads, scratch, |squares, i, hr| {
         let row = &y[i * dim..(i + 1) * dim];
-        let r = rms_root(row, squares, eps);
-        for ((hv, &v), &s) in hr.iter_mut().zip(row).zip(scale) {
-            *hv += v / r * s;
-        }
+        let r = rms_root(row, squares, eps, avx2);
+        add_div_scale(hr, row, r, scale, avx2);
     })
 }
 
@@ -191,15 +238,14 @@ pub fn qk_norm_rope(
     }
     let cols = qkv.len() / n;
     let half = head_dim / 2;
+    let avx2 = avx2_rows();
     // Output row g · n + t is head g of token t.
     let head = |(squares, y): &mut (Vec<f32>, Vec<f32>), i: usize, o: &mut [f32]| {
         let (g, t) = (i / n, i % n);
         let sc = &scale[g * head_dim..(g + 1) * head_dim];
         let x = &qkv[t * cols + g * head_dim..t * cols + (g + 1) * head_dim];
-        let r = rms_root(x, squares, eps);
-        for ((yv, &v), &s) in y.iter_mut().zip(x).zip(sc) {
-            *yv = v / r * s;
-        }
+        let r = rms_root(x, squares, eps, avx2);
+        div_scale(x, r, sc, y, avx2);
         let (c, s) = (
             &cos[t * head_dim..(t + 1) * head_dim],
             &sin[t * head_dim..(t + 1) * head_dim],
@@ -521,7 +567,7 @@ mod tests {
             let mut want = vec![0f32; n * dim];
             let mut squares = vec![0f32; dim];
             for (row, o) in x.chunks(dim).zip(want.chunks_mut(dim)) {
-                let r = rms_root(row, &mut squares, 1e-6);
+                let r = rms_root(row, &mut squares, 1e-6, false);
                 for ((o, &v), &s) in o.iter_mut().zip(row).zip(&scale) {
                     *o = v / r * s;
                 }
@@ -535,6 +581,38 @@ mod tests {
             // A bad pool size is refused on either side of the split.
             let mut got = vec![0f32; n * dim];
             assert!(rms_norm(&x, &scale, 1e-6, &mut got, Some(0)).is_err());
+        }
+    }
+
+    #[test]
+    fn the_avx2_row_kernels_give_the_portable_bits() {
+        if !avx2_rows() {
+            return; // the portable forms are the only ones here
+        }
+        // Fewer than eight values, one block of at most 128 with and without a tail, and the
+        // recursive halves above 128 (numpy's split on multiples of eight).
+        for (k, dim) in [1, 7, 8, 13, 64, 127, 128, 129, 256, 640, 1000, 2048]
+            .into_iter()
+            .enumerate()
+        {
+            let x = values(dim, 30 + k as u64);
+            let scale = values(dim, 50 + k as u64);
+            let mut squares = vec![0f32; dim];
+            let (a, b) = (
+                sum_squares(&x, &mut squares, false),
+                sum_squares(&x, &mut squares, true),
+            );
+            assert_eq!(a.to_bits(), b.to_bits(), "sum of squares, dim {dim}");
+            let r = rms_root(&x, &mut squares, 1e-6, false);
+            let (mut o1, mut o2) = (vec![0f32; dim], vec![0f32; dim]);
+            div_scale(&x, r, &scale, &mut o1, false);
+            div_scale(&x, r, &scale, &mut o2, true);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&o1), bits(&o2), "x / r * scale, dim {dim}");
+            let (mut h1, mut h2) = (values(dim, 70 + k as u64), values(dim, 70 + k as u64));
+            add_div_scale(&mut h1, &x, r, &scale, false);
+            add_div_scale(&mut h2, &x, r, &scale, true);
+            assert_eq!(bits(&h1), bits(&h2), "h += x / r * scale, dim {dim}");
         }
     }
 }
