@@ -57,7 +57,8 @@ impl PyQ8Matrix {
         let (xa, m) = input_rows(x, self.inner.cols())?;
         let xs = xa.as_slice();
         let rows = self.inner.rows();
-        let mut out = NewArray::<f32>::new(py, &[m, rows], true)?;
+        // Every element is written (each (input, row) by exactly one task): no zeroing pass.
+        let mut out = NewArray::<f32>::new(py, &[m, rows], false)?;
         let os = out.as_mut_slice();
         py.detach(|| pool::run_in(threads, || self.inner.matmul(xs, m, os)))??;
         Ok(out.finish())
@@ -130,7 +131,7 @@ pub fn q8_matmul_stacked<'py>(
     let xa = readonly::<f32>(x, "x", 2)?;
     let (m, xs) = (xa.shape()[0], xa.as_slice());
     let rows: usize = inner.iter().map(|w| w.rows()).sum();
-    let mut out = NewArray::<f32>::new(py, &[m, rows], true)?;
+    let mut out = NewArray::<f32>::new(py, &[m, rows], false)?; // every element is written
     let os = out.as_mut_slice();
     py.detach(|| pool::run_in(threads, || q8::matmul_stacked(&inner, xs, m, os)))??;
     Ok(out.finish())
@@ -161,7 +162,7 @@ pub fn rms_norm<'py>(
     let sa = readonly::<f32>(scale, "scale", 1)?;
     let (xa, n) = input_rows(x, sa.len())?;
     let (xs, ss) = (xa.as_slice(), sa.as_slice());
-    let mut out = NewArray::<f32>::new(py, &[n, ss.len()], true)?;
+    let mut out = NewArray::<f32>::new(py, &[n, ss.len()], false)?; // every row is written
     let os = out.as_mut_slice();
     py.detach(|| layer::rms_norm(xs, ss, eps, os, threads))?;
     Ok(out.finish())
@@ -223,7 +224,7 @@ pub fn qk_norm_rope<'py>(
     let shape = layer::QkShape { n, heads, head_dim };
     let (qs, ss) = (qa.as_slice(), sa.as_slice());
     let (cs, ns) = (ca.as_slice(), na.as_slice());
-    let mut out = NewArray::<f32>::new(py, &[heads, n, head_dim], true)?;
+    let mut out = NewArray::<f32>::new(py, &[heads, n, head_dim], false)?; // every row is written
     let os = out.as_mut_slice();
     py.detach(|| layer::qk_norm_rope(qs, shape, ss, cs, ns, eps, os, threads))?;
     Ok(out.finish())
