@@ -68,7 +68,7 @@ fn block_dots(neg: __m256i, xu: __m256i, w: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(neg, xu, w)
 }
 
-/// Four weight rows by four input rows: `out[i][j] = Σ_b s_w[i][b] · s_x[j][b] · Σ x_j · w_i`, in
+/// Four weight rows by four input rows: `out[j][i] = Σ_b s_w[i][b] · s_x[j][b] · Σ x_j · w_i`, in
 /// the AVX2 2×4 tile's order (per lane `fma(partial sum, s_w · s_x, acc)` block by block, then its
 /// horizontal sum), so the results are its bits.
 ///
@@ -150,7 +150,9 @@ pub unsafe fn tile_4x4(
         }
         b0 += n;
     }
-    acc.map(|[a, b, c, d]| hsum4(a, b, c, d))
+    // Per input row j, the sums of the four weight rows side by side (one 16-byte store for the
+    // caller): `hsum4` does the same additions for each of its four vectors in any slot.
+    std::array::from_fn(|j| hsum4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]))
 }
 
 /// The integer sum of `x · w` of every block, computed the way [`tile_4x4`] does (offset input,

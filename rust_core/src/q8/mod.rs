@@ -452,10 +452,16 @@ impl Q8Matrix {
                 ];
                 let mut t = 0;
                 while t + 4 <= m {
-                    for (i, sums) in v.tile(wc, neg, ws, xs, t, cols).into_iter().enumerate() {
-                        for (j, s) in sums.into_iter().enumerate() {
-                            put(t + j, r + i, s);
-                        }
+                    for (j, sums) in v.tile(wc, neg, ws, xs, t, cols).into_iter().enumerate() {
+                        debug_assert!(t + j < m && r + 4 <= rows);
+                        // SAFETY: as for `put`, for the four adjacent rows r..r + 4 of input t + j.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                sums.as_ptr(),
+                                dst.get().add((t + j) * stride + offset + r),
+                                4,
+                            )
+                        };
                     }
                     t += 4;
                 }
@@ -664,7 +670,7 @@ impl Vnni {
     }
 
     /// Weight rows `wc` (with their corrections `neg` and scales `ws`) against inputs `t..t + 4`
-    /// (scales `xs`, `m × cols / 32`).
+    /// (scales `xs`, `m × cols / 32`): per input, the four rows' sums.
     #[allow(unused_variables)]
     fn tile(
         &self,
