@@ -324,46 +324,39 @@ pub unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
     }
 }
 
-/// numpy's pairwise sum of the squares of `a` ([`super::layer::pairwise_sum`] of `v · v`), its
-/// eight running sums in one vector: each square rounded, then added, in numpy's order, so the
-/// same bits as squaring into a buffer and summing that.
+/// [`super::layer::pairwise`]'s block sum of the squares of `a` (at most 128 values), its eight
+/// running sums in one vector: each square rounded, then added, in numpy's order, so the same bits
+/// as squaring into a buffer and summing that with [`super::layer::pairwise_sum`].
 ///
 /// # Safety
 /// AVX2 available.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn pairwise_sum_squares(a: &[f32]) -> f32 {
+pub unsafe fn block_sum_squares(a: &[f32]) -> f32 {
     let n = a.len();
+    debug_assert!(n <= 128);
     if n < 8 {
         return a.iter().fold(-0.0f32, |r, &v| r + v * v);
     }
-    if n <= 128 {
-        let p = a.as_ptr();
-        let whole = n - n % 8;
-        // SAFETY: every load covers values [i, i + 8) with i + 8 <= whole <= n.
-        let lanes = unsafe {
-            let first = _mm256_loadu_ps(p);
-            let mut r = _mm256_mul_ps(first, first);
-            let mut i = 8;
-            while i < whole {
-                let v = _mm256_loadu_ps(p.add(i));
-                r = _mm256_add_ps(r, _mm256_mul_ps(v, v));
-                i += 8;
-            }
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), r);
-            lanes
-        };
-        let r = lanes;
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for &v in &a[whole..] {
-            res += v * v;
+    let p = a.as_ptr();
+    let whole = n - n % 8;
+    let mut r = [0f32; 8];
+    // SAFETY: every load covers values [i, i + 8) with i + 8 <= whole <= n; `r` holds eight f32.
+    unsafe {
+        let first = _mm256_loadu_ps(p);
+        let mut acc = _mm256_mul_ps(first, first);
+        let mut i = 8;
+        while i < whole {
+            let v = _mm256_loadu_ps(p.add(i));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(v, v));
+            i += 8;
         }
-        return res;
+        _mm256_storeu_ps(r.as_mut_ptr(), acc);
     }
-    let mut half = n / 2;
-    half -= half % 8;
-    // SAFETY: the caller's AVX2.
-    unsafe { pairwise_sum_squares(&a[..half]) + pairwise_sum_squares(&a[half..]) }
+    let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for &v in &a[whole..] {
+        res += v * v;
+    }
+    res
 }
 
 /// `out = x / r · scale` value by value (divide, round, multiply), eight at a time.

@@ -17,29 +17,44 @@ use crate::errors::{whole_rows, CoreError, CoreResult};
 /// numpy's pairwise summation of `a` (`pairwise_sum` in its `loops_utils.h`): eight running sums
 /// over blocks of at most 128 values, halves split on multiples of eight above that.
 pub fn pairwise_sum(a: &[f32]) -> f32 {
+    pairwise(a, &block_sum)
+}
+
+/// numpy's split of a pairwise sum: `block` sums each run of at most 128 values (eight running
+/// sums, then the tail, see [`block_sum`]), the halves above that are split on multiples of eight.
+/// One place for the order every kernel that must give numpy's bits follows.
+pub(super) fn pairwise(a: &[f32], block: &impl Fn(&[f32]) -> f32) -> f32 {
+    let n = a.len();
+    if n <= 128 {
+        return block(a);
+    }
+    let mut half = n / 2;
+    half -= half % 8;
+    pairwise(&a[..half], block) + pairwise(&a[half..], block)
+}
+
+/// numpy's sum of at most 128 values: below eight a plain fold from -0.0; else eight running sums
+/// over the whole groups of eight, combined `((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))`, then
+/// the tail added one by one.
+fn block_sum(a: &[f32]) -> f32 {
     let n = a.len();
     if n < 8 {
         return a.iter().fold(-0.0f32, |r, &v| r + v);
     }
-    if n <= 128 {
-        let mut r: [f32; 8] = std::array::from_fn(|j| a[j]);
-        let whole = n - n % 8;
-        let mut i = 8;
-        while i < whole {
-            for (j, rj) in r.iter_mut().enumerate() {
-                *rj += a[i + j];
-            }
-            i += 8;
+    let mut r: [f32; 8] = std::array::from_fn(|j| a[j]);
+    let whole = n - n % 8;
+    let mut i = 8;
+    while i < whole {
+        for (j, rj) in r.iter_mut().enumerate() {
+            *rj += a[i + j];
         }
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for &v in &a[whole..] {
-            res += v;
-        }
-        return res;
+        i += 8;
     }
-    let mut half = n / 2;
-    half -= half % 8;
-    pairwise_sum(&a[..half]) + pairwise_sum(&a[half..])
+    let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for &v in &a[whole..] {
+        res += v;
+    }
+    res
 }
 
 /// `1 / sqrt(mean(x²) + eps)`'s denominator, `sqrt(mean(x²) + eps)`, as numpy computes it in f32
@@ -56,8 +71,8 @@ fn rms_root(x: &[f32], squares: &mut [f32], eps: f32, avx2: bool) -> f32 {
 fn sum_squares(x: &[f32], squares: &mut [f32], avx2: bool) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
-        // SAFETY: the caller detected AVX2 (see [`avx2_rows`]).
-        return unsafe { super::avx2::pairwise_sum_squares(x) };
+        // SAFETY: the caller detected AVX2 (see [`avx2_rows`]); each block is at most 128 values.
+        return pairwise(x, &|b| unsafe { super::avx2::block_sum_squares(b) });
     }
     let _ = avx2;
     for (s, &v) in squares.iter_mut().zip(x) {

@@ -286,7 +286,8 @@ fn the_vnni_tile_is_the_avx2_tiles_lane_model_bit_for_bit() {
     if !avx512_vnni_available() {
         return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
     }
-    // Odd block counts (the half-vector tail) and even ones, one block to a long row.
+    // One block to a long row: scale-table passes of 16 blocks whole and with a masked tail, and
+    // a second pass of the table past 64 blocks.
     for nb in [1, 2, 3, 16, 17, 20, 21, 64, 70] {
         let cols = nb * BLOCK;
         let w = Q8Matrix::quantize(&random(4 * cols, 60 + nb as u64), 4, cols).expect("quantise");
