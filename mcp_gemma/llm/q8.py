@@ -377,11 +377,11 @@ class Q8Decoder(Gemma3Shape):
         its attention output and MLP products: 4.6% of a prompt's multiply-adds (three of the
         last layer's four products, 1/18 of the model). The last row's value is the one the full
         pass gives, bit for bit: every step after attention is row by row, and a product's row
-        takes the kernel it took in the full pass. The Rust products run four inputs at a time
-        (``tile_2x4``) and the inputs left over one at a time (``row_dot``, another summation
-        order); a whole-tile prompt's last row ran in a tile, so it runs as four copies (one
-        tile, the same per-input arithmetic whatever its place in the tile), and otherwise
-        alone.
+        takes the arithmetic it took in the full pass. The Rust products of four or more inputs
+        give each (weight row, input) pair one fixed sum whatever the kernel or grouping (the
+        prompt contract, ``portable_block_fma``), and products of fewer inputs another summation
+        order (``row_dot``); so the last row runs as four copies where the full pass had four or
+        more rows, and alone otherwise.
         """
         import numpy as np
 
@@ -409,7 +409,7 @@ class Q8Decoder(Gemma3Shape):
             window = self.window if layer.sliding else None
             attn = gqa_attention(q, self._k[i], self._v[i], start, window, self.scale, threads)
             if i == final and rows == _LAST:
-                copies = 4 if n % 4 == 0 else 1  # the kernel the last row took in the full pass
+                copies = 4 if n >= 4 else 1  # the arithmetic the last row took in the full pass
                 attn, h = np.repeat(attn[-1:], copies, axis=0), np.repeat(h[-1:], copies, axis=0)
             o = layer.o.matmul(np.ascontiguousarray(attn), threads)
             h = add_rms_norm(h, o, layer.norms[1], eps, threads)

@@ -252,16 +252,26 @@ async def test_run_agent_refuses_unknown_tools(settings: Settings) -> None:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize("dtype", ["float32", "auto"])
 async def test_run_agent_with_local_gemma(
-    settings: Settings, root: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, root: Path, monkeypatch: pytest.MonkeyPatch, dtype: str
 ) -> None:
-    """The real Gemma 270M drives the loop, its actions decoded under the tools' grammar: a two-step
-    task (the year from the date tool, then the calculator) ends with the right number."""
+    """The real Gemma 270M drives the loop, its actions decoded under the tools' grammar, on a
+    two-step task: the date tool, then the calculator on an expression, then the calculator's result
+    as the answer.
+
+    With float32 weights (the model's own numerics) the greedy run writes ``17*23 + 2026`` and
+    answers 2417. The shipped int8 path (``auto``) runs the same loop, but which expression the base
+    model writes is a near-tie: in float32 the year's second digit leads the alternative by 0.6 of a
+    logit, and int8 activations move every logit by ~0.14 on average (the same in the int8 products'
+    summation orders before and after the prompt products' contract changed), so a change in the
+    last bits of any sum can flip it; its arithmetic is not asserted, the loop is."""
     local = load_settings(
         data_dir=settings.data_dir,
         redis_url=settings.redis_url.get_secret_value() if settings.redis_url else None,
         namespace=settings.namespace,
         agent={"max_new_tokens": 120},
+        gemma={"dtype": dtype},
     )
     progress: list[tuple[float, Any, Any]] = []
 
@@ -285,7 +295,6 @@ async def test_run_agent_with_local_gemma(
     assert not result.is_error, result.content
     report = result.structured_content
     assert report["brain"] == "local:gemma3-270m-gguf" and report["tools"] == ["calculator", "get_datetime"]
-    assert (report["answer"], report["stop_reason"]) == (str(17 * 23 + year), "answer")
     steps = report["steps"]
     assert [(s["tool"], s["status"]) for s in steps] == [
         ("get_datetime", "ok"),
@@ -293,7 +302,12 @@ async def test_run_agent_with_local_gemma(
         (None, "answer"),
     ]
     assert steps[0]["arguments"] == {"timezone": "UTC"}
-    assert steps[1]["arguments"] == {"expression": f"17*23 + {year}"}
+    computed = json.loads(steps[1]["observation"])
+    assert computed["expression"] == steps[1]["arguments"]["expression"]
+    assert (report["answer"], report["stop_reason"]) == (str(computed["result"]), "answer")
+    if dtype == "float32":
+        assert steps[1]["arguments"] == {"expression": f"17*23 + {year}"}
+        assert report["answer"] == str(17 * 23 + year)
     for step in steps:  # every action is the grammar's JSON: a registered name, schema-valid input
         action = json.loads(step["raw_output"])
         assert list(action) == ["thought", "action", "action_input"] and step["repairs"] == []

@@ -58,136 +58,66 @@ pub unsafe fn row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
 /// past the end of the codes is harmless: it never faults.
 const PREFETCH: usize = 4096;
 
-/// The four lane sums of `a`, `b`, `c`, `d` as one vector.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(super) fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
-    let ab = _mm256_hadd_ps(a, b);
-    let cd = _mm256_hadd_ps(c, d);
-    let abcd = _mm256_hadd_ps(ab, cd);
-    let s = _mm_add_ps(
-        _mm256_castps256_ps128(abcd),
-        _mm256_extractf128_ps::<1>(abcd),
-    );
-    let mut out = [0f32; 4];
-    // SAFETY: `out` holds four f32.
-    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
-    out
-}
-
-/// Blocks per pass of [`tile_2x4`]: the scale products of a pass fit a 2 KiB table on the stack.
-const SCALE_PASS: usize = 64;
-
+/// Two weight rows by four input rows under the prompt products' contract
+/// ([`super::kernels::portable_block_fma`], bit for bit): per block the eight `(row, input)`
+/// pairs' lane sums (`maddubs` + `madd`) are reduced to their exact integer sums in one vector
+/// (`hadd` twice, then the two 128-bit halves added), converted, and multiply-added with the eight
+/// scale products into one accumulator. `out[4i + j]` is row i by input j. The rows and inputs
+/// may repeat (a caller pads a short tile with copies and ignores their results).
+///
 /// # Safety
-/// AVX2 + FMA available; both rows of `wc` hold `cols` codes and of `ws` `nb = cols / 32`
-/// scales; `qc` holds 4 rows of `cols` codes and `qs` 4 rows of `nb` scales.
+/// AVX2 + FMA available; each `w[i]` and `q[j]` points to `nb * 32` readable codes, `ws[i]` holds
+/// `nb` scales and `sx4` `4 * nb` (input j's scale of block b at `4b + j`).
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn tile_2x4(wc: [&[i8]; 2], ws: [&[f32]; 2], qc: &[i8], qs: &[f32]) -> [[f32; 4]; 2] {
-    let (nb, cols) = (ws[0].len(), wc[0].len());
+pub unsafe fn tile_2x4_exact(
+    w: [*const i8; 2],
+    ws: [&[f32]; 2],
+    q: [*const i8; 4],
+    sx4: &[f32],
+    nb: usize,
+) -> [f32; 8] {
+    debug_assert!(ws[0].len() >= nb && ws[1].len() >= nb && sx4.len() >= 4 * nb);
     let ones = _mm256_set1_epi16(1);
-    let mut acc0 = [_mm256_setzero_ps(); 4];
-    let mut acc1 = [_mm256_setzero_ps(); 4];
-    let (w0, w1, q) = (wc[0].as_ptr(), wc[1].as_ptr(), qc.as_ptr());
-    // The eight products `ws[i][b] · qs[j][b]` of a block, computed eight blocks per multiply
-    // ahead of the integer work (the same f32 products as one at a time), so the inner loop
-    // takes each one as a broadcast load instead of a scalar multiply and a register broadcast.
-    // Left uninitialised (zeroing it cost ~8% of a prefill product): every slot read below is
-    // written first.
-    let mut table = std::mem::MaybeUninit::<[f32; 8 * SCALE_PASS]>::uninit();
-    let d = table.as_mut_ptr().cast::<f32>();
-    let mut b0 = 0;
-    while b0 < nb {
-        let n = SCALE_PASS.min(nb - b0);
-        // Lanes past the pass's last block load as zero (masked), and land in table slots the
-        // inner loop never reads: the table row holds SCALE_PASS slots and b + 8 <= SCALE_PASS.
-        for k in 0..8 {
-            // SAFETY: row k of the table starts k * SCALE_PASS slots in.
-            let row = unsafe { d.add(k * SCALE_PASS) };
-            let sw = ws[k / 4][b0..b0 + n].as_ptr();
-            let sx = qs[(k % 4) * nb + b0..(k % 4) * nb + b0 + n].as_ptr();
-            let mut b = 0;
-            // SAFETY: full loads stay below n; the last, partial one is masked to lanes below n.
-            unsafe {
-                while b < n {
-                    let (x, y) = if b + 8 <= n {
-                        (_mm256_loadu_ps(sw.add(b)), _mm256_loadu_ps(sx.add(b)))
-                    } else {
-                        let mask = _mm256_cmpgt_epi32(
-                            _mm256_set1_epi32((n - b) as i32),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                        );
-                        (
-                            _mm256_maskload_ps(sw.add(b), mask),
-                            _mm256_maskload_ps(sx.add(b), mask),
-                        )
-                    };
-                    _mm256_storeu_ps(row.add(b), _mm256_mul_ps(x, y));
-                    b += 8;
-                }
-            }
-        }
-        let dp = d.cast_const();
-        // SAFETY: block b0 + b covers [32(b0 + b), 32(b0 + b) + 32) of each weight row and of
-        // each input row j at offset j * cols, all inside their slices; b < n <= SCALE_PASS
-        // indexes each of the eight rows of `d`.
-        unsafe {
-            for b in 0..n {
-                let at = (b0 + b) * BLOCK;
-                let vw0 = _mm256_loadu_si256(w0.add(at).cast());
-                let vw1 = _mm256_loadu_si256(w1.add(at).cast());
-                // |w| once per weight block; the input takes w's signs (maddubs: u8 × i8).
-                let aw0 = _mm256_abs_epi8(vw0);
-                let aw1 = _mm256_abs_epi8(vw1);
-                for j in 0..4 {
-                    let vq = _mm256_loadu_si256(q.add(j * cols + at).cast());
-                    let p0 = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(aw0, _mm256_sign_epi8(vq, vw0)),
-                        ones,
-                    );
-                    let p1 = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(aw1, _mm256_sign_epi8(vq, vw1)),
-                        ones,
-                    );
-                    let d0 = _mm256_broadcast_ss(&*dp.add(j * SCALE_PASS + b));
-                    let d1 = _mm256_broadcast_ss(&*dp.add((4 + j) * SCALE_PASS + b));
-                    acc0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), d0, acc0[j]);
-                    acc1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), d1, acc1[j]);
-                }
-            }
-        }
-        b0 += n;
-    }
-    [
-        hsum4(acc0[0], acc0[1], acc0[2], acc0[3]),
-        hsum4(acc1[0], acc1[1], acc1[2], acc1[3]),
-    ]
-}
-
-/// # Safety
-/// AVX2 + FMA available; `qc` holds 4 rows of `wc.len()` codes, `qs` 4 rows of `ws.len()` scales.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> [f32; 4] {
-    let (nb, cols) = (ws.len(), wc.len());
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let (w, q) = (wc.as_ptr(), qc.as_ptr());
-    // SAFETY: block b of row j lies at [j * cols + 32b, j * cols + 32b + 32) inside `qc`,
-    // and at [32b, 32b + 32) inside `wc`; scale indices stay below 4 * nb.
+    let mut acc = _mm256_setzero_ps();
+    // SAFETY: block b covers bytes [32b, 32b + 32) of every row, inside their `nb * 32` codes;
+    // scale indices stay below `nb` and `4 * nb`.
     unsafe {
         for b in 0..nb {
-            let vw = _mm256_loadu_si256(w.add(b * BLOCK).cast());
-            let sw = *ws.get_unchecked(b);
-            for (j, a) in acc.iter_mut().enumerate() {
-                let vq = _mm256_loadu_si256(q.add(j * cols + b * BLOCK).cast());
-                let p = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_abs_epi8(vq), _mm256_sign_epi8(vw, vq)),
-                    ones,
-                );
-                let d = _mm256_set1_ps(sw * *qs.get_unchecked(j * nb + b));
-                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, *a);
-            }
+            let at = b * BLOCK;
+            let vw0 = _mm256_loadu_si256(w[0].add(at).cast());
+            let vw1 = _mm256_loadu_si256(w[1].add(at).cast());
+            // |w| once per weight block; the input takes w's signs (maddubs: u8 × i8).
+            let (aw0, aw1) = (_mm256_abs_epi8(vw0), _mm256_abs_epi8(vw1));
+            let vq: [__m256i; 4] = std::array::from_fn(|j| _mm256_loadu_si256(q[j].add(at).cast()));
+            let p0 = vq.map(|x| {
+                _mm256_madd_epi16(_mm256_maddubs_epi16(aw0, _mm256_sign_epi8(x, vw0)), ones)
+            });
+            let p1 = vq.map(|x| {
+                _mm256_madd_epi16(_mm256_maddubs_epi16(aw1, _mm256_sign_epi8(x, vw1)), ones)
+            });
+            // Per 128-bit half: [input 0, 1, 2, 3] sums of that half's four lanes, row 0 in g0.
+            let g0 = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(p0[0], p0[1]),
+                _mm256_hadd_epi32(p0[2], p0[3]),
+            );
+            let g1 = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(p1[0], p1[1]),
+                _mm256_hadd_epi32(p1[2], p1[3]),
+            );
+            let sums = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(g0, g1),
+                _mm256_permute2x128_si256::<0x31>(g0, g1),
+            );
+            let sw = _mm256_set_m128(
+                _mm_set1_ps(*ws[1].get_unchecked(b)),
+                _mm_set1_ps(*ws[0].get_unchecked(b)),
+            );
+            let d = _mm256_mul_ps(sw, _mm256_broadcast_ps(&*sx4.as_ptr().add(4 * b).cast()));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
         }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        out
     }
 }
 

@@ -20,51 +20,27 @@ pub(super) fn row_dot(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32], avx2: bool) 
     portable_row_dot(wc, ws, qc, qs)
 }
 
-/// One weight row against four consecutive quantised input rows (`qc`: 4 × cols, `qs`: 4 × blocks).
-#[inline]
-pub(super) fn row_dot4(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32], avx2: bool) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
+/// The prompt products' reference (products of four or more input rows, see `Q8Matrix::matmul`):
+/// each block's exact integer sum, times the block's scale product `s_w · s_x` rounded to f32,
+/// fused-multiply-added into one accumulator block after block. Every kernel of such products
+/// computes exactly this for each (weight row, input row) pair, whatever it groups them by.
+pub fn portable_block_fma(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for (((w, x), sw), sx) in wc
+        .chunks_exact(BLOCK)
+        .zip(qc.chunks_exact(BLOCK))
+        .zip(ws)
+        .zip(qs)
     {
-        if avx2 {
-            // SAFETY: AVX2 and FMA were detected at run time; `qc` holds 4 rows of `wc.len()`
-            // codes and `qs` 4 rows of `ws.len()` scales.
-            return unsafe { avx2::row_dot4(wc, ws, qc, qs) };
-        }
+        // At most 32 · 127² in magnitude: exact in f32.
+        let dot: i32 = w
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        acc = (dot as f32).mul_add(sw * sx, acc);
     }
-    let _ = avx2;
-    let (cols, nb) = (wc.len(), ws.len());
-    std::array::from_fn(|j| {
-        portable_row_dot(
-            wc,
-            ws,
-            &qc[j * cols..(j + 1) * cols],
-            &qs[j * nb..(j + 1) * nb],
-        )
-    })
-}
-
-/// Two weight rows against four consecutive quantised input rows: `[row 0 sums, row 1 sums]`.
-#[inline]
-pub(super) fn tile_2x4(
-    wc: [&[i8]; 2],
-    ws: [&[f32]; 2],
-    qc: &[i8],
-    qs: &[f32],
-    avx2: bool,
-) -> [[f32; 4]; 2] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2 {
-            // SAFETY: AVX2 and FMA were detected at run time; both weight rows hold `cols` codes
-            // and `nb` scales, `qc` 4 rows of `cols` codes and `qs` 4 rows of `nb` scales.
-            return unsafe { avx2::tile_2x4(wc, ws, qc, qs) };
-        }
-    }
-    let _ = avx2;
-    [
-        row_dot4(wc[0], ws[0], qc, qs, false),
-        row_dot4(wc[1], ws[1], qc, qs, false),
-    ]
+    acc
 }
 
 /// Reference kernel (also the fallback): exact integer block sums, scaled in f32.

@@ -24,20 +24,29 @@ pub mod layer;
 #[cfg(test)]
 mod tests;
 
-pub use kernels::portable_row_dot;
-use kernels::{row_dot, row_dot4, tile_2x4};
+use kernels::row_dot;
+pub use kernels::{portable_block_fma, portable_row_dot};
 
 /// Weights per scale.
 pub const BLOCK: usize = 32;
 /// Largest code magnitude (keeps the AVX2 `maddubs` path free of saturation).
 const QMAX: f32 = 127.0;
+/// Products of at least this many input rows (a prompt's) give each (weight row, input row) pair
+/// [`portable_block_fma`]'s bits, whatever the kernel and however it groups the pairs; fewer (a
+/// decode step's one row) run row by row with `row_dot`, another summation order that streams a
+/// weight row once per input.
+pub const PROMPT_INPUTS: usize = 4;
+/// Inputs from which the AVX-512 VNNI kernel packs its weight rows: below, packing a group costs
+/// more than the products it speeds up.
+const VNNI_MIN_INPUTS: usize = 16;
 /// Below this many multiply-adds a product runs on the calling thread (a pool hand-off costs more).
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// The kernels the int8 products of several input rows run with on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Q8Level {
-    /// AVX-512 F/BW/VL/VNNI 4×4 tiles (`vpdpbusd`), with the AVX2 kernels for the remainders.
+    /// AVX-512 F/BW/VL/VNNI: sixteen packed weight rows by up to eight inputs (`vpdpbusd`), with
+    /// the AVX2 kernels for products of few inputs.
     Avx512Vnni,
     /// AVX2 + FMA (`vpmaddubsw`) 2×4 tiles.
     Avx2,
@@ -412,8 +421,8 @@ impl Q8Matrix {
     }
 
     /// Rows `[r0, r1)` of this matrix against the quantised inputs: `out[t · stride + offset + r]`
-    /// for each input t. The kernel a row takes depends only on `m` and on `r - r0`'s place in
-    /// the range (pairs from `r0`), so callers that cut the same ranges get the same bits.
+    /// for each input t. Every (row, input) pair's bits depend only on `m` (see
+    /// [`PROMPT_INPUTS`]), not on the range or on the kernel, so any cut gives the same products.
     fn rows_into(
         &self,
         inp: &Inputs,
@@ -425,9 +434,7 @@ impl Q8Matrix {
     ) {
         let (m, cols, rows) = (inp.m, self.cols, self.rows);
         let nb = cols / BLOCK;
-        let (xq, xs, avx2) = (&inp.xq, &inp.xs, inp.level != Q8Level::Portable);
-        // Room for up to four rows' scales where they are held as binary16.
-        let mut bufs: [Vec<f32>; 4] = std::array::from_fn(|_| self.scales.scratch(nb));
+        let (xq, xs) = (&inp.xq, &inp.xs);
         let put = |t: usize, r: usize, v: f32| {
             debug_assert!(t < m && r < rows);
             // SAFETY: t < m and r < rows index inside `out` (m rows of `stride` values, this
@@ -435,94 +442,114 @@ impl Q8Matrix {
             // owning row r.
             unsafe { *dst.get().add(t * stride + offset + r) = v }
         };
-        let mut r = r0;
+        let mut buf = self.scales.scratch(nb);
+        if m < PROMPT_INPUTS {
+            let avx2 = inp.level != Q8Level::Portable;
+            for r in r0..r1 {
+                let (wc, ws) = (self.row_codes(r), self.row_scales(r, &mut buf));
+                for t in 0..m {
+                    let (qc, qs) = (&xq[t * cols..(t + 1) * cols], &xs[t * nb..(t + 1) * nb]);
+                    put(t, r, row_dot(wc, ws, qc, qs, avx2));
+                }
+            }
+            return;
+        }
+        #[cfg(all(target_arch = "x86_64", q8_avx512))]
         if let Some(v) = &inp.vnni {
-            // Four weight rows by four inputs per pass; leftover inputs row by row. The weight
-            // rows' corrections are computed once for all the inputs.
-            let mut neg = vec![0i32; cols];
-            while r + 4 <= r1 {
-                let wc: [&[i8]; 4] = std::array::from_fn(|i| self.row_codes(r + i));
-                let neg = v.corrections(wc, &mut neg);
-                let [b0, b1, b2, b3] = &mut bufs;
-                let ws: [&[f32]; 4] = [
-                    self.row_scales(r, b0),
-                    self.row_scales(r + 1, b1),
-                    self.row_scales(r + 2, b2),
-                    self.row_scales(r + 3, b3),
+            self.rows_vnni(inp, v, r0, r1, dst.offset(offset), stride);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if inp.level != Q8Level::Portable {
+            // Two weight rows by four inputs per pass: each loaded block feeds eight products. A
+            // short last pass repeats its last row or input and drops those results.
+            let mut buf1 = self.scales.scratch(nb);
+            for r in (r0..r1).step_by(2) {
+                let r_1 = (r + 1).min(r1 - 1);
+                let ws = [
+                    self.row_scales(r, &mut buf),
+                    self.row_scales(r_1, &mut buf1),
                 ];
-                let mut t = 0;
-                while t + 4 <= m {
-                    for (j, sums) in v.tile(wc, neg, ws, xs, t, cols).into_iter().enumerate() {
-                        debug_assert!(t + j < m && r + 4 <= rows);
-                        // SAFETY: as for `put`, for the four adjacent rows r..r + 4 of input t + j.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                sums.as_ptr(),
-                                dst.get().add((t + j) * stride + offset + r),
-                                4,
-                            )
-                        };
-                    }
-                    t += 4;
-                }
-                for t in t..m {
-                    let qc = &xq[t * cols..(t + 1) * cols];
-                    let qs = &xs[t * nb..(t + 1) * nb];
-                    for i in 0..4 {
-                        put(t, r + i, row_dot(wc[i], ws[i], qc, qs, avx2));
+                let w = [self.row_codes(r).as_ptr(), self.row_codes(r_1).as_ptr()];
+                for (g, sx4) in inp.sx4.chunks_exact(4 * nb).enumerate() {
+                    let q = std::array::from_fn(|j| xq[(4 * g + j).min(m - 1) * cols..].as_ptr());
+                    // SAFETY: AVX2 and FMA were detected (every level above portable implies
+                    // them); each row and input holds `cols = 32 · nb` codes, each row `nb`
+                    // scales, and `sx4` is this group's `4 · nb` input scales.
+                    let v = unsafe { avx2::tile_2x4_exact(w, ws, q, sx4, nb) };
+                    for j in 0..4.min(m - 4 * g) {
+                        put(4 * g + j, r, v[j]);
+                        if r_1 > r {
+                            put(4 * g + j, r_1, v[4 + j]);
+                        }
                     }
                 }
-                r += 4;
+            }
+            return;
+        }
+        for r in r0..r1 {
+            let (wc, ws) = (self.row_codes(r), self.row_scales(r, &mut buf));
+            for t in 0..m {
+                let (qc, qs) = (&xq[t * cols..(t + 1) * cols], &xs[t * nb..(t + 1) * nb]);
+                put(t, r, portable_block_fma(wc, ws, qc, qs));
             }
         }
-        // Two weight rows by four inputs per pass: each loaded block feeds eight products.
-        while m >= 4 && r + 2 <= r1 {
-            let (w0, w1) = (self.row_codes(r), self.row_codes(r + 1));
-            let [b0, b1, ..] = &mut bufs;
-            let (s0, s1) = (self.row_scales(r, b0), self.row_scales(r + 1, b1));
-            let mut t = 0;
-            while t + 4 <= m {
-                let qc = &xq[t * cols..(t + 4) * cols];
-                let qs = &xs[t * nb..(t + 4) * nb];
-                let [a, b] = tile_2x4([w0, w1], [s0, s1], qc, qs, avx2);
-                for j in 0..4 {
-                    put(t + j, r, a[j]);
-                    put(t + j, r + 1, b[j]);
+    }
+
+    /// [`Q8Matrix::rows_into`] on the AVX-512 VNNI kernel: groups of sixteen rows packed once
+    /// (a short last group repeats its last row and stores only its own lanes), then eight
+    /// inputs per pass and the rest four, two and one at a time. `dst` points at row 0 of this
+    /// matrix in output row 0.
+    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    fn rows_vnni(&self, inp: &Inputs, v: &Vnni, r0: usize, r1: usize, dst: OutPtr, stride: usize) {
+        use avx512::GROUP;
+        let (m, cols) = (inp.m, self.cols);
+        let nb = cols / BLOCK;
+        let mut pw = vec![0u8; GROUP * cols];
+        let mut sw = vec![0f32; GROUP * nb];
+        let mut buf = self.scales.scratch(nb);
+        let mut r = r0;
+        while r < r1 {
+            let valid = (r1 - r).min(GROUP);
+            let offsets: [i32; GROUP] = std::array::from_fn(|i| (i.min(valid - 1) * cols) as i32);
+            // SAFETY: AVX-512 F/BW/VL/VNNI were detected (`Vnni::prepare`); rows r..r + valid
+            // hold `cols` codes each from `r · cols`, and `pw` holds 16 · cols bytes.
+            unsafe { avx512::pack(self.codes[r * cols..].as_ptr(), &offsets, cols, &mut pw) };
+            for i in 0..GROUP {
+                let s = self.row_scales(r + i.min(valid - 1), &mut buf);
+                for (b, &x) in s.iter().enumerate() {
+                    sw[b * GROUP + i] = x;
                 }
-                t += 4;
             }
-            for t in t..m {
-                let qc = &xq[t * cols..(t + 1) * cols];
-                let qs = &xs[t * nb..(t + 1) * nb];
-                put(t, r, row_dot(w0, s0, qc, qs, avx2));
-                put(t, r + 1, row_dot(w1, s1, qc, qs, avx2));
-            }
-            r += 2;
-        }
-        for r in r..r1 {
-            let (wc, ws) = (self.row_codes(r), self.row_scales(r, &mut bufs[0]));
+            let mask = (u32::MAX >> (32 - valid)) as u16;
             let mut t = 0;
-            while t + 4 <= m {
-                let qc = &xq[t * cols..(t + 4) * cols];
-                let qs = &xs[t * nb..(t + 4) * nb];
-                for (j, v) in row_dot4(wc, ws, qc, qs, avx2).into_iter().enumerate() {
-                    put(t + j, r, v);
-                }
-                t += 4;
-            }
-            for t in t..m {
-                put(
-                    t,
-                    r,
-                    row_dot(
-                        wc,
-                        ws,
-                        &xq[t * cols..(t + 1) * cols],
-                        &xs[t * nb..(t + 1) * nb],
-                        avx2,
-                    ),
+            while t < m {
+                let ptrs = (
+                    inp.xq[t * cols..].as_ptr(),
+                    inp.xs[t * nb..].as_ptr(),
+                    v.xc[t * nb..].as_ptr(),
+                    // SAFETY: output row t, this matrix's row r: inside `out` (t < m, r < rows).
+                    unsafe { dst.get().add(t * stride + r) },
                 );
+                let run = match m - t {
+                    8.. => avx512::tile::<8>,
+                    4..=7 => avx512::tile::<4>,
+                    2..=3 => avx512::tile::<2>,
+                    _ => avx512::tile::<1>,
+                };
+                let n = match m - t {
+                    8.. => 8,
+                    4..=7 => 4,
+                    2..=3 => 2,
+                    _ => 1,
+                };
+                // SAFETY: the features as above; inputs t..t + n lie inside the `m × cols` codes,
+                // `m × nb` scales and corrections; rows r..r + valid (the mask's lanes) of
+                // output rows t..t + n are this task's to write.
+                unsafe { run(&pw, &sw, nb, ptrs.0, ptrs.1, ptrs.2, ptrs.3, stride, mask) };
+                t += n;
             }
+            r += valid;
         }
     }
 }
@@ -540,6 +567,10 @@ struct Inputs {
     m: usize,
     xq: Vec<i8>,
     xs: Vec<f32>,
+    /// For the AVX2 prompt tile: the scales of each group of four inputs block-major (input j's
+    /// scale of block b at `4b + j` of its group's `4 · nb`), a short last group repeating its
+    /// last input. Empty where that tile does not run.
+    sx4: Vec<f32>,
     vnni: Option<Vnni>,
     level: Q8Level,
 }
@@ -600,10 +631,24 @@ fn matmul_stacked_with(
             .for_each(quantize_rows);
     }
     let vnni = Vnni::prepare(level, &xq, m);
+    let sx4 = if m >= PROMPT_INPUTS && level != Q8Level::Portable && vnni.is_none() {
+        let mut sx4 = vec![0f32; m.div_ceil(4) * 4 * nb];
+        for (g, group) in sx4.chunks_exact_mut(4 * nb).enumerate() {
+            for (b, four) in group.chunks_exact_mut(4).enumerate() {
+                for (j, s) in four.iter_mut().enumerate() {
+                    *s = xs[(4 * g + j).min(m - 1) * nb + b];
+                }
+            }
+        }
+        sx4
+    } else {
+        Vec::new()
+    };
     let inp = Inputs {
         m,
         xq,
         xs,
+        sx4,
         vnni,
         level,
     };
@@ -613,7 +658,10 @@ fn matmul_stacked_with(
     let mut tasks = Vec::new();
     let mut offset = 0;
     for (i, w) in mats.iter().enumerate() {
-        let chunk = chunk_rows(w.rows, cols * m).next_multiple_of(4).min(w.rows);
+        // Whole VNNI groups of sixteen rows (only a matrix's last group is short).
+        let chunk = chunk_rows(w.rows, cols * m)
+            .next_multiple_of(16)
+            .min(w.rows);
         tasks.extend(
             (0..w.rows)
                 .step_by(chunk)
@@ -636,70 +684,24 @@ fn matmul_stacked_with(
     Ok(())
 }
 
-/// The inputs of a product laid out for the AVX-512 VNNI tile: codes offset to unsigned. `None`
-/// where that kernel does not run.
+/// What the AVX-512 VNNI kernel needs of a product's inputs besides their codes and scales: each
+/// block's correction `-128 Σ x` (see `avx512::corrections`). `None` where that kernel does not
+/// run (another level, or fewer than [`VNNI_MIN_INPUTS`] inputs).
 struct Vnni {
     #[cfg(all(target_arch = "x86_64", q8_avx512))]
-    xu: Vec<u8>,
+    xc: Vec<i32>,
 }
 
 impl Vnni {
     fn prepare(level: Q8Level, xq: &[i8], m: usize) -> Option<Self> {
         #[cfg(all(target_arch = "x86_64", q8_avx512))]
-        if level == Q8Level::Avx512Vnni && m >= 4 {
-            let xu = xq.iter().map(|&q| (q as u8) ^ 0x80).collect();
-            return Some(Self { xu });
+        if level == Q8Level::Avx512Vnni && m >= VNNI_MIN_INPUTS {
+            let mut xc = vec![0i32; xq.len() / BLOCK];
+            avx512::corrections(xq, &mut xc);
+            return Some(Self { xc });
         }
         let _ = (level, xq, m);
         None
-    }
-
-    /// The corrections of weight rows `wc` (see `avx512::corrections`) in `buf` (`4 × cols / 4`
-    /// lanes), one slice per row.
-    #[allow(unused_variables)]
-    fn corrections<'a>(&self, wc: [&[i8]; 4], buf: &'a mut [i32]) -> [&'a [i32]; 4] {
-        let lanes = buf.len() / 4;
-        #[cfg(all(target_arch = "x86_64", q8_avx512))]
-        for (w, out) in wc.iter().zip(buf.chunks_exact_mut(lanes)) {
-            // SAFETY: `prepare` built this only where AVX-512 F/BW/VL/VNNI were detected; each
-            // row holds `4 × lanes` codes (whole blocks).
-            unsafe { avx512::corrections(w, out) };
-        }
-        let buf: &'a [i32] = buf;
-        std::array::from_fn(|i| &buf[i * lanes..(i + 1) * lanes])
-    }
-
-    /// Weight rows `wc` (with their corrections `neg` and scales `ws`) against inputs `t..t + 4`
-    /// (scales `xs`, `m × cols / 32`): per input, the four rows' sums.
-    #[allow(unused_variables)]
-    fn tile(
-        &self,
-        wc: [&[i8]; 4],
-        neg: [&[i32]; 4],
-        ws: [&[f32]; 4],
-        xs: &[f32],
-        t: usize,
-        cols: usize,
-    ) -> [[f32; 4]; 4] {
-        #[cfg(all(target_arch = "x86_64", q8_avx512))]
-        {
-            let nb = cols / BLOCK;
-            // SAFETY: `prepare` built this only where AVX-512 F/BW/VL/VNNI were detected; the
-            // weight rows hold `cols` codes, `cols / 4` corrections and `cols / 32` scales, and
-            // rows t..t + 4 lie inside the `m × cols` codes and `m × nb` scales.
-            unsafe {
-                avx512::tile_4x4(
-                    wc,
-                    neg,
-                    ws,
-                    &self.xu[t * cols..(t + 4) * cols],
-                    &xs[t * nb..(t + 4) * nb],
-                    cols,
-                )
-            }
-        }
-        #[cfg(not(all(target_arch = "x86_64", q8_avx512)))]
-        unreachable!("the VNNI inputs are never prepared without the kernel")
     }
 }
 
@@ -715,6 +717,12 @@ unsafe impl Sync for OutPtr {}
 impl OutPtr {
     fn get(self) -> *mut f32 {
         self.0
+    }
+
+    /// The pointer `n` values further on (inside the same buffer).
+    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    fn offset(self, n: usize) -> Self {
+        Self(self.0.wrapping_add(n))
     }
 }
 

@@ -182,15 +182,20 @@ fn simd_quantisation_gives_the_portable_codes_and_scales_bit_for_bit() {
     }
 }
 
-/// Product shapes `(rows, cols, m)`: rows not a multiple of 4 (VNNI remainder rows), inputs not a
-/// multiple of 4, an odd number of blocks (the VNNI half-vector tail), serial and parallel sizes.
-const SHAPES: [(usize, usize, usize); 6] = [
+/// Product shapes `(rows, cols, m)`: rows not a multiple of 2 or 16 (short last tiles and VNNI
+/// groups), inputs below, at and past the prompt contract's four and the VNNI kernel's sixteen
+/// and not multiples of eight (passes of 4, 2 and 1 inputs), serial and parallel sizes.
+const SHAPES: [(usize, usize, usize); 10] = [
     (33, 96, 9),
     (8, 64, 4),
     (7, 32, 5),
     (301, 640, 13),
     (64, 2048, 8),
     (6, 2240, 5),
+    (33, 96, 16),
+    (17, 64, 23),
+    (301, 640, 27),
+    (40, 2048, 3),
 ];
 
 #[test]
@@ -206,8 +211,8 @@ fn every_level_matches_the_portable_products() {
             let mut got = vec![0.0; m * rows];
             q.matmul_with(&x, m, &mut got, level).expect("matmul");
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                // Same integer sums, scaled and added in another order: f32 roundings apart (int8
-                // noise itself is ~1e-2 of these sums).
+                // Same integer sums, scaled and added in another order for fewer than four
+                // inputs: f32 roundings apart (int8 noise itself is ~1e-2 of these sums).
                 assert!(
                     (a - b).abs() <= 1e-4 * b.abs().max(1.0),
                     "{level:?} {rows}x{cols} m={m} at {i}: {a} vs {b}"
@@ -217,153 +222,90 @@ fn every_level_matches_the_portable_products() {
     }
 }
 
-/// What the AVX2 2×4 tile computes for one weight row and one input, in its order: eight lanes,
-/// each the fused multiply-add of its four-code integer sum by the block's scale product, then
-/// added in pairs as its horizontal sum does.
-fn avx2_tile_lanes(wc: &[i8], ws: &[f32], qc: &[i8], qs: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    for (b, (sw, sx)) in ws.iter().zip(qs).enumerate() {
-        for (l, lane) in lanes.iter_mut().enumerate() {
-            let at = b * BLOCK + 4 * l;
-            let p: i32 = (at..at + 4)
-                .map(|c| i32::from(wc[c]) * i32::from(qc[c]))
-                .sum();
-            *lane = (p as f32).mul_add(sw * sx, *lane);
+/// `portable_block_fma` of every (input, weight row) pair: what every kernel of a product of
+/// [`PROMPT_INPUTS`] or more inputs must give, bit for bit.
+fn prompt_contract(q: &Q8Matrix, x: &[f32], m: usize) -> Vec<f32> {
+    let (rows, cols) = (q.rows(), q.cols());
+    let nb = cols / BLOCK;
+    let xm = Q8Matrix::quantize(x, m, cols).expect("quantise input");
+    let (wc, ws, xc, xs) = (q.codes(), q.scales(), xm.codes(), xm.scales());
+    let mut out = Vec::with_capacity(m * rows);
+    for t in 0..m {
+        for r in 0..rows {
+            out.push(portable_block_fma(
+                &wc[r * cols..(r + 1) * cols],
+                &ws[r * nb..(r + 1) * nb],
+                &xc[t * cols..(t + 1) * cols],
+                &xs[t * nb..(t + 1) * nb],
+            ));
         }
     }
-    let l = lanes;
-    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
-}
-
-/// Every result of a tile (weight row i by input j) is [`avx2_tile_lanes`] of those rows, bit for bit.
-fn assert_tile_is_lane_model<const R: usize>(
-    got: &[[f32; 4]; R],
-    wc: &[i8],
-    ws: &[f32],
-    xc: &[i8],
-    xs: &[f32],
-    nb: usize,
-) {
-    let cols = nb * BLOCK;
-    for (i, row) in got.iter().enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            let want = avx2_tile_lanes(
-                &wc[i * cols..(i + 1) * cols],
-                &ws[i * nb..(i + 1) * nb],
-                &xc[j * cols..(j + 1) * cols],
-                &xs[j * nb..(j + 1) * nb],
-            );
-            assert_eq!(v.to_bits(), want.to_bits(), "nb={nb} row {i} input {j}");
-        }
-    }
+    out
 }
 
 #[test]
-fn the_avx2_tile_is_its_lane_model_bit_for_bit() {
-    if simd_level() != SimdLevel::Avx2 {
-        return;
-    }
-    // 20 blocks (a masked tail of the scale table), 64 (one full pass) and 70 (a second pass).
-    for nb in [1, 20, 64, 70] {
-        let cols = nb * BLOCK;
-        let w = Q8Matrix::quantize(&random(2 * cols, nb as u64), 2, cols).expect("quantise");
-        let x = Q8Matrix::quantize(&random(4 * cols, 7 + nb as u64), 4, cols).expect("quantise");
-        let (wc, ws) = (w.codes(), w.scales());
-        let got = tile_2x4(
-            [&wc[..cols], &wc[cols..]],
-            [&ws[..nb], &ws[nb..]],
-            x.codes(),
-            &x.scales(),
-            true,
-        );
-        assert_tile_is_lane_model(&got, wc, &ws, x.codes(), &x.scales(), nb);
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", q8_avx512))]
-#[test]
-fn the_vnni_tile_is_the_avx2_tiles_lane_model_bit_for_bit() {
-    if !avx512_vnni_available() {
-        return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
-    }
-    // One block to a long row: scale-table passes of 16 blocks whole and with a masked tail, and
-    // a second pass of the table past 64 blocks.
-    for nb in [1, 2, 3, 16, 17, 20, 21, 64, 70] {
-        let cols = nb * BLOCK;
-        let w = Q8Matrix::quantize(&random(4 * cols, 60 + nb as u64), 4, cols).expect("quantise");
-        let x = Q8Matrix::quantize(&random(4 * cols, 70 + nb as u64), 4, cols).expect("quantise");
-        let (wc, ws, xc, xs) = (w.codes(), w.scales(), x.codes(), x.scales());
-        let vnni = Vnni::prepare(Q8Level::Avx512Vnni, xc, 4).expect("VNNI inputs");
-        let rows: [&[i8]; 4] = std::array::from_fn(|i| &wc[i * cols..(i + 1) * cols]);
-        let mut neg = vec![0i32; cols];
-        let neg = vnni.corrections(rows, &mut neg);
-        let got = vnni.tile(
-            rows,
-            neg,
-            std::array::from_fn(|i| &ws[i * nb..(i + 1) * nb]),
-            &xs,
-            0,
-            cols,
-        );
-        // The VNNI tile gives each input's four sums; the lane model each weight row's.
-        let by_row: [[f32; 4]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| got[j][i]));
-        assert_tile_is_lane_model(&by_row, wc, &ws, xc, &xs, nb);
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", q8_avx512))]
-#[test]
-fn vnni_and_avx2_products_are_the_same_bits_for_every_shape() {
-    if !avx512_vnni_available() {
-        return;
-    }
-    // A greedy decode must not take another path on an AVX-512 CPU: every product, prompt-sized or
-    // not, with remainder rows and inputs, serial and parallel, gives the AVX2 kernels' bits.
+fn prompt_products_are_the_portable_contract_bit_for_bit_on_every_level() {
+    // A greedy decode must not take another path on another CPU: every product of four or more
+    // inputs, with short tiles and groups, serial and parallel, gives the same bits on every
+    // kernel this machine has (the contract's own per-pair loop, the AVX2 2×4 tile, the VNNI
+    // packed groups), so the AVX2 and VNNI hosts' answers are the portable one's.
     for (rows, cols, m) in SHAPES {
         let q = Q8Matrix::quantize(&random(rows * cols, 80 + rows as u64), rows, cols)
             .expect("quantise");
         let x = random(m * cols, 90 + m as u64);
-        let (mut a, mut b) = (vec![0.0; m * rows], vec![0.0; m * rows]);
-        q.matmul_with(&x, m, &mut a, Q8Level::Avx2).expect("matmul");
-        q.matmul_with(&x, m, &mut b, Q8Level::Avx512Vnni)
-            .expect("matmul");
-        assert_eq!(bits(&a), bits(&b), "{rows}x{cols} m={m}");
+        let mut want = vec![0.0; m * rows];
+        let reference = if levels_here().contains(&Q8Level::Avx2) {
+            Q8Level::Avx2
+        } else {
+            Q8Level::Portable
+        };
+        q.matmul_with(&x, m, &mut want, reference).expect("matmul");
+        if m >= PROMPT_INPUTS {
+            assert_eq!(
+                bits(&want),
+                bits(&prompt_contract(&q, &x, m)),
+                "{rows}x{cols} m={m}"
+            );
+        }
+        for level in levels_here() {
+            if m < PROMPT_INPUTS && level == Q8Level::Portable {
+                continue; // the decode kernels: AVX2 and VNNI agree, the portable one need not
+            }
+            let mut got = vec![0.0; m * rows];
+            q.matmul_with(&x, m, &mut got, level).expect("matmul");
+            assert_eq!(bits(&got), bits(&want), "{level:?} {rows}x{cols} m={m}");
+        }
     }
 }
 
-#[cfg(all(target_arch = "x86_64", q8_avx512))]
 #[test]
-fn vnni_integer_block_sums_equal_the_portable_ones_exactly() {
-    if !avx512_vnni_available() {
-        return; // `the_best_int8_kernel_runs_where_the_cpu_has_it` says whether that is right
+fn prompt_products_are_exact_at_the_code_extremes() {
+    // -127 · 127 and 127 · 127 in every position of a block: the largest integer sums (the VNNI
+    // kernel's offset weights reach 255 · 127 per product), exact on every kernel.
+    let (rows, cols, m) = (19, 96, 17);
+    let mut w = vec![-1.0f32; rows * cols];
+    for (i, v) in w.iter_mut().enumerate() {
+        if (i / BLOCK) % 3 == 1 {
+            *v = 1.0;
+        } else if (i / BLOCK) % 3 == 2 {
+            *v = ((i % 7) as f32 - 3.0) / 3.0;
+        }
     }
-    let cols = 640;
-    let w = random(cols, 21);
-    let x = random(cols, 22);
-    let (mut wc, mut ws) = (vec![0i8; cols], vec![0f32; cols / BLOCK]);
-    let (mut xc, mut xs) = (vec![0i8; cols], vec![0f32; cols / BLOCK]);
-    quantize_blocks(&w, &mut wc, &mut ws);
-    quantize_blocks(&x, &mut xc, &mut xs);
-    // The extremes too: -127 · 127 in every position of one block, 127 · 127 in another.
-    wc[..32].fill(-127);
-    xc[..32].fill(127);
-    wc[32..64].fill(127);
-    xc[32..64].fill(127);
-    let xu: Vec<u8> = xc.iter().map(|&q| (q as u8) ^ 0x80).collect();
-    let want: Vec<i32> = wc
-        .chunks_exact(BLOCK)
-        .zip(xc.chunks_exact(BLOCK))
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .map(|(&p, &q)| i32::from(p) * i32::from(q))
-                .sum()
-        })
-        .collect();
-    // SAFETY: AVX-512 F/BW/VL/VNNI detected above; 640 codes are 20 whole blocks.
-    let got = unsafe { avx512::block_sums(&wc, &xu) };
-    assert_eq!(got, want);
-    assert_eq!(got[0], -127 * 127 * 32);
+    let x = vec![1.0f32; m * cols];
+    let q = Q8Matrix::quantize(&w, rows, cols).expect("quantise");
+    let want = prompt_contract(&q, &x, m);
+    // Row 0 by hand: blocks of -127 and 127 codes against 127 everywhere (scales 1/127), then a
+    // block of mixed codes, each exact sum fused-multiply-added in block order.
+    let d = (1.0f32 / 127.0) * (1.0f32 / 127.0);
+    let mixed: i32 = q.codes()[64..96].iter().map(|&c| i32::from(c) * 127).sum();
+    let d2 = q.scales()[2] * (1.0f32 / 127.0);
+    let row0 = (mixed as f32).mul_add(d2, 516_128f32.mul_add(d, (-516_128f32).mul_add(d, 0.0)));
+    assert_eq!(want[0].to_bits(), row0.to_bits());
+    for level in levels_here() {
+        let mut got = vec![0.0; m * rows];
+        q.matmul_with(&x, m, &mut got, level).expect("matmul");
+        assert_eq!(bits(&got), bits(&want), "{level:?}");
+    }
 }
 
 #[test]
