@@ -121,6 +121,120 @@ pub unsafe fn tile_2x4_exact(
     }
 }
 
+/// Weight rows per packed group of the AVX2 prompt kernel: one per 32-bit lane.
+pub const GROUP: usize = 8;
+
+/// Pack eight weight rows for [`packed_tile`]: row i's codes start `offsets[i]` codes after `base`
+/// (rows may repeat, to pad a short group), `cols` each. `out` (`8 · cols` values) gets, for each
+/// pair of columns k, the sixteen codes widened to i16 at `16k`: rows 0..8, two columns each.
+///
+/// # Safety
+/// AVX2 available; every `base + offsets[i]` points to `cols` readable codes, `cols` is a
+/// multiple of 32 and `out` holds `8 · cols` values.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn pack(base: *const i8, offsets: &[usize; GROUP], cols: usize, out: &mut [i16]) {
+    debug_assert!(cols % BLOCK == 0 && out.len() == GROUP * cols);
+    let o = out.as_mut_ptr();
+    // SAFETY: 16 codes from column c of each row lie inside its `cols`; column pairs c / 2 ..
+    // c / 2 + 8 of `out` lie inside its `8 · cols` values.
+    unsafe {
+        for c in (0..cols).step_by(16) {
+            // Row i's sixteen codes as i16: eight column pairs, one per 32-bit lane.
+            let r: [__m256i; GROUP] = std::array::from_fn(|i| {
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(base.add(offsets[i] + c).cast()))
+            });
+            // An 8 × 8 transpose of 32-bit lanes: lane k of row i to lane i of pair k.
+            let a0 = _mm256_unpacklo_epi32(r[0], r[1]);
+            let a1 = _mm256_unpackhi_epi32(r[0], r[1]);
+            let a2 = _mm256_unpacklo_epi32(r[2], r[3]);
+            let a3 = _mm256_unpackhi_epi32(r[2], r[3]);
+            let a4 = _mm256_unpacklo_epi32(r[4], r[5]);
+            let a5 = _mm256_unpackhi_epi32(r[4], r[5]);
+            let a6 = _mm256_unpacklo_epi32(r[6], r[7]);
+            let a7 = _mm256_unpackhi_epi32(r[6], r[7]);
+            let b0 = _mm256_unpacklo_epi64(a0, a2);
+            let b1 = _mm256_unpackhi_epi64(a0, a2);
+            let b2 = _mm256_unpacklo_epi64(a1, a3);
+            let b3 = _mm256_unpackhi_epi64(a1, a3);
+            let b4 = _mm256_unpacklo_epi64(a4, a6);
+            let b5 = _mm256_unpackhi_epi64(a4, a6);
+            let b6 = _mm256_unpacklo_epi64(a5, a7);
+            let b7 = _mm256_unpackhi_epi64(a5, a7);
+            // b0..b3 hold pairs (0, 1, 2, 3) of rows 0-3 in the low half and pairs (4..8) in
+            // the high half; b4..b7 the same for rows 4-7.
+            let pairs = [
+                _mm256_permute2x128_si256::<0x20>(b0, b4),
+                _mm256_permute2x128_si256::<0x20>(b1, b5),
+                _mm256_permute2x128_si256::<0x20>(b2, b6),
+                _mm256_permute2x128_si256::<0x20>(b3, b7),
+                _mm256_permute2x128_si256::<0x31>(b0, b4),
+                _mm256_permute2x128_si256::<0x31>(b1, b5),
+                _mm256_permute2x128_si256::<0x31>(b2, b6),
+                _mm256_permute2x128_si256::<0x31>(b3, b7),
+            ];
+            for (k, v) in pairs.into_iter().enumerate() {
+                _mm256_storeu_si256(o.add(8 * c + 16 * k).cast(), v);
+            }
+        }
+    }
+}
+
+/// The packed group (`pw`: [`pack`]ed codes, `sw`: its scales block-major, `8 · nb`) by `N`
+/// inputs widened to i16: input n's codes start at `xq + n · cols`, its scales at `xs + n · nb`;
+/// row i's result for input n goes to `out + n · stride + i` for rows `i < valid`. Each row's
+/// block sum is exact (`vpmaddwd` of two i16 products per lane, added in i32), then converted and
+/// multiply-added with the block's scale product: [`super::kernels::portable_block_fma`]'s bits.
+///
+/// # Safety
+/// AVX2 and FMA available; the pointers cover what is described above for `nb` blocks
+/// (`cols = 32 · nb`), `valid <= 8`, and the outputs of the valid rows are writable.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn packed_tile<const N: usize>(
+    pw: &[i16],
+    sw: &[f32],
+    nb: usize,
+    xq: *const i16,
+    xs: *const f32,
+    out: *mut f32,
+    stride: usize,
+    valid: usize,
+) {
+    debug_assert!(pw.len() >= nb * BLOCK * GROUP && sw.len() >= nb * GROUP && valid <= GROUP);
+    let cols = nb * BLOCK;
+    let mut acc = [_mm256_setzero_ps(); N];
+    // SAFETY: block b of input n is values [n · cols + 32b, + 32) and scale n · nb + b, inside
+    // what the caller described; packed block b is values [256b, 256b + 256) of `pw`.
+    unsafe {
+        for b in 0..nb {
+            let mut sums = [_mm256_setzero_si256(); N];
+            let wp = pw.as_ptr().add(b * BLOCK * GROUP);
+            for k in 0..BLOCK / 2 {
+                let w = _mm256_loadu_si256(wp.add(16 * k).cast());
+                for (n, s) in sums.iter_mut().enumerate() {
+                    let x = xq
+                        .add(n * cols + b * BLOCK + 2 * k)
+                        .cast::<i32>()
+                        .read_unaligned();
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(w, _mm256_set1_epi32(x)));
+                }
+            }
+            let swv = _mm256_loadu_ps(sw.as_ptr().add(b * GROUP));
+            for (n, (a, s)) in acc.iter_mut().zip(sums).enumerate() {
+                let d = _mm256_mul_ps(swv, _mm256_set1_ps(*xs.add(n * nb + b)));
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, *a);
+            }
+        }
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(valid as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        for (n, a) in acc.into_iter().enumerate() {
+            _mm256_maskstore_ps(out.add(n * stride), mask, a);
+        }
+    }
+}
+
 /// [`super::quantize_blocks`] eight lanes at a time, with the same arithmetic (the block's largest
 /// magnitude, `x · (1 / d)`, rounding half away from zero, clamping), so the codes and scales are
 /// bit-for-bit those of the portable loop.

@@ -39,6 +39,8 @@ pub const PROMPT_INPUTS: usize = 4;
 /// Inputs from which the AVX-512 VNNI kernel packs its weight rows: below, packing a group costs
 /// more than the products it speeds up.
 const VNNI_MIN_INPUTS: usize = 16;
+/// Inputs from which the AVX2 kernel packs its weight rows (eight to a vector, widened to i16).
+const AVX2_PACK_MIN_INPUTS: usize = 8;
 /// Below this many multiply-adds a product runs on the calling thread (a pool hand-off costs more).
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
@@ -460,6 +462,11 @@ impl Q8Matrix {
             return;
         }
         #[cfg(target_arch = "x86_64")]
+        if !inp.x16.is_empty() {
+            self.rows_avx2_packed(inp, r0, r1, dst.offset(offset), stride);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if inp.level != Q8Level::Portable {
             // Two weight rows by four inputs per pass: each loaded block feeds eight products. A
             // short last pass repeats its last row or input and drops those results.
@@ -493,6 +500,56 @@ impl Q8Matrix {
                 let (qc, qs) = (&xq[t * cols..(t + 1) * cols], &xs[t * nb..(t + 1) * nb]);
                 put(t, r, portable_block_fma(wc, ws, qc, qs));
             }
+        }
+    }
+
+    /// [`Q8Matrix::rows_into`] on the packed AVX2 kernel: groups of eight rows packed once (a
+    /// short last group repeats its last row and stores only its own lanes), then four inputs per
+    /// pass and the rest two and one at a time. `dst` points at row 0 of this matrix in output
+    /// row 0.
+    #[cfg(target_arch = "x86_64")]
+    fn rows_avx2_packed(&self, inp: &Inputs, r0: usize, r1: usize, dst: OutPtr, stride: usize) {
+        use avx2::GROUP;
+        let (m, cols) = (inp.m, self.cols);
+        let nb = cols / BLOCK;
+        let mut pw = vec![0i16; GROUP * cols];
+        let mut sw = vec![0f32; GROUP * nb];
+        let mut buf = self.scales.scratch(nb);
+        let mut r = r0;
+        while r < r1 {
+            let valid = (r1 - r).min(GROUP);
+            let offsets: [usize; GROUP] = std::array::from_fn(|i| i.min(valid - 1) * cols);
+            // SAFETY: AVX2 and FMA were detected (`x16` is only made then); rows r..r + valid
+            // hold `cols` codes each from `r · cols`, and `pw` holds 8 · cols values.
+            unsafe { avx2::pack(self.codes[r * cols..].as_ptr(), &offsets, cols, &mut pw) };
+            for i in 0..GROUP {
+                let s = self.row_scales(r + i.min(valid - 1), &mut buf);
+                for (b, &x) in s.iter().enumerate() {
+                    sw[b * GROUP + i] = x;
+                }
+            }
+            let mut t = 0;
+            while t < m {
+                let n = match m - t {
+                    4.. => 4,
+                    2..=3 => 2,
+                    _ => 1,
+                };
+                let run = match n {
+                    4 => avx2::packed_tile::<4>,
+                    2 => avx2::packed_tile::<2>,
+                    _ => avx2::packed_tile::<1>,
+                };
+                let (xq, xs) = (inp.x16[t * cols..].as_ptr(), inp.xs[t * nb..].as_ptr());
+                // SAFETY: output row t, this matrix's row r: inside `out` (t < m, r < rows).
+                let out = unsafe { dst.get().add(t * stride + r) };
+                // SAFETY: the features as above; inputs t..t + n lie inside the `m × cols`
+                // values and `m × nb` scales; rows r..r + valid of output rows t..t + n are
+                // this task's to write.
+                unsafe { run(&pw, &sw, nb, xq, xs, out, stride, valid) };
+                t += n;
+            }
+            r += valid;
         }
     }
 
@@ -571,6 +628,8 @@ struct Inputs {
     /// scale of block b at `4b + j` of its group's `4 · nb`), a short last group repeating its
     /// last input. Empty where that tile does not run.
     sx4: Vec<f32>,
+    /// For the packed AVX2 kernel: the codes widened to i16. Empty where it does not run.
+    x16: Vec<i16>,
     vnni: Option<Vnni>,
     level: Q8Level,
 }
@@ -631,7 +690,17 @@ fn matmul_stacked_with(
             .for_each(quantize_rows);
     }
     let vnni = Vnni::prepare(level, &xq, m);
-    let sx4 = if m >= PROMPT_INPUTS && level != Q8Level::Portable && vnni.is_none() {
+    let packed_avx2 = cfg!(target_arch = "x86_64")
+        && m >= AVX2_PACK_MIN_INPUTS
+        && level != Q8Level::Portable
+        && vnni.is_none();
+    let x16 = if packed_avx2 {
+        xq.iter().map(|&v| i16::from(v)).collect()
+    } else {
+        Vec::new()
+    };
+    let sx4 = if m >= PROMPT_INPUTS && level != Q8Level::Portable && vnni.is_none() && !packed_avx2
+    {
         let mut sx4 = vec![0f32; m.div_ceil(4) * 4 * nb];
         for (g, group) in sx4.chunks_exact_mut(4 * nb).enumerate() {
             for (b, four) in group.chunks_exact_mut(4).enumerate() {
@@ -649,6 +718,7 @@ fn matmul_stacked_with(
         xq,
         xs,
         sx4,
+        x16,
         vnni,
         level,
     };
@@ -720,7 +790,7 @@ impl OutPtr {
     }
 
     /// The pointer `n` values further on (inside the same buffer).
-    #[cfg(all(target_arch = "x86_64", q8_avx512))]
+    #[cfg(target_arch = "x86_64")]
     fn offset(self, n: usize) -> Self {
         Self(self.0.wrapping_add(n))
     }
