@@ -503,6 +503,18 @@ impl Q8Matrix {
         }
     }
 
+    /// The scales of rows `r..r + valid` block-major into `sw` (`group` per block, a short group
+    /// repeating its last row), as the packed kernels read them. `buf`: [`Scales::scratch`].
+    #[cfg(target_arch = "x86_64")]
+    fn group_scales(&self, r: usize, valid: usize, group: usize, buf: &mut [f32], sw: &mut [f32]) {
+        for i in 0..group {
+            let s = self.row_scales(r + i.min(valid - 1), buf);
+            for (b, &x) in s.iter().enumerate() {
+                sw[b * group + i] = x;
+            }
+        }
+    }
+
     /// [`Q8Matrix::rows_into`] on the packed AVX2 kernel: groups of eight rows packed once (a
     /// short last group repeats its last row and stores only its own lanes), then four inputs per
     /// pass and the rest two and one at a time. `dst` points at row 0 of this matrix in output
@@ -522,12 +534,7 @@ impl Q8Matrix {
             // SAFETY: AVX2 and FMA were detected (`x16` is only made then); rows r..r + valid
             // hold `cols` codes each from `r · cols`, and `pw` holds 8 · cols values.
             unsafe { avx2::pack(self.codes[r * cols..].as_ptr(), &offsets, cols, &mut pw) };
-            for i in 0..GROUP {
-                let s = self.row_scales(r + i.min(valid - 1), &mut buf);
-                for (b, &x) in s.iter().enumerate() {
-                    sw[b * GROUP + i] = x;
-                }
-            }
+            self.group_scales(r, valid, GROUP, &mut buf, &mut sw);
             let mut t = 0;
             while t < m {
                 let n = match m - t {
@@ -572,12 +579,7 @@ impl Q8Matrix {
             // SAFETY: AVX-512 F/BW/VL/VNNI were detected (`Vnni::prepare`); rows r..r + valid
             // hold `cols` codes each from `r · cols`, and `pw` holds 16 · cols bytes.
             unsafe { avx512::pack(self.codes[r * cols..].as_ptr(), &offsets, cols, &mut pw) };
-            for i in 0..GROUP {
-                let s = self.row_scales(r + i.min(valid - 1), &mut buf);
-                for (b, &x) in s.iter().enumerate() {
-                    sw[b * GROUP + i] = x;
-                }
-            }
+            self.group_scales(r, valid, GROUP, &mut buf, &mut sw);
             let mask = (u32::MAX >> (32 - valid)) as u16;
             let mut t = 0;
             while t < m {
