@@ -590,17 +590,17 @@ impl Q8Matrix {
                     // SAFETY: output row t, this matrix's row r: inside `out` (t < m, r < rows).
                     unsafe { dst.get().add(t * stride + r) },
                 );
-                let run = match m - t {
-                    8.. => avx512::tile::<8>,
-                    4..=7 => avx512::tile::<4>,
-                    2..=3 => avx512::tile::<2>,
-                    _ => avx512::tile::<1>,
-                };
                 let n = match m - t {
                     8.. => 8,
                     4..=7 => 4,
                     2..=3 => 2,
                     _ => 1,
+                };
+                let run = match n {
+                    8 => avx512::tile::<8>,
+                    4 => avx512::tile::<4>,
+                    2 => avx512::tile::<2>,
+                    _ => avx512::tile::<1>,
                 };
                 // SAFETY: the features as above; inputs t..t + n lie inside the `m × cols` codes,
                 // `m × nb` scales and corrections; rows r..r + valid (the mask's lanes) of
@@ -692,17 +692,16 @@ fn matmul_stacked_with(
             .for_each(quantize_rows);
     }
     let vnni = Vnni::prepare(level, &xq, m);
-    let packed_avx2 = cfg!(target_arch = "x86_64")
-        && m >= AVX2_PACK_MIN_INPUTS
-        && level != Q8Level::Portable
-        && vnni.is_none();
+    // A prompt's product on the AVX2 kernels: packed from AVX2_PACK_MIN_INPUTS inputs, else the
+    // 2×4 tile.
+    let avx2_prompt = m >= PROMPT_INPUTS && level != Q8Level::Portable && vnni.is_none();
+    let packed_avx2 = avx2_prompt && m >= AVX2_PACK_MIN_INPUTS;
     let x16 = if packed_avx2 {
         xq.iter().map(|&v| i16::from(v)).collect()
     } else {
         Vec::new()
     };
-    let sx4 = if m >= PROMPT_INPUTS && level != Q8Level::Portable && vnni.is_none() && !packed_avx2
-    {
+    let sx4 = if avx2_prompt && !packed_avx2 {
         let mut sx4 = vec![0f32; m.div_ceil(4) * 4 * nb];
         for (g, group) in sx4.chunks_exact_mut(4 * nb).enumerate() {
             for (b, four) in group.chunks_exact_mut(4).enumerate() {
