@@ -13,9 +13,10 @@ Target (issue 7): ingest throughput ≥ 0.8× the embedding-only throughput.
 Then (``--per-document`` alone, ``--batch`` to leave it out) the common client pattern (issue 18:
 ≥ 0.9×): a real ``mcp-gemma serve --transport stdio`` subprocess gets one ``ingest_document`` call
 per document through an MCP client session, ``--concurrency`` calls in flight (1: one after
-another), against ``EmbeddingService.embed`` of the same chunk texts in this process (cache off,
-fresh texts) in one call, and, to show what the server adds, one call per document (the forward
-passes the server itself must make when the calls come one at a time).
+another) and then one ``list_documents`` call (which waits until the write-behind queue is written,
+so the clock stops when every document is searchable), against ``EmbeddingService.embed`` of the
+same chunk texts in this process (cache off, fresh texts) in one call, and one call per document
+(the forward passes a server makes that embeds each call's document before it answers).
 """
 
 from __future__ import annotations
@@ -143,7 +144,12 @@ async def _measure_per_document(
             async with anyio.create_task_group() as tg:
                 for part in range(concurrency):  # each task sends its share, one call at a time
                     tg.start_soon(_send, ingest, texts[part::concurrency], counts)
+            # a read waits for what the write-behind queue still holds: the clock stops once every
+            # document is written and searchable, not when the last call was acknowledged
+            listed = await client.call_tool("list_documents", {"limit": 1})
             ingest_s.append(time.perf_counter() - t)
+            if listed.is_error or listed.structured_content is None:
+                raise RuntimeError(f"list_documents failed: {listed.content}")
             chunks = sum(counts)
 
             other = documents(n_docs, 1001 + 2 * r)

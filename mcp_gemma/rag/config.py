@@ -139,6 +139,14 @@ class RagSettings(BaseModel):
     ingest_group_documents: int = Field(
         64, ge=1, le=10_000, description="Documents written per Redis transaction during batch ingest."
     )
+    write_behind_documents: int = Field(
+        32,
+        ge=0,
+        le=1_024,
+        description="One-document ingests (up to 8 KB of text) answer once recorded and queued, and are "
+        "embedded and written in batches of up to this many (reads wait for them); 0 writes each "
+        "before answering.",
+    )
     snapshot: bool = Field(
         True,
         description="Save the in-process index to the data dir on shutdown and load it at start, "

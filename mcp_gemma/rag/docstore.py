@@ -44,6 +44,16 @@ local n = 0
 for i = 1, #KEYS do n = n + redis.call('ZCARD', KEYS[i]) end
 return n
 """
+# drop queued-ingest entries that still hold the value written for them (a newer entry for the same
+# document, written meanwhile, stays); KEYS[2], when given, is a writer's "alive" mark to remove
+DROP_QUEUED = """
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+if #KEYS > 1 then redis.call('DEL', KEYS[2]) end
+return n
+"""
 MAX_WATCH_RETRIES = 20
 Vectors = npt.NDArray[np.float32]
 
@@ -189,6 +199,7 @@ class DocStore:
         self._mode_checked = False
         # every key on one node (not a cluster, or a one-slot collection): multi-key scripts work
         self._count_docs = client.register_script(COUNT_DOCS) if one_node else None
+        self._drop_queued = client.register_script(DROP_QUEUED)  # one key: fine on a cluster too
 
     async def check_slot_mode(self) -> None:
         """Refuse to use a collection whose keys were written in the other slot mode (one slot vs
@@ -252,6 +263,52 @@ class DocStore:
                 rows = await pipe.execute()
             out.extend(head_from(d, r) for d, r in zip(part, rows, strict=True))
         return out
+
+    async def queue_put(self, doc_id: str, entry: bytes, owner: str, alive_ms: int) -> None:
+        """Record an acknowledged ingest of ``doc_id`` before it is written (see
+        :mod:`mcp_gemma.rag.behind`), a newer entry for the same document replacing it, and mark
+        ``owner`` (the process that will write it) alive for ``alive_ms``."""
+        async with self.client.pipeline(transaction=False) as pipe:  # one slot: the namespace's tag
+            pipe.hset(self.keys.ingest_queue(), doc_id, entry)
+            pipe.set(self.keys.ingest_owner(owner), b"1", px=alive_ms)
+            await pipe.execute()
+        if self._confirm is not None:  # acknowledged means held by redis_min_replicas_ack replicas too
+            await self._confirm(self.keys.ingest_queue())
+
+    async def queue_alive(self, owner: str, alive_ms: int) -> None:
+        """Keep ``owner`` marked alive while it writes its queue."""
+        await self.client.set(self.keys.ingest_owner(owner), b"1", px=alive_ms)
+
+    async def queue_size(self) -> int:
+        """How many recorded ingests wait to be written, by every process."""
+        return int(await self.client.hlen(self.keys.ingest_queue()))
+
+    async def queue_entries(self, doc_ids: Sequence[str] | None = None) -> dict[str, bytes]:
+        """The recorded, not yet written ingests (of ``doc_ids`` only, when given), by document id."""
+        if doc_ids is None:
+            raw = await self.client.hgetall(self.keys.ingest_queue())
+            return {k.decode("utf-8"): v for k, v in raw.items()}
+        if not doc_ids:
+            return {}
+        values = await self.client.hmget(self.keys.ingest_queue(), list(doc_ids))
+        return {d: v for d, v in zip(doc_ids, values, strict=True) if v is not None}
+
+    async def owners_alive(self, owners: Sequence[str]) -> set[str]:
+        """Which of ``owners`` are marked alive."""
+        if not owners:
+            return set()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.exists(self.keys.ingest_owner(owner))
+            found = await pipe.execute()
+        return {o for o, n in zip(owners, found, strict=True) if n}
+
+    async def queue_drop(self, entries: Sequence[tuple[str, bytes]], owner: str | None = None) -> None:
+        """Forget recorded ingests once written, each only while it is still the recorded entry; and
+        ``owner``'s "alive" mark, when given (its queue is empty)."""
+        if entries or owner is not None:
+            keys = [self.keys.ingest_queue()] + ([self.keys.ingest_owner(owner)] if owner else [])
+            await self._drop_queued(keys=keys, args=[x for pair in entries for x in pair])
 
     async def head(self, doc_id: str) -> DocHead | None:
         """One document's head."""

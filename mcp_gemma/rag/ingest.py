@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -22,6 +23,7 @@ import numpy as np
 from mcp_gemma.embeddings.service import AsyncProgress, EmbeddingService
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, QuotaExceededError
 from mcp_gemma.rag import extract
+from mcp_gemma.rag.behind import Queued, WriteBehind
 from mcp_gemma.rag.chunking import Chunk, split
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocStore, PreparedDoc
@@ -40,6 +42,12 @@ from mcp_gemma.store.redis import RedisStore, current_call, redis_guard
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTED = 10_000
 SPLIT_INLINE_CHARS = 4_096  # texts this short are chunked on the event loop: ~0.1 ms a KB, under a thread hop
+# one-document ingests up to this long take the write-behind queue (rag.write_behind_documents); a
+# longer one fills batches of its own, so it is written before its call answers
+WRITE_BEHIND_MAX_CHARS = 8_192
+CLOSE_WRITE_S = 30.0  # a clean shutdown writes the queue for up to this long
+OTHERS_POLL_S = 0.02  # a read polls another live process's queued documents this often
+OTHERS_WAIT_S = 60.0  # and waits for them at most this long (its mark lasts ALIVE_MS unrefreshed)
 
 Progress = Callable[[int, int, str], Awaitable[None]]
 
@@ -78,6 +86,18 @@ class IngestPipeline:
         self.embeddings = embeddings
         self.docstore = docstore
         self.index = index
+        self.behind = (
+            WriteBehind(
+                settings.write_behind_documents,
+                self._write_queued,
+                docstore.queue_put,
+                docstore.queue_alive,
+                docstore.queue_drop,
+            )
+            if settings.write_behind_documents
+            else None
+        )
+        self._recovered = False
 
     def _earlier_status(self, doc_id: str, digest: str, meta: str) -> str:
         """ "unchanged", or what an earlier run of this call did when that run wrote this very
@@ -108,14 +128,214 @@ class IngestPipeline:
     ) -> IngestReport:
         """Add or replace one document; unchanged content (and metadata) costs nothing.
 
-        ``progress`` hears (chunks embedded, chunks) while a long document is embedded.
+        ``progress`` hears (chunks embedded, chunks) while a long document is embedded. A short
+        document takes the write-behind queue (:mod:`mcp_gemma.rag.behind`).
         """
+        item = _Item(source or "text", text, doc_id, metadata)
+        if self.behind is not None and len(text) <= WRITE_BEHIND_MAX_CHARS:
+            return await self._ingest_behind(self.behind, item)
+        await self.settled()
 
         async def one() -> AsyncIterator[_Item | IngestFailure]:
-            yield _Item(source or "text", text, doc_id, metadata)
+            yield item
 
         report = await self._run(one(), 1, None, raise_first=True, embed_progress=progress)
         return report.ingested[0]
+
+    async def _ingest_behind(self, behind: WriteBehind, item: _Item) -> IngestReport:
+        """Validate, decide the status, chunk, record and queue one document; the writer embeds and
+        writes it with the documents queued around it."""
+        await self._recover()
+        doc_id, meta, digest = self._prepare_item(item)
+        # what the write would refuse is refused before the answer: another slot mode, no model
+        await self.docstore.check_slot_mode()
+        await self.embeddings.get()
+        queued = behind.pending(doc_id)
+        if queued is not None:
+            if queued.digest == digest and queued.meta == meta:
+                return IngestReport(
+                    id=doc_id,
+                    status="unchanged",
+                    chunks=len(queued.chunks),
+                    characters=len(queued.text),
+                    content_hash=digest,
+                    source=item.source,
+                )
+            status = "replaced"
+            created = queued.created and behind.waiting(doc_id)  # it takes that version's place
+        else:
+            head = await self.docstore.head(doc_id)
+            if head is not None and head.content_hash == digest and head.metadata_json == meta:
+                return IngestReport(
+                    id=doc_id,
+                    status="unchanged",
+                    chunks=len(head.chunk_ids),
+                    characters=head.chars,
+                    content_hash=digest,
+                    source=item.source,
+                )
+            created = head is None
+            status = "created" if created else "replaced"
+            await self._check_quota(int(created))
+        chunks = await self._split(item.text)
+        metadata = dict(item.metadata) if item.metadata is not None else None
+        record = json.dumps(
+            {
+                "text": item.text,
+                "metadata": metadata,
+                "source": item.source,
+                "meta": meta,
+                "hash": digest,
+                "at": time.time(),
+                "owner": behind.owner,
+            },
+            ensure_ascii=False,
+        ).encode("utf-8")
+        await behind.put(
+            Queued(doc_id, item.text, metadata, item.source, meta, digest, chunks, created, record)
+        )
+        return IngestReport(
+            id=doc_id,
+            status=status,
+            chunks=len(chunks),
+            characters=len(item.text),
+            content_hash=digest,
+            source=item.source,
+        )
+
+    async def _split(self, text: str) -> list[Chunk]:
+        if len(text) <= SPLIT_INLINE_CHARS:
+            return split(text, self.settings)  # microseconds: a thread hop would cost more
+        return await anyio.to_thread.run_sync(split, text, self.settings)
+
+    @redis_guard
+    async def _write_queued(self, group: Sequence[Queued]) -> None:
+        """The write-behind writer's step: embed and write ``group`` as one batch."""
+        items = [(_Item(q.source, q.text, q.doc_id, q.metadata), q.doc_id, q.meta, q.digest) for q in group]
+        await self._write_group(items, chunked=[q.chunks for q in group], check_quota=False)
+
+    async def settled(self) -> None:
+        """Wait until every document acknowledged before this call is written, by this process or
+        by another one over the same Redis (a dead one's are written here): reads and the other
+        writes call this first. Costs one HLEN when nothing waits."""
+        behind = self.behind
+        if behind is None:
+            return
+        await self._recover()
+        await behind.settled()
+        if not await self.docstore.queue_size():
+            return
+        theirs = {
+            d: (raw, data)
+            for d, (raw, data) in (await self._read_queue()).items()
+            if data.get("owner") != behind.owner
+        }
+        deadline = time.monotonic() + OTHERS_WAIT_S
+        while theirs:
+            if await self._adopt_orphans(theirs):
+                await behind.settled()
+            if not theirs:
+                break
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "write-behind: %d documents another server acknowledged are still not written "
+                    "after %.0f s; reading without them",
+                    len(theirs),
+                    OTHERS_WAIT_S,
+                )
+                break
+            await anyio.sleep(OTHERS_POLL_S)
+            now = await self.docstore.queue_entries(list(theirs))
+            theirs = {d: v for d, v in theirs.items() if now.get(d) == v[0]}
+
+    async def _read_queue(self) -> dict[str, tuple[bytes, dict[str, Any]]]:
+        """Every recorded ingest, parsed; one that cannot be read is dropped (and logged)."""
+        out: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        bad: list[tuple[str, bytes]] = []
+        for doc_id, raw in (await self.docstore.queue_entries()).items():
+            try:
+                data = json.loads(raw)
+                if not isinstance(data, dict):
+                    raise TypeError("not an object")
+                out[doc_id] = (raw, data)
+            except (ValueError, TypeError):
+                logger.warning("write-behind: dropping an unreadable queued entry for %r", doc_id)
+                bad.append((doc_id, raw))
+        await self.docstore.queue_drop(bad)
+        return out
+
+    async def _recover(self) -> None:
+        """Once per process: write the acknowledged documents a process that stopped left unwritten
+        (unless the document changed since); a live process's are left to it."""
+        if self._recovered or self.behind is None:
+            return
+        self._recovered = True
+        try:
+            await self._adopt_orphans(await self._read_queue())
+        except BaseException:
+            self._recovered = False
+            raise
+
+    async def _adopt_orphans(self, entries: dict[str, tuple[bytes, dict[str, Any]]]) -> bool:
+        """Queue here the ``entries`` whose process is no longer alive (removing them from
+        ``entries``); drop those already written or overtaken by a newer version. True when any was
+        queued."""
+        assert self.behind is not None
+        alive = await self.docstore.owners_alive(sorted({str(d.get("owner")) for _, d in entries.values()}))
+        orphans = {k: v for k, v in entries.items() if str(v[1].get("owner")) not in alive}
+        if not orphans:
+            return False
+        for doc_id in orphans:
+            del entries[doc_id]
+        heads = await self.docstore.heads(list(orphans))
+        done: list[tuple[str, bytes]] = []
+        revived: list[Queued] = []
+        for (doc_id, (raw, data)), head in zip(orphans.items(), heads, strict=True):
+            try:
+                at, meta, digest, text = float(data["at"]), str(data["meta"]), str(data["hash"]), data["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text is not a string")
+            except (ValueError, KeyError, TypeError):
+                logger.warning("write-behind: dropping an unreadable queued entry for %r", doc_id)
+                done.append((doc_id, raw))
+                continue
+            if head is not None and (
+                head.updated_at >= at or (head.content_hash == digest and head.metadata_json == meta)
+            ):
+                done.append((doc_id, raw))  # written, or changed since
+                continue
+            if self.behind.pending(doc_id) is not None:
+                continue  # a newer version is queued here
+            chunks = await self._split(text)
+            metadata = data.get("metadata")
+            source = str(data.get("source") or "text")
+            revived.append(
+                Queued(
+                    doc_id,
+                    text,
+                    metadata if isinstance(metadata, dict) else None,
+                    source,
+                    meta,
+                    digest,
+                    chunks,
+                    head is None,
+                    raw,
+                )
+            )
+        await self.docstore.queue_drop(done)
+        if revived:
+            logger.warning(
+                "write-behind: writing %d acknowledged documents that a stopped process left unwritten",
+                len(revived),
+            )
+            for entry in revived:
+                await self.behind.put(entry, recorded=True)
+        return bool(revived)
+
+    async def close(self) -> None:
+        """Write what the write-behind queue holds (the rest stays recorded for the next start)."""
+        if self.behind is not None:
+            await self.behind.close(CLOSE_WRITE_S)
 
     @redis_guard
     async def ingest_documents(
@@ -123,6 +343,7 @@ class IngestPipeline:
     ) -> BatchIngestReport:
         """Ingest many inline documents; a bad one is reported and skipped."""
         self._check_batch(len(documents))
+        await self.settled()
 
         async def items() -> AsyncIterator[_Item | IngestFailure]:
             for i, doc in enumerate(documents):
@@ -149,6 +370,7 @@ class IngestPipeline:
         if ".." in Path(pattern).parts or Path(pattern).is_absolute():
             raise InvalidInputError(f"glob {pattern!r} must be relative and must not contain '..'")
         compile_glob(pattern)  # a bad glob is one clear error, not one per path
+        await self.settled()
         files: list[tuple[Path, Path]] = []
         early: list[IngestFailure] = []
         for raw in paths:
@@ -277,7 +499,7 @@ class IngestPipeline:
         by what they add at once)."""
         if not new:
             return
-        held = await self.docstore.count()
+        held = await self.docstore.count() + (self.behind.pending_created() if self.behind else 0)
         most = self.settings.max_documents
         if held + new > most:
             raise QuotaExceededError(
@@ -286,8 +508,15 @@ class IngestPipeline:
             )
 
     async def _write_group(
-        self, group: Sequence[tuple[_Item, str, str, str]], embed_progress: Progress | None = None
+        self,
+        group: Sequence[tuple[_Item, str, str, str]],
+        embed_progress: Progress | None = None,
+        *,
+        chunked: list[list[Chunk]] | None = None,
+        check_quota: bool = True,
     ) -> list[IngestReport]:
+        """Embed and write ``group`` (chunked already when ``chunked`` is given: the write-behind
+        queue's documents, whose quota was checked when they were acknowledged)."""
         heads = await self.docstore.heads([doc_id for _, doc_id, _, _ in group])
         reports: dict[int, IngestReport] = {}
         todo: list[tuple[int, _Item, str, str, str]] = []
@@ -303,14 +532,17 @@ class IngestPipeline:
                 )
             else:
                 todo.append((i, item, doc_id, meta, digest))
-        await self._check_quota(sum(head is None for head in heads))
+        if check_quota:
+            await self._check_quota(sum(head is None for head in heads))
         if todo:
             settings = self.settings
 
             def chunk_all() -> list[list[Chunk]]:
                 return [split(item.text, settings) for _, item, *_ in todo]
 
-            if sum(len(item.text) for _, item, *_ in todo) <= SPLIT_INLINE_CHARS:
+            if chunked is not None:
+                chunked = [chunked[i] for i, *_ in todo]
+            elif sum(len(item.text) for _, item, *_ in todo) <= SPLIT_INLINE_CHARS:
                 chunked = chunk_all()  # microseconds: a thread hop would cost more than the work
             else:
                 chunked = await anyio.to_thread.run_sync(chunk_all)

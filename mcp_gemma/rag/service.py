@@ -195,6 +195,7 @@ class RagService:
         group_by_document: bool = False,
     ) -> SearchResult:
         """Vector search over chunks."""
+        await self.pipeline.settled()
         return await self.searcher.vector(
             query, limit=limit, min_score=min_score, filter=filter, group_by_document=group_by_document
         )
@@ -211,6 +212,7 @@ class RagService:
         group_by_document: bool = False,
     ) -> SearchResult:
         """BM25 + vector search, fused (defaults: rag.fusion, rag.keyword_weight)."""
+        await self.pipeline.settled()
         return await self.searcher.hybrid(
             query,
             limit=limit,
@@ -233,6 +235,7 @@ class RagService:
         group_by_document: bool = False,
     ) -> SemanticSearchResult:
         """MMR-diverse passages with neighbouring context."""
+        await self.pipeline.settled()
         return await self.searcher.semantic(
             query,
             limit=limit,
@@ -253,6 +256,7 @@ class RagService:
         if not 1 <= limit <= MAX_LIST:
             raise InvalidInputError(f"limit must be between 1 and {MAX_LIST}, got {limit}")
         conditions = parse_filter(filter)
+        await self.pipeline.settled()
         await self.index.sync()
         entries = sorted(self.index.matching_docs(conditions), key=lambda e: (-e.head.created_at, e.head.id))
         page = entries[offset : offset + limit]
@@ -267,6 +271,7 @@ class RagService:
     @redis_guard
     async def document_ids(self, prefix: str = "") -> list[str]:
         """Ids of the documents that start with ``prefix``, sorted (argument completion uses it)."""
+        await self.pipeline.settled()
         await self.index.sync()
         return sorted(e.head.id for e in self.index.matching_docs([]) if e.head.id.startswith(prefix))
 
@@ -282,6 +287,7 @@ class RagService:
         self, doc_id: str, *, include_text: bool = True, include_chunks: bool = False
     ) -> DocumentRecord:
         """One document from Redis: metadata, text and (optionally) its chunks."""
+        await self.pipeline.settled()
         doc_id, head = await self._head(doc_id)
         text = await self.docstore.text(doc_id) if include_text else None
         chunk_list = None
@@ -298,6 +304,7 @@ class RagService:
     @redis_guard
     async def document_text(self, doc_id: str) -> str:
         """The text of a document (the ``doc://{id}`` resource)."""
+        await self.pipeline.settled()
         for candidate in lookup_doc_ids(doc_id):
             text = await self.docstore.text(candidate)
             if text is not None:
@@ -307,6 +314,7 @@ class RagService:
     @redis_guard
     async def delete_document(self, doc_id: str) -> DeleteReport:
         """Remove a document, its chunks and its index entries (in every replica, through the stream)."""
+        await self.pipeline.settled()
         async with self.index.lock:
             result = None
             for candidate in lookup_doc_ids(doc_id):
@@ -344,11 +352,19 @@ class RagService:
             "build_chunks_total": idx.rebuild_total,
             "built_from": idx.loaded_from,
         }
+        behind = self.pipeline.behind
+        if behind is not None:
+            detail["write_behind_queued"] = len(behind)
+            detail["write_behind_written"] = behind.written
+            detail["write_behind_abandoned"] = behind.abandoned
+            detail["write_behind_error"] = str(behind.error) if behind.error is not None else None
         name = "knowledge base" if self.collection == DEFAULT_COLLECTION else f"collection {self.collection}"
         return [ComponentStatus(name=name, kind="vector_index", loaded=idx.ready, detail=detail)]
 
     async def close(self) -> None:
-        """Stop an HNSW build in progress and save the index's snapshot (Redis is closed by the store)."""
+        """Write the write-behind queue, stop an HNSW build in progress and save the index's snapshot
+        (Redis is closed by the store)."""
+        await self.pipeline.close()
         await anyio.to_thread.run_sync(self.index.ann.close)
         try:
             await self.index.save_snapshot()

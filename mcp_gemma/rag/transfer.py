@@ -32,6 +32,7 @@ async def export_documents(rag: RagService) -> AsyncIterator[dict[str, Any]]:
     """Every document as a record, oldest first (read in batches, so memory stays bounded)."""
     store = rag.docstore
     dim = rag.embeddings.dim
+    await rag.pipeline.settled()
     ids = await store.all_doc_ids()
     for start in range(0, len(ids), EXPORT_BATCH):
         part = ids[start : start + EXPORT_BATCH]
@@ -115,6 +116,7 @@ async def import_documents(
     ``reuse_vectors``: the export came from the same embedding model, so its vectors are kept;
     otherwise every chunk is embedded again here.
     """
+    await rag.pipeline.settled()  # queued one-document ingests go first, as they were acknowledged first
     problems: list[tuple[str, str]] = []
     prepared: list[PreparedDoc] = []
     seen: set[str] = set()

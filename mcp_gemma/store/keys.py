@@ -93,6 +93,16 @@ class Keys:
         to skip the 64 change streams when nothing changed."""
         return f"{self.prefix}:changes:epoch"
 
+    def ingest_queue(self) -> str:
+        """Hash of acknowledged one-document ingests not yet written (doc id -> JSON entry): what a
+        process that stopped before writing them left, replayed by the next one to start."""
+        return f"{self.prefix}:ingest:queued"
+
+    def ingest_owner(self, owner: str) -> str:
+        """Set (with a short expiry, refreshed) while process ``owner`` has queued ingests to write:
+        another process waits for a live owner's entries and writes a dead one's itself."""
+        return f"{self.prefix}:ingest:alive:{owner}"
+
     def migration_lock(self) -> str:
         """Held by the one process that migrates the layout."""
         return f"{self.prefix}:migrating"

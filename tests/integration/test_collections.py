@@ -36,6 +36,7 @@ async def test_default_collection_keeps_the_keys_and_data_of_before(settings: Se
         try:
             before = RagService(settings, state.store, state.embeddings)
             await before.ingest("Stored before collections existed.", doc_id="old")
+            await before.pipeline.settled()  # written by the write-behind queue
             raw = await state.store.client.hget(Keys(settings.namespace).doc("old"), "text")
             assert raw == b"Stored before collections existed.", "the key name of before"
             await before.close()
@@ -174,6 +175,7 @@ async def test_a_one_slot_collection_keeps_every_key_in_one_slot(settings: Setti
             for name in ("small", "wide"):
                 for doc_id, text in docs:
                     await state.collection(name).ingest(text, doc_id=doc_id)
+                await state.collection(name).pipeline.settled()  # written by the write-behind queue
             client_ = state.store.client
 
             async def slots(collection: str) -> set[int]:

@@ -413,6 +413,7 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(
                     {"text": PHOTOSYNTHESIS, "id": "plants", "metadata": {"kind": "biology", "year": 2020}},
                 )
             )
+            data(await client.call_tool("list_documents", {}))  # the ingest is written once a read ran
             before = await namespace_snapshot(settings)
             message = error_text(await client.call_tool(tool, args))
             assert expected in message

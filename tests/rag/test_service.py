@@ -28,6 +28,12 @@ async def state(settings: Settings) -> AsyncIterator[AppState]:
         await opened.close()
 
 
+def written_before_answer(settings: Settings) -> Settings:
+    """``settings`` with the write-behind queue off: each ingest is written before it returns (for
+    the tests of what one write does to the index and the change log)."""
+    return settings.model_copy(update={"rag": settings.rag.model_copy(update={"write_behind_documents": 0})})
+
+
 async def chunk_keys(state: AppState) -> set[bytes]:
     pattern = f"{{{state.store.keys.ns}/*}}:chunk:*"  # the namespace's slot-group tags
     return {k async for k in state.store.client.scan_iter(match=pattern)}
@@ -53,6 +59,8 @@ async def test_concurrent_replacements_leave_no_orphans(settings: Settings) -> N
             async with anyio.create_task_group() as tg:
                 for i, text in enumerate(texts):
                     tg.start_soon(lambda s=(a if i % 2 else b), t=text: s.rag.ingest(t, doc_id="same"))
+        for side in (a, b):  # each replica's acknowledged versions are written
+            await side.rag.pipeline.settled()
         doc = await a.rag.get_document("same", include_chunks=True)
         assert doc.text in texts
         assert doc.chunk_list is not None
@@ -104,6 +112,7 @@ async def test_index_follows_other_processes_and_reports_status(settings: Settin
 async def test_own_write_reads_only_its_groups_unless_another_writer_announced_one(
     settings: Settings,
 ) -> None:
+    settings = written_before_answer(settings)
     a, b = await AppState.open(settings), await AppState.open(settings)
     read: list[list[int] | None] = []
     original = a.rag.docstore.changes_after
@@ -131,6 +140,7 @@ async def test_own_write_reads_only_its_groups_unless_another_writer_announced_o
 
 
 async def test_index_rebuilds_when_the_stream_was_trimmed_past_it(settings: Settings) -> None:
+    settings = written_before_answer(settings)
     a, b = await AppState.open(settings), await AppState.open(settings)
     try:
         await a.rag.ingest("Seed document about rivers.", doc_id="seed")

@@ -163,6 +163,7 @@ async def test_a_close_with_nothing_new_leaves_the_snapshot_as_it_is(settings: S
     state = await AppState.open(settings)
     try:
         await state.rag.ingest("Deserts get less than 250 mm of rain a year.", doc_id="dry")
+        await state.rag.pipeline.settled()  # queued by the write-behind until then
         size = await state.rag.index.save_snapshot()
         assert size is not None and size > 0
     finally:
