@@ -117,6 +117,11 @@ class WriteBehind:
             while len(self._queue) >= self.depth and entry.doc_id not in self._queue:
                 self._raise_if_failing(len(self))
                 await self._changed.wait()
+        # recorded and queued together: a caller cancelled in between would leave a record that no
+        # queue here writes (and that other replicas wait for while this process lives)
+        await asyncio.shield(self._record_and_queue(entry, recorded))
+
+    async def _record_and_queue(self, entry: Queued, recorded: bool) -> None:
         if not recorded:
             await self._record(entry.doc_id, entry.record, self.owner, ALIVE_MS)
         async with self._changed:

@@ -255,3 +255,35 @@ async def test_off_writes_before_answering(settings: Settings) -> None:
         assert "write_behind_queued" not in state.rag.status()[0].detail
     finally:
         await state.close()
+
+
+async def test_a_call_cancelled_while_recording_still_queues_what_it_recorded(settings: Settings) -> None:
+    state = await AppState.open(settings)
+    try:
+        behind = state.rag.pipeline.behind
+        assert behind is not None
+        entered, release, recorded = anyio.Event(), anyio.Event(), anyio.Event()
+        real_record = behind._record
+
+        async def slow_record(*args: Any) -> None:  # stand-in: the real record, once the test allows
+            entered.set()
+            await release.wait()
+            await real_record(*args)
+            recorded.set()  # queued before this task next yields (an uncontended lock does not)
+
+        behind._record = slow_record  # type: ignore[method-assign]
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: state.rag.ingest(TOPICS[4], doc_id="cancelled"))
+                await entered.wait()
+                scope.cancel()  # the client gave up on the call while its record was being written
+        release.set()
+        with anyio.fail_after(30):  # the shielded record-and-queue step finishes on its own
+            await recorded.wait()
+        assert behind.pending("cancelled") is not None
+        # the record was written and queued all the same: nothing waits for a record no queue holds
+        doc = await state.rag.get_document("cancelled")
+        assert doc.text == TOPICS[4]
+        assert await queued_in_redis(state) == {}
+    finally:
+        await state.close()
