@@ -45,6 +45,7 @@ async def test_deep_metadata_is_refused_and_listing_keeps_working(settings: Sett
                 )
             )
             assert deepest["status"] == "created"
+            data(await client.call_tool("list_documents", {}))  # the ingests are written once a read ran
             before = await namespace_snapshot(settings)
             for levels in (17, 196):
                 message = error_text(
