@@ -11,6 +11,7 @@ import anyio
 import numpy as np
 
 from mcp_gemma import native
+from mcp_gemma.aio import overlapped
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.fusion import COVERAGE_SHARE, adaptive_weight
 from mcp_gemma.memory.config import TIER_NAMES, TierName
@@ -18,7 +19,7 @@ from mcp_gemma.memory.index import RecallFilter, ScopeIndex
 from mcp_gemma.memory.models import RecallHit, RecallResult
 from mcp_gemma.memory.policy import LN2, recall_score, recency, should_promote
 from mcp_gemma.memory.records import META_FIELDS, SHARED_AGENT, MemoryRecord, key_to_id
-from mcp_gemma.memory.repository import MemoryRepository, overlapped
+from mcp_gemma.memory.repository import MemoryRepository
 from mcp_gemma.memory.timeparse import TimeRange, time_range
 from mcp_gemma.store.redis import redis_guard
 

@@ -19,11 +19,12 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 
+from mcp_gemma.aio import overlapped
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.memory.config import TIER_NAMES, MemorySettings, TierName
@@ -50,22 +51,6 @@ from mcp_gemma.store.redis import RedisStore, current_call, redis_guard
 logger = logging.getLogger(__name__)
 
 LlmSource = Callable[[], Any]
-A = TypeVar("A")
-B = TypeVar("B")
-
-
-async def overlapped(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Both results, ``second`` running while ``first`` is awaited (the scope's Redis reads while the
-    text is embedded in a worker thread: one round trip off the call). ``first``'s error wins, as if
-    they ran in turn; either failing cancels the other."""
-    task = asyncio.ensure_future(second)
-    try:
-        a = await first
-    except BaseException:
-        task.cancel()
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: never logged
-        raise
-    return a, await task
 
 
 class MemoryRepository:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from mcp_gemma import native
+from mcp_gemma.aio import overlapped
 from mcp_gemma.embeddings.service import EmbeddingService
 from mcp_gemma.errors import InvalidInputError
 from mcp_gemma.fusion import LONG_DOCUMENT_QUERY_TERMS, Fusion, adaptive_weight, fuse_scores, is_piece_of
@@ -65,12 +66,19 @@ class Searcher:
     """Turns queries into ranked chunks; reads texts from Redis for the hits only."""
 
     def __init__(
-        self, index: ChunkIndex, store: DocStore, embeddings: EmbeddingService, settings: RagSettings
+        self,
+        index: ChunkIndex,
+        store: DocStore,
+        embeddings: EmbeddingService,
+        settings: RagSettings,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.index = index
         self.store = store
         self.embeddings = embeddings
         self.settings = settings
+        # what a query waits for before the index is read: the write-behind queue written
+        self.settled = settled
 
     def check_limit(self, limit: int) -> None:
         """Refuse a ``limit`` outside 1..rag.max_results."""
@@ -84,11 +92,16 @@ class Searcher:
             raise InvalidInputError("query is empty: say what to look for")
         self.check_limit(limit)
         conditions = parse_filter(filter)
-        qvec = await self.embeddings.embed_one(query)
-        await self.index.sync()
+        # the queue check and the index's catch-up (Redis round trips) run while the query is embedded
+        qvec, _ = await overlapped(self.embeddings.embed_one(query), self._ready())
         allow = self.index.allow_list(conditions)
         searched = len(self.index.chunks) if allow is None else len(allow)
         return qvec, allow, searched
+
+    async def _ready(self) -> None:
+        if self.settled is not None:
+            await self.settled()
+        await self.index.sync()
 
     def _best_per_document(
         self, ranked: Sequence[tuple[int, float]], limit: int

@@ -104,10 +104,10 @@ class RagService:
             lambda: store.generation,
             snapshot.path_for(settings.data_dir, namespace) if self.settings.snapshot else None,
         )
-        self.searcher = Searcher(self.index, self.docstore, embeddings, self.settings)
         self.pipeline = IngestPipeline(
             self.settings, self.allowed_roots, embeddings, self.docstore, self.index, store
         )
+        self.searcher = Searcher(self.index, self.docstore, embeddings, self.settings, self.pipeline.settled)
 
     # ---- ingest ------------------------------------------------------------------------------
 
@@ -195,7 +195,6 @@ class RagService:
         group_by_document: bool = False,
     ) -> SearchResult:
         """Vector search over chunks."""
-        await self.pipeline.settled()
         return await self.searcher.vector(
             query, limit=limit, min_score=min_score, filter=filter, group_by_document=group_by_document
         )
@@ -212,7 +211,6 @@ class RagService:
         group_by_document: bool = False,
     ) -> SearchResult:
         """BM25 + vector search, fused (defaults: rag.fusion, rag.keyword_weight)."""
-        await self.pipeline.settled()
         return await self.searcher.hybrid(
             query,
             limit=limit,
@@ -235,7 +233,6 @@ class RagService:
         group_by_document: bool = False,
     ) -> SemanticSearchResult:
         """MMR-diverse passages with neighbouring context."""
-        await self.pipeline.settled()
         return await self.searcher.semantic(
             query,
             limit=limit,

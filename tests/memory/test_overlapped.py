@@ -6,8 +6,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from mcp_gemma.aio import overlapped
 from mcp_gemma.errors import InvalidInputError, StoreUnavailableError
-from mcp_gemma.memory.repository import overlapped
 
 pytestmark = pytest.mark.anyio
 

@@ -29,6 +29,7 @@ FOUNDATION = frozenset(
     {
         "",  # the package root (its version)
         "_rust_core",
+        "aio",
         "client_config",
         "compute",
         "doctor",
