@@ -17,8 +17,10 @@ What a client sees does not change:
 - **Nothing acknowledged is lost:** each queued document is recorded in Redis (one hash field per
   document, ``Keys.ingest_queue``) before the call answers, and dropped from there once written. A
   process that stops first (crash, kill) leaves them, and the next process to use the collection
-  writes them (unless the document changed since: its ``updated_at`` is newer than the entry). A
-  clean shutdown writes the queue first.
+  writes them (unless the document changed since). A clean shutdown writes the queue first.
+- **Order:** a queued document's ``updated_at`` is the time it was acknowledged, and it is written
+  only over an older version (checked in the write's transaction): when another replica was sent
+  the same document later, that version stands, whichever is written last.
 - **Failures:** while Redis is unreachable the writer retries with backoff, and a read or ingest
   that waits for it fails with a clear error instead of hanging; an error that retrying cannot mend
   is logged and counted in ``health_check``, and the documents stay recorded for the next start.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -49,19 +52,71 @@ RETRY_MAX_S = 5.0
 ALIVE_MS = 10_000  # how long a process's "alive" mark lasts; refreshed at each call and each write
 
 
-@dataclass(slots=True)
-class Queued:
-    """One acknowledged document waiting to be written."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An acknowledged ingest as recorded in Redis (one field of ``Keys.ingest_queue``, by document
+    id): what a later process needs to write it, and who was to write it when."""
 
-    doc_id: str
     text: str
     metadata: dict[str, Any] | None
     source: str
     meta: str  # the metadata's canonical JSON
     digest: str  # content hash
+    at: float  # when it was acknowledged (time.time())
+    owner: str  # the process that acknowledged it (its "alive" mark tells whether it still will)
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "text": self.text,
+                "metadata": self.metadata,
+                "source": self.source,
+                "meta": self.meta,
+                "hash": self.digest,
+                "at": self.at,
+                "owner": self.owner,
+            },
+            ensure_ascii=False,
+        ).encode("utf-8")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Record:
+        """The record ``raw`` holds; :class:`ValueError` says why it cannot be one."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        for name in ("text", "meta", "hash", "owner"):
+            if not isinstance(data.get(name), str):
+                raise ValueError(f"{name!r} is missing or not a string")
+        at = data.get("at")
+        if not isinstance(at, (int, float)) or isinstance(at, bool):
+            raise ValueError("'at' is missing or not a number")
+        metadata, source = data.get("metadata"), data.get("source")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValueError("'metadata' is not an object")
+        return cls(
+            text=data["text"],
+            metadata=metadata,
+            source=source if isinstance(source, str) and source else "text",
+            meta=data["meta"],
+            digest=data["hash"],
+            at=float(at),
+            owner=data["owner"],
+        )
+
+
+@dataclass(slots=True)
+class Queued:
+    """One acknowledged document waiting to be written."""
+
+    doc_id: str
+    rec: Record
+    raw: bytes  # ``rec`` as recorded in Redis's queue hash (what marks it written when dropped)
     chunks: list[Chunk]
     created: bool  # no version of the document was stored or queued when it was acknowledged
-    record: bytes  # its entry in Redis's queue hash (what marks it written when dropped)
     seq: int = 0
 
 
@@ -123,7 +178,7 @@ class WriteBehind:
 
     async def _record_and_queue(self, entry: Queued, recorded: bool) -> None:
         if not recorded:
-            await self._record(entry.doc_id, entry.record, self.owner, ALIVE_MS)
+            await self._record(entry.doc_id, entry.raw, self.owner, ALIVE_MS)
         async with self._changed:
             if self._closing:
                 raise StoreUnavailableError("the server is shutting down; send the document again")
@@ -211,7 +266,7 @@ class WriteBehind:
             self.error = None
             self.written += len(group)
             try:  # and this process's "alive" mark once nothing more waits
-                await self._forget([(q.doc_id, q.record) for q in group], None if self._queue else self.owner)
+                await self._forget([(q.doc_id, q.raw) for q in group], None if self._queue else self.owner)
             except Exception as exc:  # the next start finds them written and drops them
                 logger.warning("write-behind: written documents not yet unrecorded: %s", exc)
             async with self._changed:

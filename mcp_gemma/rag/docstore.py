@@ -83,9 +83,14 @@ class PreparedDoc:
     vectors: Vectors
     source: str | None = None
     chunk_ids: list[int] = field(default_factory=list)
-    # Set by an import, which keeps the exported times; otherwise the write's own clock decides.
+    # Set by an import, which keeps the exported times, and by the write-behind queue (its
+    # acknowledgement time); otherwise the write's own clock decides.
     created_at: float | None = None
     updated_at: float | None = None
+    # written only when the stored version (read in the write's transaction) is older than
+    # ``updated_at``: a write-behind entry that a later-acknowledged write of the document overtook
+    # is left out (its outcome says "overtaken")
+    only_over_older: bool = False
 
 
 @dataclass(slots=True)
@@ -115,7 +120,8 @@ class Change:
 
 @dataclass(slots=True)
 class WriteOutcome:
-    """What one document's write did."""
+    """What one document's write did: ``status`` created, replaced, or overtaken (nothing written;
+    ``head`` is the stored, newer version's, and there is no change entry)."""
 
     doc: PreparedDoc
     status: str
@@ -146,6 +152,13 @@ def _ids(raw: bytes | str | None) -> list[int]:
 
 def _join(ids: Iterable[int]) -> str:
     return ",".join(str(i) for i in ids)
+
+
+def _overtaking(doc: PreparedDoc, stored: DocHead | None) -> DocHead | None:
+    """``stored`` when it is a version ``doc`` must not overwrite (see ``PreparedDoc.only_over_older``)."""
+    if doc.only_over_older and stored is not None and doc.updated_at is not None:
+        return stored if stored.updated_at >= doc.updated_at else None
+    return None
 
 
 def head_from(doc_id: str, values: Sequence[bytes | None]) -> DocHead | None:
@@ -199,7 +212,8 @@ class DocStore:
         self._mode_checked = False
         # every key on one node (not a cluster, or a one-slot collection): multi-key scripts work
         self._count_docs = client.register_script(COUNT_DOCS) if one_node else None
-        self._drop_queued = client.register_script(DROP_QUEUED)  # one key: fine on a cluster too
+        # its keys (the queue and a writer's alive mark) share the namespace's hash tag: fine on a cluster
+        self._drop_queued = client.register_script(DROP_QUEUED)
 
     async def check_slot_mode(self) -> None:
         """Refuse to use a collection whose keys were written in the other slot mode (one slot vs
@@ -444,13 +458,14 @@ class DocStore:
         for g, members in by_group.items():
             written = await self._write_group(g, [docs[i] for i in members])
             outcomes.update(zip(members, written, strict=True))
-        if docs:
+        if any(o.stream_id for o in outcomes.values()):
             epoch = await self._bump_epoch()
             for outcome in outcomes.values():
                 outcome.epoch = epoch
         return [outcomes[i] for i in range(len(docs))]
 
     async def _write_group(self, group: int, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
+        """One group's documents in one WATCHed transaction (documents overtaken meanwhile left out)."""
         keys = [self.keys.doc(d.id) for d in docs]
         for _attempt in range(MAX_WATCH_RETRIES):
             async with self.client.pipeline(transaction=True) as pipe:
@@ -459,18 +474,28 @@ class DocStore:
                     olds: list[DocHead | None] = []
                     for doc, key in zip(docs, keys, strict=True):
                         olds.append(head_from(doc.id, await pipe.hmget(key, HEAD_FIELDS)))
+                    newer = [_overtaking(doc, old) for doc, old in zip(docs, olds, strict=True)]
                     pipe.multi()
-                    outcomes = self._queue_writes(pipe, group, docs, olds)
-                    results = await pipe.execute()
+                    outcomes = self._queue_writes(
+                        pipe,
+                        group,
+                        [d for d, n in zip(docs, newer, strict=True) if n is None],
+                        [o for o, n in zip(olds, newer, strict=True) if n is None],
+                    )
+                    results = await pipe.execute() if outcomes else []
                 except rexc.WatchError:
                     logger.debug("documents changed during ingest; retrying the transaction")
                     continue
-            if self._confirm is not None:
+            if self._confirm is not None and outcomes:
                 await self._confirm(keys[0])
             stream_ids = [r.decode() for r in results if isinstance(r, bytes)]  # only XADD answers bytes
             for outcome, sid in zip(outcomes, stream_ids, strict=True):
                 outcome.stream_id = sid
-            return outcomes
+            written = iter(outcomes)
+            return [
+                next(written) if n is None else WriteOutcome(doc, "overtaken", n, [], group, "")
+                for doc, n in zip(docs, newer, strict=True)
+            ]
         raise rexc.WatchError("documents kept changing during ingest; try again")
 
     def _queue_writes(
@@ -480,8 +505,8 @@ class DocStore:
         outcomes = []
         for doc, old in zip(docs, olds, strict=True):
             removed = old.chunk_ids if old else []
-            created = doc.created_at if doc.created_at is not None else old.created_at if old else now
             updated = doc.updated_at if doc.updated_at is not None else now
+            created = doc.created_at if doc.created_at is not None else old.created_at if old else updated
             for cid in removed:
                 pipe.delete(self.keys.chunk(cid))
             for cid, chunk, vec in zip(doc.chunk_ids, doc.chunks, doc.vectors, strict=True):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -23,7 +22,7 @@ import numpy as np
 from mcp_gemma.embeddings.service import AsyncProgress, EmbeddingService
 from mcp_gemma.errors import InvalidInputError, McpGemmaError, QuotaExceededError
 from mcp_gemma.rag import extract
-from mcp_gemma.rag.behind import Queued, WriteBehind
+from mcp_gemma.rag.behind import Queued, Record, WriteBehind
 from mcp_gemma.rag.chunking import Chunk, split
 from mcp_gemma.rag.config import RagSettings
 from mcp_gemma.rag.docstore import DocStore, PreparedDoc
@@ -152,12 +151,12 @@ class IngestPipeline:
         await self.embeddings.get()
         queued = behind.pending(doc_id)
         if queued is not None:
-            if queued.digest == digest and queued.meta == meta:
+            if queued.rec.digest == digest and queued.rec.meta == meta:
                 return IngestReport(
                     id=doc_id,
                     status="unchanged",
                     chunks=len(queued.chunks),
-                    characters=len(queued.text),
+                    characters=len(queued.rec.text),
                     content_hash=digest,
                     source=item.source,
                 )
@@ -179,21 +178,8 @@ class IngestPipeline:
             await self._check_quota(int(created))
         chunks = await self._split(item.text)
         metadata = dict(item.metadata) if item.metadata is not None else None
-        record = json.dumps(
-            {
-                "text": item.text,
-                "metadata": metadata,
-                "source": item.source,
-                "meta": meta,
-                "hash": digest,
-                "at": time.time(),
-                "owner": behind.owner,
-            },
-            ensure_ascii=False,
-        ).encode("utf-8")
-        await behind.put(
-            Queued(doc_id, item.text, metadata, item.source, meta, digest, chunks, created, record)
-        )
+        rec = Record(item.text, metadata, item.source, meta, digest, time.time(), behind.owner)
+        await behind.put(Queued(doc_id, rec, rec.encode(), chunks, created))
         return IngestReport(
             id=doc_id,
             status=status,
@@ -211,8 +197,13 @@ class IngestPipeline:
     @redis_guard
     async def _write_queued(self, group: Sequence[Queued]) -> None:
         """The write-behind writer's step: embed and write ``group`` as one batch."""
-        items = [(_Item(q.source, q.text, q.doc_id, q.metadata), q.doc_id, q.meta, q.digest) for q in group]
-        await self._write_group(items, chunked=[q.chunks for q in group], check_quota=False)
+        items = [
+            (_Item(q.rec.source, q.rec.text, q.doc_id, q.rec.metadata), q.doc_id, q.rec.meta, q.rec.digest)
+            for q in group
+        ]
+        await self._write_group(
+            items, chunked=[q.chunks for q in group], acked=[q.rec.at for q in group], check_quota=False
+        )
 
     async def settled(self) -> None:
         """Wait until every document acknowledged before this call is written, by this process or
@@ -225,11 +216,7 @@ class IngestPipeline:
         await behind.settled()
         if not await self.docstore.queue_size():
             return
-        theirs = {
-            d: (raw, data)
-            for d, (raw, data) in (await self._read_queue()).items()
-            if data.get("owner") != behind.owner
-        }
+        theirs = {d: v for d, v in (await self._read_queue()).items() if v[1].owner != behind.owner}
         deadline = time.monotonic() + OTHERS_WAIT_S
         while theirs:
             if await self._adopt_orphans(theirs):
@@ -248,18 +235,15 @@ class IngestPipeline:
             now = await self.docstore.queue_entries(list(theirs))
             theirs = {d: v for d, v in theirs.items() if now.get(d) == v[0]}
 
-    async def _read_queue(self) -> dict[str, tuple[bytes, dict[str, Any]]]:
-        """Every recorded ingest, parsed; one that cannot be read is dropped (and logged)."""
-        out: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    async def _read_queue(self) -> dict[str, tuple[bytes, Record]]:
+        """Every recorded ingest (raw and decoded); one that cannot be read is dropped (and logged)."""
+        out: dict[str, tuple[bytes, Record]] = {}
         bad: list[tuple[str, bytes]] = []
         for doc_id, raw in (await self.docstore.queue_entries()).items():
             try:
-                data = json.loads(raw)
-                if not isinstance(data, dict):
-                    raise TypeError("not an object")
-                out[doc_id] = (raw, data)
-            except (ValueError, TypeError):
-                logger.warning("write-behind: dropping an unreadable queued entry for %r", doc_id)
+                out[doc_id] = (raw, Record.decode(raw))
+            except ValueError as exc:
+                logger.warning("write-behind: dropping an unreadable queued entry for %r: %s", doc_id, exc)
                 bad.append((doc_id, raw))
         await self.docstore.queue_drop(bad)
         return out
@@ -276,13 +260,13 @@ class IngestPipeline:
             self._recovered = False
             raise
 
-    async def _adopt_orphans(self, entries: dict[str, tuple[bytes, dict[str, Any]]]) -> bool:
+    async def _adopt_orphans(self, entries: dict[str, tuple[bytes, Record]]) -> bool:
         """Queue here the ``entries`` whose process is no longer alive (removing them from
         ``entries``); drop those already written or overtaken by a newer version. True when any was
         queued."""
         assert self.behind is not None
-        alive = await self.docstore.owners_alive(sorted({str(d.get("owner")) for _, d in entries.values()}))
-        orphans = {k: v for k, v in entries.items() if str(v[1].get("owner")) not in alive}
+        alive = await self.docstore.owners_alive(sorted({rec.owner for _, rec in entries.values()}))
+        orphans = {k: v for k, v in entries.items() if v[1].owner not in alive}
         if not orphans:
             return False
         for doc_id in orphans:
@@ -290,38 +274,15 @@ class IngestPipeline:
         heads = await self.docstore.heads(list(orphans))
         done: list[tuple[str, bytes]] = []
         revived: list[Queued] = []
-        for (doc_id, (raw, data)), head in zip(orphans.items(), heads, strict=True):
-            try:
-                at, meta, digest, text = float(data["at"]), str(data["meta"]), str(data["hash"]), data["text"]
-                if not isinstance(text, str):
-                    raise TypeError("text is not a string")
-            except (ValueError, KeyError, TypeError):
-                logger.warning("write-behind: dropping an unreadable queued entry for %r", doc_id)
-                done.append((doc_id, raw))
-                continue
-            if head is not None and (
-                head.updated_at >= at or (head.content_hash == digest and head.metadata_json == meta)
-            ):
+        for (doc_id, (raw, rec)), head in zip(orphans.items(), heads, strict=True):
+            same = head is not None and head.content_hash == rec.digest and head.metadata_json == rec.meta
+            if head is not None and (head.updated_at >= rec.at or same):
                 done.append((doc_id, raw))  # written, or changed since
                 continue
             if self.behind.pending(doc_id) is not None:
                 continue  # a newer version is queued here
-            chunks = await self._split(text)
-            metadata = data.get("metadata")
-            source = str(data.get("source") or "text")
-            revived.append(
-                Queued(
-                    doc_id,
-                    text,
-                    metadata if isinstance(metadata, dict) else None,
-                    source,
-                    meta,
-                    digest,
-                    chunks,
-                    head is None,
-                    raw,
-                )
-            )
+            chunks = await self._split(rec.text)
+            revived.append(Queued(doc_id, rec, raw, chunks, head is None))
         await self.docstore.queue_drop(done)
         if revived:
             logger.warning(
@@ -513,10 +474,15 @@ class IngestPipeline:
         embed_progress: Progress | None = None,
         *,
         chunked: list[list[Chunk]] | None = None,
+        acked: list[float] | None = None,
         check_quota: bool = True,
     ) -> list[IngestReport]:
         """Embed and write ``group`` (chunked already when ``chunked`` is given: the write-behind
-        queue's documents, whose quota was checked when they were acknowledged)."""
+        queue's documents, whose quota was checked when they were acknowledged).
+
+        ``acked``: when each was acknowledged (the write-behind queue's). That is its ``updated_at``,
+        and it is written only over an older version: a write of the same document acknowledged
+        later (by another replica meanwhile) is not overwritten by this earlier one."""
         heads = await self.docstore.heads([doc_id for _, doc_id, _, _ in group])
         reports: dict[int, IngestReport] = {}
         todo: list[tuple[int, _Item, str, str, str]] = []
@@ -560,7 +526,7 @@ class IngestPipeline:
             )
             prepared: list[PreparedDoc] = []
             at = 0
-            for (_, item, doc_id, meta, digest), chunks, chunk_ids in zip(todo, chunked, ids, strict=True):
+            for (i, item, doc_id, meta, digest), chunks, chunk_ids in zip(todo, chunked, ids, strict=True):
                 n = len(chunks)
                 prepared.append(
                     PreparedDoc(
@@ -572,6 +538,8 @@ class IngestPipeline:
                         np.ascontiguousarray(vectors[at : at + n]),
                         item.source,
                         chunk_ids,
+                        updated_at=acked[i] if acked is not None else None,
+                        only_over_older=acked is not None,
                     )
                 )
                 at += n
@@ -585,10 +553,21 @@ class IngestPipeline:
             async with self.index.lock:
                 outcomes = await self.docstore.write(prepared)
                 if self.index.ready:
-                    self.index.note_writes(outcomes)
+                    self.index.note_writes([o for o in outcomes if o.status != "overtaken"])
                 await self.index.sync_locked()
-            for (i, *_), outcome in zip(todo, outcomes, strict=True):
+            for (i, item, *_), outcome in zip(todo, outcomes, strict=True):
                 doc = outcome.doc
+                if outcome.status == "overtaken":  # a later write stands: this one changed nothing
+                    logger.info("write-behind: %r was changed after this version was acknowledged", doc.id)
+                    reports[i] = IngestReport(
+                        id=doc.id,
+                        status="unchanged",
+                        chunks=len(outcome.head.chunk_ids),
+                        characters=outcome.head.chars,
+                        content_hash=outcome.head.content_hash,
+                        source=item.source,
+                    )
+                    continue
                 reports[i] = IngestReport(
                     id=doc.id,
                     status=outcome.status,

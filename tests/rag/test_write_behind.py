@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from mcp_gemma.errors import StoreUnavailableError
+from mcp_gemma.rag.behind import Record
 from mcp_gemma.rag.ingest import text_hash
 from mcp_gemma.rag.validation import metadata_json
 from mcp_gemma.settings import Settings
@@ -75,6 +76,7 @@ async def test_calls_answer_before_embedding_and_the_queue_is_embedded_in_one_ba
         assert calls == [1]
         assert sorted(await queued_in_redis(state)) == [f"t{i}" for i in range(6)]
         assert state.rag.status()[0].detail["write_behind_queued"] == 6
+        acknowledged = time.time()
         gate.set()
         # a read waits for the queue: each document is found by its own topic
         for i, query in enumerate(["moon and oceans", "valleys cut by ice", "little rain", "reefs"]):
@@ -83,7 +85,10 @@ async def test_calls_answer_before_embedding_and_the_queue_is_embedded_in_one_ba
         # the five queued documents took one embedding call; each query one (the first query is
         # embedded while the queue is written, and read once it is)
         assert calls == [1, 1, 5, 1, 1, 1]
-        assert (await state.rag.list_documents()).total == 6
+        listing = await state.rag.list_documents()
+        # each document's times are its acknowledgement's (newest first), not its write's
+        assert [d.id for d in listing.documents] == [f"t{i}" for i in reversed(range(6))]
+        assert all(d.created_at == d.updated_at <= acknowledged for d in listing.documents)
         assert await queued_in_redis(state) == {}
         detail = state.rag.status()[0].detail
         assert (detail["write_behind_queued"], detail["write_behind_written"]) == (0, 6)
@@ -151,6 +156,36 @@ async def test_acknowledged_documents_left_by_a_stopped_process_are_written_by_t
         await second.close()
 
 
+async def test_a_queued_version_does_not_overwrite_one_acknowledged_later_by_another_replica(
+    settings: Settings,
+) -> None:
+    first, second = await AppState.open(settings), await AppState.open(settings)
+    try:
+        await first.embeddings.get()
+        entered = anyio.Event()
+        gate, _ = gate_embedding(first, entered)
+        older = await first.rag.ingest(TOPICS[0], doc_id="x", metadata={"v": 1})
+        await entered.wait()  # first's writer holds its version of x in the embedder
+        # another replica is sent a newer version, later: it finds nothing stored and writes it
+        newer = await second.rag.ingest(TOPICS[1], doc_id="x", metadata={"v": 2})
+        assert (older.status, newer.status) == ("created", "created")
+        behind = second.rag.pipeline.behind
+        assert behind is not None
+        await behind.settled()  # second's own queue written (its reads would also wait for first's)
+        gate.set()
+        await first.rag.pipeline.settled()
+        # the version acknowledged last stands, in Redis and in both replicas' indexes
+        for state in (first, second):
+            doc = await state.rag.get_document("x")
+            assert (doc.text, doc.metadata) == (TOPICS[1], {"v": 2})
+            assert (await state.rag.search("valleys cut by ice", limit=1)).hits[0].doc_id == "x"
+            assert (await state.rag.search("moon and oceans", limit=1)).hits[0].text == TOPICS[1]
+        assert await queued_in_redis(first) == {}
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_an_entry_older_than_the_stored_document_is_not_replayed(settings: Settings) -> None:
     state = await AppState.open(settings)
     try:
@@ -174,6 +209,54 @@ async def test_an_entry_older_than_the_stored_document_is_not_replayed(settings:
         later.rag.pipeline._recovered = False  # as if this process had only now started
         doc = await later.rag.get_document("x")
         assert doc.text == TOPICS[0]
+        assert await queued_in_redis(later) == {}
+    finally:
+        await later.close()
+
+
+def test_a_record_decodes_to_what_was_encoded_and_a_bad_one_says_why() -> None:
+    rec = Record("Zürich ✓", {"k": [1, 2]}, "notes.md", '{"k":[1,2]}', "ab" * 32, 1700000000.5, "p1")
+    assert Record.decode(rec.encode()) == rec
+    assert "Zürich ✓".encode() in rec.encode()  # stored as UTF-8, not escaped
+    assert Record.decode(json.dumps({**json.loads(rec.encode()), "source": ""}).encode()).source == "text"
+    whole = json.loads(rec.encode())
+    bad = {
+        b"\xff\xfe": "not JSON",
+        b"[1, 2]": "not a JSON object",
+        json.dumps({k: v for k, v in whole.items() if k != "hash"}).encode(): "'hash' is missing",
+        json.dumps({**whole, "text": 3}).encode(): "'text' is missing or not a string",
+        json.dumps({**whole, "at": True}).encode(): "'at' is missing or not a number",
+        json.dumps({**whole, "metadata": [1]}).encode(): "'metadata' is not an object",
+    }
+    for raw, why in bad.items():
+        with pytest.raises(ValueError, match=why):
+            Record.decode(raw)
+
+
+async def test_an_unreadable_record_is_dropped_and_the_others_are_written(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    later = await AppState.open(settings)
+    try:
+        good = Record(
+            TOPICS[1],
+            None,
+            "text",
+            metadata_json(None, settings.rag.max_metadata_bytes, settings.rag.max_metadata_depth),
+            text_hash(TOPICS[1]),
+            time.time(),
+            "a-process-that-is-gone",
+        )
+        # what a stopped process left: one good record and one that a bug or a hand edit broke
+        queue = later.store.keys.ingest_queue()
+        await later.store.client.hset(queue, mapping={"good": good.encode(), "broken": b'{"text": 1}'})
+        later.rag.pipeline._recovered = False  # as if this process had only now started
+        listed = await later.rag.list_documents()
+        assert [d.id for d in listed.documents] == ["good"]
+        said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+        why = "'text' is missing or not a string"
+        assert said == [f"write-behind: dropping an unreadable queued entry for 'broken': {why}"]
+        assert (await later.rag.get_document("good")).text == TOPICS[1]
         assert await queued_in_redis(later) == {}
     finally:
         await later.close()
