@@ -71,7 +71,7 @@ class Searcher:
         store: DocStore,
         embeddings: EmbeddingService,
         settings: RagSettings,
-        settled: Callable[[], Awaitable[None]] | None = None,
+        settled: Callable[[], Awaitable[None]],
     ) -> None:
         self.index = index
         self.store = store
@@ -99,8 +99,7 @@ class Searcher:
         return qvec, allow, searched
 
     async def _ready(self) -> None:
-        if self.settled is not None:
-            await self.settled()
+        await self.settled()
         await self.index.sync()
 
     def _best_per_document(
