@@ -211,6 +211,7 @@ class DocStore:
         self._confirm = confirm  # waits for replicas (redis_min_replicas_ack) before a write counts
         self._mode_checked = False
         # every key on one node (not a cluster, or a one-slot collection): multi-key scripts work
+        self._one_node = one_node
         self._count_docs = client.register_script(COUNT_DOCS) if one_node else None
         # its keys (the queue and a writer's alive mark) share the namespace's hash tag: fine on a cluster
         self._drop_queued = client.register_script(DROP_QUEUED)
@@ -327,6 +328,20 @@ class DocStore:
     async def head(self, doc_id: str) -> DocHead | None:
         """One document's head."""
         return (await self.heads([doc_id]))[0]
+
+    async def head_and_count(self, doc_id: str) -> tuple[DocHead | None, int]:
+        """One document's head and :meth:`count`, in one round trip on one node."""
+        if self._count_docs is None:  # a cluster: the listings are spread over its nodes
+            return await self.head(doc_id), await self.count()
+        listings = [self.keys.docs(g) for g in range(SLOT_GROUPS)]
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hmget(self.keys.doc(doc_id), HEAD_FIELDS)
+                pipe.evalsha(self._count_docs.sha, len(listings), *listings)
+                row, n = await pipe.execute()
+        except rexc.NoScriptError:  # a restarted server: count() loads the script again
+            return await self.head(doc_id), await self.count()
+        return head_from(doc_id, row), int(n)
 
     async def text(self, doc_id: str) -> str | None:
         """The full text of a document."""
@@ -448,15 +463,21 @@ class DocStore:
         return out
 
     async def write(self, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
-        """Write ``docs`` (chunk ids already assigned), one WATCHed MULTI/EXEC per slot group,
-        replacing old chunks; the outcomes come back in the order of ``docs``."""
+        """Write ``docs`` (chunk ids already assigned) in WATCHed MULTI/EXEC transactions, replacing
+        old chunks; the outcomes come back in the order of ``docs``. On one node every document goes
+        in one transaction (a write-behind flight of 32 documents spans some 29 slot groups: one
+        transaction each cost three round trips a document); on a cluster, one per slot group."""
         await self.check_slot_mode()
-        by_group: dict[int, list[int]] = {}
-        for i, doc in enumerate(docs):
-            by_group.setdefault(group_of(doc.id), []).append(i)
+        if self._one_node:
+            parts = [list(range(len(docs)))]
+        else:
+            by_group: dict[int, list[int]] = {}
+            for i, doc in enumerate(docs):
+                by_group.setdefault(group_of(doc.id), []).append(i)
+            parts = list(by_group.values())
         outcomes: dict[int, WriteOutcome] = {}
-        for g, members in by_group.items():
-            written = await self._write_group(g, [docs[i] for i in members])
+        for members in parts:
+            written = await self._write_together([docs[i] for i in members])
             outcomes.update(zip(members, written, strict=True))
         if any(o.stream_id for o in outcomes.values()):
             epoch = await self._bump_epoch()
@@ -464,21 +485,21 @@ class DocStore:
                 outcome.epoch = epoch
         return [outcomes[i] for i in range(len(docs))]
 
-    async def _write_group(self, group: int, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
-        """One group's documents in one WATCHed transaction (documents overtaken meanwhile left out)."""
+    async def _write_together(self, docs: Sequence[PreparedDoc]) -> list[WriteOutcome]:
+        """``docs`` (on one node, or of one slot group) in one WATCHed transaction (documents
+        overtaken meanwhile left out)."""
         keys = [self.keys.doc(d.id) for d in docs]
         for _attempt in range(MAX_WATCH_RETRIES):
             async with self.client.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(*keys)
-                    olds: list[DocHead | None] = []
-                    for doc, key in zip(docs, keys, strict=True):
-                        olds.append(head_from(doc.id, await pipe.hmget(key, HEAD_FIELDS)))
+                    # read in one round trip on another connection: a change made after the WATCH,
+                    # before or after this read, still fails the EXEC
+                    olds = await self.heads([d.id for d in docs])
                     newer = [_overtaking(doc, old) for doc, old in zip(docs, olds, strict=True)]
                     pipe.multi()
                     outcomes = self._queue_writes(
                         pipe,
-                        group,
                         [d for d, n in zip(docs, newer, strict=True) if n is None],
                         [o for o, n in zip(olds, newer, strict=True) if n is None],
                     )
@@ -493,17 +514,18 @@ class DocStore:
                 outcome.stream_id = sid
             written = iter(outcomes)
             return [
-                next(written) if n is None else WriteOutcome(doc, "overtaken", n, [], group, "")
+                next(written) if n is None else WriteOutcome(doc, "overtaken", n, [], group_of(doc.id), "")
                 for doc, n in zip(docs, newer, strict=True)
             ]
         raise rexc.WatchError("documents kept changing during ingest; try again")
 
     def _queue_writes(
-        self, pipe: Any, group: int, docs: Sequence[PreparedDoc], olds: Sequence[DocHead | None]
+        self, pipe: Any, docs: Sequence[PreparedDoc], olds: Sequence[DocHead | None]
     ) -> list[WriteOutcome]:
         now = time.time()
         outcomes = []
         for doc, old in zip(docs, olds, strict=True):
+            group = group_of(doc.id)
             removed = old.chunk_ids if old else []
             updated = doc.updated_at if doc.updated_at is not None else now
             created = doc.created_at if doc.created_at is not None else old.created_at if old else updated

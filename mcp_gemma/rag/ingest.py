@@ -163,7 +163,7 @@ class IngestPipeline:
             status = "replaced"
             created = queued.created and behind.waiting(doc_id)  # it takes that version's place
         else:
-            head = await self.docstore.head(doc_id)
+            head, stored = await self.docstore.head_and_count(doc_id)
             if head is not None and head.content_hash == digest and head.metadata_json == meta:
                 return IngestReport(
                     id=doc_id,
@@ -175,7 +175,7 @@ class IngestPipeline:
                 )
             created = head is None
             status = "created" if created else "replaced"
-            await self._check_quota(int(created))
+            await self._check_quota(int(created), stored)
         chunks = await self._split(item.text)
         metadata = dict(item.metadata) if item.metadata is not None else None
         rec = Record(item.text, metadata, item.source, meta, digest, time.time(), behind.owner)
@@ -455,12 +455,14 @@ class IngestPipeline:
             seconds=round(time.perf_counter() - started, 3),
         )
 
-    async def _check_quota(self, new: int) -> None:
+    async def _check_quota(self, new: int, stored: int | None = None) -> None:
         """Refuse documents past ``rag.max_documents`` (a soft limit: concurrent ingests may pass it
-        by what they add at once)."""
+        by what they add at once); ``stored`` is the documents stored, when just read."""
         if not new:
             return
-        held = await self.docstore.count() + (self.behind.pending_created() if self.behind else 0)
+        if stored is None:
+            stored = await self.docstore.count()
+        held = stored + (self.behind.pending_created() if self.behind else 0)
         most = self.settings.max_documents
         if held + new > most:
             raise QuotaExceededError(

@@ -201,3 +201,18 @@ async def test_embedding_preload_loads_in_the_background_once(settings: Settings
         assert state.embeddings._embedder is loaded  # the query used the preloaded model
     finally:
         await state.close()
+
+
+async def test_a_head_and_the_count_are_read_together_also_after_a_script_flush(state: AppState) -> None:
+    await state.rag.ingest_documents(
+        [DocumentInput(text="First note about tides.", id="a"), DocumentInput(text="Second note.", id="b")]
+    )
+    store = state.rag.docstore
+    head, stored = await store.head_and_count("a")
+    assert head is not None and (head.id, head.chars, stored) == ("a", len("First note about tides."), 2)
+    # a restarted Redis has lost the scripts: the count is taken the long way, which loads it again
+    await state.store.client.script_flush()
+    assert await store.head_and_count("nothing-here") == (None, 2)
+    assert store._count_docs is not None
+    assert await state.store.client.script_exists(store._count_docs.sha) == [True]  # loaded again
+    assert (await store.head_and_count("b"))[1] == 2
