@@ -25,7 +25,7 @@ from mcp_gemma.rag import extract
 from mcp_gemma.rag.behind import Queued, Record, WriteBehind
 from mcp_gemma.rag.chunking import Chunk, split
 from mcp_gemma.rag.config import RagSettings
-from mcp_gemma.rag.docstore import DocStore, PreparedDoc
+from mcp_gemma.rag.docstore import DocHead, DocStore, PreparedDoc
 from mcp_gemma.rag.index import ChunkIndex
 from mcp_gemma.rag.models import (
     BatchIngestReport,
@@ -62,6 +62,18 @@ class _Item:
 def text_hash(text: str) -> str:
     """SHA-256 of the UTF-8 text: the content hash that makes ingest idempotent."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stored_report(head: DocHead, status: str, source: str) -> IngestReport:
+    """The report of an ingest that left the stored version ``head`` as it was."""
+    return IngestReport(
+        id=head.id,
+        status=status,
+        chunks=len(head.chunk_ids),
+        characters=head.chars,
+        content_hash=head.content_hash,
+        source=source,
+    )
 
 
 class IngestPipeline:
@@ -165,14 +177,7 @@ class IngestPipeline:
         else:
             head, stored = await self.docstore.head_and_count(doc_id)
             if head is not None and head.content_hash == digest and head.metadata_json == meta:
-                return IngestReport(
-                    id=doc_id,
-                    status="unchanged",
-                    chunks=len(head.chunk_ids),
-                    characters=head.chars,
-                    content_hash=digest,
-                    source=item.source,
-                )
+                return _stored_report(head, "unchanged", item.source)
             created = head is None
             status = "created" if created else "replaced"
             await self._check_quota(int(created), stored)
@@ -490,14 +495,7 @@ class IngestPipeline:
         todo: list[tuple[int, _Item, str, str, str]] = []
         for i, ((item, doc_id, meta, digest), head) in enumerate(zip(group, heads, strict=True)):
             if head is not None and head.content_hash == digest and head.metadata_json == meta:
-                reports[i] = IngestReport(
-                    id=doc_id,
-                    status=self._earlier_status(doc_id, digest, meta),
-                    chunks=len(head.chunk_ids),
-                    characters=head.chars,
-                    content_hash=digest,
-                    source=item.source,
-                )
+                reports[i] = _stored_report(head, self._earlier_status(doc_id, digest, meta), item.source)
             else:
                 todo.append((i, item, doc_id, meta, digest))
         if check_quota:
@@ -561,14 +559,7 @@ class IngestPipeline:
                 doc = outcome.doc
                 if outcome.status == "overtaken":  # a later write stands: this one changed nothing
                     logger.info("write-behind: %r was changed after this version was acknowledged", doc.id)
-                    reports[i] = IngestReport(
-                        id=doc.id,
-                        status="unchanged",
-                        chunks=len(outcome.head.chunk_ids),
-                        characters=outcome.head.chars,
-                        content_hash=outcome.head.content_hash,
-                        source=item.source,
-                    )
+                    reports[i] = _stored_report(outcome.head, "unchanged", item.source)
                     continue
                 reports[i] = IngestReport(
                     id=doc.id,
