@@ -30,12 +30,17 @@ def note(i: int) -> str:
     return f"Field note {i}: the {place} was surveyed on day {i} and the {place} survey found {i * 7} birds."
 
 
+def shared_redis(settings: Settings, tmp_path: Path) -> tuple[str, tuple[str, ...]]:
+    """The test Redis's URL and the ``serve`` arguments of a server on it, in the test's namespace."""
+    assert settings.redis_url is not None
+    url = settings.redis_url.get_secret_value()
+    return url, ("--redis-url", url, "--config", str(_write_ns_config(tmp_path, settings)))
+
+
 async def test_ingests_acknowledged_before_a_kill_are_written_by_the_next_server(
     settings: Settings, tmp_path: Path
 ) -> None:
-    assert settings.redis_url is not None
-    url = settings.redis_url.get_secret_value()
-    args = ("--redis-url", url, "--config", str(_write_ns_config(tmp_path, settings)))
+    url, args = shared_redis(settings, tmp_path)
     n = 40
     first = SpawnedServer("http", tmp_path / "first", *args)
     try:
@@ -85,9 +90,7 @@ def report(i: int) -> str:
 async def test_a_version_queued_on_one_server_does_not_overwrite_a_later_one_sent_to_another(
     settings: Settings, tmp_path: Path
 ) -> None:
-    assert settings.redis_url is not None
-    url = settings.redis_url.get_secret_value()
-    args = ("--redis-url", url, "--config", str(_write_ns_config(tmp_path, settings)))
+    url, args = shared_redis(settings, tmp_path)
     keys = Keys(settings.namespace)
     older, newer = note(1), note(2)
     raw = aioredis.Redis.from_url(url)
