@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 IngestStatus = Literal["created", "replaced", "unchanged"]
 SearchMode = Literal["vector", "hybrid", "keyword"]
 
 
 class DocumentInput(BaseModel):
-    """One document to ingest: its text, an optional id and optional metadata."""
+    """One document to ingest: its text, an optional id and optional metadata (nothing else: a
+    misspelt ``metdata`` is refused, not dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="The document's text (UTF-8).")
     id: str | None = Field(None, description="Document id; default: derived from the content hash.")

@@ -21,12 +21,13 @@ from mcp_types import (
     ListToolsResult,
     PaginatedRequestParams,
 )
+from pydantic import ValidationError
 
 from mcp_gemma import __version__
 from mcp_gemma.errors import McpGemmaError
 from mcp_gemma.server import completion, notify
 from mcp_gemma.server.access import access_control, note_failure
-from mcp_gemma.server.arguments import ensure_strict, strict_arguments
+from mcp_gemma.server.arguments import ensure_strict, refused_arguments, strict_arguments
 from mcp_gemma.server.metrics import metrics_middleware
 from mcp_gemma.server.pagination import page
 from mcp_gemma.server.ready import StateGate, readiness_middleware
@@ -101,7 +102,11 @@ class GemmaServer(MCPServer[AppState]):
                 raise ToolError(f"Error executing tool {name}: {cause}") from cause
             raise
         except ToolError as exc:
-            note_failure(exc.__cause__ or exc)
+            cause = exc.__cause__
+            note_failure(cause or exc)
+            # the arguments did not validate (the SDK's only ToolError from a ValidationError)
+            if isinstance(cause, ValidationError) and tool is not None:
+                raise ToolError(f"Error executing tool {name}: {refused_arguments(cause)}") from cause
             raise
 
 
