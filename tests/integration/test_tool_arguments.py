@@ -101,7 +101,7 @@ async def test_refused_arguments_are_named_briefly(
     settings: Settings, tool: str, args: dict[str, Any], expected: str
 ) -> None:
     """One line per kind of problem, the places that have it, what was sent instead: not pydantic's
-    report (the model's name, every input quoted, a docs link per place; ~10 KB for the first case)."""
+    report (the model's name, every input quoted, a docs link per place; ~37 KB for the first case)."""
     with anyio.fail_after(120):
         async with Client(create_server(settings)) as client:
             assert error_text(await client.call_tool(tool, args)) == expected
